@@ -1,0 +1,187 @@
+"""Creating a room: the create event, then the events ``/createRoom`` implies, in the spec's order.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3createroom
+(order: create, creator's join, power levels, canonical alias, preset events,
+initial_state, name, topic, invites).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from dagcore.actions.persist_event import (
+    EventRejected,
+    PersistedEvent,
+    _persist,
+    build_local_pdu,
+    create_local_event,
+)
+from dagcore.clock import now_ms
+from dagcore.protocol.auth_rules import AuthError, check_event_auth
+from dagcore.protocol.hashing import compute_room_id_v12
+from dagcore.protocol.room_versions import RoomVersion, get_room_version
+from dagcore.server_keys import get_server_name
+from dagcore.store import rooms as room_store
+
+PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
+
+
+@dataclass
+class RoomSpec:
+    """What the creator asked for (already validated by the caller)."""
+
+    creator: str
+    room_version: str
+    preset: str = "private_chat"
+    creation_content: dict[str, Any] = field(default_factory=dict)
+    power_level_content_override: dict[str, Any] | None = None
+    initial_state: Sequence[tuple[str, str, dict[str, Any]]] = ()
+    name: str | None = None
+    topic: str | None = None
+    canonical_alias: str | None = None
+    invite: Sequence[str] = ()
+    is_direct: bool = False
+    creator_member_content: dict[str, Any] = field(default_factory=dict)
+
+
+def default_power_levels(room_version: RoomVersion, creator: str, preset: str, invitees: Iterable[str]) -> dict[str, Any]:
+    """Synapse-compatible defaults, so rooms look the same to clients and bridges."""
+    users: dict[str, int] = {}
+    if not room_version.privileged_creators:
+        # v12: creators have infinite power and must not be listed (MSC4289).
+        users[creator] = 100
+    if preset == "trusted_private_chat":
+        for user in invitees:
+            users[user] = 100
+    return {
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            # v12 tombstones need more than an ordinary admin (MSC4289: upgrades are for creators).
+            "m.room.tombstone": 150 if room_version.privileged_creators else 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0 if preset in ("private_chat", "trusted_private_chat") else 50,
+        "historical": 100,
+    }
+
+
+def _preset_events(preset: str) -> list[tuple[str, str, dict[str, Any]]]:
+    join_rule = "public" if preset == "public_chat" else "invite"
+    events: list[tuple[str, str, dict[str, Any]]] = [
+        ("m.room.join_rules", "", {"join_rule": join_rule}),
+        ("m.room.history_visibility", "", {"history_visibility": "shared"}),
+    ]
+    if preset == "public_chat":
+        events.append(("m.room.guest_access", "", {"guest_access": "forbidden"}))
+    else:
+        events.append(("m.room.guest_access", "", {"guest_access": "can_join"}))
+    return events
+
+
+def _persist_create_event(spec: RoomSpec, room_version: RoomVersion) -> str:
+    content: dict[str, Any] = dict(spec.creation_content)
+    content["room_version"] = room_version.identifier
+    if room_version.implicit_room_creator:
+        content.pop("creator", None)
+    else:
+        content["creator"] = spec.creator
+    server_name = get_server_name()
+    if room_version.room_id_is_create_event_hash:
+        room_id = None
+    else:
+        import secrets
+
+        room_id = f"!{secrets.token_urlsafe(18)}:{server_name}"
+    event = build_local_pdu(
+        room_version=room_version,
+        room_id=room_id,
+        sender=spec.creator,
+        event_type="m.room.create",
+        content=content,
+        state_key="",
+        prev_events=[],
+        auth_events=[],
+        depth=1,
+    )
+    if room_id is None:
+        room_id = compute_room_id_v12(event.pdu)
+    try:
+        check_event_auth(event, {})
+    except AuthError as exc:
+        raise EventRejected(str(exc)) from None
+    with transaction.atomic():
+        room = room_store.insert_room(
+            room_id=room_id, room_version=room_version.identifier, creator=spec.creator, created_ts=now_ms()
+        )
+        room_store.lock_room_for_writing(room_id)
+        _persist(
+            room=room,
+            event=event,
+            state_group_before=None,
+            auth_nids={},
+            prev_event_ids=[],
+            rejected_reason=None,
+            soft_failed=False,
+            becomes_current=True,
+        )
+    return room_id
+
+
+def create_room(spec: RoomSpec) -> tuple[str, list[PersistedEvent]]:
+    """Create the room; returns its ID and the events sent after the create event.
+
+    The steps are separate transactions (as in Synapse): a failure half-way
+    leaves a usable room owned by the creator, never a corrupt one.
+    """
+    room_version = get_room_version(spec.room_version)
+    room_id = _persist_create_event(spec, room_version)
+    sent: list[PersistedEvent] = []
+
+    def send(event_type: str, state_key: str, content: dict[str, Any]) -> None:
+        sent.append(
+            create_local_event(
+                room_id=room_id, sender=spec.creator, event_type=event_type, content=content, state_key=state_key
+            )
+        )
+
+    send("m.room.member", spec.creator, {"membership": "join", **spec.creator_member_content})
+    power_levels = default_power_levels(room_version, spec.creator, spec.preset, spec.invite)
+    if spec.power_level_content_override:
+        for key, value in spec.power_level_content_override.items():
+            power_levels[key] = copy.deepcopy(value)
+    send("m.room.power_levels", "", power_levels)
+    if spec.canonical_alias:
+        send("m.room.canonical_alias", "", {"alias": spec.canonical_alias})
+    given = {(t, k) for t, k, _ in spec.initial_state}
+    for event_type, state_key, content in _preset_events(spec.preset):
+        if (event_type, state_key) not in given:
+            send(event_type, state_key, content)
+    for event_type, state_key, content in spec.initial_state:
+        send(event_type, state_key, content)
+    if spec.name is not None:
+        send("m.room.name", "", {"name": spec.name})
+    if spec.topic is not None:
+        send("m.room.topic", "", {"topic": spec.topic})
+    for user_id in spec.invite:
+        content = {"membership": "invite"}
+        if spec.is_direct:
+            content["is_direct"] = True  # type: ignore[assignment]
+        send("m.room.member", user_id, content)
+    return room_id, sent

@@ -1,0 +1,492 @@
+"""The event pipeline: one persistence path for local sends and federation (DESIGN.md §3).
+
+``create_local_event`` builds an event on top of the room's forward extremities
+and persists it; ``persist_received_event`` takes an event from another server
+whose prev/auth events are already known (the Embassy fills gaps first) and
+runs the spec's receipt checks before persisting it:
+
+    spec: https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu
+      4. auth against the event's own auth_events      -> reject
+      5. auth against the state before the event       -> reject
+      6. auth against the room's current state          -> soft-fail
+
+Every write happens in one transaction serialised per room (PostgreSQL advisory
+lock), so any number of processes can write to one room safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from dagcore.clock import now_ms
+from dagcore.models import Room
+from dagcore.notifier import Change, notify
+from dagcore.protocol.auth_rules import (
+    AuthError,
+    auth_types_for_event,
+    check_auth_events_list,
+    check_event_auth,
+)
+from dagcore.protocol.canonical_json import encode_canonical_json
+from dagcore.protocol.events import Event, StateKey
+from dagcore.protocol.hashing import add_content_hash, compute_event_id, compute_reference_hash, encode_base64
+from dagcore.protocol.room_versions import EventFormat, RoomVersion, get_room_version
+from dagcore.protocol.signing import sign_event
+from dagcore.protocol.state_res import resolve_state
+from dagcore.server_keys import get_server_name, get_signing_key
+from dagcore.store import events as event_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
+from dagcore.store.events import StoredEvent
+from dagcore.store.state_res_store import DatabaseStateResStore
+from dagcore.store.streams import advance_stream
+
+logger = logging.getLogger(__name__)
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+#: Spec PDU limit on prev_events (server-server API, "PDUs"); we cite at most this many.
+MAX_PREV_EVENTS = 20
+MAX_DEPTH = 2**63 - 1
+
+
+class RoomNotFound(Exception):
+    pass
+
+
+class EventRejected(Exception):
+    """The event fails the auth rules; nothing was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PersistedEvent:
+    event: Event
+    nid: int
+    stream_ordering: int | None
+    rejected_reason: str | None = None
+    soft_failed: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load_state_events(nids: Mapping[StateKey, int]) -> dict[StateKey, Event]:
+    by_nid = event_store.get_events_by_nids(nids.values())
+    return {k: by_nid[n].event for k, n in nids.items() if n in by_nid}
+
+
+def _state_events_for_auth(
+    room: Room, room_version: RoomVersion, state_group: int | None, keys: list[StateKey]
+) -> dict[StateKey, Event]:
+    """The events at ``keys`` (plus the create event) in the given state."""
+    wanted = list(dict.fromkeys([CREATE_KEY, *keys]))
+    if state_group is not None and state_group == room.current_state_group:
+        return state_store.get_current_state_events(room, wanted)
+    if state_group is None:
+        return {}
+    return _load_state_events(state_store.get_state_ids(state_group, wanted))
+
+
+def _resolve_groups(room: Room, room_version: RoomVersion, groups: list[int]) -> int:
+    """The state group of the resolution of ``groups`` (stored if new)."""
+    unique = list(dict.fromkeys(groups))
+    if len(unique) == 1:
+        return unique[0]
+    state_sets_nids = [state_store.get_state_ids(g) for g in unique]
+    all_nids = {n for s in state_sets_nids for n in s.values()}
+    id_of = event_store.get_event_ids_for_nids(all_nids)
+    nid_of = {v: k for k, v in id_of.items()}
+    state_sets = [{k: id_of[n] for k, n in s.items()} for s in state_sets_nids]
+    resolved = resolve_state(room_version, state_sets, DatabaseStateResStore())
+    resolved_nids = {k: nid_of[e] for k, e in resolved.items()}
+    for g, s in zip(unique, state_sets_nids, strict=True):
+        if s == resolved_nids:
+            return g
+    return state_store.create_state_group_for_state(room, state=resolved_nids, near_group=unique[0])
+
+
+def _auth_chain_for(event: Event, auth_nids: list[int]) -> list[int]:
+    chains = event_store.get_auth_chains(auth_nids)
+    chain: set[int] = set(auth_nids)
+    for nid in auth_nids:
+        chain.update(chains.get(nid, ()))
+    return sorted(chain)
+
+
+def _wake(room: Room, event: Event, stream_ordering: int) -> None:
+    users: tuple[str, ...] = ()
+    if event.type == "m.room.member" and event.state_key is not None:
+        users = (event.state_key,)
+    notify(
+        Change(
+            stream="events",
+            position=stream_ordering,
+            room_id=room.room_id,
+            user_ids=users,
+            extra={"event_id": event.event_id, "type": event.type},
+        )
+    )
+
+
+# --------------------------------------------------------------------------- local events
+
+
+def build_local_pdu(
+    *,
+    room_version: RoomVersion,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None,
+    prev_events: list[StoredEvent],
+    auth_events: list[Event],
+    depth: int,
+    origin_server_ts: int | None = None,
+    redacts: str | None = None,
+) -> Event:
+    """Assemble, hash and sign a new PDU (spec: server-server API, "PDUs")."""
+    server_name = get_server_name()
+    pdu: dict[str, Any] = {
+        "type": event_type,
+        "sender": sender,
+        "content": content,
+        "depth": min(depth, MAX_DEPTH),
+        "origin_server_ts": origin_server_ts if origin_server_ts is not None else now_ms(),
+    }
+    if room_id is not None:
+        pdu["room_id"] = room_id
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    if redacts is not None and not room_version.updated_redaction_rules:
+        # Before v11 ``redacts`` is a top-level key; from v11 it lives in content.
+        pdu["redacts"] = redacts
+    if not room_version.updated_redaction_rules:
+        pdu["origin"] = server_name
+    if room_version.event_format is EventFormat.V1:
+        pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{server_name}"
+        pdu["prev_events"] = [
+            [p.event_id, {"sha256": encode_base64(compute_reference_hash(p.event.pdu, room_version))}]
+            for p in prev_events
+        ]
+        pdu["auth_events"] = [
+            [a.event_id, {"sha256": encode_base64(compute_reference_hash(a.pdu, room_version))}] for a in auth_events
+        ]
+    else:
+        pdu["prev_events"] = [p.event_id for p in prev_events]
+        pdu["auth_events"] = [a.event_id for a in auth_events]
+    pdu = add_content_hash(pdu)
+    pdu = sign_event(pdu, room_version=room_version, server_name=server_name, signing_key=get_signing_key())
+    event_id = pdu["event_id"] if room_version.event_format is EventFormat.V1 else compute_event_id(pdu, room_version)
+    return Event(pdu, room_version, event_id)
+
+
+def create_local_event(
+    *,
+    room_id: str,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+    redacts: str | None = None,
+    origin_server_ts: int | None = None,
+) -> PersistedEvent:
+    """Build an event on the room's current forward extremities, check it and persist it.
+
+    Raises ``RoomNotFound`` or ``EventRejected`` (nothing stored) — callers map
+    them to M_NOT_FOUND / M_FORBIDDEN.
+    """
+    with transaction.atomic():
+        room_store.lock_room_for_writing(room_id)
+        room = room_store.get_room_for_update(room_id)
+        if room is None:
+            raise RoomNotFound(room_id)
+        room_version = get_room_version(room.room_version, require_supported=False)
+        extremities = event_store.get_forward_extremities(room)
+        if not extremities:
+            raise RoomNotFound(room_id)
+        prevs = extremities[:MAX_PREV_EVENTS]
+        if len(extremities) > MAX_PREV_EVENTS:
+            state_group_before = _resolve_groups(room, room_version, [e.state_group for e in prevs if e.state_group])
+        else:
+            state_group_before = room.current_state_group
+        if room_version.updated_redaction_rules and redacts is not None:
+            content = {**content, "redacts": redacts}
+        auth_keys = auth_types_for_event(
+            room_version, event_type=event_type, state_key=state_key, sender=sender, content=content
+        )
+        state_for_auth = _state_events_for_auth(room, room_version, state_group_before, auth_keys)
+        auth_events = [state_for_auth[k] for k in auth_keys if k in state_for_auth]
+        prev_stored = list(event_store.get_events_by_nids([e.nid for e in prevs]).values())
+        event = build_local_pdu(
+            room_version=room_version,
+            room_id=room_id,
+            sender=sender,
+            event_type=event_type,
+            content=content,
+            state_key=state_key,
+            prev_events=prev_stored,
+            auth_events=auth_events,
+            depth=max(e.depth for e in prevs) + 1,
+            origin_server_ts=origin_server_ts,
+            redacts=redacts,
+        )
+        try:
+            check_auth_events_list(event, auth_events)
+            # The auth events were selected from the state before the event, so this
+            # one check is also the "state before" and "current state" check.
+            check_event_auth(event, state_for_auth)
+        except AuthError as exc:
+            raise EventRejected(str(exc)) from None
+        return _persist(
+            room=room,
+            event=event,
+            state_group_before=state_group_before,
+            auth_nids=event_store.get_nids_for_event_ids(event.auth_event_ids),
+            prev_event_ids=[e.event_id for e in prevs],
+            rejected_reason=None,
+            soft_failed=False,
+            becomes_current=True,
+        )
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def _persist(
+    *,
+    room: Room,
+    event: Event,
+    state_group_before: int | None,
+    auth_nids: Mapping[str, int],
+    prev_event_ids: list[str],
+    rejected_reason: str | None,
+    soft_failed: bool,
+    becomes_current: bool,
+    outlier: bool = False,
+) -> PersistedEvent:
+    """Write an event whose checks are done. Must run inside the room's write transaction."""
+    is_state = event.is_state() and rejected_reason is None
+    auth_chain = _auth_chain_for(event, list(auth_nids.values())) if event.is_state() else None
+    nid = event_store.insert_event(
+        room=room,
+        event=event,
+        received_ts=now_ms(),
+        outlier=outlier,
+        rejected_reason=rejected_reason,
+        soft_failed=soft_failed,
+        state_group_before=state_group_before,
+        state_group=None,
+        auth_chain=auth_chain,
+        canonical_json=encode_canonical_json(event.pdu).decode(),
+    )
+    state_group_after = state_group_before
+    if is_state and not outlier:
+        state_group_after = state_store.create_state_group(
+            room, prev_group=state_group_before, delta={event.state_tuple: nid}
+        )
+
+    if outlier:
+        return PersistedEvent(event=event, nid=nid, stream_ordering=None, rejected_reason=rejected_reason)
+
+    stream_ordering: int | None = None
+    memberships_changed = False
+    if rejected_reason is None:
+        if becomes_current and not soft_failed:
+            event_store.update_forward_extremities(room, remove_event_ids=prev_event_ids, add_nid=nid)
+            memberships_changed = _update_current_state(room, event, nid, state_group_before, state_group_after)
+        # Positions last: the counter row lock orders commits by position.
+        stream_ordering = advance_stream("events")
+    event_store.set_stream_ordering_and_state_group(nid, stream_ordering=stream_ordering, state_group=state_group_after)
+    if stream_ordering is not None and not soft_failed:
+        if memberships_changed:
+            # Membership rows carry the stream position at which they changed.
+            state_store.settle_pending_memberships(room, stream_ordering)
+        _wake(room, event, stream_ordering)
+    return PersistedEvent(
+        event=event,
+        nid=nid,
+        stream_ordering=stream_ordering,
+        rejected_reason=rejected_reason,
+        soft_failed=soft_failed,
+    )
+
+
+def _update_current_state(
+    room: Room, event: Event, nid: int, state_group_before: int | None, state_group_after: int | None
+) -> bool:
+    """Recompute current state from the forward extremities; True if memberships changed."""
+    extremities = event_store.get_forward_extremities(room)
+    groups = [e.state_group if e.nid != nid else state_group_after for e in extremities]
+    groups = [g for g in groups if g is not None]
+    if not groups:
+        return False
+    room_version = get_room_version(room.room_version, require_supported=False)
+    if len(set(groups)) == 1:
+        new_group = groups[0]
+    else:
+        new_group = _resolve_groups(room, room_version, groups)
+    old_group = room.current_state_group
+    if new_group == old_group:
+        return False
+    if event.is_state() and new_group == state_group_after and state_group_before == old_group:
+        changes: dict[StateKey, int | None] = {event.state_tuple: nid}
+    else:
+        old = state_store.get_state_ids(old_group) if old_group is not None else {}
+        new = state_store.get_state_ids(new_group)
+        changes = {k: v for k, v in new.items() if old.get(k) != v}
+        changes.update({k: None for k in old if k not in new})
+    member_nids = [n for (t, _), n in changes.items() if t == "m.room.member" and n is not None]
+    member_events = {n: s.event for n, s in event_store.get_events_by_nids(member_nids).items()}
+    if nid in member_nids:
+        member_events[nid] = event
+    state_store.apply_current_state_delta(
+        room,
+        changes=changes,
+        events=member_events,
+        stream_ordering=state_store.PENDING_STREAM_ORDERING,
+        server_name=get_server_name(),
+    )
+    room_store.set_room_current_state_group(room, new_group)
+    return bool(member_nids) or any(t == "m.room.member" for (t, _) in changes)
+
+
+# --------------------------------------------------------------------------- remote events
+
+
+def persist_received_event(
+    event: Event,
+    *,
+    state_before: Mapping[StateKey, str] | None = None,
+    outlier: bool = False,
+) -> PersistedEvent:
+    """Check and store an event from another server (signatures already verified).
+
+    Its auth events must be stored. Its prev events must be stored too, unless
+    ``state_before`` (e.g. from ``/state_ids``) is given. Outliers are stored
+    with no state and never shown to clients.
+    """
+    with transaction.atomic():
+        room_store.lock_room_for_writing(event.room_id)
+        room = room_store.get_room_for_update(event.room_id)
+        if room is None:
+            raise RoomNotFound(event.room_id)
+        existing = event_store.get_event_by_id(event.event_id)
+        if existing is not None:
+            return PersistedEvent(
+                event=existing.event,
+                nid=existing.nid,
+                stream_ordering=existing.stream_ordering,
+                rejected_reason=existing.rejected_reason,
+                soft_failed=existing.soft_failed,
+            )
+        room_version = get_room_version(room.room_version, require_supported=False)
+
+        # Step 4: against its own auth events.
+        auth_ids = list(event.auth_event_ids)
+        if room_version.room_id_is_create_event_hash and event.type != "m.room.create":
+            auth_ids.append(event.create_event_id_for_v12())
+        stored_auth = event_store.get_events_by_ids(auth_ids)
+        missing = [a for a in auth_ids if a not in stored_auth]
+        if missing:
+            raise EventRejected(f"unknown auth events: {', '.join(missing[:5])}")
+        auth_nids = {a: stored_auth[a].nid for a in event.auth_event_ids if a in stored_auth}
+        rejected_reason: str | None = None
+        listed = [stored_auth[a].event for a in event.auth_event_ids]
+        try:
+            check_auth_events_list(event, listed)
+            auth_state = {s.event.state_tuple: s.event for s in stored_auth.values() if s.event.is_state()}
+            check_event_auth(event, auth_state)
+        except AuthError as exc:
+            rejected_reason = f"auth events: {exc}"
+
+        if outlier:
+            return _persist(
+                room=room,
+                event=event,
+                state_group_before=None,
+                auth_nids=auth_nids,
+                prev_event_ids=[],
+                rejected_reason=rejected_reason,
+                soft_failed=False,
+                becomes_current=False,
+                outlier=True,
+            )
+
+        # Step 5: against the state before the event.
+        state_group_before = _state_group_before(room, room_version, event, state_before)
+        if rejected_reason is None:
+            keys = auth_types_for_event(
+                room_version,
+                event_type=event.type,
+                state_key=event.state_key,
+                sender=event.sender,
+                content=event.content,
+            )
+            try:
+                check_event_auth(event, _state_events_for_auth(room, room_version, state_group_before, keys))
+            except AuthError as exc:
+                rejected_reason = f"state before: {exc}"
+
+        # Step 6: against the current state (soft fail: stored, but not part of the room's head).
+        soft_failed = False
+        if rejected_reason is None:
+            keys = auth_types_for_event(
+                room_version,
+                event_type=event.type,
+                state_key=event.state_key,
+                sender=event.sender,
+                content=event.content,
+            )
+            try:
+                check_event_auth(event, _state_events_for_auth(room, room_version, room.current_state_group, keys))
+            except AuthError as exc:
+                soft_failed = True
+                logger.info("soft-failing %s: %s", event.event_id, exc)
+
+        extremity_ids = {e.event_id for e in event_store.get_forward_extremities(room)}
+        return _persist(
+            room=room,
+            event=event,
+            state_group_before=state_group_before,
+            auth_nids=auth_nids,
+            prev_event_ids=[p for p in event.prev_event_ids if p in extremity_ids],
+            rejected_reason=rejected_reason,
+            soft_failed=soft_failed,
+            becomes_current=not _has_known_children(event),
+        )
+
+
+def _has_known_children(event: Event) -> bool:
+    """An event arriving after its children (backfill) does not move the room's head."""
+    return event_store.has_children(event.event_id)
+
+
+def _state_group_before(
+    room: Room, room_version: RoomVersion, event: Event, state_before: Mapping[StateKey, str] | None
+) -> int | None:
+    if state_before is not None:
+        nids = event_store.get_nids_for_event_ids(state_before.values())
+        missing = [e for e in state_before.values() if e not in nids]
+        if missing:
+            raise EventRejected(f"unknown state events: {', '.join(missing[:5])}")
+        return state_store.create_state_group_for_state(
+            room, state={k: nids[e] for k, e in state_before.items()}, near_group=room.current_state_group
+        )
+    prevs = event_store.get_events_by_ids(event.prev_event_ids)
+    unknown = [p for p in event.prev_event_ids if p not in prevs or prevs[p].outlier]
+    if unknown:
+        raise EventRejected(f"unknown prev events (fill the gap first): {', '.join(unknown[:5])}")
+    groups = [p.state_group for p in prevs.values() if p.state_group is not None]
+    if not groups:
+        return None
+    return _resolve_groups(room, room_version, groups)

@@ -1,0 +1,47 @@
+"""``python manage.py dag <subcommand>`` — operator tools over the protocol core.
+
+The interface is fixed (other tooling depends on it): ``resolve FILE``,
+``auth-check FILE``, ``redact FILE``, ``inspect EVENT_ID``. Bad input exits
+with code 2 and one line on stderr, never a traceback. Each subcommand lives in
+``dagcore/cli/<name>.py`` and exposes ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+SUBCOMMANDS = {
+    "resolve": ("dagcore.cli.resolve", "resolve the state sets in FILE; print the resolved state"),
+    "auth-check": ("dagcore.cli.auth_check", "check the event in FILE against the auth rules"),
+    "redact": ("dagcore.cli.redact", "print the redacted form of the event in FILE"),
+    "inspect": ("dagcore.cli.inspect", "show a stored event, its DAG neighbours and state"),
+}
+
+
+class Command(BaseCommand):
+    help = "Operator tools over the protocol core: resolve, auth-check, redact, inspect."
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Our own parser: the exit-code contract (2 + one line) must hold for bad usage too.
+        parser = argparse.ArgumentParser(prog="manage.py dag", description=self.help)
+        sub = parser.add_subparsers(dest="subcommand", required=True)
+        for name, (module_name, help_text) in SUBCOMMANDS.items():
+            p = sub.add_parser(name, help=help_text)
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+        args = parser.parse_args(argv[2:])
+        module = importlib.import_module(SUBCOMMANDS[args.subcommand][0])
+        try:
+            code = module.run(args)
+        except KeyboardInterrupt:
+            code = 130
+        sys.stdout.flush()
+        sys.exit(code)
+
+    def handle(self, *args: Any, **options: Any) -> None:  # pragma: no cover - run_from_argv owns dispatch
+        raise SystemExit(2)

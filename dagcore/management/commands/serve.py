@@ -1,0 +1,160 @@
+"""``manage.py serve tribune|embassy|politburo|all`` — run one server in the foreground.
+
+The same on every install (systemd units and our tests use it): listeners come
+from the config (``--config`` or ``$DAGMA_CONFIG``, default ``./dagma.yaml``),
+logs go to stdout as JSON lines, SIGTERM stops gracefully (in-flight requests
+finish, then the process exits 0).
+
+``all`` is the quick start: Tribune + Embassy in one process plus the
+in-process task runner when no broker is configured. On the embedded default
+(SQLite) a missing config is generated (server_name ``localhost``) and
+migrations are applied at start; on PostgreSQL run ``manage.py migrate`` first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+ROLES = ("tribune", "embassy", "politburo", "all")
+ROLE_RESOURCES = {
+    "tribune": {"client", "media", "health", "metrics"},
+    "embassy": {"federation", "keys"},
+    "politburo": {"admin"},
+    "all": {"client", "media", "health", "metrics", "federation", "keys"},
+}
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _endpoint(port: int, address: str) -> str:
+    if ":" in address:
+        escaped = address.replace(":", r"\:")
+        return f"tcp6:port={port}:interface={escaped}"
+    return f"tcp:port={port}:interface={address}"
+
+
+def plan_listeners(role: str, config: Any) -> list[tuple[int, list[str], str]]:
+    """``(port, bind_addresses, urlconf)`` for each listener this role serves."""
+    wanted = set(ROLE_RESOURCES[role])
+    if not config["federation_enabled"]:
+        wanted -= {"federation", "keys"}
+    plan: list[tuple[int, list[str], str]] = []
+    for listener in config["listeners"]:
+        names = set(listener["names"]) & wanted
+        if not names:
+            continue
+        if role == "politburo":
+            bad = [a for a in listener["bind_addresses"] if a not in LOOPBACK]
+            if bad:
+                raise CommandError(
+                    f"listeners: the admin resource must only bind to 127.0.0.1/::1, not {', '.join(bad)} "
+                    "(Politburo is never public; reach it through SSH or a VPN)"
+                )
+        client = bool(names & {"client", "media", "health", "metrics"})
+        federation = bool(names & {"federation", "keys"})
+        if role == "all":
+            urlconf = "dagma_project.urls_all" if client and federation else "tribune.urls" if client else "embassy.urls"
+        else:
+            urlconf = f"{role}.urls"
+        plan.append((listener["port"], listener["bind_addresses"], urlconf))
+    if role == "politburo" and not plan:
+        plan.append((config["admin_listener_port"], ["127.0.0.1"], "politburo.urls"))
+    return plan
+
+
+class Command(BaseCommand):
+    help = "Run a Dagma server (tribune, embassy, politburo or all) in the foreground."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("role", choices=ROLES)
+        parser.add_argument("--config", help="config file (default: $DAGMA_CONFIG or ./dagma.yaml)")
+        parser.add_argument(
+            "--server-name",
+            default="localhost",
+            help="server name for a config generated on first start (default localhost)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        role = options["role"]
+        config_path = Path(options["config"] or os.environ.get("DAGMA_CONFIG", "dagma.yaml")).resolve()
+        settings_module = "dagma_project.settings." + role
+        if os.environ.get("DAGMA_SERVE_CHILD") != "1":
+            if not config_path.exists():
+                if role != "all":
+                    raise CommandError(
+                        f"{config_path}: no configuration file; create one with "
+                        "`python3 manage.py generate_config --server-name example.com`"
+                    )
+                from dagcore.management.commands.generate_config import write_new_config
+
+                write_new_config(server_name=options["server_name"], out=config_path)
+                self.stderr.write(f"generated {config_path} for server_name {options['server_name']}\n")
+            # Re-execute with this role's settings (each server has its own settings module).
+            env = dict(os.environ, DAGMA_CONFIG=str(config_path), DJANGO_SETTINGS_MODULE=settings_module, DAGMA_SERVE_CHILD="1")
+            argv = [sys.executable, str(Path(__file__).resolve().parents[3] / "manage.py"), "serve", role]
+            os.execve(sys.executable, argv, env)
+        self._serve(role)
+
+    def _serve(self, role: str) -> None:
+        import daphne.server  # installs the asyncio Twisted reactor; must come first
+
+        from django.conf import settings
+
+        from dagma_project.config import ConfigError
+
+        config = settings.DAGMA
+        try:
+            plan = plan_listeners(role, config)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if not plan:
+            raise CommandError(f"listeners: no listener has a resource served by {role}")
+        self._prepare_database(role)
+
+        import importlib
+
+        from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
+
+        module = "all" if role == "all" else role
+        base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
+        apps = {port: UrlconfMiddleware(base_app, urlconf) for port, _, urlconf in plan}
+        app = PortRouter(apps, default=base_app)
+
+        if role == "all" and not settings.CELERY_BROKER_URL:
+            from dagcore.tasks.runner import start_in_process_runner
+
+            start_in_process_runner()
+
+        endpoints = [_endpoint(port, addr) for port, addrs, _ in plan for addr in addrs]
+        for port, addrs, urlconf in plan:
+            self.stderr.write(f"dagma {role}: listening on {', '.join(addrs)} port {port} ({urlconf})\n")
+        self.stderr.flush()
+        server = daphne.server.Server(
+            application=app,
+            endpoints=endpoints,
+            signal_handlers=True,
+            server_name="Dagma",
+            http_timeout=None,
+            application_close_timeout=10,
+            proxy_forwarded_address_header="X-Forwarded-For" if settings.DAGMA_TRUST_X_FORWARDED_FOR else None,
+            proxy_forwarded_port_header="X-Forwarded-Port" if settings.DAGMA_TRUST_X_FORWARDED_FOR else None,
+            verbosity=0,
+        )
+        server.run()
+        self.stderr.write(f"dagma {role}: stopped\n")
+
+    def _prepare_database(self, role: str) -> None:
+        from django.core.management import call_command
+        from django.db import connection
+        from django.db.migrations.executor import MigrationExecutor
+
+        if connection.vendor == "sqlite":
+            call_command("migrate", interactive=False, verbosity=0)
+            return
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            raise CommandError("database: migrations are not applied; run `python3 manage.py migrate` first")

@@ -1,0 +1,56 @@
+"""Rooms and who is in them."""
+
+from django.db import models
+
+
+class Room(models.Model):
+    room_id = models.CharField(max_length=255, unique=True)
+    room_version = models.CharField(max_length=32)
+    creator = models.CharField(max_length=255)
+    #: Published in this server's public room directory.
+    is_public = models.BooleanField(default=False)
+    created_ts = models.BigIntegerField()
+    #: State group of the room's current state (the resolved state after its
+    #: forward extremities); the "state before" of the next local event.
+    current_state_group = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "rooms"
+
+
+class RoomMembership(models.Model):
+    """Current membership of every user (local or remote) in every room we know.
+
+    Maintained from current state, so ``/sync`` and "which servers are in the
+    room" never scan member events.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user_id = models.CharField(max_length=255)
+    membership = models.CharField(max_length=16)
+    event = models.ForeignKey("dagcore.Event", on_delete=models.CASCADE, related_name="+")
+    #: Stream position of the membership event (the sync token that changed it).
+    stream_ordering = models.BigIntegerField()
+    is_local = models.BooleanField()
+    displayname = models.CharField(max_length=512, null=True)
+    avatar_url = models.CharField(max_length=512, null=True)
+
+    class Meta:
+        db_table = "room_memberships"
+        constraints = [models.UniqueConstraint(fields=["room", "user_id"], name="room_membership_unique")]
+        indexes = [
+            models.Index(fields=["user_id", "membership"], name="room_membership_user"),
+            models.Index(fields=["room", "membership"], name="room_membership_room"),
+        ]
+
+
+class RoomServer(models.Model):
+    """Servers with at least one joined member: the destinations of new events."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="servers")
+    server_name = models.CharField(max_length=255)
+    joined_count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "room_servers"
+        constraints = [models.UniqueConstraint(fields=["room", "server_name"], name="room_server_unique")]

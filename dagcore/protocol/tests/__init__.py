@@ -1,0 +1,1 @@
+"""Tests for the pure protocol core (run with ``pytest -p no:django``)."""

@@ -1,0 +1,177 @@
+"""Accounts, devices, access and refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from dagcore.clock import now_ms
+from dagcore.models import AccessToken, Device, RefreshToken, User
+
+ACCESS_TOKEN_PREFIX = "dgm_at_"
+REFRESH_TOKEN_PREFIX = "dgm_rt_"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+# --------------------------------------------------------------------------- users
+
+
+def get_user(user_id: str) -> User | None:
+    return User.objects.filter(user_id=user_id).first()
+
+
+def get_user_by_localpart(localpart: str) -> User | None:
+    return User.objects.filter(localpart=localpart).first()
+
+
+def user_exists(localpart: str) -> bool:
+    return User.objects.filter(localpart=localpart).exists()
+
+
+def insert_user(
+    *, user_id: str, localpart: str, password_hash: str | None, is_admin: bool = False, is_guest: bool = False,
+    displayname: str | None = None,
+) -> User:
+    return User.objects.create(
+        user_id=user_id,
+        localpart=localpart,
+        password_hash=password_hash,
+        is_admin=is_admin,
+        is_guest=is_guest,
+        created_ts=now_ms(),
+        displayname=displayname,
+    )
+
+
+def set_password_hash(user: User, password_hash: str | None) -> None:
+    user.password_hash = password_hash
+    user.save(update_fields=["password_hash"])
+
+
+def set_deactivated(user: User) -> None:
+    user.deactivated = True
+    user.password_hash = None
+    user.save(update_fields=["deactivated", "password_hash"])
+
+
+def set_admin(user: User, is_admin: bool) -> None:
+    user.is_admin = is_admin
+    user.save(update_fields=["is_admin"])
+
+
+def set_profile(user: User, *, displayname: str | None = None, avatar_url: str | None = None, fields: tuple[str, ...]) -> None:
+    if "displayname" in fields:
+        user.displayname = displayname
+    if "avatar_url" in fields:
+        user.avatar_url = avatar_url
+    user.save(update_fields=list(fields))
+
+
+def count_users() -> int:
+    return User.objects.count()
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def get_device(user: User, device_id: str) -> Device | None:
+    return Device.objects.filter(user=user, device_id=device_id).first()
+
+
+def get_devices(user: User) -> list[Device]:
+    return list(Device.objects.filter(user=user).order_by("device_id"))
+
+
+def upsert_device(user: User, device_id: str, display_name: str | None) -> Device:
+    device = get_device(user, device_id)
+    if device is None:
+        return Device.objects.create(user=user, device_id=device_id, display_name=display_name, created_ts=now_ms())
+    if display_name is not None and device.display_name != display_name:
+        device.display_name = display_name
+        device.save(update_fields=["display_name"])
+    return device
+
+
+def delete_devices(user: User, device_ids: list[str]) -> int:
+    """Deleting a device deletes its tokens (cascade): they fail at once."""
+    deleted, _ = Device.objects.filter(user=user, device_id__in=device_ids).delete()
+    return deleted
+
+
+def update_device_last_seen(device: Device, *, ip: str | None, user_agent: str | None) -> None:
+    device.last_seen_ts = now_ms()
+    device.last_seen_ip = (ip or "")[:64] or None
+    device.last_seen_user_agent = (user_agent or "")[:512] or None
+    device.save(update_fields=["last_seen_ts", "last_seen_ip", "last_seen_user_agent"])
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    user: User
+    device: Device | None
+    token_id: int
+    valid_until_ms: int | None
+
+
+def create_access_token(
+    user: User, device: Device | None, *, valid_until_ms: int | None = None, refresh_token: RefreshToken | None = None
+) -> str:
+    token = new_token(ACCESS_TOKEN_PREFIX)
+    AccessToken.objects.create(
+        token_hash=token_digest(token),
+        user=user,
+        device=device,
+        created_ts=now_ms(),
+        valid_until_ms=valid_until_ms,
+        refresh_token=refresh_token,
+    )
+    return token
+
+
+def create_refresh_token(user: User, device: Device) -> tuple[str, RefreshToken]:
+    token = new_token(REFRESH_TOKEN_PREFIX)
+    row = RefreshToken.objects.create(token_hash=token_digest(token), user=user, device=device, created_ts=now_ms())
+    return token, row
+
+
+def get_refresh_token(token: str) -> RefreshToken | None:
+    return RefreshToken.objects.select_related("user", "device").filter(token_hash=token_digest(token)).first()
+
+
+def mark_refresh_token_used(row: RefreshToken) -> bool:
+    """Atomically claim a refresh token; False when it was already used."""
+    return RefreshToken.objects.filter(id=row.id, used_ts__isnull=True).update(used_ts=now_ms()) == 1
+
+
+def get_token_owner(token: str) -> TokenOwner | None:
+    """One indexed query per request: no cache, so a revoked token fails at once."""
+    row = (
+        AccessToken.objects.select_related("user", "device")
+        .filter(token_hash=token_digest(token))
+        .first()
+    )
+    if row is None:
+        return None
+    return TokenOwner(user=row.user, device=row.device, token_id=row.id, valid_until_ms=row.valid_until_ms)
+
+
+def delete_access_token(token_id: int) -> None:
+    AccessToken.objects.filter(id=token_id).delete()
+
+
+def delete_all_access_tokens(user: User, *, except_token_id: int | None = None) -> None:
+    qs = AccessToken.objects.filter(user=user)
+    if except_token_id is not None:
+        qs = qs.exclude(id=except_token_id)
+    qs.delete()

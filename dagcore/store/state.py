@@ -1,0 +1,280 @@
+"""State groups (room state at an event) and the room's current state.
+
+A state group is immutable once written, so its chain and full state are cached
+in-process (bounded LRU) — safe with any number of processes. Groups are stored
+as deltas over their predecessor; a chain never grows past ``MAX_STATE_CHAIN``
+groups before a full snapshot is written, so reading any state is one query
+over a bounded set of groups.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from threading import Lock
+from typing import Any
+
+from django.db.models import Q
+
+from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, StateGroup, StateGroupEntry
+from dagcore.protocol.events import Event, StateKey
+
+MAX_STATE_CHAIN = 100
+
+#: Membership rows written before the event's stream position is known (it is
+#: allocated last in the transaction); settled by ``settle_pending_memberships``.
+PENDING_STREAM_ORDERING = -1
+
+#: Entries with this nid mark a key removed from the state (never happens in
+#: normal resolution, but keeps deltas able to express any change).
+REMOVED = 0
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, key: Any) -> Any:
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+
+_chain_cache = _LRU(10_000)
+_full_state_cache = _LRU(64)
+
+
+def get_state_group_chain(group_id: int) -> tuple[int, ...]:
+    cached = _chain_cache.get(group_id)
+    if cached is None:
+        chain = StateGroup.objects.filter(id=group_id).values_list("chain", flat=True).first()
+        if chain is None:
+            raise LookupError(f"unknown state group {group_id}")
+        cached = tuple(json.loads(chain))
+        _chain_cache.put(group_id, cached)
+    return tuple(cached)
+
+
+def get_state_ids(group_id: int, keys: Iterable[StateKey] | None = None) -> dict[StateKey, int]:
+    """``(type, state_key) -> event nid`` of a state group; all of it, or only ``keys``."""
+    if keys is None:
+        cached = _full_state_cache.get(group_id)
+        if cached is not None:
+            return dict(cached)
+    chain = get_state_group_chain(group_id)
+    position = {g: i for i, g in enumerate(chain)}
+    qs = StateGroupEntry.objects.filter(group_id__in=chain)
+    if keys is not None:
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        cond = Q()
+        for etype, skey in wanted:
+            cond |= Q(type=etype, state_key=skey)
+        qs = qs.filter(cond)
+    best: dict[StateKey, tuple[int, int]] = {}
+    for gid, etype, skey, nid in qs.values_list("group_id", "type", "state_key", "event_nid"):
+        pos = position[gid]
+        key = (etype, skey)
+        prev = best.get(key)
+        if prev is None or prev[0] < pos:
+            best[key] = (pos, nid)
+    result = {k: nid for k, (_, nid) in best.items() if nid != REMOVED}
+    if keys is None:
+        _full_state_cache.put(group_id, dict(result))
+    return result
+
+
+def get_state_ids_of_type(group_id: int, event_type: str) -> dict[str, int]:
+    """``state_key -> nid`` for one event type (e.g. every m.room.member)."""
+    chain = get_state_group_chain(group_id)
+    position = {g: i for i, g in enumerate(chain)}
+    best: dict[str, tuple[int, int]] = {}
+    for gid, skey, nid in StateGroupEntry.objects.filter(group_id__in=chain, type=event_type).values_list(
+        "group_id", "state_key", "event_nid"
+    ):
+        pos = position[gid]
+        prev = best.get(skey)
+        if prev is None or prev[0] < pos:
+            best[skey] = (pos, nid)
+    return {k: nid for k, (_, nid) in best.items() if nid != REMOVED}
+
+
+def create_state_group(room: Room, *, prev_group: int | None, delta: Mapping[StateKey, int]) -> int:
+    """Store the state ``prev_group + delta`` and return its group ID."""
+    if prev_group is not None:
+        prev_chain = get_state_group_chain(prev_group)
+        if len(prev_chain) < MAX_STATE_CHAIN:
+            group = StateGroup.objects.create(room=room, prev_group=prev_group, chain="[]", is_snapshot=False)
+            chain = [*prev_chain, group.id]
+            group.chain = json.dumps(chain)
+            group.save(update_fields=["chain"])
+            StateGroupEntry.objects.bulk_create(
+                [StateGroupEntry(group_id=group.id, type=t, state_key=s, event_nid=n) for (t, s), n in delta.items()]
+            )
+            _chain_cache.put(group.id, tuple(chain))
+            return int(group.id)
+        full = get_state_ids(prev_group)
+        full.update(delta)
+        return create_state_group_snapshot(room, state={k: v for k, v in full.items() if v != REMOVED}, prev_group=prev_group)
+    return create_state_group_snapshot(room, state=dict(delta), prev_group=None)
+
+
+def create_state_group_snapshot(room: Room, *, state: Mapping[StateKey, int], prev_group: int | None = None) -> int:
+    group = StateGroup.objects.create(room=room, prev_group=prev_group, chain="[]", is_snapshot=True)
+    group.chain = json.dumps([group.id])
+    group.save(update_fields=["chain"])
+    StateGroupEntry.objects.bulk_create(
+        [StateGroupEntry(group_id=group.id, type=t, state_key=s, event_nid=n) for (t, s), n in state.items()],
+        batch_size=2000,
+    )
+    _chain_cache.put(group.id, (group.id,))
+    _full_state_cache.put(group.id, dict(state))
+    return int(group.id)
+
+
+def create_state_group_for_state(room: Room, *, state: Mapping[StateKey, int], near_group: int | None) -> int:
+    """Store an arbitrary state (e.g. a resolution result), as a delta over ``near_group`` if close."""
+    if near_group is None:
+        return create_state_group_snapshot(room, state=state)
+    base = get_state_ids(near_group)
+    delta: dict[StateKey, int] = {k: v for k, v in state.items() if base.get(k) != v}
+    for k in base:
+        if k not in state:
+            delta[k] = REMOVED
+    if len(delta) > 1000:
+        return create_state_group_snapshot(room, state=state, prev_group=near_group)
+    return create_state_group(room, prev_group=near_group, delta=delta)
+
+
+# --------------------------------------------------------------------------- current state
+
+
+def get_current_state_ids(room: Room, keys: Iterable[StateKey] | None = None) -> dict[StateKey, int]:
+    qs = CurrentStateEvent.objects.filter(room=room)
+    if keys is not None:
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        cond = Q()
+        for etype, skey in wanted:
+            cond |= Q(type=etype, state_key=skey)
+        qs = qs.filter(cond)
+    return {(t, s): nid for t, s, nid in qs.values_list("type", "state_key", "event_id")}
+
+
+def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None) -> dict[StateKey, Event]:
+    """Current state as protocol events: one query (join with the events table)."""
+    from dagcore.protocol.room_versions import get_room_version
+
+    qs = CurrentStateEvent.objects.filter(room=room)
+    if keys is not None:
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        cond = Q()
+        for etype, skey in wanted:
+            cond |= Q(type=etype, state_key=skey)
+        qs = qs.filter(cond)
+    version = get_room_version(room.room_version, require_supported=False)
+    out: dict[StateKey, Event] = {}
+    for etype, skey, event_id, raw in qs.values_list("type", "state_key", "event__event_id", "event__json"):
+        out[(etype, skey)] = Event(json.loads(raw), version, event_id)
+    return out
+
+
+def apply_current_state_delta(
+    room: Room,
+    *,
+    changes: Mapping[StateKey, int | None],
+    events: Mapping[int, Event],
+    stream_ordering: int,
+    server_name: str,
+) -> None:
+    """Write changed keys of the current state; keep memberships and room servers in step.
+
+    ``changes`` maps keys to the new event nid (None: removed); ``events`` holds
+    the protocol events for the new member-event nids.
+    """
+    if not changes:
+        return
+    removed = [k for k, v in changes.items() if v is None]
+    for etype, skey in removed:
+        CurrentStateEvent.objects.filter(room=room, type=etype, state_key=skey).delete()
+    updated = {k: v for k, v in changes.items() if v is not None}
+    if updated:
+        cond = Q()
+        for etype, skey in updated:
+            cond |= Q(type=etype, state_key=skey)
+        CurrentStateEvent.objects.filter(room=room).filter(cond).delete()
+        CurrentStateEvent.objects.bulk_create(
+            [CurrentStateEvent(room=room, type=t, state_key=s, event_id=nid) for (t, s), nid in updated.items()]
+        )
+    member_changes = {skey: nid for (etype, skey), nid in changes.items() if etype == "m.room.member"}
+    if member_changes:
+        _apply_membership_changes(room, member_changes, events, stream_ordering, server_name)
+
+
+def _apply_membership_changes(
+    room: Room,
+    changes: Mapping[str, int | None],
+    events: Mapping[int, Event],
+    stream_ordering: int,
+    server_name: str,
+) -> None:
+    existing = {
+        m.user_id: m for m in RoomMembership.objects.filter(room=room, user_id__in=list(changes)).only("id", "user_id", "membership")
+    }
+    server_delta: dict[str, int] = {}
+    to_create: list[RoomMembership] = []
+    for user_id, nid in changes.items():
+        old = existing.get(user_id)
+        old_joined = old is not None and old.membership == "join"
+        server = user_id.split(":", 1)[1] if ":" in user_id else ""
+        if nid is None:
+            if old is not None:
+                old.delete()
+            new_joined = False
+        else:
+            ev = events[nid]
+            membership = ev.membership or "leave"
+            displayname = ev.content.get("displayname")
+            avatar = ev.content.get("avatar_url")
+            fields: dict[str, Any] = {
+                "membership": membership,
+                "event_id": nid,
+                "stream_ordering": stream_ordering,
+                "displayname": displayname[:512] if isinstance(displayname, str) else None,
+                "avatar_url": avatar[:512] if isinstance(avatar, str) else None,
+            }
+            if old is not None:
+                RoomMembership.objects.filter(id=old.id).update(**fields)
+            else:
+                to_create.append(RoomMembership(room=room, user_id=user_id, is_local=server == server_name, **fields))
+            new_joined = membership == "join"
+        if old_joined != new_joined:
+            server_delta[server] = server_delta.get(server, 0) + (1 if new_joined else -1)
+    if to_create:
+        RoomMembership.objects.bulk_create(to_create)
+    for server, delta in server_delta.items():
+        row, _ = RoomServer.objects.get_or_create(room=room, server_name=server)
+        row.joined_count = max(0, row.joined_count + delta)
+        row.save(update_fields=["joined_count"])
+
+
+def settle_pending_memberships(room: Room, stream_ordering: int) -> None:
+    RoomMembership.objects.filter(room=room, stream_ordering=PENDING_STREAM_ORDERING).update(
+        stream_ordering=stream_ordering
+    )

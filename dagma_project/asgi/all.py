@@ -1,0 +1,13 @@
+"""ASGI entry for the quick start: Tribune + Embassy in one process."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.all")
+
+import django  # noqa: E402
+
+django.setup()
+
+from dagma_project.asgi.common import django_app  # noqa: E402
+
+application = django_app()

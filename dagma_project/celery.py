@@ -1,0 +1,30 @@
+"""The Celery application: workers (queues federation, media, maintenance) and beat.
+
+    celery -A dagma_project worker -Q federation,media,maintenance
+    celery -A dagma_project beat
+
+Without a broker (the quick start) the same tasks run in-process
+(``dagcore.tasks.runner``), including the beat schedule below.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.worker")
+
+app = Celery("dagma")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["dagcore.tasks", "embassy", "politburo"], related_name="tasks")
+
+#: Periodic jobs: name -> (task name, every N seconds).
+BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
+    "expire-uia-sessions": ("dagcore.tasks.maintenance.expire_uia_sessions", 3600.0),
+    "censor-redactions": ("dagcore.tasks.maintenance.censor_redactions", 600.0),
+}
+
+app.conf.beat_schedule = {
+    name: {"task": task, "schedule": every} for name, (task, every) in BEAT_SCHEDULE.items()
+}

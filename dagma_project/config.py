@@ -1,0 +1,531 @@
+"""The operator's configuration file (``dagma.yaml``) and its environment overrides.
+
+One YAML file, generated with a fresh signing key on first start. Where an option
+means what a Synapse option means, it has Synapse's name and shape, so an
+operator's Synapse knowledge carries over. Every option is declared once in
+:data:`OPTIONS` (name, default, example, description, validator); the generated
+file, ``docs``-style listing (``manage.py generate_config --list``) and the
+start-up validation all come from that table.
+
+Precedence: built-in default < YAML file < environment variable. Each top-level
+option can be overridden with ``DAGMA_<NAME_IN_UPPER_CASE>`` (parsed as a YAML
+scalar, so ``DAGMA_ENABLE_REGISTRATION=true`` works); ``DAGMA_DATABASE_URL``
+and ``DAGMA_REDIS_URL`` take URLs for container deployments.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A bad configuration value. The message names the key and what is allowed."""
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected a boolean (true or false), got {value!r}")
+
+
+def _str(key: str, value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+
+
+def _opt_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    return _str(key, value)
+
+
+def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum:
+            return value
+        raise ConfigError(f"{key}: expected an integer from {minimum} to {maximum}, got {value!r}")
+
+    return check
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value in allowed:
+            return str(value)
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}; got {value!r}")
+
+    return check
+
+
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]?)B?$", re.IGNORECASE)
+
+
+def parse_size(key: str, value: Any) -> int:
+    """Synapse-style sizes: ``50M``, ``10K``, ``1G`` or a plain number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value.strip())
+        if m:
+            mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2).upper()]
+            return int(m.group(1)) * mult
+    raise ConfigError(f"{key}: expected a size such as 50M, 512K or a number of bytes; got {value!r}")
+
+
+_SERVER_NAME_RE = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]{2,45}\]|\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,253}))(?::\d{1,5})?$"
+)
+
+
+def _server_name(key: str, value: Any) -> str:
+    if isinstance(value, str) and len(value) <= 255 and _SERVER_NAME_RE.match(value):
+        return value
+    raise ConfigError(
+        f"{key}: expected a server name (hostname, IPv4 or [IPv6] with optional :port, "
+        f"as in the spec's server name grammar); got {value!r}"
+    )
+
+
+def _url(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        parsed = urlparse(value)
+        if parsed.scheme in ("http", "https") and parsed.netloc:
+            return value if value.endswith("/") else value + "/"
+    raise ConfigError(f"{key}: expected an http(s) URL such as https://matrix.example.com/; got {value!r}")
+
+
+def _ip_ranges(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of CIDR ranges such as ['10.0.0.0/8']; got {value!r}")
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {item!r} is not a CIDR range (e.g. 192.168.0.0/16 or fe80::/10)") from None
+    return out
+
+
+def _room_version(key: str, value: Any) -> str:
+    allowed = [str(n) for n in range(2, 13)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value in allowed:
+        return str(value)
+    raise ConfigError(f"{key}: expected one of the supported room versions {', '.join(allowed)}; got {value!r}")
+
+
+def _rate(defaults: dict[str, float]) -> Callable[[str, Any], dict[str, float]]:
+    def check(key: str, value: Any) -> dict[str, float]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping with per_second and burst_count; got {value!r}")
+        out = dict(defaults)
+        for sub, v in value.items():
+            if sub not in ("per_second", "burst_count"):
+                raise ConfigError(f"{key}.{sub}: unknown setting; allowed: per_second, burst_count")
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise ConfigError(f"{key}.{sub}: expected a non-negative number; got {v!r}")
+            out[sub] = float(v)
+        return out
+
+    return check
+
+
+def _rc_login(key: str, value: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping with address, account and failed_attempts; got {value!r}")
+    out = {k: dict(v) for k, v in RC_LOGIN_DEFAULT.items()}
+    for sub, v in value.items():
+        if sub not in out:
+            raise ConfigError(f"{key}.{sub}: unknown setting; allowed: address, account, failed_attempts")
+        out[sub] = _rate(out[sub])(f"{key}.{sub}", v)
+    return out
+
+
+def _database(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping with name and args (as in Synapse); got {value!r}")
+    name = value.get("name", "sqlite3")
+    if name not in ("sqlite3", "psycopg2", "psycopg", "postgresql"):
+        raise ConfigError(f"{key}.name: expected one of sqlite3, psycopg2 (PostgreSQL); got {name!r}")
+    args = value.get("args", {}) or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{key}.args: expected a mapping; got {args!r}")
+    if name == "sqlite3":
+        return {"name": "sqlite3", "args": {"database": str(args.get("database", "homeserver.db"))}}
+    allowed = {"database", "dbname", "user", "password", "host", "port", "cp_min", "cp_max", "sslmode"}
+    for sub in args:
+        if sub not in allowed:
+            raise ConfigError(f"{key}.args.{sub}: unknown setting; allowed: {', '.join(sorted(allowed))}")
+    return {"name": "psycopg2", "args": dict(args)}
+
+
+def _redis(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping with enabled, host, port (as in Synapse); got {value!r}")
+    out = {"enabled": False, "host": "localhost", "port": 6379, "dbid": 0, "password": None}
+    for sub, v in value.items():
+        if sub not in out:
+            raise ConfigError(f"{key}.{sub}: unknown setting; allowed: {', '.join(out)}")
+        out[sub] = v
+    _bool(f"{key}.enabled", out["enabled"])
+    _int(1, 65535)(f"{key}.port", out["port"])
+    _int(0, 1000)(f"{key}.dbid", out["dbid"])
+    return out
+
+
+LISTENER_RESOURCES = {"client", "media", "federation", "keys", "admin", "health", "metrics"}
+
+
+def _listeners(key: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}: expected a non-empty list of listeners (port, bind_addresses, resources)")
+    out = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        port = _int(1, 65535)(f"{where}.port", item.get("port"))
+        binds = item.get("bind_addresses", ["127.0.0.1"])
+        if not isinstance(binds, list) or not all(isinstance(b, str) for b in binds):
+            raise ConfigError(f"{where}.bind_addresses: expected a list of addresses such as ['::1', '127.0.0.1']")
+        names: set[str] = set()
+        for res in item.get("resources", []) or []:
+            for n in (res or {}).get("names", []) or []:
+                if n not in LISTENER_RESOURCES:
+                    raise ConfigError(
+                        f"{where}.resources.names: {n!r} is not a resource; allowed: {', '.join(sorted(LISTENER_RESOURCES))}"
+                    )
+                names.add(n)
+        if not names:
+            raise ConfigError(f"{where}.resources: give at least one resource name (e.g. client, federation)")
+        ltype = item.get("type", "http")
+        if ltype != "http":
+            raise ConfigError(f"{where}.type: expected http; got {ltype!r}")
+        out.append({"port": port, "bind_addresses": binds, "names": sorted(names), "x_forwarded": bool(item.get("x_forwarded", False))})
+    return out
+
+
+def _trusted_key_servers(key: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of {{server_name: ..., verify_keys: {{...}}}} entries")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or "server_name" not in item:
+            raise ConfigError(f"{key}[{i}]: each entry needs a server_name")
+        _server_name(f"{key}[{i}].server_name", item["server_name"])
+    return value
+
+
+def _str_list(key: str, value: Any) -> list[str]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ConfigError(f"{key}: expected a list of strings; got {value!r}")
+
+
+def _opt_str_list(key: str, value: Any) -> list[str] | None:
+    return None if value is None else _str_list(key, value)
+
+
+def _publication_rules(key: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of rules like {{user_id: '*', alias: '*', room_id: '*', action: allow}}")
+    for i, rule in enumerate(value):
+        if not isinstance(rule, dict) or rule.get("action") not in ("allow", "deny"):
+            raise ConfigError(f"{key}[{i}].action: expected allow or deny")
+    return value
+
+
+def _log_level(key: str, value: Any) -> str:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, str(value).upper() if isinstance(value, str) else value)
+
+
+def _any_mapping(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    raise ConfigError(f"{key}: expected a mapping; got {value!r}")
+
+
+# --------------------------------------------------------------------------- the table
+
+# Synapse's private-range defaults for outbound requests (SSRF), spec-agnostic.
+DEFAULT_IP_RANGE_BLACKLIST = [
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+    "192.0.0.0/24", "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "0.0.0.0/8", "240.0.0.0/4",
+    "255.255.255.255/32", "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8",
+    "fec0::/10", "::/128", "::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "2001::/32",
+]  # fmt: skip
+
+RC_LOGIN_DEFAULT = {
+    "address": {"per_second": 0.003, "burst_count": 5.0},
+    "account": {"per_second": 0.003, "burst_count": 5.0},
+    "failed_attempts": {"per_second": 0.17, "burst_count": 3.0},
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    validate: Callable[[str, Any], Any]
+    doc: str
+    example: Any = None
+    section: str = "Server"
+    #: Written into a freshly generated config (otherwise documented only).
+    in_generated: bool = False
+
+
+OPTIONS: list[Option] = [
+    # Server
+    Option("server_name", None, _server_name, "The domain of user IDs and room aliases on this server (@alice:<server_name>). Cannot be changed later.", "example.com", in_generated=True),
+    Option("public_baseurl", None, _url, "The public URL clients use to reach Tribune. Default: http://<server_name>:8008/ (or http://localhost:8008/ for localhost).", "https://matrix.example.com/", in_generated=True),
+    Option("signing_key_path", None, _str, "File with this server's Ed25519 signing keys (Synapse format). Default: <config dir>/<server_name>.signing.key, created on first start.", "/etc/dagma/example.com.signing.key", in_generated=True),
+    Option("form_secret", None, _opt_str, "Secret used to sign admin-console sessions and forms. Generated with the config; keep it secret.", "<random>", in_generated=True),
+    Option("listeners", [{"port": 8008, "bind_addresses": ["::1", "127.0.0.1"], "type": "http", "resources": [{"names": ["client", "federation"]}]}], _listeners,
+           "Where each server listens. Resources client/media -> Tribune, federation/keys -> Embassy, admin -> Politburo (keep it on 127.0.0.1).",
+           [{"port": 8008, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client"]}]}], in_generated=True),
+    Option("admin_listener_port", 8009, _int(1, 65535), "Port Politburo (admin console) listens on, always on 127.0.0.1, when no listener has the admin resource.", 8009),
+    Option("log_level", "INFO", _log_level, "Log level for the JSON logs on stdout: DEBUG, INFO, WARNING or ERROR.", "INFO"),
+    Option("default_room_version", "12", _room_version, "Room version for new rooms when the client does not ask for one.", "12", section="Rooms"),
+    Option("presence", {"enabled": True}, _any_mapping, "Presence: {enabled: true|false}.", {"enabled": False}, section="Rooms"),
+    # Database & Redis
+    Option("database", {"name": "sqlite3", "args": {"database": "homeserver.db"}}, _database,
+           "Database. sqlite3 (embedded default, for trying Dagma) or psycopg2 (PostgreSQL, production). Env: DAGMA_DATABASE_URL=postgres://user@host:5432/db or sqlite:///path.",
+           {"name": "psycopg2", "args": {"user": "dagma", "database": "dagma", "host": "127.0.0.1", "cp_min": 5, "cp_max": 10}}, section="Database", in_generated=True),
+    Option("redis", {"enabled": False, "host": "localhost", "port": 6379, "dbid": 0, "password": None}, _redis,
+           "Redis: Celery broker and the channel layer between processes. Required when more than one process serves the homeserver. Env: DAGMA_REDIS_URL=redis://host:6379/0.",
+           {"enabled": True, "host": "127.0.0.1", "port": 6379}, section="Database", in_generated=True),
+    # Registration
+    Option("enable_registration", False, _bool, "Allow anyone to register an account through the client API.", True, section="Registration", in_generated=True),
+    Option("enable_registration_without_verification", False, _bool, "Required (true) together with enable_registration when no email/captcha verification is configured, as in Synapse.", True, section="Registration"),
+    Option("registration_requires_token", False, _bool, "Registration needs a token (m.login.registration_token); create tokens with the admin API.", True, section="Registration"),
+    Option("registration_shared_secret", None, _opt_str, "Shared secret for the admin registration endpoint /_synapse/admin/v1/register (register_new_matrix_user).", "<random>", section="Registration"),
+    Option("allow_guest_access", False, _bool, "Allow guest accounts (kind=guest).", False, section="Registration"),
+    Option("rc_message", {"per_second": 0.2, "burst_count": 10.0}, _rate({"per_second": 0.2, "burst_count": 10.0}), "Rate limit for sending events per user.", {"per_second": 0.5, "burst_count": 30}, section="Rate limits"),
+    Option("rc_registration", {"per_second": 0.17, "burst_count": 3.0}, _rate({"per_second": 0.17, "burst_count": 3.0}), "Rate limit for registration per client address.", {"per_second": 0.17, "burst_count": 3}, section="Rate limits"),
+    Option("rc_login", RC_LOGIN_DEFAULT, _rc_login, "Rate limits for login: per address, per account and for failed attempts per account.", {"address": {"per_second": 0.003, "burst_count": 5}}, section="Rate limits"),
+    Option("rc_joins", {"per_second": 0.1, "burst_count": 10.0}, _rate({"per_second": 0.1, "burst_count": 10.0}), "Rate limit for joining rooms per user.", {"per_second": 0.1, "burst_count": 10}, section="Rate limits"),
+    # Media
+    Option("media_store_path", "media_store", _str, "Directory for uploaded and cached media (relative paths are relative to the config file).", "/var/lib/dagma/media", section="Media", in_generated=True),
+    Option("max_upload_size", "50M", parse_size, "Largest accepted upload (bytes, or with K/M/G suffix).", "100M", section="Media"),
+    Option("max_image_pixels", "32M", parse_size, "Largest image (in pixels) Dagma will thumbnail.", "32M", section="Media"),
+    Option("dynamic_thumbnails", True, _bool, "Generate thumbnails of requested sizes on demand (else only the pre-generated sizes).", True, section="Media"),
+    Option("url_preview_enabled", False, _bool, "Enable URL previews (/preview_url). Private address ranges are always refused unless whitelisted.", False, section="Media"),
+    Option("url_preview_ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST, _ip_ranges, "Address ranges URL previews may never fetch.", ["10.0.0.0/8"], section="Media"),
+    Option("url_preview_ip_range_whitelist", [], _ip_ranges, "Exceptions to url_preview_ip_range_blacklist.", ["192.168.1.5/32"], section="Media"),
+    Option("media_retention", {}, _any_mapping, "{local_media_lifetime, remote_media_lifetime} e.g. 90d; unset keeps media forever.", {"remote_media_lifetime": "14d"}, section="Media"),
+    # Federation
+    Option("federation_enabled", True, _bool, "Federate with other servers (Embassy). false = a private island: no inbound or outbound federation.", False, section="Federation"),
+    Option("federation_verify_certificates", True, _bool, "Verify TLS certificates of remote servers.", True, section="Federation"),
+    Option("federation_domain_whitelist", None, _opt_str_list, "If set, federate only with these server names.", ["example.org"], section="Federation"),
+    Option("ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST, _ip_ranges, "Address ranges outbound requests (federation, remote media) may never reach (SSRF protection).", ["10.0.0.0/8"], section="Federation"),
+    Option("ip_range_whitelist", [], _ip_ranges, "Exceptions to ip_range_blacklist, e.g. a federation peer on the LAN.", ["192.168.1.0/24"], section="Federation"),
+    Option("trusted_key_servers", [{"server_name": "matrix.org"}], _trusted_key_servers, "Notary servers asked for other servers' signing keys.", [{"server_name": "matrix.org"}], section="Federation"),
+    Option("allow_public_rooms_over_federation", False, _bool, "Let other servers read our public room directory.", True, section="Federation"),
+    # Directory
+    Option("room_list_publication_rules", [{"action": "allow"}], _publication_rules, "Who may publish rooms to the public directory (first matching rule wins; fields user_id, alias, room_id accept globs).", [{"user_id": "@admin:*", "action": "allow"}, {"action": "deny"}], section="Directory"),
+    Option("allow_public_rooms_without_auth", False, _bool, "Serve /publicRooms to clients without an access token.", False, section="Directory"),
+    Option("user_directory", {"enabled": True, "search_all_users": False}, _any_mapping, "User directory: {enabled, search_all_users} (false: only users sharing a room or in public rooms).", {"search_all_users": True}, section="Directory"),
+    Option("require_auth_for_profile_requests", False, _bool, "Profiles are only visible to logged-in users.", False, section="Directory"),
+    # Retention
+    Option("redaction_retention_period", "7d", _str, "How long the original content of redacted events is kept before it is erased.", "7d", section="Retention"),
+    Option("access_token_lifetime", None, _opt_str, "If set (e.g. 5m), access tokens expire and clients use refresh tokens.", "60m", section="Accounts"),
+]
+
+OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class DagmaConfig:
+    """A validated configuration. ``values`` holds every option (defaults filled in)."""
+
+    values: dict[str, Any]
+    path: Path | None
+    config_dir: Path = field(default_factory=Path.cwd)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.config_dir / p)
+
+    @property
+    def server_name(self) -> str:
+        return str(self.values["server_name"])
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.values["database"]["name"] == "psycopg2")
+
+    @property
+    def redis_url(self) -> str | None:
+        r = self.values["redis"]
+        if not r["enabled"]:
+            return None
+        auth = f":{r['password']}@" if r.get("password") else ""
+        return f"redis://{auth}{r['host']}:{r['port']}/{r['dbid']}"
+
+
+def _database_from_url(url: str) -> dict[str, Any]:
+    parsed = urlparse(url)
+    if parsed.scheme in ("sqlite", "sqlite3"):
+        # sqlite:///relative.db -> "relative.db"; sqlite:////abs/path.db -> "/abs/path.db"
+        path = unquote(parsed.path)[1:]
+        return {"name": "sqlite3", "args": {"database": path or "homeserver.db"}}
+    if parsed.scheme in ("postgres", "postgresql", "psycopg", "psycopg2"):
+        args: dict[str, Any] = {"database": unquote(parsed.path.lstrip("/")) or "dagma"}
+        if parsed.username:
+            args["user"] = unquote(parsed.username)
+        if parsed.password:
+            args["password"] = unquote(parsed.password)
+        if parsed.hostname:
+            args["host"] = parsed.hostname
+        if parsed.port:
+            args["port"] = parsed.port
+        return {"name": "psycopg2", "args": args}
+    raise ConfigError(f"DAGMA_DATABASE_URL: expected postgres://... or sqlite:///path; got {url!r}")
+
+
+def _redis_from_url(url: str) -> dict[str, Any]:
+    parsed = urlparse(url)
+    if parsed.scheme != "redis":
+        raise ConfigError(f"DAGMA_REDIS_URL: expected redis://host:port/db; got {url!r}")
+    dbid = int(parsed.path.lstrip("/") or 0)
+    return {"enabled": True, "host": parsed.hostname or "localhost", "port": parsed.port or 6379, "dbid": dbid, "password": parsed.password}
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = env.get("DAGMA_" + opt.name.upper())
+        if raw is not None:
+            try:
+                out[opt.name] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                out[opt.name] = raw
+    if env.get("DAGMA_DATABASE_URL"):
+        out["database"] = _database_from_url(env["DAGMA_DATABASE_URL"])
+    if env.get("DAGMA_REDIS_URL"):
+        out["redis"] = _redis_from_url(env["DAGMA_REDIS_URL"])
+    return out
+
+
+def build_config(raw: dict[str, Any], *, path: Path | None = None, env: dict[str, str] | None = None) -> DagmaConfig:
+    """Validate ``raw`` (parsed YAML) with environment overrides; raise ConfigError on the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration file must be a YAML mapping of option: value")
+    merged = dict(raw)
+    merged.update(_env_overrides(dict(os.environ) if env is None else env))
+    unknown = sorted(k for k in merged if k not in OPTION_BY_NAME)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown option (see `manage.py generate_config --list` for the allowed options)")
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = merged.get(opt.name, opt.default)
+        if value is None and opt.name in ("public_baseurl", "signing_key_path", "form_secret", "registration_shared_secret", "federation_domain_whitelist", "access_token_lifetime"):
+            values[opt.name] = None
+            continue
+        if value is None:
+            raise ConfigError(f"{opt.name}: required; {opt.doc}")
+        values[opt.name] = opt.validate(opt.name, value)
+    config_dir = path.parent.resolve() if path else Path.cwd()
+    server_name = values["server_name"]
+    if values["public_baseurl"] is None:
+        host = "localhost" if server_name.split(":")[0] == "localhost" else server_name.split(":")[0]
+        values["public_baseurl"] = f"http://{host}:{values['listeners'][0]['port']}/"
+    if values["signing_key_path"] is None:
+        values["signing_key_path"] = str(config_dir / f"{server_name.replace(':', '_')}.signing.key")
+    if values["enable_registration"] and not values["enable_registration_without_verification"] and not values["registration_requires_token"]:
+        raise ConfigError(
+            "enable_registration: open registration without any verification lets anyone create accounts; "
+            "also set enable_registration_without_verification: true, or registration_requires_token: true"
+        )
+    return DagmaConfig(values=values, path=path, config_dir=config_dir)
+
+
+def config_path_from_env() -> Path:
+    return Path(os.environ.get("DAGMA_CONFIG", "dagma.yaml")).resolve()
+
+
+def load_config(path: Path | None = None, *, allow_missing: bool = True) -> DagmaConfig:
+    """Load the config file. A missing file gives the embedded defaults (server_name localhost)."""
+    path = path or config_path_from_env()
+    if not path.exists():
+        if not allow_missing:
+            raise ConfigError(f"{path}: no such configuration file (create one with `manage.py generate_config`)")
+        return build_config({"server_name": "localhost"}, path=path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return build_config(raw, path=path)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generate_config_text(*, server_name: str, signing_key_path: str, database: dict[str, Any] | None = None) -> str:
+    """A commented YAML config for a new server; the signing key is written separately."""
+    _server_name("server_name", server_name)
+    lines = [
+        "# Dagma homeserver configuration. Generated by `manage.py generate_config`.",
+        "# Every option, its default and an example: `python3 manage.py generate_config --list`.",
+        "# Environment variables DAGMA_<OPTION> override values here.",
+        "",
+    ]
+    values: dict[str, Any] = {
+        "server_name": server_name,
+        "public_baseurl": None,
+        "signing_key_path": signing_key_path,
+        "form_secret": secrets.token_urlsafe(32),
+        "registration_shared_secret": secrets.token_urlsafe(32),
+    }
+    if database is not None:
+        values["database"] = database
+    for opt in OPTIONS:
+        if not (opt.in_generated or opt.name in values):
+            continue
+        value = values.get(opt.name, opt.default)
+        lines.append(f"# {opt.name}: {opt.doc}")
+        if value is None:
+            lines.append(f"#{opt.name}: {yaml.safe_dump(opt.example, default_flow_style=True).strip()}")
+        else:
+            dumped = yaml.safe_dump({opt.name: value}, default_flow_style=False, sort_keys=False).rstrip()
+            lines.extend(dumped.splitlines())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def describe_options() -> str:
+    """Human-readable list of every option: name, default, example, description."""
+    out: list[str] = []
+    section = None
+    for opt in OPTIONS:
+        if opt.section != section:
+            section = opt.section
+            out.append(f"\n## {section}\n")
+        default = "(required)" if opt.name == "server_name" else yaml.safe_dump(opt.default, default_flow_style=True).strip()
+        example = yaml.safe_dump(opt.example, default_flow_style=True).strip()
+        out.append(f"- `{opt.name}` — {opt.doc}\n  default: `{default}`  example: `{example}`")
+    return "\n".join(out).lstrip() + "\n"

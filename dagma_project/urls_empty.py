@@ -1,0 +1,3 @@
+"""No routes: for processes that serve no HTTP (Celery worker and beat)."""
+
+urlpatterns: list[object] = []
