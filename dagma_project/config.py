@@ -509,12 +509,18 @@ def generate_config_text(*, server_name: str, signing_key_path: str, database: d
         value = values.get(opt.name, opt.default)
         lines.append(f"# {opt.name}: {opt.doc}")
         if value is None:
-            lines.append(f"#{opt.name}: {yaml.safe_dump(opt.example, default_flow_style=True).strip()}")
+            lines.append(f"#{opt.name}: {_inline(opt.example)}")
         else:
             dumped = yaml.safe_dump({opt.name: value}, default_flow_style=False, sort_keys=False).rstrip()
             lines.extend(dumped.splitlines())
         lines.append("")
     return "\n".join(lines)
+
+
+def _inline(value: Any) -> str:
+    """One-line YAML for a value (no document-end marker)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
 
 
 def describe_options() -> str:
@@ -525,7 +531,7 @@ def describe_options() -> str:
         if opt.section != section:
             section = opt.section
             out.append(f"\n## {section}\n")
-        default = "(required)" if opt.name == "server_name" else yaml.safe_dump(opt.default, default_flow_style=True).strip()
-        example = yaml.safe_dump(opt.example, default_flow_style=True).strip()
+        default = "(required)" if opt.name == "server_name" else _inline(opt.default)
+        example = _inline(opt.example)
         out.append(f"- `{opt.name}` — {opt.doc}\n  default: `{default}`  example: `{example}`")
     return "\n".join(out).lstrip() + "\n"

@@ -16,3 +16,33 @@ def _server_signing_key() -> None:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(signing.write_signing_keys([signing.generate_signing_key()]))
+
+
+@pytest.fixture(scope="session")
+def dagma_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real ``serve all`` process (PostgreSQL + Redis) shared by the API tests."""
+    from tests.support.live import LiveServer
+
+    server = LiveServer(tmp_path_factory.mktemp("live"))
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def make_client(dagma_server):  # type: ignore[no-untyped-def]
+    """``make_client()`` -> a freshly registered user's MatrixClient on the live server."""
+    from tests.support.client import MatrixClient
+
+    made: list[MatrixClient] = []
+
+    def factory(localpart: str | None = None, *, register: bool = True) -> MatrixClient:
+        client = MatrixClient(dagma_server.base_url)
+        if register:
+            client.register(localpart)
+        made.append(client)
+        return client
+
+    yield factory
+    for c in made:
+        c.close()

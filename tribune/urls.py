@@ -1,16 +1,42 @@
-"""Tribune's URLconf: the client-server API and media. Nothing else is reachable here."""
+"""Tribune's URLconf: the client-server API and media. Nothing else is reachable here.
 
-from django.urls import re_path
+Each spec area's module declares its own ``routes``; the JSON 404 catch-all comes last.
+"""
+
+from django.urls import URLPattern, re_path
 
 from tribune.http import client_route
-from tribune.views import discovery
+from tribune.views import (
+    account_data,
+    accounts,
+    devices,
+    directory,
+    discovery,
+    ephemeral,
+    events,
+    filters,
+    keys,
+    media,
+    membership,
+    presence,
+    profile,
+    pushrules,
+    rooms,
+    sync,
+    to_device,
+)
 
-urlpatterns = [
+urlpatterns: list[URLPattern] = [
     re_path(r"^_matrix/client/versions$", discovery.versions),
     re_path(r"^\.well-known/matrix/client$", discovery.well_known_client),
     re_path(r"^health$", discovery.health),
     client_route("capabilities", discovery.capabilities),
 ]
+for area in (
+    accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
+    account_data, pushrules, presence, to_device, keys, media,
+):  # fmt: skip
+    urlpatterns += area.routes
 
 _catch_all = re_path(r"^.*$", discovery.unrecognized)
 _catch_all.dagma_catch_all = True  # type: ignore[attr-defined]

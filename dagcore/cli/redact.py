@@ -33,7 +33,7 @@ def _redact(args: argparse.Namespace) -> int:
         # server does not take part in (v1): an operator may inspect any event.
         room_version = get_room_version(room_version_id, require_supported=False)
     except UnsupportedRoomVersion:
-        fail(f"unknown room version {room_version_id!r} (room versions are strings such as \"11\")")
+        fail(f'unknown room version {room_version_id!r} (room versions are strings such as "11")')
     event = data.get("event")
     if not isinstance(event, dict):
         fail('"event" must be a JSON object')

@@ -116,7 +116,9 @@ def compute_reference_hash(pdu: Mapping[str, Any], room_version: RoomVersion) ->
     explicit about the input.
     """
     redacted = redact_pdu(pdu, room_version)
-    return hashlib.sha256(encode_canonical_json(_without(redacted, ("signatures", "unsigned", "age_ts")))).digest()
+    return hashlib.sha256(
+        encode_canonical_json(_without(redacted, ("signatures", "unsigned", "age_ts")))
+    ).digest()
 
 
 def compute_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str:
@@ -127,7 +129,9 @@ def compute_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str:
     by the origin server and carried in the PDU, so this raises ``ValueError``.
     """
     if room_version.event_format is EventFormat.V1:
-        raise ValueError(f"Room version {room_version.identifier} event IDs are assigned by the origin server")
+        raise ValueError(
+            f"Room version {room_version.identifier} event IDs are assigned by the origin server"
+        )
     digest = compute_reference_hash(pdu, room_version)
     return "$" + encode_base64(digest, urlsafe=room_version.event_format is EventFormat.V3)
 

@@ -164,7 +164,9 @@ def is_valid_new_localpart(localpart: object, *, server_name: str | None = None)
     if not isinstance(localpart, str) or not _STRICT_LOCALPART.fullmatch(localpart):
         return False
     if server_name is not None:
-        return len(localpart) + len(server_name) + 2 <= MAX_IDENTIFIER_BYTES and is_valid_server_name(server_name)
+        return len(localpart) + len(server_name) + 2 <= MAX_IDENTIFIER_BYTES and is_valid_server_name(
+            server_name
+        )
     return True
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.signing
-from signedjson.key import NACL_ED25519, decode_signing_key_base64 as _decode_signing_key
+from signedjson.key import NACL_ED25519
+from signedjson.key import decode_signing_key_base64 as _decode_signing_key
 from signedjson.key import get_verify_key as _get_verify_key
 from signedjson.sign import sign_json as _signedjson_sign_json
 from signedjson.types import SigningKey, VerifyKey
@@ -213,11 +214,15 @@ def verify_json_signature(
         signature = decode_base64(signature_b64)
         message = encode_canonical_json({k: v for k, v in obj.items() if k not in ("signatures", "unsigned")})
     except ValueError as exc:
-        raise SignatureError(f"Cannot check {server_name}'s {key_id} signature: {exc}", server_name=server_name) from None
+        raise SignatureError(
+            f"Cannot check {server_name}'s {key_id} signature: {exc}", server_name=server_name
+        ) from None
     try:
         verify_key.verify(message, signature)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-        raise SignatureError(f"Invalid {key_id} signature from {server_name}", server_name=server_name) from None
+        raise SignatureError(
+            f"Invalid {key_id} signature from {server_name}", server_name=server_name
+        ) from None
 
 
 # -- events ---------------------------------------------------------------------------
@@ -255,7 +260,9 @@ def _server_of(user_id: object, what: str) -> str:
     try:
         return parse_user_id(user_id)[1]
     except ValueError:
-        raise SignatureError(f"{what} is not a valid user ID, so its server's signature cannot be checked") from None
+        raise SignatureError(
+            f"{what} is not a valid user ID, so its server's signature cannot be checked"
+        ) from None
 
 
 def required_signers(pdu: Mapping[str, Any], room_version: RoomVersion) -> set[str]:
@@ -292,7 +299,9 @@ def required_signers(pdu: Mapping[str, Any], room_version: RoomVersion) -> set[s
         servers.add(domain)
 
     if room_version.restricted_join_rule and is_member and "join_authorised_via_users_server" in content:
-        servers.add(_server_of(content["join_authorised_via_users_server"], "join_authorised_via_users_server"))
+        servers.add(
+            _server_of(content["join_authorised_via_users_server"], "join_authorised_via_users_server")
+        )
     return servers
 
 
@@ -328,7 +337,9 @@ def verify_event_signatures(
     for server_name in sorted(required_signers(pdu, room_version)):
         entry = signatures.get(server_name)
         key_ids = sorted(
-            kid for kid in (entry if isinstance(entry, Mapping) else {}) if str(kid).startswith(NACL_ED25519 + ":")
+            kid
+            for kid in (entry if isinstance(entry, Mapping) else {})
+            if str(kid).startswith(NACL_ED25519 + ":")
         )
         if not key_ids:
             raise SignatureError(f"Event is not signed by {server_name}", server_name=server_name)
@@ -341,5 +352,6 @@ def verify_event_signatures(
             verified = True
         if not verified:
             raise SignatureError(
-                f"No usable verify key for {server_name} (tried {', '.join(key_ids)})", server_name=server_name
+                f"No usable verify key for {server_name} (tried {', '.join(key_ids)})",
+                server_name=server_name,
             )

@@ -87,7 +87,18 @@ DATABASES = _databases(DAGMA)
 
 REDIS_URL = DAGMA.redis_url
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Processes sharing one database are one homeserver: they share a channel prefix,
+    # and two homeservers on one Redis never hear each other.
+    import hashlib as _hashlib
+
+    _db_identity = repr(sorted(DATABASES["default"].items(), key=lambda kv: kv[0]))
+    CHANNEL_PREFIX = "dagma-" + _hashlib.sha256(_db_identity.encode()).hexdigest()[:12]
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+        }
+    }
     CELERY_BROKER_URL: str | None = REDIS_URL
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -119,6 +130,8 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
     },
 }

@@ -37,6 +37,19 @@ def _endpoint(port: int, address: str) -> str:
     return f"tcp:port={port}:interface={address}"
 
 
+def _can_bind(address: str) -> bool:
+    """IPv6 may be disabled (containers): skip such addresses instead of failing to start."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+        return True
+    except OSError:
+        return False
+
+
 def plan_listeners(role: str, config: Any) -> list[tuple[int, list[str], str]]:
     """``(port, bind_addresses, urlconf)`` for each listener this role serves."""
     wanted = set(ROLE_RESOURCES[role])
@@ -129,7 +142,7 @@ class Command(BaseCommand):
 
             start_in_process_runner()
 
-        endpoints = [_endpoint(port, addr) for port, addrs, _ in plan for addr in addrs]
+        endpoints = [_endpoint(port, addr) for port, addrs, _ in plan for addr in addrs if _can_bind(addr)]
         for port, addrs, urlconf in plan:
             self.stderr.write(f"dagma {role}: listening on {', '.join(addrs)} port {port} ({urlconf})\n")
         self.stderr.flush()

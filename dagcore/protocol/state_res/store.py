@@ -39,11 +39,14 @@ class StateResStore(Protocol):
         ...
 
     def get_auth_chain_difference(self, state_sets: Sequence[Collection[str]]) -> set[str]:
-        """``∪ C_i − ∩ C_i`` where ``C_i`` is the full auth chain of the events of state set *i*.
+        """``∪ C_i − ∩ C_i`` where ``C_i`` is the full auth chain of state set *i*.
 
-        Including the state events themselves in ``C_i`` is allowed and does not change the
-        full conflicted set: a state event that is in every ``C_i`` this way is either
-        unconflicted or already in the conflicted state set.
+        ``C_i`` must include the state set's events themselves, not only their auth
+        chains. Synapse computes it so, and the letter of the spec ("the union of the auth
+        chains for each event") differs only for an event that is in every state set but
+        in the auth chains of just some: such an event is unconflicted, and replaying it
+        anyway would change a v2.1 resolution (its power levels could become the
+        mainline). Every store must agree on this, or servers stop converging.
         """
         ...
 

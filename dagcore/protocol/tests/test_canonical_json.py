@@ -106,7 +106,18 @@ def test_canonical_encoding_refuses_nan_and_lone_surrogates() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"   ", b"{", b"{'a': 1}", b"\xff\xfe{}", b"\xc3\x28", b"nope", b"{}{}", b"[1,]", b"\xef\xbb\xbf{}"],
+    [
+        b"",
+        b"   ",
+        b"{",
+        b"{'a': 1}",
+        b"\xff\xfe{}",
+        b"\xc3\x28",
+        b"nope",
+        b"{}{}",
+        b"[1,]",
+        b"\xef\xbb\xbf{}",
+    ],
 )
 def test_non_json_bodies_are_refused_with_m_not_json(body: bytes) -> None:
     with pytest.raises(JsonError) as exc:
@@ -219,7 +230,9 @@ json_ish = st.text(alphabet='[]{}",:\\ 01eE.-+nultrfaNIy\ud83d\\u', max_size=400
 
 @given(json_ish, st.integers(min_value=0, max_value=20_000))
 @settings(max_examples=300)
-def test_parse_json_body_raises_only_json_error_on_nested_and_bracket_heavy_input(text: str, depth: int) -> None:
+def test_parse_json_body_raises_only_json_error_on_nested_and_bracket_heavy_input(
+    text: str, depth: int
+) -> None:
     body = ("[" * depth + text + "]" * depth).encode("utf-8", "surrogatepass")
     try:
         value = parse_json_body(body)

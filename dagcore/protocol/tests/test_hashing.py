@@ -64,11 +64,15 @@ def test_spec_minimal_event_content_hash_matches_the_test_vector() -> None:
 
 
 def test_spec_redactable_event_content_hash_matches_the_test_vector() -> None:
-    assert encode_base64(compute_content_hash(REDACTABLE_EVENT)) == "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"
+    assert (
+        encode_base64(compute_content_hash(REDACTABLE_EVENT)) == "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"
+    )
 
 
 def test_content_hash_ignores_unsigned_signatures_and_existing_hashes() -> None:
-    changed = dict(MINIMAL_EVENT, unsigned={"age": 5}, signatures={"x": {"ed25519:1": "s"}}, hashes={"sha256": "h"})
+    changed = dict(
+        MINIMAL_EVENT, unsigned={"age": 5}, signatures={"x": {"ed25519:1": "s"}}, hashes={"sha256": "h"}
+    )
     assert compute_content_hash(changed) == compute_content_hash(MINIMAL_EVENT)
 
 
@@ -82,7 +86,7 @@ def test_add_content_hash_returns_a_copy_with_only_a_sha256_hash() -> None:
     original = copy.deepcopy(MINIMAL_EVENT)
     hashed = add_content_hash(MINIMAL_EVENT)
     assert hashed["hashes"] == {"sha256": "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"}
-    assert MINIMAL_EVENT == original
+    assert original == MINIMAL_EVENT
     assert check_content_hash(hashed)
 
 
@@ -94,7 +98,14 @@ def test_a_modified_event_fails_its_content_hash_check() -> None:
 
 @pytest.mark.parametrize(
     "hashes",
-    [None, "abc", {}, {"sha256": 5}, {"sha256": "!!not base64!!"}, {"sha512": "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"}],
+    [
+        None,
+        "abc",
+        {},
+        {"sha256": 5},
+        {"sha256": "!!not base64!!"},
+        {"sha512": "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"},
+    ],
 )
 def test_a_missing_or_malformed_hash_fails_the_check_instead_of_raising(hashes: Any) -> None:
     event = dict(MINIMAL_EVENT, hashes=hashes)
@@ -233,7 +244,15 @@ def test_v12_room_id_covers_all_of_the_create_content() -> None:
 
 
 def test_spec_unpadded_base64_examples() -> None:
-    examples = {b"": "", b"f": "Zg", b"fo": "Zm8", b"foo": "Zm9v", b"foob": "Zm9vYg", b"fooba": "Zm9vYmE", b"foobar": "Zm9vYmFy"}
+    examples = {
+        b"": "",
+        b"f": "Zg",
+        b"fo": "Zm8",
+        b"foo": "Zm9v",
+        b"foob": "Zm9vYg",
+        b"fooba": "Zm9vYmE",
+        b"foobar": "Zm9vYmFy",
+    }
     for raw, encoded in examples.items():
         assert encode_base64(raw) == encoded
         assert decode_base64(encoded) == raw

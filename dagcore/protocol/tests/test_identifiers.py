@@ -72,7 +72,7 @@ def test_spec_server_name_examples_are_valid(name: str, split: tuple[str, int | 
         "::1",
         "[]",
         "a" * 256,
-        "matrix.org:８４４８",  # fullwidth digits are not DIGIT
+        "matrix.org:\uff18\uff14\uff14\uff18",  # fullwidth digits are not DIGIT
         None,
         42,
     ],
@@ -95,7 +95,10 @@ def test_current_grammar_user_ids_are_valid_strictly_and_historically(user_id: s
     assert is_valid_user_id(user_id)
 
 
-@pytest.mark.parametrize("user_id", ["@Alice:example.org", "@:example.org", "@al ice:example.org", "@ünï:example.org", "@a\x01b:example.org"])
+@pytest.mark.parametrize(
+    "user_id",
+    ["@Alice:example.org", "@:example.org", "@al ice:example.org", "@ünï:example.org", "@a\x01b:example.org"],
+)
 def test_historical_user_ids_are_accepted_only_in_historical_mode(user_id: str) -> None:
     assert is_valid_user_id(user_id)
     assert not is_valid_user_id(user_id, historical=False)
@@ -103,7 +106,17 @@ def test_historical_user_ids_are_accepted_only_in_historical_mode(user_id: str) 
 
 @pytest.mark.parametrize(
     "user_id",
-    ["alice:example.org", "@alice", "@alice:", "@alice:bad host", "@a\x00b:example.org", "@\ud800:example.org", "#alice:example.org", None, 5],
+    [
+        "alice:example.org",
+        "@alice",
+        "@alice:",
+        "@alice:bad host",
+        "@a\x00b:example.org",
+        "@\ud800:example.org",
+        "#alice:example.org",
+        None,
+        5,
+    ],
 )
 def test_malformed_user_ids_are_refused(user_id: Any) -> None:
     assert not is_valid_user_id(user_id)
@@ -163,7 +176,15 @@ def test_without_a_room_version_either_room_id_form_is_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "room_id", ["abc:example.org", "!abc:", "!abc:bad host", "!a\x00b:example.org", "!" + "a" * 250 + ":example.org", None]
+    "room_id",
+    [
+        "abc:example.org",
+        "!abc:",
+        "!abc:bad host",
+        "!a\x00b:example.org",
+        "!" + "a" * 250 + ":example.org",
+        None,
+    ],
 )
 def test_malformed_room_ids_are_refused(room_id: Any) -> None:
     assert not is_valid_room_id(room_id)
@@ -201,6 +222,9 @@ def test_room_aliases_allow_any_localpart_but_colon_and_nul(alias: str) -> None:
     assert is_valid_room_alias(alias)
 
 
-@pytest.mark.parametrize("alias", ["room:example.org", "#room", "#room:", "#ro\x00om:example.org", "#" + "a" * 250 + ":example.org", None])
+@pytest.mark.parametrize(
+    "alias",
+    ["room:example.org", "#room", "#room:", "#ro\x00om:example.org", "#" + "a" * 250 + ":example.org", None],
+)
 def test_malformed_room_aliases_are_refused(alias: Any) -> None:
     assert not is_valid_room_alias(alias)

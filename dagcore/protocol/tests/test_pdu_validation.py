@@ -28,7 +28,9 @@ def _pdu(version: str, **overrides: Any) -> dict[str, Any]:
     pdu: dict[str, Any] = {
         "type": "m.room.message",
         "sender": "@alice:example.org",
-        "room_id": "!" + EVENT_ID_V4[1:] if room_version.room_id_is_create_event_hash else "!room:example.org",
+        "room_id": "!" + EVENT_ID_V4[1:]
+        if room_version.room_id_is_create_event_hash
+        else "!room:example.org",
         "content": {"body": "hello", "msgtype": "m.text"},
         "origin_server_ts": 1_700_000_000_000,
         "depth": 12,
@@ -36,8 +38,12 @@ def _pdu(version: str, **overrides: Any) -> dict[str, Any]:
     }
     if version in ("1", "2"):
         pdu["event_id"] = "$abc123:example.org"
-        pdu["prev_events"] = [["$prev:example.org", {"sha256": "abase64encodedsha256hashshouldbe43byteslong"}]]
-        pdu["auth_events"] = [["$auth:example.org", {"sha256": "abase64encodedsha256hashshouldbe43byteslong"}]]
+        pdu["prev_events"] = [
+            ["$prev:example.org", {"sha256": "abase64encodedsha256hashshouldbe43byteslong"}]
+        ]
+        pdu["auth_events"] = [
+            ["$auth:example.org", {"sha256": "abase64encodedsha256hashshouldbe43byteslong"}]
+        ]
     elif version == "3":
         pdu["prev_events"] = [EVENT_ID_V3]
         pdu["auth_events"] = [EVENT_ID_V3]
@@ -89,7 +95,19 @@ def test_a_non_create_v12_event_needs_a_hash_room_id() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["auth_events", "content", "depth", "hashes", "origin_server_ts", "prev_events", "room_id", "sender", "signatures", "type"]
+    "key",
+    [
+        "auth_events",
+        "content",
+        "depth",
+        "hashes",
+        "origin_server_ts",
+        "prev_events",
+        "room_id",
+        "sender",
+        "signatures",
+        "type",
+    ],
 )
 def test_a_pdu_missing_a_required_key_is_invalid(key: str) -> None:
     pdu = _pdu("10")
@@ -116,7 +134,6 @@ def test_a_pdu_must_be_an_object() -> None:
         ({"type": None}, "type"),
         ({"state_key": 3}, "state_key"),
         ({"content": []}, "content"),
-        ({"unsigned": "x"}, "unsigned"),
         ({"origin_server_ts": "1"}, "origin_server_ts"),
         ({"origin_server_ts": True}, "origin_server_ts"),
         ({"depth": -1}, "depth"),
@@ -140,11 +157,18 @@ def test_hashes_must_hold_a_sha256_string(hashes: Any) -> None:
     assert "hashes" in _reason(pdu, V["10"])
 
 
-@pytest.mark.parametrize("signatures", [[], {"example.org": "sig"}, {"example.org": {"ed25519:a": 1}}])
-def test_signatures_must_map_servers_to_objects_of_strings(signatures: Any) -> None:
+@pytest.mark.parametrize("signatures", [[], "sig", None])
+def test_signatures_must_be_an_object(signatures: Any) -> None:
     pdu = _pdu("10")
     pdu["signatures"] = signatures
     assert "signatures" in _reason(pdu, V["10"])
+
+
+def test_malformed_signature_entries_or_unsigned_added_by_a_relay_do_not_make_the_pdu_invalid() -> None:
+    pdu = _pdu("10")
+    pdu["signatures"]["relay.example"] = "garbage"
+    pdu["unsigned"] = "not an object"
+    check_pdu_format(pdu, V["10"])
 
 
 def test_v1_prev_events_must_be_event_id_and_hash_pairs() -> None:

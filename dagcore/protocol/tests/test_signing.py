@@ -141,7 +141,9 @@ PRE_V11 = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]
 
 @pytest.mark.parametrize("version", PRE_V11)
 def test_spec_vector_signing_a_minimal_event(spec_key: SigningKey, version: str) -> None:
-    signed = hash_and_sign_event(MINIMAL_EVENT, room_version=V[version], server_name="domain", signing_key=spec_key)
+    signed = hash_and_sign_event(
+        MINIMAL_EVENT, room_version=V[version], server_name="domain", signing_key=spec_key
+    )
     assert signed == SIGNED_MINIMAL_EVENT
 
 
@@ -224,7 +226,13 @@ def test_a_synapse_signing_key_file_line_is_read() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["ed25519 a_AbCd", f"rsa a_AbCd {SPEC_SEED}", "ed25519 a_AbCd not-base64!", "ed25519 a_AbCd Zm9v", f"x {SPEC_SEED} y z"],
+    [
+        "ed25519 a_AbCd",
+        f"rsa a_AbCd {SPEC_SEED}",
+        "ed25519 a_AbCd not-base64!",
+        "ed25519 a_AbCd Zm9v",
+        f"x {SPEC_SEED} y z",
+    ],
 )
 def test_malformed_signing_key_files_are_refused(text: str) -> None:
     with pytest.raises(SigningKeyFileError, match="line 1"):
@@ -233,7 +241,12 @@ def test_malformed_signing_key_files_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("identifier", "b64"),
-    [("ed25519", "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"), ("curve25519:1", "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"), ("ed25519:1", "Zm9v"), ("ed25519:1", "@@@")],
+    [
+        ("ed25519", "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"),
+        ("curve25519:1", "XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI"),
+        ("ed25519:1", "Zm9v"),
+        ("ed25519:1", "@@@"),
+    ],
 )
 def test_malformed_verify_keys_are_refused(identifier: str, b64: str) -> None:
     with pytest.raises(ValueError):
@@ -244,7 +257,11 @@ def test_malformed_verify_keys_are_refused(identifier: str, b64: str) -> None:
 
 
 def test_sign_json_does_not_modify_its_input_and_keeps_other_signatures(spec_key: SigningKey) -> None:
-    obj = {"a": 1, "signatures": {"other": {"ed25519:x": "sig"}, "domain": {"ed25519:old": "s"}}, "unsigned": {"age": 1}}
+    obj = {
+        "a": 1,
+        "signatures": {"other": {"ed25519:x": "sig"}, "domain": {"ed25519:old": "s"}},
+        "unsigned": {"age": 1},
+    }
     original = copy.deepcopy(obj)
     signed = sign_json(obj, server_name="domain", signing_key=spec_key)
     assert obj == original
@@ -257,7 +274,9 @@ def test_a_signature_ignores_unsigned_and_other_signatures(spec_key: SigningKey)
     signed = sign_json({"a": 1}, server_name="domain", signing_key=spec_key)
     signed["unsigned"] = {"age_ts": 5}
     signed["signatures"]["elsewhere"] = {"ed25519:z": "zzz"}
-    verify_json_signature(signed, server_name="domain", key_id="ed25519:1", verify_key=get_verify_key(spec_key))
+    verify_json_signature(
+        signed, server_name="domain", key_id="ed25519:1", verify_key=get_verify_key(spec_key)
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,11 +293,15 @@ def test_a_signature_ignores_unsigned_and_other_signatures(spec_key: SigningKey)
         lambda o: o.update(a="\ud800"),
     ],
 )
-def test_a_tampered_or_malformed_signed_object_raises_signature_error(spec_key: SigningKey, mutate: Any) -> None:
+def test_a_tampered_or_malformed_signed_object_raises_signature_error(
+    spec_key: SigningKey, mutate: Any
+) -> None:
     signed = sign_json({"a": 1}, server_name="domain", signing_key=spec_key)
     mutate(signed)
     with pytest.raises(SignatureError) as exc:
-        verify_json_signature(signed, server_name="domain", key_id="ed25519:1", verify_key=get_verify_key(spec_key))
+        verify_json_signature(
+            signed, server_name="domain", key_id="ed25519:1", verify_key=get_verify_key(spec_key)
+        )
     assert exc.value.server_name == "domain"
 
 
@@ -286,7 +309,10 @@ def test_a_signature_by_another_key_does_not_verify(spec_key: SigningKey) -> Non
     signed = sign_json({"a": 1}, server_name="domain", signing_key=spec_key)
     with pytest.raises(SignatureError):
         verify_json_signature(
-            signed, server_name="domain", key_id="ed25519:1", verify_key=get_verify_key(generate_signing_key())
+            signed,
+            server_name="domain",
+            key_id="ed25519:1",
+            verify_key=get_verify_key(generate_signing_key()),
         )
 
 
@@ -409,7 +435,7 @@ def test_changing_an_essential_field_fails_the_signature_check_naming_the_server
 
 def test_an_unsigned_event_fails_naming_the_missing_server() -> None:
     event = add_content_hash(_v10_event())
-    with pytest.raises(SignatureError, match="a.example") as exc:
+    with pytest.raises(SignatureError, match=r"a\.example") as exc:
         verify_event_signatures(event, room_version=V["10"], get_verify_key=_lookup_for())
     assert exc.value.server_name == "a.example"
 
@@ -438,14 +464,18 @@ def test_a_restricted_join_without_the_authorising_servers_signature_fails_namin
         state_key="@u:joining.example",
         content={"membership": "join", "join_authorised_via_users_server": "@mod:resident.example"},
     )
-    event = hash_and_sign_event(event, room_version=V["10"], server_name="joining.example", signing_key=joiner)
+    event = hash_and_sign_event(
+        event, room_version=V["10"], server_name="joining.example", signing_key=joiner
+    )
     lookup = _lookup_for(("joining.example", joiner))
     with pytest.raises(SignatureError) as exc:
         verify_event_signatures(event, room_version=V["10"], get_verify_key=lookup)
     assert exc.value.server_name == "resident.example"
 
     resident = generate_signing_key()
-    countersigned = sign_event(event, room_version=V["10"], server_name="resident.example", signing_key=resident)
+    countersigned = sign_event(
+        event, room_version=V["10"], server_name="resident.example", signing_key=resident
+    )
     lookup = _lookup_for(("joining.example", joiner), ("resident.example", resident))
     verify_event_signatures(countersigned, room_version=V["10"], get_verify_key=lookup)
     # Redaction keeps join_authorised_via_users_server from v9, so the redacted

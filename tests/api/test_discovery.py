@@ -1,0 +1,49 @@
+"""Discovery, CORS and unknown endpoints, against a live server process."""
+
+from __future__ import annotations
+
+from tests.support.client import MatrixClient
+
+
+def test_versions_lists_v1_1_and_validates_against_the_spec(dagma_server) -> None:
+    c = MatrixClient(dagma_server.base_url)
+    r = c.get("/_matrix/client/versions", spec="/versions", auth=False)
+    assert "v1.1" in r.json["versions"]
+
+
+def test_every_response_carries_cors_headers_errors_included(dagma_server) -> None:
+    c = MatrixClient(dagma_server.base_url)
+    ok = c.get("/_matrix/client/versions", auth=False)
+    err = c.get("/_matrix/client/v3/nonsense", expect=404, auth=False)
+    for r in (ok, err):
+        assert r.raw.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Authorization" in r.raw.headers["Access-Control-Allow-Headers"]
+
+
+def test_options_preflight_answers_204_without_auth(dagma_server) -> None:
+    c = MatrixClient(dagma_server.base_url)
+    r = c.request("OPTIONS", "/_matrix/client/v3/sync", expect=204, auth=False)
+    assert r.raw.headers["Access-Control-Allow-Methods"]
+
+
+def test_unknown_endpoints_answer_json_m_unrecognized(dagma_server) -> None:
+    c = MatrixClient(dagma_server.base_url)
+    for path in ("/_matrix/client/v3/unstable/thing", "/_matrix/client/unstable/org.example/x", "/nope"):
+        r = c.get(path, expect=404, auth=False)
+        assert r.json["errcode"] == "M_UNRECOGNIZED"
+
+
+def test_well_known_client_points_at_public_baseurl(dagma_server) -> None:
+    c = MatrixClient(dagma_server.base_url)
+    r = c.get("/.well-known/matrix/client", auth=False)
+    assert r.json["m.homeserver"]["base_url"] == dagma_server.base_url
+
+
+def test_server_keys_are_self_signed(dagma_server) -> None:
+    from dagcore.protocol import signing
+
+    c = MatrixClient(dagma_server.base_url)
+    body = c.get("/_matrix/key/v2/server", auth=False).json
+    key_id, entry = next(iter(body["verify_keys"].items()))
+    verify_key = signing.decode_verify_key_base64(key_id, entry["key"])
+    signing.verify_json_signature(body, server_name=body["server_name"], key_id=key_id, verify_key=verify_key)

@@ -1,0 +1,174 @@
+"""Real server processes for API tests: ``manage.py serve ...`` started as a subprocess.
+
+Each ``LiveServer`` gets its own config directory, signing key, database (a
+fresh PostgreSQL database, or an SQLite file) and free port; it is started
+exactly as an operator would (``serve``), and stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PG_DSN = os.environ.get("DAGMA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DAGMA_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_admin(sql: str) -> None:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+class LiveServer:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        server_name: str = "localhost",
+        database: str = "postgres",
+        redis: bool = True,
+        config: dict[str, Any] | None = None,
+        role: str = "all",
+        db_name: str | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.server_name = server_name
+        self.database = database
+        self.redis = redis
+        self.role = role
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.db_name = db_name or f"dagma_live_{secrets.token_hex(4)}"
+        self.owns_db = db_name is None
+        self.extra_config = config or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config_path = workdir / "dagma.yaml"
+        self.log_path = workdir / f"{role}-{self.port}.log"
+
+    # -- set-up ------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in list(env):
+            if key.startswith("DAGMA_") and key not in ("DAGMA_VENV",):
+                del env[key]
+        env.update(
+            DAGMA_CONFIG=str(self.config_path),
+            DAGMA_NO_BOOTSTRAP="1",
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        return env
+
+    def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), "generate_config", "--server-name", self.server_name,
+                 "--out", str(self.config_path)],
+                env=self.env(), check=True, capture_output=True,
+            )  # fmt: skip
+        config = yaml.safe_load(self.config_path.read_text())
+        if self.database == "postgres":
+            config["database"] = {"name": "psycopg2", "args": {"user": "postgres", "host": "127.0.0.1", "database": self.db_name, "cp_min": 1, "cp_max": 20}}
+        else:
+            config["database"] = {"name": "sqlite3", "args": {"database": str(self.workdir / "homeserver.db")}}
+        if self.redis:
+            host_port, _, dbid = REDIS_URL.removeprefix("redis://").partition("/")
+            host, _, port = host_port.partition(":")
+            config["redis"] = {"enabled": True, "host": host, "port": int(port or 6379), "dbid": int(dbid or 0)}
+        config["listeners"] = [
+            {"port": self.port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client", "federation"]}]}
+        ]
+        config["public_baseurl"] = self.base_url + "/"
+        config.setdefault("enable_registration", True)
+        config.setdefault("enable_registration_without_verification", True)
+        # Tests register and send a lot; dedicated tests turn limits back on.
+        for rc in ("rc_message", "rc_registration", "rc_joins"):
+            config.setdefault(rc, {"per_second": 1000, "burst_count": 10000})
+        config.setdefault("rc_login", {k: {"per_second": 1000, "burst_count": 10000} for k in ("address", "account", "failed_attempts")})
+        config.update(self.extra_config)
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def create_database(self) -> None:
+        if self.database == "postgres" and self.owns_db:
+            _pg_admin(f'CREATE DATABASE "{self.db_name}"')
+
+    def migrate(self) -> None:
+        if self.database == "postgres":
+            subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), "migrate", "--verbosity", "0"],
+                env=self.env(), check=True, capture_output=True,
+            )  # fmt: skip
+
+    def manage(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args], env=self.env(), capture_output=True, input=input, check=False
+        )
+
+    # -- running -----------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        if not self.config_path.exists():
+            self.write_config()
+            self.create_database()
+            self.migrate()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", self.role],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(self.base_url + "/_matrix/client/versions", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start within {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def destroy(self) -> None:
+        self.stop()
+        if self.database == "postgres" and self.owns_db:
+            try:
+                _pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            except psycopg.Error:
+                pass
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text()[-n:] if self.log_path.exists() else ""

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+from django.urls import URLPattern
+
+routes: list[URLPattern] = []
