@@ -92,7 +92,14 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.all")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from dagma_project.config import ConfigError
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ConfigError as exc:
+        # A bad configuration value: one clear line naming the key, no traceback.
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dagcore.protocol.events import Event, StateKey  # noqa: E402
-from dagcore.protocol.room_versions import RoomVersion, get_room_version  # noqa: E402
-from dagcore.protocol.state_res import InMemoryStateResStore, resolve_state  # noqa: E402
+from dagcore.protocol.events import Event, StateKey
+from dagcore.protocol.room_versions import RoomVersion, get_room_version
+from dagcore.protocol.state_res import InMemoryStateResStore, resolve_state
 
 BUDGET_MS = 1000.0
 ALICE = "@alice:a.test"
@@ -69,7 +69,9 @@ class _Builder:
         return eid
 
 
-def build_room(version_id: str, members: int, conflicts: int) -> tuple[RoomVersion, dict[str, Event], list[dict]]:
+def build_room(
+    version_id: str, members: int, conflicts: int
+) -> tuple[RoomVersion, dict[str, Event], list[dict]]:
     version = get_room_version(version_id)
     b = _Builder(version)
     state: dict[StateKey, str] = {}
@@ -129,10 +131,19 @@ def build_room(version_id: str, members: int, conflicts: int) -> tuple[RoomVersi
 def bench(version_id: str, members: int, conflicts: int, runs: int) -> None:
     t0 = time.perf_counter()
     version, events, forks = build_room(version_id, members, conflicts)
+    setup_ms = (time.perf_counter() - t0) * 1000
+    conflicted_keys = [k for k in forks[0].keys() | forks[1].keys() if forks[0].get(k) != forks[1].get(k)]
+    fork_only = {f[k] for f in forks for k in conflicted_keys if k in f} - {
+        e.event_id for e in events.values() if e.depth <= members + 4
+    }
+
+    # Cold: a fresh store memoises the auth chains of all 10k members inside the call
+    # (what the CLI does). Warm: chains already there (what a DB chain index gives).
+    t = time.perf_counter()
+    resolve_state(version, forks, InMemoryStateResStore(events))
+    cold_ms = (time.perf_counter() - t) * 1000
     store = InMemoryStateResStore(events)
     store.precompute_auth_chains()
-    setup_ms = (time.perf_counter() - t0) * 1000
-    conflicting = sum(1 for k in forks[0].keys() | forks[1].keys() if forks[0].get(k) != forks[1].get(k))
 
     times = []
     result: dict = {}
@@ -142,17 +153,22 @@ def bench(version_id: str, members: int, conflicts: int, runs: int) -> None:
         times.append((time.perf_counter() - t) * 1000)
     best, median = min(times), statistics.median(times)
     print(
-        f"room v{version_id} ({version.state_res.value}): {members} members, {len(result)} resolved keys, "
-        f"{conflicting} conflicted keys; setup {setup_ms:.0f} ms"
+        f"room v{version_id} ({version.state_res.value}): {members} joined members, {len(fork_only)} conflicting "
+        f"state events on {len(conflicted_keys)} keys, {len(result)} resolved keys (setup {setup_ms:.0f} ms)"
     )
     print(
-        f"  resolve_state over {runs} runs: best {best:.1f} ms, median {median:.1f} ms, "
+        f"  resolve_state, precomputed chains, {runs} runs: best {best:.1f} ms, median {median:.1f} ms, "
         f"max {max(times):.1f} ms -> {median / BUDGET_MS:.3f} of the {BUDGET_MS:.0f} ms budget"
+    )
+    print(
+        f"  resolve_state, cold store (memoising every chain): {cold_ms:.1f} ms -> {cold_ms / BUDGET_MS:.3f} of the budget"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--conflicts", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)

@@ -30,6 +30,7 @@ local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
+local peek = tonumber(ARGV[5] or '0')
 local state = redis.call('HMGET', key, 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
@@ -38,7 +39,7 @@ tokens = math.min(burst, tokens + (now - ts) * rate)
 local allowed = 0
 local wait = 0
 if tokens >= cost then
-  tokens = tokens - cost
+  if peek == 0 then tokens = tokens - cost end
   allowed = 1
 else
   if rate > 0 then wait = (cost - tokens) / rate else wait = 3600 end
@@ -56,13 +57,13 @@ class _LocalBuckets:
         self.lock = threading.Lock()
         self.buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, rate: float, burst: float, cost: float) -> RateLimitResult:
+    def take(self, key: str, rate: float, burst: float, cost: float, peek: bool = False) -> RateLimitResult:
         now = time.monotonic()
         with self.lock:
             tokens, ts = self.buckets.get(key, (burst, now))
             tokens = min(burst, tokens + (now - ts) * rate)
             if tokens >= cost:
-                self.buckets[key] = (tokens - cost, now)
+                self.buckets[key] = (tokens if peek else tokens - cost, now)
                 return RateLimitResult(True, 0)
             self.buckets[key] = (tokens, now)
             wait = (cost - tokens) / rate if rate > 0 else 3600.0
@@ -84,17 +85,23 @@ def _redis_script() -> Any:
     return client.register_script(_LUA)
 
 
-def check_rate_limit(action: str, key: str, *, per_second: float, burst_count: float, cost: float = 1.0) -> RateLimitResult:
-    """Take ``cost`` from the bucket ``action:key``; say whether it was allowed."""
+def check_rate_limit(
+    action: str, key: str, *, per_second: float, burst_count: float, cost: float = 1.0, peek: bool = False
+) -> RateLimitResult:
+    """Take ``cost`` from the bucket ``action:key``; say whether it was allowed.
+
+    ``peek``: only say whether ``cost`` could be taken now, taking nothing (e.g.
+    refuse a login once failed attempts ran out, but count only failures).
+    """
     if per_second <= 0 and burst_count <= 0:
         return RateLimitResult(True, 0)
     bucket = f"dagma:rl:{action}:{key}"
     if settings.REDIS_URL:
-        allowed, wait = _redis_script()(keys=[bucket], args=[per_second, burst_count, time.time(), cost])
+        allowed, wait = _redis_script()(keys=[bucket], args=[per_second, burst_count, time.time(), cost, 1 if peek else 0])
         if int(allowed):
             return RateLimitResult(True, 0)
         return RateLimitResult(False, max(1, math.ceil(float(wait) * 1000)))
-    return _local.take(bucket, per_second, burst_count, cost)
+    return _local.take(bucket, per_second, burst_count, cost, peek)
 
 
 def reset_local_buckets() -> None:

@@ -116,7 +116,9 @@ def _ip_ranges(key: str, value: Any) -> list[str]:
         try:
             out.append(str(ipaddress.ip_network(str(item), strict=False)))
         except ValueError:
-            raise ConfigError(f"{key}: {item!r} is not a CIDR range (e.g. 192.168.0.0/16 or fe80::/10)") from None
+            raise ConfigError(
+                f"{key}: {item!r} is not a CIDR range (e.g. 192.168.0.0/16 or fe80::/10)"
+            ) from None
     return out
 
 
@@ -126,7 +128,9 @@ def _room_version(key: str, value: Any) -> str:
         value = str(value)
     if value in allowed:
         return str(value)
-    raise ConfigError(f"{key}: expected one of the supported room versions {', '.join(allowed)}; got {value!r}")
+    raise ConfigError(
+        f"{key}: expected one of the supported room versions {', '.join(allowed)}; got {value!r}"
+    )
 
 
 def _rate(defaults: dict[str, float]) -> Callable[[str, Any], dict[str, float]]:
@@ -147,7 +151,9 @@ def _rate(defaults: dict[str, float]) -> Callable[[str, Any], dict[str, float]]:
 
 def _rc_login(key: str, value: Any) -> dict[str, dict[str, float]]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping with address, account and failed_attempts; got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a mapping with address, account and failed_attempts; got {value!r}"
+        )
     out = {k: dict(v) for k, v in RC_LOGIN_DEFAULT.items()}
     for sub, v in value.items():
         if sub not in out:
@@ -176,7 +182,9 @@ def _database(key: str, value: Any) -> dict[str, Any]:
 
 def _redis(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping with enabled, host, port (as in Synapse); got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a mapping with enabled, host, port (as in Synapse); got {value!r}"
+        )
     out = {"enabled": False, "host": "localhost", "port": 6379, "dbid": 0, "password": None}
     for sub, v in value.items():
         if sub not in out:
@@ -202,7 +210,9 @@ def _listeners(key: str, value: Any) -> list[dict[str, Any]]:
         port = _int(1, 65535)(f"{where}.port", item.get("port"))
         binds = item.get("bind_addresses", ["127.0.0.1"])
         if not isinstance(binds, list) or not all(isinstance(b, str) for b in binds):
-            raise ConfigError(f"{where}.bind_addresses: expected a list of addresses such as ['::1', '127.0.0.1']")
+            raise ConfigError(
+                f"{where}.bind_addresses: expected a list of addresses such as ['::1', '127.0.0.1']"
+            )
         names: set[str] = set()
         for res in item.get("resources", []) or []:
             for n in (res or {}).get("names", []) or []:
@@ -216,7 +226,14 @@ def _listeners(key: str, value: Any) -> list[dict[str, Any]]:
         ltype = item.get("type", "http")
         if ltype != "http":
             raise ConfigError(f"{where}.type: expected http; got {ltype!r}")
-        out.append({"port": port, "bind_addresses": binds, "names": sorted(names), "x_forwarded": bool(item.get("x_forwarded", False))})
+        out.append(
+            {
+                "port": port,
+                "bind_addresses": binds,
+                "names": sorted(names),
+                "x_forwarded": bool(item.get("x_forwarded", False)),
+            }
+        )
     return out
 
 
@@ -242,7 +259,9 @@ def _opt_str_list(key: str, value: Any) -> list[str] | None:
 
 def _publication_rules(key: str, value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
-        raise ConfigError(f"{key}: expected a list of rules like {{user_id: '*', alias: '*', room_id: '*', action: allow}}")
+        raise ConfigError(
+            f"{key}: expected a list of rules like {{user_id: '*', alias: '*', room_id: '*', action: allow}}"
+        )
     for i, rule in enumerate(value):
         if not isinstance(rule, dict) or rule.get("action") not in ("allow", "deny"):
             raise ConfigError(f"{key}[{i}].action: expected allow or deny")
@@ -250,7 +269,9 @@ def _publication_rules(key: str, value: Any) -> list[dict[str, Any]]:
 
 
 def _log_level(key: str, value: Any) -> str:
-    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, str(value).upper() if isinstance(value, str) else value)
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(
+        key, str(value).upper() if isinstance(value, str) else value
+    )
 
 
 def _any_mapping(key: str, value: Any) -> dict[str, Any]:
@@ -291,59 +312,352 @@ class Option:
 
 OPTIONS: list[Option] = [
     # Server
-    Option("server_name", None, _server_name, "The domain of user IDs and room aliases on this server (@alice:<server_name>). Cannot be changed later.", "example.com", in_generated=True),
-    Option("public_baseurl", None, _url, "The public URL clients use to reach Tribune. Default: http://<server_name>:8008/ (or http://localhost:8008/ for localhost).", "https://matrix.example.com/", in_generated=True),
-    Option("signing_key_path", None, _str, "File with this server's Ed25519 signing keys (Synapse format). Default: <config dir>/<server_name>.signing.key, created on first start.", "/etc/dagma/example.com.signing.key", in_generated=True),
-    Option("form_secret", None, _opt_str, "Secret used to sign admin-console sessions and forms. Generated with the config; keep it secret.", "<random>", in_generated=True),
-    Option("listeners", [{"port": 8008, "bind_addresses": ["::1", "127.0.0.1"], "type": "http", "resources": [{"names": ["client", "federation"]}]}], _listeners,
-           "Where each server listens. Resources client/media -> Tribune, federation/keys -> Embassy, admin -> Politburo (keep it on 127.0.0.1).",
-           [{"port": 8008, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client"]}]}], in_generated=True),
-    Option("admin_listener_port", 8009, _int(1, 65535), "Port Politburo (admin console) listens on, always on 127.0.0.1, when no listener has the admin resource.", 8009),
-    Option("log_level", "INFO", _log_level, "Log level for the JSON logs on stdout: DEBUG, INFO, WARNING or ERROR.", "INFO"),
-    Option("default_room_version", "12", _room_version, "Room version for new rooms when the client does not ask for one.", "12", section="Rooms"),
-    Option("presence", {"enabled": True}, _any_mapping, "Presence: {enabled: true|false}.", {"enabled": False}, section="Rooms"),
+    Option(
+        "server_name",
+        None,
+        _server_name,
+        "The domain of user IDs and room aliases on this server (@alice:<server_name>). Cannot be changed later.",
+        "example.com",
+        in_generated=True,
+    ),
+    Option(
+        "public_baseurl",
+        None,
+        _url,
+        "The public URL clients use to reach Tribune. Default: http://<server_name>:8008/ (or http://localhost:8008/ for localhost).",
+        "https://matrix.example.com/",
+        in_generated=True,
+    ),
+    Option(
+        "signing_key_path",
+        None,
+        _str,
+        "File with this server's Ed25519 signing keys (Synapse format). Default: <config dir>/<server_name>.signing.key, created on first start.",
+        "/etc/dagma/example.com.signing.key",
+        in_generated=True,
+    ),
+    Option(
+        "form_secret",
+        None,
+        _opt_str,
+        "Secret used to sign admin-console sessions and forms. Generated with the config; keep it secret.",
+        "<random>",
+        in_generated=True,
+    ),
+    Option(
+        "listeners",
+        [
+            {
+                "port": 8008,
+                "bind_addresses": ["::1", "127.0.0.1"],
+                "type": "http",
+                "resources": [{"names": ["client", "federation"]}],
+            }
+        ],
+        _listeners,
+        "Where each server listens. Resources client/media -> Tribune, federation/keys -> Embassy, admin -> Politburo (keep it on 127.0.0.1).",
+        [{"port": 8008, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client"]}]}],
+        in_generated=True,
+    ),
+    Option(
+        "admin_listener_port",
+        8009,
+        _int(1, 65535),
+        "Port Politburo (admin console) listens on, always on 127.0.0.1, when no listener has the admin resource.",
+        8009,
+    ),
+    Option(
+        "log_level",
+        "INFO",
+        _log_level,
+        "Log level for the JSON logs on stdout: DEBUG, INFO, WARNING or ERROR.",
+        "INFO",
+    ),
+    Option(
+        "default_room_version",
+        "12",
+        _room_version,
+        "Room version for new rooms when the client does not ask for one.",
+        "12",
+        section="Rooms",
+    ),
+    Option(
+        "presence",
+        {"enabled": True},
+        _any_mapping,
+        "Presence: {enabled: true|false}.",
+        {"enabled": False},
+        section="Rooms",
+    ),
     # Database & Redis
-    Option("database", {"name": "sqlite3", "args": {"database": "homeserver.db"}}, _database,
-           "Database. sqlite3 (embedded default, for trying Dagma) or psycopg2 (PostgreSQL, production). Env: DAGMA_DATABASE_URL=postgres://user@host:5432/db or sqlite:///path.",
-           {"name": "psycopg2", "args": {"user": "dagma", "database": "dagma", "host": "127.0.0.1", "cp_min": 5, "cp_max": 10}}, section="Database", in_generated=True),
-    Option("redis", {"enabled": False, "host": "localhost", "port": 6379, "dbid": 0, "password": None}, _redis,
-           "Redis: Celery broker and the channel layer between processes. Required when more than one process serves the homeserver. Env: DAGMA_REDIS_URL=redis://host:6379/0.",
-           {"enabled": True, "host": "127.0.0.1", "port": 6379}, section="Database", in_generated=True),
+    Option(
+        "database",
+        {"name": "sqlite3", "args": {"database": "homeserver.db"}},
+        _database,
+        "Database. sqlite3 (embedded default, for trying Dagma) or psycopg2 (PostgreSQL, production). Env: DAGMA_DATABASE_URL=postgres://user@host:5432/db or sqlite:///path.",
+        {
+            "name": "psycopg2",
+            "args": {"user": "dagma", "database": "dagma", "host": "127.0.0.1", "cp_min": 5, "cp_max": 10},
+        },
+        section="Database",
+        in_generated=True,
+    ),
+    Option(
+        "redis",
+        {"enabled": False, "host": "localhost", "port": 6379, "dbid": 0, "password": None},
+        _redis,
+        "Redis: Celery broker and the channel layer between processes. Required when more than one process serves the homeserver. Env: DAGMA_REDIS_URL=redis://host:6379/0.",
+        {"enabled": True, "host": "127.0.0.1", "port": 6379},
+        section="Database",
+        in_generated=True,
+    ),
     # Registration
-    Option("enable_registration", False, _bool, "Allow anyone to register an account through the client API.", True, section="Registration", in_generated=True),
-    Option("enable_registration_without_verification", False, _bool, "Required (true) together with enable_registration when no email/captcha verification is configured, as in Synapse.", True, section="Registration"),
-    Option("registration_requires_token", False, _bool, "Registration needs a token (m.login.registration_token); create tokens with the admin API.", True, section="Registration"),
-    Option("registration_shared_secret", None, _opt_str, "Shared secret for the admin registration endpoint /_synapse/admin/v1/register (register_new_matrix_user).", "<random>", section="Registration"),
-    Option("allow_guest_access", False, _bool, "Allow guest accounts (kind=guest).", False, section="Registration"),
-    Option("rc_message", {"per_second": 0.2, "burst_count": 10.0}, _rate({"per_second": 0.2, "burst_count": 10.0}), "Rate limit for sending events per user.", {"per_second": 0.5, "burst_count": 30}, section="Rate limits"),
-    Option("rc_registration", {"per_second": 0.17, "burst_count": 3.0}, _rate({"per_second": 0.17, "burst_count": 3.0}), "Rate limit for registration per client address.", {"per_second": 0.17, "burst_count": 3}, section="Rate limits"),
-    Option("rc_login", RC_LOGIN_DEFAULT, _rc_login, "Rate limits for login: per address, per account and for failed attempts per account.", {"address": {"per_second": 0.003, "burst_count": 5}}, section="Rate limits"),
-    Option("rc_joins", {"per_second": 0.1, "burst_count": 10.0}, _rate({"per_second": 0.1, "burst_count": 10.0}), "Rate limit for joining rooms per user.", {"per_second": 0.1, "burst_count": 10}, section="Rate limits"),
+    Option(
+        "enable_registration",
+        False,
+        _bool,
+        "Allow anyone to register an account through the client API.",
+        True,
+        section="Registration",
+        in_generated=True,
+    ),
+    Option(
+        "enable_registration_without_verification",
+        False,
+        _bool,
+        "Required (true) together with enable_registration when no email/captcha verification is configured, as in Synapse.",
+        True,
+        section="Registration",
+    ),
+    Option(
+        "registration_requires_token",
+        False,
+        _bool,
+        "Registration needs a token (m.login.registration_token); create tokens with the admin API.",
+        True,
+        section="Registration",
+    ),
+    Option(
+        "registration_shared_secret",
+        None,
+        _opt_str,
+        "Shared secret for the admin registration endpoint /_synapse/admin/v1/register (register_new_matrix_user).",
+        "<random>",
+        section="Registration",
+    ),
+    Option(
+        "allow_guest_access",
+        False,
+        _bool,
+        "Allow guest accounts (kind=guest).",
+        False,
+        section="Registration",
+    ),
+    Option(
+        "rc_message",
+        {"per_second": 0.2, "burst_count": 10.0},
+        _rate({"per_second": 0.2, "burst_count": 10.0}),
+        "Rate limit for sending events per user.",
+        {"per_second": 0.5, "burst_count": 30},
+        section="Rate limits",
+    ),
+    Option(
+        "rc_registration",
+        {"per_second": 0.17, "burst_count": 3.0},
+        _rate({"per_second": 0.17, "burst_count": 3.0}),
+        "Rate limit for registration per client address.",
+        {"per_second": 0.17, "burst_count": 3},
+        section="Rate limits",
+    ),
+    Option(
+        "rc_login",
+        RC_LOGIN_DEFAULT,
+        _rc_login,
+        "Rate limits for login: per address, per account and for failed attempts per account.",
+        {"address": {"per_second": 0.003, "burst_count": 5}},
+        section="Rate limits",
+    ),
+    Option(
+        "rc_joins",
+        {"per_second": 0.1, "burst_count": 10.0},
+        _rate({"per_second": 0.1, "burst_count": 10.0}),
+        "Rate limit for joining rooms per user.",
+        {"per_second": 0.1, "burst_count": 10},
+        section="Rate limits",
+    ),
     # Media
-    Option("media_store_path", "media_store", _str, "Directory for uploaded and cached media (relative paths are relative to the config file).", "/var/lib/dagma/media", section="Media", in_generated=True),
-    Option("max_upload_size", "50M", parse_size, "Largest accepted upload (bytes, or with K/M/G suffix).", "100M", section="Media"),
-    Option("max_image_pixels", "32M", parse_size, "Largest image (in pixels) Dagma will thumbnail.", "32M", section="Media"),
-    Option("dynamic_thumbnails", True, _bool, "Generate thumbnails of requested sizes on demand (else only the pre-generated sizes).", True, section="Media"),
-    Option("url_preview_enabled", False, _bool, "Enable URL previews (/preview_url). Private address ranges are always refused unless whitelisted.", False, section="Media"),
-    Option("url_preview_ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST, _ip_ranges, "Address ranges URL previews may never fetch.", ["10.0.0.0/8"], section="Media"),
-    Option("url_preview_ip_range_whitelist", [], _ip_ranges, "Exceptions to url_preview_ip_range_blacklist.", ["192.168.1.5/32"], section="Media"),
-    Option("media_retention", {}, _any_mapping, "{local_media_lifetime, remote_media_lifetime} e.g. 90d; unset keeps media forever.", {"remote_media_lifetime": "14d"}, section="Media"),
+    Option(
+        "media_store_path",
+        "media_store",
+        _str,
+        "Directory for uploaded and cached media (relative paths are relative to the config file).",
+        "/var/lib/dagma/media",
+        section="Media",
+        in_generated=True,
+    ),
+    Option(
+        "max_upload_size",
+        "50M",
+        parse_size,
+        "Largest accepted upload (bytes, or with K/M/G suffix).",
+        "100M",
+        section="Media",
+    ),
+    Option(
+        "max_image_pixels",
+        "32M",
+        parse_size,
+        "Largest image (in pixels) Dagma will thumbnail.",
+        "32M",
+        section="Media",
+    ),
+    Option(
+        "dynamic_thumbnails",
+        True,
+        _bool,
+        "Generate thumbnails of requested sizes on demand (else only the pre-generated sizes).",
+        True,
+        section="Media",
+    ),
+    Option(
+        "url_preview_enabled",
+        False,
+        _bool,
+        "Enable URL previews (/preview_url). Private address ranges are always refused unless whitelisted.",
+        False,
+        section="Media",
+    ),
+    Option(
+        "url_preview_ip_range_blacklist",
+        DEFAULT_IP_RANGE_BLACKLIST,
+        _ip_ranges,
+        "Address ranges URL previews may never fetch.",
+        ["10.0.0.0/8"],
+        section="Media",
+    ),
+    Option(
+        "url_preview_ip_range_whitelist",
+        [],
+        _ip_ranges,
+        "Exceptions to url_preview_ip_range_blacklist.",
+        ["192.168.1.5/32"],
+        section="Media",
+    ),
+    Option(
+        "media_retention",
+        {},
+        _any_mapping,
+        "{local_media_lifetime, remote_media_lifetime} e.g. 90d; unset keeps media forever.",
+        {"remote_media_lifetime": "14d"},
+        section="Media",
+    ),
     # Federation
-    Option("federation_enabled", True, _bool, "Federate with other servers (Embassy). false = a private island: no inbound or outbound federation.", False, section="Federation"),
-    Option("federation_verify_certificates", True, _bool, "Verify TLS certificates of remote servers.", True, section="Federation"),
-    Option("federation_domain_whitelist", None, _opt_str_list, "If set, federate only with these server names.", ["example.org"], section="Federation"),
-    Option("ip_range_blacklist", DEFAULT_IP_RANGE_BLACKLIST, _ip_ranges, "Address ranges outbound requests (federation, remote media) may never reach (SSRF protection).", ["10.0.0.0/8"], section="Federation"),
-    Option("ip_range_whitelist", [], _ip_ranges, "Exceptions to ip_range_blacklist, e.g. a federation peer on the LAN.", ["192.168.1.0/24"], section="Federation"),
-    Option("trusted_key_servers", [{"server_name": "matrix.org"}], _trusted_key_servers, "Notary servers asked for other servers' signing keys.", [{"server_name": "matrix.org"}], section="Federation"),
-    Option("allow_public_rooms_over_federation", False, _bool, "Let other servers read our public room directory.", True, section="Federation"),
+    Option(
+        "federation_enabled",
+        True,
+        _bool,
+        "Federate with other servers (Embassy). false = a private island: no inbound or outbound federation.",
+        False,
+        section="Federation",
+    ),
+    Option(
+        "federation_verify_certificates",
+        True,
+        _bool,
+        "Verify TLS certificates of remote servers.",
+        True,
+        section="Federation",
+    ),
+    Option(
+        "federation_domain_whitelist",
+        None,
+        _opt_str_list,
+        "If set, federate only with these server names.",
+        ["example.org"],
+        section="Federation",
+    ),
+    Option(
+        "ip_range_blacklist",
+        DEFAULT_IP_RANGE_BLACKLIST,
+        _ip_ranges,
+        "Address ranges outbound requests (federation, remote media) may never reach (SSRF protection).",
+        ["10.0.0.0/8"],
+        section="Federation",
+    ),
+    Option(
+        "ip_range_whitelist",
+        [],
+        _ip_ranges,
+        "Exceptions to ip_range_blacklist, e.g. a federation peer on the LAN.",
+        ["192.168.1.0/24"],
+        section="Federation",
+    ),
+    Option(
+        "trusted_key_servers",
+        [{"server_name": "matrix.org"}],
+        _trusted_key_servers,
+        "Notary servers asked for other servers' signing keys.",
+        [{"server_name": "matrix.org"}],
+        section="Federation",
+    ),
+    Option(
+        "allow_public_rooms_over_federation",
+        False,
+        _bool,
+        "Let other servers read our public room directory.",
+        True,
+        section="Federation",
+    ),
     # Directory
-    Option("room_list_publication_rules", [{"action": "allow"}], _publication_rules, "Who may publish rooms to the public directory (first matching rule wins; fields user_id, alias, room_id accept globs).", [{"user_id": "@admin:*", "action": "allow"}, {"action": "deny"}], section="Directory"),
-    Option("allow_public_rooms_without_auth", False, _bool, "Serve /publicRooms to clients without an access token.", False, section="Directory"),
-    Option("user_directory", {"enabled": True, "search_all_users": False}, _any_mapping, "User directory: {enabled, search_all_users} (false: only users sharing a room or in public rooms).", {"search_all_users": True}, section="Directory"),
-    Option("require_auth_for_profile_requests", False, _bool, "Profiles are only visible to logged-in users.", False, section="Directory"),
+    Option(
+        "room_list_publication_rules",
+        [{"action": "allow"}],
+        _publication_rules,
+        "Who may publish rooms to the public directory (first matching rule wins; fields user_id, alias, room_id accept globs).",
+        [{"user_id": "@admin:*", "action": "allow"}, {"action": "deny"}],
+        section="Directory",
+    ),
+    Option(
+        "allow_public_rooms_without_auth",
+        False,
+        _bool,
+        "Serve /publicRooms to clients without an access token.",
+        False,
+        section="Directory",
+    ),
+    Option(
+        "user_directory",
+        {"enabled": True, "search_all_users": False},
+        _any_mapping,
+        "User directory: {enabled, search_all_users} (false: only users sharing a room or in public rooms).",
+        {"search_all_users": True},
+        section="Directory",
+    ),
+    Option(
+        "require_auth_for_profile_requests",
+        False,
+        _bool,
+        "Profiles are only visible to logged-in users.",
+        False,
+        section="Directory",
+    ),
     # Retention
-    Option("redaction_retention_period", "7d", _str, "How long the original content of redacted events is kept before it is erased.", "7d", section="Retention"),
-    Option("access_token_lifetime", None, _opt_str, "If set (e.g. 5m), access tokens expire and clients use refresh tokens.", "60m", section="Accounts"),
+    Option(
+        "redaction_retention_period",
+        "7d",
+        _str,
+        "How long the original content of redacted events is kept before it is erased.",
+        "7d",
+        section="Retention",
+    ),
+    Option(
+        "access_token_lifetime",
+        None,
+        _opt_str,
+        "If set (e.g. 5m), access tokens expire and clients use refresh tokens.",
+        "60m",
+        section="Accounts",
+    ),
 ]
 
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
@@ -412,7 +726,13 @@ def _redis_from_url(url: str) -> dict[str, Any]:
     if parsed.scheme != "redis":
         raise ConfigError(f"DAGMA_REDIS_URL: expected redis://host:port/db; got {url!r}")
     dbid = int(parsed.path.lstrip("/") or 0)
-    return {"enabled": True, "host": parsed.hostname or "localhost", "port": parsed.port or 6379, "dbid": dbid, "password": parsed.password}
+    return {
+        "enabled": True,
+        "host": parsed.hostname or "localhost",
+        "port": parsed.port or 6379,
+        "dbid": dbid,
+        "password": parsed.password,
+    }
 
 
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
@@ -431,7 +751,9 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def build_config(raw: dict[str, Any], *, path: Path | None = None, env: dict[str, str] | None = None) -> DagmaConfig:
+def build_config(
+    raw: dict[str, Any], *, path: Path | None = None, env: dict[str, str] | None = None
+) -> DagmaConfig:
     """Validate ``raw`` (parsed YAML) with environment overrides; raise ConfigError on the first bad key."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration file must be a YAML mapping of option: value")
@@ -439,11 +761,20 @@ def build_config(raw: dict[str, Any], *, path: Path | None = None, env: dict[str
     merged.update(_env_overrides(dict(os.environ) if env is None else env))
     unknown = sorted(k for k in merged if k not in OPTION_BY_NAME)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown option (see `manage.py generate_config --list` for the allowed options)")
+        raise ConfigError(
+            f"{unknown[0]}: unknown option (see `manage.py generate_config --list` for the allowed options)"
+        )
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         value = merged.get(opt.name, opt.default)
-        if value is None and opt.name in ("public_baseurl", "signing_key_path", "form_secret", "registration_shared_secret", "federation_domain_whitelist", "access_token_lifetime"):
+        if value is None and opt.name in (
+            "public_baseurl",
+            "signing_key_path",
+            "form_secret",
+            "registration_shared_secret",
+            "federation_domain_whitelist",
+            "access_token_lifetime",
+        ):
             values[opt.name] = None
             continue
         if value is None:
@@ -456,7 +787,11 @@ def build_config(raw: dict[str, Any], *, path: Path | None = None, env: dict[str
         values["public_baseurl"] = f"http://{host}:{values['listeners'][0]['port']}/"
     if values["signing_key_path"] is None:
         values["signing_key_path"] = str(config_dir / f"{server_name.replace(':', '_')}.signing.key")
-    if values["enable_registration"] and not values["enable_registration_without_verification"] and not values["registration_requires_token"]:
+    if (
+        values["enable_registration"]
+        and not values["enable_registration_without_verification"]
+        and not values["registration_requires_token"]
+    ):
         raise ConfigError(
             "enable_registration: open registration without any verification lets anyone create accounts; "
             "also set enable_registration_without_verification: true, or registration_requires_token: true"
@@ -473,7 +808,9 @@ def load_config(path: Path | None = None, *, allow_missing: bool = True) -> Dagm
     path = path or config_path_from_env()
     if not path.exists():
         if not allow_missing:
-            raise ConfigError(f"{path}: no such configuration file (create one with `manage.py generate_config`)")
+            raise ConfigError(
+                f"{path}: no such configuration file (create one with `manage.py generate_config`)"
+            )
         return build_config({"server_name": "localhost"}, path=path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -485,7 +822,9 @@ def load_config(path: Path | None = None, *, allow_missing: bool = True) -> Dagm
 # --------------------------------------------------------------------------- generation
 
 
-def generate_config_text(*, server_name: str, signing_key_path: str, database: dict[str, Any] | None = None) -> str:
+def generate_config_text(
+    *, server_name: str, signing_key_path: str, database: dict[str, Any] | None = None
+) -> str:
     """A commented YAML config for a new server; the signing key is written separately."""
     _server_name("server_name", server_name)
     lines = [

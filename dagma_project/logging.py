@@ -15,7 +15,16 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("request_id", "room_id", "event_id", "user_id", "destination", "method", "path", "status"):
+        for key in (
+            "request_id",
+            "room_id",
+            "event_id",
+            "user_id",
+            "destination",
+            "method",
+            "path",
+            "status",
+        ):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value

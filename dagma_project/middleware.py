@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -48,9 +48,6 @@ class CorsMiddleware:
             if key not in response:
                 response[key] = value
         return response
-
-
-
 
 
 class ListenerUrlconfMiddleware:

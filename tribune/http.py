@@ -128,7 +128,10 @@ def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None
     if not conf:
         return
     result = check_rate_limit(
-        action, key or (ctx.user.user_id if ctx.user else ctx.client_ip), per_second=conf["per_second"], burst_count=conf["burst_count"]
+        action,
+        key or (ctx.user.user_id if ctx.user else ctx.client_ip),
+        per_second=conf["per_second"],
+        burst_count=conf["burst_count"],
     )
     if not result.allowed:
         raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=result.retry_after_ms)
@@ -205,7 +208,9 @@ def methods(**handlers: View) -> Callable[..., HttpResponse]:
     def dispatch(request: HttpRequest, **kwargs: str) -> HttpResponse:
         handler = handlers.get(request.method or "GET")
         if handler is None:
-            return error_response(MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here"))
+            return error_response(
+                MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
+            )
         result: HttpResponse = handler(request, **kwargs)
         return result
 
@@ -216,9 +221,10 @@ def methods(**handlers: View) -> Callable[..., HttpResponse]:
 _PARAM_RE = re.compile(r"<(\w+)>")
 
 
-def client_route(pattern: str, view: Callable[..., HttpResponse], *, versions: tuple[str, ...] = ("v3", "r0")) -> URLPattern:
+def client_route(
+    pattern: str, view: Callable[..., HttpResponse], *, versions: tuple[str, ...] = ("v3", "r0")
+) -> URLPattern:
     """``client_route("rooms/<room_id>/join", view)`` -> ``/_matrix/client/(v3|r0)/rooms/{roomId}/join``."""
     regex = _PARAM_RE.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", pattern)
     prefix = "|".join(re.escape(v) for v in versions)
     return re_path(rf"^_matrix/client/(?:{prefix})/{regex}$", view)
-

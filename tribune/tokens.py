@@ -18,7 +18,7 @@ from dagcore.http.errors import MatrixError
 from dagcore.store.streams import STREAMS
 
 MAX_POSITION = 2**62
-_SYNC_RE = re.compile(r"^s(\d{1,19}(?:_\d{1,19}){0,%d})$" % (len(STREAMS) - 1))
+_SYNC_RE = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{len(STREAMS) - 1}}})$")
 _ROOM_RE = re.compile(r"^t(-?\d{1,19})_(\d{1,19})$")
 
 

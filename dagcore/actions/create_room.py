@@ -49,7 +49,9 @@ class RoomSpec:
     creator_member_content: dict[str, Any] = field(default_factory=dict)
 
 
-def default_power_levels(room_version: RoomVersion, creator: str, preset: str, invitees: Iterable[str]) -> dict[str, Any]:
+def default_power_levels(
+    room_version: RoomVersion, creator: str, preset: str, invitees: Iterable[str]
+) -> dict[str, Any]:
     """Synapse-compatible defaults, so rooms look the same to clients and bridges."""
     users: dict[str, int] = {}
     if not room_version.privileged_creators:
@@ -116,7 +118,7 @@ def _persist_create_event(spec: RoomSpec, room_version: RoomVersion) -> str:
         event_type="m.room.create",
         content=content,
         state_key="",
-        prev_events=[],
+        prev_event_ids=[],
         auth_events=[],
         depth=1,
     )
@@ -136,7 +138,8 @@ def _persist_create_event(spec: RoomSpec, room_version: RoomVersion) -> str:
             event=event,
             state_group_before=None,
             auth_nids={},
-            prev_event_ids=[],
+            extremities=[],
+            replaced_extremities=[],
             rejected_reason=None,
             soft_failed=False,
             becomes_current=True,
@@ -157,7 +160,11 @@ def create_room(spec: RoomSpec) -> tuple[str, list[PersistedEvent]]:
     def send(event_type: str, state_key: str, content: dict[str, Any]) -> None:
         sent.append(
             create_local_event(
-                room_id=room_id, sender=spec.creator, event_type=event_type, content=content, state_key=state_key
+                room_id=room_id,
+                sender=spec.creator,
+                event_type=event_type,
+                content=content,
+                state_key=state_key,
             )
         )
 

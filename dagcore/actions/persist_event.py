@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +43,8 @@ from dagcore.server_keys import get_server_name, get_signing_key
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
-from dagcore.store.events import StoredEvent
+from dagcore.store.events import Extremity
 from dagcore.store.state_res_store import DatabaseStateResStore
-from dagcore.store.streams import advance_stream
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +78,24 @@ class PersistedEvent:
 # --------------------------------------------------------------------------- helpers
 
 
-def _load_state_events(nids: Mapping[StateKey, int]) -> dict[StateKey, Event]:
+def _state_entries_for_auth(
+    room: Room, state_group: int | None, keys: list[StateKey]
+) -> dict[StateKey, tuple[int, Event]]:
+    """``key -> (nid, event)`` at ``keys`` (plus the create event) in the given state."""
+    wanted = list(dict.fromkeys([CREATE_KEY, *keys]))
+    if state_group is None:
+        return {}
+    if state_group == room.current_state_group:
+        return state_store.get_current_state_entries(room, wanted)
+    nids = state_store.get_state_ids(state_group, wanted)
     by_nid = event_store.get_events_by_nids(nids.values())
-    return {k: by_nid[n].event for k, n in nids.items() if n in by_nid}
+    return {k: (n, by_nid[n].event) for k, n in nids.items() if n in by_nid}
 
 
 def _state_events_for_auth(
-    room: Room, room_version: RoomVersion, state_group: int | None, keys: list[StateKey]
+    room: Room, state_group: int | None, keys: list[StateKey]
 ) -> dict[StateKey, Event]:
-    """The events at ``keys`` (plus the create event) in the given state."""
-    wanted = list(dict.fromkeys([CREATE_KEY, *keys]))
-    if state_group is not None and state_group == room.current_state_group:
-        return state_store.get_current_state_events(room, wanted)
-    if state_group is None:
-        return {}
-    return _load_state_events(state_store.get_state_ids(state_group, wanted))
+    return {k: ev for k, (_, ev) in _state_entries_for_auth(room, state_group, keys).items()}
 
 
 def _resolve_groups(room: Room, room_version: RoomVersion, groups: list[int]) -> int:
@@ -148,7 +150,7 @@ def build_local_pdu(
     event_type: str,
     content: dict[str, Any],
     state_key: str | None,
-    prev_events: list[StoredEvent],
+    prev_event_ids: list[str],
     auth_events: list[Event],
     depth: int,
     origin_server_ts: int | None = None,
@@ -173,20 +175,27 @@ def build_local_pdu(
     if not room_version.updated_redaction_rules:
         pdu["origin"] = server_name
     if room_version.event_format is EventFormat.V1:
+        # v1/v2 reference their prev and auth events as [event_id, hashes] pairs.
         pdu["event_id"] = f"${secrets.token_urlsafe(18)}:{server_name}"
+        prev_pdus = event_store.get_events_by_ids(prev_event_ids)
         pdu["prev_events"] = [
-            [p.event_id, {"sha256": encode_base64(compute_reference_hash(p.event.pdu, room_version))}]
-            for p in prev_events
+            [p, {"sha256": encode_base64(compute_reference_hash(prev_pdus[p].event.pdu, room_version))}]
+            for p in prev_event_ids
         ]
         pdu["auth_events"] = [
-            [a.event_id, {"sha256": encode_base64(compute_reference_hash(a.pdu, room_version))}] for a in auth_events
+            [a.event_id, {"sha256": encode_base64(compute_reference_hash(a.pdu, room_version))}]
+            for a in auth_events
         ]
     else:
-        pdu["prev_events"] = [p.event_id for p in prev_events]
+        pdu["prev_events"] = list(prev_event_ids)
         pdu["auth_events"] = [a.event_id for a in auth_events]
     pdu = add_content_hash(pdu)
     pdu = sign_event(pdu, room_version=room_version, server_name=server_name, signing_key=get_signing_key())
-    event_id = pdu["event_id"] if room_version.event_format is EventFormat.V1 else compute_event_id(pdu, room_version)
+    event_id = (
+        pdu["event_id"]
+        if room_version.event_format is EventFormat.V1
+        else compute_event_id(pdu, room_version)
+    )
     return Event(pdu, room_version, event_id)
 
 
@@ -216,7 +225,9 @@ def create_local_event(
             raise RoomNotFound(room_id)
         prevs = extremities[:MAX_PREV_EVENTS]
         if len(extremities) > MAX_PREV_EVENTS:
-            state_group_before = _resolve_groups(room, room_version, [e.state_group for e in prevs if e.state_group])
+            state_group_before = _resolve_groups(
+                room, room_version, [e.state_group for e in prevs if e.state_group]
+            )
         else:
             state_group_before = room.current_state_group
         if room_version.updated_redaction_rules and redacts is not None:
@@ -224,9 +235,9 @@ def create_local_event(
         auth_keys = auth_types_for_event(
             room_version, event_type=event_type, state_key=state_key, sender=sender, content=content
         )
-        state_for_auth = _state_events_for_auth(room, room_version, state_group_before, auth_keys)
+        entries = _state_entries_for_auth(room, state_group_before, auth_keys)
+        state_for_auth = {k: ev for k, (_, ev) in entries.items()}
         auth_events = [state_for_auth[k] for k in auth_keys if k in state_for_auth]
-        prev_stored = list(event_store.get_events_by_nids([e.nid for e in prevs]).values())
         event = build_local_pdu(
             room_version=room_version,
             room_id=room_id,
@@ -234,7 +245,7 @@ def create_local_event(
             event_type=event_type,
             content=content,
             state_key=state_key,
-            prev_events=prev_stored,
+            prev_event_ids=[e.event_id for e in prevs],
             auth_events=auth_events,
             depth=max(e.depth for e in prevs) + 1,
             origin_server_ts=origin_server_ts,
@@ -251,8 +262,9 @@ def create_local_event(
             room=room,
             event=event,
             state_group_before=state_group_before,
-            auth_nids=event_store.get_nids_for_event_ids(event.auth_event_ids),
-            prev_event_ids=[e.event_id for e in prevs],
+            auth_nids={entries[k][1].event_id: entries[k][0] for k in auth_keys if k in entries},
+            extremities=extremities,
+            replaced_extremities=prevs,
             rejected_reason=None,
             soft_failed=False,
             becomes_current=True,
@@ -268,13 +280,18 @@ def _persist(
     event: Event,
     state_group_before: int | None,
     auth_nids: Mapping[str, int],
-    prev_event_ids: list[str],
+    extremities: Sequence[Extremity],
+    replaced_extremities: Sequence[Extremity],
     rejected_reason: str | None,
     soft_failed: bool,
     becomes_current: bool,
     outlier: bool = False,
 ) -> PersistedEvent:
-    """Write an event whose checks are done. Must run inside the room's write transaction."""
+    """Write an event whose checks are done. Must run inside the room's write transaction.
+
+    ``extremities`` are the room's forward extremities before this event;
+    ``replaced_extremities`` those among them that the event cites as prev events.
+    """
     is_state = event.is_state() and rejected_reason is None
     auth_chain = _auth_chain_for(event, list(auth_nids.values())) if event.is_state() else None
     nid = event_store.insert_event(
@@ -300,13 +317,19 @@ def _persist(
 
     stream_ordering: int | None = None
     memberships_changed = False
-    if rejected_reason is None:
+    if rejected_reason is not None:
+        event_store.set_state_group(nid, state_group=state_group_after)
+    else:
         if becomes_current and not soft_failed:
-            event_store.update_forward_extremities(room, remove_event_ids=prev_event_ids, add_nid=nid)
-            memberships_changed = _update_current_state(room, event, nid, state_group_before, state_group_after)
+            replaced = {e.nid for e in replaced_extremities}
+            event_store.replace_forward_extremities(room, remove_nids=replaced, add_nid=nid)
+            remaining = [e for e in extremities if e.nid not in replaced]
+            new_extremities = [*remaining, Extremity(nid, event.event_id, event.depth, state_group_after)]
+            memberships_changed = _update_current_state(
+                room, event, nid, state_group_before, state_group_after, new_extremities
+            )
         # Positions last: the counter row lock orders commits by position.
-        stream_ordering = advance_stream("events")
-    event_store.set_stream_ordering_and_state_group(nid, stream_ordering=stream_ordering, state_group=state_group_after)
+        stream_ordering = event_store.assign_stream_ordering(nid, state_group=state_group_after)
     if stream_ordering is not None and not soft_failed:
         if memberships_changed:
             # Membership rows carry the stream position at which they changed.
@@ -322,19 +345,19 @@ def _persist(
 
 
 def _update_current_state(
-    room: Room, event: Event, nid: int, state_group_before: int | None, state_group_after: int | None
+    room: Room,
+    event: Event,
+    nid: int,
+    state_group_before: int | None,
+    state_group_after: int | None,
+    extremities: Sequence[Extremity],
 ) -> bool:
-    """Recompute current state from the forward extremities; True if memberships changed."""
-    extremities = event_store.get_forward_extremities(room)
-    groups = [e.state_group if e.nid != nid else state_group_after for e in extremities]
-    groups = [g for g in groups if g is not None]
+    """Recompute current state from the (new) forward extremities; True if memberships changed."""
+    groups = [e.state_group for e in extremities if e.state_group is not None]
     if not groups:
         return False
     room_version = get_room_version(room.room_version, require_supported=False)
-    if len(set(groups)) == 1:
-        new_group = groups[0]
-    else:
-        new_group = _resolve_groups(room, room_version, groups)
+    new_group = groups[0] if len(set(groups)) == 1 else _resolve_groups(room, room_version, groups)
     old_group = room.current_state_group
     if new_group == old_group:
         return False
@@ -415,7 +438,8 @@ def persist_received_event(
                 event=event,
                 state_group_before=None,
                 auth_nids=auth_nids,
-                prev_event_ids=[],
+                extremities=[],
+                replaced_extremities=[],
                 rejected_reason=rejected_reason,
                 soft_failed=False,
                 becomes_current=False,
@@ -433,7 +457,7 @@ def persist_received_event(
                 content=event.content,
             )
             try:
-                check_event_auth(event, _state_events_for_auth(room, room_version, state_group_before, keys))
+                check_event_auth(event, _state_events_for_auth(room, state_group_before, keys))
             except AuthError as exc:
                 rejected_reason = f"state before: {exc}"
 
@@ -448,18 +472,20 @@ def persist_received_event(
                 content=event.content,
             )
             try:
-                check_event_auth(event, _state_events_for_auth(room, room_version, room.current_state_group, keys))
+                check_event_auth(event, _state_events_for_auth(room, room.current_state_group, keys))
             except AuthError as exc:
                 soft_failed = True
                 logger.info("soft-failing %s: %s", event.event_id, exc)
 
-        extremity_ids = {e.event_id for e in event_store.get_forward_extremities(room)}
+        extremities = event_store.get_forward_extremities(room)
+        prev_ids = set(event.prev_event_ids)
         return _persist(
             room=room,
             event=event,
             state_group_before=state_group_before,
             auth_nids=auth_nids,
-            prev_event_ids=[p for p in event.prev_event_ids if p in extremity_ids],
+            extremities=extremities,
+            replaced_extremities=[e for e in extremities if e.event_id in prev_ids],
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
             becomes_current=not _has_known_children(event),

@@ -28,7 +28,9 @@ from dagcore.protocol.state_res import InMemoryStateResStore, StateResolutionErr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help='JSON file with "room_version", "events", "state_sets" (- for stdin)')
+    parser.add_argument(
+        "file", metavar="FILE", help='JSON file with "room_version", "events", "state_sets" (- for stdin)'
+    )
     parser.add_argument(
         "--explain",
         action="store_true",
@@ -53,7 +55,9 @@ def _resolve(args: argparse.Namespace) -> int:
         state = resolve_state(room_version, state_sets, InMemoryStateResStore(events), explain=explain)
     except StateResolutionError as exc:
         fail(str(exc))
-    print_json({"state": sorted([event_type, state_key, eid] for (event_type, state_key), eid in state.items())})
+    print_json(
+        {"state": sorted([event_type, state_key, eid] for (event_type, state_key), eid in state.items())}
+    )
     return 0
 
 
@@ -102,13 +106,13 @@ def _state_sets(value: object, events: dict[str, Event]) -> list[dict[StateKey, 
             if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)):
                 fail(f"state_sets[{i}][{j}] must be a [type, state_key, event_id] triple of strings")
             event_type, state_key, event_id = entry
-            key = (event_type, state_key)
+            key: StateKey = (event_type, state_key)
             if state.get(key, event_id) != event_id:
                 fail(f"state_sets[{i}] maps ({event_type}, {state_key!r}) to two events")
             event = events.get(event_id)
             if event is None:
                 fail(f'state_sets[{i}] names {event_id}, which is not in "events"')
-            if (event.type, event.state_key) != key:
+            if event.type != event_type or event.state_key != state_key:
                 fail(
                     f"state_sets[{i}] maps ({event_type}, {state_key!r}) to {event_id}, "
                     f"which is ({event.type}, {event.state_key!r})"
@@ -141,4 +145,3 @@ def _check_auth_chains_present(
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
         fail(f'{len(missing)} auth event(s) are referenced but not in "events": {shown}')
-

@@ -13,8 +13,11 @@ from dagcore.models.events import (
     StateGroup,
     StateGroupEntry,
 )
-from dagcore.models.rooms import Room, RoomMembership, RoomServer
+from dagcore.models.directory import ContentReport, RoomAlias
+from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
+from dagcore.models.txns import ClientTxn
+from dagcore.models.uia import RegistrationToken, UiaSession
 
 __all__ = [
     "AccessToken",
@@ -32,4 +35,10 @@ __all__ = [
     "StateGroup",
     "StateGroupEntry",
     "StreamCounter",
+    "ClientTxn",
+    "ContentReport",
+    "ForgottenRoom",
+    "RoomAlias",
+    "RegistrationToken",
+    "UiaSession",
 ]

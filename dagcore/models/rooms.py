@@ -54,3 +54,21 @@ class RoomServer(models.Model):
     class Meta:
         db_table = "room_servers"
         constraints = [models.UniqueConstraint(fields=["room", "server_name"], name="room_server_unique")]
+
+
+class ForgottenRoom(models.Model):
+    """A user forgot a room they had left (spec: ``POST /rooms/{roomId}/forget``).
+
+    The room stays forgotten while the user's membership is the one they forgot
+    (its stream position is at most ``membership_stream``); any later membership
+    change (a new invite or join) brings the room back.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    membership_stream = models.BigIntegerField()
+
+    class Meta:
+        db_table = "forgotten_rooms"
+        constraints = [models.UniqueConstraint(fields=["room", "user_id"], name="forgotten_room_unique")]
+        indexes = [models.Index(fields=["user_id"], name="forgotten_rooms_user")]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from dagcore.clock import now_ms
 from dagcore.models import AccessToken, Device, RefreshToken, User
 
-ACCESS_TOKEN_PREFIX = "dgm_at_"
-REFRESH_TOKEN_PREFIX = "dgm_rt_"
+ACCESS_TOKEN_PREFIX = "dgm_at_"  # noqa: S105 - a prefix, not a secret
+REFRESH_TOKEN_PREFIX = "dgm_rt_"  # noqa: S105
 
 
 def token_digest(token: str) -> str:
@@ -37,7 +37,12 @@ def user_exists(localpart: str) -> bool:
 
 
 def insert_user(
-    *, user_id: str, localpart: str, password_hash: str | None, is_admin: bool = False, is_guest: bool = False,
+    *,
+    user_id: str,
+    localpart: str,
+    password_hash: str | None,
+    is_admin: bool = False,
+    is_guest: bool = False,
     displayname: str | None = None,
 ) -> User:
     return User.objects.create(
@@ -67,7 +72,9 @@ def set_admin(user: User, is_admin: bool) -> None:
     user.save(update_fields=["is_admin"])
 
 
-def set_profile(user: User, *, displayname: str | None = None, avatar_url: str | None = None, fields: tuple[str, ...]) -> None:
+def set_profile(
+    user: User, *, displayname: str | None = None, avatar_url: str | None = None, fields: tuple[str, ...]
+) -> None:
     if "displayname" in fields:
         user.displayname = displayname
     if "avatar_url" in fields:
@@ -93,7 +100,9 @@ def get_devices(user: User) -> list[Device]:
 def upsert_device(user: User, device_id: str, display_name: str | None) -> Device:
     device = get_device(user, device_id)
     if device is None:
-        return Device.objects.create(user=user, device_id=device_id, display_name=display_name, created_ts=now_ms())
+        return Device.objects.create(
+            user=user, device_id=device_id, display_name=display_name, created_ts=now_ms()
+        )
     if display_name is not None and device.display_name != display_name:
         device.display_name = display_name
         device.save(update_fields=["display_name"])
@@ -125,7 +134,11 @@ class TokenOwner:
 
 
 def create_access_token(
-    user: User, device: Device | None, *, valid_until_ms: int | None = None, refresh_token: RefreshToken | None = None
+    user: User,
+    device: Device | None,
+    *,
+    valid_until_ms: int | None = None,
+    refresh_token: RefreshToken | None = None,
 ) -> str:
     token = new_token(ACCESS_TOKEN_PREFIX)
     AccessToken.objects.create(
@@ -141,12 +154,16 @@ def create_access_token(
 
 def create_refresh_token(user: User, device: Device) -> tuple[str, RefreshToken]:
     token = new_token(REFRESH_TOKEN_PREFIX)
-    row = RefreshToken.objects.create(token_hash=token_digest(token), user=user, device=device, created_ts=now_ms())
+    row = RefreshToken.objects.create(
+        token_hash=token_digest(token), user=user, device=device, created_ts=now_ms()
+    )
     return token, row
 
 
 def get_refresh_token(token: str) -> RefreshToken | None:
-    return RefreshToken.objects.select_related("user", "device").filter(token_hash=token_digest(token)).first()
+    return (
+        RefreshToken.objects.select_related("user", "device").filter(token_hash=token_digest(token)).first()
+    )
 
 
 def mark_refresh_token_used(row: RefreshToken) -> bool:
@@ -156,11 +173,7 @@ def mark_refresh_token_used(row: RefreshToken) -> bool:
 
 def get_token_owner(token: str) -> TokenOwner | None:
     """One indexed query per request: no cache, so a revoked token fails at once."""
-    row = (
-        AccessToken.objects.select_related("user", "device")
-        .filter(token_hash=token_digest(token))
-        .first()
-    )
+    row = AccessToken.objects.select_related("user", "device").filter(token_hash=token_digest(token)).first()
     if row is None:
         return None
     return TokenOwner(user=row.user, device=row.device, token_id=row.id, valid_until_ms=row.valid_until_ms)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection
 
 from dagcore.models import Event as EventRow
 from dagcore.models import EventAuthEdge, EventEdge, ForwardExtremity, Room
 from dagcore.protocol.events import Event
 from dagcore.protocol.room_versions import get_room_version
+from dagcore.store.streams import advance_stream
 
 #: Columns every reader needs; ``json`` is the PDU.
 _FIELDS = (
@@ -97,7 +100,9 @@ def get_nids_for_event_ids(event_ids: Iterable[str]) -> dict[str, int]:
     ids = list(set(event_ids))
     out: dict[str, int] = {}
     for start in range(0, len(ids), 500):
-        out.update(EventRow.objects.filter(event_id__in=ids[start : start + 500]).values_list("event_id", "id"))
+        out.update(
+            EventRow.objects.filter(event_id__in=ids[start : start + 500]).values_list("event_id", "id")
+        )
     return out
 
 
@@ -118,12 +123,14 @@ class Extremity:
 
 
 def get_forward_extremities(room: Room) -> list[Extremity]:
-    rows = (
-        ForwardExtremity.objects.filter(room=room)
-        .values_list("event_id", "event__event_id", "event__depth", "event__state_group")
-        .order_by("-event__depth", "event_id")
-    )
-    return [Extremity(nid, eid, depth, sg) for nid, eid, depth, sg in rows]
+    """Deepest first. Raw SQL: this runs on every send."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT e.id, e.event_id, e.depth, e.state_group FROM forward_extremities f "
+            "JOIN events e ON e.id = f.event_id WHERE f.room_id = %s ORDER BY e.depth DESC, e.id",
+            [room.pk],
+        )
+        return [Extremity(nid, eid, depth, sg) for nid, eid, depth, sg in cur.fetchall()]
 
 
 def insert_event(
@@ -141,7 +148,11 @@ def insert_event(
 ) -> int:
     relates = event.content.get("m.relates_to")
     relates_to = relation_type = None
-    if isinstance(relates, dict) and isinstance(relates.get("event_id"), str) and len(relates["event_id"]) <= 255:
+    if (
+        isinstance(relates, dict)
+        and isinstance(relates.get("event_id"), str)
+        and len(relates["event_id"]) <= 255
+    ):
         relates_to = relates["event_id"]
         rel = relates.get("rel_type")
         relation_type = rel[:64] if isinstance(rel, str) else None
@@ -166,20 +177,43 @@ def insert_event(
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
     )
     EventEdge.objects.bulk_create([EventEdge(event=row, prev_event_id=p) for p in event.prev_event_ids])
-    EventAuthEdge.objects.bulk_create([EventAuthEdge(event=row, auth_event_id=a) for a in event.auth_event_ids])
+    EventAuthEdge.objects.bulk_create(
+        [EventAuthEdge(event=row, auth_event_id=a) for a in event.auth_event_ids]
+    )
     return int(row.id)
 
 
-def set_stream_ordering_and_state_group(nid: int, *, stream_ordering: int | None, state_group: int | None) -> None:
-    EventRow.objects.filter(id=nid).update(stream_ordering=stream_ordering, state_group=state_group)
+def set_state_group(nid: int, *, state_group: int | None) -> None:
+    EventRow.objects.filter(id=nid).update(state_group=state_group)
 
 
-def update_forward_extremities(room: Room, *, remove_event_ids: Iterable[str], add_nid: int | None) -> None:
-    remove = list(remove_event_ids)
-    if remove:
-        ForwardExtremity.objects.filter(room=room, event__event_id__in=remove).delete()
-    if add_nid is not None:
-        ForwardExtremity.objects.create(room=room, event_id=add_nid)
+def assign_stream_ordering(nid: int, *, state_group: int | None) -> int:
+    """Give the event the next events-stream position (and its state group after).
+
+    Must be the last write of the transaction: the counter row stays locked until
+    commit, which is what makes positions commit in order (see models.streams).
+    """
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            # One round trip: bump the counter and stamp the event in a data-modifying CTE.
+            cur.execute(
+                "WITH s AS (UPDATE stream_counters SET position = position + 1 WHERE name = 'events' "
+                "RETURNING position) UPDATE events SET stream_ordering = (SELECT position FROM s), "
+                "state_group = %s WHERE id = %s RETURNING stream_ordering",
+                [state_group, nid],
+            )
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+    position = advance_stream("events")
+    EventRow.objects.filter(id=nid).update(stream_ordering=position, state_group=state_group)
+    return position
+
+
+def replace_forward_extremities(room: Room, *, remove_nids: Collection[int], add_nid: int) -> None:
+    if remove_nids:
+        ForwardExtremity.objects.filter(room=room, event_id__in=list(remove_nids)).delete()
+    ForwardExtremity.objects.create(room=room, event_id=add_nid)
 
 
 def has_children(event_id: str) -> bool:
@@ -192,7 +226,9 @@ def get_auth_chains(nids: Iterable[int]) -> dict[int, list[int]]:
     ids = list(set(nids))
     out: dict[int, list[int]] = {}
     for start in range(0, len(ids), 1000):
-        for nid, chain in EventRow.objects.filter(id__in=ids[start : start + 1000]).values_list("id", "auth_chain"):
+        for nid, chain in EventRow.objects.filter(id__in=ids[start : start + 1000]).values_list(
+            "id", "auth_chain"
+        ):
             out[nid] = json.loads(chain) if chain else []
     return out
 
@@ -211,4 +247,3 @@ def count_room_events(room: Room) -> int:
 
 def is_forward_extremity(nid: int) -> bool:
     return ForwardExtremity.objects.filter(event_id=nid).exists()
-

@@ -35,7 +35,9 @@ def get_room_for_update(room_id: str) -> Room | None:
 
 
 def insert_room(*, room_id: str, room_version: str, creator: str, created_ts: int) -> Room:
-    return Room.objects.create(room_id=room_id, room_version=room_version, creator=creator, created_ts=created_ts)
+    return Room.objects.create(
+        room_id=room_id, room_version=room_version, creator=creator, created_ts=created_ts
+    )
 
 
 def set_room_current_state_group(room: Room, group_id: int) -> None:
@@ -53,7 +55,9 @@ def get_membership(room: Room, user_id: str) -> RoomMembership | None:
 
 
 def get_joined_servers(room: Room) -> list[str]:
-    return list(RoomServer.objects.filter(room=room, joined_count__gt=0).values_list("server_name", flat=True))
+    return list(
+        RoomServer.objects.filter(room=room, joined_count__gt=0).values_list("server_name", flat=True)
+    )
 
 
 def get_rooms_for_user(user_id: str, memberships: Iterable[str] = ("join",)) -> list[str]:

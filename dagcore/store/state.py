@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from threading import Lock
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, StateGroup, StateGroupEntry
@@ -122,17 +123,24 @@ def create_state_group(room: Room, *, prev_group: int | None, delta: Mapping[Sta
             group.chain = json.dumps(chain)
             group.save(update_fields=["chain"])
             StateGroupEntry.objects.bulk_create(
-                [StateGroupEntry(group_id=group.id, type=t, state_key=s, event_nid=n) for (t, s), n in delta.items()]
+                [
+                    StateGroupEntry(group_id=group.id, type=t, state_key=s, event_nid=n)
+                    for (t, s), n in delta.items()
+                ]
             )
             _chain_cache.put(group.id, tuple(chain))
             return int(group.id)
         full = get_state_ids(prev_group)
         full.update(delta)
-        return create_state_group_snapshot(room, state={k: v for k, v in full.items() if v != REMOVED}, prev_group=prev_group)
+        return create_state_group_snapshot(
+            room, state={k: v for k, v in full.items() if v != REMOVED}, prev_group=prev_group
+        )
     return create_state_group_snapshot(room, state=dict(delta), prev_group=None)
 
 
-def create_state_group_snapshot(room: Room, *, state: Mapping[StateKey, int], prev_group: int | None = None) -> int:
+def create_state_group_snapshot(
+    room: Room, *, state: Mapping[StateKey, int], prev_group: int | None = None
+) -> int:
     group = StateGroup.objects.create(room=room, prev_group=prev_group, chain="[]", is_snapshot=True)
     group.chain = json.dumps([group.id])
     group.save(update_fields=["chain"])
@@ -195,6 +203,31 @@ def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None)
     return out
 
 
+def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[StateKey, tuple[int, Event]]:
+    """``key -> (nid, event)`` for some keys of the current state: one raw query (hot path)."""
+    from dagcore.protocol.room_versions import get_room_version
+
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    cond = " OR ".join(["(c.type = %s AND c.state_key = %s)"] * len(wanted))
+    params: list[Any] = [room.pk]
+    for etype, skey in wanted:
+        params += [etype, skey]
+    version = get_room_version(room.room_version, require_supported=False)
+    out: dict[StateKey, tuple[int, Event]] = {}
+    with connection.cursor() as cur:
+        # Only placeholders are interpolated into the SQL text.
+        sql = (
+            "SELECT c.type, c.state_key, e.id, e.event_id, e.json FROM current_state_events c "
+            "JOIN events e ON e.id = c.event_id WHERE c.room_id = %s AND (" + cond + ")"
+        )
+        cur.execute(sql, params)
+        for etype, skey, nid, event_id, raw in cur.fetchall():
+            out[(etype, skey)] = (nid, Event(json.loads(raw), version, event_id))
+    return out
+
+
 def apply_current_state_delta(
     room: Room,
     *,
@@ -220,7 +253,10 @@ def apply_current_state_delta(
             cond |= Q(type=etype, state_key=skey)
         CurrentStateEvent.objects.filter(room=room).filter(cond).delete()
         CurrentStateEvent.objects.bulk_create(
-            [CurrentStateEvent(room=room, type=t, state_key=s, event_id=nid) for (t, s), nid in updated.items()]
+            [
+                CurrentStateEvent(room=room, type=t, state_key=s, event_id=nid)
+                for (t, s), nid in updated.items()
+            ]
         )
     member_changes = {skey: nid for (etype, skey), nid in changes.items() if etype == "m.room.member"}
     if member_changes:
@@ -235,7 +271,10 @@ def _apply_membership_changes(
     server_name: str,
 ) -> None:
     existing = {
-        m.user_id: m for m in RoomMembership.objects.filter(room=room, user_id__in=list(changes)).only("id", "user_id", "membership")
+        m.user_id: m
+        for m in RoomMembership.objects.filter(room=room, user_id__in=list(changes)).only(
+            "id", "user_id", "membership"
+        )
     }
     server_delta: dict[str, int] = {}
     to_create: list[RoomMembership] = []
@@ -262,7 +301,9 @@ def _apply_membership_changes(
             if old is not None:
                 RoomMembership.objects.filter(id=old.id).update(**fields)
             else:
-                to_create.append(RoomMembership(room=room, user_id=user_id, is_local=server == server_name, **fields))
+                to_create.append(
+                    RoomMembership(room=room, user_id=user_id, is_local=server == server_name, **fields)
+                )
             new_joined = membership == "join"
         if old_joined != new_joined:
             server_delta[server] = server_delta.get(server, 0) + (1 if new_joined else -1)

@@ -37,7 +37,9 @@ class DatabaseStateResStore:
         chain_of: dict[int, list[int]] = {}
         ids = list(all_ids)
         for start in range(0, len(ids), 1000):
-            rows = EventRow.objects.filter(event_id__in=ids[start : start + 1000]).values_list("event_id", "id", "auth_chain")
+            rows = EventRow.objects.filter(event_id__in=ids[start : start + 1000]).values_list(
+                "event_id", "id", "auth_chain"
+            )
             for eid, nid, chain in rows:
                 nid_of[eid] = nid
                 chain_of[nid] = json.loads(chain) if chain else []

@@ -17,11 +17,17 @@ def advance_stream(name: str, by: int = 1) -> int:
     until commit, which is what orders commits by position.
     """
     with connection.cursor() as cur:
-        cur.execute("UPDATE stream_counters SET position = position + %s WHERE name = %s RETURNING position", [by, name])
+        cur.execute(
+            "UPDATE stream_counters SET position = position + %s WHERE name = %s RETURNING position",
+            [by, name],
+        )
         row = cur.fetchone()
         if row is None:
             StreamCounter.objects.get_or_create(name=name, defaults={"position": 0})
-            cur.execute("UPDATE stream_counters SET position = position + %s WHERE name = %s RETURNING position", [by, name])
+            cur.execute(
+                "UPDATE stream_counters SET position = position + %s WHERE name = %s RETURNING position",
+                [by, name],
+            )
             row = cur.fetchone()
     assert row is not None
     return int(row[0])

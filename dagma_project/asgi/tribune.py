@@ -4,10 +4,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.tribune")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from dagma_project.asgi.common import django_app  # noqa: E402
+from dagma_project.asgi.common import django_app
 
 application = django_app()

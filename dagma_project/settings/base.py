@@ -76,7 +76,11 @@ def _databases(config: DagmaConfig) -> dict[str, Any]:
             "HOST": args.get("host", ""),
             "PORT": str(args.get("port", "")),
             "OPTIONS": {
-                "pool": {"min_size": int(args.get("cp_min", 2)), "max_size": int(args.get("cp_max", 20)), "timeout": 30},
+                "pool": {
+                    "min_size": int(args.get("cp_min", 2)),
+                    "max_size": int(args.get("cp_max", 20)),
+                    "timeout": 30,
+                },
                 **({"sslmode": args["sslmode"]} if "sslmode" in args else {}),
             },
         }
@@ -125,7 +129,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "dagma_project.logging.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}
+    },
     "root": {"handlers": ["stdout"], "level": os.environ.get("DAGMA_LOG_LEVEL", DAGMA["log_level"])},
     "loggers": {
         "django.request": {"level": "ERROR"},

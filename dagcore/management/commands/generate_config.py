@@ -8,14 +8,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dagma_project.config import ConfigError, describe_options, generate_config_text
 from dagcore.protocol import signing
+from dagma_project.config import ConfigError, describe_options, generate_config_text
 
 
 def write_new_config(*, server_name: str, out: Path, database: dict[str, Any] | None = None) -> Path:
     """Write ``out`` and, beside it, ``<server_name>.signing.key`` (kept if it exists)."""
     key_path = out.parent / f"{server_name.replace(':', '_')}.signing.key"
-    text = generate_config_text(server_name=server_name, signing_key_path=str(key_path.resolve()), database=database)
+    text = generate_config_text(
+        server_name=server_name, signing_key_path=str(key_path.resolve()), database=database
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     if not key_path.exists():
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -70,7 +70,13 @@ def plan_listeners(role: str, config: Any) -> list[tuple[int, list[str], str]]:
         client = bool(names & {"client", "media", "health", "metrics"})
         federation = bool(names & {"federation", "keys"})
         if role == "all":
-            urlconf = "dagma_project.urls_all" if client and federation else "tribune.urls" if client else "embassy.urls"
+            urlconf = (
+                "dagma_project.urls_all"
+                if client and federation
+                else "tribune.urls"
+                if client
+                else "embassy.urls"
+            )
         else:
             urlconf = f"{role}.urls"
         plan.append((listener["port"], listener["bind_addresses"], urlconf))
@@ -107,14 +113,18 @@ class Command(BaseCommand):
                 write_new_config(server_name=options["server_name"], out=config_path)
                 self.stderr.write(f"generated {config_path} for server_name {options['server_name']}\n")
             # Re-execute with this role's settings (each server has its own settings module).
-            env = dict(os.environ, DAGMA_CONFIG=str(config_path), DJANGO_SETTINGS_MODULE=settings_module, DAGMA_SERVE_CHILD="1")
+            env = dict(
+                os.environ,
+                DAGMA_CONFIG=str(config_path),
+                DJANGO_SETTINGS_MODULE=settings_module,
+                DAGMA_SERVE_CHILD="1",
+            )
             argv = [sys.executable, str(Path(__file__).resolve().parents[3] / "manage.py"), "serve", role]
             os.execve(sys.executable, argv, env)
         self._serve(role)
 
     def _serve(self, role: str) -> None:
         import daphne.server  # installs the asyncio Twisted reactor; must come first
-
         from django.conf import settings
 
         from dagma_project.config import ConfigError
@@ -153,7 +163,9 @@ class Command(BaseCommand):
             server_name="Dagma",
             http_timeout=None,
             application_close_timeout=10,
-            proxy_forwarded_address_header="X-Forwarded-For" if settings.DAGMA_TRUST_X_FORWARDED_FOR else None,
+            proxy_forwarded_address_header="X-Forwarded-For"
+            if settings.DAGMA_TRUST_X_FORWARDED_FOR
+            else None,
             proxy_forwarded_port_header="X-Forwarded-Port" if settings.DAGMA_TRUST_X_FORWARDED_FOR else None,
             verbosity=0,
         )

@@ -100,7 +100,8 @@ def resolve_state(
     if fetcher.missing:
         raise MissingEvents(fetcher.missing & conflicted_ids)
 
-    # The full conflicted set: conflicted state set ∪ auth difference (∪ subgraph in v2.1).
+    # The full conflicted set: the conflicted state set, the auth difference and, in v2.1,
+    # the conflicted state subgraph.
     difference = auth_difference(state_sets, store)
     full_conflicted_set = conflicted_ids | difference
     subgraph: set[str] = set()
@@ -129,7 +130,10 @@ def resolve_state(
             + f"; full conflicted set {len(full_conflicted_set)} events"
         )
         if unusable:
-            why.line(f"left out {len(unusable)} auth-difference event(s) the store does not have: {sorted(unusable)}")
+            why.line(
+                f"left out {len(unusable)} event(s) the store does not have or that are not state events: "
+                f"{sorted(unusable)}"
+            )
 
     # Step 1: the power events (and their conflicted auth ancestors), reverse topological
     # power ordering.
@@ -145,8 +149,10 @@ def resolve_state(
         why.ordered(
             POWER_PHASE,
             power_order,
-            lambda eid: f"sender power {_level(power_level(events[eid]))}, "
-            f"origin_server_ts {events[eid].origin_server_ts}",
+            lambda eid: (
+                f"sender power {_level(power_level(events[eid]))}, "
+                f"origin_server_ts {events[eid].origin_server_ts}"
+            ),
         )
         why.line(
             f"step 1-2: {len(power_order)} power event(s) replayed in reverse topological power ordering "
@@ -172,10 +178,13 @@ def resolve_state(
             return f"mainline position {shown}, origin_server_ts {events[eid].origin_server_ts}"
 
         why.ordered(MAINLINE_PHASE, rest_order, mainline_detail)
-        why.line(
-            f"step 3-4: {len(rest_order)} other event(s) replayed in mainline ordering based on "
-            f"{power_levels_id or 'no power levels event'} (mainline length {len(positions.index)})"
-        )
+        if rest_order:
+            why.line(
+                f"step 3-4: {len(rest_order)} other event(s) replayed in mainline ordering based on "
+                f"{power_levels_id or 'no power levels event'} (mainline length {len(positions.index)})"
+            )
+        else:
+            why.line("step 3-4: no other events to replay")
 
     # Step 4: iterative auth checks on the partially resolved state.
     iterative_auth_checks(

@@ -2,7 +2,7 @@
 
 Spec: https://spec.matrix.org/v1.19/rooms/v2/#definitions ("Auth difference"): with
 ``C_i`` the union of the auth chains of the events in state set *i*, the auth difference
-is ``∪ C_i − ∩ C_i``. Like Synapse, we count the state set's own events as part of
+is ``union(C_i) - intersection(C_i)``. Like Synapse, we count the state set's own events as part of
 ``C_i`` (see :meth:`~.store.StateResStore.get_auth_chain_difference` for why).
 
 Walking ten thousand member events' chains on every resolution is what makes naive state

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from dagcore.protocol.events import Event, StateKey
 
-
 POWER_PHASE = "power ordering"
 MAINLINE_PHASE = "mainline ordering"
 
@@ -69,7 +68,9 @@ class Explanation:
                 by_key.setdefault((event.type, event.state_key), []).append(eid)
 
         overridden = [
-            key for key in by_key if key in unconflicted and partial_state.get(key, unconflicted[key]) != unconflicted[key]
+            key
+            for key in by_key
+            if key in unconflicted and partial_state.get(key, unconflicted[key]) != unconflicted[key]
         ]
         if overridden:
             self.line(
@@ -86,7 +87,9 @@ class Explanation:
             for eid in candidates:
                 self.line(f"  {eid}: {self._describe(eid, winner, applied, events)}")
             if winner is None:
-                self.line("  no candidate passed the auth checks, so the key is absent from the resolved state")
+                self.line(
+                    "  no candidate passed the auth checks, so the key is absent from the resolved state"
+                )
 
     def _processing_order(self, eid: str) -> tuple[int, int, str]:
         step = self.steps.get(eid)

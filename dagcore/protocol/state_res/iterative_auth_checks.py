@@ -13,6 +13,11 @@ from an empty base, and the auth events carry the history instead (MSC4297).
 
 In v12 events do not list the create event: the room ID names it
 (``Event.create_event_id_for_v12``), and the rules need it in the state they read.
+
+Every event is re-checked, including one the store marks as rejected: the spec handles
+events "rejected due to failing auth based on the state at the event ... as usual", and
+this core cannot tell that from a rejection against the event's own auth events (those
+should never reach state resolution). Synapse instead keeps any rejected event out.
 """
 
 from __future__ import annotations
@@ -56,10 +61,14 @@ def auth_state_for(
             state_event = fetcher.get(state_event_id)
             if state_event is not None:
                 auth_state[key] = state_event
-    if room_version.room_id_is_create_event_hash and CREATE_KEY not in auth_state:
+    if room_version.room_id_is_create_event_hash:
+        # v12: the room ID names the create event; no auth event or state entry can
+        # stand in for it (the rules reject an event whose create event is not that one).
         create = fetcher.get(event.create_event_id_for_v12())
         if create is not None:
             auth_state[CREATE_KEY] = create
+        else:
+            auth_state.pop(CREATE_KEY, None)
     return auth_state
 
 

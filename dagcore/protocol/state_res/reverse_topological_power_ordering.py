@@ -75,14 +75,15 @@ class SenderPowerLevels:
 
 def power_state_of(event: Event, fetcher: EventFetcher) -> dict[StateKey, Event]:
     """The create and power levels events among ``event``'s auth events (v12: create by room ID)."""
+    v12 = event.room_version.room_id_is_create_event_hash
     state: dict[StateKey, Event] = {}
     for aid in event.auth_event_ids:
         auth_event = fetcher.get(aid)
         if auth_event is not None and auth_event.state_key == "":
             key = (auth_event.type, "")
-            if key == POWER_LEVELS_KEY or key == CREATE_KEY:
+            if key == POWER_LEVELS_KEY or (key == CREATE_KEY and not v12):
                 state[key] = auth_event
-    if event.room_version.room_id_is_create_event_hash and CREATE_KEY not in state:
+    if v12:
         create = fetcher.get(event.create_event_id_for_v12())
         if create is not None and create.type == "m.room.create" and create.state_key == "":
             state[CREATE_KEY] = create
@@ -93,7 +94,9 @@ def select_power_events(full_conflicted_set: Collection[str], fetcher: EventFetc
     """Step 1's set *X*: the power events of the full conflicted set plus the events of
     the full conflicted set reachable from them through ``auth_events`` inside that set."""
     events = fetcher.events
-    selected = {eid for eid in full_conflicted_set if (ev := events.get(eid)) is not None and is_power_event(ev)}
+    selected = {
+        eid for eid in full_conflicted_set if (ev := events.get(eid)) is not None and is_power_event(ev)
+    }
     stack = list(selected)
     while stack:
         event = events[stack.pop()]

@@ -39,7 +39,7 @@ class StateResStore(Protocol):
         ...
 
     def get_auth_chain_difference(self, state_sets: Sequence[Collection[str]]) -> set[str]:
-        """``∪ C_i − ∩ C_i`` where ``C_i`` is the full auth chain of state set *i*.
+        """``union(C_i) - intersection(C_i)`` where ``C_i`` is the full auth chain of state set *i*.
 
         ``C_i`` must include the state set's events themselves, not only their auth
         chains. Synapse computes it so, and the letter of the spec ("the union of the auth
@@ -59,6 +59,10 @@ class InMemoryStateResStore:
     frozensets, so repeated resolutions over the same room never re-walk a chain.
     Auth events missing from ``events`` end the walk: they are part of the chain (the
     ID is referenced) but contribute no ancestors.
+
+    Memory is the sum of the chain sizes, which is fine for ordinary rooms (a member
+    event's chain is the power levels history plus a few events) but quadratic for one
+    long linear history; the DB store's chain index does not have that cost.
     """
 
     def __init__(self, events: Mapping[str, Event]) -> None:
@@ -75,10 +79,10 @@ class InMemoryStateResStore:
         if len(state_sets) < 2:
             return set()
         sets = [s if isinstance(s, (set, frozenset)) else set(s) for s in state_sets]
-        # Events in every state set contribute their chains to every C_i, so they only
-        # matter through U (the union of their chains, which is in every C_i): the
-        # difference is  ∪X_i − ∩X_i − U  where X_i covers set i's other events. X_i is
-        # small (the forks' own events); U is computed only when there is a candidate.
+        # Events in every state set put themselves and their chains into every C_i; call
+        # that U. With X_i the same for set i's other events, C_i = U | X_i and the
+        # difference is union(X_i) - intersection(X_i) - U. X_i is small (the forks' own
+        # events); U (all the members' chains) is built only when there is a candidate.
         common = sets[0].intersection(*sets[1:])
         chains = self._chains
         for s in sets:
@@ -88,7 +92,7 @@ class InMemoryStateResStore:
         partial: list[set[str]] = []
         for s in sets:
             own = s - common
-            partial.append(own.union(*map(chains.__getitem__, own)))
+            partial.append(set(own).union(*map(chains.__getitem__, own)))
         candidates = set().union(*partial) - partial[0].intersection(*partial[1:])
         if candidates and common:
             shared = set(common).union(*map(chains.__getitem__, common))
@@ -181,4 +185,6 @@ class EventFetcher:
     def fetch_auth_events_of(self, event_ids: Iterable[str]) -> None:
         """Fetch the ``auth_events`` of the given (already fetched) events in one batch."""
         events = self.events
-        self.fetch(aid for eid in event_ids if (ev := events.get(eid)) is not None for aid in ev.auth_event_ids)
+        self.fetch(
+            aid for eid in event_ids if (ev := events.get(eid)) is not None for aid in ev.auth_event_ids
+        )

@@ -149,7 +149,9 @@ class Fork:
             pdu["state_key"] = state_key
         event = Event(pdu, version, event_id=event_id or room.next_id())
         if check:
-            check_event_auth(event, self.state_events())
+            # The rules read only the selected keys and the create event.
+            needed = [CREATE, *keys]
+            check_event_auth(event, {k: room.events[self.state[k]] for k in needed if k in self.state})
         room.keep(event)
         if state_key is not None:
             self.state[(event_type, state_key)] = event.event_id

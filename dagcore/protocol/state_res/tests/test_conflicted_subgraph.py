@@ -49,7 +49,9 @@ def test_every_path_counts_not_just_one():
 
 
 def test_unrelated_conflicted_events_make_a_subgraph_of_just_themselves():
-    fetcher = _fetcher(make_event("$root"), make_event("$a", auth=("$root",)), make_event("$b", auth=("$root",)))
+    fetcher = _fetcher(
+        make_event("$root"), make_event("$a", auth=("$root",)), make_event("$b", auth=("$root",))
+    )
     assert conflicted_subgraph({"$a", "$b"}, fetcher) == {"$a", "$b"}
 
 

@@ -105,7 +105,9 @@ def test_an_event_rejected_during_iterative_auth_checks_is_not_in_the_resolved_s
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
-@pytest.mark.parametrize(("alice_ts", "bob_ts", "winner"), [(2000, 1500, "$alice_topic"), (1500, 2000, "$bob_topic")])
+@pytest.mark.parametrize(
+    ("alice_ts", "bob_ts", "winner"), [(2000, 1500, "$alice_topic"), (1500, 2000, "$bob_topic")]
+)
 def test_concurrent_topics_under_the_same_power_levels_go_to_the_later_origin_server_ts(
     version, alice_ts, bob_ts, winner
 ):
@@ -144,7 +146,9 @@ def test_a_topic_set_under_newer_power_levels_beats_a_later_topic_set_under_olde
     assert resolved[PL] == "$pl1"
     assert resolved[TOPIC] == "$topic_under_pl1"
     text = "\n".join(lines)
-    assert text.index("$topic_under_pl0: mainline ordering") < text.index("$topic_under_pl1: mainline ordering")
+    assert text.index("$topic_under_pl0: mainline ordering") < text.index(
+        "$topic_under_pl1: mainline ordering"
+    )
     assert "(mainline position 1, origin_server_ts 9000)" in text
     assert "(mainline position 0, origin_server_ts 1100)" in text
 

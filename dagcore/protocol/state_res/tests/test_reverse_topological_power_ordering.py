@@ -52,13 +52,22 @@ def test_a_higher_powered_sender_goes_first_then_the_older_event_then_the_smalle
     by_carol_tie = make_event("$a_carol", "m.room.join_rules", sender=CAROL, auth=("$create", "$pl"), ts=100)
     by_bob_new = make_event("$b_bob", "m.room.join_rules", sender=BOB, auth=("$create", "$pl"), ts=200)
 
-    assert _order(by_bob_new, by_carol_tie, by_bob_old, by_alice) == ["$z_alice", "$a_carol", "$y_bob", "$b_bob"]
+    assert _order(by_bob_new, by_carol_tie, by_bob_old, by_alice) == [
+        "$z_alice",
+        "$a_carol",
+        "$y_bob",
+        "$b_bob",
+    ]
 
 
 def test_power_is_read_from_the_events_own_auth_events_not_from_its_content():
     # Bob's power levels event makes Bob 100, but it is authorised by $pl, where he has 50.
     selfish = make_event(
-        "$selfish", "m.room.power_levels", sender=BOB, auth=("$create", "$pl"), ts=1,
+        "$selfish",
+        "m.room.power_levels",
+        sender=BOB,
+        auth=("$create", "$pl"),
+        ts=1,
         content={"users": {ALICE: 100, BOB: 100}},
     )
     by_alice = make_event("$alice", "m.room.join_rules", sender=ALICE, auth=("$create", "$pl"), ts=2)
@@ -74,9 +83,15 @@ def test_the_creator_has_100_when_the_auth_events_hold_no_power_levels():
 
 
 def test_selection_adds_the_conflicted_auth_ancestors_of_power_events():
-    member = make_event("$bob_join", "m.room.member", state_key=BOB, sender=BOB, content={"membership": "join"})
+    member = make_event(
+        "$bob_join", "m.room.member", state_key=BOB, sender=BOB, content={"membership": "join"}
+    )
     ban = make_event(
-        "$ban", "m.room.member", state_key=CAROL, sender=BOB, auth=("$pl", "$bob_join"),
+        "$ban",
+        "m.room.member",
+        state_key=CAROL,
+        sender=BOB,
+        auth=("$pl", "$bob_join"),
         content={"membership": "ban"},
     )
     topic = make_event("$topic", auth=("$pl", "$bob_join"))
