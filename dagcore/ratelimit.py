@@ -81,6 +81,7 @@ _local = _LocalBuckets()
 def _redis_script() -> Any:
     import redis
 
+    assert settings.REDIS_URL is not None
     client = redis.Redis.from_url(settings.REDIS_URL)
     return client.register_script(_LUA)
 

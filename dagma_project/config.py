@@ -803,7 +803,7 @@ def config_path_from_env() -> Path:
     return Path(os.environ.get("DAGMA_CONFIG", "dagma.yaml")).resolve()
 
 
-def load_config(path: Path | None = None, *, allow_missing: bool = True) -> DagmaConfig:
+def load_config(path: Path | None = None, *, allow_missing: bool = True, env: dict[str, str] | None = None) -> DagmaConfig:
     """Load the config file. A missing file gives the embedded defaults (server_name localhost)."""
     path = path or config_path_from_env()
     if not path.exists():
@@ -811,12 +811,12 @@ def load_config(path: Path | None = None, *, allow_missing: bool = True) -> Dagm
             raise ConfigError(
                 f"{path}: no such configuration file (create one with `manage.py generate_config`)"
             )
-        return build_config({"server_name": "localhost"}, path=path)
+        return build_config({"server_name": "localhost"}, path=path, env=env)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return build_config(raw, path=path)
+    return build_config(raw, path=path, env=env)
 
 
 # --------------------------------------------------------------------------- generation

@@ -39,7 +39,7 @@ class CorsMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         if request.method == "OPTIONS":
             return self._add(HttpResponse(status=204))
-        response = await self.get_response(request)  # type: ignore[misc]
+        response: HttpResponse = await self.get_response(request)
         return self._add(response)
 
     @staticmethod

@@ -118,6 +118,9 @@ def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = Tru
     ctx.device = owner.device
     ctx.token_id = owner.token_id
     ctx.access_token = token
+    if owner.device is not None:
+        # "Last seen" of GET /devices: a write at most once a minute per device.
+        account_store.touch_device(owner.device, ip=ctx.client_ip, user_agent=ctx.request.META.get("HTTP_USER_AGENT"))
 
 
 def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None:

@@ -8,12 +8,16 @@ and carry ``unsigned.redacted_because``; the sender's own events carry the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from dagcore.clock import now_ms
 from dagcore.protocol.events import Event
 from dagcore.protocol.redaction import redact_pdu
+
+if TYPE_CHECKING:
+    from dagcore.actions.room_access import ClientEventExtras
+    from dagcore.store.events import StoredEvent
 
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
 
@@ -59,3 +63,63 @@ def strip_state(events: Iterable[Event]) -> list[dict[str, Any]]:
         for e in events
         if e.state_key is not None
     ]
+
+
+def serialize_stored_events(
+    events: Sequence[StoredEvent],
+    extras: ClientEventExtras | None = None,
+    *,
+    include_room_id: bool = True,
+    now: int | None = None,
+) -> list[dict[str, Any]]:
+    """Serialise stored events for one client with what ``get_client_event_extras`` loaded.
+
+    Adds ``unsigned.redacted_because`` (and prunes), ``transaction_id`` for the
+    requesting device's own events, ``prev_content``/``prev_sender`` of state
+    events, and the bundled aggregations clients rely on
+    (spec: "Server-side aggregation of child events": ``m.thread``, ``m.replace``,
+    ``m.reference`` in ``unsigned.m.relations``).
+    """
+    now = now if now is not None else now_ms()
+    out: list[dict[str, Any]] = []
+    for stored in events:
+        event = stored.event
+        eid = event.event_id
+        prev = extras.prev_state.get(eid) if extras else None
+        data = serialize_event(
+            event,
+            redacted_because=extras.redactions.get(eid) if extras else None,
+            transaction_id=extras.txn_ids.get(eid) if extras else None,
+            prev_content=prev[0] if prev else None,
+            prev_sender=prev[1] if prev else None,
+            include_room_id=include_room_id,
+            now=now,
+        )
+        if extras is not None and "redacted_because" not in data["unsigned"]:
+            relations = _bundled_relations(eid, extras, include_room_id=include_room_id, now=now)
+            if relations:
+                data["unsigned"]["m.relations"] = relations
+        out.append(data)
+    return out
+
+
+def _bundled_relations(
+    event_id: str, extras: ClientEventExtras, *, include_room_id: bool, now: int
+) -> dict[str, Any]:
+    rel = extras.relations
+    bundle: dict[str, Any] = {}
+    thread = rel.threads.get(event_id)
+    if thread is not None:
+        count, latest, participated = thread
+        bundle["m.thread"] = {
+            "latest_event": serialize_event(latest.event, include_room_id=include_room_id, now=now),
+            "count": count,
+            "current_user_participated": participated,
+        }
+    edit = rel.edits.get(event_id)
+    if edit is not None:
+        bundle["m.replace"] = serialize_event(edit.event, include_room_id=include_room_id, now=now)
+    refs = rel.references.get(event_id)
+    if refs:
+        bundle["m.reference"] = {"chunk": [{"event_id": r} for r in refs]}
+    return bundle

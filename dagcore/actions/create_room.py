@@ -187,8 +187,8 @@ def create_room(spec: RoomSpec) -> tuple[str, list[PersistedEvent]]:
     if spec.topic is not None:
         send("m.room.topic", "", {"topic": spec.topic})
     for user_id in spec.invite:
-        content = {"membership": "invite"}
+        invite_content: dict[str, Any] = {"membership": "invite"}
         if spec.is_direct:
-            content["is_direct"] = True  # type: ignore[assignment]
-        send("m.room.member", user_id, content)
+            invite_content["is_direct"] = True
+        send("m.room.member", user_id, invite_content)
     return room_id, sent

@@ -224,6 +224,7 @@ def create_local_event(
         if not extremities:
             raise RoomNotFound(room_id)
         prevs = extremities[:MAX_PREV_EVENTS]
+        state_group_before: int | None
         if len(extremities) > MAX_PREV_EVENTS:
             state_group_before = _resolve_groups(
                 room, room_version, [e.state_group for e in prevs if e.state_group]

@@ -14,10 +14,15 @@ from dagcore.models.events import (
     StateGroupEntry,
 )
 from dagcore.models.directory import ContentReport, RoomAlias
+from dagcore.models.e2e import DeviceListChange, FallbackKey, OneTimeKey
+from dagcore.models.ephemeral import Presence, Receipt, TypingNotice
+from dagcore.models.push import PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
+from dagcore.models.to_device import ToDeviceMessage
 from dagcore.models.txns import ClientTxn
 from dagcore.models.uia import RegistrationToken, UiaSession
+from dagcore.models.userdata import AccountData, UserFilter
 
 __all__ = [
     "AccessToken",
@@ -41,4 +46,15 @@ __all__ = [
     "RoomAlias",
     "RegistrationToken",
     "UiaSession",
+    "AccountData",
+    "DeviceListChange",
+    "FallbackKey",
+    "OneTimeKey",
+    "Presence",
+    "PushRule",
+    "Receipt",
+    "ToDeviceMessage",
+    "TypingNotice",
+    "UnreadCounter",
+    "UserFilter",
 ]

@@ -24,10 +24,11 @@ class RoomAlias(models.Model):
 
 
 class ContentReport(models.Model):
-    """A user's report of an event (or, with ``event_id`` null, of a whole room), kept for admins."""
+    """A user's report of an event, a whole room (``event_id`` null) or a user (``reported_user_id``), kept for admins."""
 
-    room_id = models.CharField(max_length=255)
+    room_id = models.CharField(max_length=255, null=True)
     event_id = models.CharField(max_length=255, null=True)
+    reported_user_id = models.CharField(max_length=255, null=True)
     reporter = models.CharField(max_length=255)
     reason = models.TextField(null=True)
     #: Deprecated in the spec (-100 most offensive .. 0 inoffensive), kept when given.

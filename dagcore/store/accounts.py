@@ -115,6 +115,35 @@ def delete_devices(user: User, device_ids: list[str]) -> int:
     return deleted
 
 
+def delete_all_devices(user: User, *, except_device_id: str | None = None) -> int:
+    qs = Device.objects.filter(user=user)
+    if except_device_id is not None:
+        qs = qs.exclude(device_id=except_device_id)
+    deleted, _ = qs.delete()
+    return deleted
+
+
+def set_device_display_name(device: Device, display_name: str) -> None:
+    device.display_name = display_name
+    device.save(update_fields=["display_name"])
+
+
+#: ``last_seen_*`` is written at most this often per device: it is shown to users
+#: ("last seen 5 minutes ago"), not used for decisions, so a write per request is waste.
+LAST_SEEN_INTERVAL_MS = 60_000
+
+
+def touch_device(device: Device, *, ip: str | None, user_agent: str | None) -> None:
+    """Record that ``device`` was used now; no query at all if it was recorded within the interval."""
+    now = now_ms()
+    if device.last_seen_ts is not None and now - device.last_seen_ts < LAST_SEEN_INTERVAL_MS:
+        return
+    ip = (ip or "")[:64] or None
+    user_agent = (user_agent or "")[:512] or None
+    Device.objects.filter(id=device.id).update(last_seen_ts=now, last_seen_ip=ip, last_seen_user_agent=user_agent)
+    device.last_seen_ts, device.last_seen_ip, device.last_seen_user_agent = now, ip, user_agent
+
+
 def update_device_last_seen(device: Device, *, ip: str | None, user_agent: str | None) -> None:
     device.last_seen_ts = now_ms()
     device.last_seen_ip = (ip or "")[:64] or None
@@ -169,6 +198,15 @@ def get_refresh_token(token: str) -> RefreshToken | None:
 def mark_refresh_token_used(row: RefreshToken) -> bool:
     """Atomically claim a refresh token; False when it was already used."""
     return RefreshToken.objects.filter(id=row.id, used_ts__isnull=True).update(used_ts=now_ms()) == 1
+
+
+def delete_refresh_token(row: RefreshToken) -> None:
+    RefreshToken.objects.filter(id=row.id).delete()
+
+
+def delete_access_tokens_of_refresh_token(row: RefreshToken) -> None:
+    """Revoke the access tokens issued together with refresh token ``row``."""
+    AccessToken.objects.filter(refresh_token=row).delete()
 
 
 def get_token_owner(token: str) -> TokenOwner | None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from django.db import connection
 
-from dagcore.models import Room, RoomMembership, RoomServer
+from dagcore.models import ForgottenRoom, Room, RoomMembership, RoomServer
 
 
 def lock_room_for_writing(room_id: str) -> None:
@@ -66,3 +66,33 @@ def get_rooms_for_user(user_id: str, memberships: Iterable[str] = ("join",)) -> 
             "room__room_id", flat=True
         )
     )
+
+
+# --------------------------------------------------------------------------- forgotten rooms
+
+
+def forget_room(room: Room, user_id: str, *, membership_stream: int) -> None:
+    """Mark the room forgotten by the user, as of their current membership (spec: ``/forget``)."""
+    ForgottenRoom.objects.update_or_create(room=room, user_id=user_id, defaults={"membership_stream": membership_stream})
+
+
+def get_forgotten_room_ids(user_id: str) -> set[str]:
+    """Rooms the user forgot and has not come back to since (two queries)."""
+    marks = dict(ForgottenRoom.objects.filter(user_id=user_id).values_list("room_id", "membership_stream"))
+    if not marks:
+        return set()
+    current = {
+        nid: (room_id, stream)
+        for nid, room_id, stream in RoomMembership.objects.filter(user_id=user_id, room_id__in=list(marks)).values_list(
+            "room_id", "room__room_id", "stream_ordering"
+        )
+    }
+    return {room_id for nid, (room_id, stream) in current.items() if stream <= marks[nid]}
+
+
+def is_room_forgotten(room: Room, user_id: str) -> bool:
+    row = ForgottenRoom.objects.filter(room=room, user_id=user_id).values_list("membership_stream", flat=True).first()
+    if row is None:
+        return False
+    membership = get_membership(room, user_id)
+    return membership is None or membership.stream_ordering <= row

@@ -55,7 +55,7 @@ class DatabaseStateResStore:
                 acc.add(nid)
                 acc.update(chain_of[nid])
             per_set.append(acc)
-        candidates = set.union(*per_set) - set.intersection(*per_set)
+        candidates: set[int] = set().union(*per_set) - per_set[0].intersection(*per_set[1:])
         if not candidates:
             return set()
         # Anything reachable from the common events is in every C_i.

@@ -237,7 +237,7 @@ class RelationSummary:
     references: dict[str, list[str]] = field(default_factory=dict)
 
 
-def get_relation_summaries(room_nid: int, parents: Sequence[StoredEvent], *, user_id: str | None) -> RelationSummary:
+def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | None) -> RelationSummary:
     """Bundled aggregations for ``parents`` (spec: "Server-side aggregation of child events").
 
     One query finds which parents have children at all; threads and edits cost
@@ -249,26 +249,30 @@ def get_relation_summaries(room_nid: int, parents: Sequence[StoredEvent], *, use
         return summary
     children = (
         EventRow.objects.filter(
-            room_id=room_nid,
+            room_id__in={p.room_nid for p in parents},
             relates_to__in=ids,
             relation_type__in=BUNDLED_RELATIONS,
             stream_ordering__isnull=False,
             soft_failed=False,
             redacted_by__isnull=True,
         )
-        .values_list("relates_to", "relation_type", "event_id", "sender", "stream_ordering", "origin_server_ts", "type")
+        .values_list(
+            "relates_to", "relation_type", "event_id", "sender", "stream_ordering", "origin_server_ts", "type", "room_id"
+        )
         .order_by("stream_ordering")
     )
+    by_id = {p.event_id: p for p in parents}
     threads: dict[str, list[tuple[str, str, int]]] = {}
     edits: dict[str, list[tuple[int, str, str, str]]] = {}
-    for parent, rel, event_id, sender, stream, ts, etype in children:
+    for parent, rel, event_id, sender, stream, ts, etype, room_nid in children:
+        if by_id[parent].room_nid != room_nid:
+            continue  # a child must be in its parent's room
         if rel == "m.thread":
             threads.setdefault(parent, []).append((event_id, sender, stream))
         elif rel == "m.replace":
             edits.setdefault(parent, []).append((ts, event_id, sender, etype))
         else:
             summary.references.setdefault(parent, []).append(event_id)
-    by_id = {p.event_id: p for p in parents}
     latest_ids: dict[str, str] = {}
     for parent, items in threads.items():
         latest_ids[parent] = items[-1][0]

@@ -54,8 +54,8 @@ class PortRouter:
         self.default = default
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        server = scope.get("server") or (None, None)
-        app = self.apps.get(server[1], self.default) if server else self.default
+        server = scope.get("server")
+        app = self.apps.get(server[1], self.default) if server and server[1] is not None else self.default
         await app(scope, receive, send)
 
 

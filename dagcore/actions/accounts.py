@@ -1,0 +1,357 @@
+"""Accounts: registration, login sessions (devices + tokens), passwords, deactivation.
+
+Spec: client-server API "Client Authentication" and "Account registration and
+management" (https://spec.matrix.org/v1.19/client-server-api/#client-authentication),
+"Device Management" (https://spec.matrix.org/v1.19/client-server-api/#device-management).
+Validation failures raise :class:`MatrixError` with the spec's error code; they
+happen before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from dagcore.clock import now_ms
+from dagcore.http.errors import MatrixError
+from dagcore.models import Device, User
+from dagcore.passwords import check_password, hash_password, needs_rehash
+from dagcore.protocol.identifiers import MAX_IDENTIFIER_BYTES, is_valid_new_localpart, parse_user_id
+from dagcore.server_keys import get_server_name
+from dagcore.store import accounts as account_store
+
+logger = logging.getLogger(__name__)
+
+#: Longest password accepted: argon2 copes with any length, but a megabyte of
+#: "password" is only a way to burn our CPU.
+MAX_PASSWORD_LENGTH = 512
+#: Longest device display name (the spec sets none; other servers use 100).
+MAX_DEVICE_DISPLAY_NAME = 100
+#: Longest client-chosen device ID.
+MAX_DEVICE_ID_LENGTH = 255
+DEVICE_ID_LENGTH = 10
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w|y)?\s*$")
+_DURATION_UNITS_MS = {
+    "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000,
+    None: 1,
+}  # fmt: skip
+
+
+def parse_duration_ms(value: str | int) -> int:
+    """Synapse-style durations: ``5m``, ``1h``, ``7d``, ``500ms``, or a number of milliseconds."""
+    if isinstance(value, int):
+        return value
+    m = _DURATION_RE.match(value)
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (expected e.g. 5m, 1h, 7d)")
+    return int(m.group(1)) * _DURATION_UNITS_MS[m.group(2)]
+
+
+def access_token_lifetime_ms() -> int | None:
+    """Lifetime of refreshable access tokens (config ``access_token_lifetime``), or None."""
+    raw = settings.DAGMA.get("access_token_lifetime")
+    return parse_duration_ms(raw) if raw else None
+
+
+def user_id_for(localpart: str) -> str:
+    return f"@{localpart}:{get_server_name()}"
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def check_new_localpart(localpart: object) -> str:
+    """The localpart, if a new account may take it; else M_INVALID_USERNAME / M_USER_IN_USE.
+
+    Spec (appendices, "User Identifiers"): new localparts use only ``a-z 0-9 . _ = - / +``.
+    Upper case is refused, never folded: the client must not be surprised by the
+    user ID it gets.
+    """
+    if not isinstance(localpart, str):
+        raise MatrixError(400, "M_INVALID_USERNAME", "The username must be a string")
+    if not localpart:
+        raise MatrixError(400, "M_INVALID_USERNAME", "The username must not be empty")
+    if not is_valid_new_localpart(localpart):
+        raise MatrixError(
+            400, "M_INVALID_USERNAME", "User ID can only contain characters a-z, 0-9, or '=_-./+'"
+        )
+    if not is_valid_new_localpart(localpart, server_name=get_server_name()):
+        raise MatrixError(400, "M_INVALID_USERNAME", f"User ID may not be longer than {MAX_IDENTIFIER_BYTES} bytes")
+    if account_store.user_exists(localpart):
+        raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
+    return localpart
+
+
+def check_new_password(password: object) -> str:
+    if not isinstance(password, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "The password must be a string")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise MatrixError(400, "M_INVALID_PARAM", f"The password may not be longer than {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def generate_localpart() -> str:
+    """A fresh random localpart, for registrations without a username (and guests)."""
+    for _ in range(20):
+        candidate = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
+        if not account_store.user_exists(candidate):
+            return candidate
+    raise MatrixError(500, "M_UNKNOWN", "Could not pick a free user ID")
+
+
+def do_register_user(
+    *, localpart: str, password: str | None, is_admin: bool = False, is_guest: bool = False,
+    displayname: str | None = None,
+) -> User:  # fmt: skip
+    """Create the account (input already valid). A race for the same localpart gives M_USER_IN_USE."""
+    password_hash = hash_password(password) if password is not None else None
+    try:
+        with transaction.atomic():
+            return account_store.insert_user(
+                user_id=user_id_for(localpart),
+                localpart=localpart,
+                password_hash=password_hash,
+                is_admin=is_admin,
+                is_guest=is_guest,
+                # Like other servers, start the profile with the localpart as display name.
+                displayname=localpart if displayname is None else displayname,
+            )
+    except IntegrityError:
+        raise MatrixError(400, "M_USER_IN_USE", "User ID already taken") from None
+
+
+# --------------------------------------------------------------------------- login sessions
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str | None = None
+    expires_in_ms: int | None = None
+
+
+def generate_device_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(DEVICE_ID_LENGTH))
+
+
+def check_device_params(*, device_id: object, display_name: object) -> tuple[str | None, str | None]:
+    if device_id is not None:
+        if not isinstance(device_id, str) or not device_id:
+            raise MatrixError(400, "M_INVALID_PARAM", "device_id must be a non-empty string")
+        if len(device_id) > MAX_DEVICE_ID_LENGTH:
+            raise MatrixError(400, "M_INVALID_PARAM", f"device_id may not be longer than {MAX_DEVICE_ID_LENGTH} characters")
+    return device_id, check_device_display_name(display_name)
+
+
+def check_device_display_name(display_name: object) -> str | None:
+    if display_name is None:
+        return None
+    if not isinstance(display_name, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "The device display name must be a string")
+    if len(display_name) > MAX_DEVICE_DISPLAY_NAME:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"The device display name may not be longer than {MAX_DEVICE_DISPLAY_NAME} characters"
+        )
+    return display_name
+
+
+def do_start_login_session(
+    *, user: User, device_id: str | None, initial_display_name: str | None, want_refresh_token: bool
+) -> LoginSession:
+    """A device (new, or the client's existing one) and tokens for it.
+
+    Spec: "If device_id does not correspond to a known client device, a new device
+    will be created"; its display name is only set for a new device. Refresh tokens
+    are issued when asked for and access tokens have a lifetime.
+    """
+    lifetime = access_token_lifetime_ms() if want_refresh_token else None
+    with transaction.atomic():
+        device: Device | None = None
+        if device_id is None:
+            for _ in range(10):
+                candidate = generate_device_id()
+                if account_store.get_device(user, candidate) is None:
+                    device_id = candidate
+                    break
+            assert device_id is not None
+        else:
+            device = account_store.get_device(user, device_id)
+        if device is None:
+            device = account_store.upsert_device(user, device_id, initial_display_name)
+        refresh_token: str | None = None
+        refresh_row = None
+        valid_until = None
+        if lifetime is not None:
+            refresh_token, refresh_row = account_store.create_refresh_token(user, device)
+            valid_until = now_ms() + lifetime
+        access_token = account_store.create_access_token(
+            user, device, valid_until_ms=valid_until, refresh_token=refresh_row
+        )
+    return LoginSession(
+        user_id=user.user_id,
+        device_id=device.device_id,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in_ms=lifetime,
+    )
+
+
+def do_refresh_session(*, refresh_token: str) -> LoginSession:
+    """Exchange a refresh token for a new access token and refresh token (rotation).
+
+    A refresh token is spent by its first use: a second use is refused with
+    M_UNKNOWN_TOKEN, so a stolen copy is worthless once the client refreshed.
+    The access token issued with it is revoked at once (spec: the server "can
+    choose to invalidate the old access token immediately").
+    """
+    unknown = MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
+    row = account_store.get_refresh_token(refresh_token)
+    if row is None or row.used_ts is not None or row.user.deactivated:
+        raise unknown
+    lifetime = access_token_lifetime_ms()
+    with transaction.atomic():
+        if not account_store.mark_refresh_token_used(row):
+            raise unknown
+        account_store.delete_access_tokens_of_refresh_token(row)
+        account_store.delete_refresh_token(row)
+        new_refresh, new_row = account_store.create_refresh_token(row.user, row.device)
+        valid_until = now_ms() + lifetime if lifetime is not None else None
+        access = account_store.create_access_token(row.user, row.device, valid_until_ms=valid_until, refresh_token=new_row)
+    return LoginSession(
+        user_id=row.user.user_id,
+        device_id=row.device.device_id,
+        access_token=access,
+        refresh_token=new_refresh,
+        expires_in_ms=lifetime,
+    )
+
+
+def get_user_for_login(user_identifier: str) -> User | None:
+    """The local account named by a login's ``user``: a localpart or a full user ID.
+
+    Localparts are lower case by grammar, so ``Alice`` finds ``@alice`` when no
+    account has the exact (historical) name.
+    """
+    if user_identifier.startswith("@"):
+        try:
+            localpart, server = parse_user_id(user_identifier)
+        except ValueError:
+            return None
+        if server != get_server_name():
+            return None
+    else:
+        localpart = user_identifier
+    user = account_store.get_user_by_localpart(localpart)
+    if user is None and localpart != localpart.lower():
+        user = account_store.get_user_by_localpart(localpart.lower())
+    return user
+
+
+def check_user_password(*, user: User, password: str) -> bool:
+    """Whether ``password`` is the user's. Deactivated accounts have none, so never match."""
+    if user.deactivated or not user.password_hash:
+        return False
+    if not check_password(password, user.password_hash):
+        return False
+    if needs_rehash(user.password_hash):
+        account_store.set_password_hash(user, hash_password(password))
+    return True
+
+
+# --------------------------------------------------------------------------- logout, devices
+
+
+def do_logout(*, user: User, device: Device | None, token_id: int | None) -> None:
+    """Spec ``POST /logout``: the access token is invalidated and its device deleted."""
+    if device is not None:
+        do_delete_devices(user=user, device_ids=[device.device_id])
+    elif token_id is not None:
+        account_store.delete_access_token(token_id)
+
+
+def do_logout_all(*, user: User) -> None:
+    """Spec ``POST /logout/all``: every access token and device of the user."""
+    with transaction.atomic():
+        account_store.delete_all_devices(user)
+        account_store.delete_all_access_tokens(user)
+
+
+def do_delete_devices(*, user: User, device_ids: list[str]) -> int:
+    """Delete devices with their access and refresh tokens (which then fail at once)."""
+    return account_store.delete_devices(user, device_ids)
+
+
+def get_devices(*, user: User) -> list[Device]:
+    return account_store.get_devices(user)
+
+
+def access_device(*, user: User, device_id: str) -> Device:
+    device = account_store.get_device(user, device_id)
+    if device is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown device")
+    return device
+
+
+def check_update_device(*, user: User, device_id: str, display_name: object) -> None:
+    device = access_device(user=user, device_id=device_id)
+    name = check_device_display_name(display_name)
+    if name is not None:
+        account_store.set_device_display_name(device, name)
+
+
+# --------------------------------------------------------------------------- password, deactivation
+
+
+def do_change_password(*, user: User, new_password: str, logout_devices: bool, keep_device: Device | None, keep_token_id: int | None) -> None:
+    """Spec ``POST /account/password``: with ``logout_devices`` (default) every other
+    device and access token of the user is revoked; the requesting one stays."""
+    with transaction.atomic():
+        account_store.set_password_hash(user, hash_password(new_password))
+        if logout_devices:
+            account_store.delete_all_devices(user, except_device_id=keep_device.device_id if keep_device else None)
+            account_store.delete_all_access_tokens(user, except_token_id=keep_token_id)
+
+
+def do_deactivate_user(*, user: User) -> None:
+    """Spec ``POST /account/deactivate``: revoke every device and token, erase the
+    profile, make the account unusable (its ID stays taken), and leave every room.
+
+    The account is closed first, so it cannot join anything while it is leaving.
+    """
+    with transaction.atomic():
+        account_store.set_profile(user, displayname=None, avatar_url=None, fields=("displayname", "avatar_url"))
+        account_store.delete_all_devices(user)
+        account_store.delete_all_access_tokens(user)
+        account_store.set_deactivated(user)
+    do_leave_all_rooms(user_id=user.user_id)
+
+
+def do_leave_all_rooms(*, user_id: str) -> list[str]:
+    """Leave (or reject the invite to, or rescind the knock on) every room; returns the rooms left.
+
+    A room where the leave is refused (e.g. the user is banned there meanwhile) is skipped.
+    """
+    from dagcore.actions.persist_event import EventRejected, RoomNotFound, create_local_event
+    from dagcore.store import rooms as room_store
+
+    left: list[str] = []
+    for room_id in room_store.get_rooms_for_user(user_id, memberships=("join", "invite", "knock")):
+        try:
+            create_local_event(
+                room_id=room_id, sender=user_id, event_type="m.room.member", content={"membership": "leave"},
+                state_key=user_id,
+            )  # fmt: skip
+        except (EventRejected, RoomNotFound) as exc:
+            logger.warning("could not leave %s for %s: %s", room_id, user_id, exc)
+            continue
+        left.append(room_id)
+    return left

@@ -1,0 +1,268 @@
+"""Room membership from clients: join, leave, invite, kick, ban, unban, knock, forget.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#room-membership. Each
+change is one ``m.room.member`` event authorised by the room's auth rules; a
+refusal answers 403 M_FORBIDDEN with the rule's reason, an unknown room 404.
+
+Rooms on other servers need federation (joins through ``make_join``/``send_join``,
+invites through ``/invite``), which arrives with Embassy: until then such
+requests answer a clear 404/403 instead of pretending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dagcore.actions.send_event import send_local_event
+from dagcore.http.errors import MatrixError
+from dagcore.models import Room, User
+from dagcore.protocol.auth_rules import get_named_level, get_user_power_level
+from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_room_id, is_valid_user_id
+from dagcore.protocol.room_versions import get_room_version
+from dagcore.server_keys import get_server_name
+from dagcore.store import accounts as account_store
+from dagcore.store import directory as directory_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
+from dagcore.store import timeline
+
+MAX_REASON_LENGTH = 2048
+
+
+def _domain(identifier: str) -> str:
+    return identifier.split(":", 1)[1] if ":" in identifier else ""
+
+
+def resolve_room_id(room_id_or_alias: str) -> str:
+    """A room ID, or a local alias resolved to its room (remote aliases need federation)."""
+    if room_id_or_alias.startswith("#"):
+        if not is_valid_room_alias(room_id_or_alias):
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+        if _domain(room_id_or_alias) != get_server_name():
+            raise MatrixError(404, "M_NOT_FOUND", "Room alias not found (aliases of other servers need federation)")
+        row = directory_store.get_alias(room_id_or_alias)
+        if row is None:
+            raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
+        return row.room_id
+    if room_id_or_alias.startswith("!") and is_valid_room_id(room_id_or_alias):
+        return room_id_or_alias
+    raise MatrixError(400, "M_INVALID_PARAM", "Expected a room ID or a room alias")
+
+
+def _get_local_room(room_id: str) -> Room:
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room (rooms on other servers need federation)")
+    return room
+
+
+def _check_reason(reason: Any) -> str | None:
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "reason must be a string")
+    return reason[:MAX_REASON_LENGTH]
+
+
+def _profile_content(user_id: str) -> dict[str, Any]:
+    """A local member's profile goes into their member events (spec: "m.room.member" displayname/avatar_url)."""
+    if _domain(user_id) != get_server_name():
+        return {}
+    user = account_store.get_user(user_id)
+    if user is None:
+        return {}
+    out: dict[str, Any] = {}
+    if user.displayname:
+        out["displayname"] = user.displayname
+    if user.avatar_url:
+        out["avatar_url"] = user.avatar_url
+    return out
+
+
+def _member_content(membership: str, *, reason: str | None, profile_of: str | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"membership": membership}
+    if profile_of is not None:
+        content.update(_profile_content(profile_of))
+    if reason:
+        content["reason"] = reason
+    return content
+
+
+def _current_membership(room: Room, user_id: str) -> str | None:
+    row = room_store.get_membership(room, user_id)
+    return row.membership if row is not None else None
+
+
+# --------------------------------------------------------------------------- join / knock / leave
+
+
+def _restricted_join_authoriser(room: Room, user_id: str) -> str | None:
+    """For restricted rooms (v8+): a local member who may invite, if the joiner is in an allowed room.
+
+    spec: https://spec.matrix.org/v1.19/client-server-api/#restricted-rooms — the
+    join is signed off by a resident server through ``join_authorised_via_users_server``.
+    """
+    state = state_store.get_current_state_events(
+        room, [("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", "")]
+    )
+    rules = state.get(("m.room.join_rules", ""))
+    if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
+        return None
+    allow = rules.content.get("allow")
+    allowed_rooms = [
+        a.get("room_id")
+        for a in (allow if isinstance(allow, list) else [])
+        if isinstance(a, dict) and a.get("type") == "m.room_membership" and isinstance(a.get("room_id"), str)
+    ]
+    joined = set(room_store.get_rooms_for_user(user_id))
+    if not any(r in joined for r in allowed_rooms):
+        return None
+    invite_level = get_named_level("invite", state)
+    server_name = get_server_name()
+    for member, _, _ in timeline.get_joined_members(room):
+        if _domain(member) == server_name and get_user_power_level(member, state) >= invite_level:
+            return member
+    return None
+
+
+def check_join_room(*, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()) -> str:
+    """Join a room (by ID or local alias); already joined with the same profile changes nothing."""
+    reason = _check_reason(reason)
+    room_id = resolve_room_id(room_id_or_alias)
+    room = _get_local_room(room_id)
+    user_id = user.user_id
+    if user.is_guest:
+        access = state_store.get_current_state_events(room, [("m.room.guest_access", "")]).get(
+            ("m.room.guest_access", "")
+        )
+        if access is None or access.content.get("guest_access") != "can_join":
+            raise MatrixError(403, "M_FORBIDDEN", "Guest access is not allowed in this room")
+    content = _member_content("join", reason=reason, profile_of=user_id)
+    current = timeline.get_current_state_event(room, "m.room.member", user_id)
+    if current is not None and current.event.membership == "join":
+        unchanged = all(current.event.content.get(k) == content.get(k) for k in ("displayname", "avatar_url"))
+        if unchanged:
+            return room_id
+    elif current is None or current.event.membership not in ("invite",):
+        authoriser = _restricted_join_authoriser(room, user_id)
+        if authoriser is not None:
+            content["join_authorised_via_users_server"] = authoriser
+    send_local_event(room_id=room_id, sender=user_id, event_type="m.room.member", content=content, state_key=user_id)
+    return room_id
+
+
+def check_knock_room(*, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()) -> str:
+    """Knock on a room whose join rule allows it (room versions 7+)."""
+    reason = _check_reason(reason)
+    room_id = resolve_room_id(room_id_or_alias)
+    room = _get_local_room(room_id)
+    if not get_room_version(room.room_version, require_supported=False).knock_join_rule:
+        raise MatrixError(403, "M_FORBIDDEN", "This room version does not support knocking")
+    content = _member_content("knock", reason=reason, profile_of=user.user_id)
+    send_local_event(
+        room_id=room_id, sender=user.user_id, event_type="m.room.member", content=content, state_key=user.user_id
+    )
+    return room_id
+
+
+def check_leave_room(*, user_id: str, room_id: str, reason: Any = None) -> None:
+    """Leave a room, or reject an invite, or retract a knock. Leaving twice changes nothing."""
+    reason = _check_reason(reason)
+    room = _get_local_room(room_id)
+    membership = _current_membership(room, user_id)
+    if membership in ("leave", "ban"):
+        return
+    if membership is None:
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+    send_local_event(
+        room_id=room_id,
+        sender=user_id,
+        event_type="m.room.member",
+        content=_member_content("leave", reason=reason),
+        state_key=user_id,
+    )
+
+
+def check_forget_room(*, user_id: str, room_id: str) -> None:
+    """Forget a room the user has left (spec: 400 while still in it)."""
+    room = _get_local_room(room_id)
+    row = room_store.get_membership(room, user_id)
+    if row is None:
+        return
+    if row.membership in ("join", "invite", "knock"):
+        raise MatrixError(400, "M_UNKNOWN", "You have not left this room")
+    room_store.forget_room(room, user_id, membership_stream=row.stream_ordering)
+
+
+# --------------------------------------------------------------------------- acting on others
+
+
+def _check_target(user_id: Any) -> str:
+    if not isinstance(user_id, str) or not is_valid_user_id(user_id):
+        raise MatrixError(400, "M_INVALID_PARAM", "user_id must be a valid user ID")
+    return user_id
+
+
+def check_invite_user(*, inviter: str, room_id: str, invitee: Any, reason: Any = None, is_direct: bool = False) -> None:
+    invitee = _check_target(invitee)
+    reason = _check_reason(reason)
+    room = _get_local_room(room_id)
+    if _domain(invitee) != get_server_name():
+        raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet")
+    if account_store.get_user(invitee) is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown user")
+    if _current_membership(room, invitee) == "invite":
+        return  # already invited: nothing to change
+    content = _member_content("invite", reason=reason, profile_of=invitee)
+    if is_direct:
+        content["is_direct"] = True
+    send_local_event(room_id=room_id, sender=inviter, event_type="m.room.member", content=content, state_key=invitee)
+
+
+def check_kick_user(*, sender: str, room_id: str, target: Any, reason: Any = None) -> None:
+    target = _check_target(target)
+    reason = _check_reason(reason)
+    room = _get_local_room(room_id)
+    if _current_membership(room, target) not in ("join", "invite", "knock"):
+        # A "kick" of a banned user would be an unban; of an absent one, meaningless.
+        raise MatrixError(403, "M_FORBIDDEN", "The user is not in the room")
+    send_local_event(
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.member",
+        content=_member_content("leave", reason=reason),
+        state_key=target,
+    )
+
+
+def check_ban_user(*, sender: str, room_id: str, target: Any, reason: Any = None) -> None:
+    target = _check_target(target)
+    reason = _check_reason(reason)
+    _get_local_room(room_id)
+    send_local_event(
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.member",
+        content=_member_content("ban", reason=reason),
+        state_key=target,
+    )
+
+
+def check_unban_user(*, sender: str, room_id: str, target: Any, reason: Any = None) -> None:
+    target = _check_target(target)
+    reason = _check_reason(reason)
+    room = _get_local_room(room_id)
+    if _current_membership(room, target) != "ban":
+        raise MatrixError(403, "M_FORBIDDEN", "The user is not banned")
+    send_local_event(
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.member",
+        content=_member_content("leave", reason=reason),
+        state_key=target,
+    )
+
+
+def get_joined_room_ids(*, user_id: str) -> list[str]:
+    return sorted(room_store.get_rooms_for_user(user_id, ("join",)))

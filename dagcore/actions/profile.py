@@ -1,0 +1,112 @@
+"""Profiles of local users: display name and avatar (spec: client-server API "Profiles").
+
+https://spec.matrix.org/v1.19/client-server-api/#profiles — a change is also
+announced in every room the user is joined to, as a new ``m.room.member`` event
+carrying the new ``displayname``/``avatar_url`` (spec: "Events on Change of
+Profile Information"), which is how other members learn of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from dagcore.http.errors import MatrixError
+from dagcore.models import User
+from dagcore.protocol.identifiers import is_valid_server_name
+from dagcore.server_keys import get_server_name
+from dagcore.store import accounts as account_store
+from dagcore.store import user_directory as directory_store
+
+logger = logging.getLogger(__name__)
+
+#: The profile fields this server stores (``m.profile_fields`` beyond these is not supported).
+PROFILE_FIELDS = ("displayname", "avatar_url")
+#: Longest display name, in characters (as other servers enforce).
+MAX_DISPLAYNAME_LENGTH = 256
+MAX_AVATAR_URL_LENGTH = 512
+
+_MXC_RE = re.compile(r"^mxc://([^/]+)/([A-Za-z0-9_-]+)$")
+#: Keys of the old member event that belong to the original join, not to the profile
+#: change: a restricted-join authorisation or an invite's signature must not be replayed.
+_NOT_CARRIED_OVER = ("reason", "join_authorised_via_users_server", "third_party_invite", "is_direct")
+
+
+def is_valid_mxc_uri(value: str) -> bool:
+    """``mxc://<server-name>/<media-id>`` (spec: "Matrix Content (mxc://) URIs")."""
+    m = _MXC_RE.match(value)
+    return bool(m) and is_valid_server_name(m.group(1))
+
+
+def access_profile(*, user_id: str) -> User:
+    """The local account whose profile is asked for; M_NOT_FOUND for unknown, remote or
+    deactivated users (remote profiles need a federation query, which Tribune does not make)."""
+    if not user_id.startswith("@") or user_id.partition(":")[2] != get_server_name():
+        raise MatrixError(404, "M_NOT_FOUND", "Profile not found")
+    user = account_store.get_user(user_id)
+    if user is None or user.deactivated:
+        raise MatrixError(404, "M_NOT_FOUND", "Profile not found")
+    return user
+
+
+def get_profile(*, user: User) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if user.displayname is not None:
+        out["displayname"] = user.displayname
+    if user.avatar_url is not None:
+        out["avatar_url"] = user.avatar_url
+    return out
+
+
+def check_profile_value(*, field: str, value: Any) -> str | None:
+    """The value to store (None clears the field), or 400 with the reason."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{field} must be a string")
+    if field == "displayname":
+        if len(value) > MAX_DISPLAYNAME_LENGTH:
+            raise MatrixError(400, "M_INVALID_PARAM", f"displayname may not be longer than {MAX_DISPLAYNAME_LENGTH} characters")
+        return value
+    if len(value) > MAX_AVATAR_URL_LENGTH or not is_valid_mxc_uri(value):
+        raise MatrixError(400, "M_INVALID_PARAM", "avatar_url must be an mxc:// URI")
+    return value
+
+
+def do_set_profile_field(*, user: User, field: str, value: str | None) -> list[str]:
+    """Store the new value and announce it in every joined room; returns the rooms updated."""
+    assert field in PROFILE_FIELDS
+    if getattr(user, field) == value:
+        return []
+    account_store.set_profile(user, fields=(field,), **{field: value})
+    return do_propagate_profile(user=user)
+
+
+def do_propagate_profile(*, user: User) -> list[str]:
+    """Send a new join event with the current profile into each joined room where it differs."""
+    from dagcore.actions.persist_event import EventRejected, RoomNotFound, create_local_event
+
+    updated: list[str] = []
+    for room_id, old in directory_store.get_joined_member_contents(user.user_id):
+        content = {k: v for k, v in old.items() if k not in _NOT_CARRIED_OVER}
+        content["membership"] = "join"
+        for field in PROFILE_FIELDS:
+            value = getattr(user, field)
+            if value is None:
+                content.pop(field, None)
+            else:
+                content[field] = value
+        if content == {k: v for k, v in old.items() if k not in _NOT_CARRIED_OVER}:
+            continue
+        try:
+            create_local_event(
+                room_id=room_id, sender=user.user_id, event_type="m.room.member", content=content,
+                state_key=user.user_id,
+            )  # fmt: skip
+        except (EventRejected, RoomNotFound) as exc:
+            # The profile itself is saved; one room refusing the update must not undo it.
+            logger.warning("profile update of %s refused in %s: %s", user.user_id, room_id, exc)
+            continue
+        updated.append(room_id)
+    return updated

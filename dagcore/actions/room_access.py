@@ -1,0 +1,286 @@
+"""Who may see what of a room: membership checks, history visibility, and client annotations.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#history-visibility. An
+event is visible to a user according to the ``m.room.history_visibility`` in
+force at the event and the user's membership at the event:
+
+* ``world_readable`` — to anyone;
+* ``shared`` — to members, from any point of history, once they joined (also
+  after they left: up to their departure);
+* ``invited`` — from the point they were invited;
+* ``joined`` — only while they were joined.
+
+The user's own membership events, and a visibility change, count with the more
+permissive of the before/after values, so users always see the event that let
+them in (or sent them out). ``/messages``, ``/context``, ``/event``, ``/state``,
+``/relations`` and ``/sync`` all decide through :func:`filter_visible_events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagcore.http.errors import MatrixError
+from dagcore.models import Room
+from dagcore.protocol.events import Event, StateKey
+from dagcore.protocol.redaction import redact_pdu
+from dagcore.store import events as event_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
+from dagcore.store import timeline
+from dagcore.store import txns as txn_store
+from dagcore.store.events import StoredEvent
+from dagcore.store.timeline import RelationSummary
+
+HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
+#: Most permissive first.
+VISIBILITY_ORDER = ("world_readable", "shared", "invited", "joined")
+#: Most permissive first, for the user's own membership changes.
+MEMBERSHIP_ORDER = ("join", "invite", "knock", "leave", "ban")
+DEFAULT_VISIBILITY = "shared"
+
+
+@dataclass(frozen=True)
+class RoomReader:
+    """How one user may read one room, decided once per request."""
+
+    room: Room
+    user_id: str | None
+    #: Current membership (None: never a member, or the room was forgotten).
+    membership: str | None
+    #: A departed user sees nothing after this stream position (their leave or ban).
+    max_stream: int | None
+    #: Reading as a non-member (a world_readable room).
+    is_peeking: bool
+    #: The state the user sees: current, or as it was when they left.
+    state_group: int | None
+
+
+def get_room(room_id: str) -> Room | None:
+    return room_store.get_room(room_id)
+
+
+def _visibility_of(event: Event | None) -> str:
+    if event is None:
+        return DEFAULT_VISIBILITY
+    value = event.content.get("history_visibility")
+    return value if value in VISIBILITY_ORDER else DEFAULT_VISIBILITY
+
+
+def _current_visibility(room: Room) -> str:
+    state = state_store.get_current_state_events(room, [HISTORY_VISIBILITY_KEY])
+    return _visibility_of(state.get(HISTORY_VISIBILITY_KEY))
+
+
+def access_room_history(*, user_id: str | None, room_id: str, allow_departed: bool = True) -> RoomReader:
+    """A reader for the room's timeline and state, or 403 M_FORBIDDEN.
+
+    Joined users read everything visible; users who left (or were kicked or
+    banned) read up to their departure; others only world-readable rooms.
+    Unknown rooms answer as closed ones do (no probing for room IDs).
+    """
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+    membership = room_store.get_membership(room, user_id) if user_id is not None else None
+    if membership is not None and membership.membership == "join":
+        return RoomReader(room, user_id, "join", None, False, room.current_state_group)
+    if (
+        membership is not None
+        and allow_departed
+        and membership.membership in ("leave", "ban")
+        and user_id is not None
+        and not room_store.is_room_forgotten(room, user_id)
+    ):
+        stored = event_store.get_events_by_nids([membership.event_id]).get(membership.event_id)
+        if stored is not None and stored.stream_ordering is not None:
+            return RoomReader(
+                room, user_id, membership.membership, stored.stream_ordering, False, stored.state_group
+            )
+    if _current_visibility(room) == "world_readable":
+        current = membership.membership if membership is not None else None
+        return RoomReader(room, user_id, current, None, True, room.current_state_group)
+    raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+
+
+def access_joined_room(*, user_id: str, room_id: str) -> Room:
+    """The room, if the user is joined to it (403 otherwise)."""
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+    membership = room_store.get_membership(room, user_id)
+    if membership is None or membership.membership != "join":
+        raise MatrixError(403, "M_FORBIDDEN", "You are not joined to this room")
+    return room
+
+
+def _more_permissive(order: Sequence[str], a: str, b: str) -> str:
+    return a if order.index(a) <= order.index(b) else b
+
+
+def filter_visible_events(reader: RoomReader, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """The events the reader may see, in the given order (a bounded number of queries for any count)."""
+    if not events:
+        return []
+    candidates = [e for e in events if reader.max_stream is None or (e.stream_ordering or 0) <= reader.max_stream]
+    member_key: StateKey | None = ("m.room.member", reader.user_id) if reader.user_id else None
+    keys: list[StateKey] = [HISTORY_VISIBILITY_KEY] + ([member_key] if member_key else [])
+    groups = {e.state_group_before for e in candidates if e.state_group_before is not None}
+    at_groups = timeline.get_state_ids_at_groups({g: keys for g in groups})
+    nids = {n for st in at_groups.values() for n in st.values()}
+    loaded = {n: s.event for n, s in event_store.get_events_by_nids(nids).items()} if nids else {}
+
+    visible: list[StoredEvent] = []
+    for stored in candidates:
+        event = stored.event
+        st = at_groups.get(stored.state_group_before, {}) if stored.state_group_before is not None else {}
+        hv_nid = st.get(HISTORY_VISIBILITY_KEY)
+        visibility = _visibility_of(loaded.get(hv_nid) if hv_nid is not None else None)
+        if event.type == "m.room.history_visibility" and event.state_key == "":
+            visibility = _more_permissive(VISIBILITY_ORDER, visibility, _visibility_of(event))
+        member_nid = st.get(member_key) if member_key else None
+        member_event = loaded.get(member_nid) if member_nid is not None else None
+        membership = (member_event.membership if member_event is not None else None) or "leave"
+        if membership not in MEMBERSHIP_ORDER:
+            membership = "leave"
+        if event.type == "m.room.member" and event.state_key == reader.user_id:
+            # The user's own membership change: they always see the event that let them
+            # in or sent them out (otherwise a rejected invite would never leave the client).
+            own = event.membership if event.membership in MEMBERSHIP_ORDER else "leave"
+            if own in ("leave", "ban") and membership in ("join", "invite", "knock"):
+                visible.append(stored)
+                continue
+            membership = _more_permissive(MEMBERSHIP_ORDER, membership, own or "leave")
+        if (
+            visibility == "world_readable"
+            or membership == "join"
+            or (visibility == "shared" and not reader.is_peeking)
+            or (visibility == "invited" and membership == "invite")
+        ):
+            visible.append(stored)
+    return visible
+
+
+def access_event(reader: RoomReader, event_id: str) -> StoredEvent:
+    """One visible event of the room, or 404 (unknown and invisible look the same)."""
+    stored = timeline.get_room_event(reader.room, event_id)
+    if stored is None or not filter_visible_events(reader, [stored]):
+        raise MatrixError(404, "M_NOT_FOUND", "Event not found")
+    return stored
+
+
+def get_visible_state(reader: RoomReader, *, types: Sequence[str] | None = None) -> list[StoredEvent]:
+    """The room state the reader sees: current, or as it was when they left."""
+    room = reader.room
+    if reader.state_group is None:
+        return []
+    if reader.state_group == room.current_state_group:
+        return timeline.get_current_state_stored(room, types)
+    ids = state_store.get_state_ids(reader.state_group)
+    if types is not None:
+        ids = {k: v for k, v in ids.items() if k[0] in types}
+    return list(event_store.get_events_by_nids(ids.values()).values())
+
+
+def get_visible_state_event(reader: RoomReader, event_type: str, state_key: str) -> StoredEvent | None:
+    room = reader.room
+    if reader.state_group is None:
+        return None
+    if reader.state_group == room.current_state_group:
+        return timeline.get_current_state_event(room, event_type, state_key)
+    nid = state_store.get_state_ids(reader.state_group, [(event_type, state_key)]).get((event_type, state_key))
+    return event_store.get_events_by_nids([nid]).get(nid) if nid is not None else None
+
+
+def get_state_at_event(stored: StoredEvent, keys: Iterable[StateKey] | None = None) -> list[StoredEvent]:
+    """The room state after an event (for /context, lazy-loaded members, /members?at=)."""
+    if stored.state_group is None:
+        return []
+    ids = state_store.get_state_ids(stored.state_group, keys)
+    return list(event_store.get_events_by_nids(ids.values()).values())
+
+
+# --------------------------------------------------------------------------- annotations for clients
+
+
+@dataclass
+class ClientEventExtras:
+    """What serialising events for one client needs beyond the events (``tribune.serialize``)."""
+
+    #: redacted event ID -> the redaction that applies to it
+    redactions: dict[str, Event] = field(default_factory=dict)
+    #: event ID -> transaction ID of the requesting device
+    txn_ids: dict[str, str] = field(default_factory=dict)
+    #: state event ID -> (prev_content, prev_sender) of the state it replaced
+    prev_state: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    relations: RelationSummary = field(default_factory=RelationSummary)
+
+
+def get_client_event_extras(
+    events: Sequence[StoredEvent],
+    *,
+    user_id: str | None,
+    device_key: str | None,
+    with_prev_content: bool = True,
+    with_relations: bool = True,
+) -> ClientEventExtras:
+    """Batch-load redactions, transaction IDs, replaced state and bundled relations: O(1) queries."""
+    extras = ClientEventExtras()
+    if not events:
+        return extras
+    redacted = {e.event_id: e.redacted_by for e in events if e.redacted_by}
+    if redacted:
+        by_id = timeline.get_redaction_events(redacted.values())
+        extras.redactions = {t: by_id[r].event for t, r in redacted.items() if r in by_id}
+    if user_id is not None and device_key is not None:
+        own = [e.event_id for e in events if e.event.sender == user_id]
+        if own:
+            extras.txn_ids = txn_store.get_txn_ids_for_events(user_id=user_id, device_key=device_key, event_ids=own)
+    if with_prev_content:
+        state_events = [e for e in events if e.event.state_key is not None and e.state_group_before is not None]
+        if state_events:
+            wanted: dict[int, list[StateKey]] = {}
+            for e in state_events:
+                assert e.state_group_before is not None
+                wanted.setdefault(e.state_group_before, []).append(e.event.state_tuple)
+            at = timeline.get_state_ids_at_groups(wanted)
+            prev_nids = {
+                e.event_id: at.get(e.state_group_before or 0, {}).get(e.event.state_tuple) for e in state_events
+            }
+            loaded = event_store.get_events_by_nids([n for n in prev_nids.values() if n is not None])
+            prev_redactions = {s.event_id: s.redacted_by for s in loaded.values() if s.redacted_by}
+            for event_id, nid in prev_nids.items():
+                if nid is None or nid not in loaded:
+                    continue
+                prev = loaded[nid]
+                if prev.event_id == event_id:
+                    continue
+                content = prev.event.content
+                if prev.event_id in prev_redactions:
+                    content = redact_pdu(prev.event.pdu, prev.event.room_version)["content"]
+                extras.prev_state[event_id] = (content, prev.event.sender)
+    if with_relations:
+        parents = [e for e in events if not e.redacted_by]
+        extras.relations = timeline.get_relation_summaries(parents, user_id=user_id)
+    return extras
+
+
+def get_redaction_for(stored: StoredEvent) -> Event | None:
+    if not stored.redacted_by:
+        return None
+    found = timeline.get_redaction_events([stored.redacted_by]).get(stored.redacted_by)
+    return found.event if found else None
+
+
+__all__ = [
+    "ClientEventExtras",
+    "RoomReader",
+    "access_event",
+    "access_joined_room",
+    "access_room_history",
+    "filter_visible_events",
+    "get_client_event_extras",
+    "get_visible_state",
+]

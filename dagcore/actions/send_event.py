@@ -1,0 +1,145 @@
+"""Sending events from clients: messages (idempotent per transaction) and state.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid
+and ``PUT /rooms/{roomId}/state/{eventType}/{stateKey}``. Authorisation is the
+room's auth rules (``create_local_event``); a refusal is 403 M_FORBIDDEN with
+the rule's reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagcore.actions.persist_event import EventRejected, PersistedEvent, RoomNotFound, create_local_event
+from dagcore.http.errors import MatrixError
+from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
+from dagcore.protocol.identifiers import is_valid_room_alias
+from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
+from dagcore.protocol.room_versions import get_room_version
+from dagcore.server_keys import get_server_name
+from dagcore.store import directory as directory_store
+from dagcore.store import rooms as room_store
+from dagcore.store import timeline
+from dagcore.store import txns as txn_store
+
+#: Room for what the server adds to the client's content (keys, hashes, signatures,
+#: prev/auth events): a request whose event could exceed the PDU limit is refused up front.
+PDU_OVERHEAD_BYTES = 2048
+MAX_ID_BYTES = 255
+
+
+def send_local_event(
+    *,
+    room_id: str,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+    redacts: str | None = None,
+) -> PersistedEvent:
+    """``create_local_event`` with its refusals turned into Matrix errors (404 / 403)."""
+    try:
+        return create_local_event(
+            room_id=room_id, sender=sender, event_type=event_type, content=content, state_key=state_key, redacts=redacts
+        )
+    except RoomNotFound:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room") from None
+    except EventRejected as exc:
+        raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
+
+
+def check_event_input(*, room_id: str, event_type: str, content: Any, state_key: str | None = None) -> None:
+    """Refuse what could never become a valid event (400/413), before anything is written."""
+    if not event_type or len(event_type.encode()) > MAX_ID_BYTES:
+        raise MatrixError(400, "M_INVALID_PARAM", "The event type must be 1-255 bytes")
+    if state_key is not None and len(state_key.encode()) > MAX_ID_BYTES:
+        raise MatrixError(400, "M_INVALID_PARAM", "The state key must be at most 255 bytes")
+    if not isinstance(content, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Event content must be a JSON object")
+    room = room_store.get_room(room_id)
+    strict = True
+    if room is not None:
+        strict = get_room_version(room.room_version, require_supported=False).strict_canonicaljson
+    try:
+        # Room versions 6+ allow no floats and only integers within ±(2**53-1) (spec: rooms/v6).
+        check_event_values(content, strict=strict)
+    except JsonError as exc:
+        raise MatrixError(400, exc.errcode, str(exc)) from None
+    size = len(encode_canonical_json(content)) + len(event_type) + len(state_key or "") + PDU_OVERHEAD_BYTES
+    if size > MAX_PDU_BYTES:
+        raise MatrixError(413, "M_TOO_LARGE", f"Events may be at most {MAX_PDU_BYTES} bytes")
+
+
+def check_send_event(
+    *,
+    user_id: str,
+    device_key: str,
+    room_id: str,
+    event_type: str,
+    content: Any,
+    txn_id: str,
+) -> str:
+    """Send a message event; the same transaction (user, device, room, type, txnId) answers the same event ID."""
+    scope = f"send\x00{room_id}\x00{event_type}"
+    existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    if existing is not None:
+        return existing
+    check_event_input(room_id=room_id, event_type=event_type, content=content)
+    redacts = None
+    if event_type == "m.room.redaction":
+        value = content.get("redacts")
+        if not isinstance(value, str):
+            raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
+        redacts = value
+    persisted = send_local_event(
+        room_id=room_id, sender=user_id, event_type=event_type, content=content, redacts=redacts
+    )
+    event_id = persisted.event.event_id
+    if not txn_store.insert_txn(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event_id):
+        # A concurrent retry of the same transaction won the race: answer with its event.
+        winner = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+        return winner or event_id
+    return event_id
+
+
+def _check_canonical_alias_content(room_id: str, content: dict[str, Any]) -> None:
+    """spec m.room.canonical_alias: 400 M_BAD_ALIAS unless every local alias points to this room."""
+    aliases: list[Any] = []
+    if "alias" in content and content["alias"] is not None:
+        aliases.append(content["alias"])
+    alt = content.get("alt_aliases")
+    if alt is not None:
+        if not isinstance(alt, list):
+            raise MatrixError(400, "M_INVALID_PARAM", "alt_aliases must be a list")
+        aliases.extend(alt)
+    server_name = get_server_name()
+    for alias in aliases:
+        if not is_valid_room_alias(alias):
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room alias: {alias!r}")
+        if alias.split(":", 1)[1] == server_name:
+            row = directory_store.get_alias(alias)
+            if row is None or row.room_id != room_id:
+                raise MatrixError(400, "M_BAD_ALIAS", f"{alias} does not point to this room")
+
+
+def check_send_state(*, user_id: str, room_id: str, event_type: str, state_key: str, content: Any) -> str:
+    """Send a state event. Re-sending the current content (same sender) changes nothing."""
+    check_event_input(room_id=room_id, event_type=event_type, content=content, state_key=state_key)
+    if event_type == "m.room.canonical_alias":
+        _check_canonical_alias_content(room_id, content)
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+    current = timeline.get_current_state_event(room, event_type, state_key)
+    if (
+        current is not None
+        and current.event.sender == user_id
+        and current.event.content == content
+        and not current.redacted_by
+    ):
+        # Idempotent like Synapse: clients re-send state on retries.
+        return current.event_id
+    persisted = send_local_event(
+        room_id=room_id, sender=user_id, event_type=event_type, content=content, state_key=state_key
+    )
+    return persisted.event.event_id

@@ -1,0 +1,22 @@
+"""Send-to-device messages waiting for a device (spec: client-server API "Send-to-Device messaging").
+
+A message stays until the device acknowledges it by syncing with a token past
+its ``stream_id`` (the spec's "deleted only after the client confirms receipt").
+"""
+
+from django.db import models
+
+
+class ToDeviceMessage(models.Model):
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    stream_id = models.BigIntegerField()
+    sender = models.CharField(max_length=255)
+    type = models.CharField(max_length=255)
+    #: Canonical JSON of the content.
+    content = models.TextField()
+
+    class Meta:
+        db_table = "to_device_messages"
+        indexes = [models.Index(fields=["user_id", "device_id", "stream_id"], name="to_device_inbox")]
+
