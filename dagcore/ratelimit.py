@@ -98,7 +98,9 @@ def check_rate_limit(
         return RateLimitResult(True, 0)
     bucket = f"dagma:rl:{action}:{key}"
     if settings.REDIS_URL:
-        allowed, wait = _redis_script()(keys=[bucket], args=[per_second, burst_count, time.time(), cost, 1 if peek else 0])
+        allowed, wait = _redis_script()(
+            keys=[bucket], args=[per_second, burst_count, time.time(), cost, 1 if peek else 0]
+        )
         if int(allowed):
             return RateLimitResult(True, 0)
         return RateLimitResult(False, max(1, math.ceil(float(wait) * 1000)))

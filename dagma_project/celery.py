@@ -23,8 +23,14 @@ app.autodiscover_tasks(["dagcore.tasks", "embassy", "politburo"], related_name="
 BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "expire-uia-sessions": ("dagcore.tasks.maintenance.expire_uia_sessions", 3600.0),
     "censor-redactions": ("dagcore.tasks.maintenance.censor_redactions", 600.0),
+    "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
 }
 
 app.conf.beat_schedule = {
     name: {"task": task, "schedule": every} for name, (task, every) in BEAT_SCHEDULE.items()
 }
+
+# dagcore's task modules are named by area, which ``autodiscover_tasks`` (it looks for
+# ``<package>.tasks``) does not find: import them so workers and the in-process runner know them.
+import dagcore.tasks.maintenance  # noqa: E402
+import dagcore.tasks.media  # noqa: E402, F401

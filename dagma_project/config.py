@@ -53,6 +53,18 @@ def _opt_str(key: str, value: Any) -> str | None:
     return _str(key, value)
 
 
+_DURATION_RE = re.compile(r"^\s*\d+\s*(ms|s|m|h|d|w|y)?\s*$")
+
+
+def _duration(key: str, value: Any) -> str | int:
+    """Synapse-style durations: ``5m``, ``1h``, ``7d``, ``500ms``, or milliseconds as a number."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and _DURATION_RE.match(value):
+        return value
+    raise ConfigError(f"{key}: expected a duration such as 5m, 1h or 7d; got {value!r}")
+
+
 def _int(minimum: int, maximum: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum:
@@ -551,6 +563,14 @@ OPTIONS: list[Option] = [
         {"remote_media_lifetime": "14d"},
         section="Media",
     ),
+    Option(
+        "enable_authenticated_media",
+        True,
+        _bool,
+        "Media uploaded while this is true is only served by the authenticated /_matrix/client/v1/media endpoints; the legacy unauthenticated /_matrix/media/v3 download and thumbnail endpoints answer 404 for it (spec v1.11 'freeze', as in Synapse). false: also serve new uploads without authentication.",
+        False,
+        section="Media",
+    ),
     # Federation
     Option(
         "federation_enabled",
@@ -653,8 +673,8 @@ OPTIONS: list[Option] = [
     Option(
         "access_token_lifetime",
         None,
-        _opt_str,
-        "If set (e.g. 5m), access tokens expire and clients use refresh tokens.",
+        _duration,
+        "If set (e.g. 5m), clients that support refresh tokens get access tokens expiring after this long, and refresh them.",
         "60m",
         section="Accounts",
     ),

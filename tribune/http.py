@@ -120,7 +120,9 @@ def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = Tru
     ctx.access_token = token
     if owner.device is not None:
         # "Last seen" of GET /devices: a write at most once a minute per device.
-        account_store.touch_device(owner.device, ip=ctx.client_ip, user_agent=ctx.request.META.get("HTTP_USER_AGENT"))
+        account_store.touch_device(
+            owner.device, ip=ctx.client_ip, user_agent=ctx.request.META.get("HTTP_USER_AGENT")
+        )
 
 
 def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None:
@@ -184,6 +186,9 @@ def endpoint(
                 if not raw_body and request.method in ("POST", "PUT"):
                     ctx.body = parse_body(request, max_body=max_body)
                 params = {k: unquote(v, errors="strict") for k, v in kwargs.items()}
+                if any("\x00" in v for v in params.values()):
+                    # No identifier may hold NUL (and PostgreSQL text cannot store it).
+                    raise MatrixError(400, "M_INVALID_PARAM", "Path parameters must not contain NUL")
                 result = view(ctx, **params)
             except MatrixError as exc:
                 return error_response(exc)

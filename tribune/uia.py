@@ -37,8 +37,8 @@ from dagcore.store import uia as uia_store
 from tribune.http import RequestContext
 
 DUMMY = "m.login.dummy"
-PASSWORD = "m.login.password"
-REGISTRATION_TOKEN = "m.login.registration_token"
+PASSWORD = "m.login.password"  # noqa: S105 - a stage name
+REGISTRATION_TOKEN = "m.login.registration_token"  # noqa: S105 - a stage name
 
 Flows = Sequence[Sequence[str]]
 #: A stage checker: returns what the stage established (kept on the session),
@@ -111,9 +111,13 @@ def login_identifier_user(body: dict[str, Any]) -> str | None:
 def failed_login_limit(key: str) -> None:
     """Refuse with 429 while ``key`` (an account) has used up its failed attempts (``rc_login.failed_attempts``)."""
     conf = settings.DAGMA["rc_login"]["failed_attempts"]
-    result = check_rate_limit("login_failed", key, per_second=conf["per_second"], burst_count=conf["burst_count"], peek=True)
+    result = check_rate_limit(
+        "login_failed", key, per_second=conf["per_second"], burst_count=conf["burst_count"], peek=True
+    )
     if not result.allowed:
-        raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many failed attempts", retry_after_ms=result.retry_after_ms)
+        raise MatrixError(
+            429, "M_LIMIT_EXCEEDED", "Too many failed attempts", retry_after_ms=result.retry_after_ms
+        )
 
 
 def record_failed_login(key: str) -> None:
@@ -153,7 +157,11 @@ def _registration_token(ctx: RequestContext, auth: dict[str, Any]) -> dict[str, 
     return {"registration_token": token}
 
 
-STAGES: dict[str, StageChecker] = {DUMMY: _dummy, PASSWORD: _password, REGISTRATION_TOKEN: _registration_token}
+STAGES: dict[str, StageChecker] = {
+    DUMMY: _dummy,
+    PASSWORD: _password,
+    REGISTRATION_TOKEN: _registration_token,
+}
 
 
 # --------------------------------------------------------------------------- the session
@@ -178,33 +186,38 @@ def _is_complete(completed: Sequence[str], flows: Flows) -> bool:
     return any(list(completed[: len(flow)]) == list(flow) for flow in flows)
 
 
-def _progress(
-    ctx: RequestContext, *, flows: Flows, params: dict[str, Any], bound: Any
-) -> UiaSession:
+def _progress(ctx: RequestContext, *, flows: Flows, params: dict[str, Any], bound: Any) -> UiaSession:
     """Advance the session by the stage in ``auth``; return it once a flow is complete."""
     body = ctx.json_object()
     user_id = ctx.user.user_id if ctx.user is not None else None
     auth = body.get("auth")
     if auth is not None and not isinstance(auth, dict):
         raise MatrixError(400, "M_BAD_JSON", "auth must be an object")
-    session_id = auth.get("session") if auth else None
+    auth_dict: dict[str, Any] = auth or {}
+    session_id = auth_dict.get("session")
     if session_id is None:
         # First request: start a session. A client may complete a stage in this very
         # request (e.g. m.login.dummy), so carry on with it if auth holds a stage.
-        session = uia_store.create_session(operation=_operation(ctx), user_id=user_id, binding=_binding(bound))
+        session = uia_store.create_session(
+            operation=_operation(ctx), user_id=user_id, binding=_binding(bound)
+        )
         if not auth:
             raise AuthRequired(flows=flows, params=params, session=session)
         session_id = session.session_id
     if not isinstance(session_id, str):
         raise MatrixError(400, "M_BAD_JSON", "auth.session must be a string")
-    stage = auth.get("type")
+    stage = auth_dict.get("type")
     if stage is not None and not isinstance(stage, str):
         raise MatrixError(400, "M_BAD_JSON", "auth.type must be a string")
     with transaction.atomic():
         locked = uia_store.get_session_for_update(session_id)
         if locked is None:
             raise MatrixError(400, "M_UNKNOWN", "Unknown or expired authentication session")
-        if locked.operation != _operation(ctx) or locked.user_id != user_id or locked.binding != _binding(bound):
+        if (
+            locked.operation != _operation(ctx)
+            or locked.user_id != user_id
+            or locked.binding != _binding(bound)
+        ):
             raise MatrixError(
                 403, "M_FORBIDDEN", "The requested operation has changed during the authentication session"
             )
@@ -218,7 +231,7 @@ def _progress(
                     error=f"{stage} is not the next stage of any flow",
                 )  # fmt: skip
             try:
-                data = STAGES[stage](ctx, auth)
+                data = STAGES[stage](ctx, auth_dict)
             except StageFailed as exc:
                 raise AuthRequired(
                     flows=flows, params=params, session=locked, errcode=exc.errcode, error=exc.error,
@@ -245,6 +258,8 @@ def user_interactive_auth(
     with transaction.atomic():
         if not uia_store.claim_session(session):
             # Another request spent it first: start over.
-            fresh = uia_store.create_session(operation=_operation(ctx), user_id=session.user_id, binding=session.binding)
+            fresh = uia_store.create_session(
+                operation=_operation(ctx), user_id=session.user_id, binding=session.binding
+            )
             raise AuthRequired(flows=flows, params=params or {}, session=fresh)
         yield session

@@ -64,6 +64,14 @@ def user_id_for(localpart: str) -> str:
     return f"@{localpart}:{get_server_name()}"
 
 
+def _device_list_changed(user_id: str) -> None:
+    """Tell the user's E2EE peers (``device_lists.changed`` in their /sync) to re-query
+    the user's devices. It advances a stream: call it last in the transaction."""
+    from dagcore.actions.device_lists import mark_device_list_changed
+
+    mark_device_list_changed(user_id=user_id)
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -83,7 +91,9 @@ def check_new_localpart(localpart: object) -> str:
             400, "M_INVALID_USERNAME", "User ID can only contain characters a-z, 0-9, or '=_-./+'"
         )
     if not is_valid_new_localpart(localpart, server_name=get_server_name()):
-        raise MatrixError(400, "M_INVALID_USERNAME", f"User ID may not be longer than {MAX_IDENTIFIER_BYTES} bytes")
+        raise MatrixError(
+            400, "M_INVALID_USERNAME", f"User ID may not be longer than {MAX_IDENTIFIER_BYTES} bytes"
+        )
     if account_store.user_exists(localpart):
         raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
     return localpart
@@ -92,8 +102,12 @@ def check_new_localpart(localpart: object) -> str:
 def check_new_password(password: object) -> str:
     if not isinstance(password, str):
         raise MatrixError(400, "M_INVALID_PARAM", "The password must be a string")
+    if not password:
+        raise MatrixError(400, "M_WEAK_PASSWORD", "The password must not be empty")
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise MatrixError(400, "M_INVALID_PARAM", f"The password may not be longer than {MAX_PASSWORD_LENGTH} characters")
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"The password may not be longer than {MAX_PASSWORD_LENGTH} characters"
+        )
     return password
 
 
@@ -148,7 +162,9 @@ def check_device_params(*, device_id: object, display_name: object) -> tuple[str
         if not isinstance(device_id, str) or not device_id:
             raise MatrixError(400, "M_INVALID_PARAM", "device_id must be a non-empty string")
         if len(device_id) > MAX_DEVICE_ID_LENGTH:
-            raise MatrixError(400, "M_INVALID_PARAM", f"device_id may not be longer than {MAX_DEVICE_ID_LENGTH} characters")
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"device_id may not be longer than {MAX_DEVICE_ID_LENGTH} characters"
+            )
     return device_id, check_device_display_name(display_name)
 
 
@@ -159,13 +175,21 @@ def check_device_display_name(display_name: object) -> str | None:
         raise MatrixError(400, "M_INVALID_PARAM", "The device display name must be a string")
     if len(display_name) > MAX_DEVICE_DISPLAY_NAME:
         raise MatrixError(
-            400, "M_INVALID_PARAM", f"The device display name may not be longer than {MAX_DEVICE_DISPLAY_NAME} characters"
+            400,
+            "M_INVALID_PARAM",
+            f"The device display name may not be longer than {MAX_DEVICE_DISPLAY_NAME} characters",
         )
     return display_name
 
 
 def do_start_login_session(
-    *, user: User, device_id: str | None, initial_display_name: str | None, want_refresh_token: bool
+    *,
+    user: User,
+    device_id: str | None,
+    initial_display_name: str | None,
+    want_refresh_token: bool,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> LoginSession:
     """A device (new, or the client's existing one) and tokens for it.
 
@@ -185,8 +209,11 @@ def do_start_login_session(
             assert device_id is not None
         else:
             device = account_store.get_device(user, device_id)
+        new_device = device is None
         if device is None:
             device = account_store.upsert_device(user, device_id, initial_display_name)
+        # Logging in is being seen: the device list then always knows where and when.
+        account_store.touch_device(device, ip=ip, user_agent=user_agent)
         refresh_token: str | None = None
         refresh_row = None
         valid_until = None
@@ -196,6 +223,8 @@ def do_start_login_session(
         access_token = account_store.create_access_token(
             user, device, valid_until_ms=valid_until, refresh_token=refresh_row
         )
+        if new_device:
+            _device_list_changed(user.user_id)
     return LoginSession(
         user_id=user.user_id,
         device_id=device.device_id,
@@ -225,7 +254,9 @@ def do_refresh_session(*, refresh_token: str) -> LoginSession:
         account_store.delete_refresh_token(row)
         new_refresh, new_row = account_store.create_refresh_token(row.user, row.device)
         valid_until = now_ms() + lifetime if lifetime is not None else None
-        access = account_store.create_access_token(row.user, row.device, valid_until_ms=valid_until, refresh_token=new_row)
+        access = account_store.create_access_token(
+            row.user, row.device, valid_until_ms=valid_until, refresh_token=new_row
+        )
     return LoginSession(
         user_id=row.user.user_id,
         device_id=row.device.device_id,
@@ -281,13 +312,27 @@ def do_logout(*, user: User, device: Device | None, token_id: int | None) -> Non
 def do_logout_all(*, user: User) -> None:
     """Spec ``POST /logout/all``: every access token and device of the user."""
     with transaction.atomic():
-        account_store.delete_all_devices(user)
         account_store.delete_all_access_tokens(user)
+        _delete_devices(user, [d.device_id for d in account_store.get_devices(user)])
 
 
 def do_delete_devices(*, user: User, device_ids: list[str]) -> int:
     """Delete devices with their access and refresh tokens (which then fail at once)."""
-    return account_store.delete_devices(user, device_ids)
+    with transaction.atomic():
+        return _delete_devices(user, device_ids)
+
+
+def _delete_devices(user: User, device_ids: list[str]) -> int:
+    """Devices go with their tokens (cascade), E2EE keys and to-device inbox."""
+    from dagcore.store import to_device as to_device_store
+
+    if not device_ids:
+        return 0
+    deleted = account_store.delete_devices(user, device_ids)
+    to_device_store.delete_device_messages(user_id=user.user_id, device_ids=device_ids)
+    if deleted:
+        _device_list_changed(user.user_id)
+    return deleted
 
 
 def get_devices(*, user: User) -> list[Device]:
@@ -304,35 +349,52 @@ def access_device(*, user: User, device_id: str) -> Device:
 def check_update_device(*, user: User, device_id: str, display_name: object) -> None:
     device = access_device(user=user, device_id=device_id)
     name = check_device_display_name(display_name)
-    if name is not None:
-        account_store.set_device_display_name(device, name)
+    if name is not None and name != device.display_name:
+        with transaction.atomic():
+            account_store.set_device_display_name(device, name)
+            _device_list_changed(user.user_id)
 
 
 # --------------------------------------------------------------------------- password, deactivation
 
 
-def do_change_password(*, user: User, new_password: str, logout_devices: bool, keep_device: Device | None, keep_token_id: int | None) -> None:
+def do_change_password(
+    *,
+    user: User,
+    new_password: str,
+    logout_devices: bool,
+    keep_device: Device | None,
+    keep_token_id: int | None,
+) -> None:
     """Spec ``POST /account/password``: with ``logout_devices`` (default) every other
     device and access token of the user is revoked; the requesting one stays."""
     with transaction.atomic():
         account_store.set_password_hash(user, hash_password(new_password))
         if logout_devices:
-            account_store.delete_all_devices(user, except_device_id=keep_device.device_id if keep_device else None)
             account_store.delete_all_access_tokens(user, except_token_id=keep_token_id)
+            keep = keep_device.device_id if keep_device else None
+            _delete_devices(
+                user, [d.device_id for d in account_store.get_devices(user) if d.device_id != keep]
+            )
 
 
 def do_deactivate_user(*, user: User) -> None:
     """Spec ``POST /account/deactivate``: revoke every device and token, erase the
     profile, make the account unusable (its ID stays taken), and leave every room.
 
-    The account is closed first, so it cannot join anything while it is leaving.
+    The account is closed first, so it cannot join anything while it leaves. The
+    rooms are left once the closure is committed, each leave in its own
+    transaction: a caller's transaction must not hold the event stream (and so
+    every room's sends) for as long as leaving hundreds of rooms takes.
     """
     with transaction.atomic():
-        account_store.set_profile(user, displayname=None, avatar_url=None, fields=("displayname", "avatar_url"))
-        account_store.delete_all_devices(user)
+        account_store.set_profile(
+            user, displayname=None, avatar_url=None, fields=("displayname", "avatar_url")
+        )
         account_store.delete_all_access_tokens(user)
         account_store.set_deactivated(user)
-    do_leave_all_rooms(user_id=user.user_id)
+        _delete_devices(user, [d.device_id for d in account_store.get_devices(user)])
+        transaction.on_commit(lambda: do_leave_all_rooms(user_id=user.user_id), robust=True)
 
 
 def do_leave_all_rooms(*, user_id: str) -> list[str]:

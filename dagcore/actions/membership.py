@@ -40,7 +40,9 @@ def resolve_room_id(room_id_or_alias: str) -> str:
         if not is_valid_room_alias(room_id_or_alias):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
         if _domain(room_id_or_alias) != get_server_name():
-            raise MatrixError(404, "M_NOT_FOUND", "Room alias not found (aliases of other servers need federation)")
+            raise MatrixError(
+                404, "M_NOT_FOUND", "Room alias not found (aliases of other servers need federation)"
+            )
         row = directory_store.get_alias(room_id_or_alias)
         if row is None:
             raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
@@ -148,11 +150,15 @@ def check_join_room(*, user: User, room_id_or_alias: str, reason: Any = None, vi
         authoriser = _restricted_join_authoriser(room, user_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
-    send_local_event(room_id=room_id, sender=user_id, event_type="m.room.member", content=content, state_key=user_id)
+    send_local_event(
+        room_id=room_id, sender=user_id, event_type="m.room.member", content=content, state_key=user_id
+    )
     return room_id
 
 
-def check_knock_room(*, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()) -> str:
+def check_knock_room(
+    *, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()
+) -> str:
     """Knock on a room whose join rule allows it (room versions 7+)."""
     reason = _check_reason(reason)
     room_id = resolve_room_id(room_id_or_alias)
@@ -161,7 +167,11 @@ def check_knock_room(*, user: User, room_id_or_alias: str, reason: Any = None, v
         raise MatrixError(403, "M_FORBIDDEN", "This room version does not support knocking")
     content = _member_content("knock", reason=reason, profile_of=user.user_id)
     send_local_event(
-        room_id=room_id, sender=user.user_id, event_type="m.room.member", content=content, state_key=user.user_id
+        room_id=room_id,
+        sender=user.user_id,
+        event_type="m.room.member",
+        content=content,
+        state_key=user.user_id,
     )
     return room_id
 
@@ -204,12 +214,16 @@ def _check_target(user_id: Any) -> str:
     return user_id
 
 
-def check_invite_user(*, inviter: str, room_id: str, invitee: Any, reason: Any = None, is_direct: bool = False) -> None:
+def check_invite_user(
+    *, inviter: str, room_id: str, invitee: Any, reason: Any = None, is_direct: bool = False
+) -> None:
     invitee = _check_target(invitee)
     reason = _check_reason(reason)
     room = _get_local_room(room_id)
     if _domain(invitee) != get_server_name():
-        raise MatrixError(403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet")
+        raise MatrixError(
+            403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet"
+        )
     if account_store.get_user(invitee) is None:
         raise MatrixError(404, "M_NOT_FOUND", "Unknown user")
     if _current_membership(room, invitee) == "invite":
@@ -217,7 +231,9 @@ def check_invite_user(*, inviter: str, room_id: str, invitee: Any, reason: Any =
     content = _member_content("invite", reason=reason, profile_of=invitee)
     if is_direct:
         content["is_direct"] = True
-    send_local_event(room_id=room_id, sender=inviter, event_type="m.room.member", content=content, state_key=invitee)
+    send_local_event(
+        room_id=room_id, sender=inviter, event_type="m.room.member", content=content, state_key=invitee
+    )
 
 
 def check_kick_user(*, sender: str, room_id: str, target: Any, reason: Any = None) -> None:

@@ -316,6 +316,12 @@ def _persist(
     if outlier:
         return PersistedEvent(event=event, nid=nid, stream_ordering=None, rejected_reason=rejected_reason)
 
+    if rejected_reason is None and event.type == "m.room.redaction":
+        # Imported here: the redaction actions send events through this module.
+        from dagcore.actions.redact import do_apply_redaction
+
+        do_apply_redaction(room=room, redaction=event, state_group_before=state_group_before)
+
     stream_ordering: int | None = None
     memberships_changed = False
     if rejected_reason is not None:

@@ -36,7 +36,7 @@ _NOT_CARRIED_OVER = ("reason", "join_authorised_via_users_server", "third_party_
 def is_valid_mxc_uri(value: str) -> bool:
     """``mxc://<server-name>/<media-id>`` (spec: "Matrix Content (mxc://) URIs")."""
     m = _MXC_RE.match(value)
-    return bool(m) and is_valid_server_name(m.group(1))
+    return m is not None and is_valid_server_name(m.group(1))
 
 
 def access_profile(*, user_id: str) -> User:
@@ -67,7 +67,11 @@ def check_profile_value(*, field: str, value: Any) -> str | None:
         raise MatrixError(400, "M_INVALID_PARAM", f"{field} must be a string")
     if field == "displayname":
         if len(value) > MAX_DISPLAYNAME_LENGTH:
-            raise MatrixError(400, "M_INVALID_PARAM", f"displayname may not be longer than {MAX_DISPLAYNAME_LENGTH} characters")
+            raise MatrixError(
+                400,
+                "M_INVALID_PARAM",
+                f"displayname may not be longer than {MAX_DISPLAYNAME_LENGTH} characters",
+            )
         return value
     if len(value) > MAX_AVATAR_URL_LENGTH or not is_valid_mxc_uri(value):
         raise MatrixError(400, "M_INVALID_PARAM", "avatar_url must be an mxc:// URI")

@@ -40,7 +40,12 @@ def send_local_event(
     """``create_local_event`` with its refusals turned into Matrix errors (404 / 403)."""
     try:
         return create_local_event(
-            room_id=room_id, sender=sender, event_type=event_type, content=content, state_key=state_key, redacts=redacts
+            room_id=room_id,
+            sender=sender,
+            event_type=event_type,
+            content=content,
+            state_key=state_key,
+            redacts=redacts,
         )
     except RoomNotFound:
         raise MatrixError(404, "M_NOT_FOUND", "Unknown room") from None
@@ -80,7 +85,7 @@ def check_send_event(
     txn_id: str,
 ) -> str:
     """Send a message event; the same transaction (user, device, room, type, txnId) answers the same event ID."""
-    scope = f"send\x00{room_id}\x00{event_type}"
+    scope = f"send\x1f{room_id}\x1f{event_type}"
     existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
     if existing is not None:
         return existing
@@ -95,9 +100,13 @@ def check_send_event(
         room_id=room_id, sender=user_id, event_type=event_type, content=content, redacts=redacts
     )
     event_id = persisted.event.event_id
-    if not txn_store.insert_txn(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event_id):
+    if not txn_store.insert_txn(
+        user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event_id
+    ):
         # A concurrent retry of the same transaction won the race: answer with its event.
-        winner = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+        winner = txn_store.get_txn_event_id(
+            user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id
+        )
         return winner or event_id
     return event_id
 

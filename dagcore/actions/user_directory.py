@@ -26,7 +26,8 @@ def search_user_directory(*, searcher: str, term: str, limit: int) -> tuple[list
         return [], False
     term = term.strip()
     found: dict[str, DirectoryEntry] = {
-        e.user_id: e for e in directory_store.search_room_members(searcher=searcher, term=term, limit=limit + 1)
+        e.user_id: e
+        for e in directory_store.search_room_members(searcher=searcher, term=term, limit=limit + 1)
     }
     if config.get("search_all_users", False):
         for e in directory_store.search_local_users(term=term, limit=limit + 1):
@@ -37,6 +38,7 @@ def search_user_directory(*, searcher: str, term: str, limit: int) -> tuple[list
     ranked = ranked[:limit]
     profiles = directory_store.get_local_profiles([e.user_id for e in ranked])
     results = [
-        DirectoryEntry(e.user_id, *profiles[e.user_id], e.rank) if e.user_id in profiles else e for e in ranked
+        DirectoryEntry(e.user_id, *profiles[e.user_id], e.rank) if e.user_id in profiles else e
+        for e in ranked
     ]
     return results, limited

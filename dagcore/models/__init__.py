@@ -14,8 +14,17 @@ from dagcore.models.events import (
     StateGroupEntry,
 )
 from dagcore.models.directory import ContentReport, RoomAlias
-from dagcore.models.e2e import DeviceListChange, FallbackKey, OneTimeKey
+from dagcore.models.e2e import (
+    CrossSigningKey,
+    CrossSigningSignature,
+    DeviceKeys,
+    DeviceListChange,
+    FallbackKey,
+    OneTimeKey,
+)
 from dagcore.models.ephemeral import Presence, Receipt, TypingNotice
+from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
+from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
 from dagcore.models.push import PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
@@ -25,6 +34,9 @@ from dagcore.models.uia import RegistrationToken, UiaSession
 from dagcore.models.userdata import AccountData, UserFilter
 
 __all__ = [
+    "LocalMedia",
+    "MediaThumbnail",
+    "UrlPreview",
     "AccessToken",
     "Device",
     "RefreshToken",
@@ -47,7 +59,12 @@ __all__ = [
     "RegistrationToken",
     "UiaSession",
     "AccountData",
+    "CrossSigningKey",
+    "CrossSigningSignature",
+    "DeviceKeys",
     "DeviceListChange",
+    "KeyBackupSession",
+    "KeyBackupVersion",
     "FallbackKey",
     "OneTimeKey",
     "Presence",

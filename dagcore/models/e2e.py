@@ -1,8 +1,13 @@
-"""End-to-end encryption keys as far as ``/sync`` needs them, and the device-list change stream.
+"""End-to-end encryption keys the server stores and routes (it never sees plaintext),
+and the device-list change stream.
 
-``OneTimeKey``/``FallbackKey`` are the tables the E2EE key endpoints
-(``/keys/upload``, ``/keys/claim``) fill; ``/sync`` only counts them
-(``device_one_time_keys_count``, ``device_unused_fallback_key_types``).
+Spec: client-server API "End-to-End Encryption"
+(https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption).
+``OneTimeKey``/``FallbackKey`` are filled by ``/keys/upload`` and emptied by
+``/keys/claim``; ``/sync`` counts them (``device_one_time_keys_count``,
+``device_unused_fallback_key_types``). ``DeviceKeys``, ``CrossSigningKey`` and
+``CrossSigningSignature`` are what ``/keys/query`` answers from. Key JSON is
+stored as the canonical JSON the client sent, so signatures over it still verify.
 """
 
 from django.db import models
@@ -38,7 +43,9 @@ class FallbackKey(models.Model):
     class Meta:
         db_table = "e2e_fallback_keys"
         constraints = [
-            models.UniqueConstraint(fields=["user_id", "device_id", "algorithm"], name="e2e_fallback_keys_unique")
+            models.UniqueConstraint(
+                fields=["user_id", "device_id", "algorithm"], name="e2e_fallback_keys_unique"
+            )
         ]
 
 
@@ -54,3 +61,64 @@ class DeviceListChange(models.Model):
             models.Index(fields=["stream_id"], name="device_list_changes_stream"),
             models.Index(fields=["user_id", "stream_id"], name="device_list_changes_user"),
         ]
+
+
+class DeviceKeys(models.Model):
+    """A device's identity keys as uploaded (``/keys/upload`` ``device_keys``), with its self-signature.
+
+    Written once per device: a device's identity keys never change (a new key
+    pair is a new device), so a different upload for the same device is refused.
+    """
+
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    key_json = models.TextField()
+
+    class Meta:
+        db_table = "e2e_device_keys"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "device_id"], name="e2e_device_keys_unique")
+        ]
+
+
+class CrossSigningKey(models.Model):
+    """A user's current master, self-signing or user-signing key (``/keys/device_signing/upload``).
+
+    One row per user and usage: uploading a new key replaces the old one.
+    """
+
+    user_id = models.CharField(max_length=255)
+    #: "master", "self_signing" or "user_signing".
+    usage = models.CharField(max_length=16)
+    #: Unpadded Base64 of the Ed25519 public key (the key ID is ``ed25519:<public_key>``).
+    public_key = models.CharField(max_length=64)
+    key_json = models.TextField()
+    added_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "e2e_cross_signing_keys"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "usage"], name="e2e_cross_signing_keys_unique")
+        ]
+
+
+class CrossSigningSignature(models.Model):
+    """A signature uploaded with ``/keys/signatures/upload``: ``signer_key_id`` of
+    ``signer_user_id`` over the key ``target_key_id`` (a device ID or a master key's
+    public key) of ``target_user_id``."""
+
+    signer_user_id = models.CharField(max_length=255)
+    signer_key_id = models.CharField(max_length=255)
+    target_user_id = models.CharField(max_length=255)
+    target_key_id = models.CharField(max_length=255)
+    signature = models.CharField(max_length=255)
+
+    class Meta:
+        db_table = "e2e_cross_signing_signatures"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_user_id", "target_key_id", "signer_user_id", "signer_key_id"],
+                name="e2e_cross_signing_signatures_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["signer_user_id", "signer_key_id"], name="e2e_signatures_signer")]

@@ -29,7 +29,9 @@ class PushRule(models.Model):
 
     class Meta:
         db_table = "push_rules"
-        constraints = [models.UniqueConstraint(fields=["user_id", "kind", "rule_id"], name="push_rules_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "kind", "rule_id"], name="push_rules_unique")
+        ]
 
 
 class UnreadCounter(models.Model):

@@ -19,4 +19,3 @@ class ToDeviceMessage(models.Model):
     class Meta:
         db_table = "to_device_messages"
         indexes = [models.Index(fields=["user_id", "device_id", "stream_id"], name="to_device_inbox")]
-

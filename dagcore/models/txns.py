@@ -22,7 +22,9 @@ class ClientTxn(models.Model):
     class Meta:
         db_table = "client_txns"
         constraints = [
-            models.UniqueConstraint(fields=["user_id", "device_key", "scope", "txn_id"], name="client_txn_unique")
+            models.UniqueConstraint(
+                fields=["user_id", "device_key", "scope", "txn_id"], name="client_txn_unique"
+            )
         ]
         indexes = [
             models.Index(fields=["event_id"], name="client_txns_event"),

@@ -40,7 +40,9 @@ MAX_PATH_DEPTH = 20
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
 
 #: Legacy mention rules (deprecated in v1.7): only applied to events without ``m.mentions``.
-LEGACY_MENTION_RULES = frozenset({".m.rule.contains_display_name", ".m.rule.roomnotif", ".m.rule.contains_user_name"})
+LEGACY_MENTION_RULES = frozenset(
+    {".m.rule.contains_display_name", ".m.rule.roomnotif", ".m.rule.contains_user_name"}
+)
 
 _SOUND_DEFAULT = {"set_tweak": "sound", "value": "default"}
 _HIGHLIGHT = {"set_tweak": "highlight"}
@@ -53,8 +55,16 @@ class PushRuleError(ValueError):
 # --------------------------------------------------------------------------- default rules
 
 
-def _rule(rule_id: str, conditions: list[dict[str, Any]], actions: list[Any], *, enabled: bool = True) -> dict[str, Any]:
-    return {"rule_id": rule_id, "default": True, "enabled": enabled, "conditions": conditions, "actions": actions}
+def _rule(
+    rule_id: str, conditions: list[dict[str, Any]], actions: list[Any], *, enabled: bool = True
+) -> dict[str, Any]:
+    return {
+        "rule_id": rule_id,
+        "default": True,
+        "enabled": enabled,
+        "conditions": conditions,
+        "actions": actions,
+    }
 
 
 def _match(key: str, pattern: str) -> dict[str, Any]:
@@ -74,7 +84,11 @@ def default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
         _rule(".m.rule.suppress_notices", [_match("content.msgtype", "m.notice")], []),
         _rule(
             ".m.rule.invite_for_me",
-            [_match("type", "m.room.member"), _match("content.membership", "invite"), _match("state_key", user_id)],
+            [
+                _match("type", "m.room.member"),
+                _match("content.membership", "invite"),
+                _match("state_key", user_id),
+            ],
             ["notify", dict(_SOUND_DEFAULT)],
         ),
         _rule(".m.rule.member_event", [_match("type", "m.room.member")], []),
@@ -125,7 +139,11 @@ def default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
     ]
     one_to_one = {"kind": "room_member_count", "is": "2"}
     underride = [
-        _rule(".m.rule.call", [_match("type", "m.call.invite")], ["notify", {"set_tweak": "sound", "value": "ring"}]),
+        _rule(
+            ".m.rule.call",
+            [_match("type", "m.call.invite")],
+            ["notify", {"set_tweak": "sound", "value": "ring"}],
+        ),
         _rule(
             ".m.rule.encrypted_room_one_to_one",
             [dict(one_to_one), _match("type", "m.room.encrypted")],
@@ -180,8 +198,13 @@ def build_ruleset(
                 if change.actions is not None:
                     rule["actions"] = copy.deepcopy(change.actions)
             (rules if rule["rule_id"] in PREPENDED_DEFAULT_RULES else appended).append(rule)
-        for rule in user_rules.get(kind, ()):
-            entry = {"rule_id": rule["rule_id"], "default": False, "enabled": bool(rule.get("enabled", True))}
+        for user_rule in user_rules.get(kind, ()):
+            rule = dict(user_rule)
+            entry: dict[str, Any] = {
+                "rule_id": rule["rule_id"],
+                "default": False,
+                "enabled": bool(rule.get("enabled", True)),
+            }
             entry["actions"] = copy.deepcopy(list(rule.get("actions", [])))
             if kind in ("override", "underride"):
                 entry["conditions"] = copy.deepcopy(list(rule.get("conditions", [])))
@@ -192,7 +215,9 @@ def build_ruleset(
     return out
 
 
-def find_rule(ruleset: Mapping[str, Sequence[Mapping[str, Any]]], kind: str, rule_id: str) -> Mapping[str, Any] | None:
+def find_rule(
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]], kind: str, rule_id: str
+) -> Mapping[str, Any] | None:
     for rule in ruleset.get(kind, ()):
         if rule["rule_id"] == rule_id:
             return rule
@@ -243,9 +268,8 @@ def _validate_condition(condition: object) -> dict[str, Any]:
     elif kind == "room_member_count":
         if not isinstance(condition.get("is"), str) or _parse_member_count(condition["is"]) is None:
             raise PushRuleError("room_member_count conditions need an 'is' such as '2' or '>=10'")
-    elif kind == "sender_notification_permission":
-        if not isinstance(condition.get("key"), str):
-            raise PushRuleError("sender_notification_permission conditions need a key string")
+    elif kind == "sender_notification_permission" and not isinstance(condition.get("key"), str):
+        raise PushRuleError("sender_notification_permission conditions need a key string")
     # Other kinds are stored as given: unrecognised conditions never match (spec "Conditions").
     return dict(condition)
 
@@ -319,7 +343,9 @@ def _boundary_after(value: str, index: int) -> bool:
     return index == len(value) or not _is_word_char(value, index)
 
 
-def _match_rest(glob: _Glob, value: str, pos: int, first: int, *, end_boundary: bool, anchored_end: bool) -> bool:
+def _match_rest(
+    glob: _Glob, value: str, pos: int, first: int, *, end_boundary: bool, anchored_end: bool
+) -> bool:
     """Match segments ``first..`` in order from ``pos`` (each at its leftmost place)."""
     last = len(glob.segments) - 1
     for i in range(first, len(glob.segments)):
@@ -481,7 +507,9 @@ def _condition_holds(condition: Mapping[str, Any], event: Mapping[str, Any], ctx
     if kind == "event_property_is":
         key = condition.get("key")
         value = lookup_path(event, key) if isinstance(key, str) else _MISSING
-        return value is not _MISSING and _is_simple_value(value) and _same_value(value, condition.get("value"))
+        return (
+            value is not _MISSING and _is_simple_value(value) and _same_value(value, condition.get("value"))
+        )
     if kind == "event_property_contains":
         key = condition.get("key")
         value = lookup_path(event, key) if isinstance(key, str) else _MISSING
@@ -520,7 +548,11 @@ def _rule_matches(kind: str, rule: Mapping[str, Any], event: Mapping[str, Any], 
     if kind == "content":
         body = lookup_path(event, "content.body")
         pattern = rule.get("pattern")
-        return isinstance(body, str) and isinstance(pattern, str) and glob_matches(pattern, body, word_boundary=True)
+        return (
+            isinstance(body, str)
+            and isinstance(pattern, str)
+            and glob_matches(pattern, body, word_boundary=True)
+        )
     if kind == "room":
         return event.get("room_id") == rule["rule_id"]
     if kind == "sender":
@@ -538,7 +570,9 @@ def result_for_actions(rule_id: str | None, actions: Iterable[Any]) -> PushResul
     return PushResult(rule_id, acts, notify, notify and highlight)
 
 
-def evaluate(ruleset: Mapping[str, Sequence[Mapping[str, Any]]], event: Mapping[str, Any], ctx: EvalContext) -> PushResult:
+def evaluate(
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]], event: Mapping[str, Any], ctx: EvalContext
+) -> PushResult:
     """The actions of the first enabled rule matching ``event`` (a PDU dict), in kind order."""
     has_mentions = isinstance(event.get("content"), dict) and "m.mentions" in event["content"]
     for kind in KINDS:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dagcore.clock import now_ms
 from dagcore.models import AccessToken, Device, RefreshToken, User
+from dagcore.store.e2e_keys import delete_keys_of_deleted_devices
 
 ACCESS_TOKEN_PREFIX = "dgm_at_"  # noqa: S105 - a prefix, not a secret
 REFRESH_TOKEN_PREFIX = "dgm_rt_"  # noqa: S105
@@ -111,16 +112,18 @@ def upsert_device(user: User, device_id: str, display_name: str | None) -> Devic
 
 def delete_devices(user: User, device_ids: list[str]) -> int:
     """Deleting a device deletes its tokens (cascade): they fail at once."""
-    deleted, _ = Device.objects.filter(user=user, device_id__in=device_ids).delete()
-    return deleted
+    _, counts = Device.objects.filter(user=user, device_id__in=device_ids).delete()
+    delete_keys_of_deleted_devices(user_id=user.user_id)
+    return counts.get(Device._meta.label, 0)
 
 
 def delete_all_devices(user: User, *, except_device_id: str | None = None) -> int:
     qs = Device.objects.filter(user=user)
     if except_device_id is not None:
         qs = qs.exclude(device_id=except_device_id)
-    deleted, _ = qs.delete()
-    return deleted
+    _, counts = qs.delete()
+    delete_keys_of_deleted_devices(user_id=user.user_id)
+    return counts.get(Device._meta.label, 0)
 
 
 def set_device_display_name(device: Device, display_name: str) -> None:
@@ -140,7 +143,9 @@ def touch_device(device: Device, *, ip: str | None, user_agent: str | None) -> N
         return
     ip = (ip or "")[:64] or None
     user_agent = (user_agent or "")[:512] or None
-    Device.objects.filter(id=device.id).update(last_seen_ts=now, last_seen_ip=ip, last_seen_user_agent=user_agent)
+    Device.objects.filter(id=device.id).update(
+        last_seen_ts=now, last_seen_ip=ip, last_seen_user_agent=user_agent
+    )
     device.last_seen_ts, device.last_seen_ip, device.last_seen_user_agent = now, ip, user_agent
 
 

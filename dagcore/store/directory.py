@@ -88,9 +88,9 @@ def get_room_summaries(room_nids: Iterable[int]) -> dict[int, dict[str, dict[str
     out: dict[int, dict[str, dict[str, Any]]] = {n: {} for n in nids}
     if not nids:
         return out
-    rows = CurrentStateEvent.objects.filter(room_id__in=nids, type__in=SUMMARY_STATE_TYPES, state_key="").values_list(
-        "room_id", "type", "event__json", "event__redacted_by", "room__room_version"
-    )
+    rows = CurrentStateEvent.objects.filter(
+        room_id__in=nids, type__in=SUMMARY_STATE_TYPES, state_key=""
+    ).values_list("room_id", "type", "event__json", "event__redacted_by", "room__room_version")
     for room_nid, etype, raw, redacted_by, version in rows:
         pdu = json.loads(raw)
         if redacted_by is not None:
@@ -103,9 +103,23 @@ def get_room_summaries(room_nids: Iterable[int]) -> dict[int, dict[str, dict[str
 # --------------------------------------------------------------------------- reports
 
 
-def insert_report(*, room_id: str, event_id: str | None, reporter: str, reason: str | None, score: int | None) -> int:
+def insert_report(
+    *,
+    room_id: str | None,
+    event_id: str | None,
+    reporter: str,
+    reason: str | None,
+    score: int | None,
+    reported_user_id: str | None = None,
+) -> int:
     row = ContentReport.objects.create(
-        room_id=room_id, event_id=event_id, reporter=reporter, reason=reason, score=score, received_ts=now_ms()
+        room_id=room_id,
+        event_id=event_id,
+        reported_user_id=reported_user_id,
+        reporter=reporter,
+        reason=reason,
+        score=score,
+        received_ts=now_ms(),
     )
     return int(row.id)
 

@@ -73,7 +73,9 @@ def get_rooms_for_user(user_id: str, memberships: Iterable[str] = ("join",)) -> 
 
 def forget_room(room: Room, user_id: str, *, membership_stream: int) -> None:
     """Mark the room forgotten by the user, as of their current membership (spec: ``/forget``)."""
-    ForgottenRoom.objects.update_or_create(room=room, user_id=user_id, defaults={"membership_stream": membership_stream})
+    ForgottenRoom.objects.update_or_create(
+        room=room, user_id=user_id, defaults={"membership_stream": membership_stream}
+    )
 
 
 def get_forgotten_room_ids(user_id: str) -> set[str]:
@@ -83,15 +85,19 @@ def get_forgotten_room_ids(user_id: str) -> set[str]:
         return set()
     current = {
         nid: (room_id, stream)
-        for nid, room_id, stream in RoomMembership.objects.filter(user_id=user_id, room_id__in=list(marks)).values_list(
-            "room_id", "room__room_id", "stream_ordering"
-        )
+        for nid, room_id, stream in RoomMembership.objects.filter(
+            user_id=user_id, room_id__in=list(marks)
+        ).values_list("room_id", "room__room_id", "stream_ordering")
     }
     return {room_id for nid, (room_id, stream) in current.items() if stream <= marks[nid]}
 
 
 def is_room_forgotten(room: Room, user_id: str) -> bool:
-    row = ForgottenRoom.objects.filter(room=room, user_id=user_id).values_list("membership_stream", flat=True).first()
+    row = (
+        ForgottenRoom.objects.filter(room=room, user_id=user_id)
+        .values_list("membership_stream", flat=True)
+        .first()
+    )
     if row is None:
         return False
     membership = get_membership(room, user_id)

@@ -133,7 +133,7 @@ def get_topological_key_at_stream(room: Room, stream: int) -> TopoKey | None:
         .values_list("depth", "stream_ordering")
         .first()
     )
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1] or 0)) if row else None
 
 
 def get_room_end_key(room: Room) -> TopoKey | None:
@@ -143,7 +143,7 @@ def get_room_end_key(room: Room) -> TopoKey | None:
         .values_list("depth", "stream_ordering")
         .first()
     )
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1] or 0)) if row else None
 
 
 def get_room_event(room: Room, event_id: str) -> StoredEvent | None:
@@ -152,7 +152,9 @@ def get_room_event(room: Room, event_id: str) -> StoredEvent | None:
     return _from_values(row) if row else None
 
 
-def get_event_closest_to_ts(room: Room, *, ts: int, direction: str, max_stream: int | None) -> StoredEvent | None:
+def get_event_closest_to_ts(
+    room: Room, *, ts: int, direction: str, max_stream: int | None
+) -> StoredEvent | None:
     """The first event at or after ``ts`` ("f"), or the last at or before it ("b")."""
     qs = EventRow.objects.filter(_timeline_rows(room))
     if max_stream is not None:
@@ -201,9 +203,9 @@ def get_state_ids_at_groups(
         cond |= Q(type=etype, state_key=skey)
     entries: dict[int, dict[StateKey, int]] = {}
     for gid, etype, skey, nid in (
-        StateGroupEntry.objects.filter(group_id__in=list(union)).filter(cond).values_list(
-            "group_id", "type", "state_key", "event_nid"
-        )
+        StateGroupEntry.objects.filter(group_id__in=list(union))
+        .filter(cond)
+        .values_list("group_id", "type", "state_key", "event_nid")
     ):
         entries.setdefault(gid, {})[(etype, skey)] = nid
     out: dict[int, dict[StateKey, int]] = {}
@@ -213,10 +215,10 @@ def get_state_ids_at_groups(
         for key in keys:
             # The newest group of the chain holding the key wins.
             for gid in reversed(chain):
-                nid = entries.get(gid, {}).get(key)
-                if nid is not None:
-                    if nid != state_store.REMOVED:
-                        found[key] = nid
+                hit = entries.get(gid, {}).get(key)
+                if hit is not None:
+                    if hit != state_store.REMOVED:
+                        found[key] = hit
                     break
         out[group] = found
     return out
@@ -257,7 +259,14 @@ def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | Non
             redacted_by__isnull=True,
         )
         .values_list(
-            "relates_to", "relation_type", "event_id", "sender", "stream_ordering", "origin_server_ts", "type", "room_id"
+            "relates_to",
+            "relation_type",
+            "event_id",
+            "sender",
+            "stream_ordering",
+            "origin_server_ts",
+            "type",
+            "room_id",
         )
         .order_by("stream_ordering")
     )
@@ -265,7 +274,7 @@ def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | Non
     threads: dict[str, list[tuple[str, str, int]]] = {}
     edits: dict[str, list[tuple[int, str, str, str]]] = {}
     for parent, rel, event_id, sender, stream, ts, etype, room_nid in children:
-        if by_id[parent].room_nid != room_nid:
+        if parent is None or stream is None or by_id[parent].room_nid != room_nid:
             continue  # a child must be in its parent's room
         if rel == "m.thread":
             threads.setdefault(parent, []).append((event_id, sender, stream))
@@ -277,19 +286,25 @@ def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | Non
     for parent, items in threads.items():
         latest_ids[parent] = items[-1][0]
     edit_ids: dict[str, str] = {}
-    for parent, items in edits.items():
+    for parent, candidates in edits.items():
         original = by_id[parent].event
+        relates = original.content.get("m.relates_to")
         # spec "Validity of replacement events": same sender, same type, no state_key,
         # and an edit of an edit is not valid.
-        if original.state_key is not None or original.content.get("m.relates_to", {}).get("rel_type") == "m.replace":
+        if original.state_key is not None or (
+            isinstance(relates, dict) and relates.get("rel_type") == "m.replace"
+        ):
             continue
-        valid = [e for e in items if e[2] == original.sender and e[3] == original.type]
+        valid = [e for e in candidates if e[2] == original.sender and e[3] == original.type]
         if valid:
             # "the most recent one by origin_server_ts, ties broken by event_id lexicographically".
             edit_ids[parent] = max(valid)[1]
     wanted = set(latest_ids.values()) | set(edit_ids.values())
     if wanted:
-        rows = {r["event_id"]: _from_values(r) for r in EventRow.objects.filter(event_id__in=wanted).values(*_FIELDS)}
+        rows = {
+            r["event_id"]: _from_values(r)
+            for r in EventRow.objects.filter(event_id__in=wanted).values(*_FIELDS)
+        }
         for parent, eid in latest_ids.items():
             if eid in rows:
                 items = threads[parent]
@@ -307,7 +322,9 @@ def get_redaction_events(redaction_ids: Iterable[str]) -> dict[str, StoredEvent]
     ids = [i for i in set(redaction_ids) if i]
     if not ids:
         return {}
-    return {r["event_id"]: _from_values(r) for r in EventRow.objects.filter(event_id__in=ids).values(*_FIELDS)}
+    return {
+        r["event_id"]: _from_values(r) for r in EventRow.objects.filter(event_id__in=ids).values(*_FIELDS)
+    }
 
 
 # --------------------------------------------------------------------------- relations and threads
@@ -351,7 +368,9 @@ def paginate_relations(
 def get_child_ids(room: Room, parent_ids: Sequence[str]) -> list[str]:
     """IDs of the events relating to any of ``parent_ids`` (for recursive /relations)."""
     return list(
-        EventRow.objects.filter(_timeline_rows(room), relates_to__in=list(parent_ids)).values_list("event_id", flat=True)
+        EventRow.objects.filter(_timeline_rows(room), relates_to__in=list(parent_ids)).values_list(
+            "event_id", flat=True
+        )
     )
 
 
@@ -371,14 +390,16 @@ def list_threads(
     if max_stream is not None:
         qs = qs.filter(stream_ordering__lte=max_stream)
     if participant is not None:
-        replied = EventRow.objects.filter(room=room, relation_type="m.thread", sender=participant).values("relates_to")
+        replied = EventRow.objects.filter(room=room, relation_type="m.thread", sender=participant).values(
+            "relates_to"
+        )
         rooted = EventRow.objects.filter(room=room, sender=participant).values("event_id")
         qs = qs.filter(Q(relates_to__in=replied) | Q(relates_to__in=rooted))
     grouped = qs.values("relates_to").annotate(latest=Max("stream_ordering"))
     if before_stream is not None:
         grouped = grouped.filter(latest__lt=before_stream)
     rows = grouped.order_by("-latest", "relates_to")[:limit]
-    return [(r["relates_to"], int(r["latest"])) for r in rows]
+    return [(str(r["relates_to"]), int(r["latest"])) for r in rows]
 
 
 def get_room_events_by_ids(room: Room, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
@@ -446,5 +467,8 @@ def count_events_by_type(room: Room) -> dict[str, int]:
     """For operators and tests."""
     return {
         t: int(n)
-        for t, n in EventRow.objects.filter(room=room).values_list("type").annotate(n=Count("id")).values_list("type", "n")
+        for t, n in EventRow.objects.filter(room=room)
+        .values_list("type")
+        .annotate(n=Count("id"))
+        .values_list("type", "n")
     }

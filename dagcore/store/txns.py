@@ -28,7 +28,12 @@ def insert_txn(*, user_id: str, device_key: str, scope: str, txn_id: str, event_
     try:
         with transaction.atomic():
             ClientTxn.objects.create(
-                user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event_id, created_ts=now_ms()
+                user_id=user_id,
+                device_key=device_key,
+                scope=scope,
+                txn_id=txn_id,
+                event_id=event_id,
+                created_ts=now_ms(),
             )
     except IntegrityError:
         return False

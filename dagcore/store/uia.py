@@ -21,7 +21,7 @@ from dagcore.models import RegistrationToken, UiaSession
 UIA_SESSION_LIFETIME_MS = 60 * 60 * 1000
 
 #: Spec: registration tokens are 1-64 characters of ``[A-Za-z0-9._~-]``.
-REGISTRATION_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
+REGISTRATION_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"  # noqa: S105
 
 
 # --------------------------------------------------------------------------- sessions
@@ -49,7 +49,9 @@ def get_session(session_id: str) -> UiaSession | None:
 def get_session_for_update(session_id: str) -> UiaSession | None:
     """The live session, row-locked until the caller's transaction ends (stages of one
     session then complete one after another even across processes)."""
-    return UiaSession.objects.select_for_update().filter(session_id=session_id, expires_ts__gt=now_ms()).first()
+    return (
+        UiaSession.objects.select_for_update().filter(session_id=session_id, expires_ts__gt=now_ms()).first()
+    )
 
 
 def save_session_progress(session: UiaSession, *, stage: str, data: dict[str, Any] | None = None) -> None:
@@ -112,7 +114,11 @@ def _usable() -> Q:
 
 
 def create_registration_token(
-    *, token: str | None = None, uses_allowed: int | None = None, expiry_time: int | None = None, length: int = 16
+    *,
+    token: str | None = None,
+    uses_allowed: int | None = None,
+    expiry_time: int | None = None,
+    length: int = 16,
 ) -> RegistrationToken:
     if token is None:
         token = "".join(secrets.choice(REGISTRATION_TOKEN_ALPHABET[:62]) for _ in range(length))

@@ -28,10 +28,12 @@ class DirectoryEntry:
     rank: int
 
 
-def _public_room_nids() -> QuerySet[CurrentStateEvent, dict[str, Any]]:
+def _public_room_nids() -> QuerySet[Any, Any]:
     """Rooms anyone may see the members of: public join rule or world-readable history."""
     return (
-        CurrentStateEvent.objects.filter(state_key="", type__in=("m.room.join_rules", "m.room.history_visibility"))
+        CurrentStateEvent.objects.filter(
+            state_key="", type__in=("m.room.join_rules", "m.room.history_visibility")
+        )
         .annotate(pdu=Cast("event__json", output_field=JSONField()))
         .filter(
             Q(type="m.room.join_rules", pdu__content__join_rule="public")
@@ -43,7 +45,10 @@ def _public_room_nids() -> QuerySet[CurrentStateEvent, dict[str, Any]]:
 
 def _rank(user_field: str, name_field: str, term: str) -> Case:
     return Case(
-        When(Q(**{f"{user_field}__istartswith": "@" + term}) | Q(**{f"{name_field}__istartswith": term}), then=Value(0)),
+        When(
+            Q(**{f"{user_field}__istartswith": "@" + term}) | Q(**{f"{name_field}__istartswith": term}),
+            then=Value(0),
+        ),
         default=Value(1),
         output_field=IntegerField(),
     )
@@ -96,7 +101,9 @@ def get_joined_member_contents(user_id: str) -> list[tuple[str, dict[str, Any]]]
 
     One query; the profile update re-sends these with the new display name and avatar.
     """
-    rows = RoomMembership.objects.filter(user_id=user_id, membership="join").values_list("room__room_id", "event__json")
+    rows = RoomMembership.objects.filter(user_id=user_id, membership="join").values_list(
+        "room__room_id", "event__json"
+    )
     out: list[tuple[str, dict[str, Any]]] = []
     for room_id, pdu_json in rows:
         content = json.loads(pdu_json).get("content")

@@ -15,6 +15,10 @@ def enqueue(task: Any, *args: Any, **kwargs: Any) -> None:
 
     def send() -> None:
         if settings.CELERY_BROKER_URL:
+            # Server processes do not import the configured Celery app otherwise; without it
+            # the task would go to Celery's default app (AMQP on localhost), not our broker.
+            import dagma_project.celery  # noqa: F401
+
             task.apply_async(args=args, kwargs=kwargs)
         else:
             runner.submit(task.run, *args, **kwargs)

@@ -245,3 +245,45 @@ def test_concurrent_writers_to_one_room_are_serialised() -> None:
     assert room is not None
     depths = sorted(EventRow.objects.filter(room=room, type="m.room.message").values_list("depth", flat=True))
     assert len(depths) == 40 and len(set(depths)) == 40
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(version: str) -> None:
+    """Two remote moderators change the topic concurrently; the database-backed resolution must
+    pick the same winner as the pure algorithm over the same events."""
+    from dagcore.protocol.state_res import InMemoryStateResStore, resolve_state
+    from dagcore.store.state_res_store import DatabaseStateResStore
+
+    room_id = _room(version)
+    remote = RemoteServer("remote.test")
+    bob, carol = "@bob:remote.test", "@carol:remote.test"
+    for user in (bob, carol):
+        persist_received_event(_remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user))
+    users = {bob: 50, carol: 50} if version == "12" else {ALICE: 100, bob: 50, carol: 50}
+    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
+                       content={"users": users, "state_default": 50})  # fmt: skip
+    fork = _extremities(room_id)
+    state_at_fork = _current(room_id)
+    t1 = _remote_event(remote, room_id, bob, "m.room.topic", {"topic": "bob's"}, state_key="", prev=fork, state=state_at_fork)
+    t2 = _remote_event(remote, room_id, carol, "m.room.topic", {"topic": "carol's"}, state_key="", prev=fork, state=state_at_fork)
+    persist_received_event(t1)
+    persist_received_event(t2)
+    assert _extremities(room_id) == sorted([t1.event_id, t2.event_id])
+
+    state_a = {**state_at_fork, ("m.room.topic", ""): t1.event_id}
+    state_b = {**state_at_fork, ("m.room.topic", ""): t2.event_id}
+    all_events = {s.event_id: s.event for s in event_store.get_events_by_ids(
+        [*state_a.values(), *state_b.values()]).values()}  # fmt: skip
+    # the in-memory store needs every auth-chain event too
+    frontier = list(all_events.values())
+    while frontier:
+        missing = {a for e in frontier for a in e.auth_event_ids if a not in all_events}
+        fetched = {s.event_id: s.event for s in event_store.get_events_by_ids(missing).values()}
+        all_events.update(fetched)
+        frontier = list(fetched.values())
+    room_version = get_room_version(version)
+    expected = resolve_state(room_version, [state_a, state_b], InMemoryStateResStore(all_events))
+    from_db = resolve_state(room_version, [state_a, state_b], DatabaseStateResStore())
+    assert from_db == expected
+    assert _current(room_id) == expected
+    assert expected[("m.room.topic", "")] in (t1.event_id, t2.event_id)

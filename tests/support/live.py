@@ -99,7 +99,7 @@ class LiveServer:
             {"port": self.port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client", "federation"]}]}
         ]
         config["public_baseurl"] = self.base_url + "/"
-        config.setdefault("enable_registration", True)
+        config["enable_registration"] = True  # the generated file says false; extra_config may say so again
         config.setdefault("enable_registration_without_verification", True)
         # Tests register and send a lot; dedicated tests turn limits back on.
         for rc in ("rc_message", "rc_registration", "rc_joins"):

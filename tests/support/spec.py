@@ -28,6 +28,10 @@ def _load_yaml(path: Path) -> Any:
 
 def _retrieve(uri: str) -> Resource:
     path = Path(uri.removeprefix("file://").split("#", 1)[0])
+    if not path.exists() and path.is_relative_to(SPEC_DIR.parent) and not path.is_relative_to(SPEC_DIR):
+        # The vendored copy drops upstream's ``data/api/`` level, so the spec's
+        # ``../../event-schemas/...`` from ``client-server/`` lands one directory too high.
+        path = SPEC_DIR / path.relative_to(SPEC_DIR.parent)
     return Resource.from_contents(_load_yaml(path), default_specification=DRAFT202012)
 
 
@@ -71,7 +75,13 @@ def response_schema(method: str, template: str, status: int) -> tuple[Path, dict
     json_content = content.get("application/json")
     if not json_content or "schema" not in json_content:
         return None
-    return path, json_content["schema"]
+    schema = json_content["schema"]
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/"):
+        # A reference into the same file (e.g. ``#/components/schemas/...``): resolve it
+        # here, as the schema is validated detached from its document.
+        schema = _resolve_local(path, ref)
+    return path, schema
 
 
 def _resolve_local(path: Path, ref: str) -> Any:
@@ -89,7 +99,12 @@ def validate_response(method: str, template: str, status: int, body: Any) -> Non
         return
     path, schema = found
     base_uri = path.resolve().as_uri()
-    resource = Resource.from_contents({"$id": base_uri, **schema}, default_specification=DRAFT202012)
+    contents = {"$id": base_uri, **schema}
+    doc = _load_yaml(path)
+    if isinstance(doc, dict) and "components" in doc:
+        # Local refs (``#/components/schemas/...``) point into the whole file, not the response schema.
+        contents.setdefault("components", doc["components"])
+    resource = Resource.from_contents(contents, default_specification=DRAFT202012)
     registry = _registry().with_resource(base_uri, resource)
     validator = jsonschema.Draft202012Validator({"$ref": base_uri}, registry=registry)
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))

@@ -1,5 +1,336 @@
-"""(being written)"""
+"""Registration, login, logout, tokens, password and deactivation.
 
+Spec: client-server API "Client Authentication" and "Account registration and
+management" (https://spec.matrix.org/v1.19/client-server-api/#client-authentication).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
 from django.urls import URLPattern
 
-routes: list[URLPattern] = []
+from dagcore.actions import accounts as account_actions
+from dagcore.actions.accounts import LoginSession
+from dagcore.http.errors import MatrixError
+from dagcore.ratelimit import check_rate_limit
+from dagcore.server_keys import get_server_name
+from dagcore.store import uia as uia_store
+from tribune.http import RequestContext, client_route, endpoint, methods
+from tribune.uia import (
+    DUMMY,
+    PASSWORD,
+    REGISTRATION_TOKEN,
+    failed_login_limit,
+    login_identifier_user,
+    record_failed_login,
+    user_interactive_auth,
+)
+
+LOGIN_PASSWORD = "m.login.password"  # noqa: S105 - a login type
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _bool_param(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be a boolean")
+    return value
+
+
+def _session_answer(session: LoginSession) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "user_id": session.user_id,
+        "access_token": session.access_token,
+        "device_id": session.device_id,
+        # Deprecated, but older clients still read it.
+        "home_server": get_server_name(),
+    }
+    if session.refresh_token is not None:
+        out["refresh_token"] = session.refresh_token
+    if session.expires_in_ms is not None:
+        out["expires_in_ms"] = session.expires_in_ms
+    return out
+
+
+def _seen(ctx: RequestContext) -> dict[str, Any]:
+    return {"ip": ctx.client_ip, "user_agent": ctx.request.META.get("HTTP_USER_AGENT")}
+
+
+def _registration_limit(ctx: RequestContext, *, peek: bool) -> None:
+    """``rc_registration`` per client address: checked on every request, spent only by a
+    registration that succeeds (the UIA round trips of one registration cost nothing)."""
+    conf = settings.DAGMA["rc_registration"]
+    result = check_rate_limit(
+        "registration",
+        ctx.client_ip,
+        per_second=conf["per_second"],
+        burst_count=conf["burst_count"],
+        peek=peek,
+    )
+    if peek and not result.allowed:
+        raise MatrixError(
+            429, "M_LIMIT_EXCEEDED", "Too many registrations", retry_after_ms=result.retry_after_ms
+        )
+
+
+def _require_registration_enabled() -> None:
+    if not settings.DAGMA["enable_registration"]:
+        raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
+
+
+def _login_limit(kind: str, key: str) -> None:
+    conf = settings.DAGMA["rc_login"][kind]
+    result = check_rate_limit(
+        f"login_{kind}", key, per_second=conf["per_second"], burst_count=conf["burst_count"]
+    )
+    if not result.allowed:
+        raise MatrixError(
+            429, "M_LIMIT_EXCEEDED", "Too many login attempts", retry_after_ms=result.retry_after_ms
+        )
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@endpoint(auth=False)
+def register(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/register"""
+    kind = ctx.query.get("kind", "user")
+    if kind not in ("user", "guest"):
+        raise MatrixError(400, "M_INVALID_PARAM", "kind must be user or guest")
+    body = ctx.json_object()
+    _registration_limit(ctx, peek=True)
+    if kind == "guest":
+        return _register_guest(ctx, body)
+    _require_registration_enabled()
+    # Spec: the username checks come before user-interactive auth.
+    username = body.get("username")
+    if username is not None:
+        account_actions.check_new_localpart(username)
+    password = body.get("password")
+    if password is not None:
+        account_actions.check_new_password(password)
+    device_id, display_name = account_actions.check_device_params(
+        device_id=body.get("device_id"), display_name=body.get("initial_device_display_name")
+    )
+    inhibit_login = _bool_param(body, "inhibit_login", False)
+    want_refresh = _bool_param(body, "refresh_token", False)
+    flows = [[REGISTRATION_TOKEN]] if settings.DAGMA["registration_requires_token"] else [[DUMMY]]
+
+    with user_interactive_auth(ctx, flows=flows):
+        if password is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "password is required")
+        user = account_actions.do_register_user(
+            localpart=username if username is not None else account_actions.generate_localpart(),
+            password=password,
+        )
+        session = None
+        if not inhibit_login:
+            session = account_actions.do_start_login_session(
+                user=user,
+                device_id=device_id,
+                initial_display_name=display_name,
+                want_refresh_token=want_refresh,
+                **_seen(ctx),
+            )
+    _registration_limit(ctx, peek=False)
+    if session is None:
+        return {"user_id": user.user_id, "home_server": get_server_name()}
+    return _session_answer(session)
+
+
+def _register_guest(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    """Spec: a guest registration ignores everything but ``initial_device_display_name``."""
+    if not settings.DAGMA["allow_guest_access"]:
+        raise MatrixError(403, "M_FORBIDDEN", "Guest access is disabled")
+    display_name = account_actions.check_device_display_name(body.get("initial_device_display_name"))
+    user = account_actions.do_register_user(
+        localpart=account_actions.generate_localpart(), password=None, is_guest=True
+    )
+    session = account_actions.do_start_login_session(
+        user=user, device_id=None, initial_display_name=display_name, want_refresh_token=False, **_seen(ctx)
+    )
+    _registration_limit(ctx, peek=False)
+    return _session_answer(session)
+
+
+@endpoint(auth=False)
+def register_available(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/register/available"""
+    _registration_limit(ctx, peek=True)
+    _require_registration_enabled()
+    username = ctx.query.get("username")
+    if username is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "username is required")
+    account_actions.check_new_localpart(username)
+    return {"available": True}
+
+
+@endpoint(auth=False)
+def registration_token_validity(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
+    # Spec: "Servers should be sure to rate limit this endpoint to avoid brute force attacks."
+    conf = settings.DAGMA["rc_registration"]
+    result = check_rate_limit(
+        "registration_token_validity",
+        ctx.client_ip,
+        per_second=conf["per_second"],
+        burst_count=conf["burst_count"],
+    )
+    if not result.allowed:
+        raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=result.retry_after_ms)
+    _require_registration_enabled()
+    token = ctx.query.get("token")
+    if token is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "token is required")
+    return {"valid": len(token) <= 64 and uia_store.is_registration_token_valid(token)}
+
+
+# --------------------------------------------------------------------------- login, logout, refresh
+
+
+@endpoint(auth=False)
+def login_flows(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/login"""
+    return {"flows": [{"type": LOGIN_PASSWORD}]}
+
+
+@endpoint(auth=False)
+def login(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/login"""
+    body = ctx.json_object()
+    login_type = body.get("type")
+    if not isinstance(login_type, str):
+        raise MatrixError(400, "M_MISSING_PARAM", "type is required")
+    if login_type != LOGIN_PASSWORD:
+        raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
+    _login_limit("address", ctx.client_ip)
+    named = login_identifier_user(body)
+    if named is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "identifier is required")
+    password = body.get("password")
+    if not isinstance(password, str):
+        raise MatrixError(400, "M_MISSING_PARAM", "password is required")
+    device_id, display_name = account_actions.check_device_params(
+        device_id=body.get("device_id"), display_name=body.get("initial_device_display_name")
+    )
+    want_refresh = _bool_param(body, "refresh_token", False)
+
+    user = account_actions.get_user_for_login(named)
+    # Limits are per account, whether or not it exists, so they reveal nothing.
+    account_key = user.user_id if user is not None else named.lower()
+    _login_limit("account", account_key)
+    failed_login_limit(account_key)
+    if user is None or not account_actions.check_user_password(user=user, password=password):
+        record_failed_login(account_key)
+        raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+    session = account_actions.do_start_login_session(
+        user=user,
+        device_id=device_id,
+        initial_display_name=display_name,
+        want_refresh_token=want_refresh,
+        **_seen(ctx),
+    )
+    return _session_answer(session)
+
+
+@endpoint(auth=True, allow_guest=True)
+def logout(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/logout"""
+    account_actions.do_logout(user=ctx.require_user(), device=ctx.device, token_id=ctx.token_id)
+    return {}
+
+
+@endpoint(auth=True, allow_guest=True)
+def logout_all(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/logout/all"""
+    account_actions.do_logout_all(user=ctx.require_user())
+    return {}
+
+
+@endpoint(auth=False)
+def refresh(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/refresh"""
+    token = ctx.json_object().get("refresh_token")
+    if not isinstance(token, str) or not token:
+        raise MatrixError(400, "M_MISSING_PARAM", "refresh_token is required")
+    session = account_actions.do_refresh_session(refresh_token=token)
+    out: dict[str, Any] = {"access_token": session.access_token, "refresh_token": session.refresh_token}
+    if session.expires_in_ms is not None:
+        out["expires_in_ms"] = session.expires_in_ms
+    return out
+
+
+# --------------------------------------------------------------------------- account
+
+
+@endpoint(auth=True, allow_guest=True)
+def whoami(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/account/whoami"""
+    user = ctx.require_user()
+    out: dict[str, Any] = {"user_id": user.user_id, "is_guest": user.is_guest}
+    if ctx.device_id is not None:
+        out["device_id"] = ctx.device_id
+    return out
+
+
+@endpoint(auth=True)
+def change_password(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/account/password"""
+    user = ctx.require_user()
+    body = ctx.json_object()
+    new_password = body.get("new_password")
+    if new_password is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "new_password is required")
+    account_actions.check_new_password(new_password)
+    logout_devices = _bool_param(body, "logout_devices", True)
+    with user_interactive_auth(ctx, flows=[[PASSWORD]]):
+        account_actions.do_change_password(
+            user=user, new_password=new_password, logout_devices=logout_devices, keep_device=ctx.device,
+            keep_token_id=ctx.token_id,
+        )  # fmt: skip
+    return {}
+
+
+@endpoint(auth=True)
+def deactivate(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/account/deactivate"""
+    user = ctx.require_user()
+    body = ctx.json_object()
+    _bool_param(body, "erase", False)
+    id_server = body.get("id_server")
+    if id_server is not None and not isinstance(id_server, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "id_server must be a string")
+    with user_interactive_auth(ctx, flows=[[PASSWORD]]):
+        account_actions.do_deactivate_user(user=user)
+    # No third-party identifiers are ever bound through this server.
+    return {"id_server_unbind_result": "no-support"}
+
+
+@endpoint(auth=True)
+def threepids(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/account/3pid — this server binds no third-party identifiers."""
+    return {"threepids": []}
+
+
+routes: list[URLPattern] = [
+    client_route("register", methods(POST=register)),
+    client_route("register/available", methods(GET=register_available)),
+    client_route(
+        "register/m.login.registration_token/validity",
+        methods(GET=registration_token_validity),
+        versions=("v1",),
+    ),
+    client_route("login", methods(GET=login_flows, POST=login)),
+    client_route("logout", methods(POST=logout)),
+    client_route("logout/all", methods(POST=logout_all)),
+    client_route("refresh", methods(POST=refresh), versions=("v3", "v1")),
+    client_route("account/whoami", methods(GET=whoami)),
+    client_route("account/password", methods(POST=change_password)),
+    client_route("account/deactivate", methods(POST=deactivate)),
+    client_route("account/3pid", methods(GET=threepids)),
+]

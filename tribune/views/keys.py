@@ -1,5 +1,190 @@
-"""(being written)"""
+"""End-to-end encryption: key management, cross-signing and server-side key backups.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption
+(the server stores and routes public keys and encrypted backups; it never sees plaintext).
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from django.urls import URLPattern
 
-routes: list[URLPattern] = []
+from dagcore.actions import cross_signing, e2e_keys, key_backup
+from dagcore.http.errors import MatrixError
+from dagcore.store.streams import get_stream_positions
+from tribune.http import RequestContext, client_route, endpoint, methods
+from tribune.tokens import SyncToken
+from tribune.uia import PASSWORD, user_interactive_auth
+
+
+def _device_id(ctx: RequestContext) -> str:
+    if ctx.device_id is None:
+        raise MatrixError(400, "M_INVALID_PARAM", "This access token has no device")
+    return ctx.device_id
+
+
+# --------------------------------------------------------------------------- key management
+
+
+@endpoint(auth=True, allow_guest=True)
+def upload_keys(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/keys/upload"""
+    device_id = _device_id(ctx)
+    upload = e2e_keys.check_key_upload(ctx.json_object(), user_id=ctx.user_id, device_id=device_id)
+    counts = e2e_keys.do_upload_keys(user_id=ctx.user_id, device_id=device_id, upload=upload)
+    return {"one_time_key_counts": counts}
+
+
+@endpoint(auth=True, allow_guest=True)
+def query_keys(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/keys/query"""
+    body = ctx.json_object()
+    if "device_keys" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "device_keys is required")
+    wanted = e2e_keys.check_query_request(body["device_keys"])
+    return e2e_keys.get_keys_for_users(requester=ctx.user_id, device_keys=wanted)
+
+
+@endpoint(auth=True, allow_guest=True)
+def claim_keys(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/keys/claim"""
+    body = ctx.json_object()
+    if "one_time_keys" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "one_time_keys is required")
+    wanted = e2e_keys.check_claim_request(body["one_time_keys"])
+    return e2e_keys.do_claim_keys(wanted=wanted)
+
+
+@endpoint(auth=True, allow_guest=True)
+def key_changes(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/keys/changes"""
+    raw_from = ctx.query.get("from")
+    if not raw_from:
+        raise MatrixError(400, "M_MISSING_PARAM", "from is required")
+    since = SyncToken.parse(raw_from)
+    raw_to = ctx.query.get("to")
+    # ``to`` is only a hint (spec); without it, "now".
+    upto = SyncToken.parse(raw_to) if raw_to else SyncToken.from_positions(get_stream_positions())
+    delta = e2e_keys.get_device_list_changes(
+        user_id=ctx.user_id,
+        from_events=since.events,
+        to_events=upto.events,
+        from_device_lists=since.device_lists,
+        to_device_lists=upto.device_lists,
+    )
+    return {"changed": delta.changed, "left": delta.left}
+
+
+# --------------------------------------------------------------------------- cross-signing
+
+
+@endpoint(auth=True)
+def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/keys/device_signing/upload"""
+    upload = cross_signing.check_cross_signing_upload(ctx.json_object(), user_id=ctx.user_id)
+    try:
+        cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=False)
+    except cross_signing.ReplacingKeysNeedsAuth:
+        # Spec: replacing existing keys needs UIA; the session is bound to these keys.
+        with user_interactive_auth(ctx, flows=[[PASSWORD]], bound=upload.to_json()):
+            cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=True)
+    return {}
+
+
+@endpoint(auth=True)
+def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/keys/signatures/upload"""
+    signed = cross_signing.check_signatures_upload(ctx.json_object())
+    return cross_signing.do_upload_signatures(requester=ctx.user_id, signed=signed)
+
+
+# --------------------------------------------------------------------------- key backup
+
+
+@endpoint(auth=True)
+def create_backup(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/room_keys/version"""
+    algorithm, auth_data = key_backup.check_backup_params(ctx.json_object())
+    return {
+        "version": key_backup.do_create_backup(user_id=ctx.user_id, algorithm=algorithm, auth_data=auth_data)
+    }
+
+
+@endpoint(auth=True)
+def get_current_backup(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/room_keys/version"""
+    return key_backup.get_backup_info(user_id=ctx.user_id, version=None).to_json()
+
+
+@endpoint(auth=True)
+def get_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
+    """GET /_matrix/client/v3/room_keys/version/{version}"""
+    return key_backup.get_backup_info(user_id=ctx.user_id, version=version).to_json()
+
+
+@endpoint(auth=True)
+def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
+    """PUT /_matrix/client/v3/room_keys/version/{version}"""
+    key_backup.do_update_backup(user_id=ctx.user_id, version=version, body=ctx.json_object())
+    return {}
+
+
+@endpoint(auth=True)
+def delete_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
+    """DELETE /_matrix/client/v3/room_keys/version/{version}"""
+    key_backup.do_delete_backup(user_id=ctx.user_id, version=version)
+    return {}
+
+
+def _version(ctx: RequestContext) -> str | None:
+    value = ctx.query.get("version")
+    return str(value) if value is not None else None
+
+
+@endpoint(auth=True)
+def put_keys(
+    ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
+) -> dict[str, Any]:
+    """PUT /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
+    keys = key_backup.check_keys_upload(ctx.json_object(), room_id=room_id, session_id=session_id)
+    return key_backup.do_store_keys(user_id=ctx.user_id, version=_version(ctx), keys=keys).to_json()
+
+
+@endpoint(auth=True)
+def get_keys(
+    ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
+) -> dict[str, Any]:
+    """GET /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
+    return key_backup.get_backed_up_keys(
+        user_id=ctx.user_id, version=_version(ctx), room_id=room_id, session_id=session_id
+    )
+
+
+@endpoint(auth=True)
+def delete_keys(
+    ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
+) -> dict[str, Any]:
+    """DELETE /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
+    return key_backup.do_delete_keys(
+        user_id=ctx.user_id, version=_version(ctx), room_id=room_id, session_id=session_id
+    ).to_json()
+
+
+_room_keys = methods(GET=get_keys, PUT=put_keys, DELETE=delete_keys)
+
+routes: list[URLPattern] = [
+    client_route("keys/upload", methods(POST=upload_keys)),
+    client_route("keys/query", methods(POST=query_keys)),
+    client_route("keys/claim", methods(POST=claim_keys)),
+    client_route("keys/changes", methods(GET=key_changes)),
+    client_route("keys/device_signing/upload", methods(POST=upload_device_signing_keys)),
+    client_route("keys/signatures/upload", methods(POST=upload_signatures)),
+    client_route("room_keys/version", methods(GET=get_current_backup, POST=create_backup)),
+    client_route(
+        "room_keys/version/<version>", methods(GET=get_backup, PUT=update_backup, DELETE=delete_backup)
+    ),
+    client_route("room_keys/keys", _room_keys),
+    client_route("room_keys/keys/<room_id>", _room_keys),
+    client_route("room_keys/keys/<room_id>/<session_id>", _room_keys),
+]

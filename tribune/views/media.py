@@ -1,5 +1,298 @@
-"""(being written)"""
+"""Content repository (spec: client-server API "Content repository").
 
-from django.urls import URLPattern
+https://spec.matrix.org/v1.19/client-server-api/#content-repository
 
-routes: list[URLPattern] = []
+Two families of paths, both served here:
+
+- authenticated media (v1.11): ``/_matrix/client/v1/media/{config,download,thumbnail,preview_url}``,
+  access token required;
+- the legacy ``/_matrix/media/v3`` (and ``r0``) paths: ``upload`` (both SDKs still upload there,
+  with a token), ``v1/create`` + ``PUT v3/upload/{serverName}/{mediaId}``, ``config`` and
+  ``preview_url`` (token required, as the spec says), and the unauthenticated ``download`` and
+  ``thumbnail``. Those two serve local media as Synapse does with ``enable_authenticated_media``
+  (our default, true): media uploaded while it is on answers 404 there (spec v1.11 "freeze":
+  the legacy endpoints "MAY return 404 M_NOT_FOUND for media which exists, but is after the
+  server froze unauthenticated media access"); media uploaded while it was off stays
+  available. Element (js-sdk 43) and matrix-nio 0.26 download through the v1 paths.
+
+The views are ``async`` (see ``dagcore.actions.media`` for why) and so use
+:func:`media_endpoint`, the asynchronous twin of ``tribune.http.endpoint``.
+Downloads and thumbnails carry the browser-safety headers of
+``dagcore.media.content_types``; large files are streamed from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, BinaryIO
+from urllib.parse import unquote
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, re_path
+
+from dagcore.actions import media as media_actions
+from dagcore.http.errors import MatrixError
+from dagcore.http.responses import error_response, json_response
+from dagcore.media import content_types
+from tribune.http import RequestContext, authenticate, client_route
+
+logger = logging.getLogger("tribune")
+
+AsyncView = Callable[..., Awaitable[Any]]
+#: Bodies up to this size are answered in one piece; larger files are streamed.
+STREAM_THRESHOLD = 1024 * 1024
+CHUNK_SIZE = 256 * 1024
+#: Thumbnail file names by type, for ``Content-Disposition`` (spec: "SHOULD contain a file name").
+_THUMBNAIL_NAMES = {
+    "image/jpeg": "thumbnail.jpg",
+    "image/png": "thumbnail.png",
+    "image/gif": "thumbnail.gif",
+    "image/webp": "thumbnail.webp",
+    "image/apng": "thumbnail.png",
+}
+
+
+def media_endpoint(
+    *, method: str, auth: bool | str = True, allow_guest: bool = True
+) -> Callable[[AsyncView], Callable[..., Any]]:
+    """``tribune.http.endpoint`` for ``async`` views: same authentication and error shapes.
+
+    The request body is never parsed here (uploads read it themselves, streamed and capped).
+    """
+
+    def decorator(view: AsyncView) -> Callable[..., Any]:
+        # Typed loosely: Django's stubs know only synchronous views, yet route coroutines fine.
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
+            if request.method != method:
+                return error_response(
+                    MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
+                )
+            ctx = RequestContext(request)
+            try:
+                if auth:
+                    await sync_to_async(authenticate)(ctx, required=auth is True, allow_guest=allow_guest)
+                params = {k: unquote(v, errors="strict") for k, v in kwargs.items()}
+                result = await view(ctx, **params)
+            except MatrixError as exc:
+                return error_response(exc)
+            except UnicodeDecodeError:
+                return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
+            except Exception:
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+            if isinstance(result, HttpResponseBase):
+                return result
+            return json_response(result)
+
+        wrapper.dagma_endpoint = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+# --------------------------------------------------------------------------- answers with bytes
+
+
+async def _read_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def _file_response(
+    content: media_actions.MediaContent, *, content_type: str, disposition: str, authenticated: bool
+) -> HttpResponseBase:
+    response: HttpResponseBase
+    if content.data is not None:  # just rendered
+        response = HttpResponse(content.data, content_type=content_type)
+        response["Content-Length"] = str(len(content.data))
+        return _with_headers(response, disposition=disposition, authenticated=authenticated)
+    assert content.path is not None
+    try:
+        # Opened now: a purge deleting the blob afterwards cannot cut the answer short.
+        handle = await asyncio.to_thread(open, content.path, "rb")
+    except FileNotFoundError:
+        raise MatrixError(404, "M_NOT_FOUND", "Media not found") from None
+    if content.size <= STREAM_THRESHOLD:
+        try:
+            data = await asyncio.to_thread(handle.read)
+        finally:
+            handle.close()
+        response = HttpResponse(data, content_type=content_type)
+        response["Content-Length"] = str(len(data))
+    else:
+        response = StreamingHttpResponse(_read_chunks(handle), content_type=content_type)
+        response["Content-Length"] = str(content.size)
+    return _with_headers(response, disposition=disposition, authenticated=authenticated)
+
+
+def _with_headers(response: HttpResponseBase, *, disposition: str, authenticated: bool) -> HttpResponseBase:
+    response["Content-Disposition"] = disposition
+    for name, value in content_types.SECURITY_HEADERS.items():
+        response[name] = value
+    # Authenticated media must not sit in shared caches; legacy media is public anyway.
+    response["Cache-Control"] = "private, max-age=86400" if authenticated else "public, max-age=86400"
+    return response
+
+
+async def _download(
+    ctx: RequestContext, server_name: str, media_id: str, file_name: str | None, *, legacy: bool
+) -> HttpResponseBase:
+    content = await sync_to_async(media_actions.get_download)(
+        server_name=server_name, media_id=media_id, legacy=legacy
+    )
+    name = file_name if file_name else content.upload_name
+    return await _file_response(
+        content,
+        content_type=content_types.served_content_type(content.content_type),
+        disposition=content_types.content_disposition(
+            inline=content_types.is_inline_safe(content.content_type), filename=name
+        ),
+        authenticated=not legacy,
+    )
+
+
+async def _thumbnail(
+    ctx: RequestContext, server_name: str, media_id: str, *, legacy: bool
+) -> HttpResponseBase:
+    q = ctx.query
+    request = media_actions.check_thumbnail_request(
+        width=q.get("width"), height=q.get("height"), method=q.get("method"), animated=q.get("animated")
+    )
+    content = await media_actions.access_thumbnail(
+        server_name=server_name, media_id=media_id, request=request, legacy=legacy
+    )
+    return await _file_response(
+        content,
+        content_type=content.content_type,
+        disposition=content_types.content_disposition(
+            inline=True, filename=_THUMBNAIL_NAMES.get(content.content_type, "thumbnail")
+        ),
+        authenticated=not legacy,
+    )
+
+
+# --------------------------------------------------------------------------- authenticated media (v1)
+
+
+@media_endpoint(method="GET", allow_guest=True)
+async def config(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v1/media/config"""
+    return media_actions.get_media_config()
+
+
+@media_endpoint(method="GET", allow_guest=True)
+async def download(
+    ctx: RequestContext, server_name: str, media_id: str, file_name: str | None = None
+) -> HttpResponseBase:
+    """GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"""
+    return await _download(ctx, server_name, media_id, file_name, legacy=False)
+
+
+@media_endpoint(method="GET", allow_guest=True)
+async def thumbnail(ctx: RequestContext, server_name: str, media_id: str) -> HttpResponseBase:
+    """GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"""
+    return await _thumbnail(ctx, server_name, media_id, legacy=False)
+
+
+@media_endpoint(method="GET", allow_guest=False)
+async def preview_url(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v1/media/preview_url"""
+    url = media_actions.check_preview_request(url=ctx.query.get("url"), ts=ctx.query.get("ts"))
+    return await media_actions.access_url_preview(user_id=ctx.user_id, url=url)
+
+
+# --------------------------------------------------------------------------- /_matrix/media/v3
+
+
+@media_endpoint(method="POST", allow_guest=False)
+async def upload(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/media/v3/upload"""
+    meta = ctx.request.META
+    content_uri = await media_actions.check_upload_media(
+        uploader=ctx.user_id,
+        content_type_header=meta.get("CONTENT_TYPE"),
+        filename=ctx.query.get("filename"),
+        content_length=meta.get("CONTENT_LENGTH"),
+        read=ctx.request.read,
+    )
+    return {"content_uri": content_uri}
+
+
+@media_endpoint(method="POST", allow_guest=False)
+async def create(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/media/v1/create"""
+    return await sync_to_async(media_actions.do_create_pending_media)(uploader=ctx.user_id)
+
+
+@media_endpoint(method="PUT", allow_guest=False)
+async def upload_to_mxc(ctx: RequestContext, server_name: str, media_id: str) -> dict[str, Any]:
+    """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
+    meta = ctx.request.META
+    await media_actions.check_upload_pending_media(
+        server_name=server_name,
+        media_id=media_id,
+        uploader=ctx.user_id,
+        content_type_header=meta.get("CONTENT_TYPE"),
+        filename=ctx.query.get("filename"),
+        content_length=meta.get("CONTENT_LENGTH"),
+        read=ctx.request.read,
+    )
+    return {}
+
+
+@media_endpoint(method="GET", allow_guest=True)
+async def legacy_config(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/media/v3/config"""
+    return media_actions.get_media_config()
+
+
+@media_endpoint(method="GET", auth=False)
+async def legacy_download(
+    ctx: RequestContext, server_name: str, media_id: str, file_name: str | None = None
+) -> HttpResponseBase:
+    """GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}] (unauthenticated, deprecated)"""
+    return await _download(ctx, server_name, media_id, file_name, legacy=True)
+
+
+@media_endpoint(method="GET", auth=False)
+async def legacy_thumbnail(ctx: RequestContext, server_name: str, media_id: str) -> HttpResponseBase:
+    """GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (unauthenticated, deprecated)"""
+    return await _thumbnail(ctx, server_name, media_id, legacy=True)
+
+
+@media_endpoint(method="GET", allow_guest=False)
+async def legacy_preview_url(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/media/v3/preview_url"""
+    url = media_actions.check_preview_request(url=ctx.query.get("url"), ts=ctx.query.get("ts"))
+    return await media_actions.access_url_preview(user_id=ctx.user_id, url=url)
+
+
+_LEGACY = r"^_matrix/media/(?:v3|r0)/"
+# Matched on the raw path: an encoded "/" (%2F) stays inside one segment and is decoded into
+# the parameter, where the grammar check refuses it.
+_MXC = r"(?P<server_name>[^/]+)/(?P<media_id>[^/]+)"
+
+routes: list[URLPattern] = [
+    re_path(_LEGACY + r"upload$", upload),
+    re_path(_LEGACY + rf"upload/{_MXC}$", upload_to_mxc),
+    re_path(r"^_matrix/media/v1/create$", create),
+    re_path(_LEGACY + r"config$", legacy_config),
+    re_path(_LEGACY + rf"download/{_MXC}/?$", legacy_download),
+    re_path(_LEGACY + rf"download/{_MXC}/(?P<file_name>[^/]+)$", legacy_download),
+    re_path(_LEGACY + rf"thumbnail/{_MXC}$", legacy_thumbnail),
+    re_path(_LEGACY + r"preview_url$", legacy_preview_url),
+    client_route("media/config", config, versions=("v1",)),
+    client_route("media/download/<server_name>/<media_id>", download, versions=("v1",)),
+    client_route("media/download/<server_name>/<media_id>/<file_name>", download, versions=("v1",)),
+    client_route("media/thumbnail/<server_name>/<media_id>", thumbnail, versions=("v1",)),
+    client_route("media/preview_url", preview_url, versions=("v1",)),
+]

@@ -1,5 +1,141 @@
-"""(being written)"""
+"""Push rules and the notification list (spec: client-server API "Push Notifications").
+
+Note the trailing slashes of ``GET /pushrules/`` and ``GET /pushrules/global/``:
+those are the spec's paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from django.urls import URLPattern
 
-routes: list[URLPattern] = []
+from dagcore.actions import push_rules as actions
+from dagcore.actions.account_data import get_account_data
+from dagcore.http.errors import MatrixError
+from tribune.http import RequestContext, client_route, endpoint, methods
+from tribune.serialize import serialize_stored_events
+
+
+@endpoint()
+def get_all(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/pushrules/"""
+    return {"global": actions.get_ruleset(user_id=ctx.user_id)}
+
+
+@endpoint()
+def get_global(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/pushrules/global/"""
+    return actions.get_ruleset(user_id=ctx.user_id)
+
+
+@endpoint()
+def get_rule(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    return actions.access_rule(user_id=ctx.user_id, kind=kind, rule_id=rule_id)
+
+
+@endpoint()
+def put_rule(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    actions.check_put_rule(
+        user_id=ctx.user_id,
+        kind=kind,
+        rule_id=rule_id,
+        body=ctx.json_object(),
+        before=ctx.query.get("before"),
+        after=ctx.query.get("after"),
+    )
+    return {}
+
+
+@endpoint()
+def delete_rule(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    actions.check_delete_rule(user_id=ctx.user_id, kind=kind, rule_id=rule_id)
+    return {}
+
+
+@endpoint()
+def get_enabled(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+    return {"enabled": actions.access_rule(user_id=ctx.user_id, kind=kind, rule_id=rule_id)["enabled"]}
+
+
+@endpoint()
+def put_enabled(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+    body = ctx.json_object()
+    if "enabled" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing enabled")
+    actions.check_set_rule_enabled(user_id=ctx.user_id, kind=kind, rule_id=rule_id, enabled=body["enabled"])
+    return {}
+
+
+@endpoint()
+def get_actions(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+    return {"actions": actions.access_rule(user_id=ctx.user_id, kind=kind, rule_id=rule_id)["actions"]}
+
+
+@endpoint()
+def put_actions(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+    body = ctx.json_object()
+    if "actions" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing actions")
+    actions.check_set_rule_actions(user_id=ctx.user_id, kind=kind, rule_id=rule_id, actions=body["actions"])
+    return {}
+
+
+def _ignored_users(user_id: str) -> frozenset[str]:
+    content = get_account_data(user_id=user_id, room_id=None, data_type="m.ignored_user_list") or {}
+    users = content.get("ignored_users")
+    return frozenset(u for u in users if isinstance(u, str)) if isinstance(users, dict) else frozenset()
+
+
+@endpoint()
+def get_notifications(ctx: RequestContext) -> dict[str, Any]:
+    """GET /_matrix/client/v3/notifications"""
+    raw_limit = ctx.query.get("limit")
+    limit = actions.DEFAULT_NOTIFICATIONS_LIMIT
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or int(raw_limit) < 1:
+            raise MatrixError(400, "M_INVALID_PARAM", "limit must be a positive integer")
+        limit = min(int(raw_limit), actions.MAX_NOTIFICATIONS_LIMIT)
+    only = ctx.query.get("only")
+    items, next_token = actions.get_notifications(
+        user_id=ctx.user_id,
+        from_token=ctx.query.get("from") or None,
+        limit=limit,
+        only_highlight=only == "highlight",
+        ignored_users=_ignored_users(ctx.user_id),
+    )
+    events = serialize_stored_events([i.stored for i in items])
+    out: dict[str, Any] = {
+        "notifications": [
+            {
+                "actions": list(item.actions),
+                "event": event,
+                "read": item.read,
+                "room_id": item.room_id,
+                "ts": item.stored.event.origin_server_ts,
+            }
+            for item, event in zip(items, events, strict=True)
+        ]
+    }
+    if next_token is not None:
+        out["next_token"] = next_token
+    return out
+
+
+routes: list[URLPattern] = [
+    client_route("pushrules/", methods(GET=get_all)),
+    client_route("pushrules/global/", methods(GET=get_global)),
+    client_route(
+        "pushrules/global/<kind>/<rule_id>", methods(GET=get_rule, PUT=put_rule, DELETE=delete_rule)
+    ),
+    client_route("pushrules/global/<kind>/<rule_id>/enabled", methods(GET=get_enabled, PUT=put_enabled)),
+    client_route("pushrules/global/<kind>/<rule_id>/actions", methods(GET=get_actions, PUT=put_actions)),
+    client_route("notifications", methods(GET=get_notifications)),
+]

@@ -1,5 +1,145 @@
-"""(being written)"""
+"""``GET /sync`` (spec: client-server API "Syncing").
 
+An async view: the response is built in a thread (database work), and an
+incremental sync with nothing new waits on the event loop — holding neither a
+thread nor a database connection — until ``tribune.sync.notifier`` wakes it
+or ``timeout`` runs out. It then answers with a ``next_batch`` the client can
+use again, as Synapse does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 
-routes: list[URLPattern] = []
+from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
+from dagcore.actions.presence import do_sync_presence
+from dagcore.http.errors import MatrixError
+from dagcore.http.responses import error_response, json_response
+from dagcore.store import txns as txn_store
+from tribune.http import RequestContext, authenticate, client_route
+from tribune.sync import notifier
+from tribune.sync.builder import SyncParams, SyncResult, build_sync
+from tribune.tokens import SyncToken
+
+logger = logging.getLogger("tribune")
+
+#: Longest long-poll honoured (ms); clients ask for 30 s.
+MAX_TIMEOUT_MS = 300_000
+PRESENCE_VALUES = ("online", "offline", "unavailable")
+
+
+@dataclass(frozen=True)
+class _Query:
+    since: SyncToken | None
+    timeout_ms: int
+    full_state: bool
+    set_presence: str | None
+    filter: str | None
+
+
+def _parse_query(request: HttpRequest) -> _Query:
+    q = request.GET
+    since = q.get("since")
+    token = SyncToken.parse(since) if since else None
+    raw_timeout = q.get("timeout", "0") or "0"
+    try:
+        timeout = int(raw_timeout)
+    except ValueError:
+        raise MatrixError(400, "M_INVALID_PARAM", "timeout must be an integer (milliseconds)") from None
+    if timeout < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "timeout must not be negative")
+    full_state = q.get("full_state", "false")
+    if full_state not in ("true", "false"):
+        raise MatrixError(400, "M_INVALID_PARAM", "full_state must be true or false")
+    set_presence = q.get("set_presence")
+    if set_presence is not None and set_presence not in PRESENCE_VALUES:
+        raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
+    return _Query(token, min(timeout, MAX_TIMEOUT_MS), full_state == "true", set_presence, q.get("filter"))
+
+
+def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncParams, SyncResult]:
+    """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
+    try:
+        ctx = RequestContext(request)
+        authenticate(ctx, required=True, allow_guest=True)
+        user_id = ctx.user_id
+        try:
+            sync_filter = resolve_sync_filter(user_id=user_id, value=query.filter)
+        except FilterNotFound:
+            raise MatrixError(400, "M_INVALID_PARAM", "No such filter for this user") from None
+        except FilterError as exc:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
+        do_sync_presence(user_id=user_id, set_presence=query.set_presence)
+        params = SyncParams(
+            user_id=user_id,
+            device_id=ctx.device_id,
+            device_key=txn_store.device_key(device_id=ctx.device_id, token_id=ctx.token_id),
+            since=query.since,
+            full_state=query.full_state,
+            filter=sync_filter,
+        )
+        return params, build_sync(params)
+    finally:
+        connection.close()  # back to the pool: a long-poll must not hold a connection
+
+
+def _rebuild(params: SyncParams) -> SyncResult:
+    try:
+        return build_sync(params)
+    finally:
+        connection.close()
+
+
+async def sync(request: HttpRequest) -> HttpResponse:
+    """GET /_matrix/client/v3/sync"""
+    if request.method != "GET":
+        return error_response(MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here"))
+    notifier.ensure_started()
+    try:
+        query = _parse_query(request)
+        generation = notifier.registry.generation
+        params, result = await sync_to_async(_first_pass)(request, query)
+        if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
+            return json_response(result.body)
+        return json_response(await _wait_for_news(params, result, generation, query.timeout_ms))
+    except MatrixError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("unhandled error in GET %s", request.path)
+        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+
+
+async def _wait_for_news(
+    params: SyncParams, result: SyncResult, generation: int, timeout_ms: int
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_ms / 1000
+    registry = notifier.registry
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return result.body
+        waiter = registry.register(params.user_id, result.room_ids)
+        try:
+            if not registry.missed_since(generation, params.user_id, result.room_ids):
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), remaining)
+                except TimeoutError:
+                    return result.body
+        finally:
+            registry.unregister(waiter)
+        generation = registry.generation
+        result = await sync_to_async(_rebuild)(params)
+        if result.has_news:
+            return result.body
+
+
+routes: list[URLPattern] = [client_route("sync", sync)]  # type: ignore[arg-type]  # an async view

@@ -1,0 +1,273 @@
+"""Room aliases and the public room directory.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#room-aliases and
+https://spec.matrix.org/v1.19/client-server-api/#listing-rooms. Publication in
+the directory is governed by the operator's ``room_list_publication_rules``
+(first matching rule wins, no match refuses — as in Synapse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from dagcore.actions.send_event import send_local_event
+from dagcore.http.errors import MatrixError
+from dagcore.models import Room, User
+from dagcore.protocol.auth_rules import get_required_level, get_user_power_level
+from dagcore.protocol.identifiers import is_valid_room_alias
+from dagcore.server_keys import get_server_name
+from dagcore.store import directory as directory_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
+from dagcore.store.directory import PublishedRoom
+
+MAX_PUBLIC_ROOMS_LIMIT = 500
+DEFAULT_PUBLIC_ROOMS_LIMIT = 100
+CANONICAL_ALIAS_KEY = ("m.room.canonical_alias", "")
+
+
+def _domain(identifier: str) -> str:
+    return identifier.split(":", 1)[1] if ":" in identifier else ""
+
+
+def check_local_alias(alias: str) -> str:
+    if not is_valid_room_alias(alias):
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+    if _domain(alias) != get_server_name():
+        raise MatrixError(400, "M_INVALID_PARAM", "Room aliases must be on this server")
+    return alias
+
+
+def _can_send_state(user_id: str, room: Room, event_type: str) -> bool:
+    state = state_store.get_current_state_events(
+        room, [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)]
+    )
+    member = state.get(("m.room.member", user_id))
+    if member is None or member.membership != "join":
+        return False
+    return get_user_power_level(user_id, state) >= get_required_level(event_type, is_state=True, state=state)
+
+
+# --------------------------------------------------------------------------- aliases
+
+
+def get_alias_target(*, alias: str) -> tuple[str, list[str]]:
+    """``(room_id, servers)`` of an alias (local ones; remote aliases need federation)."""
+    if not is_valid_room_alias(alias):
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+    if _domain(alias) != get_server_name():
+        raise MatrixError(
+            404, "M_NOT_FOUND", "Room alias not found (aliases of other servers need federation)"
+        )
+    row = directory_store.get_alias(alias)
+    if row is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
+    room = room_store.get_room(row.room_id)
+    servers = room_store.get_joined_servers(room) if room is not None else []
+    server_name = get_server_name()
+    # Our own server first: it answers for the alias.
+    servers = sorted(set(servers) | {server_name}, key=lambda s: (s != server_name, s))
+    return row.room_id, servers
+
+
+def check_create_alias(*, user: User, alias: str, room_id: Any) -> None:
+    """Create a local alias; the creator must be in the room. An existing alias is 409 M_UNKNOWN."""
+    check_local_alias(alias)
+    if not isinstance(room_id, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "room_id must be a string")
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+    membership = room_store.get_membership(room, user.user_id)
+    if not user.is_admin and (membership is None or membership.membership != "join"):
+        raise MatrixError(403, "M_FORBIDDEN", "You must be in the room to give it an alias")
+    if not directory_store.insert_alias(alias=alias, room_id=room_id, creator=user.user_id):
+        raise MatrixError(409, "M_UNKNOWN", "Room alias already exists")
+
+
+def check_delete_alias(*, user: User, alias: str) -> None:
+    """Delete a local alias: its creator, an admin of the room (canonical alias level) or a server admin.
+
+    If it was the room's canonical alias (or an alt alias), the canonical alias event is updated.
+    """
+    check_local_alias(alias)
+    row = directory_store.get_alias(alias)
+    if row is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
+    room = room_store.get_room(row.room_id)
+    allowed = user.is_admin or row.creator == user.user_id
+    if not allowed and room is not None:
+        allowed = _can_send_state(user.user_id, room, "m.room.canonical_alias")
+    if not allowed:
+        raise MatrixError(403, "M_FORBIDDEN", "You may not delete this alias")
+    directory_store.delete_alias(alias)
+    if room is not None:
+        _drop_from_canonical_alias(room, alias, user.user_id)
+
+
+def _drop_from_canonical_alias(room: Room, alias: str, user_id: str) -> None:
+    event = state_store.get_current_state_events(room, [CANONICAL_ALIAS_KEY]).get(CANONICAL_ALIAS_KEY)
+    if event is None:
+        return
+    content = dict(event.content)
+    changed = False
+    if content.get("alias") == alias:
+        content.pop("alias")
+        changed = True
+    alt = content.get("alt_aliases")
+    if isinstance(alt, list) and alias in alt:
+        content["alt_aliases"] = [a for a in alt if a != alias]
+        changed = True
+    if not changed:
+        return
+    sender = user_id if _can_send_state(user_id, room, "m.room.canonical_alias") else None
+    if sender is None:
+        return  # the alias is gone from the directory; the stale event is harmless (clients re-resolve)
+    with contextlib.suppress(MatrixError):
+        send_local_event(
+            room_id=room.room_id,
+            sender=sender,
+            event_type="m.room.canonical_alias",
+            content=content,
+            state_key="",
+        )
+
+
+def access_room_aliases(*, user_id: str, room_id: str) -> list[str]:
+    """Local aliases of a room, for members (or anyone if it is world-readable)."""
+    from dagcore.actions.room_access import access_room_history
+
+    reader = access_room_history(user_id=user_id, room_id=room_id, allow_departed=False)
+    return directory_store.get_aliases_for_room(reader.room.room_id)
+
+
+# --------------------------------------------------------------------------- publication
+
+
+def is_publication_allowed(*, user_id: str, room_id: str, aliases: Sequence[str]) -> bool:
+    """``room_list_publication_rules``: the first rule matching user, room and an alias decides."""
+    rules: list[dict[str, Any]] = settings.DAGMA.get("room_list_publication_rules") or []
+    for rule in rules:
+        if not fnmatch.fnmatchcase(user_id, str(rule.get("user_id", "*"))):
+            continue
+        if not fnmatch.fnmatchcase(room_id, str(rule.get("room_id", "*"))):
+            continue
+        alias_glob = str(rule.get("alias", "*"))
+        if alias_glob != "*" and not any(fnmatch.fnmatchcase(a, alias_glob) for a in aliases):
+            continue
+        return rule.get("action") == "allow"
+    return False
+
+
+def get_room_visibility(*, room_id: str) -> str:
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+    return "public" if room.is_public else "private"
+
+
+def check_set_room_visibility(*, user: User, room_id: str, visibility: Any) -> None:
+    """Publish or unpublish a room: room admins (canonical alias level) or server admins."""
+    if visibility not in ("public", "private"):
+        raise MatrixError(400, "M_INVALID_PARAM", "visibility must be 'public' or 'private'")
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+    if not user.is_admin and not _can_send_state(user.user_id, room, "m.room.canonical_alias"):
+        raise MatrixError(403, "M_FORBIDDEN", "You need power in the room to change its directory visibility")
+    if visibility == "public" and not user.is_admin:
+        aliases = directory_store.get_aliases_for_room(room_id)
+        if not is_publication_allowed(user_id=user.user_id, room_id=room_id, aliases=aliases):
+            raise MatrixError(403, "M_FORBIDDEN", "Publishing rooms to the directory is not allowed")
+    room_store.set_room_public(room, visibility == "public")
+
+
+def do_publish_room(*, room: Room, public: bool) -> None:
+    room_store.set_room_public(room, public)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class PublicRoomsPage:
+    chunk: list[dict[str, Any]]
+    next_batch: str | None
+    prev_batch: str | None
+    total: int
+
+
+def parse_public_rooms_token(value: str | None) -> int:
+    """``since`` tokens are ``o<offset>``: stable enough for a list ordered by size then room ID."""
+    if value is None or value == "":
+        return 0
+    if not value.startswith("o") or not value[1:].isdigit() or len(value) > 12:
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
+    return int(value[1:])
+
+
+def _summary_chunk(room: PublishedRoom, state: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "room_id": room.room_id,
+        "num_joined_members": room.joined_members,
+        "world_readable": state.get("m.room.history_visibility", {}).get("history_visibility")
+        == "world_readable",
+        "guest_can_join": state.get("m.room.guest_access", {}).get("guest_access") == "can_join",
+    }
+    for key, etype, field in (
+        ("name", "m.room.name", "name"),
+        ("topic", "m.room.topic", "topic"),
+        ("avatar_url", "m.room.avatar", "url"),
+        ("canonical_alias", "m.room.canonical_alias", "alias"),
+        ("join_rule", "m.room.join_rules", "join_rule"),
+        ("room_type", "m.room.create", "type"),
+    ):
+        value = state.get(etype, {}).get(field)
+        if isinstance(value, str) and value:
+            chunk[key] = value
+    return chunk
+
+
+def _matches(chunk: dict[str, Any], term: str) -> bool:
+    term = term.casefold()
+    return any(
+        term in str(chunk.get(k, "")).casefold() for k in ("name", "topic", "canonical_alias", "room_id")
+    )
+
+
+def get_public_rooms(
+    *,
+    limit: int | None,
+    since: str | None,
+    search_term: str | None = None,
+    room_types: Sequence[str | None] | None = None,
+) -> PublicRoomsPage:
+    """One page of the local public room directory (largest rooms first)."""
+    offset = parse_public_rooms_token(since)
+    size = DEFAULT_PUBLIC_ROOMS_LIMIT if limit is None else max(0, min(limit, MAX_PUBLIC_ROOMS_LIMIT))
+    rooms = directory_store.get_published_rooms()
+    filtering = bool(search_term) or room_types is not None
+    if filtering:
+        # Filters read the rooms' state, so load the summaries of all published rooms (one query).
+        summaries = directory_store.get_room_summaries(r.room_nid for r in rooms)
+        chunks = [_summary_chunk(r, summaries[r.room_nid]) for r in rooms]
+        if search_term:
+            chunks = [c for c in chunks if _matches(c, search_term)]
+        if room_types is not None:
+            chunks = [c for c in chunks if c.get("room_type") in room_types]
+        total = len(chunks)
+        page = chunks[offset : offset + size]
+    else:
+        total = len(rooms)
+        selected = rooms[offset : offset + size]
+        summaries = directory_store.get_room_summaries(r.room_nid for r in selected)
+        page = [_summary_chunk(r, summaries[r.room_nid]) for r in selected]
+    next_batch = f"o{offset + size}" if offset + size < total and size > 0 else None
+    prev_batch = f"o{max(0, offset - size)}" if offset > 0 else None
+    return PublicRoomsPage(chunk=page, next_batch=next_batch, prev_batch=prev_batch, total=total)

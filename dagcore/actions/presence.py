@@ -1,0 +1,150 @@
+"""Presence of local users (spec: client-server API "Presence").
+
+A user is online while they sync (``set_presence``) or say so
+(``PUT /presence/{userId}/status``); :func:`expire_presence` marks users
+offline once they have not synced for ``OFFLINE_AFTER_MS``. Writes are
+throttled: a sync of an already-online user only refreshes ``last_sync_ts``
+every ``SYNC_TOUCH_MS`` and moves the stream only when what others see changes
+(state, status message, or activity older than ``ACTIVE_WINDOW_MS``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from dagcore.clock import now_ms
+from dagcore.http.errors import MatrixError
+from dagcore.notifier import Change, notify
+from dagcore.store import accounts as account_store
+from dagcore.store import presence as store
+from dagcore.store.presence import PresenceRow
+from dagcore.store.streams import advance_stream
+
+STATES = ("online", "unavailable", "offline")
+#: "currently_active" holds for this long after the last activity (as Synapse).
+ACTIVE_WINDOW_MS = 60_000
+#: A user who stopped syncing goes offline after this long.
+OFFLINE_AFTER_MS = 90_000
+#: An online user's syncs refresh ``last_sync_ts`` at most this often.
+SYNC_TOUCH_MS = 15_000
+MAX_STATUS_MSG = 2048
+
+_KEEP = object()
+
+
+def presence_enabled() -> bool:
+    conf = settings.DAGMA["presence"]
+    return bool(conf.get("enabled", True)) if isinstance(conf, dict) else True
+
+
+def do_set_presence(
+    *, user_id: str, state: str, status_msg: Any = _KEEP, from_sync: bool = False, now: int | None = None
+) -> bool:
+    """Set the user's presence; True if the stream moved (others will see a change).
+
+    ``from_sync``: the automatic ``set_presence`` of ``/sync``; when nothing others
+    see changes it only refreshes ``last_sync_ts`` (throttled), and it keeps the
+    status message.
+    """
+    assert state in STATES
+    now = now if now is not None else now_ms()
+    with transaction.atomic():
+        row = store.lock_presence(user_id)
+        new_msg = (row.status_msg if row else None) if status_msg is _KEEP else status_msg
+        if row is not None and from_sync and row.state == state and row.status_msg == new_msg:
+            stale_activity = state == "online" and now - row.last_active_ts >= ACTIVE_WINDOW_MS
+            if not stale_activity:
+                if now - row.last_sync_ts >= SYNC_TOUCH_MS:
+                    store.touch_last_sync(user_id=user_id, ts=now)
+                return False
+        last_active = now if state == "online" or row is None else row.last_active_ts
+        store.write_presence(
+            user_id=user_id, state=state, status_msg=new_msg, last_active_ts=last_active, last_sync_ts=now
+        )
+        position = advance_stream("presence")
+        store.set_presence_stream_ids(user_ids=[user_id], stream_id=position)
+        notify(
+            Change(
+                stream="presence",
+                position=position,
+                user_ids=(user_id,),
+                extra={"room_ids": store.get_joined_room_ids_of(user_id)},
+            )
+        )
+    return True
+
+
+def do_sync_presence(*, user_id: str, set_presence: str | None) -> None:
+    """``/sync``'s ``set_presence``: omitted means online; ``offline`` leaves presence alone."""
+    if not presence_enabled():
+        return
+    wanted = set_presence or "online"
+    if wanted == "offline":
+        return
+    do_set_presence(user_id=user_id, state=wanted, from_sync=True)
+
+
+def expire_presence(*, now: int | None = None) -> int:
+    """Mark offline the users who stopped syncing; returns how many."""
+    now = now if now is not None else now_ms()
+    with transaction.atomic():
+        users = store.claim_timed_out(sync_cutoff=now - OFFLINE_AFTER_MS)
+        if not users:
+            return 0
+        store.set_offline(user_ids=users)
+        position = advance_stream("presence")
+        store.set_presence_stream_ids(user_ids=users, stream_id=position)
+        for user_id in users:
+            notify(
+                Change(
+                    stream="presence",
+                    position=position,
+                    user_ids=(user_id,),
+                    extra={"room_ids": store.get_joined_room_ids_of(user_id)},
+                )
+            )
+    return len(users)
+
+
+def presence_content(row: PresenceRow | None, *, now: int | None = None) -> dict[str, Any]:
+    """The ``m.presence`` content / ``GET .../status`` answer for a row (None: offline)."""
+    if row is None:
+        return {"presence": "offline"}
+    now = now if now is not None else now_ms()
+    out: dict[str, Any] = {"presence": row.state, "last_active_ago": max(0, now - row.last_active_ts)}
+    if row.status_msg is not None:
+        out["status_msg"] = row.status_msg
+    if row.state == "online":
+        out["currently_active"] = now - row.last_active_ts < ACTIVE_WINDOW_MS
+    return out
+
+
+def check_set_presence(*, requester: str, user_id: str, state: object, status_msg: object) -> None:
+    """``PUT /presence/{userId}/status``: only your own, a known state, a string status."""
+    if requester != user_id:
+        raise MatrixError(403, "M_FORBIDDEN", "You can only set your own presence")
+    if state not in STATES:
+        raise MatrixError(400, "M_INVALID_PARAM", "presence must be one of online, unavailable, offline")
+    if status_msg is not None and not isinstance(status_msg, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "status_msg must be a string")
+    if isinstance(status_msg, str) and len(status_msg) > MAX_STATUS_MSG:
+        raise MatrixError(400, "M_INVALID_PARAM", f"status_msg is limited to {MAX_STATUS_MSG} characters")
+    if not presence_enabled():
+        return  # accepted and ignored, as Synapse does with presence off
+    assert isinstance(state, str)
+    do_set_presence(user_id=user_id, state=state, status_msg=status_msg)
+
+
+def access_presence(*, requester: str, user_id: str) -> dict[str, Any]:
+    """``GET /presence/{userId}/status``: yours, or of a user you share a room with."""
+    if user_id != requester:
+        if account_store.get_user(user_id) is None:
+            raise MatrixError(404, "M_NOT_FOUND", "No presence for this user")
+        if not store.users_share_a_room(requester, user_id):
+            raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to see their presence")
+    if not presence_enabled():
+        return {"presence": "offline"}
+    return presence_content(store.get_presence(user_id))

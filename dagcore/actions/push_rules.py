@@ -1,0 +1,426 @@
+"""Push rules of users, unread-notification counts and the notification list.
+
+Spec: client-server API "Push Notifications": "Push Rules: API", "Listing
+Notifications", "Receiving notifications". Rule changes move the
+``account_data`` stream (an ``m.push_rules`` marker row), so clients receive
+their new ruleset in ``/sync`` as the spec's ``m.push_rules`` account data.
+
+Unread counts are computed lazily, when a ``/sync`` needs them, and never per
+recipient at send time: a message in a room of 10,000 members costs nothing
+until a member syncs, and then only that member's evaluation. Counts are kept
+in ``UnreadCounter`` rows valid for the user's receipts and rules of the time,
+so a later sync evaluates only events newer than the counter; a fresh count
+evaluates at most ``MAX_COUNTED_EVENTS`` events per room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from dagcore.actions.account_data import do_set_account_data
+from dagcore.http.errors import MatrixError
+from dagcore.protocol import push_rules as rules
+from dagcore.protocol.auth_rules.power import get_user_power_level
+from dagcore.protocol.events import Event, StateKey
+from dagcore.store import account_data as account_data_store
+from dagcore.store import push_rules as store
+from dagcore.store import receipts as receipt_store
+from dagcore.store import sync as sync_store
+from dagcore.store.events import StoredEvent
+
+#: Events evaluated at most when a room's count is computed afresh (clients show "99+" anyway).
+MAX_COUNTED_EVENTS = 500
+#: Events examined at most by one /notifications request.
+MAX_NOTIFICATION_SCAN = 2000
+MAX_NOTIFICATIONS_LIMIT = 100
+DEFAULT_NOTIFICATIONS_LIMIT = 20
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
+
+
+# --------------------------------------------------------------------------- rulesets
+
+
+def get_ruleset(*, user_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The user's ``global`` ruleset: server defaults merged with their rules (one query)."""
+    user_rules: dict[str, list[dict[str, Any]]] = {}
+    changes: dict[tuple[str, str], rules.DefaultRuleChange] = {}
+    for row in store.get_push_rule_rows(user_id):
+        if row.is_default:
+            changes[(row.kind, row.rule_id)] = rules.DefaultRuleChange(
+                enabled=row.enabled, actions=row.actions
+            )
+            continue
+        user_rules.setdefault(row.kind, []).append(
+            {
+                "rule_id": row.rule_id,
+                "enabled": row.enabled if row.enabled is not None else True,
+                "actions": row.actions or [],
+                "conditions": row.conditions,
+                "pattern": row.pattern,
+            }
+        )
+    return rules.build_ruleset(user_id, user_rules, changes)
+
+
+def get_rules_version(*, user_id: str) -> int:
+    """Position of the user's last rule change (0: never changed)."""
+    return account_data_store.get_account_data_stream_id(
+        user_id=user_id, room_id=account_data_store.GLOBAL, data_type=account_data_store.PUSH_RULES_TYPE
+    )
+
+
+def _rules_changed(user_id: str) -> None:
+    # The marker's content is never served: /sync and the API compute the ruleset.
+    do_set_account_data(
+        user_id=user_id, room_id=None, data_type=account_data_store.PUSH_RULES_TYPE, content={}
+    )
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in rules.KINDS:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Unknown rule kind: {kind[:50]}")
+
+
+def access_rule(*, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
+    _check_kind(kind)
+    found = rules.find_rule(get_ruleset(user_id=user_id), kind, rule_id)
+    if found is None:
+        raise MatrixError(404, "M_NOT_FOUND", "The push rule was not found.")
+    return dict(found)
+
+
+def check_put_rule(
+    *, user_id: str, kind: str, rule_id: str, body: Mapping[str, Any], before: str | None, after: str | None
+) -> None:
+    """Create or replace a user-defined rule, placed by ``before``/``after`` (spec: "setPushRule")."""
+    _check_kind(kind)
+    if rule_id.startswith("."):
+        raise MatrixError(
+            400, "M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules"
+        )
+    try:
+        fields = rules.validate_rule_body(kind, rule_id, body)
+    except rules.PushRuleError as exc:
+        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+    for anchor in (before, after):
+        if anchor is not None and anchor.startswith("."):
+            raise MatrixError(
+                400, "M_INVALID_PARAM", "Rules cannot be placed relative to server-default rules"
+            )
+    with transaction.atomic():
+        existing = store.lock_user_rules(user_id=user_id, kind=kind)
+        ids = [rid for _, rid, _ in existing]
+        for anchor in (before, after):
+            if anchor is not None and (anchor not in ids or anchor == rule_id):
+                raise MatrixError(400, "M_UNKNOWN", f"before/after rule not found: {anchor[:100]}")
+        order = [rid for rid in ids if rid != rule_id]
+        if before is not None:
+            order.insert(order.index(before), rule_id)
+        elif after is not None:
+            order.insert(order.index(after) + 1, rule_id)
+        elif rule_id in ids:
+            order.insert(ids.index(rule_id), rule_id)  # an update keeps its place
+        else:
+            order.insert(0, rule_id)  # a new rule is the most important (spec)
+        priority_of = {rid: len(order) - i for i, rid in enumerate(order)}
+        store.upsert_user_rule(
+            user_id=user_id,
+            kind=kind,
+            rule_id=rule_id,
+            conditions=fields.get("conditions", []),
+            actions=fields["actions"],
+            pattern=fields.get("pattern"),
+            priority=priority_of[rule_id],
+        )
+        store.set_priorities(
+            row_priorities=[
+                (row_id, priority_of[rid])
+                for row_id, rid, p in existing
+                if rid != rule_id and p != priority_of[rid]
+            ]
+        )
+        _rules_changed(user_id)
+
+
+def check_delete_rule(*, user_id: str, kind: str, rule_id: str) -> None:
+    _check_kind(kind)
+    if rule_id.startswith("."):
+        # Server-default rules can be disabled, not deleted.
+        if rules.find_rule(rules.default_rules(user_id), kind, rule_id) is not None:
+            raise MatrixError(400, "M_INVALID_PARAM", "Server-default rules cannot be deleted")
+        raise MatrixError(404, "M_NOT_FOUND", "The push rule was not found.")
+    with transaction.atomic():
+        if not store.delete_user_rule(user_id=user_id, kind=kind, rule_id=rule_id):
+            raise MatrixError(404, "M_NOT_FOUND", "The push rule was not found.")
+        _rules_changed(user_id)
+
+
+def check_set_rule_enabled(*, user_id: str, kind: str, rule_id: str, enabled: object) -> None:
+    if not isinstance(enabled, bool):
+        raise MatrixError(400, "M_BAD_JSON", "enabled must be a boolean")
+    rule = access_rule(user_id=user_id, kind=kind, rule_id=rule_id)
+    with transaction.atomic():
+        store.set_rule_enabled(
+            user_id=user_id, kind=kind, rule_id=rule_id, enabled=enabled, is_default=rule["default"]
+        )
+        _rules_changed(user_id)
+
+
+def check_set_rule_actions(*, user_id: str, kind: str, rule_id: str, actions: object) -> None:
+    try:
+        valid = rules.validate_actions(actions)
+    except rules.PushRuleError as exc:
+        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+    rule = access_rule(user_id=user_id, kind=kind, rule_id=rule_id)
+    with transaction.atomic():
+        store.set_rule_actions(
+            user_id=user_id, kind=kind, rule_id=rule_id, actions=valid, is_default=rule["default"]
+        )
+        _rules_changed(user_id)
+
+
+# --------------------------------------------------------------------------- evaluation context
+
+
+@dataclass(frozen=True)
+class RoomRef:
+    room_nid: int
+    room_id: str
+    #: Where counting starts when the user has no receipt: their join.
+    joined_at: int
+
+
+@dataclass
+class RoomContexts:
+    """Per room, what push rule conditions read, loaded for many rooms in a few queries."""
+
+    user_id: str
+    member_counts: dict[int, int] = field(default_factory=dict)
+    display_names: dict[int, str | None] = field(default_factory=dict)
+    state: dict[int, dict[StateKey, Event]] = field(default_factory=dict)
+
+    def context_for(self, room_nid: int, sender: str) -> rules.EvalContext:
+        state = self.state.get(room_nid, {})
+        power_levels = state.get(POWER_LEVELS_KEY)
+        notifications = power_levels.content.get("notifications") if power_levels is not None else None
+        try:
+            level = get_user_power_level(sender, state) if CREATE_KEY in state else 0
+        except Exception:  # malformed power levels: treat the sender as powerless
+            level = 0
+        return rules.EvalContext(
+            user_id=self.user_id,
+            room_member_count=self.member_counts.get(room_nid, 0),
+            display_name=self.display_names.get(room_nid),
+            sender_power_level=level,
+            notification_levels=notifications if isinstance(notifications, dict) else {},
+        )
+
+
+def load_room_contexts(*, user_id: str, room_nids: Sequence[int]) -> RoomContexts:
+    counts = sync_store.get_membership_counts(room_nids)
+    return RoomContexts(
+        user_id=user_id,
+        member_counts={nid: c.get("join", 0) for nid, c in counts.items()},
+        display_names=sync_store.get_own_displaynames(user_id, room_nids),
+        state=sync_store.get_current_state_for_rooms(room_nids, [CREATE_KEY, POWER_LEVELS_KEY]),
+    )
+
+
+def _thread_root(stored: StoredEvent) -> str:
+    relates = stored.event.content.get("m.relates_to")
+    if (
+        isinstance(relates, dict)
+        and relates.get("rel_type") == "m.thread"
+        and isinstance(relates.get("event_id"), str)
+    ):
+        return str(relates["event_id"])
+    return "main"
+
+
+# --------------------------------------------------------------------------- unread counts
+
+
+@dataclass(frozen=True)
+class UnreadCounts:
+    notification_count: int
+    highlight_count: int
+    #: With threads: main timeline counts, and per thread root.
+    main: tuple[int, int]
+    threads: dict[str, tuple[int, int]]
+
+
+def get_unread_counts(
+    *,
+    user_id: str,
+    rooms: Sequence[RoomRef],
+    upto: int,
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    ignored_users: frozenset[str] = frozenset(),
+) -> dict[int, UnreadCounts]:
+    """Unread notification and highlight counts of the user in each room, up to stream ``upto``.
+
+    A bounded number of queries for any number of rooms: counters, receipts,
+    the events to evaluate (one UNION), the rooms' power levels and member
+    counts, and one upsert of the updated counters.
+    """
+    if not rooms:
+        return {}
+    nids = [r.room_nid for r in rooms]
+    by_nid = {r.room_nid: r for r in rooms}
+    version = get_rules_version(user_id=user_id)
+    counters = store.get_unread_counters(user_id=user_id, room_nids=nids)
+    receipts = receipt_store.get_user_receipts(user_id=user_id, room_nids=nids)
+    own = [r for r in receipts if r.receipt_type in receipt_store.READ_TYPES]
+    fingerprint: dict[int, int] = {}
+    unthreaded: dict[int, int] = {}
+    main_pos: dict[int, int] = {}
+    thread_pos: dict[int, dict[str, int]] = {}
+    room_nid_of = {r.room_id: r.room_nid for r in rooms}
+    for r in own:
+        nid = room_nid_of[r.room_id]
+        fingerprint[nid] = max(fingerprint.get(nid, 0), r.stream_id)
+        if r.thread_id == "":
+            unthreaded[nid] = max(unthreaded.get(nid, 0), r.event_stream_ordering)
+        elif r.thread_id == "main":
+            main_pos[nid] = max(main_pos.get(nid, 0), r.event_stream_ordering)
+        else:
+            t = thread_pos.setdefault(nid, {})
+            t[r.thread_id] = max(t.get(r.thread_id, 0), r.event_stream_ordering)
+
+    fresh: list[store.Counter] = []
+    starts: dict[int, int] = {}
+    for nid in nids:
+        counter = counters.get(nid)
+        # A counter from another read position or ruleset is recomputed; otherwise only newer events count.
+        if (
+            counter is None
+            or counter.from_stream != fingerprint.get(nid, 0)
+            or counter.rules_version != version
+        ):
+            base = unthreaded.get(nid, by_nid[nid].joined_at)
+            counter = store.Counter(nid, fingerprint.get(nid, 0), base, version, 0, 0, {})
+            counters[nid] = counter
+            fresh.append(counter)
+        if counter.upto_stream < upto:
+            starts[nid] = counter.upto_stream
+    to_count = sync_store.get_events_for_counting(
+        starts, upto=upto, limit=MAX_COUNTED_EVENTS, exclude_sender=user_id
+    )
+    changed: dict[int, store.Counter] = {c.room_nid: c for c in fresh}
+    with_events = [nid for nid, events in to_count.items() if events]
+    if with_events:
+        rs = ruleset if ruleset is not None else get_ruleset(user_id=user_id)
+        contexts = load_room_contexts(user_id=user_id, room_nids=with_events)
+        for nid in with_events:
+            counter = counters[nid]
+            plain_read = max(unthreaded.get(nid, 0), main_pos.get(nid, 0))
+            for stored in to_count[nid]:
+                if stored.event.sender in ignored_users:
+                    continue
+                result = rules.evaluate(rs, stored.event.pdu, contexts.context_for(nid, stored.event.sender))
+                if not result.notify:
+                    continue
+                pos = stored.stream_ordering or 0
+                if pos > plain_read:
+                    counter.notification_count += 1
+                    counter.highlight_count += int(result.highlight)
+                root = _thread_root(stored)
+                read = unthreaded.get(nid, 0)
+                read = max(
+                    read, main_pos.get(nid, 0) if root == "main" else thread_pos.get(nid, {}).get(root, 0)
+                )
+                if pos > read:
+                    n, h = counter.threads.get(root, [0, 0])
+                    counter.threads[root] = [n + 1, h + int(result.highlight)]
+        for nid in with_events:
+            changed[nid] = counters[nid]
+    for nid in starts:
+        if counters[nid].upto_stream != upto:
+            counters[nid].upto_stream = upto
+            changed[nid] = counters[nid]
+    store.save_unread_counters(user_id=user_id, counters=list(changed.values()))
+    out: dict[int, UnreadCounts] = {}
+    for nid in nids:
+        c = counters[nid]
+        main = c.threads.get("main", [0, 0])
+        out[nid] = UnreadCounts(
+            notification_count=c.notification_count,
+            highlight_count=c.highlight_count,
+            main=(main[0], main[1]),
+            threads={root: (v[0], v[1]) for root, v in c.threads.items() if root != "main" and v[0] > 0},
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- /notifications
+
+
+@dataclass(frozen=True)
+class NotificationItem:
+    stored: StoredEvent
+    room_id: str
+    actions: tuple[Any, ...]
+    read: bool
+
+
+def get_notifications(
+    *,
+    user_id: str,
+    from_token: str | None,
+    limit: int,
+    only_highlight: bool,
+    ignored_users: frozenset[str] = frozenset(),
+) -> tuple[list[NotificationItem], str | None]:
+    """Events of the user's joined rooms that notified them, newest first, and the next token.
+
+    Evaluated on demand (there is no per-recipient record made at send time);
+    one request examines at most ``MAX_NOTIFICATION_SCAN`` events.
+    """
+    before: int | None = None
+    if from_token is not None:
+        if not from_token.isdigit() or len(from_token) > 18:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid from token")
+        before = int(from_token)
+    memberships = [m for m in sync_store.get_user_memberships(user_id) if m.membership == "join"]
+    if not memberships:
+        return [], None
+    joined_at = {m.room_nid: m.stream_ordering for m in memberships}
+    room_id_of = {m.room_nid: m.room_id for m in memberships}
+    nids = list(joined_at)
+    read_pos = receipt_store.get_read_positions(user_id=user_id, room_nids=nids)
+    ruleset = get_ruleset(user_id=user_id)
+    contexts = load_room_contexts(user_id=user_id, room_nids=nids)
+    found: list[NotificationItem] = []
+    scanned = 0
+    while scanned < MAX_NOTIFICATION_SCAN:
+        batch = sync_store.get_events_before(nids, before=before, limit=100, exclude_sender=user_id)
+        if not batch:
+            return found, None
+        for stored in batch:
+            scanned += 1
+            before = stored.stream_ordering
+            nid = stored.room_nid
+            if (stored.stream_ordering or 0) <= joined_at[nid] or stored.event.sender in ignored_users:
+                continue
+            result = rules.evaluate(ruleset, stored.event.pdu, contexts.context_for(nid, stored.event.sender))
+            if not result.notify or (only_highlight and not result.highlight):
+                continue
+            found.append(
+                NotificationItem(
+                    stored=stored,
+                    room_id=room_id_of[nid],
+                    actions=result.actions,
+                    read=(stored.stream_ordering or 0) <= read_pos.get(nid, 0),
+                )
+            )
+            if len(found) >= limit:
+                return found, str(before)
+        if len(batch) < 100:
+            return found, None
+    return found, str(before) if before is not None else None

@@ -1,0 +1,112 @@
+"""Redactions: sending them from clients, and applying accepted ones to their targets.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#redactions and rooms/v3
+"Handling redactions": from room version 3 the auth rules accept any redaction
+from a member who may send ``m.room.redaction``; it *applies* only if its
+sender has the ``redact`` power level or is on the same server as the redacted
+event's sender (:func:`dagcore.protocol.auth_rules.redaction_applies`). Since
+our own users always share our server, a client may only redact others' events
+with the ``redact`` level — checked here before anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagcore.actions.send_event import check_event_input, send_local_event
+from dagcore.http.errors import MatrixError
+from dagcore.models import Room
+from dagcore.protocol.auth_rules import get_named_level, get_user_power_level, redaction_applies
+from dagcore.protocol.events import Event, StateKey
+from dagcore.store import events as event_store
+from dagcore.store import redactions as redaction_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
+from dagcore.store import timeline
+from dagcore.store import txns as txn_store
+
+_POWER_KEYS: list[StateKey] = [("m.room.create", ""), ("m.room.power_levels", "")]
+
+
+def check_redact_event(
+    *,
+    user_id: str,
+    device_key: str,
+    room_id: str,
+    event_id: str,
+    reason: Any,
+    txn_id: str,
+) -> str:
+    """Redact an event (idempotent per transaction). Own events: any member; others' events: redact level."""
+    scope = f"redact\x1f{room_id}\x1f{event_id}"
+    existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    if existing is not None:
+        return existing
+    if reason is not None and not isinstance(reason, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "reason must be a string")
+    room = room_store.get_room(room_id)
+    if room is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+    content: dict[str, Any] = {"reason": reason} if reason else {}
+    check_event_input(room_id=room_id, event_type="m.room.redaction", content=content)
+    target = timeline.get_room_event(room, event_id)
+    if target is not None:
+        if target.event.type == "m.room.create":
+            raise MatrixError(403, "M_FORBIDDEN", "The room's create event cannot be redacted")
+        if target.event.sender != user_id:
+            state = state_store.get_current_state_events(room, _POWER_KEYS)
+            if get_user_power_level(user_id, state) < get_named_level("redact", state):
+                raise MatrixError(403, "M_FORBIDDEN", "You don't have permission to redact others' events")
+    persisted = send_local_event(
+        room_id=room_id, sender=user_id, event_type="m.room.redaction", content=content, redacts=event_id
+    )
+    redaction_id = persisted.event.event_id
+    if not txn_store.insert_txn(
+        user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=redaction_id
+    ):
+        return (
+            txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+            or redaction_id
+        )
+    return redaction_id
+
+
+def _state_for_redaction(state_group: int | None) -> dict[StateKey, Event]:
+    if state_group is None:
+        return {}
+    ids = state_store.get_state_ids(state_group, _POWER_KEYS)
+    loaded = event_store.get_events_by_nids(ids.values())
+    return {k: loaded[n].event for k, n in ids.items() if n in loaded}
+
+
+def do_apply_redaction(*, room: Room, redaction: Event, state_group_before: int | None) -> bool:
+    """Mark the target of an accepted redaction as redacted, if the redaction applies to it.
+
+    Called by the event pipeline inside the room's write transaction, for local
+    and received redactions alike. A target we do not have yet is handled when
+    it arrives (:func:`do_apply_pending_redactions`).
+    """
+    target_id = redaction.redacts
+    if target_id is None:
+        return False
+    target = event_store.get_event_by_id(target_id)
+    if target is None or target.room_nid != room.id or target.redacted_by is not None:
+        return False
+    if not redaction_applies(redaction, target.event, _state_for_redaction(state_group_before)):
+        return False
+    return redaction_store.mark_redacted(
+        room=room, target_event_id=target_id, redaction_event_id=redaction.event_id
+    )
+
+
+def do_apply_pending_redactions(*, room: Room, event: Event) -> bool:
+    """For an event that arrives after a redaction of it (federation): apply the first that applies."""
+    for redaction_id in redaction_store.get_redactions_of(room, event.event_id):
+        stored = event_store.get_event_by_id(redaction_id)
+        if stored is None:
+            continue
+        if redaction_applies(stored.event, event, _state_for_redaction(stored.state_group_before)):
+            return redaction_store.mark_redacted(
+                room=room, target_event_id=event.event_id, redaction_event_id=redaction_id
+            )
+    return False

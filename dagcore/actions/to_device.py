@@ -1,0 +1,116 @@
+"""Send-to-device messaging, local delivery (spec: client-server API "Send-to-Device messaging").
+
+Messages go into each target device's inbox at their own stream position;
+``/sync`` hands them out in order and deletes them only once the device syncs
+with a later ``since`` token (spec: "the server ... should delete the messages
+once the client has acknowledged them by using the next_batch token").
+Idempotent per ``(device, txnId)`` (spec: "Transaction identifiers").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from dagcore.http.errors import MatrixError
+from dagcore.notifier import Change, notify
+from dagcore.server_keys import get_server_name
+from dagcore.store import to_device as store
+from dagcore.store import txns as txn_store
+from dagcore.store.streams import advance_stream
+from dagcore.store.to_device import InboxMessage
+
+#: Messages one request may address (a user with many devices times many users).
+MAX_MESSAGES_PER_REQUEST = 10_000
+#: Messages one /sync delivers; the rest come with the next sync, at once.
+MAX_MESSAGES_PER_SYNC = 100
+WILDCARD_DEVICE = "*"
+
+
+def _parse_messages(messages: object) -> list[tuple[str, str, dict[str, Any]]]:
+    if not isinstance(messages, dict):
+        raise MatrixError(400, "M_BAD_JSON", "messages must be an object of user ID -> device ID -> content")
+    parsed: list[tuple[str, str, dict[str, Any]]] = []
+    for user_id, by_device in messages.items():
+        if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Not a user ID: {str(user_id)[:100]}")
+        if not isinstance(by_device, dict):
+            raise MatrixError(
+                400, "M_BAD_JSON", "messages must map each user ID to an object of device ID -> content"
+            )
+        for device_id, content in by_device.items():
+            if not isinstance(content, dict):
+                raise MatrixError(400, "M_BAD_JSON", "each message content must be an object")
+            parsed.append((user_id, device_id, content))
+    if len(parsed) > MAX_MESSAGES_PER_REQUEST:
+        raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_MESSAGES_PER_REQUEST} messages per request")
+    return parsed
+
+
+def check_send_to_device(
+    *, sender: str, device_key: str, event_type: str, txn_id: str, messages: object
+) -> int:
+    """Deliver to local devices; returns how many messages were queued (0 for a retried txn).
+
+    Messages for remote users are left to federation (the Embassy) and ignored here.
+    """
+    if not event_type or len(event_type) > 255:
+        raise MatrixError(400, "M_INVALID_PARAM", "The event type must be 1-255 characters")
+    parsed = _parse_messages(messages)
+    server = f":{get_server_name()}"
+    local = [(u, d, c) for u, d, c in parsed if u.endswith(server)]
+    with transaction.atomic():
+        if not txn_store.insert_txn(
+            user_id=sender,
+            device_key=device_key,
+            scope=f"sendToDevice/{event_type}",
+            txn_id=txn_id,
+            event_id="",
+        ):
+            return 0  # the same transaction again: answered as the first time, nothing re-sent
+        devices = store.get_device_ids(u for u, _, _ in local)
+        expanded: list[tuple[str, str, dict[str, Any]]] = []
+        for user_id, device_id, content in local:
+            known = devices.get(user_id, [])
+            if device_id == WILDCARD_DEVICE:
+                expanded.extend((user_id, d, content) for d in known)
+            elif device_id in known:
+                expanded.append((user_id, device_id, content))
+        if not expanded:
+            return 0
+        last = advance_stream("to_device", by=len(expanded))
+        store.insert_messages(
+            sender=sender, event_type=event_type, messages=expanded, first_stream_id=last - len(expanded) + 1
+        )
+        notify(Change(stream="to_device", position=last, user_ids=tuple(sorted({u for u, _, _ in expanded}))))
+    return len(expanded)
+
+
+def get_device_inbox(
+    *, user_id: str, device_id: str, acknowledged: int | None, upto: int, limit: int = MAX_MESSAGES_PER_SYNC
+) -> tuple[list[InboxMessage], int]:
+    """Messages after ``acknowledged`` (deleting those up to it) and the position to hand back.
+
+    The position is ``upto`` unless the inbox had more than ``limit`` messages:
+    then it is the last one delivered, so the rest follow with the next sync.
+    """
+    after = acknowledged or 0
+    if acknowledged:
+        store.delete_messages_upto(user_id=user_id, device_id=device_id, upto=acknowledged)
+    messages = store.get_messages(
+        user_id=user_id, device_id=device_id, after=after, upto=upto, limit=limit + 1
+    )
+    if len(messages) > limit:
+        messages = messages[:limit]
+        return messages, messages[-1].stream_id
+    return messages, upto
+
+
+def acknowledge_device_inbox(*, user_id: str, device_id: str, upto: int) -> int:
+    """Delete the messages the device has acknowledged (a sync from a token past them)."""
+    return store.delete_messages_upto(user_id=user_id, device_id=device_id, upto=upto)
+
+
+def to_device_event(message: InboxMessage) -> dict[str, Any]:
+    return {"type": message.type, "sender": message.sender, "content": message.content}

@@ -1,0 +1,109 @@
+"""Presence of local users and its stream (spec: client-server API "Presence")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from dagcore.models import Presence, RoomMembership
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRow:
+    user_id: str
+    state: str
+    status_msg: str | None
+    last_active_ts: int
+    last_sync_ts: int
+    stream_id: int
+
+
+_FIELDS = ("user_id", "state", "status_msg", "last_active_ts", "last_sync_ts", "stream_id")
+
+
+def get_presence(user_id: str) -> PresenceRow | None:
+    row = Presence.objects.filter(user_id=user_id).values_list(*_FIELDS).first()
+    return PresenceRow(*row) if row else None
+
+
+def lock_presence(user_id: str) -> PresenceRow | None:
+    row = Presence.objects.select_for_update().filter(user_id=user_id).values_list(*_FIELDS).first()
+    return PresenceRow(*row) if row else None
+
+
+def write_presence(
+    *, user_id: str, state: str, status_msg: str | None, last_active_ts: int, last_sync_ts: int
+) -> None:
+    """Insert or replace with a pending stream position (set after ``advance_stream``)."""
+    fields = {
+        "state": state,
+        "status_msg": status_msg,
+        "last_active_ts": last_active_ts,
+        "last_sync_ts": last_sync_ts,
+        "stream_id": -1,
+    }
+    if Presence.objects.filter(user_id=user_id).update(**fields):
+        return
+    try:
+        with transaction.atomic():
+            Presence.objects.create(user_id=user_id, **fields)
+    except IntegrityError:
+        Presence.objects.filter(user_id=user_id).update(**fields)
+
+
+def set_presence_stream_ids(*, user_ids: Sequence[str], stream_id: int) -> None:
+    Presence.objects.filter(user_id__in=list(user_ids)).update(stream_id=stream_id)
+
+
+def touch_last_sync(*, user_id: str, ts: int) -> None:
+    """Keep an online user online (no stream change: nothing others see changed)."""
+    Presence.objects.filter(user_id=user_id).update(last_sync_ts=ts)
+
+
+def claim_timed_out(*, sync_cutoff: int, limit: int = 1000) -> list[str]:
+    """Lock users marked online/unavailable whose last sync is older than ``sync_cutoff``."""
+    return list(
+        Presence.objects.select_for_update(skip_locked=True)
+        .filter(last_sync_ts__lt=sync_cutoff)
+        .exclude(state="offline")
+        .values_list("user_id", flat=True)[:limit]
+    )
+
+
+def set_offline(*, user_ids: Sequence[str]) -> None:
+    Presence.objects.filter(user_id__in=list(user_ids)).update(state="offline", stream_id=-1)
+
+
+def get_presence_changed(*, after: int, upto: int) -> list[PresenceRow]:
+    """Presence rows that changed in ``(after, upto]`` (an index range scan of the stream)."""
+    return [
+        PresenceRow(*row)
+        for row in Presence.objects.filter(stream_id__gt=after, stream_id__lte=upto).values_list(*_FIELDS)
+    ]
+
+
+def get_current_presence_of_room_members(
+    *, viewer: str, room_nids: Sequence[int], upto: int
+) -> list[PresenceRow]:
+    """Presence of the viewer and of the users not offline joined to ``room_nids`` (initial sync)."""
+    sharing = RoomMembership.objects.filter(room_id__in=list(room_nids), membership="join").values("user_id")
+    qs = Presence.objects.filter(stream_id__lte=upto).filter(
+        Q(user_id=viewer) | (Q(user_id__in=sharing) & ~Q(state="offline"))
+    )
+    return [PresenceRow(*row) for row in qs.values_list(*_FIELDS)]
+
+
+def get_joined_room_ids_of(user_id: str) -> list[str]:
+    return list(
+        RoomMembership.objects.filter(user_id=user_id, membership="join").values_list(
+            "room__room_id", flat=True
+        )
+    )
+
+
+def users_share_a_room(a: str, b: str) -> bool:
+    rooms_of_a = RoomMembership.objects.filter(user_id=a, membership="join").values("room_id")
+    return RoomMembership.objects.filter(user_id=b, membership="join", room_id__in=rooms_of_a).exists()

@@ -1,0 +1,136 @@
+"""Read receipts and their stream (spec: client-server API "Receipts")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from dagcore.models import Receipt, Room
+
+#: Receipt types only their owner may see.
+PRIVATE_TYPES = ("m.read.private",)
+READ_TYPES = ("m.read", "m.read.private")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    room_id: str
+    user_id: str
+    receipt_type: str
+    thread_id: str
+    event_id: str
+    event_stream_ordering: int
+    ts: int
+    stream_id: int
+
+
+_FIELDS = (
+    "room__room_id",
+    "user_id",
+    "receipt_type",
+    "thread_id",
+    "event_id",
+    "event_stream_ordering",
+    "ts",
+    "stream_id",
+)
+
+
+def _rows(qs: Iterable[tuple[str, str, str, str, str, int, int, int]]) -> list[ReceiptRow]:
+    return [ReceiptRow(*row) for row in qs]
+
+
+def get_receipt_position(*, room: Room, user_id: str, receipt_type: str, thread_id: str) -> int | None:
+    """Stream ordering of the event the user's receipt points at, if any."""
+    value = (
+        Receipt.objects.filter(room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id)
+        .values_list("event_stream_ordering", flat=True)
+        .first()
+    )
+    return int(value) if value is not None else None
+
+
+def upsert_receipt(
+    *,
+    room: Room,
+    user_id: str,
+    receipt_type: str,
+    thread_id: str,
+    event_id: str,
+    event_stream_ordering: int,
+    ts: int,
+) -> None:
+    """Point the receipt at the event, with a pending stream position (set after ``advance_stream``)."""
+    fields = {"event_id": event_id, "event_stream_ordering": event_stream_ordering, "ts": ts, "stream_id": -1}
+    key = {"room": room, "user_id": user_id, "receipt_type": receipt_type, "thread_id": thread_id}
+    if Receipt.objects.filter(**key).update(**fields):
+        return
+    try:
+        with transaction.atomic():
+            Receipt.objects.create(**key, **fields)
+    except IntegrityError:
+        Receipt.objects.filter(**key).update(**fields)
+
+
+def set_receipt_stream_id(
+    *, room: Room, user_id: str, receipt_type: str, thread_id: str, stream_id: int
+) -> None:
+    Receipt.objects.filter(room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id).update(
+        stream_id=stream_id
+    )
+
+
+def _visible_to(user_id: str) -> Q:
+    return ~Q(receipt_type__in=PRIVATE_TYPES) | Q(user_id=user_id)
+
+
+def get_receipts_for_rooms(
+    *, room_nids: Sequence[int], viewer: str, after: int | None = None, upto: int | None = None
+) -> list[ReceiptRow]:
+    """Receipts in these rooms the viewer may see, changed in ``(after, upto]`` (all when ``after`` is None)."""
+    if not room_nids:
+        return []
+    qs = Receipt.objects.filter(_visible_to(viewer), room_id__in=list(room_nids))
+    if after is not None:
+        qs = qs.filter(stream_id__gt=after)
+    if upto is not None:
+        qs = qs.filter(stream_id__lte=upto)
+    return _rows(qs.values_list(*_FIELDS))
+
+
+def get_user_receipts(*, user_id: str, room_nids: Sequence[int]) -> list[ReceiptRow]:
+    """The user's own receipts in these rooms (one query)."""
+    if not room_nids:
+        return []
+    return _rows(Receipt.objects.filter(user_id=user_id, room_id__in=list(room_nids)).values_list(*_FIELDS))
+
+
+def get_read_positions(*, user_id: str, room_nids: Sequence[int]) -> dict[int, int]:
+    """Per room, the stream ordering the user has read up to (``m.read`` or ``m.read.private``,
+    whichever is further: spec "Receiving notifications"), counting unthreaded and ``main`` receipts."""
+    if not room_nids:
+        return {}
+    out: dict[int, int] = {}
+    for room_nid, pos in Receipt.objects.filter(
+        user_id=user_id, room_id__in=list(room_nids), receipt_type__in=READ_TYPES, thread_id__in=("", "main")
+    ).values_list("room_id", "event_stream_ordering"):
+        out[room_nid] = max(out.get(room_nid, 0), int(pos))
+    return out
+
+
+def get_thread_read_positions(*, user_id: str, room_nids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per room, per thread root: the stream ordering the user's threaded receipts reached."""
+    if not room_nids:
+        return {}
+    out: dict[int, dict[str, int]] = {}
+    for room_nid, thread_id, pos in (
+        Receipt.objects.filter(user_id=user_id, room_id__in=list(room_nids), receipt_type__in=READ_TYPES)
+        .exclude(thread_id__in=("", "main"))
+        .values_list("room_id", "thread_id", "event_stream_ordering")
+    ):
+        threads = out.setdefault(room_nid, {})
+        threads[thread_id] = max(threads.get(thread_id, 0), int(pos))
+    return out

@@ -1,0 +1,154 @@
+// Drives matrix-js-sdk (no crypto) through everyday chat against a live Dagma server.
+//
+// Usage: node rooms.mjs '{"baseUrl": "...", "alice": "@a:hs", "bob": "@b:hs", "password": "..."}'
+// Prints one JSON object on stdout (the last line) for tests/clients/test_js_rooms.py to check:
+// room creation with an alias, join by alias, messages, back-pagination (scrollback from the
+// /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state.
+import * as sdk from "matrix-js-sdk";
+import { logger } from "matrix-js-sdk/lib/logger.js";
+
+logger.setLevel(process.env.JS_SDK_LOG_LEVEL || "error");
+
+const args = JSON.parse(process.argv[2]);
+const { baseUrl, password } = args;
+const TIMEOUT_MS = 30_000;
+const steps = [];
+
+function step(name) {
+  steps.push(name);
+  process.stderr.write(`[rooms.mjs] ${name}\n`);
+}
+
+async function login(userId) {
+  const r = await fetch(`${baseUrl}/_matrix/client/v3/login`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
+  });
+  const res = await r.json();
+  if (!r.ok) throw new Error(`login: ${r.status} ${JSON.stringify(res)}`);
+  return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
+}
+
+async function waitFor(what, check, ms = TIMEOUT_MS) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startClient(creds) {
+  const client = sdk.createClient({ baseUrl, ...creds });
+  const prepared = new Promise((resolve, reject) => {
+    client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
+      if (state === "PREPARED") resolve();
+      if (state === "ERROR") reject(data?.error ?? new Error("sync error"));
+    });
+  });
+  await client.startClient({ initialSyncLimit: 3, threadSupport: true });
+  await prepared;
+  return client;
+}
+
+function timelineBodies(room) {
+  return room
+    .getLiveTimeline()
+    .getEvents()
+    .filter((e) => e.getType() === "m.room.message")
+    .map((e) => e.getContent().body);
+}
+
+async function main() {
+  const result = { steps };
+  const alice = await startClient(await login(args.alice));
+  const bob = await startClient(await login(args.bob));
+  step("both clients synced");
+
+  const alias = `jsroom${Date.now()}`;
+  const { room_id: roomId } = await alice.createRoom({
+    preset: "public_chat",
+    visibility: "public",
+    room_alias_name: alias,
+    name: "js room",
+    topic: "chat",
+  });
+  step("room created");
+  for (let i = 0; i < 12; i++) {
+    await alice.sendTextMessage(roomId, `m${i}`);
+  }
+  step("messages sent");
+
+  const joined = await bob.joinRoom(`#${alias}:${args.alice.split(":")[1]}`);
+  result.joinedRoomId = joined.roomId;
+  const bobRoom = await waitFor("bob sees the room", () => bob.getRoom(roomId));
+  await waitFor("bob's room state", () => bobRoom.getMyMembership() === "join");
+  step("bob joined by alias");
+
+  // Back-pagination from the sync timeline (the /sync prev_batch token is the first `from`).
+  for (let i = 0; i < 6 && timelineBodies(bobRoom).length < 12; i++) {
+    await bob.scrollback(bobRoom, 5);
+  }
+  result.scrollback = timelineBodies(bobRoom);
+  step("scrolled back");
+
+  const root = await alice.sendTextMessage(roomId, "root message");
+  const edit = await alice.sendEvent(roomId, "m.room.message", {
+    msgtype: "m.text",
+    body: "* root message (edited)",
+    "m.new_content": { msgtype: "m.text", body: "root message (edited)" },
+    "m.relates_to": { rel_type: "m.replace", event_id: root.event_id },
+  });
+  await bob.sendEvent(roomId, "m.reaction", {
+    "m.relates_to": { rel_type: "m.annotation", event_id: root.event_id, key: "👍" },
+  });
+  const reply = await bob.sendEvent(roomId, "m.room.message", {
+    msgtype: "m.text",
+    body: "in a thread",
+    "m.relates_to": { rel_type: "m.thread", event_id: root.event_id, is_falling_back: true, "m.in_reply_to": { event_id: root.event_id } },
+  });
+  step("edit, reaction, thread reply sent");
+
+  const reactions = await alice.relations(roomId, root.event_id, "m.annotation", "m.reaction");
+  result.reactionKeys = reactions.events.map((e) => e.getRelation()?.key);
+  const threadRelations = await alice.relations(roomId, root.event_id, "m.thread");
+  result.threadReplies = threadRelations.events.map((e) => e.getId());
+  result.replyId = reply.event_id;
+  const fetched = await alice.fetchRoomEvent(roomId, root.event_id);
+  result.bundled = {
+    threadCount: fetched.unsigned?.["m.relations"]?.["m.thread"]?.count ?? null,
+    editId: fetched.unsigned?.["m.relations"]?.["m.replace"]?.event_id ?? null,
+  };
+  result.editId = edit.event_id;
+  step("relations read");
+
+  const doomed = await bob.sendTextMessage(roomId, "delete me");
+  await bob.redactEvent(roomId, doomed.event_id, undefined, { reason: "oops" });
+  const redacted = await alice.fetchRoomEvent(roomId, doomed.event_id);
+  result.redacted = { content: redacted.content, because: redacted.unsigned?.redacted_because?.sender ?? null };
+  step("redacted");
+
+  result.topic = (await bob.getStateEvent(roomId, "m.room.topic", "")).topic;
+  const members = await bob.getJoinedRoomMembers(roomId);
+  result.joinedMembers = Object.keys(members.joined).sort();
+  const publicRooms = await bob.publicRooms({ filter: { generic_search_term: "js room" } });
+  result.inDirectory = publicRooms.chunk.some((r) => r.room_id === roomId);
+  step("state read");
+
+  alice.stopClient();
+  bob.stopClient();
+  return result;
+}
+
+main().then(
+  (result) => {
+    process.stdout.write(JSON.stringify(result) + "\n");
+    process.exit(0);
+  },
+  (err) => {
+    process.stdout.write(JSON.stringify({ steps, error: String(err?.stack ?? err) }) + "\n");
+    process.exit(1);
+  },
+);

@@ -1,0 +1,1 @@
+"""``/sync``: the response builder (``builder``) and the cross-process long-poll wake-up (``notifier``)."""
