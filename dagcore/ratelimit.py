@@ -96,7 +96,7 @@ def check_rate_limit(
     """
     if per_second <= 0 and burst_count <= 0:
         return RateLimitResult(True, 0)
-    bucket = f"dagma:rl:{action}:{key}"
+    bucket = f"{settings.REDIS_KEY_PREFIX}:rl:{action}:{key}"
     if settings.REDIS_URL:
         allowed, wait = _redis_script()(
             keys=[bucket], args=[per_second, burst_count, time.time(), cost, 1 if peek else 0]

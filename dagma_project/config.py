@@ -823,7 +823,9 @@ def config_path_from_env() -> Path:
     return Path(os.environ.get("DAGMA_CONFIG", "dagma.yaml")).resolve()
 
 
-def load_config(path: Path | None = None, *, allow_missing: bool = True, env: dict[str, str] | None = None) -> DagmaConfig:
+def load_config(
+    path: Path | None = None, *, allow_missing: bool = True, env: dict[str, str] | None = None
+) -> DagmaConfig:
     """Load the config file. A missing file gives the embedded defaults (server_name localhost)."""
     path = path or config_path_from_env()
     if not path.exists():

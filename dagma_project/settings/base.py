@@ -7,6 +7,7 @@ is read once here and mapped onto Django settings. Each server has its own modul
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -90,17 +91,16 @@ def _databases(config: DagmaConfig) -> dict[str, Any]:
 DATABASES = _databases(DAGMA)
 
 REDIS_URL = DAGMA.redis_url
-if REDIS_URL:
-    # Processes sharing one database are one homeserver: they share a channel prefix,
-    # and two homeservers on one Redis never hear each other.
-    import hashlib as _hashlib
+# Processes sharing one database are one homeserver: they share this prefix for
+# Redis keys and channels, and two homeservers on one Redis never see each other's.
+_db_identity = repr(sorted((k, str(v)) for k, v in DATABASES["default"].items()))
+REDIS_KEY_PREFIX = "dagma-" + hashlib.sha256(_db_identity.encode()).hexdigest()[:12]
 
-    _db_identity = repr(sorted(DATABASES["default"].items(), key=lambda kv: kv[0]))
-    CHANNEL_PREFIX = "dagma-" + _hashlib.sha256(_db_identity.encode()).hexdigest()[:12]
+if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX},
         }
     }
     CELERY_BROKER_URL: str | None = REDIS_URL

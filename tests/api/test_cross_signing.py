@@ -208,3 +208,22 @@ def test_a_new_master_key_resets_trust(make_client) -> None:
     assert list(seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]) == [
         f"ed25519:{alice.device_id}"
     ]
+
+
+def test_cross_signing_changes_reach_room_mates_through_device_lists(make_client) -> None:
+    alice, bob, carol = make_client(), make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    since = alice.sync()["next_batch"]
+    carol_since = carol.sync()["next_batch"]
+    bob_keys = _cross_signing(bob)
+    synced = alice.sync(since)
+    assert bob.user_id in synced["device_lists"]["changed"]
+    # Carol shares no room with bob: nothing to re-query.
+    assert bob.user_id not in carol.sync(carol_since).get("device_lists", {}).get("changed", [])
+    # A new signature (bob's device signs his master key) is a change too.
+    dev = _device(bob)
+    since = alice.sync(synced["next_batch"])["next_batch"]
+    signed = sign(bob_keys.key_object("master"), user_id=bob.user_id, key=dev.key)
+    bob.post(SIGNATURES, {bob.user_id: {bob_keys.master_id: signed}}, spec=SIGNATURES)
+    assert bob.user_id in alice.sync(since)["device_lists"]["changed"]

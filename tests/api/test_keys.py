@@ -371,3 +371,19 @@ def test_claim_statement_takes_the_oldest_key_once_on_this_database() -> None:
     second = key_store.claim_one_time_keys(wanted)
     assert [(u, k) for u, _, _, k, _ in second] == [("@a:x", "k1")]
     assert key_store.get_one_time_keys(user_id="@a:x", device_id="D1", key_ids=[("signed_curve25519", "k2")])
+
+
+def test_deleting_a_device_reaches_room_mates_through_device_lists(dagma_server, make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    r = bob.post("/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": bob.user_id},
+                            "password": PASSWORD}, auth=False)  # fmt: skip
+    phone = MatrixClient(dagma_server.base_url, r.json["access_token"])
+    phone.user_id, phone.device_id = bob.user_id, r.json["device_id"]
+    _with_device(phone)
+    since = alice.sync()["next_batch"]
+    phone.post("/logout")
+    synced = alice.sync(since)
+    assert bob.user_id in synced["device_lists"]["changed"]
+    assert phone.device_id not in _query(alice, {bob.user_id: []})["device_keys"][bob.user_id]

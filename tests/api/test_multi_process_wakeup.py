@@ -14,6 +14,7 @@ import yaml
 
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer
+from tests.support.spec import validate_response
 
 pytestmark = pytest.mark.live
 
@@ -45,9 +46,10 @@ def two_processes(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def poll_in_background(client: MatrixClient, since: str, out: dict[str, Any]) -> threading.Thread:
     def poll() -> None:
-        body = client.get("/sync", params={"since": since, "timeout": 20000}, spec="/sync").json
-        out["returned_at"] = time.monotonic()
-        out["body"] = body
+        r = client.get("/sync", params={"since": since, "timeout": 20000})
+        out["returned_at"] = time.monotonic()  # before validating (the first validation loads the schemas)
+        validate_response("GET", "/sync", r.status, r.json)
+        out["body"] = r.json
 
     thread = threading.Thread(target=poll)
     thread.start()
@@ -60,7 +62,8 @@ def test_message_sent_through_one_process_wakes_a_sync_held_by_another(two_proce
     room = alice.create_room()
     alice_via_b = MatrixClient(b.base_url, alice.access_token)
     token = alice_via_b.get("/sync", params={"timeout": 0}).json["next_batch"]
-    latencies = []
+    latencies: list[float] = []
+    after_commit: list[float] = []
     for i in range(5):
         out: dict[str, Any] = {}
         thread = poll_in_background(alice_via_b, token, out)
@@ -69,16 +72,17 @@ def test_message_sent_through_one_process_wakes_a_sync_held_by_another(two_proce
         event_id = alice.send(room, f"through A #{i}")  # process A commits, then answers
         sent_done = time.monotonic()
         thread.join(10)
-        print(f"send took {(sent_done - sent_at) * 1000:.1f} ms; sync answered {(out.get('returned_at', 0) - sent_done) * 1000:.1f} ms after")
         assert not thread.is_alive(), "process B's long-poll was not woken"
         latencies.append(out["returned_at"] - sent_at)
+        after_commit.append(out["returned_at"] - sent_done)
         events = out["body"]["rooms"]["join"][room]["timeline"]["events"]
         assert [e["event_id"] for e in events] == [event_id]
         token = out["body"]["next_batch"]
     print(
-        f"\ncross-process /sync wake-up (send through A -> sync answered by B): "
-        f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
-        f"(includes the /send round trip)"
+        f"\ncross-process /sync wake-up, send through A -> sync answered by B: "
+        f"median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
+        f"counted from A's answer to /send (commit done): median {statistics.median(after_commit) * 1000:.1f} ms, "
+        f"max {max(after_commit) * 1000:.1f} ms"
     )
     assert max(latencies) < 1.0
 

@@ -174,7 +174,6 @@ def on_change(change: Change) -> None:
 def _deliver(message: dict[str, Any]) -> None:
     """On the loop: wake local waiters, then tell the other processes."""
     registry.dispatch(message["users"], message["rooms"])
-    logger.debug("DIAG local change %s at %d", message.get("stream"), now_ms())
     layer = _channel_layer()
     if layer is not None:
         _spawn(_publish(layer, message))
@@ -202,8 +201,7 @@ async def _listen() -> None:
                 message = await layer.receive(channel)
                 if message.get("type") != MESSAGE_TYPE or message.get("origin") == ORIGIN:
                     continue
-                woken = registry.dispatch(message.get("users") or (), message.get("rooms") or ())
-                logger.debug("DIAG remote change %s woke %d at %d", message.get("stream"), woken, now_ms())
+                registry.dispatch(message.get("users") or (), message.get("rooms") or ())
         except asyncio.CancelledError:
             raise
         except Exception:
