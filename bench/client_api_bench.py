@@ -169,9 +169,17 @@ def main() -> None:
     parser.add_argument("--url", help="measure this server instead of starting Dagma")
     parser.add_argument("--compare-url", help="also measure this server (e.g. Synapse) and print ratios")
     parser.add_argument("--sqlite", action="store_true", help="start Dagma on SQLite instead of PostgreSQL")
+    parser.add_argument("--with-synapse", action="store_true", help="start Synapse (bench/synapse_server.py) and compare")
     args = parser.parse_args()
     server = None
+    synapse = None
     base = args.url
+    if args.with_synapse:
+        from bench.synapse_server import SynapseServer
+        from tests.support.live import free_port
+
+        synapse = SynapseServer(Path(tempfile.mkdtemp(prefix="synapse-bench-")), free_port()).start()
+        args.compare_url = synapse.base_url
     if base is None:
         from tests.support.live import LiveServer
 
@@ -185,6 +193,8 @@ def main() -> None:
     finally:
         if server is not None:
             server.destroy()
+        if synapse is not None:
+            synapse.destroy()
     print(f"{'metric':32} {'dagma':>12}" + (f" {'other':>12} {'ratio':>8}" if theirs else ""))
     for key, value in ours.items():
         line = f"{key:32} {value:12.1f}"

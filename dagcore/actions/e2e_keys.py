@@ -23,6 +23,7 @@ from dagcore.server_keys import get_server_name
 from dagcore.store import device_lists as device_list_store
 from dagcore.store import e2e_counts
 from dagcore.store import e2e_keys as key_store
+from dagcore.store.streams import get_stream_positions
 
 #: Most one-time keys accepted in one upload (clients send tens at a time).
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 1000
@@ -350,7 +351,12 @@ class DeviceListDelta:
 
 
 def get_device_list_changes(
-    *, user_id: str, from_events: int, to_events: int, from_device_lists: int, to_device_lists: int
+    *,
+    user_id: str,
+    from_events: int,
+    to_events: int | None,
+    from_device_lists: int,
+    to_device_lists: int | None,
 ) -> DeviceListDelta:
     """Users whose devices the user should re-query, and users they no longer share a room with.
 
@@ -359,8 +365,12 @@ def get_device_list_changes(
     device list changed between the tokens, plus users who came to share a room
     in between (someone joined a room of the user, or the user joined a room):
     the user has not tracked their devices before. ``left`` holds users who
-    shared a room at ``from`` and share none now.
+    shared a room at ``from`` and share none now. ``to_*`` None: up to now.
     """
+    if to_events is None or to_device_lists is None:
+        now = get_stream_positions()
+        to_events = now["events"] if to_events is None else to_events
+        to_device_lists = now["device_lists"] if to_device_lists is None else to_device_lists
     joined = key_store.get_joined_room_nids(user_id=user_id)
     changed: set[str] = set()
     if to_device_lists > from_device_lists:

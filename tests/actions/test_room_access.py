@@ -128,3 +128,24 @@ def test_state_lookup_at_many_groups_is_two_queries(django_assert_max_num_querie
     with django_assert_max_num_queries(2):
         found = timeline.get_state_ids_at_groups(groups)
     assert len(found) == len(groups)
+
+
+def test_bundled_aggregations_of_a_page_cost_a_constant_number_of_queries(django_assert_max_num_queries) -> None:
+    alice = make_user()
+    room = make_room(alice, preset="public_chat")
+    roots = [say(alice, room, f"root {i}") for i in range(20)]
+    for i, root in enumerate(roots):
+        for _ in range(i % 3):
+            say(alice, room, "reply", **{"m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+        say(
+            alice,
+            room,
+            "* edit",
+            **{"m.new_content": {"body": "edit"}, "m.relates_to": {"rel_type": "m.replace", "event_id": root}},
+        )
+    page = room_access.access_room_messages(reader(alice, room), from_key=None, direction="f", limit=1000)
+    parents = [e for e in page.events if e.event_id in set(roots)]
+    with django_assert_max_num_queries(2):
+        summary = timeline.get_relation_summaries(parents, user_id=alice.user_id)
+    assert len(summary.edits) == 20
+    assert {r: n for r, (n, _, _) in summary.threads.items()} == {r: i % 3 for i, r in enumerate(roots) if i % 3}

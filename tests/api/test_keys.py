@@ -303,6 +303,11 @@ def test_key_changes_name_users_sharing_a_room_and_those_who_left(make_client) -
     changes = alice.get("/keys/changes", params={"from": since, "to": now}, spec="/keys/changes").json
     assert bob.user_id in changes["changed"]
     assert carol.user_id not in changes["changed"]
+    # Without `to`: up to now.
+    assert (
+        bob.user_id
+        in alice.get("/keys/changes", params={"from": since}, spec="/keys/changes").json["changed"]
+    )
     # Nothing changed after `now`.
     assert alice.get("/keys/changes", params={"from": now, "to": now}).json == {"changed": [], "left": []}
     bob.post(f"/rooms/{q(room)}/leave")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.api.test_sync import uid
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer
 from tests.support.spec import validate_response
@@ -32,7 +33,7 @@ def second_process(first: LiveServer, workdir: Path) -> LiveServer:
 
 
 @pytest.fixture
-def two_processes(tmp_path: Path):  # type: ignore[no-untyped-def]
+def two_processes(tmp_path: Path):
     a = LiveServer(tmp_path / "a").start()
     b = None
     try:
@@ -99,7 +100,7 @@ def test_ephemeral_changes_cross_processes_too(two_processes) -> None:
     thread = poll_in_background(bob_via_b, token, out)
     time.sleep(0.5)
     sent_at = time.monotonic()
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 10000})
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 10000})
     thread.join(10)
     assert not thread.is_alive()
     assert out["returned_at"] - sent_at < 1.0

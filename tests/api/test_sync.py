@@ -22,7 +22,13 @@ def sync(c: MatrixClient, since: str | None = None, timeout: int = 0, **params: 
             p[key] = json.dumps(value)
         elif isinstance(value, bool):
             p[key] = "true" if value else "false"
-    return c.get(SYNC, params=p, spec=SYNC).json  # type: ignore[no-any-return]
+    result: dict[str, Any] = c.get(SYNC, params=p, spec=SYNC).json
+    return result
+
+
+def uid(client: MatrixClient) -> str:
+    assert client.user_id is not None
+    return client.user_id
 
 
 def timeline(body: dict[str, Any], room_id: str, section: str = "join") -> list[dict[str, Any]]:
@@ -244,7 +250,7 @@ def test_stored_filter_limits_the_timeline(make_client) -> None:
     for i in range(3):
         alice.send(room, f"f{i}")
     filter_id = alice.post(
-        f"/user/{q(alice.user_id)}/filter",
+        f"/user/{q(uid(alice))}/filter",
         {"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}},
         spec="/user/{userId}/filter",
     ).json["filter_id"]

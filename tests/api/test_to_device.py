@@ -6,13 +6,13 @@ import secrets
 from typing import Any
 
 from tests.api.test_sync import sync
-from tests.support.client import MatrixClient, q
+from tests.support.client import MatrixClient
 
 SEND = "/sendToDevice/{eventType}/{txnId}"
 
 
 def to_device(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return body.get("to_device", {}).get("events", [])  # type: ignore[no-any-return]
+    return body.get("to_device", {}).get("events", [])
 
 
 def login_again(client: MatrixClient, password: str = "correct horse battery") -> MatrixClient:

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from tests.api.test_sync import sync
+from tests.api.test_sync import sync, uid
 from tests.support.client import MatrixClient, q
 
 TYPING = "/rooms/{roomId}/typing/{userId}"
@@ -19,7 +19,7 @@ def ephemeral(body: dict[str, Any], room_id: str, event_type: str) -> list[dict[
     return [e for e in events if e["type"] == event_type]
 
 
-def shared_room(make_client) -> tuple[MatrixClient, MatrixClient, str]:  # type: ignore[no-untyped-def]
+def shared_room(make_client) -> tuple[MatrixClient, MatrixClient, str]:
     alice, bob = make_client(), make_client()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
@@ -32,23 +32,23 @@ def shared_room(make_client) -> tuple[MatrixClient, MatrixClient, str]:  # type:
 def test_typing_is_seen_by_the_other_member_and_stops(make_client) -> None:
     alice, bob, room = shared_room(make_client)
     first = sync(bob)
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000}, spec=TYPING)
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 30000}, spec=TYPING)
     body = sync(bob, first["next_batch"])
     assert ephemeral(body, room, "m.typing") == [
         {"type": "m.typing", "content": {"user_ids": [alice.user_id]}}
     ]
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": False}, spec=TYPING)
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": False}, spec=TYPING)
     body = sync(bob, body["next_batch"])
     assert ephemeral(body, room, "m.typing") == [{"type": "m.typing", "content": {"user_ids": []}}]
 
 
 def test_typing_renewal_does_not_wake_anyone_but_expiry_does(make_client) -> None:
     alice, bob, room = shared_room(make_client)
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 1500})
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 1500})
     body = sync(bob)
     assert ephemeral(body, room, "m.typing")[0]["content"]["user_ids"] == [alice.user_id]
     # A renewal while typing changes nothing others see.
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 1500})
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 1500})
     quiet = sync(bob, body["next_batch"])
     assert ephemeral(quiet, room, "m.typing") == []
     # The notice runs out: a long-poll is woken with the empty list.
@@ -60,14 +60,14 @@ def test_typing_renewal_does_not_wake_anyone_but_expiry_does(make_client) -> Non
 
 def test_typing_for_someone_else_or_in_a_room_you_are_not_in_is_forbidden(make_client) -> None:
     alice, bob, room = shared_room(make_client)
-    r = alice.put(f"/rooms/{q(room)}/typing/{q(bob.user_id)}", {"typing": True}, expect=403)
+    r = alice.put(f"/rooms/{q(room)}/typing/{q(uid(bob))}", {"typing": True}, expect=403)
     assert r.json["errcode"] == "M_FORBIDDEN"
     carol = make_client()
-    r = carol.put(f"/rooms/{q(room)}/typing/{q(carol.user_id)}", {"typing": True}, expect=403)
+    r = carol.put(f"/rooms/{q(room)}/typing/{q(uid(carol))}", {"typing": True}, expect=403)
     assert r.json["errcode"] == "M_FORBIDDEN"
-    r = alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": "yes"}, expect=400)
+    r = alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": "yes"}, expect=400)
     assert r.json["errcode"] == "M_BAD_JSON"
-    alice.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True}, spec=TYPING)
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True}, spec=TYPING)
 
 
 # --------------------------------------------------------------------------- receipts
@@ -174,7 +174,7 @@ def test_read_markers_set_fully_read_and_receipts(make_client) -> None:
     seen_by_alice = ephemeral(sync(alice, a_first["next_batch"]), room, "m.receipt")[0]["content"][e2]
     assert "m.read.private" not in seen_by_alice
     assert bob.get(
-        f"/user/{q(bob.user_id)}/rooms/{q(room)}/account_data/m.fully_read",
+        f"/user/{q(uid(bob))}/rooms/{q(room)}/account_data/m.fully_read",
         spec="/user/{userId}/rooms/{roomId}/account_data/{type}",
     ).json == {"event_id": e1}
 
@@ -183,9 +183,7 @@ def test_fully_read_through_the_receipt_endpoint_and_outsiders_refused(make_clie
     alice, bob, room = shared_room(make_client)
     e1 = alice.send(room, "one")
     bob.post(f"/rooms/{q(room)}/receipt/m.fully_read/{q(e1)}", {}, spec=RECEIPT)
-    assert bob.get(f"/user/{q(bob.user_id)}/rooms/{q(room)}/account_data/m.fully_read").json == {
-        "event_id": e1
-    }
+    assert bob.get(f"/user/{q(uid(bob))}/rooms/{q(room)}/account_data/m.fully_read").json == {"event_id": e1}
     carol = make_client()
     r = carol.post(f"/rooms/{q(room)}/read_markers", {"m.fully_read": e1}, expect=403)
     assert r.json["errcode"] == "M_FORBIDDEN"

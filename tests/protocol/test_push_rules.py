@@ -281,7 +281,7 @@ def test_rule_bodies_are_validated() -> None:
         pr.validate_rule_body("content", "cake", {"pattern": "cake", "actions": ["notify"]})["pattern"]
         == "cake"
     )
-    for kind, rule_id, body in [
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("content", "cake", {"actions": ["notify"]}),
         ("override", ".m.rule.x", {"actions": []}),
         ("override", "a/b", {"actions": []}),
@@ -291,7 +291,8 @@ def test_rule_bodies_are_validated() -> None:
         ("override", "x", {"actions": [], "conditions": [{"kind": "room_member_count", "is": "lots"}]}),
         ("room", "not-a-room", {"actions": []}),
         ("nonsense", "x", {"actions": []}),
-    ]:
+    ]
+    for kind, rule_id, body in cases:
         with pytest.raises(pr.PushRuleError):
             pr.validate_rule_body(kind, rule_id, body)
     # dont_notify and coalesce are accepted as no-ops (spec note).

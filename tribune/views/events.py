@@ -144,11 +144,13 @@ def _token(key: TopoKey) -> str:
 def _serialize(
     ctx: RequestContext, events: list[StoredEvent], *, relations: bool = True
 ) -> list[dict[str, Any]]:
+    """Timeline events get bundled relations and ``prev_content``; state snapshots (``relations=False``) neither."""
     extras = room_access.get_client_event_extras(
         events,
         user_id=ctx.user.user_id if ctx.user else None,
         device_key=_device_key(ctx),
         with_relations=relations,
+        with_prev_content=relations,
     )
     return serialize_stored_events(events, extras)
 

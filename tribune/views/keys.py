@@ -12,7 +12,6 @@ from django.urls import URLPattern
 
 from dagcore.actions import cross_signing, e2e_keys, key_backup
 from dagcore.http.errors import MatrixError
-from dagcore.store.streams import get_stream_positions
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.tokens import SyncToken
 from tribune.uia import PASSWORD, user_interactive_auth
@@ -65,13 +64,13 @@ def key_changes(ctx: RequestContext) -> dict[str, Any]:
     since = SyncToken.parse(raw_from)
     raw_to = ctx.query.get("to")
     # ``to`` is only a hint (spec); without it, "now".
-    upto = SyncToken.parse(raw_to) if raw_to else SyncToken.from_positions(get_stream_positions())
+    upto = SyncToken.parse(raw_to) if raw_to else None
     delta = e2e_keys.get_device_list_changes(
         user_id=ctx.user_id,
         from_events=since.events,
-        to_events=upto.events,
+        to_events=upto.events if upto else None,
         from_device_lists=since.device_lists,
-        to_device_lists=upto.device_lists,
+        to_device_lists=upto.device_lists if upto else None,
     )
     return {"changed": delta.changed, "left": delta.left}
 

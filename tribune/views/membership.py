@@ -142,7 +142,7 @@ def get_members(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     )
     device_key = txn_store.device_key(device_id=ctx.device_id, token_id=ctx.token_id)
     extras = room_access.get_client_event_extras(
-        events, user_id=ctx.user_id, device_key=device_key, with_relations=False
+        events, user_id=ctx.user_id, device_key=device_key, with_relations=False, with_prev_content=False
     )
     return {"chunk": serialize_stored_events(events, extras)}
 
