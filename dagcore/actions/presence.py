@@ -3,9 +3,9 @@
 A user is online while they sync (``set_presence``) or say so
 (``PUT /presence/{userId}/status``); :func:`expire_presence` marks users
 offline once they have not synced for ``OFFLINE_AFTER_MS``. Writes are
-throttled: a sync of an already-online user only refreshes ``last_sync_ts``
-every ``SYNC_TOUCH_MS`` and moves the stream only when what others see changes
-(state, status message, or activity older than ``ACTIVE_WINDOW_MS``).
+throttled: a sync of a user already in the asked state only refreshes
+``last_sync_ts`` (at most every ``SYNC_TOUCH_MS``) and moves the stream only
+when what others see changes (state or status message).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ def do_set_presence(
         row = store.lock_presence(user_id)
         new_msg = (row.status_msg if row else None) if status_msg is _KEEP else status_msg
         if row is not None and from_sync and row.state == state and row.status_msg == new_msg:
-            stale_activity = state == "online" and now - row.last_active_ts >= ACTIVE_WINDOW_MS
-            if not stale_activity:
-                if now - row.last_sync_ts >= SYNC_TOUCH_MS:
-                    store.touch_last_sync(user_id=user_id, ts=now)
-                return False
+            # Syncing is not activity (as in Synapse): nothing others see changes, so the
+            # stream stays put and nobody is woken; only the offline timer is pushed back.
+            if now - row.last_sync_ts >= SYNC_TOUCH_MS:
+                store.touch_last_sync(user_id=user_id, ts=now)
+            return False
         last_active = now if state == "online" or row is None else row.last_active_ts
         store.write_presence(
             user_id=user_id, state=state, status_msg=new_msg, last_active_ts=last_active, last_sync_ts=now

@@ -309,9 +309,7 @@ def get_unread_counts(
             fresh.append(counter)
         if counter.upto_stream < upto:
             starts[nid] = counter.upto_stream
-    to_count = sync_store.get_events_for_counting(
-        starts, upto=upto, limit=MAX_COUNTED_EVENTS, exclude_sender=user_id
-    )
+    to_count = sync_store.get_events_for_counting(starts, upto=upto, limit=MAX_COUNTED_EVENTS)
     changed: dict[int, store.Counter] = {c.room_nid: c for c in fresh}
     with_events = [nid for nid, events in to_count.items() if events]
     if with_events:
@@ -321,16 +319,22 @@ def get_unread_counts(
             counter = counters[nid]
             plain_read = max(unthreaded.get(nid, 0), main_pos.get(nid, 0))
             for stored in to_count[nid]:
+                pos = stored.stream_ordering or 0
+                root = _thread_root(stored)
+                if stored.event.sender == user_id:
+                    # Spec "Marking notifications as read": sending an event reads up to it
+                    # (an event in a thread reads that thread).
+                    counter.notification_count = counter.highlight_count = 0
+                    counter.threads[root] = [0, 0]
+                    continue
                 if stored.event.sender in ignored_users:
                     continue
                 result = rules.evaluate(rs, stored.event.pdu, contexts.context_for(nid, stored.event.sender))
                 if not result.notify:
                     continue
-                pos = stored.stream_ordering or 0
                 if pos > plain_read:
                     counter.notification_count += 1
                     counter.highlight_count += int(result.highlight)
-                root = _thread_root(stored)
                 read = unthreaded.get(nid, 0)
                 read = max(
                     read, main_pos.get(nid, 0) if root == "main" else thread_pos.get(nid, {}).get(root, 0)

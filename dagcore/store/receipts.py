@@ -119,18 +119,3 @@ def get_read_positions(*, user_id: str, room_nids: Sequence[int]) -> dict[int, i
     ).values_list("room_id", "event_stream_ordering"):
         out[room_nid] = max(out.get(room_nid, 0), int(pos))
     return out
-
-
-def get_thread_read_positions(*, user_id: str, room_nids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Per room, per thread root: the stream ordering the user's threaded receipts reached."""
-    if not room_nids:
-        return {}
-    out: dict[int, dict[str, int]] = {}
-    for room_nid, thread_id, pos in (
-        Receipt.objects.filter(user_id=user_id, room_id__in=list(room_nids), receipt_type__in=READ_TYPES)
-        .exclude(thread_id__in=("", "main"))
-        .values_list("room_id", "thread_id", "event_stream_ordering")
-    ):
-        threads = out.setdefault(room_nid, {})
-        threads[thread_id] = max(threads.get(thread_id, 0), int(pos))
-    return out

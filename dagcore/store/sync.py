@@ -185,16 +185,15 @@ def get_state_groups_at_stream(room_streams: Mapping[int, int]) -> dict[int, int
 
 
 def get_events_for_counting(
-    starts: Mapping[int, int], *, upto: int, limit: int, exclude_sender: str
+    starts: Mapping[int, int], *, upto: int, limit: int
 ) -> dict[int, list[StoredEvent]]:
-    """Per room, the newest ``limit`` events in ``(start, upto]`` not sent by ``exclude_sender``, oldest first."""
+    """Per room, the newest ``limit`` events in ``(start, upto]``, oldest first."""
 
     def build(nid: int) -> QuerySet[Any, Any]:
         return (
             EventRow.objects.filter(
                 _timeline_q(), room_id=nid, stream_ordering__gt=starts[nid], stream_ordering__lte=upto
             )
-            .exclude(sender=exclude_sender)
             .order_by("-stream_ordering")
             .values(*_FIELDS)[:limit]
         )
@@ -256,19 +255,6 @@ def get_heroes(room_nids: Sequence[int], *, exclude_user: str, count: int = 5) -
     return out
 
 
-def get_member_state_nids(room_nids: Sequence[int], user_ids: Iterable[str]) -> dict[int, dict[str, int]]:
-    """Current m.room.member event nids of these users in these rooms (one query)."""
-    users = list(set(user_ids))
-    if not room_nids or not users:
-        return {}
-    out: dict[int, dict[str, int]] = {}
-    for room_nid, user_id, nid in RoomMembership.objects.filter(
-        room_id__in=list(room_nids), user_id__in=users
-    ).values_list("room_id", "user_id", "event_id"):
-        out.setdefault(room_nid, {})[user_id] = int(nid)
-    return out
-
-
 def get_own_displaynames(user_id: str, room_nids: Sequence[int]) -> dict[int, str | None]:
     if not room_nids:
         return {}
@@ -327,13 +313,19 @@ def get_users_sharing_a_room(viewer: str, user_ids: Iterable[str]) -> set[str]:
 def get_events_before(
     room_nids: Sequence[int], *, before: int | None, limit: int, exclude_sender: str
 ) -> list[StoredEvent]:
-    """The newest ``limit`` events of these rooms before stream ``before`` not sent by ``exclude_sender``."""
-    if not room_nids:
-        return []
-    qs = EventRow.objects.filter(_timeline_q(), room_id__in=list(room_nids)).exclude(sender=exclude_sender)
-    if before is not None:
-        qs = qs.filter(stream_ordering__lt=before)
-    return [_from_values(row) for row in qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]]
+    """The newest ``limit`` events of these rooms before stream ``before`` not sent by ``exclude_sender``.
+
+    Per-room index range scans merged (one UNION), so a busy server's other rooms cost nothing.
+    """
+
+    def build(nid: int) -> QuerySet[Any, Any]:
+        qs = EventRow.objects.filter(_timeline_q(), room_id=nid).exclude(sender=exclude_sender)
+        if before is not None:
+            qs = qs.filter(stream_ordering__lt=before)
+        return qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]
+
+    rows = sorted(_per_room(room_nids, build), key=lambda r: r["stream_ordering"], reverse=True)[:limit]
+    return [_from_values(row) for row in rows]
 
 
 def get_full_state_ids(groups: Iterable[int]) -> dict[int, dict[StateKey, int]]:

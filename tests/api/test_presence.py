@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.api.test_sync import sync, uid
 from tests.support.client import q
 
@@ -89,3 +91,28 @@ def test_presence_disabled_by_config_is_never_sent(tmp_path) -> None:
         assert bob.get(f"/presence/{q(uid(alice))}/status").json["presence"] == "offline"
     finally:
         server.destroy()
+
+
+@pytest.mark.django_db
+def test_users_who_stop_syncing_go_offline_and_others_hear_it() -> None:
+    from dagcore.actions.presence import OFFLINE_AFTER_MS, do_sync_presence, expire_presence
+    from dagcore.clock import now_ms
+    from dagcore.store import presence as presence_store
+    from dagcore.store.streams import get_stream_position
+    from tests.actions.roomkit import make_user
+
+    alice, bob = make_user(), make_user()
+    do_sync_presence(user_id=alice.user_id, set_presence=None)
+    do_sync_presence(user_id=bob.user_id, set_presence=None)
+    before = get_stream_position("presence")
+    # A sync again changes nothing anybody sees: the stream stays.
+    do_sync_presence(user_id=alice.user_id, set_presence=None)
+    assert get_stream_position("presence") == before
+    # Long after bob's last sync (alice kept syncing), only bob goes offline.
+    later = now_ms() + OFFLINE_AFTER_MS + 1000
+    presence_store.touch_last_sync(user_id=alice.user_id, ts=later)
+    assert expire_presence(now=later) == 1
+    assert presence_store.get_presence(bob.user_id).state == "offline"  # type: ignore[union-attr]
+    assert presence_store.get_presence(alice.user_id).state == "online"  # type: ignore[union-attr]
+    assert get_stream_position("presence") == before + 1
+    assert expire_presence(now=later) == 0

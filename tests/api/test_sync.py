@@ -405,3 +405,68 @@ def test_thread_notifications_are_split_per_thread_when_asked(make_client) -> No
     assert entry["unread_thread_notifications"][root]["notification_count"] == 1
     plain = sync(alice, first["next_batch"])["rooms"]["join"][room]
     assert plain["unread_notifications"]["notification_count"] == 2
+
+
+def test_sending_a_message_reads_everything_before_it(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    first = sync(alice)
+    bob.send(room, "one")
+    bob.send(room, "two")
+    body = sync(alice, first["next_batch"])
+    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 2
+    alice.send(room, "my reply")  # spec: sending an event marks what precedes it as read
+    bob.send(room, "three")
+    body = sync(alice, body["next_batch"])
+    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 1
+
+
+# --------------------------------------------------------------------------- visibility, knocks, device lists
+
+
+def test_joined_history_visibility_hides_events_before_the_join(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    alice.put(f"/rooms/{q(room)}/state/m.room.history_visibility", {"history_visibility": "joined"})
+    alice.send(room, "before bob")
+    bob.join(room)
+    alice.send(room, "after bob")
+    events = timeline(sync(bob), room)
+    assert bodies(events) == ["after bob"]
+    # The control: alice, joined all along, sees both.
+    assert bodies(timeline(sync(alice), room)) == ["before bob", "after bob"]
+
+
+def test_knock_appears_in_the_knock_section_with_stripped_state(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(
+        name="Knock here", initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]
+    )
+    first = sync(bob)
+    bob.post(f"/knock/{q(room)}", {"reason": "let me in"})
+    body = sync(bob, first["next_batch"])
+    events = body["rooms"]["knock"][room]["knock_state"]["events"]
+    assert any(e["type"] == "m.room.member" and e["content"]["membership"] == "knock" for e in events)
+    assert any(e["type"] == "m.room.name" for e in events)
+
+
+def test_device_list_changes_reach_users_sharing_a_room_and_leavers_are_reported(make_client) -> None:
+    from tests.support.e2e_keys import DeviceKeys
+
+    alice, bob, carol = make_client(), make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    a_first, c_first = sync(alice), sync(carol)
+    assert bob.device_id is not None
+    bob.post("/keys/upload", {"device_keys": DeviceKeys(uid(bob), bob.device_id).device_keys()})
+    body = sync(alice, a_first["next_batch"])
+    assert uid(bob) in body["device_lists"]["changed"]
+    assert "device_lists" not in sync(carol, c_first["next_batch"])  # shares no room with bob
+    bob.post(f"/rooms/{q(room)}/leave")
+    body = sync(alice, body["next_batch"])
+    assert body["device_lists"]["left"] == [uid(bob)]
+    # A new member's devices are new to alice: "changed".
+    carol.join(room)
+    body = sync(alice, body["next_batch"])
+    assert uid(carol) in body["device_lists"]["changed"]

@@ -107,3 +107,32 @@ def test_unread_counts_are_computed_once_then_extended(django_assert_max_num_que
     with django_assert_max_num_queries(30):
         result = run(alice, result.body["next_batch"])
     assert result.body["rooms"]["join"][rooms[1]]["unread_notifications"]["notification_count"] == 3
+
+
+@pytest.mark.sqlite
+def test_the_builder_answers_the_same_on_this_database() -> None:
+    """Initial, incremental, lazy-loading and typing/receipt syncs (PostgreSQL UNIONs, SQLite loops)."""
+    from dagcore.actions.receipts import do_set_receipt
+    from dagcore.actions.typing import do_set_typing
+    from dagcore.store import rooms as room_store
+    from dagcore.store import timeline
+
+    alice, bob, rooms = user_in_rooms(3)
+    first = run(alice)
+    assert set(first.body["rooms"]["join"]) == set(rooms)
+    event_id = say(bob, rooms[1], "later")
+    room = room_store.get_room(rooms[1])
+    assert room is not None
+    do_set_typing(room=room, user_id=bob.user_id, typing=True, timeout_ms=10000)
+    stored = timeline.get_room_event(room, event_id)
+    assert stored is not None
+    do_set_receipt(user_id=bob.user_id, room=room, receipt_type="m.read", event=stored, thread_id="")
+    f = parse_filter({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}})
+    later = run(alice, first.body["next_batch"], filter=f)
+    entry = later.body["rooms"]["join"][rooms[1]]
+    assert [e["content"]["body"] for e in entry["timeline"]["events"]] == ["later"]
+    types = {e["type"] for e in entry["ephemeral"]["events"]}
+    assert types == {"m.typing", "m.receipt"}
+    # Bob's two messages; bob's own receipt does not read them for alice.
+    assert entry["unread_notifications"]["notification_count"] == 2
+    assert list(later.body["rooms"]["join"]) == [rooms[1]]

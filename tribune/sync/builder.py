@@ -584,7 +584,8 @@ class SyncBuilder:
                 if r.full_state:
                     ids = dict(start)
                 else:
-                    before = states.get(since_group.get(nid) or -1, {}) if since_group.get(nid) else {}
+                    since_at = since_group.get(nid)
+                    before = states.get(since_at, {}) if since_at is not None else {}
                     # Spec: the state between ``since`` and the start of the timeline.
                     ids = {k: v for k, v in start.items() if before.get(k) != v}
                 if lazy:
