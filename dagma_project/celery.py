@@ -32,5 +32,15 @@ app.conf.beat_schedule = {
 
 # dagcore's task modules are named by area, which ``autodiscover_tasks`` (it looks for
 # ``<package>.tasks``) does not find: import them so workers and the in-process runner know them.
+from celery.signals import worker_process_init  # noqa: E402
+
 import dagcore.tasks.maintenance  # noqa: E402
 import dagcore.tasks.media  # noqa: E402, F401
+
+
+@worker_process_init.connect
+def _on_worker_start(**_: object) -> None:
+    """Workers write too (media, maintenance): register the cross-process notifier publisher."""
+    from dagma_project.startup import on_process_start
+
+    on_process_start()

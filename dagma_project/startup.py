@@ -14,10 +14,10 @@ _started = False
 #: Per-role hooks: each interface registers its notifier listeners etc. here.
 ROLE_HOOKS = {
     "tribune": ["tribune.apps_hooks"],
-    "embassy": ["embassy.apps_hooks"],
-    "politburo": [],
+    "embassy": ["dagcore.broadcast", "embassy.apps_hooks"],
+    "politburo": ["dagcore.broadcast"],
     "all": ["tribune.apps_hooks", "embassy.apps_hooks"],
-    "worker": [],
+    "worker": ["dagcore.broadcast"],
 }
 
 

@@ -454,9 +454,13 @@ def test_login_with_a_known_device_id_reuses_the_device(dagma_server, make_clien
 
 
 def _full_buckets() -> None:
-    """Buckets live in Redis and outlive servers: start rate-limit tests from full ones."""
+    """Buckets live in Redis and outlive requests: start each rate-limit test from full ones.
+
+    (Keys are prefixed per homeserver, ``<prefix>:rl:...``, so other servers' buckets are
+    never shared; this only resets the buckets earlier tests of this module spent.)
+    """
     r = redis.Redis.from_url(REDIS_URL)
-    for key in r.scan_iter("dagma:rl:*"):
+    for key in r.scan_iter("*:rl:*"):
         r.delete(key)
 
 

@@ -26,16 +26,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import connections
 
+from dagcore.broadcast import GROUP, MESSAGE_TYPE, change_message, channel_layer, publish_from_thread
 from dagcore.clock import now_ms
 from dagcore.notifier import Change
 
 logger = logging.getLogger("tribune.sync")
 
-GROUP = "dagma.sync"
-MESSAGE_TYPE = "dagma.change"
 #: Identifies this process's own messages, which its listener skips (they were delivered locally).
 ORIGIN = secrets.token_hex(8)
 #: Housekeeping period (typing sweep fallback, presence timeouts).
@@ -127,26 +126,11 @@ _state = _State()
 
 
 def _channel_layer() -> Any:
-    from channels.layers import InMemoryChannelLayer, get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None or isinstance(layer, InMemoryChannelLayer):
-        return None  # one process: local delivery is all there is
-    return layer
+    return channel_layer()
 
 
 def _message(change: Change) -> dict[str, Any]:
-    rooms = list(change.extra.get("room_ids", ()) or ())  # type: ignore[call-overload]
-    if change.room_id:
-        rooms.append(change.room_id)
-    return {
-        "type": MESSAGE_TYPE,
-        "origin": ORIGIN,
-        "stream": change.stream,
-        "position": change.position,
-        "rooms": sorted(set(rooms)),
-        "users": sorted(set(change.user_ids)),
-    }
+    return change_message(change, origin=ORIGIN)
 
 
 # --------------------------------------------------------------------------- after-commit listener
@@ -162,13 +146,8 @@ def on_change(change: Change) -> None:
         if isinstance(expires, int):
             loop.call_soon_threadsafe(_schedule_typing_sweep, expires)
         return
-    layer = _channel_layer()
-    if layer is not None:
-        # No loop of ours here (a management command, a worker): publish and wait for it.
-        try:
-            async_to_sync(layer.group_send)(GROUP, message)
-        except Exception:
-            logger.exception("could not publish a change for /sync")
+    # No loop of ours here (a management command, a worker): publish and wait for it.
+    publish_from_thread(change, origin=ORIGIN)
 
 
 def _deliver(message: dict[str, Any]) -> None:
