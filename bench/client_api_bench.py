@@ -38,7 +38,11 @@ def q(s: str) -> str:
 
 
 async def register(http: httpx.AsyncClient, prefix: str) -> tuple[str, str]:
-    body = {"username": f"{prefix}{secrets.token_hex(4)}", "password": "bench-password-123", "auth": {"type": "m.login.dummy"}}
+    body = {
+        "username": f"{prefix}{secrets.token_hex(4)}",
+        "password": "bench-password-123",
+        "auth": {"type": "m.login.dummy"},
+    }
     r = await http.post(CS + "/register", json=body)
     if r.status_code == 401:  # servers that want the UIA round trip first
         body["auth"]["session"] = r.json()["session"]
@@ -80,8 +84,10 @@ async def bench_send_throughput(base: str, senders: int = 8, per_sender: int = 5
 
 
 async def bench_sync_wakeup(base: str, receivers: int = 20, rounds: int = 10) -> tuple[float, float]:
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=100)) as http:
-        sender_id, sender_tok = await register(http, "wsend")
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, limits=httpx.Limits(max_connections=100)
+    ) as http:
+        _, sender_tok = await register(http, "wsend")
         room = await create_room(http, sender_tok, preset="public_chat")
         recv = [await register(http, "wrecv") for _ in range(receivers)]
         for _, tok in recv:
@@ -94,13 +100,21 @@ async def bench_sync_wakeup(base: str, receivers: int = 20, rounds: int = 10) ->
         for n in range(rounds):
             sent_at: dict[str, float] = {}
 
-            async def poll(i: int) -> None:
+            async def poll(i: int, n: int = n, sent_at: dict[str, float] = sent_at) -> None:
                 tok = recv[i][1]
                 while True:
-                    r = await http.get(CS + "/sync", params={"timeout": 30000, "since": tokens[i]}, headers=auth(tok))
+                    r = await http.get(
+                        CS + "/sync", params={"timeout": 30000, "since": tokens[i]}, headers=auth(tok)
+                    )
                     data = r.json()
                     tokens[i] = data["next_batch"]
-                    events = data.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
+                    events = (
+                        data.get("rooms", {})
+                        .get("join", {})
+                        .get(room, {})
+                        .get("timeline", {})
+                        .get("events", [])
+                    )
                     if any(e.get("content", {}).get("body") == f"wake{n}" for e in events):
                         latencies.append((time.perf_counter() - sent_at["t"]) * 1000)
                         return
@@ -165,11 +179,15 @@ async def run_all(base: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="measure this server instead of starting Dagma")
     parser.add_argument("--compare-url", help="also measure this server (e.g. Synapse) and print ratios")
     parser.add_argument("--sqlite", action="store_true", help="start Dagma on SQLite instead of PostgreSQL")
-    parser.add_argument("--with-synapse", action="store_true", help="start Synapse (bench/synapse_server.py) and compare")
+    parser.add_argument(
+        "--with-synapse", action="store_true", help="start Synapse (bench/synapse_server.py) and compare"
+    )
     args = parser.parse_args()
     server = None
     synapse = None

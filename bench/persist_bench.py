@@ -71,7 +71,9 @@ def build_room(members: int) -> str:
     for i in range(members - 1):
         user = f"@m{i}:remote.bench"
         content = {"membership": "join"}
-        keys = auth_types_for_event(version, event_type="m.room.member", state_key=user, sender=user, content=content)
+        keys = auth_types_for_event(
+            version, event_type="m.room.member", state_key=user, sender=user, content=content
+        )
         room.refresh_from_db()
         nids = state_store.get_current_state_ids(room, keys)
         ids = event_store.get_event_ids_for_nids(nids.values())
@@ -83,7 +85,10 @@ def build_room(members: int) -> str:
         )  # fmt: skip
         persist_received_event(event)
         if (i + 1) % 1000 == 0:
-            print(f"  {i + 1} members joined ({(time.perf_counter() - t0) / (i + 1) * 1000:.1f} ms/join)", flush=True)
+            print(
+                f"  {i + 1} members joined ({(time.perf_counter() - t0) / (i + 1) * 1000:.1f} ms/join)",
+                flush=True,
+            )
     return room_id
 
 
@@ -126,7 +131,9 @@ def measure(room_id: str, n: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--history", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--samples", type=int, default=300)
@@ -143,7 +150,10 @@ def main() -> None:
         med = statistics.median(times)
         p95 = sorted(times)[int(len(times) * 0.95)]
         results[target] = (med, p95)
-        print(f"history {target:>7}: median {med:.2f} ms, p95 {p95:.2f} ms per message (budget 10 ms)", flush=True)
+        print(
+            f"history {target:>7}: median {med:.2f} ms, p95 {p95:.2f} ms per message (budget 10 ms)",
+            flush=True,
+        )
     if len(results) >= 2:
         lo, hi = min(results), max(results)
         print(f"ratio median {hi}/{lo}: {results[hi][0] / results[lo][0]:.2f} (1.0 = independent of history)")

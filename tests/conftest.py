@@ -19,7 +19,7 @@ def _server_signing_key() -> None:
 
 
 @pytest.fixture(scope="session")
-def dagma_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def dagma_server(tmp_path_factory: pytest.TempPathFactory):
     """One real ``serve all`` process (PostgreSQL + Redis) shared by the API tests."""
     from tests.support.live import LiveServer
 
@@ -30,7 +30,7 @@ def dagma_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
 
 
 @pytest.fixture
-def make_client(dagma_server):  # type: ignore[no-untyped-def]
+def make_client(dagma_server):
     """``make_client()`` -> a freshly registered user's MatrixClient on the live server."""
     from tests.support.client import MatrixClient
 

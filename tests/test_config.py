@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DAGMA_") and k != "DJANGO_SETTINGS_MODULE"}
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("DAGMA_") and k != "DJANGO_SETTINGS_MODULE"
+    }
     base.update(DAGMA_NO_BOOTSTRAP="1", **(env or {}))
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=base,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -30,8 +32,16 @@ def _manage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         ({"default_room_version": "1"}, "default_room_version", "2, 3"),
         ({"max_upload_size": "lots"}, "max_upload_size", "50M"),
         ({"database": {"name": "mysql"}}, "database.name", "sqlite3, psycopg2"),
-        ({"listeners": [{"port": 99999, "resources": [{"names": ["client"]}]}]}, "listeners[0].port", "1 to 65535"),
-        ({"listeners": [{"port": 8008, "resources": [{"names": ["clients"]}]}]}, "listeners[0].resources.names", "client"),
+        (
+            {"listeners": [{"port": 99999, "resources": [{"names": ["client"]}]}]},
+            "listeners[0].port",
+            "1 to 65535",
+        ),
+        (
+            {"listeners": [{"port": 8008, "resources": [{"names": ["clients"]}]}]},
+            "listeners[0].resources.names",
+            "client",
+        ),
         ({"ip_range_whitelist": ["not-a-cidr"]}, "ip_range_whitelist", "CIDR"),
         ({"rc_message": {"per_second": -1}}, "rc_message.per_second", "non-negative"),
         ({"no_such_option": 1}, "no_such_option", "unknown option"),
@@ -85,7 +95,14 @@ def test_every_option_is_documented_with_default_and_example() -> None:
 
 
 def test_generate_config_writes_a_loadable_config_and_an_ed25519_key(tmp_path: Path) -> None:
-    result = _manage("generate_config", "--server-name", "chat.example.org", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path)
+    result = _manage(
+        "generate_config",
+        "--server-name",
+        "chat.example.org",
+        "--out",
+        str(tmp_path / "dagma.yaml"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     key_file = tmp_path / "chat.example.org.signing.key"
     assert re.fullmatch(r"ed25519 a_[A-Za-z0-9]{4} [A-Za-z0-9+/]{43}\n?", key_file.read_text())
@@ -93,21 +110,29 @@ def test_generate_config_writes_a_loadable_config_and_an_ed25519_key(tmp_path: P
     config = load_config(tmp_path / "dagma.yaml", env={})
     assert config.server_name == "chat.example.org"
     assert Path(config["signing_key_path"]) == key_file.resolve()
-    again = _manage("generate_config", "--server-name", "x.org", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path)
+    again = _manage(
+        "generate_config", "--server-name", "x.org", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path
+    )
     assert again.returncode != 0 and "already exists" in again.stderr
 
 
 def test_serve_with_a_bad_value_fails_with_one_line_naming_the_key(tmp_path: Path) -> None:
-    (tmp_path / "dagma.yaml").write_text(yaml.safe_dump({"server_name": "localhost", "max_upload_size": "huge"}))
+    (tmp_path / "dagma.yaml").write_text(
+        yaml.safe_dump({"server_name": "localhost", "max_upload_size": "huge"})
+    )
     result = _manage("serve", "all", cwd=tmp_path)
     assert result.returncode == 2
     assert "max_upload_size" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_serve_refuses_a_public_admin_listener(tmp_path: Path) -> None:
-    _manage("generate_config", "--server-name", "localhost", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path)
+    _manage(
+        "generate_config", "--server-name", "localhost", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path
+    )
     config = yaml.safe_load((tmp_path / "dagma.yaml").read_text())
-    config["listeners"] = [{"port": 18009, "bind_addresses": ["0.0.0.0"], "resources": [{"names": ["admin"]}]}]  # noqa: S104
+    config["listeners"] = [
+        {"port": 18009, "bind_addresses": ["0.0.0.0"], "resources": [{"names": ["admin"]}]}
+    ]
     (tmp_path / "dagma.yaml").write_text(yaml.safe_dump(config))
     result = _manage("serve", "politburo", cwd=tmp_path)
     assert result.returncode != 0

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGMA_") and k != "DJANGO_SETTINGS_MODULE"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DAGMA_") and k != "DJANGO_SETTINGS_MODULE"
+    }
     # Only the port differs from the README's run (tests must not take 8008).
     env.update(
         DAGMA_NO_BOOTSTRAP="1",
@@ -30,7 +32,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def quickstart(tmp_path: Path):  # type: ignore[no-untyped-def]
+def quickstart(tmp_path: Path):
     port = free_port()
     env = _env(tmp_path, port)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
@@ -53,8 +55,8 @@ def quickstart(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.wait()
 
 
-def test_serve_all_in_an_empty_directory_generates_config_and_key_and_serves_a_client(quickstart) -> None:  # type: ignore[no-untyped-def]
-    base, workdir, env, proc = quickstart
+def test_serve_all_in_an_empty_directory_generates_config_and_key_and_serves_a_client(quickstart) -> None:
+    base, workdir, env, _proc = quickstart
     assert (workdir / "dagma.yaml").exists()
     assert (workdir / "localhost.signing.key").exists()
     assert (workdir / "homeserver.db").exists()  # SQLite, the embedded default
@@ -85,8 +87,8 @@ def test_serve_all_in_an_empty_directory_generates_config_and_key_and_serves_a_c
     assert closed.json["errcode"] == "M_FORBIDDEN"
 
 
-def test_sigterm_stops_the_server_gracefully(quickstart) -> None:  # type: ignore[no-untyped-def]
-    base, workdir, env, proc = quickstart
+def test_sigterm_stops_the_server_gracefully(quickstart) -> None:
+    base, _workdir, _env, proc = quickstart
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
     with pytest.raises(httpx.HTTPError):

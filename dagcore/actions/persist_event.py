@@ -453,16 +453,16 @@ def persist_received_event(
                 outlier=True,
             )
 
+        keys = auth_types_for_event(
+            room_version,
+            event_type=event.type,
+            state_key=event.state_key,
+            sender=event.sender,
+            content=event.content,
+        )
         # Step 5: against the state before the event.
         state_group_before = _state_group_before(room, room_version, event, state_before)
         if rejected_reason is None:
-            keys = auth_types_for_event(
-                room_version,
-                event_type=event.type,
-                state_key=event.state_key,
-                sender=event.sender,
-                content=event.content,
-            )
             try:
                 check_event_auth(event, _state_events_for_auth(room, state_group_before, keys))
             except AuthError as exc:
@@ -471,13 +471,6 @@ def persist_received_event(
         # Step 6: against the current state (soft fail: stored, but not part of the room's head).
         soft_failed = False
         if rejected_reason is None:
-            keys = auth_types_for_event(
-                room_version,
-                event_type=event.type,
-                state_key=event.state_key,
-                sender=event.sender,
-                content=event.content,
-            )
             try:
                 check_event_auth(event, _state_events_for_auth(room, room.current_state_group, keys))
             except AuthError as exc:

@@ -28,6 +28,27 @@ from dagcore.store import txns as txn_store
 _POWER_KEYS: list[StateKey] = [("m.room.create", ""), ("m.room.power_levels", "")]
 
 
+def check_may_redact(*, user_id: str, room: Room, event_id: str) -> None:
+    """Refuse a local redaction the room's auth rules would accept but that must not apply.
+
+    Every redaction a local client sends passes here, through ``/redact`` or as an
+    ``m.room.redaction`` through ``/send``. From room v3 the auth rules accept any
+    member's redaction and apply it when the sender is on the target sender's
+    server — which our users always are — so without this check any member could
+    redact anyone's events. The target must be an event of this room: an event of
+    another room answers as an unknown one does (no probing for event IDs).
+    """
+    target = timeline.get_room_event(room, event_id)
+    if target is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Event not found in this room")
+    if target.event.type == "m.room.create":
+        raise MatrixError(403, "M_FORBIDDEN", "The room's create event cannot be redacted")
+    if target.event.sender != user_id:
+        state = state_store.get_current_state_events(room, _POWER_KEYS)
+        if get_user_power_level(user_id, state) < get_named_level("redact", state):
+            raise MatrixError(403, "M_FORBIDDEN", "You don't have permission to redact others' events")
+
+
 def check_redact_event(
     *,
     user_id: str,
@@ -49,14 +70,7 @@ def check_redact_event(
         raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
     content: dict[str, Any] = {"reason": reason} if reason else {}
     check_event_input(room_id=room_id, event_type="m.room.redaction", content=content)
-    target = timeline.get_room_event(room, event_id)
-    if target is not None:
-        if target.event.type == "m.room.create":
-            raise MatrixError(403, "M_FORBIDDEN", "The room's create event cannot be redacted")
-        if target.event.sender != user_id:
-            state = state_store.get_current_state_events(room, _POWER_KEYS)
-            if get_user_power_level(user_id, state) < get_named_level("redact", state):
-                raise MatrixError(403, "M_FORBIDDEN", "You don't have permission to redact others' events")
+    check_may_redact(user_id=user_id, room=room, event_id=event_id)
     persisted = send_local_event(
         room_id=room_id, sender=user_id, event_type="m.room.redaction", content=content, redacts=event_id
     )

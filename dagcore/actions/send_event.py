@@ -95,6 +95,13 @@ def check_send_event(
         value = content.get("redacts")
         if not isinstance(value, str):
             raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
+        room = room_store.get_room(room_id)
+        if room is None:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+        # Imported here: the redaction actions send their events through this module.
+        from dagcore.actions.redact import check_may_redact
+
+        check_may_redact(user_id=user_id, room=room, event_id=value)
         redacts = value
     persisted = send_local_event(
         room_id=room_id, sender=user_id, event_type=event_type, content=content, redacts=redacts

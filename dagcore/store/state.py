@@ -16,7 +16,7 @@ from threading import Lock
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, StateGroup, StateGroupEntry
 from dagcore.protocol.events import Event, StateKey
@@ -57,6 +57,13 @@ _chain_cache = _LRU(10_000)
 _full_state_cache = _LRU(64)
 
 
+def _keys_condition(keys: Iterable[StateKey]) -> Q:
+    cond = Q()
+    for etype, skey in keys:
+        cond |= Q(type=etype, state_key=skey)
+    return cond
+
+
 def get_state_group_chain(group_id: int) -> tuple[int, ...]:
     cached = _chain_cache.get(group_id)
     if cached is None:
@@ -81,10 +88,7 @@ def get_state_ids(group_id: int, keys: Iterable[StateKey] | None = None) -> dict
         wanted = list(keys)
         if not wanted:
             return {}
-        cond = Q()
-        for etype, skey in wanted:
-            cond |= Q(type=etype, state_key=skey)
-        qs = qs.filter(cond)
+        qs = qs.filter(_keys_condition(wanted))
     best: dict[StateKey, tuple[int, int]] = {}
     for gid, etype, skey, nid in qs.values_list("group_id", "type", "state_key", "event_nid"):
         pos = position[gid]
@@ -170,16 +174,19 @@ def create_state_group_for_state(room: Room, *, state: Mapping[StateKey, int], n
 # --------------------------------------------------------------------------- current state
 
 
-def get_current_state_ids(room: Room, keys: Iterable[StateKey] | None = None) -> dict[StateKey, int]:
+def _current_state_rows(room: Room, keys: Iterable[StateKey] | None) -> QuerySet[CurrentStateEvent] | None:
+    """The current-state rows of ``room`` (only ``keys``, if given); None when ``keys`` is empty."""
     qs = CurrentStateEvent.objects.filter(room=room)
-    if keys is not None:
-        wanted = list(keys)
-        if not wanted:
-            return {}
-        cond = Q()
-        for etype, skey in wanted:
-            cond |= Q(type=etype, state_key=skey)
-        qs = qs.filter(cond)
+    if keys is None:
+        return qs
+    wanted = list(keys)
+    return qs.filter(_keys_condition(wanted)) if wanted else None
+
+
+def get_current_state_ids(room: Room, keys: Iterable[StateKey] | None = None) -> dict[StateKey, int]:
+    qs = _current_state_rows(room, keys)
+    if qs is None:
+        return {}
     return {(t, s): nid for t, s, nid in qs.values_list("type", "state_key", "event_id")}
 
 
@@ -187,15 +194,9 @@ def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None)
     """Current state as protocol events: one query (join with the events table)."""
     from dagcore.protocol.room_versions import get_room_version
 
-    qs = CurrentStateEvent.objects.filter(room=room)
-    if keys is not None:
-        wanted = list(keys)
-        if not wanted:
-            return {}
-        cond = Q()
-        for etype, skey in wanted:
-            cond |= Q(type=etype, state_key=skey)
-        qs = qs.filter(cond)
+    qs = _current_state_rows(room, keys)
+    if qs is None:
+        return {}
     version = get_room_version(room.room_version, require_supported=False)
     out: dict[StateKey, Event] = {}
     for etype, skey, event_id, raw in qs.values_list("type", "state_key", "event__event_id", "event__json"):
@@ -243,15 +244,10 @@ def apply_current_state_delta(
     """
     if not changes:
         return
-    removed = [k for k, v in changes.items() if v is None]
-    for etype, skey in removed:
-        CurrentStateEvent.objects.filter(room=room, type=etype, state_key=skey).delete()
+    # Changed keys are deleted (removed ones for good), then the new rows inserted.
+    CurrentStateEvent.objects.filter(room=room).filter(_keys_condition(changes)).delete()
     updated = {k: v for k, v in changes.items() if v is not None}
     if updated:
-        cond = Q()
-        for etype, skey in updated:
-            cond |= Q(type=etype, state_key=skey)
-        CurrentStateEvent.objects.filter(room=room).filter(cond).delete()
         CurrentStateEvent.objects.bulk_create(
             [
                 CurrentStateEvent(room=room, type=t, state_key=s, event_id=nid)

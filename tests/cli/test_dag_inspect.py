@@ -27,7 +27,9 @@ def _run(capsys: pytest.CaptureFixture[str], event_id: str, *extra: str) -> tupl
 
 def test_inspect_shows_prev_auth_state_and_extremity_status(capsys: pytest.CaptureFixture[str]) -> None:
     room_id, sent = create_room(RoomSpec(creator=ALICE, room_version="11", preset="private_chat"))
-    msg = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message", content={"msgtype": "m.text", "body": "x"})
+    msg = create_local_event(
+        room_id=room_id, sender=ALICE, event_type="m.room.message", content={"msgtype": "m.text", "body": "x"}
+    )
     code, out, err = _run(capsys, msg.event.event_id)
     assert code == 0, err
     report = json.loads(out)

@@ -35,7 +35,10 @@ def _room(version: str, preset: str = "public_chat") -> str:
 
 def _msg(room_id: str, sender: str = ALICE, body: str = "hi") -> str:
     return create_local_event(
-        room_id=room_id, sender=sender, event_type="m.room.message", content={"msgtype": "m.text", "body": body}
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.message",
+        content={"msgtype": "m.text", "body": body},
     ).event.event_id
 
 
@@ -53,14 +56,25 @@ def _extremities(room_id: str) -> list[str]:
     return sorted(e.event_id for e in event_store.get_forward_extremities(room))
 
 
-def _remote_event(remote: RemoteServer, room_id: str, sender: str, event_type: str, content: dict, *,
-                  state_key: str | None = None, prev: list[str] | None = None, state: dict | None = None):  # type: ignore[no-untyped-def]
+def _remote_event(
+    remote: RemoteServer,
+    room_id: str,
+    sender: str,
+    event_type: str,
+    content: dict,
+    *,
+    state_key: str | None = None,
+    prev: list[str] | None = None,
+    state: dict | None = None,
+):
     """A remote event whose auth events are chosen from ``state`` (default: current state)."""
     room = room_store.get_room(room_id)
     assert room is not None
     version = get_room_version(room.room_version)
     state = state if state is not None else _current(room_id)
-    keys = auth_types_for_event(version, event_type=event_type, state_key=state_key, sender=sender, content=content)
+    keys = auth_types_for_event(
+        version, event_type=event_type, state_key=state_key, sender=sender, content=content
+    )
     prev = prev if prev is not None else _extremities(room_id)
     depth = max(s.depth for s in event_store.get_events_by_ids(prev).values()) + 1
     return remote.event(
@@ -97,7 +111,7 @@ def test_a_message_extends_the_dag_and_reuses_the_state_group(version: str) -> N
 def test_stream_orderings_increase_in_commit_order() -> None:
     room_id = _room("11")
     ids = [_msg(room_id, body=str(i)) for i in range(5)]
-    orderings = [event_store.get_event_by_id(e).stream_ordering for e in ids]  # type: ignore[union-attr]
+    orderings = [event_store.get_event_by_id(e).stream_ordering or 0 for e in ids]  # type: ignore[union-attr]
     assert orderings == sorted(orderings) and len(set(orderings)) == 5
 
 
@@ -116,13 +130,17 @@ def test_a_refused_local_event_stores_nothing() -> None:
 def test_state_events_are_stored_as_deltas_then_snapshots() -> None:
     room_id = _room("11")
     for i in range(state_store.MAX_STATE_CHAIN + 5):
-        create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": str(i)}, state_key="")
+        create_local_event(
+            room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": str(i)}, state_key=""
+        )
     room = room_store.get_room(room_id)
     assert room is not None and room.current_state_group is not None
     chain = state_store.get_state_group_chain(room.current_state_group)
     assert len(chain) <= state_store.MAX_STATE_CHAIN
     assert StateGroup.objects.filter(room=room, is_snapshot=True).count() >= 2
-    topic_nid = state_store.get_state_ids(room.current_state_group, [("m.room.topic", "")])[("m.room.topic", "")]
+    topic_nid = state_store.get_state_ids(room.current_state_group, [("m.room.topic", "")])[
+        ("m.room.topic", "")
+    ]
     topic = event_store.get_events_by_nids([topic_nid])[topic_nid].event
     assert topic.content["topic"] == str(state_store.MAX_STATE_CHAIN + 4)
     assert _current(room_id)[("m.room.topic", "")] == topic.event_id
@@ -149,7 +167,9 @@ def test_a_fork_is_merged_by_the_next_local_event() -> None:
     room_id = _room("11")
     remote = RemoteServer("remote.test")
     bob = "@bob:remote.test"
-    persist_received_event(_remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob))
+    persist_received_event(
+        _remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
+    )
     base = _extremities(room_id)
     a = _remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "a"}, prev=base)
     b = _remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "b"}, prev=base)
@@ -168,7 +188,9 @@ def test_a_ban_outranks_a_concurrent_topic_change_by_the_banned_user() -> None:
     room_id = _room("11")
     remote = RemoteServer("remote.test")
     bob = "@bob:remote.test"
-    persist_received_event(_remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob))
+    persist_received_event(
+        _remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
+    )
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": {ALICE: 100, bob: 50}, "state_default": 50, "ban": 50, "kick": 50, "redact": 50})  # fmt: skip
     fork_point = _extremities(room_id)
@@ -199,17 +221,23 @@ def test_an_event_failing_its_auth_events_is_rejected_and_never_becomes_state() 
     assert _current(room_id).get(("m.room.topic", "")) != bad.event_id
     assert bad.event_id not in _extremities(room_id)
     # control: a legitimate topic change by alice lands
-    ok = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": "fine"}, state_key="")
+    ok = create_local_event(
+        room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": "fine"}, state_key=""
+    )
     assert _current(room_id)[("m.room.topic", "")] == ok.event.event_id
 
 
-def test_persisting_a_message_costs_the_same_queries_in_small_and_large_rooms(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_persisting_a_message_costs_the_same_queries_in_small_and_large_rooms(
+    django_assert_max_num_queries,
+) -> None:
     small = _room("11")
     large = _room("11")
     remote = RemoteServer("remote.test")
     for i in range(60):
         user = f"@user{i}:remote.test"
-        persist_received_event(_remote_event(remote, large, user, "m.room.member", {"membership": "join"}, state_key=user))
+        persist_received_event(
+            _remote_event(remote, large, user, "m.room.member", {"membership": "join"}, state_key=user)
+        )
     _msg(small)
     _msg(large)
     with django_assert_max_num_queries(16) as small_ctx:
@@ -258,14 +286,27 @@ def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(ver
     remote = RemoteServer("remote.test")
     bob, carol = "@bob:remote.test", "@carol:remote.test"
     for user in (bob, carol):
-        persist_received_event(_remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user))
+        persist_received_event(
+            _remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user)
+        )
     users = {bob: 50, carol: 50} if version == "12" else {ALICE: 100, bob: 50, carol: 50}
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": users, "state_default": 50})  # fmt: skip
     fork = _extremities(room_id)
     state_at_fork = _current(room_id)
-    t1 = _remote_event(remote, room_id, bob, "m.room.topic", {"topic": "bob's"}, state_key="", prev=fork, state=state_at_fork)
-    t2 = _remote_event(remote, room_id, carol, "m.room.topic", {"topic": "carol's"}, state_key="", prev=fork, state=state_at_fork)
+    t1 = _remote_event(
+        remote, room_id, bob, "m.room.topic", {"topic": "bob's"}, state_key="", prev=fork, state=state_at_fork
+    )
+    t2 = _remote_event(
+        remote,
+        room_id,
+        carol,
+        "m.room.topic",
+        {"topic": "carol's"},
+        state_key="",
+        prev=fork,
+        state=state_at_fork,
+    )
     persist_received_event(t1)
     persist_received_event(t2)
     assert _extremities(room_id) == sorted([t1.event_id, t2.event_id])

@@ -7,7 +7,6 @@ What a user may read is decided by ``dagcore.actions.room_access`` (history visi
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.urls import URLPattern
@@ -18,6 +17,7 @@ from dagcore.actions import send_event as send_actions
 from dagcore.actions.room_access import RoomReader
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import json_response
+from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import txns as txn_store
 from dagcore.store.events import StoredEvent
 from dagcore.store.timeline import EventFilter, TopoKey
@@ -96,8 +96,9 @@ class ParsedFilter:
         if not raw:
             return
         try:
-            data = json.loads(raw)
-        except ValueError:
+            # The strict parser of request bodies: bounded depth, no NaN, no lone surrogates.
+            data = parse_json_body(raw.encode("utf-8", "surrogatepass"))
+        except JsonError:
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON RoomEventFilter") from None
         if not isinstance(data, dict):
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON object")
