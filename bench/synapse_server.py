@@ -57,10 +57,13 @@ class SynapseServer:
         config["enable_registration"] = True
         config["enable_registration_without_verification"] = True
         unlimited = {"per_second": 10000, "burst_count": 100000}
-        for key in ("rc_message", "rc_registration", "rc_joins", "rc_admin_redaction", "rc_invites"):
-            config[key] = unlimited if key != "rc_joins" else {"local": unlimited, "remote": unlimited}
+        for key in ("rc_message", "rc_registration", "rc_admin_redaction", "rc_room_creation", "rc_presence",
+                    "rc_reports", "rc_delayed_event_mgmt", "rc_3pid_validation", "rc_media_create"):  # fmt: skip
+            config[key] = unlimited
+        config["rc_joins"] = {"local": unlimited, "remote": unlimited}
         config["rc_login"] = {k: unlimited for k in ("address", "account", "failed_attempts")}
         config["rc_invites"] = {"per_room": unlimited, "per_user": unlimited}
+        config["rc_joins_per_room"] = unlimited
         config["presence"] = {"enabled": True}
         config_path.write_text(yaml.safe_dump(config))
         log = open(self.workdir / "synapse.log", "ab")  # noqa: SIM115

@@ -36,6 +36,9 @@ logger = logging.getLogger("tribune")
 
 #: Largest JSON body accepted by ordinary endpoints (media uploads have their own limit).
 MAX_JSON_BODY = 1024 * 1024
+#: Integer query parameters (limits, timestamps) stay within canonical JSON's range.
+MAX_QUERY_INT = 2**53
+_QUERY_INT_RE = re.compile(r"-?[0-9]{1,16}")
 
 
 @dataclass
@@ -73,6 +76,23 @@ class RequestContext:
         if self.user is None:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         return self.user
+
+    def query_int(self, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
+        """An integer query parameter: plain ASCII digits (``-`` allowed if ``minimum`` < 0).
+
+        ``int()`` alone would also take ``" 1"``, ``"1_000"`` and non-ASCII digits,
+        and build numbers of any length; everything not in ``[minimum, 2**53]`` is
+        400 M_INVALID_PARAM. Callers clamp to their own maximum.
+        """
+        raw = self.request.GET.get(name)
+        if raw is None or raw == "":
+            return default
+        if not _QUERY_INT_RE.fullmatch(raw):
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be an integer")
+        value = int(raw)
+        if value < minimum or abs(value) > MAX_QUERY_INT:
+            raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be an integer of at least {minimum}")
+        return value
 
     def json_object(self) -> dict[str, Any]:
         """The body, which must be a JSON object."""

@@ -16,11 +16,13 @@ from django.db import transaction
 
 from dagcore.actions.persist_event import (
     EventRejected,
+    EventTooLarge,
     PersistedEvent,
     _persist,
     build_local_pdu,
     create_local_event,
 )
+from dagcore.actions.send_event import check_content_size
 from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
@@ -34,6 +36,10 @@ from dagcore.store import accounts as account_store
 from dagcore.store import rooms as room_store
 
 PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
+#: Each initial state event and each invite is one more event written while the client waits:
+#: bounded, far above what clients send (Element sends a handful).
+MAX_INITIAL_STATE = 100
+MAX_INVITES = 100
 
 
 @dataclass
@@ -242,6 +248,8 @@ def _parse_invitees(value: Any) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in value):
         raise _bad("invite must be a list of user IDs")
+    if len(value) > MAX_INVITES:
+        raise _bad(f"At most {MAX_INVITES} users can be invited when creating a room")
     server_name = get_server_name()
     invitees = list(dict.fromkeys(value))
     for user_id in invitees:
@@ -259,6 +267,8 @@ def _parse_initial_state(value: Any, room_version: RoomVersion) -> list[tuple[st
         return []
     if not isinstance(value, list):
         raise _bad("initial_state must be a list")
+    if len(value) > MAX_INITIAL_STATE:
+        raise _bad(f"initial_state may hold at most {MAX_INITIAL_STATE} events")
     out: list[tuple[str, str, dict[str, Any]]] = []
     for item in value:
         if not isinstance(item, dict):
@@ -273,6 +283,7 @@ def _parse_initial_state(value: Any, room_version: RoomVersion) -> list[tuple[st
         if etype == "m.room.create":
             raise _bad("initial_state cannot hold m.room.create (use creation_content)")
         _check_content_values(content, room_version, "initial_state")
+        check_content_size(event_type=etype, state_key=skey, content=content)
         out.append((etype, skey, content))
     return out
 
@@ -313,6 +324,7 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
     initial_state = _parse_initial_state(body.get("initial_state"), room_version)
     creation_content = dict(_optional_object(body, "creation_content") or {})
     _check_content_values(creation_content, room_version, "creation_content")
+    check_content_size(event_type="m.room.create", state_key="", content=creation_content)
     creation_content.pop("room_version", None)
     creation_content.pop("creator", None)
     if room_version.privileged_creators:
@@ -329,6 +341,7 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
     pl_override = _optional_object(body, "power_level_content_override")
     if pl_override is not None:
         _check_content_values(pl_override, room_version, "power_level_content_override")
+        check_content_size(event_type="m.room.power_levels", state_key="", content=pl_override)
     for key, value in (("name", name), ("topic", topic)):
         if value is not None and len(value.encode()) > 32_768:
             raise MatrixError(413, "M_TOO_LARGE", f"{key} is too long")
@@ -374,6 +387,8 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
     )
     try:
         room_id, _ = create_room(spec, before_alias=_alias_reserver(alias, user.user_id))
+    except EventTooLarge as exc:
+        raise MatrixError(413, "M_TOO_LARGE", exc.reason) from None
     except EventRejected as exc:
         raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
     if visibility == "public":

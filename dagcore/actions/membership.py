@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dagcore.actions.send_event import send_local_event
-from dagcore.http.errors import MatrixError
+from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level
 from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_room_id, is_valid_user_id
@@ -55,7 +55,11 @@ def resolve_room_id(room_id_or_alias: str) -> str:
 def _get_local_room(room_id: str) -> Room:
     room = room_store.get_room(room_id)
     if room is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown room (rooms on other servers need federation)")
+        domain = _domain(room_id)
+        if domain and domain != get_server_name():
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown room (rooms on other servers need federation)")
+        # One of ours (or a v12 ID, which names no server): answer as a room you are not in.
+        raise not_in_room()
     return room
 
 
@@ -196,9 +200,10 @@ def check_leave_room(*, user_id: str, room_id: str, reason: Any = None) -> None:
 
 def check_forget_room(*, user_id: str, room_id: str) -> None:
     """Forget a room the user has left (spec: 400 while still in it)."""
-    room = _get_local_room(room_id)
-    row = room_store.get_membership(room, user_id)
-    if row is None:
+    room = room_store.get_room(room_id)
+    # Never in it (or no such room): nothing to forget, and the same answer for both.
+    row = room_store.get_membership(room, user_id) if room is not None else None
+    if room is None or row is None:
         return
     if row.membership in ("join", "invite", "knock"):
         raise MatrixError(400, "M_UNKNOWN", "You have not left this room")
@@ -220,6 +225,9 @@ def check_invite_user(
     invitee = _check_target(invitee)
     reason = _check_reason(reason)
     room = _get_local_room(room_id)
+    if _current_membership(room, inviter) != "join":
+        # Before any question about the invitee: outsiders learn nothing about the room.
+        raise not_in_room()
     if _domain(invitee) != get_server_name():
         raise MatrixError(
             403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet"

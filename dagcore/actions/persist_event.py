@@ -36,6 +36,7 @@ from dagcore.protocol.auth_rules import (
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.hashing import add_content_hash, compute_event_id, compute_reference_hash, encode_base64
+from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
 from dagcore.protocol.room_versions import EventFormat, RoomVersion, get_room_version
 from dagcore.protocol.signing import sign_event
 from dagcore.protocol.state_res import resolve_state
@@ -64,6 +65,10 @@ class EventRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EventTooLarge(EventRejected):
+    """The built PDU is over the spec's size limit; nothing was stored (callers answer 413)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,10 @@ def create_local_event(
             origin_server_ts=origin_server_ts,
             redacts=redacts,
         )
+        if len(encode_canonical_json(event.pdu)) > MAX_PDU_BYTES:
+            # Spec: "The complete event MUST NOT be larger than 65536 bytes". Whatever path
+            # built the content (initial_state, profile propagation...), no peer would take it.
+            raise EventTooLarge(f"the event would be larger than {MAX_PDU_BYTES} bytes")
         try:
             check_auth_events_list(event, auth_events)
             # The auth events were selected from the state before the event, so this

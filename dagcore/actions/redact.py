@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dagcore.actions.send_event import check_event_input, send_local_event
-from dagcore.http.errors import MatrixError
+from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level, redaction_applies
 from dagcore.protocol.events import Event, StateKey
@@ -38,6 +38,10 @@ def check_may_redact(*, user_id: str, room: Room, event_id: str) -> None:
     redact anyone's events. The target must be an event of this room: an event of
     another room answers as an unknown one does (no probing for event IDs).
     """
+    membership = room_store.get_membership(room, user_id)
+    if membership is None or membership.membership != "join":
+        # Before looking at the target: outsiders learn nothing about the room's events.
+        raise not_in_room()
     target = timeline.get_room_event(room, event_id)
     if target is None:
         raise MatrixError(404, "M_NOT_FOUND", "Event not found in this room")
@@ -67,10 +71,10 @@ def check_redact_event(
         raise MatrixError(400, "M_INVALID_PARAM", "reason must be a string")
     room = room_store.get_room(room_id)
     if room is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+        raise not_in_room()
     content: dict[str, Any] = {"reason": reason} if reason else {}
     check_event_input(room_id=room_id, event_type="m.room.redaction", content=content)
-    check_may_redact(user_id=user_id, room=room, event_id=event_id)
+    # send_local_event runs check_may_redact, as for every local redaction.
     persisted = send_local_event(
         room_id=room_id, sender=user_id, event_type="m.room.redaction", content=content, redacts=event_id
     )

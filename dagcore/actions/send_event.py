@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagcore.actions.persist_event import EventRejected, PersistedEvent, RoomNotFound, create_local_event
-from dagcore.http.errors import MatrixError
+from dagcore.actions.persist_event import (
+    EventRejected,
+    EventTooLarge,
+    PersistedEvent,
+    RoomNotFound,
+    create_local_event,
+)
+from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
 from dagcore.protocol.identifiers import is_valid_room_alias
 from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
@@ -37,7 +43,19 @@ def send_local_event(
     state_key: str | None = None,
     redacts: str | None = None,
 ) -> PersistedEvent:
-    """``create_local_event`` with its refusals turned into Matrix errors (404 / 403)."""
+    """``create_local_event`` with its refusals turned into Matrix errors (403 / 413)."""
+    if event_type == "m.room.redaction":
+        # Every local redaction, whichever endpoint built it (/redact, /send, even /state):
+        # the auth rules would let any member's redaction apply to a same-server target.
+        target = redacts if redacts is not None else content.get("redacts")
+        if isinstance(target, str):
+            room = room_store.get_room(room_id)
+            if room is None:
+                raise not_in_room()
+            # Imported here: the redaction actions send their events through this module.
+            from dagcore.actions.redact import check_may_redact
+
+            check_may_redact(user_id=sender, room=room, event_id=target)
     try:
         return create_local_event(
             room_id=room_id,
@@ -48,7 +66,9 @@ def send_local_event(
             redacts=redacts,
         )
     except RoomNotFound:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown room") from None
+        raise not_in_room() from None
+    except EventTooLarge as exc:
+        raise MatrixError(413, "M_TOO_LARGE", exc.reason) from None
     except EventRejected as exc:
         raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
 
@@ -70,6 +90,11 @@ def check_event_input(*, room_id: str, event_type: str, content: Any, state_key:
         check_event_values(content, strict=strict)
     except JsonError as exc:
         raise MatrixError(400, exc.errcode, str(exc)) from None
+    check_content_size(event_type=event_type, state_key=state_key, content=content)
+
+
+def check_content_size(*, event_type: str, state_key: str | None, content: dict[str, Any]) -> None:
+    """413 M_TOO_LARGE if an event with this content could exceed the PDU limit (content already checked)."""
     size = len(encode_canonical_json(content)) + len(event_type) + len(state_key or "") + PDU_OVERHEAD_BYTES
     if size > MAX_PDU_BYTES:
         raise MatrixError(413, "M_TOO_LARGE", f"Events may be at most {MAX_PDU_BYTES} bytes")
@@ -95,14 +120,7 @@ def check_send_event(
         value = content.get("redacts")
         if not isinstance(value, str):
             raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
-        room = room_store.get_room(room_id)
-        if room is None:
-            raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
-        # Imported here: the redaction actions send their events through this module.
-        from dagcore.actions.redact import check_may_redact
-
-        check_may_redact(user_id=user_id, room=room, event_id=value)
-        redacts = value
+        redacts = value  # checked by send_local_event, as every local redaction
     persisted = send_local_event(
         room_id=room_id, sender=user_id, event_type=event_type, content=content, redacts=redacts
     )
@@ -145,7 +163,7 @@ def check_send_state(*, user_id: str, room_id: str, event_type: str, state_key: 
         _check_canonical_alias_content(room_id, content)
     room = room_store.get_room(room_id)
     if room is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+        raise not_in_room()
     current = timeline.get_current_state_event(room, event_type, state_key)
     if (
         current is not None

@@ -23,7 +23,7 @@ from typing import Any
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import EventRejected
 from dagcore.actions.send_event import send_local_event
-from dagcore.http.errors import MatrixError
+from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import User
 from dagcore.protocol.auth_rules import get_required_level, get_user_power_level
 from dagcore.protocol.events import Event, StateKey
@@ -94,7 +94,7 @@ def check_upgrade_room(*, user: User, room_id: str, new_version: Any, additional
 
     room = room_store.get_room(room_id)
     if room is None:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
+        raise not_in_room()
     state = _state_of_old_room(room)
     member = state.get(("m.room.member", user.user_id))
     if member is None or member.membership != "join":

@@ -26,6 +26,15 @@ def forbidden(msg: str = "You are not allowed to do that") -> MatrixError:
     return MatrixError(403, "M_FORBIDDEN", msg)
 
 
+def not_in_room() -> MatrixError:
+    """What a non-member is told about a room, whether or not it exists.
+
+    Unknown local rooms answer exactly as rooms the requester is not in, so room
+    IDs cannot be probed (as Synapse answers read requests: 403 M_FORBIDDEN).
+    """
+    return MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+
+
 def not_found(msg: str = "Not found") -> MatrixError:
     return MatrixError(404, "M_NOT_FOUND", msg)
 

@@ -7,7 +7,7 @@ server-side request forgery (SSRF) hole: ``http://127.0.0.1:5432/``,
 ``http://169.254.169.254/`` (cloud metadata), a LAN printer... Defences:
 
 - only ``http``/``https``, no credentials in the URL, no proxy from the environment;
-- we resolve the host ourselves and check **every** resolved address against
+- we resolve the host ourselves (``dagcore.net.ssrf``) and check **every** resolved address against
   ``url_preview_ip_range_blacklist`` minus ``url_preview_ip_range_whitelist``
   (if any address is refused, the whole request is, so a name cannot mix a
   public and a private address); IPv6 addresses that carry an IPv4 address
@@ -29,19 +29,21 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ipaddress
 import re
-import socket
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from dagcore.net import ssrf
+
+# The address policy is shared with federation (dagcore.net.ssrf); re-exported for media callers.
+from dagcore.net.ssrf import IPAddress as IPAddress
+from dagcore.net.ssrf import IPNetwork as IPNetwork
+from dagcore.net.ssrf import IpPolicy as IpPolicy
+from dagcore.net.ssrf import embedded_ipv4 as embedded_ipv4
 
 MAX_REDIRECTS = 5
 #: Largest page or image fetched for a preview.
@@ -55,9 +57,6 @@ HTML_PARSE_LIMIT = 1024 * 1024
 MAX_OG_KEYS = 50
 MAX_OG_VALUE_LENGTH = 1000
 USER_AGENT = "Mozilla/5.0 (compatible; Dagma URL preview; +https://matrix.org)"
-
-_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 class PreviewError(Exception):
@@ -90,63 +89,12 @@ class FetchFailed(PreviewError):
 # --------------------------------------------------------------------------- address policy
 
 
-def embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address leads to (transition mechanisms)."""
-    if not isinstance(ip, ipaddress.IPv6Address):
-        return []
-    found: list[ipaddress.IPv4Address] = []
-    if ip.ipv4_mapped is not None:
-        found.append(ip.ipv4_mapped)
-    if ip.sixtofour is not None:
-        found.append(ip.sixtofour)
-    if ip.teredo is not None:
-        found.extend(ip.teredo)  # (server, client)
-    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return found
-
-
-@dataclass(frozen=True)
-class IpPolicy:
-    blacklist: tuple[IPNetwork, ...]
-    whitelist: tuple[IPNetwork, ...] = ()
-
-    @classmethod
-    def from_config(cls, blacklist: Iterable[str], whitelist: Iterable[str] = ()) -> IpPolicy:
-        return cls(
-            blacklist=tuple(ipaddress.ip_network(n, strict=False) for n in blacklist),
-            whitelist=tuple(ipaddress.ip_network(n, strict=False) for n in whitelist),
-        )
-
-    def _refused(self, ip: IPAddress) -> bool:
-        if any(ip.version == net.version and ip in net for net in self.whitelist):
-            return False
-        return any(ip.version == net.version and ip in net for net in self.blacklist)
-
-    def is_allowed(self, ip: IPAddress) -> bool:
-        if ip.is_unspecified:  # 0.0.0.0 / :: reach the local host on most systems
-            return False
-        return not any(self._refused(candidate) for candidate in (ip, *embedded_ipv4(ip)))
-
-
 async def resolve(host: str, port: int) -> list[IPAddress]:
-    """The addresses of ``host`` (an IP literal is its own answer)."""
+    """The addresses of ``host`` (an IP literal is its own answer); the shared SSRF resolver."""
     try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(f"could not resolve {host}") from exc
-    addresses: list[IPAddress] = []
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if addr not in addresses:
-            addresses.append(addr)
-    if not addresses:
-        raise FetchFailed(f"could not resolve {host}")
-    return addresses
+        return await ssrf.resolve(host, port)
+    except ssrf.UnresolvableHost as exc:
+        raise FetchFailed(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- fetching
@@ -207,9 +155,12 @@ async def _fetch_once(
     host = url.host
     port = url.port or (443 if url.scheme == "https" else 80)
     addresses = await resolve(host, port)
-    refused = [a for a in addresses if not policy.is_allowed(a)]
-    if refused:
-        raise BlockedAddress(f"{host} resolves to a blocked address")
+    try:
+        policy.check_all(host, addresses)
+    except ssrf.BlockedDestination as exc:
+        raise BlockedAddress(str(exc)) from exc
+    except ssrf.UnresolvableHost as exc:
+        raise FetchFailed(str(exc)) from exc
     last_error: Exception | None = None
     for address in addresses:
         target = url.copy_with(host=str(address))

@@ -194,5 +194,9 @@ def check_pdu_format(pdu: object, room_version: RoomVersion) -> None:
         size = len(encode_canonical_json(pdu))
     except (ValueError, TypeError) as exc:
         raise InvalidPdu(f"PDU cannot be encoded as canonical JSON: {exc}") from None
+    except RecursionError:
+        # JSON encoders (ours and other servers') recurse per nesting level: a PDU
+        # nested thousands deep can be neither hashed nor signed, so it is no event.
+        raise InvalidPdu("PDU is nested too deeply to be encoded as canonical JSON") from None
     if size > MAX_PDU_BYTES:
         raise InvalidPdu(f"PDU is {size} bytes of canonical JSON, more than {MAX_PDU_BYTES}")

@@ -51,11 +51,15 @@ def test_non_members_cannot_send_but_members_can() -> None:
     assert _send(bob, room, "t").startswith("$")
 
 
-def test_unknown_rooms_are_404() -> None:
-    alice = make_user()
+def test_unknown_rooms_answer_as_rooms_you_are_not_in() -> None:
+    # No probing for room IDs: an unknown room and a room you are not in look the same.
+    alice, bob = make_user(), make_user()
     with pytest.raises(MatrixError) as exc:
         _send(alice, "!nope:test.dagma.local", "t")
-    assert exc.value.status == 404
+    assert (exc.value.status, exc.value.errcode) == (403, "M_FORBIDDEN")
+    with pytest.raises(MatrixError) as closed:
+        _send(bob, make_room(alice), "t")
+    assert (closed.value.status, closed.value.errcode) == (403, "M_FORBIDDEN")
 
 
 def test_floats_are_refused_in_v6_plus_rooms_while_integers_pass() -> None:

@@ -13,7 +13,7 @@ from tests.security.kit import SEND, STATE, assert_error, assert_unharmed, marke
 from tests.support.client import q
 
 
-def _event(client, room_id: str, event_id: str) -> dict:  # type: ignore[no-untyped-def]
+def _event(client, room_id: str, event_id: str) -> dict:
     return client.get(f"/rooms/{q(room_id)}/event/{q(event_id)}", spec="/rooms/{roomId}/event/{eventId}").json
 
 
@@ -31,7 +31,9 @@ def test_sender_event_id_and_timestamp_in_the_body_do_not_forge_the_event(make_c
         "unsigned": {"age": 1},
     }
     before = int(time.time() * 1000)
-    event_id = mallory.put(f"/rooms/{q(room)}/send/m.room.message/{txn()}", forged, spec=SEND).json["event_id"]
+    event_id = mallory.put(f"/rooms/{q(room)}/send/m.room.message/{txn()}", forged, spec=SEND).json[
+        "event_id"
+    ]
     assert event_id != "$forged:localhost"
     seen = _event(alice, room, event_id)
     # The body is the content, and only the content: the envelope is the server's.
@@ -82,7 +84,9 @@ def test_typing_for_another_user_is_refused(make_client) -> None:
     r = mallory.put(f"/rooms/{q(room)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000},
                     expect=None)  # fmt: skip
     assert_error(r, 403, "M_FORBIDDEN")
-    mallory.put(f"/rooms/{q(room)}/typing/{q(mallory.user_id)}", {"typing": True, "timeout": 30000}, spec=spec)
+    mallory.put(
+        f"/rooms/{q(room)}/typing/{q(mallory.user_id)}", {"typing": True, "timeout": 30000}, spec=spec
+    )
     typing = [
         e
         for e in alice.sync()["rooms"]["join"][room].get("ephemeral", {}).get("events", [])
@@ -118,7 +122,9 @@ def test_presence_for_another_user_is_refused(make_client) -> None:
     r = mallory.put(f"/presence/{q(alice.user_id)}/status", {"presence": "online", "status_msg": "pwned"},
                     expect=None)  # fmt: skip
     assert_error(r, 403, "M_FORBIDDEN")
-    mallory.put(f"/presence/{q(mallory.user_id)}/status", {"presence": "online", "status_msg": "me"}, spec=spec)
+    mallory.put(
+        f"/presence/{q(mallory.user_id)}/status", {"presence": "online", "status_msg": "me"}, spec=spec
+    )
     room = shared_room(alice, mallory)
     got = mallory.get(f"/presence/{q(alice.user_id)}/status", spec=spec).json
     assert got.get("status_msg") != "pwned"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.security.kit import (
-    SEND,
     STATE,
     assert_error,
     assert_unharmed,
@@ -20,11 +19,11 @@ from tests.support.client import MatrixClient, q
 PL = "/rooms/{roomId}/state/{eventType}/{stateKey}"
 
 
-def _power(client: MatrixClient, room: str) -> dict:  # type: ignore[type-arg]
+def _power(client: MatrixClient, room: str) -> dict:
     return client.get(f"/rooms/{q(room)}/state/m.room.power_levels/", spec=STATE).json
 
 
-def _set_power(client: MatrixClient, room: str, content: dict, expect: int | None = 200):  # type: ignore[no-untyped-def,type-arg]
+def _set_power(client: MatrixClient, room: str, content: dict, expect: int | None = 200):
     return client.put(f"/rooms/{q(room)}/state/m.room.power_levels/", content, expect=expect)
 
 
@@ -34,7 +33,7 @@ def _membership(client: MatrixClient, room: str, user_id: str) -> str | None:
 
 
 @pytest.fixture
-def trio(make_client):  # type: ignore[no-untyped-def]
+def trio(make_client):
     """alice (admin, 100), mod (50), bob (0) in a public room (room version 11)."""
     alice, mod, bob = make_client(), make_client(), make_client()
     room = shared_room(alice, mod, bob, room_version="11")
@@ -46,7 +45,7 @@ def trio(make_client):  # type: ignore[no-untyped-def]
     return alice, mod, bob, room
 
 
-def test_a_moderator_cannot_raise_anyone_above_their_own_level(trio) -> None:  # type: ignore[no-untyped-def]
+def test_a_moderator_cannot_raise_anyone_above_their_own_level(trio) -> None:
     alice, mod, bob, room = trio
     for target, level in ((mod.user_id, 100), (bob.user_id, 51)):
         power = _power(mod, room)
@@ -66,7 +65,7 @@ def test_a_moderator_cannot_raise_anyone_above_their_own_level(trio) -> None:  #
 
 
 @pytest.mark.parametrize("action", ["kick", "ban"])
-def test_kicking_or_banning_an_equal_or_higher_user_is_refused(trio, make_client, action: str) -> None:  # type: ignore[no-untyped-def]
+def test_kicking_or_banning_an_equal_or_higher_user_is_refused(trio, make_client, action: str) -> None:
     alice, mod, bob, room = trio
     mod2 = make_client()
     mod2.join(room)
@@ -106,7 +105,9 @@ def test_a_banned_user_cannot_rejoin_until_unbanned(make_client) -> None:
     assert_error(mallory.post(f"/join/{q(room)}", {}, expect=None), 403, "M_FORBIDDEN")
     # A banned user can neither unban themselves nor send.
     assert_error(mallory.post(f"/rooms/{q(room)}/unban", {"user_id": mallory.user_id}, expect=None), 403)
-    r = mallory.put(f"/rooms/{q(room)}/send/m.room.message/{txn()}", {"msgtype": "m.text", "body": "x"}, expect=None)
+    r = mallory.put(
+        f"/rooms/{q(room)}/send/m.room.message/{txn()}", {"msgtype": "m.text", "body": "x"}, expect=None
+    )
     assert_error(r, 403, "M_FORBIDDEN")
     assert _membership(alice, room, mallory.user_id) == "ban"
     # Control: after an unban, the join works.
@@ -115,7 +116,7 @@ def test_a_banned_user_cannot_rejoin_until_unbanned(make_client) -> None:
     assert_unharmed(mallory, alice, room)
 
 
-def test_inviting_needs_the_invite_level(trio, make_client) -> None:  # type: ignore[no-untyped-def]
+def test_inviting_needs_the_invite_level(trio, make_client) -> None:
     alice, mod, bob, room = trio
     carol, dave = make_client(), make_client()
     power = _power(alice, room)
@@ -232,7 +233,9 @@ def test_a_member_sees_no_history_from_before_joining_a_joined_only_room(make_cl
     before = send_text(alice, room, "before bob")
     bob.join(room)
     after = send_text(alice, room, "after bob")
-    chunk = bob.get(f"/rooms/{q(room)}/messages", params={"dir": "b", "limit": 50}, spec="/rooms/{roomId}/messages").json["chunk"]
+    chunk = bob.get(
+        f"/rooms/{q(room)}/messages", params={"dir": "b", "limit": 50}, spec="/rooms/{roomId}/messages"
+    ).json["chunk"]
     ids = {e["event_id"] for e in chunk}
     assert after in ids and before not in ids
     assert_error(bob.get(f"/rooms/{q(room)}/event/{q(before)}", expect=None), 404, "M_NOT_FOUND")
@@ -251,3 +254,20 @@ def test_a_room_you_are_still_in_cannot_be_forgotten(make_client) -> None:
     bob.post(f"/rooms/{q(room)}/forget", {}, spec="/rooms/{roomId}/forget")
     assert_error(bob.get(f"/rooms/{q(room)}/messages", params={"dir": "b"}, expect=None), 403)
     assert "secret" not in room_dump(alice, room)
+
+
+def test_a_redaction_sent_as_a_state_event_needs_the_redact_level_too(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = shared_room(alice, bob)
+    power = _power(alice, room)
+    power["state_default"] = 0  # bob may send state, but not redact (redact stays 50)
+    _set_power(alice, room, power)
+    target = send_text(alice, room, "keep me")
+    r = bob.put(f"/rooms/{q(room)}/state/m.room.redaction/", {"redacts": target}, expect=None)
+    assert_error(r, 403, "M_FORBIDDEN")
+    assert alice.get(f"/rooms/{q(room)}/event/{q(target)}").json["content"]["body"] == "keep me"
+    # Control: his own event, he may redact (through /redact).
+    own = send_text(bob, room, "mine")
+    bob.put(f"/rooms/{q(room)}/redact/{q(own)}/{txn()}", {}, spec="/rooms/{roomId}/redact/{eventId}/{txnId}")
+    assert alice.get(f"/rooms/{q(room)}/event/{q(own)}").json["content"] == {}
+    assert_unharmed(bob, alice, room)

@@ -58,7 +58,11 @@ class World:
 
     def fill(self, template: str) -> str:
         return template.format(
-            room=q(self.room), me=q(self.alice.user_id), event=q(self.event), txn=txn(), device=self.alice.device_id
+            room=q(self.room),
+            me=q(self.alice.user_id or ""),
+            event=q(self.event),
+            txn=txn(),
+            device=self.alice.device_id,
         )
 
 
@@ -69,8 +73,12 @@ ENDPOINTS: list[tuple[str, str, Any, int]] = [
     ("PUT", "/rooms/{room}/redact/{event}/{txn}", {"reason": "ok"}, 200),
     ("POST", "/createRoom", {"preset": "private_chat"}, 200),
     ("POST", "/register", {"auth": {"type": "m.login.dummy"}, "password": "correct horse battery"}, 200),
-    ("POST", "/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"},
-                        "password": "x"}, 403),  # fmt: skip
+    (
+        "POST",
+        "/login",
+        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "x"},
+        403,
+    ),
     ("POST", "/user/{me}/filter", {"room": {"timeline": {"limit": 5}}}, 200),
     ("PUT", "/user/{me}/account_data/org.example.test", {"a": 1}, 200),
     ("PUT", "/user/{me}/rooms/{room}/account_data/org.example.test", {"a": 1}, 200),
@@ -79,8 +87,12 @@ ENDPOINTS: list[tuple[str, str, Any, int]] = [
     ("POST", "/keys/query", {"device_keys": {}}, 200),
     ("POST", "/keys/claim", {"one_time_keys": {}}, 200),
     ("POST", "/keys/signatures/upload", {}, 200),
-    ("POST", "/room_keys/version", {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2",
-                                     "auth_data": {"public_key": "abc"}}, 200),  # fmt: skip
+    (
+        "POST",
+        "/room_keys/version",
+        {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}},
+        200,
+    ),
     ("PUT", "/profile/{me}/displayname", {"displayname": "ok"}, 200),
     ("PUT", "/devices/{device}", {"display_name": "ok"}, 200),
     ("POST", "/publicRooms", {"limit": 5}, 200),
@@ -102,17 +114,19 @@ ENDPOINTS: list[tuple[str, str, Any, int]] = [
 
 
 @pytest.fixture(scope="module")
-def world(dagma_server) -> World:  # type: ignore[no-untyped-def]
+def world(dagma_server) -> World:
     alice = MatrixClient(dagma_server.base_url).register()
     bob = MatrixClient(dagma_server.base_url).register()
     return World(alice, bob)
 
 
-def _raw(client: MatrixClient, method: str, path: str, body: bytes, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+def _raw(client: MatrixClient, method: str, path: str, body: bytes, content_type: str = "application/json"):
     return client.request(method, path, content=body, headers={"Content-Type": content_type}, expect=None)
 
 
-@pytest.mark.parametrize(("method", "template", "valid", "ok_status"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
+@pytest.mark.parametrize(
+    ("method", "template", "valid", "ok_status"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS]
+)
 def test_hostile_bodies_are_refused_cleanly_on_every_json_endpoint(
     world: World, method: str, template: str, valid: Any, ok_status: int
 ) -> None:
@@ -154,7 +168,7 @@ def test_event_content_outside_canonical_json_is_refused_in_v6_plus_rooms(
          {**alice.get(f"/rooms/{q(room)}/state/m.room.power_levels/").json, "x": content}),
         ("POST", "/createRoom", {"initial_state": [{"type": "org.example.s", "state_key": "", "content": content}]}),
         ("POST", "/createRoom", {"creation_content": content}),
-        ("POST", "/createRoom", {"power_level_content_override": {"events": {"x": content["n"] if "n" in content else 1.5}}}),
+        ("POST", "/createRoom", {"power_level_content_override": {"events": {"x": content.get("n", 1.5)}}}),
     ]  # fmt: skip
     for method, path, body in attacks:
         raw = json.dumps(body).encode()
@@ -162,7 +176,9 @@ def test_event_content_outside_canonical_json_is_refused_in_v6_plus_rooms(
         assert_error(r, 400, "M_BAD_JSON")
     # Control: integers at the limits are fine.
     ok = {"msgtype": "m.text", "body": "limits", "max": 2**53 - 1, "min": -(2**53 - 1)}
-    alice.put(f"/rooms/{q(room)}/send/m.room.message/{txn()}", ok, spec="/rooms/{roomId}/send/{eventType}/{txnId}")
+    alice.put(
+        f"/rooms/{q(room)}/send/m.room.message/{txn()}", ok, spec="/rooms/{roomId}/send/{eventType}/{txnId}"
+    )
     assert_unharmed(alice, bob, room, absent=mark)
 
 
@@ -205,12 +221,19 @@ def _filtered_path(world: World, kind: str) -> str:
 @pytest.mark.parametrize("flt", QUERY_FILTERS)
 def test_hostile_filter_query_parameters_are_refused(world: World, kind: str, flt: str) -> None:
     path = _filtered_path(world, kind)
-    r = world.alice.get(path, params={"filter": flt, "dir": "b", "timeout": 0}, expect=None)
+    r = world.alice.get(path, params={"filter": _as(kind, flt), "dir": "b", "timeout": 0}, expect=None)
     assert_error(r, 400)
     # Control: a valid filter works.
     good = json.dumps({"types": ["m.room.message"], "limit": 5})
-    world.alice.get(path, params={"filter": good, "dir": "b", "timeout": 0})
+    world.alice.get(path, params={"filter": _as(kind, good), "dir": "b", "timeout": 0})
     assert_unharmed(world.alice, world.bob, world.room)
+
+
+def _as(kind: str, room_event_filter: str) -> str:
+    """/messages and /context take a RoomEventFilter; /sync a Filter, whose room timeline is one."""
+    if kind != "sync" or not room_event_filter.startswith(("{", "[")):
+        return room_event_filter
+    return '{"room": {"timeline": ' + room_event_filter + "}}"
 
 
 @pytest.mark.parametrize("kind", FILTERED_PATHS)
@@ -221,3 +244,12 @@ def test_a_huge_filter_limit_is_clamped_not_an_error(world: World, kind: str) ->
     assert r.status in (200, 400), r
     if r.status == 400:
         assert_error(r, 400)
+
+
+def test_an_unknown_endpoint_is_unrecognized_whatever_the_body(world: World) -> None:
+    for body in (b"not json", DEEP, b'{"a": 1}'):
+        r = _raw(world.alice, "PUT", "/_matrix/client/v3/no/such/endpoint", body)
+        assert_error(r, 404, "M_UNRECOGNIZED")
+    r = world.alice.request("POST", "/_matrix/client/v3/no/such/endpoint", {"a": 1}, expect=None)
+    assert_error(r, 404, "M_UNRECOGNIZED")
+    world.alice.get("/account/whoami", spec="/account/whoami")  # control

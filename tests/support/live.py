@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def _pg_admin(sql: str) -> None:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 class LiveServer:

@@ -86,15 +86,7 @@ def get_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/publicRooms"""
     if ctx.user is None and not settings.DAGMA["allow_public_rooms_without_auth"]:
         authenticate(ctx, required=True, allow_guest=True)
-    raw_limit = ctx.query.get("limit")
-    limit: int | None = None
-    if raw_limit:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "limit must be an integer") from None
-        if limit < 0:
-            raise MatrixError(400, "M_INVALID_PARAM", "limit must not be negative")
+    limit = ctx.query_int("limit")
     _check_server(ctx.query.get("server"))
     page = directory_actions.get_public_rooms(limit=limit, since=ctx.query.get("since"))
     return _page_json(page)

@@ -46,7 +46,7 @@ def capabilities(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-@endpoint(auth=False)
+@endpoint(auth=False, raw_body=True)
 def unrecognized(ctx: RequestContext, **_: str) -> dict[str, Any]:
     """Any path we do not serve: JSON 404 M_UNRECOGNIZED (spec: "Unsupported endpoints")."""
     raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")

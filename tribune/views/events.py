@@ -46,16 +46,7 @@ def _device_key(ctx: RequestContext) -> str | None:
 
 
 def _query_int(ctx: RequestContext, name: str, *, default: int | None = None, minimum: int = 0) -> int | None:
-    raw = ctx.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be an integer") from None
-    if value < minimum or abs(value) > 2**53:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be an integer of at least {minimum}")
-    return value
+    return ctx.query_int(name, default=default, minimum=minimum)
 
 
 def _limit(ctx: RequestContext, *, default: int, maximum: int, minimum: int = 0) -> int:

@@ -112,3 +112,20 @@ def test_edus_only_speak_for_users_of_the_sending_server() -> None:
     assert edu_sender_matches_origin("@bob:origin.test:8448", "origin.test:8448")
     assert not edu_sender_matches_origin("@bob:victim.test", "origin.test")
     assert not edu_sender_matches_origin(None, "origin.test")
+
+
+@pytest.mark.parametrize("version", ["5", "11"])
+def test_content_nested_thousands_deep_is_dropped_not_a_recursion_error(version: str) -> None:
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(5000):
+        deep = {"d": deep}
+    pdu = make_pdu()
+    pdu["content"] = deep
+    with pytest.raises(DroppedPdu, match="nested too deeply"):
+        check_received_pdu(pdu, room_version=get_room_version(version), get_verify_key=lookup)
+    # Control: nesting an ordinary client could send (the body parser allows 64 levels) is fine.
+    shallow: dict[str, Any] = {"leaf": 1}
+    for _ in range(60):
+        shallow = {"d": shallow}
+    ok = make_pdu(content=shallow)
+    assert check_received_pdu(ok, room_version=V11, get_verify_key=lookup).event.content == shallow

@@ -1,0 +1,1 @@
+"""Outbound networking shared by every server-side fetch (URL previews, federation, remote media)."""
