@@ -41,9 +41,7 @@ def _venv_python() -> str:
 
 def _ensure_venv_module() -> None:
     """Debian splits ``venv``/``ensurepip`` into python3-venv; install it when we can."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import venv, ensurepip"], capture_output=True, check=False
-    )
+    probe = subprocess.run([sys.executable, "-c", "import venv, ensurepip"], capture_output=True, check=False)
     if probe.returncode == 0:
         return
     if os.geteuid() != 0:
@@ -77,7 +75,16 @@ def _bootstrap() -> None:
     if not up_to_date:
         _log("installing requirements.txt (first run or requirements changed)")
         subprocess.run(
-            [_venv_python(), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
+            [
+                _venv_python(),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                REQUIREMENTS,
+            ],
             check=True,
         )
         with open(STAMP, "w") as fh:

@@ -207,7 +207,7 @@ def parse_public_rooms_token(value: str | None) -> int:
     """``since`` tokens are ``o<offset>``: stable enough for a list ordered by size then room ID."""
     if value is None or value == "":
         return 0
-    if not value.startswith("o") or not value[1:].isdigit() or len(value) > 12:
+    if not value.startswith("o") or not (value[1:].isascii() and value[1:].isdigit()) or len(value) > 12:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
     return int(value[1:])
 

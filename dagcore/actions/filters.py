@@ -271,7 +271,7 @@ def check_create_filter(*, user_id: str, definition: object) -> str:
 
 def get_filter_definition(*, user_id: str, filter_id: str) -> dict[str, Any]:
     """A user's stored filter, or ``FilterNotFound`` (also for malformed IDs and others' filters)."""
-    if not filter_id.isdigit() or len(filter_id) > 18:
+    if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
         raise FilterNotFound(filter_id)
     found = filter_store.get_filter(user_id=user_id, filter_id=int(filter_id))
     if found is None:

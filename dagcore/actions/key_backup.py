@@ -29,7 +29,7 @@ def _not_found(msg: str = "Unknown backup version") -> MatrixError:
 
 def parse_version(version: str | None) -> int | None:
     """A version as we hand them out (a decimal number), else None: no such backup."""
-    if version is None or not version.isdigit() or len(version) > 18:
+    if version is None or not (version.isascii() and version.isdigit()) or len(version) > 18:
         return None
     return int(version)
 

@@ -108,7 +108,7 @@ def check_upload_request(
     the body is read with the same cap, for chunked uploads without a length.
     """
     if content_length:
-        if not content_length.strip().isdigit():
+        if not (content_length.strip().isascii() and content_length.strip().isdigit()):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid Content-Length")
         if int(content_length) > max_upload_size():
             raise MatrixError(413, "M_TOO_LARGE", f"Uploads are limited to {max_upload_size()} bytes")

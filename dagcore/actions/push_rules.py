@@ -388,7 +388,7 @@ def get_notifications(
     """
     before: int | None = None
     if from_token is not None:
-        if not from_token.isdigit() or len(from_token) > 18:
+        if not (from_token.isascii() and from_token.isdigit()) or len(from_token) > 18:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid from token")
         before = int(from_token)
     memberships = [m for m in sync_store.get_user_memberships(user_id) if m.membership == "join"]

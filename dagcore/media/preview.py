@@ -181,7 +181,7 @@ async def _fetch_once(
             if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
                 return response, None
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise ResponseTooLarge(f"response is larger than {max_bytes} bytes")
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             inflater = None if encoding in ("", "identity") else _BoundedInflater(encoding, max_bytes)

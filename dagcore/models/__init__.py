@@ -4,15 +4,6 @@ Only ``dagcore.store`` queries these models; everything else calls store functio
 """
 
 from dagcore.models.accounts import AccessToken, Device, RefreshToken, User
-from dagcore.models.events import (
-    CurrentStateEvent,
-    Event,
-    EventAuthEdge,
-    EventEdge,
-    ForwardExtremity,
-    StateGroup,
-    StateGroupEntry,
-)
 from dagcore.models.directory import ContentReport, RoomAlias
 from dagcore.models.e2e import (
     CrossSigningKey,
@@ -23,6 +14,15 @@ from dagcore.models.e2e import (
     OneTimeKey,
 )
 from dagcore.models.ephemeral import Presence, Receipt, TypingNotice
+from dagcore.models.events import (
+    CurrentStateEvent,
+    Event,
+    EventAuthEdge,
+    EventEdge,
+    ForwardExtremity,
+    StateGroup,
+    StateGroupEntry,
+)
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
 from dagcore.models.push import PushRule, UnreadCounter
@@ -34,44 +34,44 @@ from dagcore.models.uia import RegistrationToken, UiaSession
 from dagcore.models.userdata import AccountData, UserFilter
 
 __all__ = [
-    "LocalMedia",
-    "MediaThumbnail",
-    "UrlPreview",
     "AccessToken",
-    "Device",
-    "RefreshToken",
-    "User",
+    "AccountData",
+    "ClientTxn",
+    "ContentReport",
+    "CrossSigningKey",
+    "CrossSigningSignature",
     "CurrentStateEvent",
+    "Device",
+    "DeviceKeys",
+    "DeviceListChange",
     "Event",
     "EventAuthEdge",
     "EventEdge",
+    "FallbackKey",
+    "ForgottenRoom",
     "ForwardExtremity",
+    "KeyBackupSession",
+    "KeyBackupVersion",
+    "LocalMedia",
+    "MediaThumbnail",
+    "OneTimeKey",
+    "Presence",
+    "PushRule",
+    "Receipt",
+    "RefreshToken",
+    "RegistrationToken",
     "Room",
+    "RoomAlias",
     "RoomMembership",
     "RoomServer",
     "StateGroup",
     "StateGroupEntry",
     "StreamCounter",
-    "ClientTxn",
-    "ContentReport",
-    "ForgottenRoom",
-    "RoomAlias",
-    "RegistrationToken",
-    "UiaSession",
-    "AccountData",
-    "CrossSigningKey",
-    "CrossSigningSignature",
-    "DeviceKeys",
-    "DeviceListChange",
-    "KeyBackupSession",
-    "KeyBackupVersion",
-    "FallbackKey",
-    "OneTimeKey",
-    "Presence",
-    "PushRule",
-    "Receipt",
     "ToDeviceMessage",
     "TypingNotice",
+    "UiaSession",
     "UnreadCounter",
+    "UrlPreview",
+    "User",
     "UserFilter",
 ]

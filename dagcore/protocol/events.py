@@ -48,19 +48,19 @@ class Event:
     """An immutable PDU plus its event ID and room version."""
 
     __slots__ = (
-        "pdu",
-        "event_id",
-        "room_version",
-        "room_id",
-        "type",
-        "state_key",
-        "sender",
-        "content",
-        "prev_event_ids",
         "auth_event_ids",
+        "content",
         "depth",
+        "event_id",
         "origin_server_ts",
+        "pdu",
+        "prev_event_ids",
         "rejected_reason",
+        "room_id",
+        "room_version",
+        "sender",
+        "state_key",
+        "type",
     )
 
     pdu: dict[str, Any]
@@ -120,7 +120,12 @@ class Event:
         self.state_key = state_key
 
         room_id = pdu.get("room_id")
-        if room_id is None and room_version.room_id_is_create_event_hash and etype == "m.room.create" and state_key == "":
+        if (
+            room_id is None
+            and room_version.room_id_is_create_event_hash
+            and etype == "m.room.create"
+            and state_key == ""
+        ):
             # v12: the create event has no room_id; the room ID is derived from its
             # event ID ("!" + the reference hash), spec rooms/v12 "Room IDs".
             room_id = "!" + event_id[1:]

@@ -130,7 +130,9 @@ def test_state_lookup_at_many_groups_is_two_queries(django_assert_max_num_querie
     assert len(found) == len(groups)
 
 
-def test_bundled_aggregations_of_a_page_cost_a_constant_number_of_queries(django_assert_max_num_queries) -> None:
+def test_bundled_aggregations_of_a_page_cost_a_constant_number_of_queries(
+    django_assert_max_num_queries,
+) -> None:
     alice = make_user()
     room = make_room(alice, preset="public_chat")
     roots = [say(alice, room, f"root {i}") for i in range(20)]
@@ -141,11 +143,16 @@ def test_bundled_aggregations_of_a_page_cost_a_constant_number_of_queries(django
             alice,
             room,
             "* edit",
-            **{"m.new_content": {"body": "edit"}, "m.relates_to": {"rel_type": "m.replace", "event_id": root}},
+            **{
+                "m.new_content": {"body": "edit"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": root},
+            },
         )
     page = room_access.access_room_messages(reader(alice, room), from_key=None, direction="f", limit=1000)
     parents = [e for e in page.events if e.event_id in set(roots)]
     with django_assert_max_num_queries(2):
         summary = timeline.get_relation_summaries(parents, user_id=alice.user_id)
     assert len(summary.edits) == 20
-    assert {r: n for r, (n, _, _) in summary.threads.items()} == {r: i % 3 for i, r in enumerate(roots) if i % 3}
+    assert {r: n for r, (n, _, _) in summary.threads.items()} == {
+        r: i % 3 for i, r in enumerate(roots) if i % 3
+    }

@@ -59,11 +59,15 @@ class MatrixClient:
         hdrs = dict(headers or {})
         if auth and self.access_token:
             hdrs["Authorization"] = f"Bearer {self.access_token}"
-        url = path if path.startswith("/_matrix") or path.startswith("/.well-known") or path.startswith("/health") else CS + path
-        r = self.http.request(method, url, json=body if content is None else None, content=content, params=params, headers=hdrs)
+        url = path if path.startswith(("/_matrix", "/.well-known", "/health")) else CS + path
+        r = self.http.request(
+            method, url, json=body if content is None else None, content=content, params=params, headers=hdrs
+        )
         resp = Response(r)
         if expect is not None:
-            assert resp.status == expect, f"{method} {url}: expected {expect}, got {resp.status}: {r.text[:500]}"
+            assert resp.status == expect, (
+                f"{method} {url}: expected {expect}, got {resp.status}: {r.text[:500]}"
+            )
         if spec is not None:
             validate_response(method, spec, resp.status, resp.json)
         return resp
@@ -94,7 +98,13 @@ class MatrixClient:
     def create_room(self, **body: Any) -> str:
         return str(self.post("/createRoom", body).json["room_id"])
 
-    def send(self, room_id: str, body: str = "hello", event_type: str = "m.room.message", content: dict[str, Any] | None = None) -> str:
+    def send(
+        self,
+        room_id: str,
+        body: str = "hello",
+        event_type: str = "m.room.message",
+        content: dict[str, Any] | None = None,
+    ) -> str:
         content = content or {"msgtype": "m.text", "body": body}
         r = self.put(f"/rooms/{q(room_id)}/send/{q(event_type)}/{secrets.token_hex(8)}", content)
         return str(r.json["event_id"])

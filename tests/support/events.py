@@ -42,5 +42,7 @@ class RemoteServer:
         if state_key is not None:
             pdu["state_key"] = state_key
         pdu = add_content_hash(pdu)
-        pdu = signing.sign_event(pdu, room_version=room_version, server_name=self.server_name, signing_key=self.key)
+        pdu = signing.sign_event(
+            pdu, room_version=room_version, server_name=self.server_name, signing_key=self.key
+        )
         return Event(pdu, room_version, compute_event_id(pdu, room_version))

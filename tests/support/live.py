@@ -7,6 +7,7 @@ exactly as an operator would (``serve``), and stopped with SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -88,15 +89,36 @@ class LiveServer:
             )  # fmt: skip
         config = yaml.safe_load(self.config_path.read_text())
         if self.database == "postgres":
-            config["database"] = {"name": "psycopg2", "args": {"user": "postgres", "host": "127.0.0.1", "database": self.db_name, "cp_min": 1, "cp_max": 20}}
+            config["database"] = {
+                "name": "psycopg2",
+                "args": {
+                    "user": "postgres",
+                    "host": "127.0.0.1",
+                    "database": self.db_name,
+                    "cp_min": 1,
+                    "cp_max": 20,
+                },
+            }
         else:
-            config["database"] = {"name": "sqlite3", "args": {"database": str(self.workdir / "homeserver.db")}}
+            config["database"] = {
+                "name": "sqlite3",
+                "args": {"database": str(self.workdir / "homeserver.db")},
+            }
         if self.redis:
             host_port, _, dbid = REDIS_URL.removeprefix("redis://").partition("/")
             host, _, port = host_port.partition(":")
-            config["redis"] = {"enabled": True, "host": host, "port": int(port or 6379), "dbid": int(dbid or 0)}
+            config["redis"] = {
+                "enabled": True,
+                "host": host,
+                "port": int(port or 6379),
+                "dbid": int(dbid or 0),
+            }
         config["listeners"] = [
-            {"port": self.port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client", "federation"]}]}
+            {
+                "port": self.port,
+                "bind_addresses": ["127.0.0.1"],
+                "resources": [{"names": ["client", "federation"]}],
+            }
         ]
         config["public_baseurl"] = self.base_url + "/"
         config["enable_registration"] = True  # the generated file says false; extra_config may say so again
@@ -104,7 +126,13 @@ class LiveServer:
         # Tests register and send a lot; dedicated tests turn limits back on.
         for rc in ("rc_message", "rc_registration", "rc_joins"):
             config.setdefault(rc, {"per_second": 1000, "burst_count": 10000})
-        config.setdefault("rc_login", {k: {"per_second": 1000, "burst_count": 10000} for k in ("address", "account", "failed_attempts")})
+        config.setdefault(
+            "rc_login",
+            {
+                k: {"per_second": 1000, "burst_count": 10000}
+                for k in ("address", "account", "failed_attempts")
+            },
+        )
         config.update(self.extra_config)
         self.config_path.write_text(yaml.safe_dump(config))
 
@@ -121,7 +149,11 @@ class LiveServer:
 
     def manage(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args], env=self.env(), capture_output=True, input=input, check=False
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.env(),
+            capture_output=True,
+            input=input,
+            check=False,
         )
 
     # -- running -----------------------------------------------------------------
@@ -139,7 +171,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}"
+                )
             try:
                 if httpx.get(self.base_url + "/_matrix/client/versions", timeout=1.0).status_code == 200:
                     return self
@@ -165,10 +199,8 @@ class LiveServer:
     def destroy(self) -> None:
         self.stop()
         if self.database == "postgres" and self.owns_db:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 _pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            except psycopg.Error:
-                pass
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text()[-n:] if self.log_path.exists() else ""

@@ -352,7 +352,7 @@ def get_relations(
 def _threads_token(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.startswith("th") or not value[2:].isdigit() or len(value) > 24:
+    if not value.startswith("th") or not (value[2:].isascii() and value[2:].isdigit()) or len(value) > 24:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
     return int(value[2:])
 

@@ -97,12 +97,9 @@ def _ignored_users(user_id: str) -> frozenset[str]:
 @endpoint()
 def get_notifications(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/notifications"""
-    raw_limit = ctx.query.get("limit")
-    limit = actions.DEFAULT_NOTIFICATIONS_LIMIT
-    if raw_limit is not None:
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise MatrixError(400, "M_INVALID_PARAM", "limit must be a positive integer")
-        limit = min(int(raw_limit), actions.MAX_NOTIFICATIONS_LIMIT)
+    limit = ctx.query_int("limit", default=actions.DEFAULT_NOTIFICATIONS_LIMIT, minimum=1)
+    assert limit is not None
+    limit = min(limit, actions.MAX_NOTIFICATIONS_LIMIT)
     only = ctx.query.get("only")
     items, next_token = actions.get_notifications(
         user_id=ctx.user_id,
