@@ -15,3 +15,16 @@ def do_censor_redactions() -> int:
     from dagcore.store import redactions
 
     return redactions.censor_expired()
+
+
+#: Clients retry a send with the same transaction ID for minutes, not days (Synapse
+#: forgets them after 30 minutes); a day is generous and keeps the table small.
+CLIENT_TXN_LIFETIME_MS = 24 * 3600 * 1000
+
+
+def do_expire_client_txns() -> int:
+    """Forget client transaction IDs older than a day; returns how many."""
+    from dagcore.clock import now_ms
+    from dagcore.store import txns
+
+    return txns.delete_txns_before(now_ms() - CLIENT_TXN_LIFETIME_MS)

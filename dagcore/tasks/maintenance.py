@@ -17,3 +17,10 @@ def censor_redactions() -> int:
     from dagcore.actions.maintenance import do_censor_redactions
 
     return do_censor_redactions()
+
+
+@shared_task(name="dagcore.tasks.maintenance.expire_client_txns")
+def expire_client_txns() -> int:
+    from dagcore.actions.maintenance import do_expire_client_txns
+
+    return do_expire_client_txns()

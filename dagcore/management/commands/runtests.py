@@ -4,7 +4,8 @@ On a fresh Debian machine it installs what it needs: Python packages (done by
 ``manage.py``'s bootstrap), PostgreSQL and Redis via apt-get when missing and
 root, starts them when installed but stopped, then runs: ruff, mypy, the pytest
 suite on PostgreSQL + Redis, and the SQLite-backed tests again on SQLite.
-Extra arguments go to pytest (``runtests -k sync``); ``--fast`` skips lint.
+Extra arguments go to pytest (``runtests -k sync``); ``--fast`` skips lint;
+``DAGMA_TEST_WORKERS`` sets the number of pytest-xdist workers (default 2).
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def ensure_redis(log: Any) -> None:
     _wait_for(6379, "Redis")
 
 
+def ensure_node(log: Any) -> None:
+    """The matrix-js-sdk tests need npm (they install their own Node 22 binary from npm)."""
+    if shutil.which("npm"):
+        return
+    log("npm not installed: installing nodejs and npm with apt-get")
+    _apt_install("nodejs", "npm")
+
+
 class Command(BaseCommand):
     help = "Run the whole test suite (installs and starts PostgreSQL and Redis when needed)."
 
@@ -114,6 +123,7 @@ class Command(BaseCommand):
 
         ensure_postgres(log)
         ensure_redis(log)
+        ensure_node(log)
         env = dict(os.environ, DAGMA_NO_BOOTSTRAP="1", DJANGO_SETTINGS_MODULE="dagma_project.settings.test")
         env.pop("DAGMA_CONFIG", None)
         py = sys.executable
@@ -130,7 +140,13 @@ class Command(BaseCommand):
             step("ruff format", [py, "-m", "ruff", "format", "--check", "."])
             step("mypy", [py, "-m", "mypy", "."])
         pytest_args = list(options["pytest_args"])
-        step("pytest (PostgreSQL + Redis)", [py, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args])
+        # Two workers by default (each starts its own live servers and test database).
+        workers = os.environ.get("DAGMA_TEST_WORKERS", "2")
+        parallel = ["-n", workers] if workers not in ("0", "1") else []
+        step(
+            "pytest (PostgreSQL + Redis)",
+            [py, "-m", "pytest", "-p", "no:cacheprovider", *parallel, *pytest_args],
+        )
         if not options["no_sqlite"] and not pytest_args:
             step(
                 "pytest (SQLite)",

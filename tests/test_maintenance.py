@@ -1,0 +1,38 @@
+"""Beat-scheduled maintenance actions do their job and are registered with the schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from dagcore.actions import maintenance
+from dagcore.clock import now_ms
+from dagcore.models import ClientTxn
+from dagma_project.celery import BEAT_SCHEDULE, app
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
+
+
+def test_every_beat_entry_names_a_registered_task() -> None:
+    for name, (task, every) in BEAT_SCHEDULE.items():
+        assert task in app.tasks, name
+        assert every > 0
+
+
+def _txn(txn_id: str, created_ts: int) -> ClientTxn:
+    return ClientTxn.objects.create(
+        user_id="@alice:test",
+        device_key="DEV",
+        scope="send",
+        txn_id=txn_id,
+        event_id=f"${txn_id}",
+        created_ts=created_ts,
+    )
+
+
+def test_old_client_transaction_ids_are_forgotten_and_recent_ones_kept() -> None:
+    now = now_ms()
+    old = _txn("old", now - maintenance.CLIENT_TXN_LIFETIME_MS - 1000)
+    recent = _txn("recent", now - 1000)
+    assert maintenance.do_expire_client_txns() == 1
+    assert not ClientTxn.objects.filter(id=old.id).exists()
+    assert ClientTxn.objects.filter(id=recent.id).exists()
