@@ -24,15 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_django(db_name: str) -> None:
+def setup_django(db_name: str, *, reuse: bool) -> None:
     import psycopg
 
     os.environ["DAGMA_DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db_name}"
     os.environ.setdefault("DAGMA_REDIS_URL", "redis://127.0.0.1:6379/9")
     os.environ["DJANGO_SETTINGS_MODULE"] = "dagma_project.settings.test"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{db_name}"')  # type: ignore[arg-type]
+    if not reuse:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{db_name}"')  # type: ignore[arg-type]
     import django
 
     django.setup()
@@ -194,10 +195,19 @@ def main() -> None:
     parser.add_argument("--history", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--db", default="dagma_bench")
+    parser.add_argument("--reuse", action="store_true", help="measure the room a previous run left in --db")
+    parser.add_argument("--no-fork", action="store_true", help="skip the fork-resolution measurement")
     args = parser.parse_args()
-    setup_django(args.db)
-    print(f"building a room with {args.members} joined members (PostgreSQL)...", flush=True)
-    room_id = build_room(args.members)
+    setup_django(args.db, reuse=args.reuse)
+    if args.reuse:
+        from dagcore.models import Room
+
+        room = Room.objects.order_by("id").first()
+        assert room is not None, f"no room in {args.db} to reuse"
+        room_id = room.room_id
+    else:
+        print(f"building a room with {args.members} joined members (PostgreSQL)...", flush=True)
+        room_id = build_room(args.members)
     results: dict[int, tuple[float, float]] = {}
     for target in sorted(args.history):
         print(f"growing history to {target} events...", flush=True)
@@ -213,6 +223,8 @@ def main() -> None:
     if len(results) >= 2:
         lo, hi = min(results), max(results)
         print(f"ratio median {hi}/{lo}: {results[hi][0] / results[lo][0]:.2f} (1.0 = independent of history)")
+    if args.no_fork:
+        return
     fork_ms = measure_fork_resolution(room_id)
     print(f"state resolution of two forks (200 conflicting member events) from the database: "
           f"median {fork_ms:.0f} ms (budget 1000 ms, ratio {fork_ms / 1000:.3f})")  # fmt: skip

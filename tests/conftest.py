@@ -18,6 +18,15 @@ def _server_signing_key() -> None:
         path.write_text(signing.write_signing_keys([signing.generate_signing_key()]))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_caches() -> None:
+    """In-process caches are keyed by database IDs, which a rolled-back test may hand out
+    again (SQLite): every test starts without them."""
+    from dagcore.store.state import clear_process_caches
+
+    clear_process_caches()
+
+
 @pytest.fixture(scope="session")
 def dagma_server(tmp_path_factory: pytest.TempPathFactory):
     """One real ``serve all`` process (PostgreSQL + Redis) shared by the API tests."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,11 +213,14 @@ def create_local_event(
     state_key: str | None = None,
     redacts: str | None = None,
     origin_server_ts: int | None = None,
+    on_accepted: Callable[[Event], None] | None = None,
 ) -> PersistedEvent:
     """Build an event on the room's current forward extremities, check it and persist it.
 
     Raises ``RoomNotFound`` or ``EventRejected`` (nothing stored) — callers map
-    them to M_NOT_FOUND / M_FORBIDDEN.
+    them to M_NOT_FOUND / M_FORBIDDEN. ``on_accepted(event)`` runs in the event's
+    transaction once it passed its checks, before it is written (e.g. recording the
+    client's transaction ID in the same commit); whatever it raises rolls everything back.
     """
     with transaction.atomic():
         room_store.lock_room_for_writing(room_id)
@@ -268,6 +271,8 @@ def create_local_event(
             check_event_auth(event, state_for_auth)
         except AuthError as exc:
             raise EventRejected(str(exc)) from None
+        if on_accepted is not None:
+            on_accepted(event)
         return _persist(
             room=room,
             event=event,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 
@@ -31,6 +31,7 @@ from dagcore.store import push_rules as store
 from dagcore.store import receipts as receipt_store
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
+from dagcore.store.state import _LRU
 
 #: Events evaluated at most when a room's count is computed afresh (clients show "99+" anyway).
 MAX_COUNTED_EVENTS = 500
@@ -46,8 +47,29 @@ POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 # --------------------------------------------------------------------------- rulesets
 
 
-def get_ruleset(*, user_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The user's ``global`` ruleset: server defaults merged with their rules (one query)."""
+#: Rulesets by user and ``m.push_rules`` marker: every change of a user's rules moves the
+#: marker to a new stream position (``_rules_changed``), so a marker names the rules for good.
+_ruleset_cache = _LRU(1_000)  # ~14 KB each
+
+
+def get_ruleset(*, user_id: str, cache_key: tuple[int, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The user's ``global`` ruleset: server defaults merged with their rules (one query).
+
+    ``cache_key``: the ``(row id, stream position)`` of the user's ``m.push_rules`` account
+    data marker (``(0, 0)``: none), as the caller read it; a ruleset built earlier in this
+    process for the same marker is reused (no query). Callers must not modify the result.
+    """
+    if cache_key is None:
+        return _build_ruleset(user_id)
+    cached = _ruleset_cache.get((user_id, cache_key))
+    if cached is not None:
+        return cast(dict[str, list[dict[str, Any]]], cached)
+    ruleset = _build_ruleset(user_id)
+    _ruleset_cache.put((user_id, cache_key), ruleset)
+    return ruleset
+
+
+def _build_ruleset(user_id: str) -> dict[str, list[dict[str, Any]]]:
     user_rules: dict[str, list[dict[str, Any]]] = {}
     changes: dict[tuple[str, str], rules.DefaultRuleChange] = {}
     for row in store.get_push_rule_rows(user_id):
@@ -194,6 +216,11 @@ class RoomRef:
     room_id: str
     #: Where counting starts when the user has no receipt: their join.
     joined_at: int
+    #: The room's current state group as the caller saw it (lets unchanged rooms' power
+    #: levels and member counts come from memory), and the user's display name there
+    #: (used when ``get_unread_counts(displaynames_known=True)``).
+    state_group: int | None = None
+    displayname: str | None = None
 
 
 @dataclass
@@ -222,13 +249,25 @@ class RoomContexts:
         )
 
 
-def load_room_contexts(*, user_id: str, room_nids: Sequence[int]) -> RoomContexts:
-    counts = sync_store.get_membership_counts(room_nids)
+def load_room_contexts(
+    *,
+    user_id: str,
+    room_nids: Sequence[int],
+    state_groups: Mapping[int, int | None] | None = None,
+    display_names: Mapping[int, str | None] | None = None,
+) -> RoomContexts:
+    """What rule conditions read of these rooms: at most three queries, none for rooms whose
+    ``state_groups`` were seen before and with ``display_names`` given."""
+    counts = sync_store.get_membership_counts(room_nids, state_groups=state_groups)
     return RoomContexts(
         user_id=user_id,
         member_counts={nid: c.get("join", 0) for nid, c in counts.items()},
-        display_names=sync_store.get_own_displaynames(user_id, room_nids),
-        state=sync_store.get_current_state_for_rooms(room_nids, [CREATE_KEY, POWER_LEVELS_KEY]),
+        display_names=dict(display_names)
+        if display_names is not None
+        else sync_store.get_own_displaynames(user_id, room_nids),
+        state=sync_store.get_current_state_for_rooms(
+            room_nids, [CREATE_KEY, POWER_LEVELS_KEY], state_groups=state_groups
+        ),
     )
 
 
@@ -262,39 +301,47 @@ def get_unread_counts(
     upto: int,
     ruleset: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ignored_users: frozenset[str] = frozenset(),
+    rules_version: int | None = None,
+    loaded: Mapping[int, tuple[int, Sequence[StoredEvent]]] | None = None,
+    displaynames_known: bool = False,
 ) -> dict[int, UnreadCounts]:
     """Unread notification and highlight counts of the user in each room, up to stream ``upto``.
 
-    A bounded number of queries for any number of rooms: counters, receipts,
-    the events to evaluate (one UNION), the rooms' power levels and member
-    counts, and one upsert of the updated counters.
+    A bounded number of queries for any number of rooms: counters and receipts (one
+    round trip), the events to evaluate (one UNION), the rooms' power levels and member
+    counts, and one upsert of the counters that changed.
+
+    ``rules_version``: the user's :func:`get_rules_version`, if the caller read it already.
+    ``loaded``: per room, ``(after, events)`` where ``events`` are *all* the room's timeline
+    events in ``(after, upto]``, oldest first (e.g. an unfiltered, unlimited ``/sync``
+    timeline, or none for a room without news): a counter already at ``after`` or later
+    evaluates those instead of reading them again.
     """
     if not rooms:
         return {}
     nids = [r.room_nid for r in rooms]
     by_nid = {r.room_nid: r for r in rooms}
-    version = get_rules_version(user_id=user_id)
-    counters = store.get_unread_counters(user_id=user_id, room_nids=nids)
-    receipts = receipt_store.get_user_receipts(user_id=user_id, room_nids=nids)
-    own = [r for r in receipts if r.receipt_type in receipt_store.READ_TYPES]
+    version = rules_version if rules_version is not None else get_rules_version(user_id=user_id)
+    counters, receipts = store.get_unread_inputs(
+        user_id=user_id, room_nids=nids, receipt_types=receipt_store.READ_TYPES
+    )
     fingerprint: dict[int, int] = {}
     unthreaded: dict[int, int] = {}
     main_pos: dict[int, int] = {}
     thread_pos: dict[int, dict[str, int]] = {}
-    room_nid_of = {r.room_id: r.room_nid for r in rooms}
-    for r in own:
-        nid = room_nid_of[r.room_id]
-        fingerprint[nid] = max(fingerprint.get(nid, 0), r.stream_id)
-        if r.thread_id == "":
-            unthreaded[nid] = max(unthreaded.get(nid, 0), r.event_stream_ordering)
-        elif r.thread_id == "main":
-            main_pos[nid] = max(main_pos.get(nid, 0), r.event_stream_ordering)
+    for nid, _, thread_id, position, stream_id in receipts:
+        fingerprint[nid] = max(fingerprint.get(nid, 0), stream_id)
+        if thread_id == "":
+            unthreaded[nid] = max(unthreaded.get(nid, 0), position)
+        elif thread_id == "main":
+            main_pos[nid] = max(main_pos.get(nid, 0), position)
         else:
             t = thread_pos.setdefault(nid, {})
-            t[r.thread_id] = max(t.get(r.thread_id, 0), r.event_stream_ordering)
+            t[thread_id] = max(t.get(thread_id, 0), position)
 
     fresh: list[store.Counter] = []
     starts: dict[int, int] = {}
+    to_count: dict[int, list[StoredEvent]] = {}
     for nid in nids:
         counter = counters.get(nid)
         # A counter from another read position or ruleset is recomputed; otherwise only newer events count.
@@ -308,13 +355,26 @@ def get_unread_counts(
             counters[nid] = counter
             fresh.append(counter)
         if counter.upto_stream < upto:
-            starts[nid] = counter.upto_stream
-    to_count = sync_store.get_events_for_counting(starts, upto=upto, limit=MAX_COUNTED_EVENTS)
+            have = loaded.get(nid) if loaded is not None else None
+            if have is not None and have[0] <= counter.upto_stream:
+                start = counter.upto_stream
+                to_count[nid] = [e for e in have[1] if (e.stream_ordering or 0) > start][-MAX_COUNTED_EVENTS:]
+            else:
+                starts[nid] = counter.upto_stream
+    if starts:
+        to_count.update(sync_store.get_events_for_counting(starts, upto=upto, limit=MAX_COUNTED_EVENTS))
     changed: dict[int, store.Counter] = {c.room_nid: c for c in fresh}
     with_events = [nid for nid, events in to_count.items() if events]
     if with_events:
         rs = ruleset if ruleset is not None else get_ruleset(user_id=user_id)
-        contexts = load_room_contexts(user_id=user_id, room_nids=with_events)
+        contexts = load_room_contexts(
+            user_id=user_id,
+            room_nids=with_events,
+            state_groups={nid: by_nid[nid].state_group for nid in with_events},
+            display_names={nid: by_nid[nid].displayname for nid in with_events}
+            if displaynames_known
+            else None,
+        )
         for nid in with_events:
             counter = counters[nid]
             plain_read = max(unthreaded.get(nid, 0), main_pos.get(nid, 0))
@@ -342,12 +402,14 @@ def get_unread_counts(
                 if pos > read:
                     n, h = counter.threads.get(root, [0, 0])
                     counter.threads[root] = [n + 1, h + int(result.highlight)]
-        for nid in with_events:
-            changed[nid] = counters[nid]
-    for nid in starts:
-        if counters[nid].upto_stream != upto:
-            counters[nid].upto_stream = upto
-            changed[nid] = counters[nid]
+    # Written: counters that evaluated events or had to read the database for them. A counter
+    # whose room the caller showed to be quiet (``loaded``, empty) stays as stored: still valid,
+    # and the next count from its position finds the same events.
+    for nid in [*with_events, *starts]:
+        counters[nid].upto_stream = upto
+        changed[nid] = counters[nid]
+    for counter in fresh:
+        counter.upto_stream = max(counter.upto_stream, upto)
     store.save_unread_counters(user_id=user_id, counters=list(changed.values()))
     out: dict[int, UnreadCounts] = {}
     for nid in nids:

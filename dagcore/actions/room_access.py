@@ -229,8 +229,13 @@ def get_client_event_extras(
     device_key: str | None,
     with_prev_content: bool = True,
     with_relations: bool = True,
+    relations_as_of: int | None = None,
 ) -> ClientEventExtras:
-    """Batch-load redactions, transaction IDs, replaced state and bundled relations: O(1) queries."""
+    """Batch-load redactions, transaction IDs, replaced state and bundled relations: O(1) queries.
+
+    ``relations_as_of``: the caller's events stream position (``/sync``), which lets
+    the relations found for the same events at that position be reused.
+    """
     extras = ClientEventExtras()
     if not events:
         return extras
@@ -272,7 +277,7 @@ def get_client_event_extras(
                 extras.prev_state[event_id] = (content, prev.event.sender)
     if with_relations:
         parents = [e for e in events if not e.redacted_by]
-        extras.relations = timeline.get_relation_summaries(parents, user_id=user_id)
+        extras.relations = timeline.get_relation_summaries(parents, user_id=user_id, as_of=relations_as_of)
     return extras
 
 

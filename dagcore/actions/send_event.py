@@ -8,6 +8,9 @@ the rule's reason.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+from threading import Lock
 from typing import Any
 
 from dagcore.actions.persist_event import (
@@ -19,6 +22,7 @@ from dagcore.actions.persist_event import (
 )
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
+from dagcore.protocol.events import Event
 from dagcore.protocol.identifiers import is_valid_room_alias
 from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
 from dagcore.protocol.room_versions import get_room_version
@@ -42,6 +46,7 @@ def send_local_event(
     content: dict[str, Any],
     state_key: str | None = None,
     redacts: str | None = None,
+    on_accepted: Callable[[Event], None] | None = None,
 ) -> PersistedEvent:
     """``create_local_event`` with its refusals turned into Matrix errors (403 / 413)."""
     if event_type == "m.room.redaction":
@@ -64,6 +69,7 @@ def send_local_event(
             content=content,
             state_key=state_key,
             redacts=redacts,
+            on_accepted=on_accepted,
         )
     except RoomNotFound:
         raise not_in_room() from None
@@ -81,16 +87,39 @@ def check_event_input(*, room_id: str, event_type: str, content: Any, state_key:
         raise MatrixError(400, "M_INVALID_PARAM", "The state key must be at most 255 bytes")
     if not isinstance(content, dict):
         raise MatrixError(400, "M_BAD_JSON", "Event content must be a JSON object")
-    room = room_store.get_room(room_id)
+    version = _room_version(room_id)
     strict = True
-    if room is not None:
-        strict = get_room_version(room.room_version, require_supported=False).strict_canonicaljson
+    if version is not None:
+        strict = get_room_version(version, require_supported=False).strict_canonicaljson
     try:
         # Room versions 6+ allow no floats and only integers within ±(2**53-1) (spec: rooms/v6).
         check_event_values(content, strict=strict)
     except JsonError as exc:
         raise MatrixError(400, exc.errcode, str(exc)) from None
     check_content_size(event_type=event_type, state_key=state_key, content=content)
+
+
+#: Room ID -> room version, for the input checks of every send: a room's version never
+#: changes (an upgrade makes a new room), so this per-process memory is never stale.
+_room_versions: OrderedDict[str, str] = OrderedDict()
+_room_versions_lock = Lock()
+ROOM_VERSION_CACHE_SIZE = 50_000
+
+
+def _room_version(room_id: str) -> str | None:
+    with _room_versions_lock:
+        version = _room_versions.get(room_id)
+        if version is not None:
+            _room_versions.move_to_end(room_id)
+            return version
+    room = room_store.get_room(room_id)
+    if room is None:
+        return None
+    with _room_versions_lock:
+        _room_versions[room_id] = room.room_version
+        while len(_room_versions) > ROOM_VERSION_CACHE_SIZE:
+            _room_versions.popitem(last=False)
+    return room.room_version
 
 
 def check_content_size(*, event_type: str, state_key: str | None, content: dict[str, Any]) -> None:
@@ -121,19 +150,40 @@ def check_send_event(
         if not isinstance(value, str):
             raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
         redacts = value  # checked by send_local_event, as every local redaction
-    persisted = send_local_event(
-        room_id=room_id, sender=user_id, event_type=event_type, content=content, redacts=redacts
-    )
-    event_id = persisted.event.event_id
-    if not txn_store.insert_txn(
-        user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event_id
-    ):
-        # A concurrent retry of the same transaction won the race: answer with its event.
+
+    def record_txn(event: Event) -> None:
+        # In the event's own transaction: one commit per send, and a concurrent request of
+        # the same transaction (serialised by the room's write lock) cannot add a second event.
+        if not txn_store.record_txn(
+            user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event.event_id
+        ):
+            raise _TxnTaken
+
+    try:
+        persisted = send_local_event(
+            room_id=room_id,
+            sender=user_id,
+            event_type=event_type,
+            content=content,
+            redacts=redacts,
+            on_accepted=record_txn,
+        )
+    except _TxnTaken:
+        # The concurrent request committed first and ours rolled back: a retry answers
+        # what the first request did (spec: "Transaction identifiers").
         winner = txn_store.get_txn_event_id(
             user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id
         )
-        return winner or event_id
-    return event_id
+        if winner is None:  # recorded, then expired in between: practically never
+            raise MatrixError(
+                409, "M_UNKNOWN", "A concurrent request used this transaction ID; retry"
+            ) from None
+        return winner
+    return persisted.event.event_id
+
+
+class _TxnTaken(Exception):
+    """The transaction ID was recorded by a concurrent request (rolls ours back)."""
 
 
 def _check_canonical_alias_content(room_id: str, content: dict[str, Any]) -> None:

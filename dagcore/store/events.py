@@ -72,14 +72,100 @@ def _from_values(row: dict[str, Any]) -> StoredEvent:
     )
 
 
-def get_events_by_ids(event_ids: Iterable[str]) -> dict[str, StoredEvent]:
-    ids = list(set(event_ids))
-    out: dict[str, StoredEvent] = {}
-    for start in range(0, len(ids), 500):
-        for row in EventRow.objects.filter(event_id__in=ids[start : start + 500]).values(*_FIELDS):
-            ev = _from_values(row)
-            out[ev.event_id] = ev
+#: The same columns for raw SQL over ``events e JOIN rooms r`` (hot paths skip the ORM's
+#: query compilation, which costs more than the query itself for small lookups).
+EVENT_COLUMNS = (
+    "e.id, e.event_id, e.json, r.room_version, e.room_id, e.stream_ordering, e.depth, e.outlier, "
+    "e.rejected_reason, e.soft_failed, e.state_group_before, e.state_group, e.redacted_by"
+)
+EVENT_TABLES = "events e JOIN rooms r ON r.id = e.room_id"
+#: Events clients are shown (raw SQL form of the timeline condition): in the timeline,
+#: not rejected into it, not outliers, not soft-failed.
+TIMELINE_SQL = "e.stream_ordering IS NOT NULL AND NOT e.soft_failed AND NOT e.outlier"
+
+
+def from_row(row: Sequence[Any]) -> StoredEvent:
+    """A ``StoredEvent`` from a raw row of ``EVENT_COLUMNS``."""
+    nid, event_id, raw, version, room_nid, stream, depth, outlier, rejected, soft, sg_before, sg, redacted = (
+        row
+    )
+    event = Event(
+        json.loads(raw),
+        get_room_version(version, require_supported=False),
+        event_id,
+        rejected_reason=rejected,
+    )
+    return StoredEvent(
+        nid=nid,
+        event=event,
+        room_nid=room_nid,
+        stream_ordering=stream,
+        depth=depth,
+        outlier=bool(outlier),
+        rejected_reason=rejected,
+        soft_failed=bool(soft),
+        state_group_before=sg_before,
+        state_group=sg,
+        redacted_by=redacted,
+    )
+
+
+def in_list(column: str, values: Sequence[Any], params: list[Any]) -> str:
+    """SQL for ``column IN values``, appending the parameters to ``params`` (in text order).
+
+    PostgreSQL gets one array parameter (``= ANY``), so the statement text does not
+    depend on the number of values; SQLite gets one placeholder per value.
+    """
+    if connection.vendor == "postgresql":
+        params.append(list(values))
+        return f"{column} = ANY(%s)"
+    params.extend(values)
+    return f"{column} IN ({', '.join(['%s'] * len(values))})"
+
+
+def fetch_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def fetch_many(*queries: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+    """The rows of several independent reads, in one round trip on PostgreSQL (pipeline mode).
+
+    Each statement still runs on its own, in order (outside a transaction, each sees what
+    was committed when it starts). SQLite runs them one by one.
+    """
+    if connection.vendor != "postgresql" or len(queries) < 2:
+        return [fetch_rows(sql, params) for sql, params in queries]
+    connection.ensure_connection()
+    cursors = []
+    try:
+        with connection.connection.pipeline():
+            for sql, params in queries:
+                cur = connection.cursor()
+                cursors.append(cur)
+                cur.execute(sql, params)
+            return [cur.fetchall() for cur in cursors]
+    finally:
+        for cur in cursors:
+            cur.close()
+
+
+def _events_where(column: str, values: Sequence[Any]) -> list[StoredEvent]:
+    out: list[StoredEvent] = []
+    for start in range(0, len(values), 500):
+        params: list[Any] = []
+        cond = in_list(f"e.{column}", values[start : start + 500], params)
+        out.extend(
+            from_row(r)
+            for r in fetch_rows(f"SELECT {EVENT_COLUMNS} FROM {EVENT_TABLES} WHERE {cond}", params)
+        )
     return out
+
+
+def get_events_by_ids(event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+    """Events by event ID (raw SQL: this runs on every send, sync and pagination)."""
+    return {ev.event_id: ev for ev in _events_where("event_id", list(set(event_ids)))}
 
 
 def get_event_by_id(event_id: str) -> StoredEvent | None:
@@ -87,13 +173,7 @@ def get_event_by_id(event_id: str) -> StoredEvent | None:
 
 
 def get_events_by_nids(nids: Iterable[int]) -> dict[int, StoredEvent]:
-    ids = list(set(nids))
-    out: dict[int, StoredEvent] = {}
-    for start in range(0, len(ids), 500):
-        for row in EventRow.objects.filter(id__in=ids[start : start + 500]).values(*_FIELDS):
-            ev = _from_values(row)
-            out[ev.nid] = ev
-    return out
+    return {ev.nid: ev for ev in _events_where("id", list(set(nids)))}
 
 
 def get_nids_for_event_ids(event_ids: Iterable[str]) -> dict[str, int]:
@@ -156,9 +236,8 @@ def insert_event(
         relates_to = relates["event_id"]
         rel = relates.get("rel_type")
         relation_type = rel[:64] if isinstance(rel, str) else None
-    row = EventRow.objects.create(
+    fields: dict[str, Any] = dict(
         event_id=event.event_id,
-        room=room,
         type=event.type,
         state_key=event.state_key,
         sender=event.sender,
@@ -176,11 +255,42 @@ def insert_event(
         state_group=state_group,
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
     )
+    if connection.vendor == "postgresql":
+        # One round trip for the row and its edges (data-modifying CTEs): this runs on every send.
+        with connection.cursor() as cur:
+            cur.execute(_INSERT_EVENT_SQL, [
+                *(fields[c] if c != "room_id" else room.pk for c in _INSERT_COLUMNS),
+                list(event.prev_event_ids),
+                list(event.auth_event_ids),
+            ])  # fmt: skip
+            inserted = cur.fetchone()
+        assert inserted is not None
+        return int(inserted[0])
+    row = EventRow.objects.create(room=room, **fields)
     EventEdge.objects.bulk_create([EventEdge(event=row, prev_event_id=p) for p in event.prev_event_ids])
     EventAuthEdge.objects.bulk_create(
         [EventAuthEdge(event=row, auth_event_id=a) for a in event.auth_event_ids]
     )
     return int(row.id)
+
+
+_INSERT_COLUMNS = (
+    "event_id", "room_id", "type", "state_key", "sender", "depth", "origin_server_ts", "received_ts",
+    "json", "outlier", "rejected_reason", "soft_failed", "redacts", "relates_to", "relation_type",
+    "state_group_before", "state_group", "auth_chain",
+)  # fmt: skip
+_INSERT_EVENT_SQL = (
+    "WITH ev AS (INSERT INTO events ("
+    + ", ".join(_INSERT_COLUMNS)
+    + ", stream_ordering, redacted_by) VALUES ("
+    + ", ".join(["%s"] * len(_INSERT_COLUMNS))
+    + ", NULL, NULL) RETURNING id), "
+    "prev AS (INSERT INTO event_edges (event_id, prev_event_id) "
+    "SELECT ev.id, p FROM ev, unnest(%s::text[]) AS p), "
+    "auth AS (INSERT INTO event_auth_edges (event_id, auth_event_id) "
+    "SELECT ev.id, a FROM ev, unnest(%s::text[]) AS a) "
+    "SELECT id FROM ev"
+)
 
 
 def set_state_group(nid: int, *, state_group: int | None) -> None:
@@ -213,6 +323,14 @@ def assign_stream_ordering(nid: int, *, state_group: int | None) -> int:
 
 
 def replace_forward_extremities(room: Room, *, remove_nids: Collection[int], add_nid: int) -> None:
+    if remove_nids and connection.vendor == "postgresql":
+        with connection.cursor() as cur:  # one round trip: this runs on every send
+            cur.execute(
+                "WITH gone AS (DELETE FROM forward_extremities WHERE room_id = %s AND event_id = ANY(%s)) "
+                "INSERT INTO forward_extremities (room_id, event_id) VALUES (%s, %s)",
+                [room.pk, list(remove_nids), room.pk, add_nid],
+            )
+        return
     if remove_nids:
         ForwardExtremity.objects.filter(room=room, event_id__in=list(remove_nids)).delete()
     ForwardExtremity.objects.create(room=room, event_id=add_nid)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from dagcore.models import Receipt, Room
+from dagcore.store.events import fetch_rows, in_list
 
 #: Receipt types only their owner may see.
 PRIVATE_TYPES = ("m.read.private",)
@@ -83,29 +84,29 @@ def set_receipt_stream_id(
     )
 
 
-def _visible_to(user_id: str) -> Q:
-    return ~Q(receipt_type__in=PRIVATE_TYPES) | Q(user_id=user_id)
-
-
 def get_receipts_for_rooms(
     *, room_nids: Sequence[int], viewer: str, after: int | None = None, upto: int | None = None
 ) -> list[ReceiptRow]:
     """Receipts in these rooms the viewer may see, changed in ``(after, upto]`` (all when ``after`` is None)."""
     if not room_nids:
         return []
-    qs = Receipt.objects.filter(_visible_to(viewer), room_id__in=list(room_nids))
+    params: list[Any] = []
+    rooms_cond = in_list("x.room_id", list(room_nids), params)
+    private_cond = in_list("x.receipt_type", PRIVATE_TYPES, params)
+    params.append(viewer)
+    sql = (
+        "SELECT r.room_id, x.user_id, x.receipt_type, x.thread_id, x.event_id, x.event_stream_ordering, x.ts, "
+        f"x.stream_id FROM receipts x JOIN rooms r ON r.id = x.room_id WHERE {rooms_cond} "
+        f"AND (NOT {private_cond} OR x.user_id = %s)"
+    )
     if after is not None:
-        qs = qs.filter(stream_id__gt=after)
+        sql += " AND x.stream_id > %s"
+        params.append(after)
     if upto is not None:
-        qs = qs.filter(stream_id__lte=upto)
-    return _rows(qs.values_list(*_FIELDS))
-
-
-def get_user_receipts(*, user_id: str, room_nids: Sequence[int]) -> list[ReceiptRow]:
-    """The user's own receipts in these rooms (one query)."""
-    if not room_nids:
-        return []
-    return _rows(Receipt.objects.filter(user_id=user_id, room_id__in=list(room_nids)).values_list(*_FIELDS))
+        sql += " AND x.stream_id <= %s"
+        params.append(upto)
+    # Raw SQL: every sync after any receipt in the user's rooms asks this.
+    return _rows(fetch_rows(sql, params))
 
 
 def get_read_positions(*, user_id: str, room_nids: Sequence[int]) -> dict[int, int]:

@@ -33,10 +33,18 @@ REMOVED = 0
 
 
 class _LRU:
+    """A bounded, thread-safe least-recently-used map for data that never changes (or is
+    keyed by its version): safe with any number of processes."""
+
     def __init__(self, size: int) -> None:
         self.size = size
         self.data: OrderedDict[Any, Any] = OrderedDict()
         self.lock = Lock()
+        _all_caches.append(self)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
 
     def get(self, key: Any) -> Any:
         with self.lock:
@@ -51,6 +59,15 @@ class _LRU:
             self.data.move_to_end(key)
             while len(self.data) > self.size:
                 self.data.popitem(last=False)
+
+
+_all_caches: list[_LRU] = []
+
+
+def clear_process_caches() -> None:
+    """Forget every in-process cache (tests: a rolled-back test's IDs may be handed out again)."""
+    for cache in _all_caches:
+        cache.clear()
 
 
 _chain_cache = _LRU(10_000)

@@ -16,14 +16,27 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Count, Max, Q
 
-from dagcore.models import CurrentStateEvent, Room, RoomMembership, StateGroup, StateGroupEntry
+from dagcore.models import CurrentStateEvent, Room, RoomMembership, StateGroup
 from dagcore.models import Event as EventRow
 from dagcore.protocol.events import StateKey
 from dagcore.store import state as state_store
-from dagcore.store.events import _FIELDS, StoredEvent, _from_values
+from dagcore.store.events import (
+    _FIELDS,
+    EVENT_COLUMNS,
+    EVENT_TABLES,
+    TIMELINE_SQL,
+    StoredEvent,
+    _from_values,
+    fetch_rows,
+    from_row,
+    get_events_by_ids,
+    in_list,
+)
+from dagcore.store.state import _LRU
 
 #: A position in one room's topological order: ``(depth, stream_ordering)``.
 TopoKey = tuple[int, int]
@@ -102,6 +115,10 @@ def paginate_room_events(
     hides events after a stream position (a user who left sees no further).
     One query.
     """
+    if event_filter is None or not event_filter.as_q():
+        return _paginate_unfiltered(
+            room, from_key=from_key, direction=direction, limit=limit, to_key=to_key, max_stream=max_stream
+        )
     qs = EventRow.objects.filter(_timeline_rows(room))
     if event_filter is not None:
         qs = qs.filter(event_filter.as_q())
@@ -122,34 +139,65 @@ def paginate_room_events(
     return [_from_values(row) for row in qs.values(*_FIELDS)[:limit]]
 
 
+def _paginate_unfiltered(
+    room: Room,
+    *,
+    from_key: TopoKey | None,
+    direction: str,
+    limit: int,
+    to_key: TopoKey | None,
+    max_stream: int | None,
+) -> list[StoredEvent]:
+    """``paginate_room_events`` without an event filter, in raw SQL (every /messages page).
+
+    Keys compare as row values, ``(depth, stream_ordering)``: the ``events_room_topo`` index order.
+    """
+    params: list[Any] = [room.pk]
+    sql = f"SELECT {EVENT_COLUMNS} FROM {EVENT_TABLES} WHERE e.room_id = %s AND {TIMELINE_SQL}"
+    if max_stream is not None:
+        sql += " AND e.stream_ordering <= %s"
+        params.append(max_stream)
+    # "b": before from_key (inclusive: a key names the point just after its event), after to_key.
+    bounds = ((from_key, "<="), (to_key, ">")) if direction == "b" else ((from_key, ">"), (to_key, "<="))
+    for key, op in bounds:
+        if key is not None:
+            sql += f" AND (e.depth, e.stream_ordering) {op} (%s, %s)"
+            params += [key[0], key[1]]
+    order = "DESC" if direction == "b" else "ASC"
+    sql += f" ORDER BY e.depth {order}, e.stream_ordering {order} LIMIT %s"
+    params.append(limit)
+    return [from_row(r) for r in fetch_rows(sql, params)]
+
+
 def get_topological_key_at_stream(room: Room, stream: int) -> TopoKey | None:
     """The key of the room's last event at or before stream position ``stream`` (a sync token).
 
     ``None`` when the room had no events by then.
     """
-    row = (
-        EventRow.objects.filter(_timeline_rows(room), stream_ordering__lte=stream)
-        .order_by("-stream_ordering")
-        .values_list("depth", "stream_ordering")
-        .first()
+    rows = fetch_rows(
+        f"SELECT e.depth, e.stream_ordering FROM events e WHERE e.room_id = %s AND {TIMELINE_SQL} "
+        "AND e.stream_ordering <= %s ORDER BY e.stream_ordering DESC LIMIT 1",
+        [room.pk, stream],
     )
-    return (int(row[0]), int(row[1] or 0)) if row else None
+    return (int(rows[0][0]), int(rows[0][1] or 0)) if rows else None
 
 
 def get_room_end_key(room: Room) -> TopoKey | None:
-    row = (
-        EventRow.objects.filter(_timeline_rows(room))
-        .order_by("-depth", "-stream_ordering")
-        .values_list("depth", "stream_ordering")
-        .first()
+    rows = fetch_rows(
+        f"SELECT e.depth, e.stream_ordering FROM events e WHERE e.room_id = %s AND {TIMELINE_SQL} "
+        "ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT 1",
+        [room.pk],
     )
-    return (int(row[0]), int(row[1] or 0)) if row else None
+    return (int(rows[0][0]), int(rows[0][1] or 0)) if rows else None
 
 
 def get_room_event(room: Room, event_id: str) -> StoredEvent | None:
     """A timeline event of this room (not an outlier, rejected or soft-failed one)."""
-    row = EventRow.objects.filter(_timeline_rows(room), event_id=event_id).values(*_FIELDS).first()
-    return _from_values(row) if row else None
+    rows = fetch_rows(
+        f"SELECT {EVENT_COLUMNS} FROM {EVENT_TABLES} WHERE e.event_id = %s AND e.room_id = %s AND {TIMELINE_SQL}",
+        [event_id, room.pk],
+    )
+    return from_row(rows[0]) if rows else None
 
 
 def get_event_closest_to_ts(
@@ -197,17 +245,21 @@ def get_state_ids_at_groups(
     if not wanted or not all_keys:
         return {g: {} for g in wanted}
     chains = _load_chains(wanted)
-    union = {gid for chain in chains.values() for gid in chain}
-    cond = Q()
-    for etype, skey in all_keys:
-        cond |= Q(type=etype, state_key=skey)
+    union = sorted({gid for chain in chains.values() for gid in chain})
     entries: dict[int, dict[StateKey, int]] = {}
-    for gid, etype, skey, nid in (
-        StateGroupEntry.objects.filter(group_id__in=list(union))
-        .filter(cond)
-        .values_list("group_id", "type", "state_key", "event_nid")
-    ):
-        entries.setdefault(gid, {})[(etype, skey)] = nid
+    if union:
+        params: list[Any] = []
+        group_cond = in_list("group_id", union, params)
+        key_cond = " OR ".join(["(type = %s AND state_key = %s)"] * len(all_keys))
+        for etype, skey in all_keys:
+            params += [etype, skey]
+        # Raw SQL: /messages, /context and /sync ask this for every page of state events.
+        for gid, etype, skey, nid in fetch_rows(
+            f"SELECT group_id, type, state_key, event_nid FROM state_group_entries WHERE {group_cond} "
+            f"AND ({key_cond})",
+            params,
+        ):
+            entries.setdefault(gid, {})[(etype, skey)] = nid
     out: dict[int, dict[StateKey, int]] = {}
     for group, keys in wanted.items():
         found: dict[StateKey, int] = {}
@@ -239,36 +291,65 @@ class RelationSummary:
     references: dict[str, list[str]] = field(default_factory=dict)
 
 
-def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | None) -> RelationSummary:
+@dataclass(frozen=True)
+class _RelationData:
+    """The user-independent part of a ``RelationSummary``."""
+
+    #: parent -> (count of thread events, latest thread event, senders of thread events)
+    threads: dict[str, tuple[int, StoredEvent, frozenset[str]]]
+    edits: dict[str, StoredEvent]
+    references: dict[str, list[str]]
+
+
+#: Relation data by ``(parent event IDs, as_of)``: the members of a room woken by one event
+#: all ask for that event's relations at the same stream position. Only small sets of
+#: parents are kept (the woken case), which bounds the memory used.
+_relations_cache = _LRU(2_000)
+RELATIONS_CACHE_MAX_PARENTS = 20
+
+
+def get_relation_summaries(
+    parents: Sequence[StoredEvent], *, user_id: str | None, as_of: int | None = None
+) -> RelationSummary:
     """Bundled aggregations for ``parents`` (spec: "Server-side aggregation of child events").
 
     One query finds which parents have children at all; threads and edits cost
-    one more query each when present.
+    one more query each when present. With ``as_of`` (the caller's events stream
+    position) the answer found for the same parents at that position, in this
+    process, is reused: it holds every child up to ``as_of`` at least.
     """
-    summary = RelationSummary()
     ids = [p.event_id for p in parents]
     if not ids:
-        return summary
-    children = (
-        EventRow.objects.filter(
-            room_id__in={p.room_nid for p in parents},
-            relates_to__in=ids,
-            relation_type__in=BUNDLED_RELATIONS,
-            stream_ordering__isnull=False,
-            soft_failed=False,
-            redacted_by__isnull=True,
-        )
-        .values_list(
-            "relates_to",
-            "relation_type",
-            "event_id",
-            "sender",
-            "stream_ordering",
-            "origin_server_ts",
-            "type",
-            "room_id",
-        )
-        .order_by("stream_ordering")
+        return RelationSummary()
+    key = (frozenset(ids), as_of) if as_of is not None and len(ids) <= RELATIONS_CACHE_MAX_PARENTS else None
+    data = _relations_cache.get(key) if key is not None else None
+    if data is None:
+        data = _load_relation_data(parents)
+        if key is not None:
+            _relations_cache.put(key, data)
+    by_id = {p.event_id: p for p in parents}
+    summary = RelationSummary(
+        edits=dict(data.edits), references={k: list(v) for k, v in data.references.items()}
+    )
+    for parent, (count, latest, senders) in data.threads.items():
+        participated = user_id is not None and (by_id[parent].event.sender == user_id or user_id in senders)
+        summary.threads[parent] = (count, latest, participated)
+    return summary
+
+
+def _load_relation_data(parents: Sequence[StoredEvent]) -> _RelationData:
+    ids = [p.event_id for p in parents]
+    references: dict[str, list[str]] = {}
+    params: list[Any] = []
+    cond = in_list("relates_to", ids, params)
+    rel_cond = in_list("relation_type", BUNDLED_RELATIONS, params)
+    room_cond = in_list("room_id", sorted({p.room_nid for p in parents}), params)
+    # Raw SQL: every /sync and /messages page asks this (an index scan of events_relates_to).
+    children = fetch_rows(
+        "SELECT relates_to, relation_type, event_id, sender, stream_ordering, origin_server_ts, type, "
+        f"room_id FROM events WHERE {cond} AND {rel_cond} AND {room_cond} "
+        "AND stream_ordering IS NOT NULL AND NOT soft_failed AND redacted_by IS NULL ORDER BY stream_ordering",
+        params,
     )
     by_id = {p.event_id: p for p in parents}
     threads: dict[str, list[tuple[str, str, int]]] = {}
@@ -281,7 +362,7 @@ def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | Non
         elif rel == "m.replace":
             edits.setdefault(parent, []).append((ts, event_id, sender, etype))
         else:
-            summary.references.setdefault(parent, []).append(event_id)
+            references.setdefault(parent, []).append(event_id)
     latest_ids: dict[str, str] = {}
     for parent, items in threads.items():
         latest_ids[parent] = items[-1][0]
@@ -299,23 +380,19 @@ def get_relation_summaries(parents: Sequence[StoredEvent], *, user_id: str | Non
         if valid:
             # "the most recent one by origin_server_ts, ties broken by event_id lexicographically".
             edit_ids[parent] = max(valid)[1]
+    thread_data: dict[str, tuple[int, StoredEvent, frozenset[str]]] = {}
+    edit_data: dict[str, StoredEvent] = {}
     wanted = set(latest_ids.values()) | set(edit_ids.values())
     if wanted:
-        rows = {
-            r["event_id"]: _from_values(r)
-            for r in EventRow.objects.filter(event_id__in=wanted).values(*_FIELDS)
-        }
+        rows = get_events_by_ids(wanted)
         for parent, eid in latest_ids.items():
             if eid in rows:
                 items = threads[parent]
-                participated = user_id is not None and (
-                    by_id[parent].event.sender == user_id or any(s == user_id for _, s, _ in items)
-                )
-                summary.threads[parent] = (len(items), rows[eid], participated)
+                thread_data[parent] = (len(items), rows[eid], frozenset(s for _, s, _ in items))
         for parent, eid in edit_ids.items():
             if eid in rows:
-                summary.edits[parent] = rows[eid]
-    return summary
+                edit_data[parent] = rows[eid]
+    return _RelationData(thread_data, edit_data, references)
 
 
 def get_redaction_events(redaction_ids: Iterable[str]) -> dict[str, StoredEvent]:

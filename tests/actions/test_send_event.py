@@ -133,5 +133,36 @@ def test_sending_costs_the_same_queries_in_a_big_room_as_in_a_small_one(
         say(alice, big, f"filler {i}")
     for room in (small, big):
         say(alice, room, "warm-up")
-        with django_assert_max_num_queries(18):
+        # The transaction lookup, then one transaction: room lock and row, extremities, auth
+        # state, the event with its edges, the transaction record, extremities, stream position
+        # (plus the savepoint pair of the test's own transaction).
+        with django_assert_max_num_queries(11):
             _send(alice, room, f"bounded-{room}")
+
+
+@pytest.mark.sqlite
+def test_a_concurrent_request_of_the_same_transaction_answers_the_first_event_and_adds_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two requests of one transaction racing: the later one's event is rolled back with its
+    transaction record, and it answers the event the first one sent."""
+    from dagcore.store import txns as txn_store
+
+    alice = make_user()
+    room = make_room(alice)
+    first = _send(alice, room, "raced")
+    room_row = room_store.get_room(room)
+    assert room_row is not None
+    before = timeline.count_events_by_type(room_row)["m.room.message"]
+    # As if the first request had not committed yet when the second one looked.
+    real_lookup = txn_store.get_txn_event_id
+    calls = []
+
+    def lookup(**kw: str) -> str | None:
+        calls.append(kw)
+        return None if len(calls) == 1 else real_lookup(**kw)
+
+    monkeypatch.setattr(txn_store, "get_txn_event_id", lookup)
+    assert _send(alice, room, "raced", body="the retry") == first
+    assert timeline.count_events_by_type(room_row)["m.room.message"] == before
+    assert len(calls) == 2

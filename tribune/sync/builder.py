@@ -33,14 +33,14 @@ from dagcore.clock import now_ms
 from dagcore.protocol.events import StateKey
 from dagcore.store import account_data as account_data_store
 from dagcore.store import device_lists as device_list_store
-from dagcore.store import e2e_counts, timeline
 from dagcore.store import events as event_store
 from dagcore.store import presence as presence_store
 from dagcore.store import receipts as receipt_store
 from dagcore.store import sync as sync_store
+from dagcore.store import timeline
 from dagcore.store import typing as typing_store
 from dagcore.store.events import StoredEvent
-from dagcore.store.streams import STREAMS, get_stream_positions
+from dagcore.store.streams import STREAMS
 from dagcore.store.sync import MembershipInfo
 from tribune.serialize import serialize_stored_events, strip_state
 from tribune.tokens import RoomToken, SyncToken
@@ -203,7 +203,14 @@ class SyncBuilder:
         self.user_id = params.user_id
         self.f = params.filter
         self.now = now_ms()
-        self.current = SyncToken.from_positions(get_stream_positions())
+        # One round trip for what every sync reads first (stream positions, memberships,
+        # ignored users and push rules' version, the device's key counts).
+        self.start = sync_store.get_sync_start(
+            user_id=self.user_id,
+            device_id=params.device_id,
+            account_data_types=(IGNORED_USERS_TYPE, account_data_store.PUSH_RULES_TYPE),
+        )
+        self.current = SyncToken.from_positions(self.start.positions)
         self.since = _clamp(params.since, self.current) if params.since is not None else None
         self.initial = self.since is None
 
@@ -224,6 +231,7 @@ class SyncBuilder:
                 device_key=self.p.device_key,
                 with_prev_content=timeline_events,
                 with_relations=timeline_events,
+                relations_as_of=self.current.events,
             )
             out = serialize_stored_events(events, extras, include_room_id=False, now=self.now)
         return self._fields(out)
@@ -239,7 +247,7 @@ class SyncBuilder:
         since = self.since
         memberships = [
             m
-            for m in sync_store.get_user_memberships(self.user_id)
+            for m in self.start.memberships
             # A membership newer than our snapshot of the streams shows in the next sync.
             if m.stream_ordering <= self.current.events and self.f.room.allows_room(m.room_id)
         ]
@@ -255,8 +263,16 @@ class SyncBuilder:
             self._add_e2e_counts(body)
             return SyncResult(body, False, next_batch, watch)
 
-        self.ignored = self._ignored_users()
+        self.ignored, self.rules_version, self.rules_key = self._user_settings()
         self.ruleset: dict[str, list[dict[str, Any]]] | None = None
+        self.news: dict[int, int] = {}
+        #: Per room, ``(after, events)``: every timeline event of the room in ``(after, now]``,
+        #: before any per-user filtering — for rooms whose timeline query was unfiltered and
+        #: not cut, so the unread counts and device lists use it instead of reading them again.
+        self.complete: dict[int, tuple[int, list[StoredEvent]]] = {}
+        #: Timelines read with the news of an incremental sync, and their ranges.
+        self.prefetched: dict[int, list[StoredEvent]] = {}
+        self.prefetch_ranges: dict[int, tuple[int, int]] = {}
 
         rooms_body = self._rooms(memberships)
         if rooms_body:
@@ -280,26 +296,28 @@ class SyncBuilder:
         return SyncResult(body, has_news, next_batch, watch)
 
     def _add_e2e_counts(self, body: dict[str, Any]) -> None:
-        if self.p.device_id is None:
+        if self.start.e2e_counts is None:
             return
-        body["device_one_time_keys_count"] = e2e_counts.get_one_time_key_counts(
-            user_id=self.user_id, device_id=self.p.device_id
-        )
-        body["device_unused_fallback_key_types"] = e2e_counts.get_unused_fallback_key_types(
-            user_id=self.user_id, device_id=self.p.device_id
-        )
+        counts, fallback = self.start.e2e_counts
+        body["device_one_time_keys_count"] = counts
+        body["device_unused_fallback_key_types"] = fallback
 
-    def _ignored_users(self) -> frozenset[str]:
-        """Spec "Ignoring Users": their events are not shown (state events still are)."""
-        content = account_data_store.get_account_data(
-            user_id=self.user_id, room_id=account_data_store.GLOBAL, data_type=IGNORED_USERS_TYPE
-        )
+    def _user_settings(self) -> tuple[frozenset[str], int, tuple[int, int]]:
+        """The ignored users (spec "Ignoring Users": their events are not shown, state events
+        still are), the push rules' version and their ruleset's cache key (read with the
+        stream positions: the ``m.push_rules`` marker's stream position and row)."""
+        found = self.start.account_data
+        content = found.get(IGNORED_USERS_TYPE, (None, 0, 0))[0]
         users = content.get("ignored_users") if isinstance(content, dict) else None
-        return frozenset(u for u in users if isinstance(u, str)) if isinstance(users, dict) else frozenset()
+        ignored = (
+            frozenset(u for u in users if isinstance(u, str)) if isinstance(users, dict) else frozenset()
+        )
+        _, version, row_id = found.get(account_data_store.PUSH_RULES_TYPE, (None, 0, 0))
+        return ignored, version, (row_id, version)
 
     def _get_ruleset(self) -> dict[str, list[dict[str, Any]]]:
         if self.ruleset is None:
-            self.ruleset = push_actions.get_ruleset(user_id=self.user_id)
+            self.ruleset = push_actions.get_ruleset(user_id=self.user_id, cache_key=self.rules_key)
         return self.ruleset
 
     # -- rooms -------------------------------------------------------------------------------
@@ -407,10 +425,19 @@ class SyncBuilder:
             newly_joined = self._newly_joined(joined)
         news: dict[int, int] = {}
         if since is not None and self._moved("events"):
-            candidates = [m.room_nid for m in joined] + [m.room_nid for m in leaves]
-            news = sync_store.get_rooms_with_new_events(
-                candidates, after=since.events, upto=self.current.events
-            )
+            if self._event_q() is None:
+                # Which rooms have news and their timelines, together (one query on PostgreSQL).
+                ranges = {m.room_nid: (since.events, self.current.events) for m in joined}
+                ranges.update({m.room_nid: (since.events, m.stream_ordering) for m in leaves})
+                self.prefetched = sync_store.get_new_timelines(ranges, limit=self.f.timeline_limit)
+                self.prefetch_ranges = ranges
+                news = {nid: events[-1].stream_ordering or 0 for nid, events in self.prefetched.items()}
+            else:
+                candidates = [m.room_nid for m in joined] + [m.room_nid for m in leaves]
+                news = sync_store.get_rooms_with_new_events(
+                    candidates, after=since.events, upto=self.current.events
+                )
+        self.news = news
         for m in joined:
             r = _Room(m, "join")
             if since is None or self.p.full_state or m.room_nid in newly_joined:
@@ -450,27 +477,39 @@ class SyncBuilder:
                 out.add(nid)
         return out
 
-    def _event_q(self) -> Q:
+    def _event_q(self) -> Q | None:
+        """The timeline filter's SQL part; None when it filters nothing."""
         q = self.f.room.timeline.sql_q()
         if self.ignored:
             q &= ~Q(sender__in=sorted(self.ignored), state_key__isnull=True)
-        return q
+        return q if q else None
 
     def _load_timelines(self, rooms: Mapping[int, _Room]) -> None:
         tf: RoomEventFilter = self.f.room.timeline
         limit = self.f.timeline_limit
         ranges: dict[int, tuple[int | None, int]] = {}
+        recent: dict[int, list[StoredEvent]] = {}
         for nid, r in rooms.items():
             if r.timeline_range is not None and tf.allows_room(r.m.room_id):
                 ranges[nid] = r.timeline_range
+                if self.prefetch_ranges.get(nid) == r.timeline_range:
+                    recent[nid] = list(self.prefetched.get(nid, ()))
         if not ranges:
             return
-        recent = sync_store.get_recent_events(ranges, limit=limit, event_q=self._event_q())
+        event_q = self._event_q()
+        to_read = {nid: span for nid, span in ranges.items() if nid not in recent}
+        if to_read:
+            recent.update(sync_store.get_recent_events(to_read, limit=limit, event_q=event_q))
         for nid, events in recent.items():
             r = rooms[nid]
             if len(events) > limit:
                 r.limited = True
                 events = events[-limit:]
+            else:
+                after, upto = ranges[nid]
+                if event_q is None and upto == self.current.events:
+                    # No lower bound: the room's whole timeline (stream positions start at 1).
+                    self.complete[nid] = (after if after is not None else 0, list(events))
             if tf.contains_url is not None:
                 events = [e for e in events if ("url" in e.event.content) == tf.contains_url]
             r.events = events
@@ -516,10 +555,11 @@ class SyncBuilder:
         if not wanted:
             return
         nids = [r.m.room_nid for r in wanted]
-        counts = sync_store.get_membership_counts(nids)
+        groups = {r.m.room_nid: r.m.current_state_group for r in wanted}
+        counts = sync_store.get_membership_counts(nids, state_groups=groups)
         # Heroes name rooms that have no name: spec "required if the room's m.room.name or
         # m.room.canonical_alias state events are unset or empty".
-        named = sync_store.get_current_state_for_rooms(nids, NAMING_KEYS)
+        named = sync_store.get_current_state_for_rooms(nids, NAMING_KEYS, state_groups=groups)
         unnamed = [
             nid
             for nid in nids
@@ -733,13 +773,27 @@ class SyncBuilder:
     def _unread_counts(self, rooms: Sequence[_Room]) -> dict[int, push_actions.UnreadCounts]:
         if not rooms:
             return {}
-        refs = [push_actions.RoomRef(r.m.room_nid, r.m.room_id, r.m.stream_ordering) for r in rooms]
+        loaded = dict(self.complete)
+        if self.since is not None:
+            # Rooms without news had no timeline events since ``since``: nothing to count there.
+            for r in rooms:
+                if r.m.room_nid not in self.news and r.m.room_nid not in loaded:
+                    loaded[r.m.room_nid] = (self.since.events, [])
+        refs = [
+            push_actions.RoomRef(
+                r.m.room_nid, r.m.room_id, r.m.stream_ordering, r.m.current_state_group, r.m.displayname
+            )
+            for r in rooms
+        ]
         return push_actions.get_unread_counts(
             user_id=self.user_id,
             rooms=refs,
             upto=self.current.events,
             ruleset=self._get_ruleset(),
             ignored_users=self.ignored,
+            rules_version=self.rules_version,
+            loaded=loaded,
+            displaynames_known=True,
         )
 
     # -- invites and knocks ------------------------------------------------------------------
@@ -751,7 +805,9 @@ class SyncBuilder:
         if not rooms:
             return {}, {}
         nids = [m.room_nid for m in rooms]
-        state = sync_store.get_current_state_for_rooms(nids, STRIPPED_STATE_KEYS)
+        state = sync_store.get_current_state_for_rooms(
+            nids, STRIPPED_STATE_KEYS, state_groups={m.room_nid: m.current_state_group for m in rooms}
+        )
         own = event_store.get_events_by_nids([m.event_nid for m in rooms])
         invite_out: dict[str, Any] = {}
         knock_out: dict[str, Any] = {}
@@ -876,9 +932,7 @@ class SyncBuilder:
                 changed |= sync_store.get_joined_user_ids(newly, exclude_user=self.user_id)
             if gone:
                 left_candidates |= sync_store.get_joined_user_ids(gone, exclude_user=self.user_id)
-            for _, user, membership in sync_store.get_member_events_between(
-                joined, after=since.events, upto=self.current.events
-            ):
+            for _, user, membership in self._member_events_since(joined):
                 if user == self.user_id:
                     continue
                 if membership == "join":
@@ -893,6 +947,30 @@ class SyncBuilder:
         if not changed and not left:
             return {}
         return {"changed": sorted(changed), "left": sorted(left)}
+
+    def _member_events_since(self, joined: list[int]) -> list[tuple[int, str, str]]:
+        """``(room nid, user, membership)`` of member events in the joined rooms since ``since``:
+        only rooms with new events can have any, and complete timelines already hold them."""
+        assert self.since is not None
+        rooms = [nid for nid in joined if nid in self.news]
+        out: list[tuple[int, str, str]] = []
+        to_read = []
+        for nid in rooms:
+            have = self.complete.get(nid)
+            if have is None or have[0] != self.since.events:
+                to_read.append(nid)
+                continue
+            for e in have[1]:
+                if e.event.type == MEMBER and e.event.state_key is not None:
+                    content = e.event.content
+                    membership = content.get("membership") if isinstance(content, dict) else None
+                    out.append(
+                        (nid, e.event.state_key, membership if isinstance(membership, str) else "leave")
+                    )
+        out.extend(
+            sync_store.get_member_events_between(to_read, after=self.since.events, upto=self.current.events)
+        )
+        return out
 
 
 def build_sync(params: SyncParams) -> SyncResult:

@@ -98,6 +98,25 @@ def _rebuild(params: SyncParams) -> SyncResult:
         connection.close()
 
 
+#: Woken long-polls rebuilt at once. One event wakes every member of its room together;
+#: their rebuilds are mostly CPU work under one interpreter lock, so running them all at
+#: once makes each take about as long as all of them, while a few at a time (enough to
+#: overlap some rebuilds' database round trips with others' Python) lets the first answers
+#: leave early. Measured with 20 woken members (bench/client_api_bench.py): 2-6 at a time
+#: answer ~10% sooner than all at once.
+MAX_CONCURRENT_REBUILDS = 6
+_rebuild_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+async def _rebuild_woken(params: SyncParams) -> SyncResult:
+    loop = asyncio.get_running_loop()
+    slots = _rebuild_slots.get(loop)
+    if slots is None:
+        slots = _rebuild_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_REBUILDS)
+    async with slots:
+        return await sync_to_async(_rebuild)(params)
+
+
 async def sync(request: HttpRequest) -> HttpResponse:
     """GET /_matrix/client/v3/sync"""
     if request.method != "GET":
@@ -137,7 +156,7 @@ async def _wait_for_news(
         finally:
             registry.unregister(waiter)
         generation = registry.generation
-        result = await sync_to_async(_rebuild)(params)
+        result = await _rebuild_woken(params)
         if result.has_news:
             return result.body
 
