@@ -45,7 +45,7 @@ from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store.events import Extremity
-from dagcore.store.state_res_store import DatabaseStateResStore
+from dagcore.store.state_res_store import DatabaseStateResStore, PendingEvent
 
 logger = logging.getLogger(__name__)
 
@@ -103,17 +103,25 @@ def _state_events_for_auth(
     return {k: ev for k, (_, ev) in _state_entries_for_auth(room, state_group, keys).items()}
 
 
-def _resolve_groups(room: Room, room_version: RoomVersion, groups: list[int]) -> int:
-    """The state group of the resolution of ``groups`` (stored if new)."""
+def _resolve_groups(
+    room: Room, room_version: RoomVersion, groups: list[int], *, pending: PendingEvent | None = None
+) -> int:
+    """The state group of the resolution of ``groups`` (stored if new).
+
+    ``pending``: the event being persisted, whose row is not written yet but which
+    may be part of one of the groups (the state after it).
+    """
     unique = list(dict.fromkeys(groups))
     if len(unique) == 1:
         return unique[0]
     state_sets_nids = [state_store.get_state_ids(g) for g in unique]
     all_nids = {n for s in state_sets_nids for n in s.values()}
     id_of = event_store.get_event_ids_for_nids(all_nids)
+    if pending is not None:
+        id_of[pending.nid] = pending.event.event_id
     nid_of = {v: k for k, v in id_of.items()}
     state_sets = [{k: id_of[n] for k, n in s.items()} for s in state_sets_nids]
-    resolved = resolve_state(room_version, state_sets, DatabaseStateResStore())
+    resolved = resolve_state(room_version, state_sets, DatabaseStateResStore(pending))
     resolved_nids = {k: nid_of[e] for k, e in resolved.items()}
     for g, s in zip(unique, state_sets_nids, strict=True):
         if s == resolved_nids:
@@ -309,49 +317,70 @@ def _persist(
     """
     is_state = event.is_state() and rejected_reason is None
     auth_chain = _auth_chain_for(event, list(auth_nids.values())) if event.is_state() else None
-    nid = event_store.insert_event(
-        room=room,
-        event=event,
-        received_ts=now_ms(),
-        outlier=outlier,
-        rejected_reason=rejected_reason,
-        soft_failed=soft_failed,
-        state_group_before=state_group_before,
-        state_group=None,
-        auth_chain=auth_chain,
-        canonical_json=encode_canonical_json(event.pdu).decode(),
-    )
+    nid = event_store.allocate_event_nid()
     state_group_after = state_group_before
     if is_state and not outlier:
         state_group_after = state_store.create_state_group(
             room, prev_group=state_group_before, delta={event.state_tuple: nid}
         )
 
-    if outlier:
-        return PersistedEvent(event=event, nid=nid, stream_ordering=None, rejected_reason=rejected_reason)
+    def write_row(*, assign_stream_ordering: bool) -> int | None:
+        return event_store.insert_event(
+            nid=nid,
+            room=room,
+            event=event,
+            received_ts=now_ms(),
+            outlier=outlier,
+            rejected_reason=rejected_reason,
+            soft_failed=soft_failed,
+            state_group_before=state_group_before,
+            state_group=None if outlier else state_group_after,
+            auth_chain=auth_chain,
+            canonical_json=encode_canonical_json(event.pdu).decode(),
+            assign_stream_ordering=assign_stream_ordering,
+        )
 
-    if rejected_reason is None and event.type == "m.room.redaction":
+    if outlier or rejected_reason is not None:
+        # Never shown to clients and never part of the room's head: no stream position.
+        write_row(assign_stream_ordering=False)
+        return PersistedEvent(
+            event=event,
+            nid=nid,
+            stream_ordering=None,
+            rejected_reason=rejected_reason,
+            soft_failed=soft_failed,
+        )
+
+    if event.type == "m.room.redaction":
         # Imported here: the redaction actions send events through this module.
         from dagcore.actions.redact import do_apply_redaction
 
         do_apply_redaction(room=room, redaction=event, state_group_before=state_group_before)
 
-    stream_ordering: int | None = None
     memberships_changed = False
-    if rejected_reason is not None:
-        event_store.set_state_group(nid, state_group=state_group_after)
-    else:
-        if becomes_current and not soft_failed:
-            replaced = {e.nid for e in replaced_extremities}
-            event_store.replace_forward_extremities(room, remove_nids=replaced, add_nid=nid)
-            remaining = [e for e in extremities if e.nid not in replaced]
-            new_extremities = [*remaining, Extremity(nid, event.event_id, event.depth, state_group_after)]
-            memberships_changed = _update_current_state(
-                room, event, nid, state_group_before, state_group_after, new_extremities
-            )
-        # Positions last: the counter row lock orders commits by position.
-        stream_ordering = event_store.assign_stream_ordering(nid, state_group=state_group_after)
-    if stream_ordering is not None and not soft_failed:
+    if becomes_current and not soft_failed:
+        replaced = {e.nid for e in replaced_extremities}
+        remaining = [e for e in extremities if e.nid not in replaced]
+        new_extremities = [*remaining, Extremity(nid, event.event_id, event.depth, state_group_after)]
+        memberships_changed, current_group = _update_current_state(
+            room,
+            event,
+            nid,
+            state_group_before,
+            state_group_after,
+            new_extremities,
+            PendingEvent(nid, event, auth_chain or []),
+        )
+        room_store.set_room_head(
+            room,
+            forward_extremities=event_store.encode_forward_extremities(new_extremities),
+            extremity_count=len(new_extremities),
+            current_state_group=current_group,
+        )
+    # The row last, with its position: the counter row lock orders commits by position.
+    stream_ordering = write_row(assign_stream_ordering=True)
+    assert stream_ordering is not None
+    if not soft_failed:
         if memberships_changed:
             # Membership rows carry the stream position at which they changed.
             state_store.settle_pending_memberships(room, stream_ordering)
@@ -372,16 +401,23 @@ def _update_current_state(
     state_group_before: int | None,
     state_group_after: int | None,
     extremities: Sequence[Extremity],
-) -> bool:
-    """Recompute current state from the (new) forward extremities; True if memberships changed."""
+    pending: PendingEvent,
+) -> tuple[bool, int | None]:
+    """Bring current state up to the (new) forward extremities.
+
+    Returns whether memberships changed and the new current state group (which the
+    caller stores with the extremities, in one update of the room row).
+    """
+    old_group = room.current_state_group
     groups = [e.state_group for e in extremities if e.state_group is not None]
     if not groups:
-        return False
+        return False, old_group
     room_version = get_room_version(room.room_version, require_supported=False)
-    new_group = groups[0] if len(set(groups)) == 1 else _resolve_groups(room, room_version, groups)
-    old_group = room.current_state_group
+    new_group = (
+        groups[0] if len(set(groups)) == 1 else _resolve_groups(room, room_version, groups, pending=pending)
+    )
     if new_group == old_group:
-        return False
+        return False, old_group
     if event.is_state() and new_group == state_group_after and state_group_before == old_group:
         changes: dict[StateKey, int | None] = {event.state_tuple: nid}
     else:
@@ -390,7 +426,9 @@ def _update_current_state(
         changes = {k: v for k, v in new.items() if old.get(k) != v}
         changes.update({k: None for k in old if k not in new})
     member_nids = [n for (t, _), n in changes.items() if t == "m.room.member" and n is not None]
-    member_events = {n: s.event for n, s in event_store.get_events_by_nids(member_nids).items()}
+    # The new event's own row is written last: take it from memory, the others from the store.
+    stored = event_store.get_events_by_nids(n for n in member_nids if n != nid)
+    member_events = {n: s.event for n, s in stored.items()}
     if nid in member_nids:
         member_events[nid] = event
     state_store.apply_current_state_delta(
@@ -400,8 +438,7 @@ def _update_current_state(
         stream_ordering=state_store.PENDING_STREAM_ORDERING,
         server_name=get_server_name(),
     )
-    room_store.set_room_current_state_group(room, new_group)
-    return bool(member_nids) or any(t == "m.room.member" for (t, _) in changes)
+    return any(t == "m.room.member" for (t, _) in changes), new_group
 
 
 # --------------------------------------------------------------------------- remote events

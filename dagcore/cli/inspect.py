@@ -58,7 +58,7 @@ def _inspect(args: argparse.Namespace) -> int:
             "soft_failed": stored.soft_failed,
             "redacted_by": stored.redacted_by,
             "stream_ordering": stored.stream_ordering,
-            "forward_extremity": event_store.is_forward_extremity(stored.nid),
+            "forward_extremity": event_store.is_forward_extremity(stored.room_nid, stored.nid),
         },
         "prev_events": [describe(e) for e in ev.prev_event_ids],
         "auth_events": [describe(e) for e in ev.auth_event_ids],

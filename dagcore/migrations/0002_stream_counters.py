@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-STREAMS = ("events", "to_device", "account_data", "receipts", "typing", "device_lists", "presence", "media")
+STREAMS = ("events", "to_device", "account_data", "receipts", "typing", "device_lists", "presence")
 
 
 def create_counters(apps, schema_editor):

@@ -19,7 +19,6 @@ from dagcore.models.events import (
     Event,
     EventAuthEdge,
     EventEdge,
-    ForwardExtremity,
     StateGroup,
     StateGroupEntry,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "EventEdge",
     "FallbackKey",
     "ForgottenRoom",
-    "ForwardExtremity",
     "KeyBackupSession",
     "KeyBackupVersion",
     "LocalMedia",

@@ -73,17 +73,6 @@ class EventAuthEdge(models.Model):
         db_table = "event_auth_edges"
 
 
-class ForwardExtremity(models.Model):
-    """Events with no known children: the prev_events of the next event in the room."""
-
-    room = models.ForeignKey("dagcore.Room", on_delete=models.CASCADE, related_name="forward_extremities")
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+")
-
-    class Meta:
-        db_table = "forward_extremities"
-        constraints = [models.UniqueConstraint(fields=["room", "event"], name="forward_extremity_unique")]
-
-
 class StateGroup(models.Model):
     """A room state, stored as a delta over ``prev_group`` or as a full snapshot.
 

@@ -13,6 +13,15 @@ class Room(models.Model):
     #: State group of the room's current state (the resolved state after its
     #: forward extremities); the "state before" of the next local event.
     current_state_group = models.BigIntegerField(null=True)
+    #: The forward extremities (events with no known children: the prev_events of
+    #: the next event), deepest first, as JSON ``[[nid, event_id, depth, state_group], ...]``.
+    #: They change with every event. Kept on the room row, one in-place update per event
+    #: (a HOT update in PostgreSQL) leaves no dead index entries behind, where a table
+    #: of extremities churned an insert and a delete per event and slowed every later
+    #: read until vacuumed.
+    forward_extremities = models.TextField(default="[]")
+    #: Operators watch this: many extremities means state resolution works hard.
+    forward_extremity_count = models.IntegerField(default=0)
 
     class Meta:
         db_table = "rooms"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 
 from dagcore.models import Event as EventRow
-from dagcore.models import EventAuthEdge, EventEdge, ForwardExtremity, Room
+from dagcore.models import EventAuthEdge, EventEdge, Room
 from dagcore.protocol.events import Event
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.store.streams import advance_stream
@@ -203,18 +203,43 @@ class Extremity:
 
 
 def get_forward_extremities(room: Room) -> list[Extremity]:
-    """Deepest first. Raw SQL: this runs on every send."""
+    """Deepest first. Read from the room row the caller already holds: no query."""
+    return [
+        Extremity(int(n), str(e), int(d), sg) for n, e, d, sg in json.loads(room.forward_extremities or "[]")
+    ]
+
+
+def encode_forward_extremities(extremities: Sequence[Extremity]) -> str:
+    ordered = sorted(extremities, key=lambda e: (-e.depth, e.nid))
+    return json.dumps([[e.nid, e.event_id, e.depth, e.state_group] for e in ordered], separators=(",", ":"))
+
+
+def allocate_event_nid() -> int:
+    """Reserve the internal ID of an event about to be written.
+
+    The event row itself is inserted last in its transaction, together with its
+    stream position (one write, never updated afterwards); rows that point at it
+    (state groups, current state, memberships) are written first. Their foreign
+    keys are checked at commit (Django declares them DEFERRABLE INITIALLY DEFERRED).
+    """
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT e.id, e.event_id, e.depth, e.state_group FROM forward_extremities f "
-            "JOIN events e ON e.id = f.event_id WHERE f.room_id = %s ORDER BY e.depth DESC, e.id",
-            [room.pk],
-        )
-        return [Extremity(nid, eid, depth, sg) for nid, eid, depth, sg in cur.fetchall()]
+        if connection.vendor == "postgresql":
+            cur.execute("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
+        else:
+            # SQLite serialises writers (IMMEDIATE transactions), so reading the
+            # AUTOINCREMENT counter here cannot race; it never reuses an ID.
+            cur.execute(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
+                " (SELECT MAX(id) FROM events), 0) + 1"
+            )
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def insert_event(
     *,
+    nid: int,
     room: Room,
     event: Event,
     received_ts: int,
@@ -225,7 +250,15 @@ def insert_event(
     state_group: int | None,
     auth_chain: Sequence[int] | None,
     canonical_json: str,
-) -> int:
+    assign_stream_ordering: bool,
+) -> int | None:
+    """Write the event row (ID from :func:`allocate_event_nid`) and its edges; return its stream position.
+
+    With ``assign_stream_ordering`` the events stream counter is bumped in the same
+    statement: this must be the transaction's last write, since the counter row
+    stays locked until commit, which is what makes positions commit in order
+    (see ``dagcore.models.streams``). Rejected events and outliers get no position.
+    """
     relates = event.content.get("m.relates_to")
     relates_to = relation_type = None
     if (
@@ -237,6 +270,7 @@ def insert_event(
         rel = relates.get("rel_type")
         relation_type = rel[:64] if isinstance(rel, str) else None
     fields: dict[str, Any] = dict(
+        id=nid,
         event_id=event.event_id,
         type=event.type,
         state_key=event.state_key,
@@ -256,84 +290,62 @@ def insert_event(
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
     )
     if connection.vendor == "postgresql":
-        # One round trip for the row and its edges (data-modifying CTEs): this runs on every send.
+        # One round trip: the stream position, the row and its edges (data-modifying CTEs).
         with connection.cursor() as cur:
-            cur.execute(_INSERT_EVENT_SQL, [
-                *(fields[c] if c != "room_id" else room.pk for c in _INSERT_COLUMNS),
-                list(event.prev_event_ids),
-                list(event.auth_event_ids),
-            ])  # fmt: skip
+            cur.execute(
+                _INSERT_WITH_POSITION_SQL if assign_stream_ordering else _INSERT_EVENT_SQL,
+                [
+                    *(fields[c] if c != "room_id" else room.pk for c in _INSERT_COLUMNS),
+                    list(event.prev_event_ids),
+                    list(event.auth_event_ids),
+                ],
+            )
             inserted = cur.fetchone()
-        assert inserted is not None
-        return int(inserted[0])
-    row = EventRow.objects.create(room=room, **fields)
+        if inserted is not None and (inserted[0] is not None or not assign_stream_ordering):
+            return None if inserted[0] is None else int(inserted[0])
+        # No counter row (a test flushed the table): create it, then retry the position.
+        retried = advance_stream("events")
+        EventRow.objects.filter(id=nid).update(stream_ordering=retried)
+        return retried
+    position = advance_stream("events") if assign_stream_ordering else None
+    row = EventRow.objects.create(room=room, stream_ordering=position, **fields)
     EventEdge.objects.bulk_create([EventEdge(event=row, prev_event_id=p) for p in event.prev_event_ids])
     EventAuthEdge.objects.bulk_create(
         [EventAuthEdge(event=row, auth_event_id=a) for a in event.auth_event_ids]
     )
-    return int(row.id)
+    return position
 
 
 _INSERT_COLUMNS = (
-    "event_id", "room_id", "type", "state_key", "sender", "depth", "origin_server_ts", "received_ts",
+    "id", "event_id", "room_id", "type", "state_key", "sender", "depth", "origin_server_ts", "received_ts",
     "json", "outlier", "rejected_reason", "soft_failed", "redacts", "relates_to", "relation_type",
     "state_group_before", "state_group", "auth_chain",
 )  # fmt: skip
+_EDGES_SQL = (
+    "prev AS (INSERT INTO event_edges (event_id, prev_event_id) "
+    "SELECT ev.id, p FROM ev, unnest(%s::text[]) AS p), "
+    "auth AS (INSERT INTO event_auth_edges (event_id, auth_event_id) "
+    "SELECT ev.id, a FROM ev, unnest(%s::text[]) AS a) "
+)
 _INSERT_EVENT_SQL = (
     "WITH ev AS (INSERT INTO events ("
     + ", ".join(_INSERT_COLUMNS)
     + ", stream_ordering, redacted_by) VALUES ("
     + ", ".join(["%s"] * len(_INSERT_COLUMNS))
-    + ", NULL, NULL) RETURNING id), "
-    "prev AS (INSERT INTO event_edges (event_id, prev_event_id) "
-    "SELECT ev.id, p FROM ev, unnest(%s::text[]) AS p), "
-    "auth AS (INSERT INTO event_auth_edges (event_id, auth_event_id) "
-    "SELECT ev.id, a FROM ev, unnest(%s::text[]) AS a) "
-    "SELECT id FROM ev"
+    + ", NULL, NULL) RETURNING id, stream_ordering), "
+    + _EDGES_SQL
+    + "SELECT stream_ordering FROM ev"
 )
-
-
-def set_state_group(nid: int, *, state_group: int | None) -> None:
-    EventRow.objects.filter(id=nid).update(state_group=state_group)
-
-
-def assign_stream_ordering(nid: int, *, state_group: int | None) -> int:
-    """Give the event the next events-stream position (and its state group after).
-
-    Must be the last write of the transaction: the counter row stays locked until
-    commit, which is what makes positions commit in order (see models.streams).
-    """
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            # One round trip: bump the counter and stamp the event in a data-modifying CTE.
-            cur.execute(
-                "WITH s AS (UPDATE stream_counters SET position = position + 1 WHERE name = 'events' "
-                "RETURNING position) UPDATE events SET stream_ordering = (SELECT position FROM s), "
-                "state_group = %s WHERE id = %s RETURNING stream_ordering",
-                [state_group, nid],
-            )
-            row = cur.fetchone()
-            if row is not None and row[0] is not None:
-                return int(row[0])
-            # No counter row (e.g. a test flushed the table): fall through to the path
-            # that creates it.
-    position = advance_stream("events")
-    EventRow.objects.filter(id=nid).update(stream_ordering=position, state_group=state_group)
-    return position
-
-
-def replace_forward_extremities(room: Room, *, remove_nids: Collection[int], add_nid: int) -> None:
-    if remove_nids and connection.vendor == "postgresql":
-        with connection.cursor() as cur:  # one round trip: this runs on every send
-            cur.execute(
-                "WITH gone AS (DELETE FROM forward_extremities WHERE room_id = %s AND event_id = ANY(%s)) "
-                "INSERT INTO forward_extremities (room_id, event_id) VALUES (%s, %s)",
-                [room.pk, list(remove_nids), room.pk, add_nid],
-            )
-        return
-    if remove_nids:
-        ForwardExtremity.objects.filter(room=room, event_id__in=list(remove_nids)).delete()
-    ForwardExtremity.objects.create(room=room, event_id=add_nid)
+_INSERT_WITH_POSITION_SQL = (
+    "WITH s AS (UPDATE stream_counters SET position = position + 1 WHERE name = 'events' RETURNING position), "
+    "ev AS (INSERT INTO events ("
+    + ", ".join(_INSERT_COLUMNS)
+    + ", stream_ordering, redacted_by) VALUES ("
+    + ", ".join(["%s"] * len(_INSERT_COLUMNS))
+    + ", (SELECT position FROM s), NULL) RETURNING id, stream_ordering), "
+    + _EDGES_SQL
+    + "SELECT stream_ordering FROM ev"
+)
 
 
 def has_children(event_id: str) -> bool:
@@ -365,5 +377,6 @@ def count_room_events(room: Room) -> int:
     return EventRow.objects.filter(room=room).count()
 
 
-def is_forward_extremity(nid: int) -> bool:
-    return ForwardExtremity.objects.filter(event_id=nid).exists()
+def is_forward_extremity(room_nid: int, nid: int) -> bool:
+    raw = Room.objects.filter(pk=room_nid).values_list("forward_extremities", flat=True).first()
+    return any(int(e[0]) == nid for e in json.loads(raw or "[]"))

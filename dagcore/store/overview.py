@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count
 
-from dagcore.models import Event, ForwardExtremity, Room, User
+from dagcore.models import Event, Room, User
 
 
 @dataclass(frozen=True)
@@ -21,15 +20,14 @@ class ServerOverview:
 
 def get_server_overview() -> ServerOverview:
     many = (
-        ForwardExtremity.objects.values("room__room_id")
-        .annotate(n=Count("id"))
-        .filter(n__gt=5)
-        .order_by("-n")[:20]
+        Room.objects.filter(forward_extremity_count__gt=5)
+        .order_by("-forward_extremity_count")
+        .values_list("room_id", "forward_extremity_count")[:20]
     )
     return ServerOverview(
         server_name=settings.SERVER_NAME,
         users=User.objects.count(),
         rooms=Room.objects.count(),
         events=Event.objects.count(),
-        rooms_with_many_extremities=[(r["room__room_id"], r["n"]) for r in many],
+        rooms_with_many_extremities=list(many),
     )

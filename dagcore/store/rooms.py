@@ -40,9 +40,18 @@ def insert_room(*, room_id: str, room_version: str, creator: str, created_ts: in
     )
 
 
-def set_room_current_state_group(room: Room, group_id: int) -> None:
-    room.current_state_group = group_id
-    room.save(update_fields=["current_state_group"])
+def set_room_head(
+    room: Room, *, forward_extremities: str, extremity_count: int, current_state_group: int | None
+) -> None:
+    """The room's new forward extremities and current state group, in one in-place row update."""
+    Room.objects.filter(pk=room.pk).update(
+        forward_extremities=forward_extremities,
+        forward_extremity_count=extremity_count,
+        current_state_group=current_state_group,
+    )
+    room.forward_extremities = forward_extremities
+    room.forward_extremity_count = extremity_count
+    room.current_state_group = current_state_group
 
 
 def set_room_public(room: Room, is_public: bool) -> None:

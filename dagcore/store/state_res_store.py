@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from dagcore.models import Event as EventRow
 from dagcore.protocol.events import Event
 from dagcore.store.events import get_event_ids_for_nids, get_events_by_ids
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event being persisted in this transaction: its row is written last, after
+    the state it leads to has been resolved, so the store is told about it directly."""
+
+    nid: int
+    event: Event
+    auth_chain: Sequence[int]
 
 
 class DatabaseStateResStore:
@@ -17,8 +28,11 @@ class DatabaseStateResStore:
     algorithm's repeated lookups of the same auth events cost one query each.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pending: PendingEvent | None = None) -> None:
         self._events: dict[str, Event] = {}
+        self._pending = pending
+        if pending is not None:
+            self._events[pending.event.event_id] = pending.event
 
     def get_events(self, event_ids: Iterable[str]) -> Mapping[str, Event]:
         ids = list(event_ids)
@@ -43,6 +57,9 @@ class DatabaseStateResStore:
             for eid, nid, chain in rows:
                 nid_of[eid] = nid
                 chain_of[nid] = json.loads(chain) if chain else []
+        if self._pending is not None and self._pending.event.event_id in all_ids:
+            nid_of[self._pending.event.event_id] = self._pending.nid
+            chain_of[self._pending.nid] = list(self._pending.auth_chain)
         # C_i = the full auth chain of set i (the events themselves included, which
         # the store protocol allows). Events present in every set contribute equally
         # to every C_i, so their chains only matter for removing candidates.
@@ -63,4 +80,7 @@ class DatabaseStateResStore:
         for nid in common:
             covered.update(chain_of[nid])
         diff = candidates - covered
-        return set(get_event_ids_for_nids(diff).values())
+        found = set(get_event_ids_for_nids(diff).values())
+        if self._pending is not None and self._pending.nid in diff:
+            found.add(self._pending.event.event_id)
+        return found
