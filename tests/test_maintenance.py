@@ -36,3 +36,14 @@ def test_old_client_transaction_ids_are_forgotten_and_recent_ones_kept() -> None
     assert maintenance.do_expire_client_txns() == 1
     assert not ClientTxn.objects.filter(id=old.id).exists()
     assert ClientTxn.objects.filter(id=recent.id).exists()
+
+
+def test_expired_login_tokens_are_purged_and_live_ones_kept() -> None:
+    from dagcore.store import accounts
+
+    user = accounts.insert_user(user_id="@lt:test", localpart="lt", password_hash=None)
+    live = accounts.create_login_token(user, lifetime_ms=60_000)
+    accounts.create_login_token(user, lifetime_ms=-1)  # already expired
+    assert maintenance.do_expire_login_tokens() == 1
+    assert accounts.consume_login_token(live) == user
+    assert accounts.consume_login_token(live) is None  # single use

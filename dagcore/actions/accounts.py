@@ -234,6 +234,27 @@ def do_start_login_session(
     )
 
 
+#: How long a token from ``POST /login/get_token`` may be used (Synapse: two minutes).
+LOGIN_TOKEN_LIFETIME_MS = 120_000
+
+
+def do_create_login_token(*, user: User) -> tuple[str, int]:
+    """A single-use ``m.login.token`` for ``user`` (e.g. to sign in a new device by QR code)."""
+    return account_store.create_login_token(
+        user, lifetime_ms=LOGIN_TOKEN_LIFETIME_MS
+    ), LOGIN_TOKEN_LIFETIME_MS
+
+
+def check_login_token(*, token: object) -> User:
+    """The user a login token was issued to; 403 M_FORBIDDEN if it is unknown, used or expired."""
+    if not isinstance(token, str) or not token or len(token) > 512:
+        raise MatrixError(400, "M_MISSING_PARAM", "token is required")
+    user = account_store.consume_login_token(token)
+    if user is None or user.deactivated:
+        raise MatrixError(403, "M_FORBIDDEN", "Invalid or expired login token")
+    return user
+
+
 def do_refresh_session(*, refresh_token: str) -> LoginSession:
     """Exchange a refresh token for a new access token and refresh token (rotation).
 

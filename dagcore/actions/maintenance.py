@@ -28,3 +28,11 @@ def do_expire_client_txns() -> int:
     from dagcore.store import txns
 
     return txns.delete_txns_before(now_ms() - CLIENT_TXN_LIFETIME_MS)
+
+
+def do_expire_login_tokens() -> int:
+    """Drop login tokens past their expiry (used or not); returns how many."""
+    from dagcore.clock import now_ms
+    from dagcore.store import accounts
+
+    return accounts.delete_expired_login_tokens(now_ms())

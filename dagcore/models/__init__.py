@@ -3,7 +3,7 @@
 Only ``dagcore.store`` queries these models; everything else calls store functions.
 """
 
-from dagcore.models.accounts import AccessToken, Device, RefreshToken, User
+from dagcore.models.accounts import AccessToken, Device, LoginToken, RefreshToken, User
 from dagcore.models.directory import ContentReport, RoomAlias
 from dagcore.models.e2e import (
     CrossSigningKey,
@@ -51,6 +51,7 @@ __all__ = [
     "KeyBackupSession",
     "KeyBackupVersion",
     "LocalMedia",
+    "LoginToken",
     "MediaThumbnail",
     "OneTimeKey",
     "Presence",

@@ -57,3 +57,19 @@ class AccessToken(models.Model):
 
     class Meta:
         db_table = "access_tokens"
+
+
+class LoginToken(models.Model):
+    """A short-lived, single-use token for ``m.login.token`` (spec: ``POST /login/get_token``).
+
+    Stored as a SHA-256 digest like every other token.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    created_ts = models.BigIntegerField()
+    expires_ts = models.BigIntegerField()
+    used_ts = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "login_tokens"

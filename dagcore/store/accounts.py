@@ -7,9 +7,10 @@ import secrets
 from dataclasses import dataclass
 
 from dagcore.clock import now_ms
-from dagcore.models import AccessToken, Device, RefreshToken, User
+from dagcore.models import AccessToken, Device, LoginToken, RefreshToken, User
 from dagcore.store.e2e_keys import delete_keys_of_deleted_devices
 
+LOGIN_TOKEN_PREFIX = "dgm_lt_"  # noqa: S105 - a prefix, not a secret
 ACCESS_TOKEN_PREFIX = "dgm_at_"  # noqa: S105 - a prefix, not a secret
 REFRESH_TOKEN_PREFIX = "dgm_rt_"  # noqa: S105
 
@@ -231,3 +232,33 @@ def delete_all_access_tokens(user: User, *, except_token_id: int | None = None) 
     if except_token_id is not None:
         qs = qs.exclude(id=except_token_id)
     qs.delete()
+
+
+# --------------------------------------------------------------------------- login tokens
+
+
+def create_login_token(user: User, *, lifetime_ms: int) -> str:
+    token = new_token(LOGIN_TOKEN_PREFIX)
+    now = now_ms()
+    LoginToken.objects.create(
+        token_hash=token_digest(token), user=user, created_ts=now, expires_ts=now + lifetime_ms
+    )
+    return token
+
+
+def consume_login_token(token: str) -> User | None:
+    """The token's user if it is valid, unused and unexpired — and mark it used, atomically."""
+    digest = token_digest(token)
+    now = now_ms()
+    claimed = LoginToken.objects.filter(token_hash=digest, used_ts__isnull=True, expires_ts__gt=now).update(
+        used_ts=now
+    )
+    if claimed != 1:
+        return None
+    row = LoginToken.objects.select_related("user").filter(token_hash=digest).first()
+    return row.user if row is not None else None
+
+
+def delete_expired_login_tokens(before_ts: int) -> int:
+    deleted, _ = LoginToken.objects.filter(expires_ts__lt=before_ts).delete()
+    return deleted

@@ -24,3 +24,10 @@ def expire_client_txns() -> int:
     from dagcore.actions.maintenance import do_expire_client_txns
 
     return do_expire_client_txns()
+
+
+@shared_task(name="dagcore.tasks.maintenance.expire_login_tokens")
+def expire_login_tokens() -> int:
+    from dagcore.actions.maintenance import do_expire_login_tokens
+
+    return do_expire_login_tokens()

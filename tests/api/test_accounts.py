@@ -391,6 +391,43 @@ def test_token_validity_is_403_when_registration_is_closed(closed_server) -> Non
 def test_login_flows_offer_password(dagma_server) -> None:
     r = MatrixClient(dagma_server.base_url).get("/login", auth=False, spec="/login")
     assert {"type": "m.login.password"} in r.json["flows"]
+    assert {"type": "m.login.token", "get_login_token": True} in r.json["flows"]
+
+
+def test_a_login_token_signs_in_a_new_device_once_and_needs_the_password_to_get(
+    dagma_server, make_client
+) -> None:
+    alice = make_client()
+    caps = alice.get("/capabilities", spec="/capabilities").json["capabilities"]
+    assert caps["m.get_login_token"] == {"enabled": True}
+    get_token = "/_matrix/client/v1/login/get_token"
+    first = alice.post(get_token, {}, expect=401, spec="/login/get_token")
+    assert first.json["flows"] == [{"stages": ["m.login.password"]}]
+    wrong = alice.post(get_token, {"auth": _password_auth(alice, "nope", first.json["session"])}, expect=401)
+    assert wrong.json["errcode"] == "M_FORBIDDEN"
+    issued = alice.post(
+        get_token, {"auth": _password_auth(alice, session=first.json["session"])}, spec="/login/get_token"
+    )
+    assert issued.json["expires_in_ms"] == 120_000
+
+    new_device = MatrixClient(dagma_server.base_url)
+    body = {"type": "m.login.token", "token": issued.json["login_token"], "initial_device_display_name": "QR"}
+    login = new_device.post("/login", body, auth=False, spec="/login")
+    assert login.json["user_id"] == alice.user_id and login.json["device_id"] != alice.device_id
+    new_device.access_token = login.json["access_token"]
+    assert new_device.get("/account/whoami").json["user_id"] == alice.user_id
+    # single use
+    again = MatrixClient(dagma_server.base_url).post("/login", body, auth=False, expect=403, spec="/login")
+    assert again.json["errcode"] == "M_FORBIDDEN"
+    forged = {"type": "m.login.token", "token": "dgm_lt_forged"}
+    assert (
+        MatrixClient(dagma_server.base_url).post("/login", forged, auth=False, expect=403).json["errcode"]
+        == "M_FORBIDDEN"
+    )
+    missing = MatrixClient(dagma_server.base_url).post(
+        "/login", {"type": "m.login.token"}, auth=False, expect=400
+    )
+    assert missing.json["errcode"] == "M_MISSING_PARAM"
 
 
 def test_login_by_localpart_full_user_id_and_legacy_user_field(dagma_server, make_client) -> None:

@@ -29,6 +29,7 @@ from tribune.uia import (
 )
 
 LOGIN_PASSWORD = "m.login.password"  # noqa: S105 - a login type
+LOGIN_TOKEN = "m.login.token"  # noqa: S105 - a login type
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,7 +197,8 @@ def registration_token_validity(ctx: RequestContext) -> dict[str, Any]:
 @endpoint(auth=False)
 def login_flows(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/login"""
-    return {"flows": [{"type": LOGIN_PASSWORD}]}
+    # get_login_token: this server offers POST /login/get_token (spec v1.7).
+    return {"flows": [{"type": LOGIN_PASSWORD}, {"type": LOGIN_TOKEN, "get_login_token": True}]}
 
 
 @endpoint(auth=False)
@@ -206,9 +208,11 @@ def login(ctx: RequestContext) -> dict[str, Any]:
     login_type = body.get("type")
     if not isinstance(login_type, str):
         raise MatrixError(400, "M_MISSING_PARAM", "type is required")
-    if login_type != LOGIN_PASSWORD:
+    if login_type not in (LOGIN_PASSWORD, LOGIN_TOKEN):
         raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
     _login_limit("address", ctx.client_ip)
+    if login_type == LOGIN_TOKEN:
+        return _login_with_token(ctx, body)
     named = login_identifier_user(body)
     if named is None:
         raise MatrixError(400, "M_MISSING_PARAM", "identifier is required")
@@ -236,6 +240,34 @@ def login(ctx: RequestContext) -> dict[str, Any]:
         **_seen(ctx),
     )
     return _session_answer(session)
+
+
+def _login_with_token(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    """``m.login.token``: a single-use token from ``POST /login/get_token``."""
+    device_id, display_name = account_actions.check_device_params(
+        device_id=body.get("device_id"), display_name=body.get("initial_device_display_name")
+    )
+    want_refresh = _bool_param(body, "refresh_token", False)
+    user = account_actions.check_login_token(token=body.get("token"))
+    session = account_actions.do_start_login_session(
+        user=user,
+        device_id=device_id,
+        initial_display_name=display_name,
+        want_refresh_token=want_refresh,
+        **_seen(ctx),
+    )
+    return _session_answer(session)
+
+
+@endpoint(auth=True)
+def get_login_token(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v1/login/get_token"""
+    user = ctx.require_user()
+    _login_limit("account", user.user_id)
+    # A login token is a new session for this account: the password is asked again.
+    with user_interactive_auth(ctx, flows=[[PASSWORD]]):
+        token, lifetime = account_actions.do_create_login_token(user=user)
+    return {"login_token": token, "expires_in_ms": lifetime}
 
 
 @endpoint(auth=True, allow_guest=True)
@@ -326,6 +358,7 @@ routes: list[URLPattern] = [
         versions=("v1",),
     ),
     client_route("login", methods(GET=login_flows, POST=login)),
+    client_route("login/get_token", methods(POST=get_login_token), versions=("v1",)),
     client_route("logout", methods(POST=logout)),
     client_route("logout/all", methods(POST=logout_all)),
     client_route("refresh", methods(POST=refresh), versions=("v3", "v1")),
