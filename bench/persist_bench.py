@@ -197,6 +197,12 @@ def main() -> None:
     parser.add_argument("--db", default="dagma_bench")
     parser.add_argument("--reuse", action="store_true", help="measure the room a previous run left in --db")
     parser.add_argument("--no-fork", action="store_true", help="skip the fork-resolution measurement")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="with --reuse: build a second room of --members with the smallest --history and measure both "
+        "rooms alternately, so both see the same machine load",
+    )
     args = parser.parse_args()
     setup_django(args.db, reuse=args.reuse)
     if args.reuse:
@@ -208,6 +214,30 @@ def main() -> None:
     else:
         print(f"building a room with {args.members} joined members (PostgreSQL)...", flush=True)
         room_id = build_room(args.members)
+    if args.reuse and args.interleave:
+        small_target = min(args.history)
+        print(f"building a second room with {args.members} members and {small_target} events...", flush=True)
+        small_room = build_room(args.members)
+        grow_history(small_room, small_target)
+        from dagcore.models import Event as EventRow
+        from dagcore.store import rooms as room_store
+
+        big_n = EventRow.objects.filter(room=room_store.get_room(room_id)).count()
+        small_n = EventRow.objects.filter(room=room_store.get_room(small_room)).count()
+        big_t: list[float] = []
+        small_t: list[float] = []
+        for _ in range(args.samples):
+            big_t += measure(room_id, 1)
+            small_t += measure(small_room, 1)
+        for label, n, times in (("small", small_n, small_t), ("big", big_n, big_t)):
+            med = statistics.median(times)
+            p95 = sorted(times)[int(len(times) * 0.95)]
+            print(
+                f"{label} room, {n:>7} events of history: median {med:.2f} ms, p95 {p95:.2f} ms (budget 10 ms)"
+            )
+        print(f"ratio median big/small: {statistics.median(big_t) / statistics.median(small_t):.2f} "
+              "(1.0 = independent of history; measured alternately under the same load)")  # fmt: skip
+        return
     results: dict[int, tuple[float, float]] = {}
     for target in sorted(args.history):
         print(f"growing history to {target} events...", flush=True)

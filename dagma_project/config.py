@@ -53,7 +53,7 @@ def _opt_str(key: str, value: Any) -> str | None:
     return _str(key, value)
 
 
-_DURATION_RE = re.compile(r"^\s*\d+\s*(ms|s|m|h|d|w|y)?\s*$")
+_DURATION_RE = re.compile(r"^\s*\d+\s*(ms|s|m|h|d|w|y)?\s*$", re.ASCII)
 
 
 def _duration(key: str, value: Any) -> str | int:
@@ -83,7 +83,7 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return check
 
 
-_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]?)B?$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]?)B?$", re.IGNORECASE | re.ASCII)
 
 
 def parse_size(key: str, value: Any) -> int:

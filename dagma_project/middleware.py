@@ -17,8 +17,9 @@ CORS_HEADERS = {
 }
 
 
-class CorsMiddleware:
-    """CORS headers on every response; ``OPTIONS`` preflight answered 204 without auth."""
+class _AsyncCapableMiddleware:
+    """Serves sync and async stacks alike: a coroutine function exactly when the next handler
+    is one, so Django needs no adapter (and no thread hop) around it."""
 
     sync_capable = True
     async_capable = True
@@ -28,6 +29,13 @@ class CorsMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        raise NotImplementedError
+
+
+class CorsMiddleware(_AsyncCapableMiddleware):
+    """CORS headers on every response; ``OPTIONS`` preflight answered 204 without auth."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
@@ -50,17 +58,8 @@ class CorsMiddleware:
         return response
 
 
-class ListenerUrlconfMiddleware:
+class ListenerUrlconfMiddleware(_AsyncCapableMiddleware):
     """Honour the URLconf a listener was given (``UrlconfMiddleware`` in the ASGI stack)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         scope = getattr(request, "scope", None)

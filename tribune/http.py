@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -181,6 +181,26 @@ def parse_body(request: HttpRequest, *, max_body: int) -> Any:
         raise MatrixError(400, exc.errcode, str(exc)) from None
 
 
+def decode_path_params(kwargs: Mapping[str, str]) -> dict[str, str]:
+    """Path parameters matched on the raw path, percent-decoded (``UnicodeDecodeError`` if not UTF-8)."""
+    return {k: unquote(v, errors="strict") for k, v in kwargs.items()}
+
+
+def error_answer(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """What a view raised, as the spec's error JSON: its own ``MatrixError``, 400 for a path
+    parameter that is not UTF-8, anything else 500 (logged with its traceback)."""
+    if isinstance(exc, MatrixError):
+        return error_response(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
+    logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+
+
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return error_response(MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here"))
+
+
 View = Callable[..., Any]
 
 
@@ -205,18 +225,13 @@ def endpoint(
                     rate_limit(ctx, rate_limited)
                 if not raw_body and request.method in ("POST", "PUT"):
                     ctx.body = parse_body(request, max_body=max_body)
-                params = {k: unquote(v, errors="strict") for k, v in kwargs.items()}
+                params = decode_path_params(kwargs)
                 if any("\x00" in v for v in params.values()):
                     # No identifier may hold NUL (and PostgreSQL text cannot store it).
                     raise MatrixError(400, "M_INVALID_PARAM", "Path parameters must not contain NUL")
                 result = view(ctx, **params)
-            except MatrixError as exc:
-                return error_response(exc)
-            except UnicodeDecodeError:
-                return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
-            except Exception:
-                logger.exception("unhandled error in %s %s", request.method, request.path)
-                return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+            except Exception as exc:
+                return error_answer(request, exc)
             if isinstance(result, HttpResponse):
                 return result
             if isinstance(result, tuple):
@@ -236,9 +251,7 @@ def methods(**handlers: View) -> Callable[..., HttpResponse]:
     def dispatch(request: HttpRequest, **kwargs: str) -> HttpResponse:
         handler = handlers.get(request.method or "GET")
         if handler is None:
-            return error_response(
-                MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
-            )
+            return method_not_allowed(request)
         result: HttpResponse = handler(request, **kwargs)
         return result
 

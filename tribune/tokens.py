@@ -18,8 +18,9 @@ from dagcore.http.errors import MatrixError
 from dagcore.store.streams import STREAMS
 
 MAX_POSITION = 2**62
-_SYNC_RE = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{len(STREAMS) - 1}}})$")
-_ROOM_RE = re.compile(r"^t(-?\d{1,19})_(\d{1,19})$")
+# re.ASCII: \d must not take other scripts' digits (int() would, silently).
+_SYNC_RE = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{len(STREAMS) - 1}}})$", re.ASCII)
+_ROOM_RE = re.compile(r"^t(-?\d{1,19})_(\d{1,19})$", re.ASCII)
 
 
 def _bad(kind: str) -> MatrixError:

@@ -10,7 +10,6 @@ happen before anything is written.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from dagcore.clock import now_ms
+from dagcore.clock import duration_ms, now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.models import Device, User
 from dagcore.passwords import check_password, hash_password, needs_rehash
@@ -37,21 +36,13 @@ MAX_DEVICE_DISPLAY_NAME = 100
 MAX_DEVICE_ID_LENGTH = 255
 DEVICE_ID_LENGTH = 10
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w|y)?\s*$")
-_DURATION_UNITS_MS = {
-    "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000,
-    None: 1,
-}  # fmt: skip
-
 
 def parse_duration_ms(value: str | int) -> int:
     """Synapse-style durations: ``5m``, ``1h``, ``7d``, ``500ms``, or a number of milliseconds."""
-    if isinstance(value, int):
-        return value
-    m = _DURATION_RE.match(value)
-    if not m:
+    ms = duration_ms(value)
+    if ms is None:
         raise ValueError(f"not a duration: {value!r} (expected e.g. 5m, 1h, 7d)")
-    return int(m.group(1)) * _DURATION_UNITS_MS[m.group(2)]
+    return ms
 
 
 def access_token_lifetime_ms() -> int | None:

@@ -57,8 +57,9 @@ def _can_send_state(user_id: str, room: Room, event_type: str) -> bool:
 # --------------------------------------------------------------------------- aliases
 
 
-def get_alias_target(*, alias: str) -> tuple[str, list[str]]:
-    """``(room_id, servers)`` of an alias (local ones; remote aliases need federation)."""
+def resolve_local_alias(alias: str) -> str:
+    """The room ID an alias names: 400 for a malformed alias, 404 for an unknown one or one
+    of another server (remote aliases need federation)."""
     if not is_valid_room_alias(alias):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
     if _domain(alias) != get_server_name():
@@ -68,12 +69,18 @@ def get_alias_target(*, alias: str) -> tuple[str, list[str]]:
     row = directory_store.get_alias(alias)
     if row is None:
         raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
-    room = room_store.get_room(row.room_id)
+    return row.room_id
+
+
+def get_alias_target(*, alias: str) -> tuple[str, list[str]]:
+    """``(room_id, servers)`` of an alias (local ones; remote aliases need federation)."""
+    room_id = resolve_local_alias(alias)
+    room = room_store.get_room(room_id)
     servers = room_store.get_joined_servers(room) if room is not None else []
     server_name = get_server_name()
     # Our own server first: it answers for the alias.
     servers = sorted(set(servers) | {server_name}, key=lambda s: (s != server_name, s))
-    return row.room_id, servers
+    return room_id, servers
 
 
 def check_create_alias(*, user: User, alias: str, room_id: Any) -> None:

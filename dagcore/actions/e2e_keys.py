@@ -23,6 +23,7 @@ from dagcore.server_keys import get_server_name
 from dagcore.store import device_lists as device_list_store
 from dagcore.store import e2e_counts
 from dagcore.store import e2e_keys as key_store
+from dagcore.store import rooms as room_store
 from dagcore.store.streams import get_stream_positions
 
 #: Most one-time keys accepted in one upload (clients send tens at a time).
@@ -375,7 +376,7 @@ def get_device_list_changes(
     changed: set[str] = set()
     if to_device_lists > from_device_lists:
         moved = device_list_store.get_changed_users(after=from_device_lists, upto=to_device_lists)
-        changed = key_store.get_users_sharing_a_room(user_id=user_id, candidates=moved)
+        changed = room_store.get_users_sharing_a_room(user_id=user_id, candidates=moved)
         if user_id in moved:
             changed.add(user_id)
     left_candidates: set[str] = set()
@@ -398,5 +399,5 @@ def get_device_list_changes(
         changed |= key_store.get_joined_users(room_nids=newly_joined)
         left_candidates |= key_store.get_joined_users(room_nids=rooms_left)
         left_candidates.discard(user_id)
-    left = left_candidates - key_store.get_users_sharing_a_room(user_id=user_id, candidates=left_candidates)
+    left = left_candidates - room_store.get_users_sharing_a_room(user_id=user_id, candidates=left_candidates)
     return DeviceListDelta(changed=sorted(changed - left), left=sorted(left))

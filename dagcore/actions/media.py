@@ -30,7 +30,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from dagcore.clock import now_ms
+from dagcore.clock import duration_ms, now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.media import content_types, thumbnailer
 from dagcore.media import preview as preview_fetcher
@@ -612,28 +612,14 @@ async def access_url_preview(
 # --------------------------------------------------------------------------- retention
 
 
-_DURATION = re.compile(r"^\s*([0-9]+)\s*(ms|s|m|h|d|w|y)?\s*$")
-_UNIT_MS = {
-    "ms": 1,
-    "s": 1000,
-    "m": 60_000,
-    "h": 3_600_000,
-    "d": 86_400_000,
-    "w": 604_800_000,
-    "y": 31_536_000_000,
-}
-
-
 def parse_duration_ms(value: Any) -> int | None:
     """Synapse-style durations: ``90d``, ``12h``, ``30m``, ``1y``, or a number of milliseconds."""
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = _DURATION.match(str(value))
-    if m is None:
+    ms = duration_ms(value)
+    if ms is None:
         raise ValueError(f"media_retention: {value!r} is not a duration such as 90d, 12h or 30m")
-    return int(m.group(1)) * _UNIT_MS[m.group(2) or "ms"]
+    return ms
 
 
 def do_purge_media_retention(*, batch: int = 500) -> int:

@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dagcore.actions.directory import resolve_local_alias
 from dagcore.actions.send_event import send_local_event
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level
-from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_room_id, is_valid_user_id
+from dagcore.protocol.identifiers import is_valid_room_id, is_valid_user_id
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
-from dagcore.store import directory as directory_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
@@ -37,16 +37,7 @@ def _domain(identifier: str) -> str:
 def resolve_room_id(room_id_or_alias: str) -> str:
     """A room ID, or a local alias resolved to its room (remote aliases need federation)."""
     if room_id_or_alias.startswith("#"):
-        if not is_valid_room_alias(room_id_or_alias):
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
-        if _domain(room_id_or_alias) != get_server_name():
-            raise MatrixError(
-                404, "M_NOT_FOUND", "Room alias not found (aliases of other servers need federation)"
-            )
-        row = directory_store.get_alias(room_id_or_alias)
-        if row is None:
-            raise MatrixError(404, "M_NOT_FOUND", "Room alias not found")
-        return row.room_id
+        return resolve_local_alias(room_id_or_alias)
     if room_id_or_alias.startswith("!") and is_valid_room_id(room_id_or_alias):
         return room_id_or_alias
     raise MatrixError(400, "M_INVALID_PARAM", "Expected a room ID or a room alias")
@@ -93,6 +84,13 @@ def _member_content(membership: str, *, reason: str | None, profile_of: str | No
     if reason:
         content["reason"] = reason
     return content
+
+
+def _send_member_event(*, room_id: str, sender: str, target: str, content: dict[str, Any]) -> None:
+    """``sender`` changes ``target``'s membership: an ``m.room.member`` event keyed by the target."""
+    send_local_event(
+        room_id=room_id, sender=sender, event_type="m.room.member", content=content, state_key=target
+    )
 
 
 def _current_membership(room: Room, user_id: str) -> str | None:
@@ -154,9 +152,7 @@ def check_join_room(*, user: User, room_id_or_alias: str, reason: Any = None, vi
         authoriser = _restricted_join_authoriser(room, user_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
-    send_local_event(
-        room_id=room_id, sender=user_id, event_type="m.room.member", content=content, state_key=user_id
-    )
+    _send_member_event(room_id=room_id, sender=user_id, target=user_id, content=content)
     return room_id
 
 
@@ -170,13 +166,7 @@ def check_knock_room(
     if not get_room_version(room.room_version, require_supported=False).knock_join_rule:
         raise MatrixError(403, "M_FORBIDDEN", "This room version does not support knocking")
     content = _member_content("knock", reason=reason, profile_of=user.user_id)
-    send_local_event(
-        room_id=room_id,
-        sender=user.user_id,
-        event_type="m.room.member",
-        content=content,
-        state_key=user.user_id,
-    )
+    _send_member_event(room_id=room_id, sender=user.user_id, target=user.user_id, content=content)
     return room_id
 
 
@@ -189,12 +179,8 @@ def check_leave_room(*, user_id: str, room_id: str, reason: Any = None) -> None:
         return
     if membership is None:
         raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
-    send_local_event(
-        room_id=room_id,
-        sender=user_id,
-        event_type="m.room.member",
-        content=_member_content("leave", reason=reason),
-        state_key=user_id,
+    _send_member_event(
+        room_id=room_id, sender=user_id, target=user_id, content=_member_content("leave", reason=reason)
     )
 
 
@@ -239,9 +225,7 @@ def check_invite_user(
     content = _member_content("invite", reason=reason, profile_of=invitee)
     if is_direct:
         content["is_direct"] = True
-    send_local_event(
-        room_id=room_id, sender=inviter, event_type="m.room.member", content=content, state_key=invitee
-    )
+    _send_member_event(room_id=room_id, sender=inviter, target=invitee, content=content)
 
 
 def check_kick_user(*, sender: str, room_id: str, target: Any, reason: Any = None) -> None:
@@ -251,12 +235,8 @@ def check_kick_user(*, sender: str, room_id: str, target: Any, reason: Any = Non
     if _current_membership(room, target) not in ("join", "invite", "knock"):
         # A "kick" of a banned user would be an unban; of an absent one, meaningless.
         raise MatrixError(403, "M_FORBIDDEN", "The user is not in the room")
-    send_local_event(
-        room_id=room_id,
-        sender=sender,
-        event_type="m.room.member",
-        content=_member_content("leave", reason=reason),
-        state_key=target,
+    _send_member_event(
+        room_id=room_id, sender=sender, target=target, content=_member_content("leave", reason=reason)
     )
 
 
@@ -264,12 +244,8 @@ def check_ban_user(*, sender: str, room_id: str, target: Any, reason: Any = None
     target = _check_target(target)
     reason = _check_reason(reason)
     _get_local_room(room_id)
-    send_local_event(
-        room_id=room_id,
-        sender=sender,
-        event_type="m.room.member",
-        content=_member_content("ban", reason=reason),
-        state_key=target,
+    _send_member_event(
+        room_id=room_id, sender=sender, target=target, content=_member_content("ban", reason=reason)
     )
 
 
@@ -279,12 +255,8 @@ def check_unban_user(*, sender: str, room_id: str, target: Any, reason: Any = No
     room = _get_local_room(room_id)
     if _current_membership(room, target) != "ban":
         raise MatrixError(403, "M_FORBIDDEN", "The user is not banned")
-    send_local_event(
-        room_id=room_id,
-        sender=sender,
-        event_type="m.room.member",
-        content=_member_content("leave", reason=reason),
-        state_key=target,
+    _send_member_event(
+        room_id=room_id, sender=sender, target=target, content=_member_content("leave", reason=reason)
     )
 
 

@@ -40,6 +40,22 @@ def presence_enabled() -> bool:
     return bool(conf.get("enabled", True)) if isinstance(conf, dict) else True
 
 
+def _publish_presence(user_ids: list[str]) -> None:
+    """In the caller's transaction, after writing the users' presence: one new ``presence``
+    stream position for all of them, and a wake-up for each one's rooms (after commit)."""
+    position = advance_stream("presence")
+    store.set_presence_stream_ids(user_ids=user_ids, stream_id=position)
+    for user_id in user_ids:
+        notify(
+            Change(
+                stream="presence",
+                position=position,
+                user_ids=(user_id,),
+                extra={"room_ids": store.get_joined_room_ids_of(user_id)},
+            )
+        )
+
+
 def do_set_presence(
     *, user_id: str, state: str, status_msg: Any = _KEEP, from_sync: bool = False, now: int | None = None
 ) -> bool:
@@ -64,16 +80,7 @@ def do_set_presence(
         store.write_presence(
             user_id=user_id, state=state, status_msg=new_msg, last_active_ts=last_active, last_sync_ts=now
         )
-        position = advance_stream("presence")
-        store.set_presence_stream_ids(user_ids=[user_id], stream_id=position)
-        notify(
-            Change(
-                stream="presence",
-                position=position,
-                user_ids=(user_id,),
-                extra={"room_ids": store.get_joined_room_ids_of(user_id)},
-            )
-        )
+        _publish_presence([user_id])
     return True
 
 
@@ -95,17 +102,7 @@ def expire_presence(*, now: int | None = None) -> int:
         if not users:
             return 0
         store.set_offline(user_ids=users)
-        position = advance_stream("presence")
-        store.set_presence_stream_ids(user_ids=users, stream_id=position)
-        for user_id in users:
-            notify(
-                Change(
-                    stream="presence",
-                    position=position,
-                    user_ids=(user_id,),
-                    extra={"room_ids": store.get_joined_room_ids_of(user_id)},
-                )
-            )
+        _publish_presence(users)
     return len(users)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagcore.actions.send_event import check_event_input, send_local_event
+from dagcore.actions.send_event import check_event_input, send_local_event, send_once
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level, redaction_applies
@@ -74,19 +74,22 @@ def check_redact_event(
         raise not_in_room()
     content: dict[str, Any] = {"reason": reason} if reason else {}
     check_event_input(room_id=room_id, event_type="m.room.redaction", content=content)
-    # send_local_event runs check_may_redact, as for every local redaction.
-    persisted = send_local_event(
-        room_id=room_id, sender=user_id, event_type="m.room.redaction", content=content, redacts=event_id
+    # send_local_event runs check_may_redact, as for every local redaction; the
+    # transaction ID is recorded in the redaction's own commit, as for /send.
+    return send_once(
+        user_id=user_id,
+        device_key=device_key,
+        scope=scope,
+        txn_id=txn_id,
+        send=lambda on_accepted: send_local_event(
+            room_id=room_id,
+            sender=user_id,
+            event_type="m.room.redaction",
+            content=content,
+            redacts=event_id,
+            on_accepted=on_accepted,
+        ),
     )
-    redaction_id = persisted.event.event_id
-    if not txn_store.insert_txn(
-        user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=redaction_id
-    ):
-        return (
-            txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
-            or redaction_id
-        )
-    return redaction_id
 
 
 def _state_for_redaction(state_group: int | None) -> dict[StateKey, Event]:

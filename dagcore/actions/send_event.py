@@ -151,23 +151,45 @@ def check_send_event(
             raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
         redacts = value  # checked by send_local_event, as every local redaction
 
+    return send_once(
+        user_id=user_id,
+        device_key=device_key,
+        scope=scope,
+        txn_id=txn_id,
+        send=lambda on_accepted: send_local_event(
+            room_id=room_id,
+            sender=user_id,
+            event_type=event_type,
+            content=content,
+            redacts=redacts,
+            on_accepted=on_accepted,
+        ),
+    )
+
+
+def send_once(
+    *,
+    user_id: str,
+    device_key: str,
+    scope: str,
+    txn_id: str,
+    send: Callable[[Callable[[Event], None]], PersistedEvent],
+) -> str:
+    """Run ``send(on_accepted)`` so that one client transaction makes at most one event.
+
+    The transaction ID is recorded in the event's own database transaction (through
+    ``on_accepted``): one commit per send, and a concurrent request of the same
+    transaction (serialised by the room's write lock) cannot add a second event.
+    """
+
     def record_txn(event: Event) -> None:
-        # In the event's own transaction: one commit per send, and a concurrent request of
-        # the same transaction (serialised by the room's write lock) cannot add a second event.
         if not txn_store.record_txn(
             user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event.event_id
         ):
             raise _TxnTaken
 
     try:
-        persisted = send_local_event(
-            room_id=room_id,
-            sender=user_id,
-            event_type=event_type,
-            content=content,
-            redacts=redacts,
-            on_accepted=record_txn,
-        )
+        return send(record_txn).event.event_id
     except _TxnTaken:
         # The concurrent request committed first and ours rolled back: a retry answers
         # what the first request did (spec: "Transaction identifiers").
@@ -179,7 +201,6 @@ def check_send_event(
                 409, "M_UNKNOWN", "A concurrent request used this transaction ID; retry"
             ) from None
         return winner
-    return persisted.event.event_id
 
 
 class _TxnTaken(Exception):

@@ -9,12 +9,11 @@ JSON is kept for ``redaction_retention_period`` (for moderators), after which
 from __future__ import annotations
 
 import json
-import re
 
 from django.conf import settings
 from django.db import transaction
 
-from dagcore.clock import now_ms
+from dagcore.clock import duration_ms, now_ms
 from dagcore.models import Event as EventRow
 from dagcore.models import Room, StreamCounter
 from dagcore.protocol.canonical_json import encode_canonical_json
@@ -25,28 +24,15 @@ from dagcore.protocol.room_versions import get_room_version
 CENSOR_CURSOR = "censored_redactions"
 _BATCH = 500
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w|y)?\s*$")
-_UNIT_MS = {
-    "ms": 1,
-    "s": 1000,
-    "m": 60_000,
-    "h": 3_600_000,
-    "d": 86_400_000,
-    "w": 604_800_000,
-    "y": 31_536_000_000,
-}
-
 
 def parse_duration_ms(value: object) -> int | None:
     """``"7d"``, ``"12h"``, ``"30m"``, ``"1000ms"`` or a number of ms; None for null/"off"."""
     if value is None or value in ("", "off", "never", False):
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = _DURATION.match(str(value))
-    if not m:
+    ms = duration_ms(value)
+    if ms is None:
         raise ValueError(f"invalid duration {value!r}")
-    return int(m.group(1)) * _UNIT_MS[m.group(2) or "ms"]
+    return ms
 
 
 def mark_redacted(*, room: Room, target_event_id: str, redaction_event_id: str) -> bool:

@@ -77,6 +77,19 @@ def get_rooms_for_user(user_id: str, memberships: Iterable[str] = ("join",)) -> 
     )
 
 
+def get_users_sharing_a_room(*, user_id: str, candidates: Iterable[str]) -> set[str]:
+    """The ``candidates`` who share at least one joined room with ``user_id`` (one query)."""
+    wanted = sorted(set(candidates))
+    if not wanted:
+        return set()
+    mine = RoomMembership.objects.filter(user_id=user_id, membership="join").values("room_id")
+    return set(
+        RoomMembership.objects.filter(user_id__in=wanted, membership="join", room_id__in=mine)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+
+
 # --------------------------------------------------------------------------- forgotten rooms
 
 

@@ -520,19 +520,6 @@ def get_joined_user_ids(room_nids: Sequence[int], *, exclude_user: str) -> set[s
     )
 
 
-def get_users_sharing_a_room(viewer: str, user_ids: Iterable[str]) -> set[str]:
-    """Which of ``user_ids`` are still joined to a room the viewer is joined to (one query)."""
-    users = list(set(user_ids))
-    if not users:
-        return set()
-    mine = RoomMembership.objects.filter(user_id=viewer, membership="join").values("room_id")
-    return set(
-        RoomMembership.objects.filter(user_id__in=users, membership="join", room_id__in=mine)
-        .values_list("user_id", flat=True)
-        .distinct()
-    )
-
-
 def get_events_before(
     room_nids: Sequence[int], *, before: int | None, limit: int, exclude_sender: str
 ) -> list[StoredEvent]:

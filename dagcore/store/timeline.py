@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 
 from dagcore.models import CurrentStateEvent, Room, RoomMembership, StateGroup
 from dagcore.models import Event as EventRow
@@ -94,6 +94,34 @@ def _after(key: TopoKey) -> Q:
     return Q(depth__gt=key[0]) | Q(depth=key[0], stream_ordering__gt=key[1])
 
 
+def _topological_page(
+    qs: QuerySet[EventRow],
+    *,
+    from_key: TopoKey | None,
+    direction: str,
+    limit: int,
+    to_key: TopoKey | None,
+    max_stream: int | None,
+) -> list[StoredEvent]:
+    """Up to ``limit`` rows of ``qs`` walked from ``from_key`` towards ``to_key``: "b" back
+    (newest first), "f" forward (oldest first); none after stream position ``max_stream``."""
+    if max_stream is not None:
+        qs = qs.filter(stream_ordering__lte=max_stream)
+    if direction == "b":
+        if from_key is not None:
+            qs = qs.filter(_before(from_key))
+        if to_key is not None:
+            qs = qs.filter(_after(to_key))
+        qs = qs.order_by("-depth", "-stream_ordering")
+    else:
+        if from_key is not None:
+            qs = qs.filter(_after(from_key))
+        if to_key is not None:
+            qs = qs.filter(_before(to_key))
+        qs = qs.order_by("depth", "stream_ordering")
+    return [_from_values(row) for row in qs.values(*_FIELDS)[:limit]]
+
+
 # --------------------------------------------------------------------------- pagination
 
 
@@ -122,21 +150,9 @@ def paginate_room_events(
     qs = EventRow.objects.filter(_timeline_rows(room))
     if event_filter is not None:
         qs = qs.filter(event_filter.as_q())
-    if max_stream is not None:
-        qs = qs.filter(stream_ordering__lte=max_stream)
-    if direction == "b":
-        if from_key is not None:
-            qs = qs.filter(_before(from_key))
-        if to_key is not None:
-            qs = qs.filter(_after(to_key))
-        qs = qs.order_by("-depth", "-stream_ordering")
-    else:
-        if from_key is not None:
-            qs = qs.filter(_after(from_key))
-        if to_key is not None:
-            qs = qs.filter(_before(to_key))
-        qs = qs.order_by("depth", "stream_ordering")
-    return [_from_values(row) for row in qs.values(*_FIELDS)[:limit]]
+    return _topological_page(
+        qs, from_key=from_key, direction=direction, limit=limit, to_key=to_key, max_stream=max_stream
+    )
 
 
 def _paginate_unfiltered(
@@ -425,21 +441,9 @@ def paginate_relations(
         qs = qs.filter(relation_type=rel_type)
     if event_type is not None:
         qs = qs.filter(type=event_type)
-    if max_stream is not None:
-        qs = qs.filter(stream_ordering__lte=max_stream)
-    if direction == "b":
-        if from_key is not None:
-            qs = qs.filter(_before(from_key))
-        if to_key is not None:
-            qs = qs.filter(_after(to_key))
-        qs = qs.order_by("-depth", "-stream_ordering")
-    else:
-        if from_key is not None:
-            qs = qs.filter(_after(from_key))
-        if to_key is not None:
-            qs = qs.filter(_before(to_key))
-        qs = qs.order_by("depth", "stream_ordering")
-    return [_from_values(row) for row in qs.values(*_FIELDS)[:limit]]
+    return _topological_page(
+        qs, from_key=from_key, direction=direction, limit=limit, to_key=to_key, max_stream=max_stream
+    )
 
 
 def get_child_ids(room: Room, parent_ids: Sequence[str]) -> list[str]:

@@ -51,6 +51,22 @@ def _login(base_url: str, user: str, password: str = PASSWORD, **extra: Any) -> 
     return client
 
 
+def _username_refusals(client: MatrixClient, username: str) -> dict[str, str]:
+    """The errcodes of ``POST /register`` and ``GET /register/available`` for ``username``,
+    each of which must answer 400."""
+    r = client.post(
+        "/register", {"username": username, "password": PASSWORD}, auth=False, expect=400, spec="/register"
+    )
+    available = client.get(
+        "/register/available",
+        params={"username": username},
+        auth=False,
+        expect=400,
+        spec="/register/available",
+    )
+    return {"register": r.json["errcode"], "available": available.json["errcode"]}
+
+
 def _start(tmp_path_factory: pytest.TempPathFactory, name: str, config: dict[str, Any]) -> LiveServer:
     return LiveServer(tmp_path_factory.mktemp(name), config=config).start()
 
@@ -162,19 +178,8 @@ def test_register_with_an_unoffered_stage_is_401_with_the_flows(dagma_server) ->
     ids=["uppercase", "space", "colon", "hash", "non-ascii", "too-long", "empty"],
 )
 def test_register_refuses_invalid_usernames_before_auth(dagma_server, username: str) -> None:
-    c = MatrixClient(dagma_server.base_url)
-    r = c.post(
-        "/register", {"username": username, "password": PASSWORD}, auth=False, expect=400, spec="/register"
-    )
-    assert r.json["errcode"] == "M_INVALID_USERNAME"
-    avail = c.get(
-        "/register/available",
-        params={"username": username},
-        auth=False,
-        expect=400,
-        spec="/register/available",
-    )
-    assert avail.json["errcode"] == "M_INVALID_USERNAME"
+    refused = _username_refusals(MatrixClient(dagma_server.base_url), username)
+    assert refused == {"register": "M_INVALID_USERNAME", "available": "M_INVALID_USERNAME"}
 
 
 def test_register_never_lower_cases_a_username(dagma_server) -> None:
@@ -197,19 +202,8 @@ def test_register_never_lower_cases_a_username(dagma_server) -> None:
 def test_register_taken_username_is_m_user_in_use(dagma_server, make_client) -> None:
     alice = make_client()
     localpart = alice.user_id[1:].split(":")[0]
-    c = MatrixClient(dagma_server.base_url)
-    r = c.post(
-        "/register", {"username": localpart, "password": PASSWORD}, auth=False, expect=400, spec="/register"
-    )
-    assert r.json["errcode"] == "M_USER_IN_USE"
-    taken = c.get(
-        "/register/available",
-        params={"username": localpart},
-        auth=False,
-        expect=400,
-        spec="/register/available",
-    )
-    assert taken.json["errcode"] == "M_USER_IN_USE"
+    refused = _username_refusals(MatrixClient(dagma_server.base_url), localpart)
+    assert refused == {"register": "M_USER_IN_USE", "available": "M_USER_IN_USE"}
 
 
 def test_register_without_username_picks_a_valid_random_user_id(dagma_server) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.client import MatrixClient, q
@@ -37,6 +38,20 @@ def timeline(body: dict[str, Any], room_id: str, section: str = "join") -> list[
 
 def bodies(events: list[dict[str, Any]]) -> list[str]:
     return [e["content"].get("body") for e in events if e["type"] == "m.room.message"]
+
+
+def two_in_a_public_room(make_client: Callable[[], MatrixClient]) -> tuple[MatrixClient, MatrixClient, str]:
+    """Alice, Bob and Alice's new public room, which Bob has joined."""
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    return alice, bob, room
+
+
+def unread(body: dict[str, Any], room_id: str) -> dict[str, int]:
+    """The room's ``unread_notifications`` in a sync answer (the room must be joined)."""
+    counts: dict[str, int] = body["rooms"]["join"][room_id]["unread_notifications"]
+    return counts
 
 
 # --------------------------------------------------------------------------- initial and incremental
@@ -217,9 +232,7 @@ def test_newly_joined_room_comes_with_full_state(make_client) -> None:
 
 
 def test_kick_moves_the_room_to_leave_with_the_kick_event(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     bob_first = sync(bob)
     alice.post(f"/rooms/{q(room)}/kick", {"user_id": bob.user_id, "reason": "bye"})
     alice.send(room, "bob cannot see this")
@@ -232,9 +245,7 @@ def test_kick_moves_the_room_to_leave_with_the_kick_event(make_client) -> None:
 
 
 def test_left_rooms_appear_in_initial_sync_only_with_include_leave(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    _alice, bob, room = two_in_a_public_room(make_client)
     bob.post(f"/rooms/{q(room)}/leave")
     assert room not in sync(bob).get("rooms", {}).get("leave", {})
     body = sync(bob, filter={"room": {"include_leave": True}})
@@ -268,9 +279,7 @@ def test_unknown_filter_id_and_bad_inline_filter_are_refused(make_client) -> Non
 
 
 def test_timeline_filter_with_wildcard_types_and_not_senders(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     first = sync(alice)
     alice.send(room, "from alice")
     bob.send(room, "from bob")
@@ -328,9 +337,7 @@ def test_unnamed_room_has_heroes_whose_members_lazy_loading_includes(make_client
 
 
 def test_lazy_loading_does_not_repeat_members_the_device_already_has(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     bob.send(room, "one")
     f = {"room": {"state": {"lazy_load_members": True}}}
     first = sync(alice, filter=f)
@@ -346,9 +353,7 @@ def test_lazy_loading_does_not_repeat_members_the_device_already_has(make_client
 
 
 def test_unread_counts_follow_messages_mentions_and_the_read_receipt(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     first = sync(alice)
     bob.send(room, "one")
     last = bob.send(
@@ -356,38 +361,28 @@ def test_unread_counts_follow_messages_mentions_and_the_read_receipt(make_client
         content={"msgtype": "m.text", "body": "hey alice", "m.mentions": {"user_ids": [alice.user_id]}},
     )
     body = sync(alice, first["next_batch"])
-    assert body["rooms"]["join"][room]["unread_notifications"] == {
-        "notification_count": 2,
-        "highlight_count": 1,
-    }
+    assert unread(body, room) == {"notification_count": 2, "highlight_count": 1}
     alice.post(
         f"/rooms/{q(room)}/receipt/m.read/{q(last)}",
         {},
         spec="/rooms/{roomId}/receipt/{receiptType}/{eventId}",
     )
     body = sync(alice, body["next_batch"])
-    assert body["rooms"]["join"][room]["unread_notifications"] == {
-        "notification_count": 0,
-        "highlight_count": 0,
-    }
+    assert unread(body, room) == {"notification_count": 0, "highlight_count": 0}
 
 
 def test_own_messages_and_notices_do_not_count_as_unread(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     first = sync(alice)
     alice.send(room, "mine")
     bob.send(room, content={"msgtype": "m.notice", "body": "bot says"})
     bob.send(room, "counted")
     body = sync(alice, first["next_batch"])
-    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 1
+    assert unread(body, room)["notification_count"] == 1
 
 
 def test_thread_notifications_are_split_per_thread_when_asked(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     root = alice.send(room, "root")
     first = sync(alice)
     bob.send(room, "main reply")
@@ -408,18 +403,16 @@ def test_thread_notifications_are_split_per_thread_when_asked(make_client) -> No
 
 
 def test_sending_a_message_reads_everything_before_it(make_client) -> None:
-    alice, bob = make_client(), make_client()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    alice, bob, room = two_in_a_public_room(make_client)
     first = sync(alice)
     bob.send(room, "one")
     bob.send(room, "two")
     body = sync(alice, first["next_batch"])
-    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 2
+    assert unread(body, room)["notification_count"] == 2
     alice.send(room, "my reply")  # spec: sending an event marks what precedes it as read
     bob.send(room, "three")
     body = sync(alice, body["next_batch"])
-    assert body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 1
+    assert unread(body, room)["notification_count"] == 1
 
 
 # --------------------------------------------------------------------------- visibility, knocks, device lists

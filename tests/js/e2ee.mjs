@@ -4,60 +4,12 @@
 // Prints one JSON object on stdout (the last line) for tests/clients/test_js_sdk.py to check:
 // an encrypted message from Alice decrypted by Bob, cross-signing bootstrapped (and reset
 // through UIA), and a key backup written by Alice and restored by a new device of hers.
-import * as sdk from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
+import { journey } from "./common.mjs";
 
-logger.setLevel(process.env.JS_SDK_LOG_LEVEL || "error");
+const { args, password, step, api, login, waitFor, startClient, run } = journey("e2ee.mjs", { timeoutMs: 60_000 });
 
-const args = JSON.parse(process.argv[2]);
-const { baseUrl, password } = args;
-const TIMEOUT_MS = 60_000;
-const steps = [];
-
-function step(name) {
-  steps.push(name);
-  process.stderr.write(`[e2ee.mjs] ${name}\n`);
-}
-
-async function api(method, path, token, body) {
-  const r = await fetch(`${baseUrl}/_matrix/client/v3${path}`, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await r.json();
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
-async function login(userId) {
-  const res = await api("POST", "/login", null, {
-    type: "m.login.password",
-    identifier: { type: "m.id.user", user: userId },
-    password,
-  });
-  return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-}
-
-function withTimeout(promise, what, ms = TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-async function waitFor(what, check, ms = TIMEOUT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startClient(creds) {
+// A client with the Rust crypto; E2EE_DEBUG=1 (or 2, with /sync) logs its HTTP traffic to stderr.
+async function startCryptoClient(creds) {
   const fetchFn = process.env.E2EE_DEBUG
     ? async (url, init) => {
         const r = await fetch(url, init);
@@ -74,17 +26,7 @@ async function startClient(creds) {
         return r;
       }
     : undefined;
-  const client = sdk.createClient({ baseUrl, ...creds, ...(fetchFn ? { fetchFn } : {}) });
-  await client.initRustCrypto({ useIndexedDB: false });
-  const prepared = new Promise((resolve, reject) => {
-    client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-      if (state === "PREPARED") resolve();
-      if (state === "ERROR") reject(data?.error ?? new Error("sync error"));
-    });
-  });
-  await client.startClient({ initialSyncLimit: 20 });
-  await withTimeout(prepared, `first sync of ${creds.userId}`);
-  return client;
+  return startClient(creds, { initialSyncLimit: 20 }, { rustCrypto: true, fetchFn, firstSyncTimeout: true });
 }
 
 function passwordAuth(userId) {
@@ -108,11 +50,11 @@ async function decryptedBody(client, roomId, eventId) {
 }
 
 async function main() {
-  const result = { steps };
+  const result = {};
   const aliceCreds = await login(args.alice);
   const bobCreds = await login(args.bob);
-  const alice = await startClient(aliceCreds);
-  const bob = await startClient(bobCreds);
+  const alice = await startCryptoClient(aliceCreds);
+  const bob = await startCryptoClient(bobCreds);
   step("both clients synced");
 
   // 1. An encrypted room and a message from Alice that Bob decrypts.
@@ -159,7 +101,7 @@ async function main() {
   const backupKey = await crypto.getSessionBackupPrivateKey();
   step("key backed up");
   const laptopCreds = await login(args.alice);
-  const laptop = await startClient(laptopCreds);
+  const laptop = await startCryptoClient(laptopCreds);
   await laptop.getCrypto().storeSessionBackupPrivateKey(backupKey, version);
   const restore = await laptop.getCrypto().restoreKeyBackup();
   const laptopView = await decryptedBody(laptop, roomId, eventId);
@@ -185,12 +127,4 @@ async function main() {
   return result;
 }
 
-main()
-  .then((result) => {
-    process.stdout.write(`${JSON.stringify(result)}\n`);
-    process.exit(0);
-  })
-  .catch((err) => {
-    process.stdout.write(`${JSON.stringify({ error: String(err?.stack || err), steps })}\n`);
-    process.exit(1);
-  });
+run(main);

@@ -4,54 +4,10 @@
 // Prints one JSON object on stdout (the last line) for tests/clients/test_js_rooms.py to check:
 // room creation with an alias, join by alias, messages, back-pagination (scrollback from the
 // /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state.
-import * as sdk from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
+import { journey } from "./common.mjs";
 
-logger.setLevel(process.env.JS_SDK_LOG_LEVEL || "error");
-
-const args = JSON.parse(process.argv[2]);
-const { baseUrl, password } = args;
-const TIMEOUT_MS = 30_000;
-const steps = [];
-
-function step(name) {
-  steps.push(name);
-  process.stderr.write(`[rooms.mjs] ${name}\n`);
-}
-
-async function login(userId) {
-  const r = await fetch(`${baseUrl}/_matrix/client/v3/login`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
-  });
-  const res = await r.json();
-  if (!r.ok) throw new Error(`login: ${r.status} ${JSON.stringify(res)}`);
-  return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-}
-
-async function waitFor(what, check, ms = TIMEOUT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startClient(creds) {
-  const client = sdk.createClient({ baseUrl, ...creds });
-  const prepared = new Promise((resolve, reject) => {
-    client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-      if (state === "PREPARED") resolve();
-      if (state === "ERROR") reject(data?.error ?? new Error("sync error"));
-    });
-  });
-  await client.startClient({ initialSyncLimit: 3, threadSupport: true });
-  await prepared;
-  return client;
-}
+const { args, step, waitFor, login, startClient, run } = journey("rooms.mjs");
+const startOptions = { initialSyncLimit: 3, threadSupport: true };
 
 function timelineBodies(room) {
   return room
@@ -62,9 +18,9 @@ function timelineBodies(room) {
 }
 
 async function main() {
-  const result = { steps };
-  const alice = await startClient(await login(args.alice));
-  const bob = await startClient(await login(args.bob));
+  const result = {};
+  const alice = await startClient(await login(args.alice), startOptions);
+  const bob = await startClient(await login(args.bob), startOptions);
   step("both clients synced");
 
   const alias = `jsroom${Date.now()}`;
@@ -142,13 +98,4 @@ async function main() {
   return result;
 }
 
-main().then(
-  (result) => {
-    process.stdout.write(JSON.stringify(result) + "\n");
-    process.exit(0);
-  },
-  (err) => {
-    process.stdout.write(JSON.stringify({ steps, error: String(err?.stack ?? err) }) + "\n");
-    process.exit(1);
-  },
-);
+run(main);

@@ -5,59 +5,17 @@
 // the invite and join, local echo matched by transaction ID, typing, read receipts, unread
 // counts (total and per thread), account data and room tags, push rules, to-device messages.
 import * as sdk from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
 
-logger.setLevel(process.env.JS_SDK_LOG_LEVEL || "error");
+import { journey } from "./common.mjs";
 
-const args = JSON.parse(process.argv[2]);
-const { baseUrl, password } = args;
-const TIMEOUT_MS = 30_000;
-const steps = [];
-
-function step(name) {
-  steps.push(name);
-  process.stderr.write(`[sync.mjs] ${name}\n`);
-}
-
-async function login(userId) {
-  const r = await fetch(`${baseUrl}/_matrix/client/v3/login`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
-  });
-  const res = await r.json();
-  if (!r.ok) throw new Error(`login: ${r.status} ${JSON.stringify(res)}`);
-  return { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-}
-
-async function waitFor(what, check, ms = TIMEOUT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startClient(creds) {
-  const client = sdk.createClient({ baseUrl, ...creds });
-  const prepared = new Promise((resolve, reject) => {
-    client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
-      if (state === "PREPARED") resolve();
-      if (state === "ERROR") reject(data?.error ?? new Error("sync error"));
-    });
-  });
-  // As Element starts it: lazy-loaded members, threads, a long-poll.
-  await client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true, threadSupport: true, pollTimeout: 30000 });
-  await prepared;
-  return client;
-}
+const { args, step, waitFor, login, startClient, run } = journey("sync.mjs", { pollMs: 50 });
+// As Element starts it: lazy-loaded members, threads, a long-poll.
+const startOptions = { initialSyncLimit: 20, lazyLoadMembers: true, threadSupport: true, pollTimeout: 30000 };
 
 async function main() {
-  const result = { steps };
-  const alice = await startClient(await login(args.alice));
-  const bob = await startClient(await login(args.bob));
+  const result = {};
+  const alice = await startClient(await login(args.alice), startOptions);
+  const bob = await startClient(await login(args.bob), startOptions);
   step("both clients synced");
   result.pushRulesFromSync = (alice.pushRules?.global?.override ?? []).map((r) => r.rule_id).slice(0, 2);
 
@@ -137,13 +95,4 @@ async function main() {
   return result;
 }
 
-main().then(
-  (result) => {
-    process.stdout.write(JSON.stringify(result) + "\n");
-    process.exit(0);
-  },
-  (err) => {
-    process.stdout.write(JSON.stringify({ steps, error: String(err?.stack ?? err) }) + "\n");
-    process.exit(1);
-  },
-);
+run(main);

@@ -230,3 +230,19 @@ def test_a_push_rule_with_a_pathological_pattern_does_not_slow_sending(world) ->
     assert time.monotonic() - started < 5
     bob.delete("/pushrules/global/content/org.example.slow")
     assert_unharmed(alice, bob, room)
+
+
+def test_tokens_and_durations_take_ascii_digits_only() -> None:
+    """Other scripts' digits (int() accepts them) are refused in sync/room tokens and config values."""
+    from dagcore.clock import duration_ms
+    from dagcore.http.errors import MatrixError
+    from tribune.tokens import RoomToken, SyncToken
+
+    assert SyncToken.parse("s12_3").events == 12 and RoomToken.parse("t5_9").stream == 9
+    for bad in ("s\u0661\u0662", "s1_\u0663"):
+        with pytest.raises(MatrixError):
+            SyncToken.parse(bad)
+    with pytest.raises(MatrixError):
+        RoomToken.parse("t\u0665_9")
+    assert duration_ms("90d") == 90 * 24 * 3600 * 1000
+    assert duration_ms("\u0669\u0660d") is None

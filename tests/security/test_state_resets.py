@@ -16,15 +16,13 @@ from django.conf import settings
 
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import create_local_event, persist_received_event
-from dagcore.protocol.auth_rules import auth_types_for_event
 from dagcore.protocol.events import Event
-from dagcore.protocol.room_versions import get_room_version
 from dagcore.protocol.state_res.tests.dag import BOB, CAROL, new_room
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
-from dagcore.store import state as state_store
 from dagcore.store import timeline
 from tests.support.events import RemoteServer
+from tests.support.rooms import current_state_ids, forward_extremities, remote_event
 
 pytestmark = pytest.mark.django_db
 
@@ -38,43 +36,8 @@ def _room(version: str = "11") -> str:
     return room_id
 
 
-def _current(room_id: str) -> dict[tuple[str, str], str]:
-    room = room_store.get_room(room_id)
-    assert room is not None
-    nids = state_store.get_current_state_ids(room)
-    ids = event_store.get_event_ids_for_nids(nids.values())
-    return {k: ids[n] for k, n in nids.items()}
-
-
-def _heads(room_id: str) -> list[str]:
-    room = room_store.get_room(room_id)
-    assert room is not None
-    return sorted(e.event_id for e in event_store.get_forward_extremities(room))
-
-
-def _remote(
-    room_id: str,
-    sender: str,
-    event_type: str,
-    content: dict[str, Any],
-    *,
-    state_key: str | None = None,
-    prev: list[str] | None = None,
-    state: dict[tuple[str, str], str] | None = None,
-    auth: list[str] | None = None,
-) -> Event:
-    room = room_store.get_room(room_id)
-    assert room is not None
-    version = get_room_version(room.room_version)
-    state = state if state is not None else _current(room_id)
-    keys = auth_types_for_event(
-        version, event_type=event_type, state_key=state_key, sender=sender, content=content
-    )
-    prev = prev if prev is not None else _heads(room_id)
-    depth = max(s.depth for s in event_store.get_events_by_ids(prev).values()) + 1
-    auth_ids = auth if auth is not None else [state[k] for k in keys if k in state]
-    return REMOTE.event(version, room_id=room_id, sender=sender, event_type=event_type, content=content,
-                        state_key=state_key, prev_events=prev, auth_events=auth_ids, depth=depth)  # fmt: skip
+def _remote(room_id: str, sender: str, event_type: str, content: dict[str, Any], **kwargs: Any) -> Event:
+    return remote_event(REMOTE, room_id, sender, event_type, content, **kwargs)
 
 
 def _join(room_id: str, user: str) -> str:
@@ -92,11 +55,11 @@ def _visible(room_id: str, event_id: str) -> bool:
 def test_a_rejected_power_grab_never_becomes_state_nor_authorises_later_events() -> None:
     room_id = _room()
     _join(room_id, RBOB)
-    before = _current(room_id)
+    before = current_state_ids(room_id)
     grab = _remote(room_id, RBOB, "m.room.power_levels", {"users": {RBOB: 100}}, state_key="")
     assert persist_received_event(grab).rejected_reason is not None
-    assert _current(room_id) == before
-    assert not _visible(room_id, grab.event_id) and grab.event_id not in _heads(room_id)
+    assert current_state_ids(room_id) == before
+    assert not _visible(room_id, grab.event_id) and grab.event_id not in forward_extremities(room_id)
     # bob now cites his rejected power levels as an auth event of a privileged change:
     # an event with a rejected auth event is rejected (auth rules: "entries which were themselves rejected").
     state_with_grab = {**before, ("m.room.power_levels", ""): grab.event_id}
@@ -109,8 +72,8 @@ def test_a_rejected_power_grab_never_becomes_state_nor_authorises_later_events()
     topic = _remote(room_id, RBOB, "m.room.topic", {"topic": "after"}, state_key="", prev=[grab.event_id])
     persisted = persist_received_event(topic)
     assert persisted.rejected_reason is not None  # bob has 0, the topic needs 50: judged on the real state
-    assert _current(room_id)[("m.room.power_levels", "")] == before[("m.room.power_levels", "")]
-    assert _current(room_id)[("m.room.join_rules", "")] == before[("m.room.join_rules", "")]
+    assert current_state_ids(room_id)[("m.room.power_levels", "")] == before[("m.room.power_levels", "")]
+    assert current_state_ids(room_id)[("m.room.join_rules", "")] == before[("m.room.join_rules", "")]
     # Control: an honest message from bob is accepted and shown.
     ok = _remote(room_id, RBOB, "m.room.message", {"msgtype": "m.text", "body": "hi"})
     assert persist_received_event(ok).rejected_reason is None and _visible(room_id, ok.event_id)
@@ -119,11 +82,11 @@ def test_a_rejected_power_grab_never_becomes_state_nor_authorises_later_events()
 def test_a_banned_users_backdated_events_are_soft_failed_and_never_shown() -> None:
     room_id = _room()
     _join(room_id, RBOB)
-    before_ban = _current(room_id)
-    fork = _heads(room_id)
+    before_ban = current_state_ids(room_id)
+    fork = forward_extremities(room_id)
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
                        content={"membership": "ban"}, state_key=RBOB)  # fmt: skip
-    banned_state = _current(room_id)
+    banned_state = current_state_ids(room_id)
     # Built on the history before the ban: allowed there, not by the current state.
     message = _remote(room_id, RBOB, "m.room.message", {"msgtype": "m.text", "body": "sneaky"},
                       prev=fork, state=before_ban)  # fmt: skip
@@ -133,12 +96,12 @@ def test_a_banned_users_backdated_events_are_soft_failed_and_never_shown() -> No
         persisted = persist_received_event(event)
         assert persisted.rejected_reason is None and persisted.soft_failed
         assert not _visible(room_id, event.event_id)
-        assert event.event_id not in _heads(room_id)
-    assert _current(room_id) == banned_state
+        assert event.event_id not in forward_extremities(room_id)
+    assert current_state_ids(room_id) == banned_state
     # The next local event does not merge the soft-failed branch back in.
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                        content={"msgtype": "m.text", "body": "control"})  # fmt: skip
-    assert _current(room_id)[("m.room.member", RBOB)] == banned_state[("m.room.member", RBOB)]
+    assert current_state_ids(room_id)[("m.room.member", RBOB)] == banned_state[("m.room.member", RBOB)]
 
 
 def test_a_ban_survives_a_concurrent_fork_that_raises_the_banned_user() -> None:
@@ -148,7 +111,7 @@ def test_a_ban_survives_a_concurrent_fork_that_raises_the_banned_user() -> None:
     users = {ALICE: 100, RCAROL: 50}
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels",
                        content={"users": users, "state_default": 50}, state_key="")  # fmt: skip
-    fork, state_at_fork = _heads(room_id), _current(room_id)
+    fork, state_at_fork = forward_extremities(room_id), current_state_ids(room_id)
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
                        content={"membership": "ban"}, state_key=RBOB)  # fmt: skip
     # carol, on the old branch, makes bob a moderator and bob changes the topic there.
@@ -161,7 +124,7 @@ def test_a_ban_survives_a_concurrent_fork_that_raises_the_banned_user() -> None:
     persist_received_event(topic)
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                        content={"msgtype": "m.text", "body": "merge"})  # fmt: skip
-    now = _current(room_id)
+    now = current_state_ids(room_id)
     member = event_store.get_events_by_ids([now[("m.room.member", RBOB)]])[now[("m.room.member", RBOB)]]
     assert member.event.membership == "ban"
     assert now.get(("m.room.topic", "")) != topic.event_id
@@ -176,7 +139,7 @@ def test_a_long_membership_auth_chain_is_persisted_and_resolved_without_recursio
         ev = _remote(room_id, RBOB, "m.room.member", {"membership": "join", "displayname": f"bob{i}"},
                      state_key=RBOB)  # fmt: skip
         assert persist_received_event(ev).rejected_reason is None
-    fork, state_at_fork = _heads(room_id), _current(room_id)
+    fork, state_at_fork = forward_extremities(room_id), current_state_ids(room_id)
     a = _remote(room_id, RBOB, "m.room.member", {"membership": "join", "displayname": "A"}, state_key=RBOB,
                 prev=fork, state=state_at_fork)  # fmt: skip
     b = _remote(room_id, RBOB, "m.room.member", {"membership": "join", "displayname": "B"}, state_key=RBOB,
@@ -185,7 +148,7 @@ def test_a_long_membership_auth_chain_is_persisted_and_resolved_without_recursio
     started = time.monotonic()
     persist_received_event(b)  # a fork: the two branches are resolved
     assert time.monotonic() - started < 10
-    assert _current(room_id)[("m.room.member", RBOB)] in (a.event_id, b.event_id)
+    assert current_state_ids(room_id)[("m.room.member", RBOB)] in (a.event_id, b.event_id)
     stored = event_store.get_event_by_id(b.event_id)
     assert stored is not None
     chain = event_store.get_auth_chains([stored.nid])[stored.nid]
@@ -200,7 +163,7 @@ def test_a_merge_of_the_widest_allowed_fork_is_resolved() -> None:
         _join(room_id, user)
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": {ALICE: 100, **{m: 50 for m in mods}}})  # fmt: skip
-    fork, state_at_fork = _heads(room_id), _current(room_id)
+    fork, state_at_fork = forward_extremities(room_id), current_state_ids(room_id)
     branches = []
     for i, user in enumerate(mods):
         ev = _remote(
@@ -208,12 +171,12 @@ def test_a_merge_of_the_widest_allowed_fork_is_resolved() -> None:
         )
         persist_received_event(ev)
         branches.append(ev.event_id)
-    assert _heads(room_id) == sorted(branches)
+    assert forward_extremities(room_id) == sorted(branches)
     merge = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                                content={"msgtype": "m.text", "body": "merged"})  # fmt: skip
     assert sorted(merge.event.prev_event_ids) == sorted(branches)
-    assert _current(room_id)[("m.room.topic", "")] in branches
-    assert _heads(room_id) == [merge.event.event_id]
+    assert current_state_ids(room_id)[("m.room.topic", "")] in branches
+    assert forward_extremities(room_id) == [merge.event.event_id]
 
 
 def test_pure_resolution_of_deep_and_wide_dags_is_iterative() -> None:

@@ -15,12 +15,12 @@ from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import EventRejected, create_local_event, persist_received_event
 from dagcore.models import Event as EventRow
 from dagcore.models import StateGroup
-from dagcore.protocol.auth_rules import auth_types_for_event
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from tests.support.events import RemoteServer
+from tests.support.rooms import current_state_ids, forward_extremities, remote_event
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db]
 
@@ -42,55 +42,14 @@ def _msg(room_id: str, sender: str = ALICE, body: str = "hi") -> str:
     ).event.event_id
 
 
-def _current(room_id: str) -> dict[tuple[str, str], str]:
-    room = room_store.get_room(room_id)
-    assert room is not None
-    nids = state_store.get_current_state_ids(room)
-    ids = event_store.get_event_ids_for_nids(nids.values())
-    return {k: ids[n] for k, n in nids.items()}
-
-
-def _extremities(room_id: str) -> list[str]:
-    room = room_store.get_room(room_id)
-    assert room is not None
-    return sorted(e.event_id for e in event_store.get_forward_extremities(room))
-
-
-def _remote_event(
-    remote: RemoteServer,
-    room_id: str,
-    sender: str,
-    event_type: str,
-    content: dict,
-    *,
-    state_key: str | None = None,
-    prev: list[str] | None = None,
-    state: dict | None = None,
-):
-    """A remote event whose auth events are chosen from ``state`` (default: current state)."""
-    room = room_store.get_room(room_id)
-    assert room is not None
-    version = get_room_version(room.room_version)
-    state = state if state is not None else _current(room_id)
-    keys = auth_types_for_event(
-        version, event_type=event_type, state_key=state_key, sender=sender, content=content
-    )
-    prev = prev if prev is not None else _extremities(room_id)
-    depth = max(s.depth for s in event_store.get_events_by_ids(prev).values()) + 1
-    return remote.event(
-        version, room_id=room_id, sender=sender, event_type=event_type, content=content, state_key=state_key,
-        prev_events=prev, auth_events=[state[k] for k in keys if k in state], depth=depth,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_new_room_has_the_create_preset_state_and_one_forward_extremity(version: str) -> None:
     room_id = _room(version)
-    state = _current(room_id)
+    state = current_state_ids(room_id)
     for key in [("m.room.create", ""), ("m.room.member", ALICE), ("m.room.power_levels", ""),
                 ("m.room.join_rules", ""), ("m.room.history_visibility", ""), ("m.room.name", "")]:  # fmt: skip
         assert key in state
-    assert len(_extremities(room_id)) == 1
+    assert len(forward_extremities(room_id)) == 1
     if version == "12":
         assert ":" not in room_id  # v12 room IDs are the create event's hash
 
@@ -98,12 +57,12 @@ def test_a_new_room_has_the_create_preset_state_and_one_forward_extremity(versio
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_message_extends_the_dag_and_reuses_the_state_group(version: str) -> None:
     room_id = _room(version)
-    before = _extremities(room_id)
+    before = forward_extremities(room_id)
     event_id = _msg(room_id)
     stored = event_store.get_event_by_id(event_id)
     assert stored is not None
     assert list(stored.event.prev_event_ids) == before
-    assert _extremities(room_id) == [event_id]
+    assert forward_extremities(room_id) == [event_id]
     assert stored.state_group == stored.state_group_before  # no new state group for a message
     assert stored.stream_ordering is not None
 
@@ -143,7 +102,7 @@ def test_state_events_are_stored_as_deltas_then_snapshots() -> None:
     ]
     topic = event_store.get_events_by_nids([topic_nid])[topic_nid].event
     assert topic.content["topic"] == str(state_store.MAX_STATE_CHAIN + 4)
-    assert _current(room_id)[("m.room.topic", "")] == topic.event_id
+    assert current_state_ids(room_id)[("m.room.topic", "")] == topic.event_id
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -151,13 +110,13 @@ def test_a_remote_join_and_message_become_part_of_the_room(version: str) -> None
     room_id = _room(version)
     remote = RemoteServer("remote.test")
     bob = "@bob:remote.test"
-    join = _remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
+    join = remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
     result = persist_received_event(join)
     assert result.rejected_reason is None and not result.soft_failed
-    assert _current(room_id)[("m.room.member", bob)] == join.event_id
-    msg = _remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "hello"})
+    assert current_state_ids(room_id)[("m.room.member", bob)] == join.event_id
+    msg = remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "hello"})
     assert persist_received_event(msg).stream_ordering is not None
-    assert _extremities(room_id) == [msg.event_id]
+    assert forward_extremities(room_id) == [msg.event_id]
     room = room_store.get_room(room_id)
     assert room is not None
     assert "remote.test" in room_store.get_joined_servers(room)
@@ -168,19 +127,19 @@ def test_a_fork_is_merged_by_the_next_local_event() -> None:
     remote = RemoteServer("remote.test")
     bob = "@bob:remote.test"
     persist_received_event(
-        _remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
+        remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
     )
-    base = _extremities(room_id)
-    a = _remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "a"}, prev=base)
-    b = _remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "b"}, prev=base)
+    base = forward_extremities(room_id)
+    a = remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "a"}, prev=base)
+    b = remote_event(remote, room_id, bob, "m.room.message", {"msgtype": "m.text", "body": "b"}, prev=base)
     persist_received_event(a)
     persist_received_event(b)
-    assert _extremities(room_id) == sorted([a.event_id, b.event_id])
+    assert forward_extremities(room_id) == sorted([a.event_id, b.event_id])
     merged = _msg(room_id)
     stored = event_store.get_event_by_id(merged)
     assert stored is not None
     assert sorted(stored.event.prev_event_ids) == sorted([a.event_id, b.event_id])
-    assert _extremities(room_id) == [merged]
+    assert forward_extremities(room_id) == [merged]
 
 
 def test_a_ban_outranks_a_concurrent_topic_change_by_the_banned_user() -> None:
@@ -189,13 +148,13 @@ def test_a_ban_outranks_a_concurrent_topic_change_by_the_banned_user() -> None:
     remote = RemoteServer("remote.test")
     bob = "@bob:remote.test"
     persist_received_event(
-        _remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
+        remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
     )
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": {ALICE: 100, bob: 50}, "state_default": 50, "ban": 50, "kick": 50, "redact": 50})  # fmt: skip
-    fork_point = _extremities(room_id)
-    state_at_fork = _current(room_id)
-    topic = _remote_event(remote, room_id, bob, "m.room.topic", {"topic": "bob was here"}, state_key="",
+    fork_point = forward_extremities(room_id)
+    state_at_fork = current_state_ids(room_id)
+    topic = remote_event(remote, room_id, bob, "m.room.topic", {"topic": "bob was here"}, state_key="",
                           prev=fork_point, state=state_at_fork)  # fmt: skip
     ban = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member", state_key=bob,
                              content={"membership": "ban"})  # fmt: skip
@@ -204,10 +163,10 @@ def test_a_ban_outranks_a_concurrent_topic_change_by_the_banned_user() -> None:
     # current state (bob is banned): soft-failed, kept out of the room's head.
     assert result.rejected_reason is None
     assert result.soft_failed
-    state = _current(room_id)
+    state = current_state_ids(room_id)
     assert state[("m.room.member", bob)] == ban.event.event_id
     assert state.get(("m.room.topic", "")) != topic.event_id
-    assert _extremities(room_id) == [ban.event.event_id]
+    assert forward_extremities(room_id) == [ban.event.event_id]
 
 
 def test_an_event_failing_its_auth_events_is_rejected_and_never_becomes_state() -> None:
@@ -215,16 +174,16 @@ def test_an_event_failing_its_auth_events_is_rejected_and_never_becomes_state() 
     remote = RemoteServer("remote.test")
     eve = "@eve:remote.test"
     # eve never joined: her topic cites no membership and must be rejected.
-    bad = _remote_event(remote, room_id, eve, "m.room.topic", {"topic": "pwned"}, state_key="")
+    bad = remote_event(remote, room_id, eve, "m.room.topic", {"topic": "pwned"}, state_key="")
     result = persist_received_event(bad)
     assert result.rejected_reason is not None
-    assert _current(room_id).get(("m.room.topic", "")) != bad.event_id
-    assert bad.event_id not in _extremities(room_id)
+    assert current_state_ids(room_id).get(("m.room.topic", "")) != bad.event_id
+    assert bad.event_id not in forward_extremities(room_id)
     # control: a legitimate topic change by alice lands
     ok = create_local_event(
         room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": "fine"}, state_key=""
     )
-    assert _current(room_id)[("m.room.topic", "")] == ok.event.event_id
+    assert current_state_ids(room_id)[("m.room.topic", "")] == ok.event.event_id
 
 
 def test_persisting_a_message_costs_the_same_queries_in_small_and_large_rooms(
@@ -236,7 +195,7 @@ def test_persisting_a_message_costs_the_same_queries_in_small_and_large_rooms(
     for i in range(60):
         user = f"@user{i}:remote.test"
         persist_received_event(
-            _remote_event(remote, large, user, "m.room.member", {"membership": "join"}, state_key=user)
+            remote_event(remote, large, user, "m.room.member", {"membership": "join"}, state_key=user)
         )
     _msg(small)
     _msg(large)
@@ -273,7 +232,7 @@ def test_concurrent_writers_to_one_room_are_serialised() -> None:
     for t in threads:
         t.join()
     assert not errors
-    assert len(_extremities(room_id)) == 1  # every event extended the one head: a line, not a fork
+    assert len(forward_extremities(room_id)) == 1  # every event extended the one head: a line, not a fork
     room = room_store.get_room(room_id)
     assert room is not None
     depths = sorted(EventRow.objects.filter(room=room, type="m.room.message").values_list("depth", flat=True))
@@ -292,17 +251,17 @@ def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(ver
     bob, carol = "@bob:remote.test", "@carol:remote.test"
     for user in (bob, carol):
         persist_received_event(
-            _remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user)
+            remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user)
         )
     users = {bob: 50, carol: 50} if version == "12" else {ALICE: 100, bob: 50, carol: 50}
     create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": users, "state_default": 50})  # fmt: skip
-    fork = _extremities(room_id)
-    state_at_fork = _current(room_id)
-    t1 = _remote_event(
+    fork = forward_extremities(room_id)
+    state_at_fork = current_state_ids(room_id)
+    t1 = remote_event(
         remote, room_id, bob, "m.room.topic", {"topic": "bob's"}, state_key="", prev=fork, state=state_at_fork
     )
-    t2 = _remote_event(
+    t2 = remote_event(
         remote,
         room_id,
         carol,
@@ -314,7 +273,7 @@ def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(ver
     )
     persist_received_event(t1)
     persist_received_event(t2)
-    assert _extremities(room_id) == sorted([t1.event_id, t2.event_id])
+    assert forward_extremities(room_id) == sorted([t1.event_id, t2.event_id])
 
     state_a = {**state_at_fork, ("m.room.topic", ""): t1.event_id}
     state_b = {**state_at_fork, ("m.room.topic", ""): t2.event_id}
@@ -331,5 +290,5 @@ def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(ver
     expected = resolve_state(room_version, [state_a, state_b], InMemoryStateResStore(all_events))
     from_db = resolve_state(room_version, [state_a, state_b], DatabaseStateResStore())
     assert from_db == expected
-    assert _current(room_id) == expected
+    assert current_state_ids(room_id) == expected
     assert expected[("m.room.topic", "")] in (t1.event_id, t2.event_id)

@@ -36,6 +36,7 @@ from dagcore.store import device_lists as device_list_store
 from dagcore.store import events as event_store
 from dagcore.store import presence as presence_store
 from dagcore.store import receipts as receipt_store
+from dagcore.store import rooms as room_store
 from dagcore.store import sync as sync_store
 from dagcore.store import timeline
 from dagcore.store import typing as typing_store
@@ -845,7 +846,9 @@ class SyncBuilder:
             changed = presence_store.get_presence_changed(
                 after=self.since.presence, upto=self.current.presence
             )
-            visible = sync_store.get_users_sharing_a_room(self.user_id, [r.user_id for r in changed])
+            visible = room_store.get_users_sharing_a_room(
+                user_id=self.user_id, candidates=[r.user_id for r in changed]
+            )
             rows = [r for r in changed if r.user_id in visible or r.user_id == self.user_id]
         events = [
             {"type": "m.presence", "sender": row.user_id, "content": presence_content(row, now=self.now)}
@@ -920,7 +923,7 @@ class SyncBuilder:
                 after=since.device_lists, upto=self.current.device_lists
             )
             if moved:
-                changed |= sync_store.get_users_sharing_a_room(self.user_id, moved)
+                changed |= room_store.get_users_sharing_a_room(user_id=self.user_id, candidates=moved)
                 if self.user_id in moved:
                     changed.add(self.user_id)
         if self._moved("events"):
@@ -941,7 +944,7 @@ class SyncBuilder:
                     left_candidates.add(user)
         left: set[str] = set()
         if left_candidates:
-            still = sync_store.get_users_sharing_a_room(self.user_id, left_candidates)
+            still = room_store.get_users_sharing_a_room(user_id=self.user_id, candidates=left_candidates)
             left = left_candidates - still
             changed -= left
         if not changed and not left:

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO
-from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -37,11 +35,16 @@ from django.urls import URLPattern, re_path
 
 from dagcore.actions import media as media_actions
 from dagcore.http.errors import MatrixError
-from dagcore.http.responses import error_response, json_response
+from dagcore.http.responses import json_response
 from dagcore.media import content_types
-from tribune.http import RequestContext, authenticate, client_route
-
-logger = logging.getLogger("tribune")
+from tribune.http import (
+    RequestContext,
+    authenticate,
+    client_route,
+    decode_path_params,
+    error_answer,
+    method_not_allowed,
+)
 
 AsyncView = Callable[..., Awaitable[Any]]
 #: Bodies up to this size are answered in one piece; larger files are streamed.
@@ -70,22 +73,14 @@ def media_endpoint(
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
             if request.method != method:
-                return error_response(
-                    MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
-                )
+                return method_not_allowed(request)
             ctx = RequestContext(request)
             try:
                 if auth:
                     await sync_to_async(authenticate)(ctx, required=auth is True, allow_guest=allow_guest)
-                params = {k: unquote(v, errors="strict") for k, v in kwargs.items()}
-                result = await view(ctx, **params)
-            except MatrixError as exc:
-                return error_response(exc)
-            except UnicodeDecodeError:
-                return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
-            except Exception:
-                logger.exception("unhandled error in %s %s", request.method, request.path)
-                return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+                result = await view(ctx, **decode_path_params(kwargs))
+            except Exception as exc:
+                return error_answer(request, exc)
             if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result)
@@ -185,7 +180,7 @@ async def _thumbnail(
 
 @media_endpoint(method="GET", allow_guest=True)
 async def config(ctx: RequestContext) -> dict[str, Any]:
-    """GET /_matrix/client/v1/media/config"""
+    """GET /_matrix/client/v1/media/config and GET /_matrix/media/v3/config (the same answer)"""
     return media_actions.get_media_config()
 
 
@@ -205,7 +200,7 @@ async def thumbnail(ctx: RequestContext, server_name: str, media_id: str) -> Htt
 
 @media_endpoint(method="GET", allow_guest=False)
 async def preview_url(ctx: RequestContext) -> dict[str, Any]:
-    """GET /_matrix/client/v1/media/preview_url"""
+    """GET /_matrix/client/v1/media/preview_url and GET /_matrix/media/v3/preview_url (the same answer)"""
     url = media_actions.check_preview_request(url=ctx.query.get("url"), ts=ctx.query.get("ts"))
     return await media_actions.access_url_preview(user_id=ctx.user_id, url=url)
 
@@ -249,12 +244,6 @@ async def upload_to_mxc(ctx: RequestContext, server_name: str, media_id: str) ->
     return {}
 
 
-@media_endpoint(method="GET", allow_guest=True)
-async def legacy_config(ctx: RequestContext) -> dict[str, Any]:
-    """GET /_matrix/media/v3/config"""
-    return media_actions.get_media_config()
-
-
 @media_endpoint(method="GET", auth=False)
 async def legacy_download(
     ctx: RequestContext, server_name: str, media_id: str, file_name: str | None = None
@@ -269,13 +258,6 @@ async def legacy_thumbnail(ctx: RequestContext, server_name: str, media_id: str)
     return await _thumbnail(ctx, server_name, media_id, legacy=True)
 
 
-@media_endpoint(method="GET", allow_guest=False)
-async def legacy_preview_url(ctx: RequestContext) -> dict[str, Any]:
-    """GET /_matrix/media/v3/preview_url"""
-    url = media_actions.check_preview_request(url=ctx.query.get("url"), ts=ctx.query.get("ts"))
-    return await media_actions.access_url_preview(user_id=ctx.user_id, url=url)
-
-
 _LEGACY = r"^_matrix/media/(?:v3|r0)/"
 # Matched on the raw path: an encoded "/" (%2F) stays inside one segment and is decoded into
 # the parameter, where the grammar check refuses it.
@@ -285,11 +267,11 @@ routes: list[URLPattern] = [
     re_path(_LEGACY + r"upload$", upload),
     re_path(_LEGACY + rf"upload/{_MXC}$", upload_to_mxc),
     re_path(r"^_matrix/media/v1/create$", create),
-    re_path(_LEGACY + r"config$", legacy_config),
+    re_path(_LEGACY + r"config$", config),
     re_path(_LEGACY + rf"download/{_MXC}/?$", legacy_download),
     re_path(_LEGACY + rf"download/{_MXC}/(?P<file_name>[^/]+)$", legacy_download),
     re_path(_LEGACY + rf"thumbnail/{_MXC}$", legacy_thumbnail),
-    re_path(_LEGACY + r"preview_url$", legacy_preview_url),
+    re_path(_LEGACY + r"preview_url$", preview_url),
     client_route("media/config", config, versions=("v1",)),
     client_route("media/download/<server_name>/<media_id>", download, versions=("v1",)),
     client_route("media/download/<server_name>/<media_id>/<file_name>", download, versions=("v1",)),

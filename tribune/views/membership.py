@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from django.urls import URLPattern
 
@@ -84,40 +84,35 @@ def invite_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {}
 
 
-def _target(body: dict[str, Any]) -> Any:
+class _ActionOnMember(Protocol):
+    def __call__(self, *, sender: str, room_id: str, target: Any, reason: Any = None) -> None: ...
+
+
+def _act_on_member(ctx: RequestContext, room_id: str, action: _ActionOnMember) -> dict[str, Any]:
+    """Kick, ban and unban take the same body: the target's ``user_id`` and an optional ``reason``."""
+    body = ctx.json_object()
     if "user_id" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "user_id is required")
-    return body["user_id"]
+    action(sender=ctx.user_id, room_id=room_id, target=body["user_id"], reason=body.get("reason"))
+    return {}
 
 
 @endpoint(auth=True)
 def kick_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/kick"""
-    body = ctx.json_object()
-    membership_actions.check_kick_user(
-        sender=ctx.user_id, room_id=room_id, target=_target(body), reason=body.get("reason")
-    )
-    return {}
+    return _act_on_member(ctx, room_id, membership_actions.check_kick_user)
 
 
 @endpoint(auth=True)
 def ban_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/ban"""
-    body = ctx.json_object()
-    membership_actions.check_ban_user(
-        sender=ctx.user_id, room_id=room_id, target=_target(body), reason=body.get("reason")
-    )
-    return {}
+    return _act_on_member(ctx, room_id, membership_actions.check_ban_user)
 
 
 @endpoint(auth=True)
 def unban_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/unban"""
-    body = ctx.json_object()
-    membership_actions.check_unban_user(
-        sender=ctx.user_id, room_id=room_id, target=_target(body), reason=body.get("reason")
-    )
-    return {}
+    return _act_on_member(ctx, room_id, membership_actions.check_unban_user)
 
 
 @endpoint(auth=True, allow_guest=True)

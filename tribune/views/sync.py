@@ -24,7 +24,7 @@ from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.store import txns as txn_store
-from tribune.http import RequestContext, authenticate, client_route
+from tribune.http import RequestContext, authenticate, client_route, method_not_allowed
 from tribune.sync import notifier
 from tribune.sync.builder import SyncParams, SyncResult, build_sync
 from tribune.tokens import SyncToken
@@ -120,7 +120,7 @@ async def _rebuild_woken(params: SyncParams) -> SyncResult:
 async def sync(request: HttpRequest) -> HttpResponse:
     """GET /_matrix/client/v3/sync"""
     if request.method != "GET":
-        return error_response(MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here"))
+        return method_not_allowed(request)
     notifier.ensure_started()
     try:
         query = _parse_query(request)
