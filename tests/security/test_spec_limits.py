@@ -3,6 +3,9 @@
 Spec: client-server API "Size limits" (an event ≤ 65,536 bytes as canonical JSON; sender,
 room_id, state_key, type and event_id ≤ 255 bytes), appendices "User Identifiers"
 (new localparts ``[a-z0-9._=\\-/+]``, user IDs ≤ 255 bytes) and "Server Name".
+The X-Matrix request signature (method, uri, origin, destination, content; ``destination``
+must be our name) is checked by ``dagcore.protocol.request_auth`` and unit-tested in
+``dagcore/protocol/tests/test_request_auth.py`` until the Embassy serves signed endpoints.
 """
 
 from __future__ import annotations
