@@ -23,6 +23,7 @@ from tribune.views import (
     pushrules,
     rooms,
     sync,
+    thirdparty,
     to_device,
 )
 
@@ -34,7 +35,7 @@ urlpatterns: list[URLPattern] = [
 ]
 for area in (
     accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
-    account_data, pushrules, presence, to_device, keys, media,
+    account_data, pushrules, presence, to_device, keys, media, thirdparty,
 ):  # fmt: skip
     urlpatterns += area.routes
 

@@ -47,3 +47,20 @@ def test_server_keys_are_self_signed(dagma_server) -> None:
     key_id, entry = next(iter(body["verify_keys"].items()))
     verify_key = signing.decode_verify_key_base64(key_id, entry["key"])
     signing.verify_json_signature(body, server_name=body["server_name"], key_id=key_id, verify_key=verify_key)
+
+
+def test_third_party_lookups_answer_the_spec_shapes_with_no_bridges(make_client) -> None:
+    """Element asks for the protocol list at start-up: no bridges means none, not an error."""
+    alice = make_client()
+    assert alice.get("/thirdparty/protocols", spec="/thirdparty/protocols").json == {}
+    for path, spec in (
+        ("/thirdparty/protocol/irc", "/thirdparty/protocol/{protocol}"),
+        ("/thirdparty/location/irc", "/thirdparty/location/{protocol}"),
+        ("/thirdparty/user/irc", "/thirdparty/user/{protocol}"),
+    ):
+        assert alice.get(path, expect=404, spec=spec).json["errcode"] == "M_NOT_FOUND"
+    assert alice.get("/thirdparty/location", params={"alias": "#a:b"}, spec="/thirdparty/location").json == []
+    assert alice.get("/thirdparty/user", params={"userid": "@a:b"}, spec="/thirdparty/user").json == []
+    # An access token is required, as for every lookup.
+    anonymous = alice.get("/thirdparty/protocols", expect=401, auth=False)
+    assert anonymous.json["errcode"] == "M_MISSING_TOKEN"
