@@ -1,6 +1,6 @@
-"""The Celery application: workers (queues federation, media, maintenance) and beat.
+"""The Celery application: workers (queues federation, media, push, maintenance) and beat.
 
-    celery -A dagma_project worker -Q federation,media,maintenance
+    celery -A dagma_project worker -Q federation,media,push,maintenance
     celery -A dagma_project beat
 
 Without a broker (the quick start) the same tasks run in-process
@@ -26,6 +26,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "expire-client-txns": ("dagcore.tasks.maintenance.expire_client_txns", 3600.0),
     "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
     "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
+    "push-all": ("dagcore.tasks.push.push_all", 30.0),
 }
 
 app.conf.beat_schedule = {
@@ -37,7 +38,8 @@ app.conf.beat_schedule = {
 from celery.signals import worker_process_init  # noqa: E402
 
 import dagcore.tasks.maintenance  # noqa: E402
-import dagcore.tasks.media  # noqa: E402, F401
+import dagcore.tasks.media  # noqa: E402
+import dagcore.tasks.push  # noqa: E402, F401
 
 
 @worker_process_init.connect

@@ -20,6 +20,7 @@ from tribune.views import (
     membership,
     presence,
     profile,
+    pushers,
     pushrules,
     rooms,
     sync,
@@ -35,7 +36,7 @@ urlpatterns: list[URLPattern] = [
 ]
 for area in (
     accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
-    account_data, pushrules, presence, to_device, keys, media, thirdparty,
+    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty,
 ):  # fmt: skip
     urlpatterns += area.routes
 

@@ -50,6 +50,13 @@ def get_account_data(*, user_id: str, room_id: str | None, data_type: str) -> di
     return store.get_account_data(user_id=user_id, room_id=room_id or GLOBAL, data_type=data_type)
 
 
+def get_ignored_users(*, user_id: str) -> frozenset[str]:
+    """The users in the user's ``m.ignored_user_list`` (spec "Ignoring Users")."""
+    content = get_account_data(user_id=user_id, room_id=None, data_type="m.ignored_user_list") or {}
+    users = content.get("ignored_users")
+    return frozenset(u for u in users if isinstance(u, str)) if isinstance(users, dict) else frozenset()
+
+
 def get_room_tags(*, user_id: str, room_id: str) -> dict[str, Any]:
     content = store.get_account_data(user_id=user_id, room_id=room_id, data_type=TAG_TYPE) or {}
     tags = content.get("tags")

@@ -24,6 +24,7 @@ from typing import Any
 
 from django.db import transaction
 
+from dagcore.actions.pushers import nudge_pushers
 from dagcore.clock import now_ms
 from dagcore.models import Room
 from dagcore.notifier import Change, notify
@@ -385,6 +386,7 @@ def _persist(
             # Membership rows carry the stream position at which they changed.
             state_store.settle_pending_memberships(room, stream_ordering)
         _wake(room, event, stream_ordering)
+        nudge_pushers(room.pk)
     return PersistedEvent(
         event=event,
         nid=nid,

@@ -24,7 +24,7 @@ from dagcore.models.events import (
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
-from dagcore.models.push import PushRule, UnreadCounter
+from dagcore.models.push import Pusher, PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
 from dagcore.models.to_device import ToDeviceMessage
@@ -56,6 +56,7 @@ __all__ = [
     "OneTimeKey",
     "Presence",
     "PushRule",
+    "Pusher",
     "Receipt",
     "RefreshToken",
     "RegistrationToken",

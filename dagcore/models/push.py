@@ -55,3 +55,39 @@ class UnreadCounter(models.Model):
     class Meta:
         db_table = "unread_counters"
         constraints = [models.UniqueConstraint(fields=["user_id", "room"], name="unread_counters_unique")]
+
+
+class Pusher(models.Model):
+    """Where a user's notifications are pushed (spec: client-server API "Pushers").
+
+    Tied to the device that registered it: deleting the device (logout, device
+    deletion, deactivation) deletes its pushers, as the spec says of the access token.
+    ``last_stream_ordering`` is how far delivery got: the outbox is the event stream
+    itself, so a lost task or a restart delays pushes but never loses or repeats one.
+    """
+
+    user_id = models.CharField(max_length=255)
+    device = models.ForeignKey("dagcore.Device", on_delete=models.CASCADE, related_name="+", null=True)
+    kind = models.CharField(max_length=16)
+    app_id = models.CharField(max_length=64)
+    pushkey = models.CharField(max_length=512)
+    pushkey_ts = models.BigIntegerField()
+    app_display_name = models.CharField(max_length=255)
+    device_display_name = models.CharField(max_length=255)
+    profile_tag = models.CharField(max_length=255, null=True)
+    lang = models.CharField(max_length=64)
+    #: JSON object; for ``http`` pushers it holds ``url`` (and maybe ``format``).
+    data = models.TextField()
+    #: Events at or before this stream position have been considered for pushing.
+    last_stream_ordering = models.BigIntegerField()
+    #: Set while a gateway keeps failing; delivery retries from ``last_stream_ordering``.
+    failing_since = models.BigIntegerField(null=True)
+    #: A worker holds this pusher until then (claimed by a conditional update, on any database).
+    claimed_until = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "pushers"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "app_id", "pushkey"], name="pushers_unique")
+        ]
+        indexes = [models.Index(fields=["app_id", "pushkey"], name="pushers_app_pushkey")]

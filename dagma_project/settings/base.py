@@ -104,6 +104,8 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL: str | None = REDIS_URL
+    # The same for task queues: a worker takes only its own homeserver's tasks.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":"}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = None  # tasks run in-process (dagcore.tasks.runner)
@@ -111,6 +113,7 @@ else:
 CELERY_TASK_ROUTES = {
     "embassy.*": {"queue": "federation"},
     "dagcore.tasks.media.*": {"queue": "media"},
+    "dagcore.tasks.push.*": {"queue": "push"},
     "dagcore.tasks.*": {"queue": "maintenance"},
     "politburo.*": {"queue": "maintenance"},
 }

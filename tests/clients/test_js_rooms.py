@@ -28,3 +28,8 @@ def test_js_sdk_chats_paginates_edits_reacts_threads_and_redacts(dagma_server) -
     assert result["topic"] == "chat"
     assert result["joinedMembers"] == sorted([str(alice.user_id), str(bob.user_id)])
     assert result["inDirectory"] is True
+    assert result["pushers"] == [
+        ["org.example.js", "js-pushkey", "https://push.example.org/_matrix/push/v1/notify"]
+    ]
+    assert result["pushersAfterDelete"] == 0
+    assert result["protocols"] == {}

@@ -3,7 +3,8 @@
 // Usage: node rooms.mjs '{"baseUrl": "...", "alice": "@a:hs", "bob": "@b:hs", "password": "..."}'
 // Prints one JSON object on stdout (the last line) for tests/clients/test_js_rooms.py to check:
 // room creation with an alias, join by alias, messages, back-pagination (scrollback from the
-// /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state.
+// /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state,
+// pushers and third-party protocols (Element's settings).
 import { journey } from "./common.mjs";
 
 const { args, step, waitFor, login, startClient, run } = journey("rooms.mjs");
@@ -92,6 +93,23 @@ async function main() {
   const publicRooms = await bob.publicRooms({ filter: { generic_search_term: "js room" } });
   result.inDirectory = publicRooms.chunk.some((r) => r.room_id === roomId);
   step("state read");
+
+  // What Element's settings and start-up ask for: pushers and third-party protocols.
+  const pusher = {
+    kind: "http",
+    app_id: "org.example.js",
+    pushkey: "js-pushkey",
+    app_display_name: "JS",
+    device_display_name: "Node",
+    lang: "en",
+    data: { url: "https://push.example.org/_matrix/push/v1/notify" },
+  };
+  await alice.setPusher(pusher);
+  result.pushers = (await alice.getPushers()).pushers.map((p) => [p.app_id, p.pushkey, p.data.url]);
+  await alice.setPusher({ ...pusher, kind: null });
+  result.pushersAfterDelete = (await alice.getPushers()).pushers.length;
+  result.protocols = await alice.getThirdpartyProtocols();
+  step("pushers and protocols");
 
   alice.stopClient();
   bob.stopClient();

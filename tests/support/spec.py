@@ -43,7 +43,7 @@ def _registry() -> Registry:
 @functools.cache
 def _operations() -> dict[tuple[str, str], tuple[Path, dict[str, Any]]]:
     ops: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
-    for api_dir in (CS_DIR, SPEC_DIR / "server-server"):
+    for api_dir in (CS_DIR, SPEC_DIR / "server-server", SPEC_DIR / "push-gateway"):
         for path in sorted(api_dir.glob("*.yaml")):
             doc = _load_yaml(path)
             if not isinstance(doc, dict) or "paths" not in doc:
@@ -111,6 +111,21 @@ def validate_response(method: str, template: str, status: int, body: Any) -> Non
     if errors:
         details = "; ".join(f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors[:5])
         raise AssertionError(f"{method} {template} {status} does not match the spec: {details}")
+
+
+def validate_request(method: str, template: str, body: Any) -> None:
+    """Assert a request ``body`` we sent (e.g. to a push gateway) matches the spec's request schema."""
+    path, op = find_operation(method, template)
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    base_uri = path.resolve().as_uri()
+    resource = Resource.from_contents({"$id": base_uri, **schema}, default_specification=DRAFT202012)
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": base_uri}, registry=_registry().with_resource(base_uri, resource)
+    )
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    if errors:
+        details = "; ".join(f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors[:5])
+        raise AssertionError(f"{method} {template} request does not match the spec: {details}")
 
 
 _TEMPLATE_PARAM = re.compile(r"\{[^}]+\}")

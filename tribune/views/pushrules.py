@@ -11,7 +11,7 @@ from typing import Any
 from django.urls import URLPattern
 
 from dagcore.actions import push_rules as actions
-from dagcore.actions.account_data import get_account_data
+from dagcore.actions.account_data import get_ignored_users
 from dagcore.http.errors import MatrixError
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.serialize import serialize_stored_events
@@ -88,12 +88,6 @@ def put_actions(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
     return {}
 
 
-def _ignored_users(user_id: str) -> frozenset[str]:
-    content = get_account_data(user_id=user_id, room_id=None, data_type="m.ignored_user_list") or {}
-    users = content.get("ignored_users")
-    return frozenset(u for u in users if isinstance(u, str)) if isinstance(users, dict) else frozenset()
-
-
 @endpoint()
 def get_notifications(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/notifications"""
@@ -106,7 +100,7 @@ def get_notifications(ctx: RequestContext) -> dict[str, Any]:
         from_token=ctx.query.get("from") or None,
         limit=limit,
         only_highlight=only == "highlight",
-        ignored_users=_ignored_users(ctx.user_id),
+        ignored_users=get_ignored_users(user_id=ctx.user_id),
     )
     events = serialize_stored_events([i.stored for i in items])
     out: dict[str, Any] = {

@@ -1,0 +1,418 @@
+"""Pushers: registering them (``/pushers/set``) and pushing notifications to push gateways.
+
+Spec: client-server API "Push Notifications" (``GET /pushers``, ``POST /pushers/set``)
+and the Push Gateway API (``POST /_matrix/push/v1/notify``).
+
+Delivery is driven by the event stream: each pusher remembers the stream position
+up to which events were considered. After an event commits, the local users with
+pushers in its room get a ``push`` task; the beat schedule runs every pusher as a
+safety net. A worker claims a user's pushers (so two workers never push the same
+event twice), evaluates the user's push rules on the events after the pusher's
+position and POSTs one notification per event that notifies, then records the new
+position. A gateway that fails keeps its position and is retried; after
+``GIVE_UP_AFTER_MS`` of failures its backlog is dropped, as Synapse does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from dagcore.actions.account_data import get_ignored_users
+from dagcore.actions.push_rules import RoomRef, get_ruleset, get_unread_counts, load_room_contexts
+from dagcore.clock import now_ms
+from dagcore.http.errors import MatrixError
+from dagcore.net.outbound import OutboundError, check_http_url, post_json
+from dagcore.net.ssrf import IpPolicy
+from dagcore.protocol import push_rules as rules
+from dagcore.protocol.canonical_json import encode_canonical_json
+from dagcore.store import events as event_store
+from dagcore.store import pushers as store
+from dagcore.store import streams as stream_store
+from dagcore.store import sync as sync_store
+from dagcore.store.events import StoredEvent
+
+logger = logging.getLogger("dagma.push")
+
+#: The path every HTTP pusher's URL must have (spec "Push Gateway API").
+NOTIFY_PATH = "/_matrix/push/v1/notify"
+MAX_APP_ID_CHARS = 64
+MAX_PUSHKEY_BYTES = 512
+MAX_TEXT_CHARS = 255
+MAX_DATA_BYTES = 4096
+#: Pushers one user may have (each is an outbound request per notifying event).
+MAX_PUSHERS_PER_USER = 32
+#: Events considered per room and run (a backlog beyond it is not pushed).
+MAX_EVENTS_PER_ROOM = 50
+#: How long a worker holds a user's pushers.
+CLAIM_MS = 120_000
+#: A gateway failing this long loses its backlog (delivery resumes with new events).
+GIVE_UP_AFTER_MS = 24 * 3600 * 1000
+GATEWAY_TIMEOUT_S = 10.0
+
+
+# --------------------------------------------------------------------------- /pushers
+
+
+def get_pushers(*, user_id: str) -> list[dict[str, Any]]:
+    """``GET /pushers``: the user's pushers in the spec's shape."""
+    out = []
+    for row in store.get_pushers(user_id):
+        pusher: dict[str, Any] = {
+            "pushkey": row.pushkey,
+            "kind": row.kind,
+            "app_id": row.app_id,
+            "app_display_name": row.app_display_name,
+            "device_display_name": row.device_display_name,
+            "lang": row.lang,
+            "data": json.loads(row.data),
+        }
+        if row.profile_tag is not None:
+            pusher["profile_tag"] = row.profile_tag
+        out.append(pusher)
+    return out
+
+
+def _string(
+    body: dict[str, Any], name: str, *, max_chars: int = MAX_TEXT_CHARS, required: bool = True
+) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise MatrixError(400, "M_MISSING_PARAM", f"Missing {name}")
+        return None
+    if not isinstance(value, str):
+        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be a string")
+    if len(value) > max_chars:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{name} is longer than {max_chars} characters")
+    return value
+
+
+def _check_data(kind: str, data: object) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise MatrixError(
+            400, "M_MISSING_PARAM" if data is None else "M_INVALID_PARAM", "data must be an object"
+        )
+    if len(encode_canonical_json(data)) > MAX_DATA_BYTES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"data is larger than {MAX_DATA_BYTES} bytes")
+    if kind == "http":
+        url = data.get("url")
+        if not isinstance(url, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "data.url is required for http pushers")
+        try:
+            parsed = check_http_url(url)
+        except ValueError as exc:
+            raise MatrixError(400, "M_INVALID_PARAM", f"data.url: {exc}") from None
+        if parsed.path != NOTIFY_PATH:
+            raise MatrixError(400, "M_INVALID_PARAM", f"data.url must have the path {NOTIFY_PATH}")
+        fmt = data.get("format")
+        if fmt is not None and fmt != "event_id_only":
+            raise MatrixError(400, "M_INVALID_PARAM", "data.format may only be 'event_id_only'")
+    return data
+
+
+def check_set_pusher(*, user_id: str, device_key: int | None, body: dict[str, Any]) -> None:
+    """``POST /pushers/set``: create, update or (``kind: null``) delete a pusher."""
+    pushkey = _string(body, "pushkey", max_chars=MAX_PUSHKEY_BYTES)
+    app_id = _string(body, "app_id", max_chars=MAX_APP_ID_CHARS)
+    assert pushkey is not None and app_id is not None
+    if len(pushkey.encode("utf-8", "surrogatepass")) > MAX_PUSHKEY_BYTES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"pushkey is longer than {MAX_PUSHKEY_BYTES} bytes")
+    if "kind" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing kind")
+    kind = body["kind"]
+    if kind is None:
+        store.delete_pusher(user_id=user_id, app_id=app_id, pushkey=pushkey)
+        return
+    if kind == "email":
+        raise MatrixError(
+            400, "M_INVALID_PARAM", "This server sends no e-mail: only http pushers are supported"
+        )
+    if kind != "http":
+        raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'http' or null")
+    append = body.get("append", False)
+    if not isinstance(append, bool):
+        raise MatrixError(400, "M_INVALID_PARAM", "append must be a boolean")
+    data = _check_data(kind, body.get("data"))
+    fields = {
+        "kind": kind,
+        "app_id": app_id,
+        "pushkey": pushkey,
+        "pushkey_ts": now_ms(),
+        "app_display_name": _string(body, "app_display_name"),
+        "device_display_name": _string(body, "device_display_name"),
+        "profile_tag": _string(body, "profile_tag", required=False),
+        "lang": _string(body, "lang", max_chars=64),
+        "data": encode_canonical_json(data).decode(),
+    }
+    with transaction.atomic():
+        existing = store.get_pushers(user_id)
+        is_new = not any(p.app_id == app_id and p.pushkey == pushkey for p in existing)
+        if is_new and len(existing) >= MAX_PUSHERS_PER_USER:
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"At most {MAX_PUSHERS_PER_USER} pushers per user: delete one first"
+            )
+        if not append:
+            store.delete_pushers_of_others(user_id=user_id, app_id=app_id, pushkey=pushkey)
+        store.upsert_pusher(
+            user_id=user_id,
+            device_key=device_key,
+            fields=fields,
+            start_stream_ordering=stream_store.get_stream_position("events"),
+        )
+    _pushers_exist.set(True)
+
+
+# --------------------------------------------------------------------------- nudging
+
+
+class _Flag:
+    """Whether any pusher exists, re-read at most every ``ttl`` seconds (saves a task per event)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._value: bool | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> bool:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._read_at > self.ttl:
+                self._value = store.any_pushers()
+                self._read_at = time.monotonic()
+            return self._value
+
+    def set(self, value: bool) -> None:
+        with self._lock:
+            self._value, self._read_at = value, time.monotonic()
+
+
+_pushers_exist = _Flag(ttl=10.0)
+
+
+def nudge_pushers(room_nid: int) -> None:
+    """After the current transaction commits, push a new event of this room (if anyone has pushers).
+
+    A server where nobody registered a pusher pays one cached check, no task. A pusher
+    registered through another process is seen within the flag's TTL; the beat
+    schedule covers anything a lost nudge leaves behind.
+    """
+    from dagcore.tasks.dispatch import enqueue
+    from dagcore.tasks.push import push_room
+
+    def after_commit() -> None:
+        if _pushers_exist.get():
+            enqueue(push_room, room_nid)
+
+    transaction.on_commit(after_commit)
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def ip_policy() -> IpPolicy:
+    """Push gateways are chosen by users: the federation address policy applies to them."""
+    return IpPolicy.from_config(settings.DAGMA["ip_range_blacklist"], settings.DAGMA["ip_range_whitelist"])
+
+
+def do_push_room(*, room_nid: int) -> int:
+    """Run the pushers of the room's local members; returns the number of notifications sent."""
+    return sum(do_push_user(user_id=u) for u in store.user_ids_with_pushers_in_room(room_nid))
+
+
+def do_push_all() -> int:
+    """Beat: run every pusher (catches what a lost nudge or a failing gateway left)."""
+    return sum(do_push_user(user_id=u) for u in store.user_ids_with_pushers())
+
+
+def do_push_user(*, user_id: str) -> int:
+    """Push the user's notifying events after each pusher's position; returns notifications sent."""
+    sent = 0
+    for _ in range(3):  # events committed while pushing are picked up by another round
+        now = now_ms()
+        pushers = store.claim_pushers(user_id=user_id, now=now, until=now + CLAIM_MS)
+        if not pushers:
+            return sent
+        upto = stream_store.get_stream_position("events")
+        behind = [p for p in pushers if p.last_stream_ordering < upto]
+        for p in pushers:
+            if p not in behind:
+                store.release_pusher(p.id, last_stream_ordering=None, failing_since=p.failing_since)
+        try:
+            if behind:
+                sent += _push(user_id, behind, upto)  # releases each pusher with its new position
+        except Exception:
+            for p in behind:
+                store.release_pusher(p.id, last_stream_ordering=None, failing_since=p.failing_since)
+            raise
+        if not behind or stream_store.get_stream_position("events") == upto:
+            return sent
+    return sent
+
+
+def _notifying_events(
+    user_id: str, since: int, upto: int
+) -> tuple[list[tuple[StoredEvent, rules.PushResult]], list[sync_store.MembershipInfo]]:
+    """The events in ``(since, upto]`` that notify the user, oldest first, and their joined rooms."""
+    memberships = sync_store.get_user_memberships(user_id)
+    joined = [m for m in memberships if m.membership == "join"]
+    starts = {m.room_nid: max(since, m.stream_ordering) for m in joined}
+    per_room = sync_store.get_events_for_counting(starts, upto=upto, limit=MAX_EVENTS_PER_ROOM)
+    candidates = [e for events in per_room.values() for e in events]
+    invites = [m for m in memberships if m.membership == "invite" and since < m.stream_ordering <= upto]
+    if invites:
+        candidates += event_store.get_events_by_nids([m.event_nid for m in invites]).values()
+    if not candidates:
+        return [], joined
+    ignored = get_ignored_users(user_id=user_id)
+    ruleset = get_ruleset(user_id=user_id)
+    contexts = load_room_contexts(user_id=user_id, room_nids=sorted({e.room_nid for e in candidates}))
+    found = []
+    for stored in sorted(candidates, key=lambda e: e.stream_ordering or 0):
+        if stored.event.sender == user_id or stored.event.sender in ignored:
+            continue
+        result = rules.evaluate(
+            ruleset, stored.event.pdu, contexts.context_for(stored.room_nid, stored.event.sender)
+        )
+        if result.notify:
+            found.append((stored, result))
+    return found, joined
+
+
+def _push(user_id: str, pushers: Sequence[store.PusherRow], upto: int) -> int:
+    since = min(p.last_stream_ordering for p in pushers)
+    found, joined = _notifying_events(user_id, since, upto)
+    badge = 0
+    if found:
+        counts = get_unread_counts(
+            user_id=user_id,
+            rooms=[
+                RoomRef(room_nid=m.room_nid, room_id=m.room_id, joined_at=m.stream_ordering) for m in joined
+            ],
+            upto=upto,
+            ignored_users=get_ignored_users(user_id=user_id),
+        )
+        # Synapse's default: the badge counts rooms with unread notifications.
+        badge = sum(1 for c in counts.values() if c.notification_count > 0)
+    details = _event_details([s for s, _ in found]) if found else {}
+    sent = 0
+    for pusher in pushers:
+        position: int | None = upto
+        failing_since = None
+        for stored, result in found:
+            if (stored.stream_ordering or 0) <= pusher.last_stream_ordering:
+                continue
+            body = notification_for(pusher, stored, result, user_id=user_id, badge=badge, details=details)
+            outcome = _send(pusher, body, user_id=user_id)
+            if outcome == "rejected":
+                position = None  # the pusher is gone
+                break
+            if outcome == "failed":
+                failing_since = pusher.failing_since or now_ms()
+                if now_ms() - failing_since < GIVE_UP_AFTER_MS:
+                    position = (stored.stream_ordering or 1) - 1  # retry from this event
+                else:
+                    logger.warning("push gateway of %s failing for a day: dropping its backlog", user_id)
+                    failing_since = None
+                break
+            sent += 1
+        if position is not None or failing_since is not None:
+            store.release_pusher(pusher.id, last_stream_ordering=position, failing_since=failing_since)
+    return sent
+
+
+_NAME_KEY = ("m.room.name", "")
+_ALIAS_KEY = ("m.room.canonical_alias", "")
+
+
+def _event_details(events: Sequence[StoredEvent]) -> dict[str, dict[str, Any]]:
+    """Per event ID: the sender's display name, the room's name and alias (one state query)."""
+    room_nids = sorted({e.room_nid for e in events})
+    keys = [_NAME_KEY, _ALIAS_KEY, *sorted({("m.room.member", e.event.sender) for e in events})]
+    state = sync_store.get_current_state_for_rooms(room_nids, keys)
+    out: dict[str, dict[str, Any]] = {}
+    for stored in events:
+        room_state = state.get(stored.room_nid, {})
+        extra: dict[str, Any] = {}
+        member = room_state.get(("m.room.member", stored.event.sender))
+        if member is not None and isinstance(member.content.get("displayname"), str):
+            extra["sender_display_name"] = member.content["displayname"]
+        name = room_state.get(_NAME_KEY)
+        if name is not None and isinstance(name.content.get("name"), str) and name.content["name"]:
+            extra["room_name"] = name.content["name"]
+        alias = room_state.get(_ALIAS_KEY)
+        if alias is not None and isinstance(alias.content.get("alias"), str):
+            extra["room_alias"] = alias.content["alias"]
+        out[stored.event.event_id] = extra
+    return out
+
+
+def notification_for(
+    pusher: store.PusherRow,
+    stored: StoredEvent,
+    result: rules.PushResult,
+    *,
+    user_id: str,
+    badge: int,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """The Push Gateway API body for one event and one pusher."""
+    tweaks: dict[str, Any] = {}
+    for action in result.actions:
+        if isinstance(action, dict) and isinstance(action.get("set_tweak"), str):
+            tweaks[action["set_tweak"]] = action.get("value", True)
+    data = {k: v for k, v in json.loads(pusher.data).items() if k != "url"}
+    event = stored.event
+    high = bool(tweaks.get("sound")) or tweaks.get("highlight") is True or event.type == "m.room.encrypted"
+    notification: dict[str, Any] = {
+        "event_id": event.event_id,
+        "room_id": event.room_id,
+        "prio": "high" if high else "low",
+        "counts": {"unread": badge},
+        "devices": [
+            {
+                "app_id": pusher.app_id,
+                "pushkey": pusher.pushkey,
+                "pushkey_ts": pusher.pushkey_ts // 1000,  # seconds, per the Push Gateway API
+                "data": data,
+                "tweaks": tweaks,
+            }
+        ],
+    }
+    if data.get("format") != "event_id_only":
+        notification.update(
+            type=event.type,
+            sender=event.sender,
+            content=dict(event.content),
+            user_is_target=event.type == "m.room.member" and event.state_key == user_id,
+            **details.get(event.event_id, {}),
+        )
+    return {"notification": notification}
+
+
+def _send(pusher: store.PusherRow, body: dict[str, Any], *, user_id: str) -> str:
+    """POST one notification: "sent", "rejected" (pusher deleted) or "failed" (retry later)."""
+    url = json.loads(pusher.data).get("url", "")
+    try:
+        answer = post_json(url, body, policy=ip_policy(), timeout=GATEWAY_TIMEOUT_S)
+    except OutboundError as exc:
+        logger.warning("push to %s's gateway failed: %s", user_id, exc)
+        return "failed"
+    if not 200 <= answer.status < 300:
+        logger.warning("push gateway of %s answered HTTP %s", user_id, answer.status)
+        return "failed"
+    rejected = answer.body.get("rejected") if answer.body else None
+    if isinstance(rejected, list) and pusher.pushkey in rejected:
+        # Spec: the homeserver should stop pushing to pushkeys the gateway rejects.
+        store.delete_pushers_by_pushkey(
+            app_id=pusher.app_id, pushkeys=[pusher.pushkey], pusher_ids=[pusher.id]
+        )
+        return "rejected"
+    return "sent"
