@@ -176,7 +176,7 @@ def parse_body(request: HttpRequest, *, max_body: int) -> Any:
     if not raw.strip():
         return {}  # Several endpoints (e.g. /join, /logout) are POSTed without a body.
     try:
-        return parse_json_body(raw)
+        return parse_json_body(raw, allow_nul=False)
     except JsonError as exc:
         raise MatrixError(400, exc.errcode, str(exc)) from None
 
@@ -229,6 +229,8 @@ def endpoint(
                 if any("\x00" in v for v in params.values()):
                     # No identifier may hold NUL (and PostgreSQL text cannot store it).
                     raise MatrixError(400, "M_INVALID_PARAM", "Path parameters must not contain NUL")
+                if "%00" in request.META.get("QUERY_STRING", ""):
+                    raise MatrixError(400, "M_INVALID_PARAM", "Query parameters must not contain NUL")
                 result = view(ctx, **params)
             except Exception as exc:
                 return error_answer(request, exc)

@@ -166,6 +166,7 @@ def parse_json_body(
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     integral_floats_as_ints: bool = False,
+    allow_nul: bool = True,
 ) -> Any:
     """Parse an untrusted JSON body (client request, federation request or response).
 
@@ -175,6 +176,10 @@ def parse_json_body(
     * ``M_BAD_JSON`` -- ``NaN``/``Infinity``/``-Infinity`` literals, numbers that
       overflow a double, integers too long to parse, a lone UTF-16 surrogate
       (``"\\ud800"``) in a string or key, or nesting deeper than ``max_depth``.
+
+    With ``allow_nul=False`` a string or key holding U+0000 is ``M_BAD_JSON`` too: JSON
+    allows it, but PostgreSQL text cannot store it, so a client body that would put it
+    into a column is refused whole rather than failing halfway (clients never need it).
 
     Duplicate keys are accepted (the last one wins), as most JSON parsers do.
 
@@ -220,6 +225,9 @@ def parse_json_body(
     # text contains such an escape.
     if _SURROGATE_ESCAPE.search(text) and any(_has_lone_surrogate(s) for s in _iter_strings(value)):
         raise JsonError("M_BAD_JSON", "JSON string contains a lone UTF-16 surrogate")
+    # U+0000 can only come from a \u0000 escape (strict parsing refuses raw control characters).
+    if not allow_nul and "\\u0000" in text and any("\x00" in s for s in _iter_strings(value)):
+        raise JsonError("M_BAD_JSON", "JSON strings must not contain U+0000 (NUL)")
     return value
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.client import MatrixClient, q
 from tests.support.live import ROOT, LiveServer
@@ -353,3 +355,43 @@ def test_gateways_on_private_addresses_are_refused_unless_allowed(tmp_path: Path
         for server in servers.values():
             server.destroy()
         gateway.close()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(["kind", "app_id", "pushkey", "app_display_name", "device_display_name", "lang",
+                         "data", "append", "profile_tag"]),
+        _json_values | st.sampled_from(["http", None, {"url": "http://gw.example/_matrix/push/v1/notify"}]),
+        max_size=4,
+    )
+)  # fmt: skip
+def test_fuzzed_pusher_bodies_never_cause_a_server_error(push_setup, changes: dict[str, Any]) -> None:
+    server, _ = push_setup
+    client = _fuzz_client(server)
+    r = client.post(
+        "/pushers/set", {**pusher_body("http://gw.example/_matrix/push/v1/notify"), **changes}, expect=None
+    )
+    assert r.status in (200, 400), r.raw.text
+    if r.status == 400:
+        assert r.json["errcode"] in ("M_INVALID_PARAM", "M_MISSING_PARAM", "M_BAD_JSON")
+    # Whatever was accepted lists back in the spec's shape.
+    client.get("/pushers", spec="/pushers")
+
+
+_fuzz_clients: dict[str, MatrixClient] = {}
+
+
+def _fuzz_client(server: LiveServer) -> MatrixClient:
+    if server.base_url not in _fuzz_clients:
+        _fuzz_clients[server.base_url] = MatrixClient(server.base_url).register()
+    return _fuzz_clients[server.base_url]

@@ -26,6 +26,8 @@ json_scalars = (
     | st.integers(min_value=-(2**60), max_value=2**60)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
+    # Strings that broke homeservers before: NUL (PostgreSQL text cannot hold it), separators, BOM.
+    | st.sampled_from(["\x00", "a\x00b", "\u2028", "\ufeff", "\U0001f600"])
 )
 json_values = st.recursive(
     json_scalars,
@@ -43,6 +45,7 @@ likely_keys = st.sampled_from([
     "power_level_content_override", "room_version", "new_version", "m.fully_read", "m.read", "thread_id",
     "actions", "conditions", "pattern", "enabled", "algorithm", "auth_data", "master_key", "refresh_token",
     "room", "timeline", "types", "not_types", "senders", "event_fields", "event_format", "account_data",
+    "kind", "app_id", "pushkey", "app_display_name", "device_display_name", "lang", "data", "append",
 ])  # fmt: skip
 bodies = st.one_of(
     json_values,
@@ -146,6 +149,7 @@ JSON_ENDPOINTS = [
     ("POST", "/join/{room}"),
     ("POST", "/rooms/{room}/upgrade"),
     ("POST", "/refresh"),
+    ("POST", "/pushers/set"),
 ]
 
 

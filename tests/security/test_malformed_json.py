@@ -43,6 +43,15 @@ HOSTILE_BODIES: list[tuple[str, bytes, int, tuple[str, ...]]] = [
         ("M_NOT_JSON",),
     ),
     ("a UTF-8 byte order mark", b'\xef\xbb\xbf{"a": 1}', 400, ("M_NOT_JSON",)),
+    # JSON allows U+0000 but PostgreSQL text cannot hold it: refused whole, before any write
+    # (it used to reach columns such as device and display names and fail there with a 500).
+    (
+        "NUL in a string",
+        b'{"msgtype": "m.text", "body": "a\\u0000b", "display_name": "\\u0000"}',
+        400,
+        ("M_BAD_JSON",),
+    ),
+    ("NUL in a key", b'{"a\\u0000": 1}', 400, ("M_BAD_JSON",)),
 ]
 
 TOO_LARGE = b'{"a": "' + b"x" * (10 * 1024 * 1024) + b'"}'
@@ -244,6 +253,20 @@ def test_a_huge_filter_limit_is_clamped_not_an_error(world: World, kind: str) ->
     assert r.status in (200, 400), r
     if r.status == 400:
         assert_error(r, 400)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["/rooms/{room}/messages?dir=b&from=%00", "/sync?since=%00", "/notifications?from=%00",
+     "/publicRooms?since=%00", "/rooms/{room}/members?at=%00", "/_matrix/media/v3/upload?filename=a%00b"],
+)  # fmt: skip
+def test_nul_in_a_query_parameter_is_refused(world: World, template: str) -> None:
+    method = "POST" if "upload" in template else "GET"
+    r = world.alice.request(method, world.fill(template), content=b"x", expect=None)
+    assert_error(r, 400, "M_INVALID_PARAM")
+    control = world.alice.request(method, world.fill(template.replace("%00", "")), content=b"x", expect=None)
+    assert control.status < 500 and "NUL" not in control.raw.text, control
+    assert_unharmed(world.alice, world.bob, world.room)
 
 
 def test_an_unknown_endpoint_is_unrecognized_whatever_the_body(world: World) -> None:

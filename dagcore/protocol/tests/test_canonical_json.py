@@ -307,3 +307,14 @@ def test_check_event_values_walks_very_deep_values_without_recursion() -> None:
         deep = [deep]
     with pytest.raises(JsonError):
         check_event_values(deep, strict=True)
+
+
+def test_nul_is_valid_json_but_refused_where_callers_ask() -> None:
+    """JSON allows U+0000; client bodies refuse it (PostgreSQL text cannot hold it), keys included."""
+    assert parse_json_body(b'{"a": "x\\u0000y"}') == {"a": "x\x00y"}
+    for body in (b'{"a": "x\\u0000y"}', b'{"a\\u0000": 1}', b'[[{"b": ["\\u0000"]}]]'):
+        with pytest.raises(JsonError) as exc:
+            parse_json_body(body, allow_nul=False)
+        assert exc.value.errcode == "M_BAD_JSON"
+    # An escaped backslash followed by "u0000" is six ordinary characters, not NUL.
+    assert parse_json_body(b'{"a": "\\\\u0000"}', allow_nul=False) == {"a": "\\u0000"}
