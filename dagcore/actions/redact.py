@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dagcore.actions.send_event import check_event_input, send_local_event, send_once
+from dagcore.actions.txns import check_txn_id
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level, redaction_applies
@@ -63,6 +64,7 @@ def check_redact_event(
     txn_id: str,
 ) -> str:
     """Redact an event (idempotent per transaction). Own events: any member; others' events: redact level."""
+    check_txn_id(txn_id)
     scope = f"redact\x1f{room_id}\x1f{event_id}"
     existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
     if existing is not None:

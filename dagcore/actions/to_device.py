@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
+from dagcore.actions.txns import check_txn_id
 from dagcore.http.errors import MatrixError
 from dagcore.notifier import Change, notify
 from dagcore.server_keys import get_server_name
@@ -57,6 +58,7 @@ def check_send_to_device(
     """
     if not event_type or len(event_type) > 255:
         raise MatrixError(400, "M_INVALID_PARAM", "The event type must be 1-255 characters")
+    check_txn_id(txn_id)
     parsed = _parse_messages(messages)
     server = f":{get_server_name()}"
     local = [(u, d, c) for u, d, c in parsed if u.endswith(server)]

@@ -48,6 +48,10 @@ _SOUND_DEFAULT = {"set_tweak": "sound", "value": "default"}
 _HIGHLIGHT = {"set_tweak": "highlight"}
 
 
+#: Room and sender rules are named by room and user IDs, which are at most 255 bytes.
+MAX_RULE_ID_CHARS = 255
+
+
 class PushRuleError(ValueError):
     """A client-supplied rule is malformed (answered with 400)."""
 
@@ -280,6 +284,8 @@ def validate_rule_body(kind: str, rule_id: str, body: Mapping[str, Any]) -> dict
         raise PushRuleError(f"unknown rule kind {kind[:50]}")
     if not rule_id or rule_id.startswith(".") or "/" in rule_id or "\\" in rule_id:
         raise PushRuleError("rule IDs must not be empty, start with '.' or contain '/' or '\\'")
+    if len(rule_id) > MAX_RULE_ID_CHARS:
+        raise PushRuleError(f"rule IDs are at most {MAX_RULE_ID_CHARS} characters")
     out: dict[str, Any] = {"actions": validate_actions(body.get("actions"))}
     if kind in ("override", "underride"):
         conditions = body.get("conditions", [])

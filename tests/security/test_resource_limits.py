@@ -246,3 +246,39 @@ def test_tokens_and_durations_take_ascii_digits_only() -> None:
         RoomToken.parse("t\u0665_9")
     assert duration_ms("90d") == 90 * 24 * 3600 * 1000
     assert duration_ms("\u0669\u0660d") is None
+
+
+@pytest.mark.parametrize("what", ["send", "redact", "sendToDevice"])
+def test_transaction_ids_are_bounded(world, what: str) -> None:
+    """A transaction ID is stored to answer retries: 255 characters at most (it used to be a 500)."""
+    alice, bob, room, _ = world
+
+    def put(txn_id: str, *, expect: int):
+        if what == "send":
+            return alice.put(f"/rooms/{q(room)}/send/m.room.message/{txn_id}",
+                             {"msgtype": "m.text", "body": "txn"}, expect=expect)  # fmt: skip
+        if what == "redact":
+            doomed = send_text(alice, room, "doomed")
+            return alice.put(f"/rooms/{q(room)}/redact/{q(doomed)}/{txn_id}", {}, expect=expect)
+        return alice.put(f"/sendToDevice/m.test/{txn_id}", {"messages": {}}, expect=expect)
+
+    put("t" * 255, expect=200)  # control: at the limit
+    assert_error(put("t" * 256, expect=400), 400, "M_INVALID_PARAM")
+    assert_error(put("t" * 5000, expect=400), 400, "M_INVALID_PARAM")
+    assert_unharmed(alice, bob, room)
+
+
+@pytest.mark.parametrize("kind", ["override", "underride", "content", "room", "sender"])
+def test_push_rule_ids_are_bounded(world, kind: str) -> None:
+    alice = world[0]
+    prefix = {"room": "!", "sender": "@"}.get(kind, "")
+    body: dict = {"actions": []}
+    if kind in ("override", "underride"):
+        body["conditions"] = []
+    if kind == "content":
+        body["pattern"] = "x"
+    ok = prefix + "r" * (255 - len(prefix))
+    alice.put(f"/pushrules/global/{kind}/{q(ok)}", body)  # control: at the limit
+    r = alice.put(f"/pushrules/global/{kind}/{q(ok + 'r')}", body, expect=400)
+    assert_error(r, 400, "M_INVALID_PARAM")
+    alice.delete(f"/pushrules/global/{kind}/{q(ok)}")
