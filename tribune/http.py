@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, re_path
 
@@ -188,11 +189,17 @@ def decode_path_params(kwargs: Mapping[str, str]) -> dict[str, str]:
 
 def error_answer(request: HttpRequest, exc: Exception) -> HttpResponse:
     """What a view raised, as the spec's error JSON: its own ``MatrixError``, 400 for a path
-    parameter that is not UTF-8, anything else 500 (logged with its traceback)."""
+    parameter that is not UTF-8 or a value the database refuses, anything else 500 (logged
+    with its traceback)."""
     if isinstance(exc, MatrixError):
         return error_response(exc)
     if isinstance(exc, UnicodeDecodeError):
         return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
+    if isinstance(exc, DataError):
+        # A value the database refuses (too long for its column, out of range): the input
+        # is at fault, but a validation is missing upstream, so it is logged like a bug.
+        logger.error("database refused a value in %s %s", request.method, request.path, exc_info=exc)
+        return error_response(MatrixError(400, "M_INVALID_PARAM", "A value is too long or out of range"))
     logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
 
