@@ -110,9 +110,12 @@ def test_overlong_room_and_event_ids_in_paths_are_refused_cleanly(make_client) -
 def test_new_localparts_outside_the_grammar_are_refused(dagma_server, localpart: str) -> None:
     c = MatrixClient(dagma_server.base_url)
     body = {"username": localpart, "password": "correct horse battery", "auth": {"type": "m.login.dummy"}}
-    assert_error(c.post("/register", body, auth=False, expect=None), 400, "M_INVALID_USERNAME")
+    # U+0000 is refused with the whole body or query string, before any field is read.
+    nul = "\x00" in localpart
+    r = c.post("/register", body, auth=False, expect=None)
+    assert_error(r, 400, "M_BAD_JSON" if nul else "M_INVALID_USERNAME")
     r = c.get("/register/available", params={"username": localpart}, auth=False, expect=None)
-    assert_error(r, 400, "M_INVALID_USERNAME")
+    assert_error(r, 400, "M_INVALID_PARAM" if nul else "M_INVALID_USERNAME")
     c.close()
 
 
@@ -149,8 +152,10 @@ BAD_SERVER_NAMES = ["bad_server", "exa mple.org", "example.org:123456", "example
 def test_identifiers_with_invalid_server_names_are_refused(make_client, server_name: str) -> None:
     alice = make_client()
     room = alice.create_room()
+    # In a JSON body, U+0000 is refused with the whole body (M_BAD_JSON) before the ID is read.
+    in_body = "M_BAD_JSON" if "\x00" in server_name else "M_INVALID_PARAM"
     r = alice.post(f"/rooms/{q(room)}/invite", {"user_id": f"@bob:{server_name}"}, expect=None)
-    assert_error(r, 400, "M_INVALID_PARAM")
+    assert_error(r, 400, in_body)
     r = alice.put(f"/directory/room/{q('#alias:' + server_name)}", {"room_id": room}, expect=None)
     assert_error(r, 400, "M_INVALID_PARAM")
     r = alice.post(f"/join/{q('#alias:' + server_name)}", {}, expect=None)
@@ -158,7 +163,7 @@ def test_identifiers_with_invalid_server_names_are_refused(make_client, server_n
     r = alice.get(f"/profile/{q('@bob:' + server_name)}", expect=None)
     assert 400 <= r.status < 500 and r.json.get("errcode") in ("M_INVALID_PARAM", "M_NOT_FOUND"), r
     r = alice.post("/createRoom", {"invite": [f"@bob:{server_name}"]}, expect=None)
-    assert_error(r, 400, "M_INVALID_PARAM")
+    assert_error(r, 400, in_body)
     # Control: well-formed names (even of other servers) are at least understood.
     r = alice.post(f"/rooms/{q(room)}/invite", {"user_id": "@bob:example.org"}, expect=None)
     assert r.status == 403  # federation is not available yet; the ID itself was fine
