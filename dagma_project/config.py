@@ -265,6 +265,16 @@ def _str_list(key: str, value: Any) -> list[str]:
     raise ConfigError(f"{key}: expected a list of strings; got {value!r}")
 
 
+def _turn_uris(key: str, value: Any) -> list[str]:
+    uris = _str_list(key, value)
+    for i, uri in enumerate(uris):
+        if not uri.startswith(("turn:", "turns:")):
+            raise ConfigError(
+                f"{key}[{i}]: expected a turn: or turns: URI, e.g. turn:turn.example.com:3478?transport=udp"
+            )
+    return uris
+
+
 def _opt_str_list(key: str, value: Any) -> list[str] | None:
     return None if value is None else _str_list(key, value)
 
@@ -464,6 +474,55 @@ OPTIONS: list[Option] = [
         "Allow guest accounts (kind=guest).",
         False,
         section="Registration",
+    ),
+    # VoIP
+    Option(
+        "turn_uris",
+        [],
+        _turn_uris,
+        "TURN server URIs handed to clients for voice and video calls (GET /voip/turnServer); empty: no TURN server.",
+        ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349?transport=tcp"],
+        section="VoIP",
+    ),
+    Option(
+        "turn_shared_secret",
+        None,
+        _opt_str,
+        "The TURN server's shared secret (coturn static-auth-secret): each user gets short-lived credentials signed with it.",
+        "<random>",
+        section="VoIP",
+    ),
+    Option(
+        "turn_username",
+        None,
+        _opt_str,
+        "Fixed TURN username for everyone, when no turn_shared_secret is set.",
+        "dagma",
+        section="VoIP",
+    ),
+    Option(
+        "turn_password",
+        None,
+        _opt_str,
+        "Fixed TURN password, with turn_username.",
+        "<password>",
+        section="VoIP",
+    ),
+    Option(
+        "turn_user_lifetime",
+        "1h",
+        _duration,
+        "How long TURN credentials from turn_shared_secret stay valid.",
+        "1d",
+        section="VoIP",
+    ),
+    Option(
+        "turn_allow_guests",
+        True,
+        _bool,
+        "Whether guest accounts may get TURN credentials.",
+        False,
+        section="VoIP",
     ),
     Option(
         "rc_message",
@@ -794,6 +853,9 @@ def build_config(
             "registration_shared_secret",
             "federation_domain_whitelist",
             "access_token_lifetime",
+            "turn_shared_secret",
+            "turn_username",
+            "turn_password",
         ):
             values[opt.name] = None
             continue

@@ -45,6 +45,8 @@ def _manage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         ({"ip_range_whitelist": ["not-a-cidr"]}, "ip_range_whitelist", "CIDR"),
         ({"rc_message": {"per_second": -1}}, "rc_message.per_second", "non-negative"),
         ({"no_such_option": 1}, "no_such_option", "unknown option"),
+        ({"turn_uris": ["stun:stun.example.com"]}, "turn_uris[0]", "turn: or turns:"),
+        ({"turn_user_lifetime": "forever"}, "turn_user_lifetime", ""),
     ],
 )
 def test_a_bad_value_names_the_key_and_what_is_allowed(raw: dict, key: str, allowed: str) -> None:

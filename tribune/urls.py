@@ -26,6 +26,7 @@ from tribune.views import (
     sync,
     thirdparty,
     to_device,
+    voip,
 )
 
 urlpatterns: list[URLPattern] = [
@@ -36,7 +37,7 @@ urlpatterns: list[URLPattern] = [
 ]
 for area in (
     accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
-    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty,
+    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip,
 ):  # fmt: skip
     urlpatterns += area.routes
 
