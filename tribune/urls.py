@@ -23,6 +23,7 @@ from tribune.views import (
     pushers,
     pushrules,
     rooms,
+    search,
     sync,
     thirdparty,
     to_device,
@@ -37,7 +38,7 @@ urlpatterns: list[URLPattern] = [
 ]
 for area in (
     accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
-    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip,
+    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip, search,
 ):  # fmt: skip
     urlpatterns += area.routes
 

@@ -426,10 +426,17 @@ def access_event_context(
     event_filter: timeline.EventFilter | None = None,
     contains_url: bool | None = None,
     lazy_load_members: bool = False,
+    before_limit: int | None = None,
+    with_state: bool = True,
 ) -> EventContext:
-    """``/context``: an event with up to ``limit`` visible events around it and the state after them."""
+    """``/context``: an event with up to ``limit`` visible events around it and the state after them.
+
+    ``before_limit``: how many of ``limit`` come before the event (default half); ``with_state``
+    False leaves the state out (``/search`` result contexts carry none).
+    """
     target = access_event(reader, event_id)
-    before_limit = limit // 2
+    if before_limit is None:
+        before_limit = limit // 2
     after_limit = limit - before_limit
     key: timeline.TopoKey = (target.depth, target.stream_ordering or 0)
     start_cursor = _next_cursor(target, "b")
@@ -465,7 +472,9 @@ def access_event_context(
         )
         end_key = next_f or (_next_cursor(after[-1], "f") if after else key)
     last = after[-1] if after else target
-    if lazy_load_members:
+    if not with_state:
+        state: list[StoredEvent] = []
+    elif lazy_load_members:
         state = lazy_members_for(reader, [*before, target, *after], at=last)
     else:
         state = get_state_at_event(last)

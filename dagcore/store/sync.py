@@ -521,15 +521,25 @@ def get_joined_user_ids(room_nids: Sequence[int], *, exclude_user: str) -> set[s
 
 
 def get_events_before(
-    room_nids: Sequence[int], *, before: int | None, limit: int, exclude_sender: str
+    room_nids: Sequence[int],
+    *,
+    before: int | None,
+    limit: int,
+    exclude_sender: str | None = None,
+    types: Sequence[str] | None = None,
 ) -> list[StoredEvent]:
-    """The newest ``limit`` events of these rooms before stream ``before`` not sent by ``exclude_sender``.
+    """The newest ``limit`` events of these rooms before stream ``before`` (not sent by
+    ``exclude_sender``; of ``types`` only, if given).
 
     Per-room index range scans merged (one UNION), so a busy server's other rooms cost nothing.
     """
 
     def build(nid: int) -> QuerySet[Any, Any]:
-        qs = EventRow.objects.filter(_timeline_q(), room_id=nid).exclude(sender=exclude_sender)
+        qs = EventRow.objects.filter(_timeline_q(), room_id=nid)
+        if exclude_sender is not None:
+            qs = qs.exclude(sender=exclude_sender)
+        if types is not None:
+            qs = qs.filter(type__in=list(types))
         if before is not None:
             qs = qs.filter(stream_ordering__lt=before)
         return qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]

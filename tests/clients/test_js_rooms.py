@@ -33,3 +33,5 @@ def test_js_sdk_chats_paginates_edits_reacts_threads_and_redacts(dagma_server) -
     ]
     assert result["pushersAfterDelete"] == 0
     assert result["protocols"] == {}
+    # Word prefixes match (as in Synapse), equal ranks newest first.
+    assert result["searchBodies"] == ["m11", "m10", "m1"] and result["searchHighlights"] == ["m1"]

@@ -4,7 +4,7 @@
 // Prints one JSON object on stdout (the last line) for tests/clients/test_js_rooms.py to check:
 // room creation with an alias, join by alias, messages, back-pagination (scrollback from the
 // /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state,
-// pushers and third-party protocols (Element's settings).
+// pushers and third-party protocols (Element's settings), server-side search.
 import { journey } from "./common.mjs";
 
 const { args, step, waitFor, login, startClient, run } = journey("rooms.mjs");
@@ -110,6 +110,12 @@ async function main() {
   result.pushersAfterDelete = (await alice.getPushers()).pushers.length;
   result.protocols = await alice.getThirdpartyProtocols();
   step("pushers and protocols");
+
+  // Element's room search (unencrypted rooms are searched by the server).
+  const found = await bob.searchRoomEvents({ term: "M1", filter: { rooms: [roomId] } });
+  result.searchBodies = found.results.map((r) => r.context.getEvent().getContent().body);
+  result.searchHighlights = found.highlights;
+  step("searched");
 
   alice.stopClient();
   bob.stopClient();
