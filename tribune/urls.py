@@ -24,6 +24,7 @@ from tribune.views import (
     pushrules,
     rooms,
     search,
+    spaces,
     sync,
     thirdparty,
     to_device,
@@ -38,7 +39,7 @@ urlpatterns: list[URLPattern] = [
 ]
 for area in (
     accounts, devices, profile, rooms, membership, events, directory, sync, filters, ephemeral,
-    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip, search,
+    account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip, search, spaces,
 ):  # fmt: skip
     urlpatterns += area.routes
 

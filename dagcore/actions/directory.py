@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,10 +219,13 @@ def parse_public_rooms_token(value: str | None) -> int:
     return int(value[1:])
 
 
-def _summary_chunk(room: PublishedRoom, state: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def room_summary_chunk(
+    room_id: str, joined_members: int, state: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A room's ``PublicRoomsChunk`` (also the base of a space hierarchy entry) from its summary state."""
     chunk: dict[str, Any] = {
-        "room_id": room.room_id,
-        "num_joined_members": room.joined_members,
+        "room_id": room_id,
+        "num_joined_members": joined_members,
         "world_readable": state.get("m.room.history_visibility", {}).get("history_visibility")
         == "world_readable",
         "guest_can_join": state.get("m.room.guest_access", {}).get("guest_access") == "can_join",
@@ -239,6 +242,10 @@ def _summary_chunk(room: PublishedRoom, state: dict[str, dict[str, Any]]) -> dic
         if isinstance(value, str) and value:
             chunk[key] = value
     return chunk
+
+
+def _summary_chunk(room: PublishedRoom, state: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return room_summary_chunk(room.room_id, room.joined_members, state)
 
 
 def _matches(chunk: dict[str, Any], term: str) -> bool:

@@ -35,3 +35,4 @@ def test_js_sdk_chats_paginates_edits_reacts_threads_and_redacts(dagma_server) -
     assert result["protocols"] == {}
     # Word prefixes match (as in Synapse), equal ranks newest first.
     assert result["searchBodies"] == ["m11", "m10", "m1"] and result["searchHighlights"] == ["m1"]
+    assert result["hierarchy"] == [["space", "m.space"], ["room", None]]

@@ -4,7 +4,7 @@
 // Prints one JSON object on stdout (the last line) for tests/clients/test_js_rooms.py to check:
 // room creation with an alias, join by alias, messages, back-pagination (scrollback from the
 // /sync prev_batch), an edit, a reaction, a thread reply, relations, a redaction, room state,
-// pushers and third-party protocols (Element's settings), server-side search.
+// pushers and third-party protocols (Element's settings), server-side search, a space hierarchy.
 import { journey } from "./common.mjs";
 
 const { args, step, waitFor, login, startClient, run } = journey("rooms.mjs");
@@ -116,6 +116,17 @@ async function main() {
   result.searchBodies = found.results.map((r) => r.context.getEvent().getContent().body);
   result.searchHighlights = found.highlights;
   step("searched");
+
+  // Element's space home: a space with the chat room as its child.
+  const { room_id: spaceId } = await alice.createRoom({
+    name: "js space",
+    preset: "public_chat",
+    creation_content: { type: "m.space" },
+  });
+  await alice.sendStateEvent(spaceId, "m.space.child", { via: ["localhost"] }, roomId);
+  const hierarchy = await bob.getRoomHierarchy(spaceId);
+  result.hierarchy = hierarchy.rooms.map((r) => [r.room_id === spaceId ? "space" : r.room_id === roomId ? "room" : r.room_id, r.room_type ?? null]);
+  step("space hierarchy");
 
   alice.stopClient();
   bob.stopClient();
