@@ -463,7 +463,9 @@ OPTIONS: list[Option] = [
         "registration_shared_secret",
         None,
         _opt_str,
-        "Shared secret for the admin registration endpoint /_synapse/admin/v1/register (register_new_matrix_user).",
+        "Shared secret for the admin registration endpoint /_synapse/admin/v1/register, served by Politburo "
+        "(the admin listener), so Synapse's register_new_matrix_user works against it. Generated with the "
+        "config; null turns the endpoint off.",
         "<random>",
         section="Registration",
     ),
