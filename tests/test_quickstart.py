@@ -60,6 +60,8 @@ def test_serve_all_in_an_empty_directory_generates_config_and_key_and_serves_a_c
     assert (workdir / "dagma.yaml").exists()
     assert (workdir / "localhost.signing.key").exists()
     assert (workdir / "homeserver.db").exists()  # SQLite, the embedded default
+    # A fresh server with closed registration says how to make the first account.
+    assert "python3 manage.py register_user alice --admin" in (workdir / "serve.log").read_text()
 
     # README: create the first account with register_user, then log in with a client.
     (workdir / "pw").write_text("s3cret-quickstart\n")

@@ -102,6 +102,11 @@ def check_new_password(password: object) -> str:
     return password
 
 
+def count_accounts() -> int:
+    """How many accounts exist (the quick start's hint to create the first one)."""
+    return account_store.count_users()
+
+
 def generate_localpart() -> str:
     """A fresh random localpart, for registrations without a username (and guests)."""
     for _ in range(20):

@@ -155,6 +155,8 @@ class Command(BaseCommand):
         endpoints = [_endpoint(port, addr) for port, addrs, _ in plan for addr in addrs if _can_bind(addr)]
         for port, addrs, urlconf in plan:
             self.stderr.write(f"dagma {role}: listening on {', '.join(addrs)} port {port} ({urlconf})\n")
+        if role in ("all", "tribune"):
+            self._hint_first_account()
         self.stderr.flush()
         server = daphne.server.Server(
             application=app,
@@ -171,6 +173,18 @@ class Command(BaseCommand):
         )
         server.run()
         self.stderr.write(f"dagma {role}: stopped\n")
+
+    def _hint_first_account(self) -> None:
+        """A fresh server with closed registration cannot be used until someone makes an account."""
+        from django.conf import settings
+
+        from dagcore.actions.accounts import count_accounts
+
+        if not settings.DAGMA["enable_registration"] and count_accounts() == 0:
+            self.stderr.write(
+                "dagma: no accounts yet and registration is closed; create the first (admin) one with\n"
+                "       python3 manage.py register_user alice --admin\n"
+            )
 
     def _prepare_database(self, role: str) -> None:
         from django.core.management import call_command
