@@ -116,6 +116,34 @@ def test_a_large_upload_is_streamed_back_intact(make_client) -> None:
     assert r.raw.headers["Content-Disposition"] == "attachment"
 
 
+@pytest.mark.parametrize("size", [1000, 3 * 1024 * 1024 + 5], ids=["small", "streamed"])
+def test_byte_ranges_are_served_for_seeking_in_audio_and_video(make_client, size: int) -> None:
+    """RFC 9110 ranges (Safari plays video only from servers that answer them)."""
+    c = make_client()
+    data = bytes((i * 7) % 251 for i in range(size))
+    mxc = upload(c, data, "video/mp4")
+    url = f"{V1}/download/{path_of(mxc)}"
+    whole = c.get(url)
+    assert whole.raw.headers["Accept-Ranges"] == "bytes" and whole.raw.content == data
+    for header, first, last in [
+        ("bytes=0-99", 0, 99),
+        (f"bytes={size - 10}-", size - 10, size - 1),
+        ("bytes=-25", size - 25, size - 1),
+        (f"bytes=100-{size + 5000}", 100, size - 1),  # clamped to the end
+        (f"bytes=1-{size - 2}", 1, size - 2),  # the large case streams this one
+    ]:
+        r = c.get(url, headers={"Range": header}, expect=206)
+        assert r.raw.content == data[first : last + 1], header
+        assert r.raw.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+        assert int(r.raw.headers["Content-Length"]) == last - first + 1
+    past = c.get(url, headers={"Range": f"bytes={size}-"}, expect=416)
+    assert past.raw.headers["Content-Range"] == f"bytes */{size}"
+    # Several ranges, or nonsense, get the whole content (RFC 9110 allows ignoring Range).
+    for header in ("bytes=0-1,5-6", "bytes=5-2", "items=0-1", "bytes=abc"):
+        r = c.get(url, headers={"Range": header}, expect=200)
+        assert r.raw.content == data and "Content-Range" not in r.raw.headers
+
+
 def test_identical_uploads_share_one_file_but_get_two_media_ids(make_client, dagma_server) -> None:
     c = make_client()
     data = images.png(33, 44, (1, 2, 3))

@@ -35,8 +35,8 @@ from django.urls import URLPattern, re_path
 
 from dagcore.actions import media as media_actions
 from dagcore.http.errors import MatrixError
-from dagcore.http.responses import json_response
-from dagcore.media import content_types
+from dagcore.http.responses import error_response, json_response
+from dagcore.media import content_types, ranges
 from tribune.http import (
     RequestContext,
     authenticate,
@@ -94,38 +94,70 @@ def media_endpoint(
 # --------------------------------------------------------------------------- answers with bytes
 
 
-async def _read_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+async def _read_chunks(handle: BinaryIO, remaining: int | None = None) -> AsyncIterator[bytes]:
+    """The file's bytes from its current position: all, or ``remaining`` of them."""
     try:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+        while remaining is None or remaining > 0:
+            want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+            chunk = await asyncio.to_thread(handle.read, want)
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
             yield chunk
     finally:
         handle.close()
 
 
+def _read_span(handle: BinaryIO, first: int, length: int) -> bytes:
+    handle.seek(first)
+    return handle.read(length)
+
+
 async def _file_response(
-    content: media_actions.MediaContent, *, content_type: str, disposition: str, authenticated: bool
+    content: media_actions.MediaContent,
+    *,
+    content_type: str,
+    disposition: str,
+    authenticated: bool,
+    range_header: str | None = None,
 ) -> HttpResponseBase:
+    """The media bytes, or the one byte range asked for (206; 416 past the end)."""
     response: HttpResponseBase
-    if content.data is not None:  # just rendered
-        response = HttpResponse(content.data, content_type=content_type)
-        response["Content-Length"] = str(len(content.data))
-        return _with_headers(response, disposition=disposition, authenticated=authenticated)
-    assert content.path is not None
+    size = len(content.data) if content.data is not None else content.size
     try:
-        # Opened now: a purge deleting the blob afterwards cannot cut the answer short.
-        handle = await asyncio.to_thread(open, content.path, "rb")
-    except FileNotFoundError:
-        raise MatrixError(404, "M_NOT_FOUND", "Media not found") from None
-    if content.size <= STREAM_THRESHOLD:
-        try:
-            data = await asyncio.to_thread(handle.read)
-        finally:
-            handle.close()
-        response = HttpResponse(data, content_type=content_type)
-        response["Content-Length"] = str(len(data))
+        span = ranges.parse_byte_range(range_header, size)
+    except ranges.UnsatisfiableRange:
+        response = error_response(MatrixError(416, "M_UNKNOWN", "Requested range not satisfiable"))
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    first, last = span if span is not None else (0, size - 1)
+    length = max(0, last - first + 1)
+    status = 206 if span is not None else 200
+    if content.data is not None:  # just rendered
+        response = HttpResponse(content.data[first : last + 1], content_type=content_type, status=status)
     else:
-        response = StreamingHttpResponse(_read_chunks(handle), content_type=content_type)
-        response["Content-Length"] = str(content.size)
+        assert content.path is not None
+        try:
+            # Opened now: a purge deleting the blob afterwards cannot cut the answer short.
+            handle = await asyncio.to_thread(open, content.path, "rb")
+        except FileNotFoundError:
+            raise MatrixError(404, "M_NOT_FOUND", "Media not found") from None
+        if length <= STREAM_THRESHOLD:
+            try:
+                data = await asyncio.to_thread(_read_span, handle, first, length)
+            finally:
+                handle.close()
+            response = HttpResponse(data, content_type=content_type, status=status)
+        else:
+            await asyncio.to_thread(handle.seek, first)
+            response = StreamingHttpResponse(
+                _read_chunks(handle, length), content_type=content_type, status=status
+            )
+    response["Content-Length"] = str(length)
+    response["Accept-Ranges"] = "bytes"
+    if span is not None:
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
     return _with_headers(response, disposition=disposition, authenticated=authenticated)
 
 
@@ -152,6 +184,7 @@ async def _download(
             inline=content_types.is_inline_safe(content.content_type), filename=name
         ),
         authenticated=not legacy,
+        range_header=ctx.request.META.get("HTTP_RANGE"),
     )
 
 
