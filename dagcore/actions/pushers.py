@@ -9,7 +9,8 @@ pushers in its room get a ``push`` task; the beat schedule runs every pusher as 
 safety net. A worker claims a user's pushers (so two workers never push the same
 event twice), evaluates the user's push rules on the events after the pusher's
 position and POSTs one notification per event that notifies, then records the new
-position. A gateway that fails keeps its position and is retried; after
+position. A gateway that fails keeps its position and is retried with back-off (half
+the time it has been failing, 1 s to 10 min: the next nudge or beat after that); after
 ``GIVE_UP_AFTER_MS`` of failures its backlog is dropped, as Synapse does.
 """
 
@@ -56,6 +57,8 @@ CLAIM_MS = 120_000
 #: A gateway failing this long loses its backlog (delivery resumes with new events).
 GIVE_UP_AFTER_MS = 24 * 3600 * 1000
 GATEWAY_TIMEOUT_S = 10.0
+MIN_BACK_OFF_MS = 1_000
+MAX_BACK_OFF_MS = 600_000
 
 
 # --------------------------------------------------------------------------- /pushers
@@ -324,8 +327,21 @@ def _push(user_id: str, pushers: Sequence[store.PusherRow], upto: int) -> int:
                 break
             sent += 1
         if position is not None or failing_since is not None:
-            store.release_pusher(pusher.id, last_stream_ordering=position, failing_since=failing_since)
+            store.release_pusher(
+                pusher.id,
+                last_stream_ordering=position,
+                failing_since=failing_since,
+                hold_until=_back_off_until(failing_since),
+            )
     return sent
+
+
+def _back_off_until(failing_since: int | None) -> int | None:
+    """A failing gateway is tried again after half as long as it has been failing (1 s to 10 min)."""
+    if failing_since is None:
+        return None
+    now = now_ms()
+    return now + min(MAX_BACK_OFF_MS, max(MIN_BACK_OFF_MS, (now - failing_since) // 2))
 
 
 _NAME_KEY = ("m.room.name", "")

@@ -103,9 +103,16 @@ def claim_pushers(*, user_id: str, now: int, until: int) -> list[PusherRow]:
     return [PusherRow(**row) for row in Pusher.objects.filter(id__in=claimed).order_by("id").values(*_FIELDS)]
 
 
-def release_pusher(pusher_id: int, *, last_stream_ordering: int | None, failing_since: int | None) -> None:
-    """Record how far delivery got (``None``: unchanged) and let other workers have the pusher."""
-    changes: dict[str, Any] = {"claimed_until": None, "failing_since": failing_since}
+def release_pusher(
+    pusher_id: int,
+    *,
+    last_stream_ordering: int | None,
+    failing_since: int | None,
+    hold_until: int | None = None,
+) -> None:
+    """Record how far delivery got (``None``: unchanged) and let workers have the pusher again
+    (from ``hold_until`` on, if given: a failing gateway's back-off)."""
+    changes: dict[str, Any] = {"claimed_until": hold_until, "failing_since": failing_since}
     if last_stream_ordering is not None:
         changes["last_stream_ordering"] = last_stream_ordering
     Pusher.objects.filter(id=pusher_id).update(**changes)
