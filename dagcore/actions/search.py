@@ -104,8 +104,11 @@ def parse_criteria(body: Mapping[str, Any]) -> SearchCriteria:
     keys = criteria.get("keys", list(KEY_TYPES))
     if not isinstance(keys, list) or not keys or any(k not in KEY_TYPES for k in keys):
         raise MatrixError(400, "M_INVALID_PARAM", f"keys must be a list of {', '.join(KEY_TYPES)}")
+    raw_filter = criteria.get("filter", {})
+    if not isinstance(raw_filter, dict):
+        raise MatrixError(400, "M_INVALID_PARAM", "filter must be an object")
     try:
-        event_filter = parse_room_event_filter(criteria.get("filter") or {}, "filter")
+        event_filter = parse_room_event_filter(raw_filter, "filter.")
     except FilterError as exc:
         raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
     limit = min(event_filter.limit if event_filter.limit is not None else DEFAULT_LIMIT, MAX_LIMIT)
