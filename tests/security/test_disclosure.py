@@ -1,5 +1,9 @@
 """Class 6 — information disclosure: what a user may not see is never in any answer,
-and refusals do not reveal whether a private room exists."""
+and refusals do not reveal whether a private room exists.
+
+The federation side (which events another server may read) is decided by
+``dagcore.protocol.server_visibility``, unit-tested in ``dagcore/protocol/tests/test_server_visibility.py``
+until the Embassy serves event, state, backfill and get_missing_events."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 An ID taken from room B, used under ``/rooms/{A}/...``, answers exactly as an
 unknown ID would; a user ID in the path that is not the requester's is refused.
+The federation side (send_join, send_knock, send_leave, invite bodies against their paths) is
+checked by ``dagcore.protocol.membership_events``, unit-tested in
+``dagcore/protocol/tests/test_membership_events.py`` until the Embassy serves those endpoints.
 """
 
 from __future__ import annotations
