@@ -186,7 +186,7 @@ def test_a_failing_gateway_loses_nothing(gateway_pair) -> None:
     first = bob.send(room, "while the gateway is down")
     assert _wait_for(lambda: gateway.refused >= 1)  # the worker tried, and failed
     gateway.mode = "ok"
-    time.sleep(1.5)  # the pusher's back-off after a first failure (1 s)
+    time.sleep(3.0)  # past the pusher's back-off after a first failure (1 s), with room for a slow worker
     second = bob.send(room, "after it is back")
     notes = gateway.notifications(2)
     assert [n["event_id"] for n in notes] == [first, second]
