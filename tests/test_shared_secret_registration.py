@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.support.client import MatrixClient
-from tests.support.live import ROOT, LiveServer, free_port
+from tests.support.live import LiveServer, Politburo
 
 SECRET = "shared-secret-for-tests"
 
@@ -37,36 +33,17 @@ def mac_of(nonce: str, user: str, password: str, admin: bool, secret: str = SECR
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
-    workdir = tmp_path_factory.mktemp("admin")
-    server = LiveServer(workdir, config={"registration_shared_secret": SECRET})
+    server = LiveServer(tmp_path_factory.mktemp("admin"), config={"registration_shared_secret": SECRET})
     server.write_config()
-    admin_port = free_port()
-    config = yaml.safe_load(server.config_path.read_text())
-    config["listeners"].append(
-        {"port": admin_port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["admin"]}]}
-    )
-    server.config_path.write_text(yaml.safe_dump(config))
+    politburo = Politburo(server).add_listener()
     server.create_database()
     server.migrate()
     server.start()
-    log = open(workdir / "politburo.log", "wb")  # noqa: SIM115 - the process writes it while running
-    politburo = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "serve", "politburo"],
-        env=server.env(), cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{admin_port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    politburo.start()
     try:
-        yield server, url + "/_synapse/admin/v1/register"
+        yield server, politburo.base_url + "/_synapse/admin/v1/register"
     finally:
-        politburo.terminate()
-        politburo.wait(20)
+        politburo.stop()
         server.destroy()
 
 
@@ -118,33 +95,17 @@ def test_a_wrong_mac_a_reused_nonce_and_bad_input_are_refused(servers) -> None:
 
 
 def test_without_a_secret_shared_secret_registration_is_off(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path)
+    # generate_config writes a random secret, as Synapse does; null turns the endpoint off.
+    server = LiveServer(tmp_path, config={"registration_shared_secret": None})
     server.write_config()
-    admin_port = free_port()
-    config = yaml.safe_load(server.config_path.read_text())
-    config["listeners"] = [
-        {"port": admin_port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["admin"]}]}
-    ]
-    config["registration_shared_secret"] = None  # generate_config writes a random one, as Synapse does
-    server.config_path.write_text(yaml.safe_dump(config))
+    politburo = Politburo(server).add_listener()
     server.create_database()
     server.migrate()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "serve", "politburo"],
-        env=server.env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server.start()
+    politburo.start()
     try:
-        url = f"http://127.0.0.1:{admin_port}/_synapse/admin/v1/register"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        r = httpx.get(politburo.base_url + "/_synapse/admin/v1/register")
         assert r.status_code == 400 and "not enabled" in r.json()["error"]
     finally:
-        proc.terminate()
-        proc.wait(20)
+        politburo.stop()
         server.destroy()

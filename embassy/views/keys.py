@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from dagcore import __version__
 from dagcore.clock import now_ms
 from dagcore.http.responses import json_response
 from dagcore.protocol import signing
@@ -30,7 +31,7 @@ def server_keys(request: HttpRequest) -> HttpResponse:
 
 def server_version(request: HttpRequest) -> HttpResponse:
     """GET /_matrix/federation/v1/version"""
-    return json_response({"server": {"name": "Dagma", "version": "0.1.0"}})
+    return json_response({"server": {"name": "Dagma", "version": __version__}})
 
 
 def well_known_server(request: HttpRequest) -> HttpResponse:

@@ -204,3 +204,48 @@ class LiveServer:
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text()[-n:] if self.log_path.exists() else ""
+
+
+class Politburo:
+    """A ``serve politburo`` process next to a :class:`LiveServer`, on an admin listener of its config.
+
+    Call :meth:`add_listener` after ``server.write_config()``, then create and migrate the
+    database and start the server (``start`` alone does that only for a config it writes).
+    """
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def add_listener(self) -> Politburo:
+        config = yaml.safe_load(self.server.config_path.read_text())
+        config["listeners"].append(
+            {"port": self.port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["admin"]}]}
+        )
+        self.server.config_path.write_text(yaml.safe_dump(config))
+        return self
+
+    def start(self, timeout: float = 60.0) -> Politburo:
+        log = open(self.server.workdir / "politburo.log", "ab")  # noqa: SIM115 - the process writes it
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", "politburo"],
+            env=self.server.env(), cwd=str(self.server.workdir), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.server.workdir / "politburo.log").read_text()[-4000:])
+            try:
+                httpx.get(self.base_url + "/health", timeout=1.0)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("politburo did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.proc = None
