@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer, Politburo
+from tests.support.live import LiveServer, start_with_politburo
 
 PASSWORD = "correct horse battery"
 
@@ -18,12 +18,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def admin_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str, str]]:
     server = LiveServer(tmp_path_factory.mktemp("adminapi"))
-    server.write_config()
-    politburo = Politburo(server).add_listener()
-    server.create_database()
-    server.migrate()
-    server.start()
-    politburo.start()
+    politburo = start_with_politburo(server)
     pw = server.workdir / "pw"
     pw.write_text(PASSWORD + "\n")
     made = server.manage("register_user", "root", "--admin", "--password-file", str(pw))

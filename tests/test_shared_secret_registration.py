@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.client import MatrixClient
-from tests.support.live import LiveServer, Politburo
+from tests.support.live import LiveServer, start_with_politburo
 
 SECRET = "shared-secret-for-tests"
 
@@ -34,12 +34,7 @@ def mac_of(nonce: str, user: str, password: str, admin: bool, secret: str = SECR
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
     server = LiveServer(tmp_path_factory.mktemp("admin"), config={"registration_shared_secret": SECRET})
-    server.write_config()
-    politburo = Politburo(server).add_listener()
-    server.create_database()
-    server.migrate()
-    server.start()
-    politburo.start()
+    politburo = start_with_politburo(server)
     try:
         yield server, politburo.base_url + "/_synapse/admin/v1/register"
     finally:
@@ -97,12 +92,7 @@ def test_a_wrong_mac_a_reused_nonce_and_bad_input_are_refused(servers) -> None:
 def test_without_a_secret_shared_secret_registration_is_off(tmp_path: Path) -> None:
     # generate_config writes a random secret, as Synapse does; null turns the endpoint off.
     server = LiveServer(tmp_path, config={"registration_shared_secret": None})
-    server.write_config()
-    politburo = Politburo(server).add_listener()
-    server.create_database()
-    server.migrate()
-    server.start()
-    politburo.start()
+    politburo = start_with_politburo(server)
     try:
         r = httpx.get(politburo.base_url + "/_synapse/admin/v1/register")
         assert r.status_code == 400 and "not enabled" in r.json()["error"]

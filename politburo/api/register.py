@@ -8,9 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from dagcore.actions import shared_secret_registration as actions
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
-from dagcore.protocol.canonical_json import JsonError, parse_json_body
-
-MAX_BODY = 64 * 1024
+from politburo.api.http import json_object_body
 
 
 @csrf_exempt
@@ -21,14 +19,7 @@ def register(request: HttpRequest) -> HttpResponse:
             return json_response({"nonce": actions.issue_nonce()})
         if request.method != "POST":
             raise MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
-        if len(request.body) > MAX_BODY:
-            raise MatrixError(413, "M_TOO_LARGE", f"Request body larger than {MAX_BODY} bytes")
-        try:
-            body = parse_json_body(request.body, allow_nul=False)
-        except JsonError as exc:
-            raise MatrixError(400, exc.errcode, str(exc)) from None
-        if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Body must be a JSON object")
+        body = json_object_body(request)
         return json_response(actions.check_register_with_shared_secret(body))
     except MatrixError as exc:
         return error_response(exc)

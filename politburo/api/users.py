@@ -18,9 +18,8 @@ from dagcore.actions import admin_users as actions
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.models import User
-from dagcore.protocol.canonical_json import JsonError, parse_json_body
+from politburo.api.http import json_object_body
 
-MAX_BODY = 64 * 1024
 AdminView = Callable[..., Any]
 
 
@@ -29,20 +28,6 @@ def _token(request: HttpRequest) -> str | None:
     if header.startswith("Bearer "):
         return header[len("Bearer ") :].strip() or None
     return request.GET.get("access_token") or None
-
-
-def _body(request: HttpRequest) -> dict[str, Any]:
-    if not request.body.strip():
-        return {}
-    if len(request.body) > MAX_BODY:
-        raise MatrixError(413, "M_TOO_LARGE", f"Request body larger than {MAX_BODY} bytes")
-    try:
-        body = parse_json_body(request.body, allow_nul=False)
-    except JsonError as exc:
-        raise MatrixError(400, exc.errcode, str(exc)) from None
-    if not isinstance(body, dict):
-        raise MatrixError(400, "M_BAD_JSON", "Body must be a JSON object")
-    return body
 
 
 def admin_endpoint(*methods: str) -> Callable[[AdminView], Callable[..., HttpResponse]]:
@@ -91,19 +76,19 @@ def user(request: HttpRequest, admin: User, user_id: str) -> Any:
     """GET / PUT /_synapse/admin/v2/users/{userId}"""
     if request.method == "GET":
         return actions.user_json(actions.access_user(user_id))
-    created, body = actions.check_put_user(admin=admin, user_id=user_id, body=_body(request))
+    created, body = actions.check_put_user(admin=admin, user_id=user_id, body=json_object_body(request))
     return (201 if created else 200), body
 
 
 @admin_endpoint("POST")
 def reset_password(request: HttpRequest, admin: User, user_id: str) -> dict[str, Any]:
     """POST /_synapse/admin/v1/reset_password/{userId}"""
-    actions.check_reset_password(user_id=user_id, body=_body(request))
+    actions.check_reset_password(user_id=user_id, body=json_object_body(request))
     return {}
 
 
 @admin_endpoint("POST")
 def deactivate(request: HttpRequest, admin: User, user_id: str) -> dict[str, Any]:
     """POST /_synapse/admin/v1/deactivate/{userId}"""
-    actions.check_deactivate(admin=admin, user_id=user_id, body=_body(request))
+    actions.check_deactivate(admin=admin, user_id=user_id, body=json_object_body(request))
     return {"id_server_unbind_result": "success"}

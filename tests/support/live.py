@@ -249,3 +249,13 @@ class Politburo:
             self.proc.terminate()
             self.proc.wait(20)
         self.proc = None
+
+
+def start_with_politburo(server: LiveServer) -> Politburo:
+    """Start ``server`` (a fresh one) and a Politburo next to it; returns the Politburo."""
+    server.write_config()
+    politburo = Politburo(server).add_listener()
+    server.create_database()
+    server.migrate()
+    server.start()
+    return politburo.start()
