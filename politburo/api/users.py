@@ -6,6 +6,7 @@ Thin: each view authenticates the admin and hands the request to ``dagcore.actio
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -21,6 +22,7 @@ from dagcore.models import User
 from politburo.api.http import json_object_body
 
 AdminView = Callable[..., Any]
+logger = logging.getLogger("politburo")
 
 
 def _token(request: HttpRequest) -> str | None:
@@ -47,6 +49,9 @@ def admin_endpoint(*methods: str) -> Callable[[AdminView], Callable[..., HttpRes
                 return error_response(MatrixError(400, "M_INVALID_PARAM", "Path parameters must be UTF-8"))
             except MatrixError as exc:
                 return error_response(exc)
+            except Exception:
+                logger.exception("unhandled error in %s %s", request.method, request.path)
+                return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
             if isinstance(result, tuple):
                 return json_response(result[1], status=result[0])
             return json_response(result)
