@@ -38,6 +38,7 @@ from urllib.parse import urljoin
 import httpx
 
 from dagcore.net import ssrf
+from dagcore.net.outbound import check_http_url, host_header
 
 # The address policy is shared with federation (dagcore.net.ssrf); re-exported for media callers.
 from dagcore.net.ssrf import IPAddress as IPAddress
@@ -110,24 +111,9 @@ class Fetched:
 
 def check_url(url: str) -> httpx.URL:
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise InvalidUrl("not a valid URL") from exc
-    if parsed.scheme not in ("http", "https"):
-        raise InvalidUrl("only http and https URLs can be previewed")
-    if not parsed.host:
-        raise InvalidUrl("the URL has no host")
-    if parsed.userinfo:
-        raise InvalidUrl("URLs with credentials are not previewed")
-    return parsed
-
-
-def _host_header(url: httpx.URL) -> str:
-    host = url.raw_host.decode("ascii")
-    if ":" in host:
-        host = f"[{host}]"
-    default = 443 if url.scheme == "https" else 80
-    return host if url.port in (None, default) else f"{host}:{url.port}"
+        return check_http_url(url)
+    except ValueError as exc:
+        raise InvalidUrl(str(exc)) from exc
 
 
 class _BoundedInflater:
@@ -166,7 +152,7 @@ async def _fetch_once(
         target = url.copy_with(host=str(address))
         extensions = {"sni_hostname": host} if url.scheme == "https" else {}
         headers = {
-            "Host": _host_header(url),
+            "Host": host_header(url),
             "User-Agent": USER_AGENT,
             "Accept": "text/html,application/xhtml+xml,image/*;q=0.9,*/*;q=0.5",
             "Accept-Encoding": "gzip, deflate",

@@ -34,16 +34,27 @@ class JsonAnswer:
 
 
 def check_http_url(url: str) -> httpx.URL:
-    """An absolute http(s) URL with a host and no credentials, else :class:`ValueError`."""
+    """An absolute http(s) URL with a host and no credentials, else :class:`ValueError` saying why."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise ValueError("not a valid URL") from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("not an absolute http or https URL")
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError("only http and https URLs are allowed")
+    if not parsed.host:
+        raise ValueError("the URL has no host")
     if parsed.userinfo:
         raise ValueError("URLs with credentials are not allowed")
     return parsed
+
+
+def host_header(url: httpx.URL) -> str:
+    """The ``Host`` header for ``url`` when connecting to one of its checked addresses."""
+    host = url.raw_host.decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if url.scheme == "https" else 80
+    return host if url.port in (None, default) else f"{host}:{url.port}"
 
 
 def post_json(
@@ -66,13 +77,8 @@ def post_json(
         addresses = ssrf.resolve_allowed_sync(host, port, policy)
     except (ssrf.BlockedDestination, ssrf.UnresolvableHost) as exc:
         raise OutboundError(str(exc)) from None
-    default_port = 443 if target.scheme == "https" else 80
-    raw_host = target.raw_host.decode("ascii")
-    host_header = f"[{raw_host}]" if ":" in raw_host else raw_host
-    if target.port not in (None, default_port):
-        host_header += f":{target.port}"
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
-    headers = {"Host": host_header, "User-Agent": USER_AGENT, "Content-Type": "application/json"}
+    headers = {"Host": host_header(target), "User-Agent": USER_AGENT, "Content-Type": "application/json"}
     last_error: Exception | None = None
     with httpx.Client(
         timeout=httpx.Timeout(timeout),
