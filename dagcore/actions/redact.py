@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dagcore.actions.send_event import check_event_input, send_local_event, send_once
-from dagcore.actions.txns import check_txn_id
+from dagcore.actions.txns import get_answered_event_id
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level, redaction_applies
@@ -24,7 +24,6 @@ from dagcore.store import redactions as redaction_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
-from dagcore.store import txns as txn_store
 
 _POWER_KEYS: list[StateKey] = [("m.room.create", ""), ("m.room.power_levels", "")]
 
@@ -64,9 +63,8 @@ def check_redact_event(
     txn_id: str,
 ) -> str:
     """Redact an event (idempotent per transaction). Own events: any member; others' events: redact level."""
-    check_txn_id(txn_id)
     scope = f"redact\x1f{room_id}\x1f{event_id}"
-    existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    existing = get_answered_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
     if existing is not None:
         return existing
     if reason is not None and not isinstance(reason, str):

@@ -20,7 +20,7 @@ from dagcore.actions.persist_event import (
     RoomNotFound,
     create_local_event,
 )
-from dagcore.actions.txns import check_txn_id
+from dagcore.actions.txns import get_answered_event_id
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
 from dagcore.protocol.events import Event
@@ -140,9 +140,8 @@ def check_send_event(
     txn_id: str,
 ) -> str:
     """Send a message event; the same transaction (user, device, room, type, txnId) answers the same event ID."""
-    check_txn_id(txn_id)
     scope = f"send\x1f{room_id}\x1f{event_type}"
-    existing = txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    existing = get_answered_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
     if existing is not None:
         return existing
     check_event_input(room_id=room_id, event_type=event_type, content=content)

@@ -7,6 +7,7 @@ size is bounded (clients use short IDs such as ``m1234.5``).
 from __future__ import annotations
 
 from dagcore.http.errors import MatrixError
+from dagcore.store import txns as txn_store
 
 MAX_TXN_ID_CHARS = 255
 
@@ -16,3 +17,9 @@ def check_txn_id(txn_id: str) -> None:
         raise MatrixError(
             400, "M_INVALID_PARAM", f"The transaction ID must be 1-{MAX_TXN_ID_CHARS} characters"
         )
+
+
+def get_answered_event_id(*, user_id: str, device_key: str, scope: str, txn_id: str) -> str | None:
+    """The event a retried transaction already made (its answer again), after checking the ID."""
+    check_txn_id(txn_id)
+    return txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
