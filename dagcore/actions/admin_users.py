@@ -16,6 +16,7 @@ from dagcore.actions import accounts as account_actions
 from dagcore.actions import profile as profile_actions
 from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import count_param
 from dagcore.models import User
 from dagcore.protocol.identifiers import parse_user_id
 from dagcore.server_keys import get_server_name
@@ -92,18 +93,10 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
     return value == "true"
 
 
-def _count(value: str | None, name: str, default: int, maximum: int) -> int:
-    if value is None or value == "":
-        return default
-    if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be a non-negative integer")
-    return min(int(value), maximum)
-
-
 def list_users(query: Mapping[str, str]) -> UserPage:
     """``GET /_synapse/admin/v2/users``: accounts by user ID, paged with ``from``/``limit``."""
-    offset = _count(query.get("from"), "from", 0, 10**9)
-    limit = _count(query.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT)
+    offset = count_param(query.get("from"), "from", default=0, maximum=10**9)
+    limit = count_param(query.get("limit"), "limit", default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     name = query.get("name") or query.get("user_id") or None
     if name is not None and len(name) > 255:
         raise MatrixError(400, "M_INVALID_PARAM", "name is too long")

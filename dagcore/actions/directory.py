@@ -18,6 +18,7 @@ from django.conf import settings
 
 from dagcore.actions.send_event import send_local_event
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_required_level, get_user_power_level
 from dagcore.protocol.identifiers import is_valid_room_alias
@@ -214,9 +215,10 @@ def parse_public_rooms_token(value: str | None) -> int:
     """``since`` tokens are ``o<offset>``: stable enough for a list ordered by size then room ID."""
     if value is None or value == "":
         return 0
-    if not value.startswith("o") or not (value[1:].isascii() and value[1:].isdigit()) or len(value) > 12:
+    offset = ascii_uint(value[1:], max_digits=11) if value.startswith("o") else None
+    if offset is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
-    return int(value[1:])
+    return offset
 
 
 def room_summary_chunk(

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from dagcore.http.params import ascii_uint
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import filters as filter_store
 from dagcore.store.timeline import EventFilter as SqlEventFilter
@@ -271,9 +272,10 @@ def check_create_filter(*, user_id: str, definition: object) -> str:
 
 def get_filter_definition(*, user_id: str, filter_id: str) -> dict[str, Any]:
     """A user's stored filter, or ``FilterNotFound`` (also for malformed IDs and others' filters)."""
-    if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
+    number = ascii_uint(filter_id)
+    if number is None:
         raise FilterNotFound(filter_id)
-    found = filter_store.get_filter(user_id=user_id, filter_id=int(filter_id))
+    found = filter_store.get_filter(user_id=user_id, filter_id=number)
     if found is None:
         raise FilterNotFound(filter_id)
     return found

@@ -21,6 +21,7 @@ from typing import Any
 
 from dagcore.actions.directory import room_summary_chunk
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint, count_param
 from dagcore.store import directory as directory_store
 from dagcore.store import spaces as space_store
 from dagcore.store import sync as sync_store
@@ -38,14 +39,6 @@ _OPEN_RULES = ("public", "knock", "knock_restricted")
 class HierarchyPage:
     rooms: list[dict[str, Any]]
     next_batch: str | None
-
-
-def _int_param(value: str | None, name: str, default: int, maximum: int) -> int:
-    if value is None or value == "":
-        return default
-    if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be a non-negative integer")
-    return min(int(value), maximum)
 
 
 def _child_links(pdus: list[dict[str, Any]], suggested_only: bool) -> list[dict[str, Any]]:
@@ -113,18 +106,19 @@ def get_space_hierarchy(
     from_token: str | None,
 ) -> HierarchyPage:
     """One page of the rooms under ``room_id`` (itself first), breadth-first."""
-    size = _int_param(limit, "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
-    depth_limit = _int_param(max_depth, "max_depth", DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH)
+    size = count_param(limit, "limit", default=DEFAULT_LIMIT, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+    depth_limit = count_param(max_depth, "max_depth", default=DEFAULT_MAX_DEPTH, maximum=MAX_MAX_DEPTH)
     # The token is the position in the walk and the parameters it was made with (spec: a
     # token used with other suggested_only/max_depth values is M_INVALID_PARAM).
     offset = 0
     if from_token:
         parts = from_token.split("_")
-        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        numbers = [n for p in parts if (n := ascii_uint(p, max_digits=9)) is not None]
+        if len(parts) != 3 or len(numbers) != 3:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid from token")
-        if (int(parts[1]), int(parts[2])) != (depth_limit, int(suggested_only)):
+        offset, token_depth, token_suggested = numbers
+        if (token_depth, token_suggested) != (depth_limit, int(suggested_only)):
             raise MatrixError(400, "M_INVALID_PARAM", "from was made with other max_depth or suggested_only")
-        offset = int(parts[0])
 
     memberships = {m.room_id: m.membership for m in sync_store.get_user_memberships(user_id)}
     joined_rooms = {r for r, m in memberships.items() if m == "join"}

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint
 from dagcore.models import KeyBackupVersion
 from dagcore.store import key_backup as backup_store
 from dagcore.store.key_backup import BackedUpKey
@@ -29,9 +30,7 @@ def _not_found(msg: str = "Unknown backup version") -> MatrixError:
 
 def parse_version(version: str | None) -> int | None:
     """A version as we hand them out (a decimal number), else None: no such backup."""
-    if version is None or not (version.isascii() and version.isdigit()) or len(version) > 18:
-        return None
-    return int(version)
+    return None if version is None else ascii_uint(version)
 
 
 # --------------------------------------------------------------------------- versions

@@ -23,6 +23,7 @@ from django.db import transaction
 
 from dagcore.actions.account_data import do_set_account_data
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint
 from dagcore.protocol import push_rules as rules
 from dagcore.protocol.auth_rules.power import get_user_power_level
 from dagcore.protocol.events import Event, StateKey
@@ -450,9 +451,9 @@ def get_notifications(
     """
     before: int | None = None
     if from_token is not None:
-        if not (from_token.isascii() and from_token.isdigit()) or len(from_token) > 18:
+        before = ascii_uint(from_token)
+        if before is None:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid from token")
-        before = int(from_token)
     memberships = [m for m in sync_store.get_user_memberships(user_id) if m.membership == "join"]
     if not memberships:
         return [], None

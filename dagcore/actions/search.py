@@ -24,6 +24,7 @@ from dagcore.actions import room_access
 from dagcore.actions.filters import FilterError, RoomEventFilter, parse_room_event_filter
 from dagcore.actions.room_access import RoomReader
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint
 from dagcore.protocol.events import StateKey
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
@@ -156,9 +157,10 @@ def _parse_batch(next_batch: str | None) -> int | None:
     """``next_batch`` is the stream position the previous scan stopped at."""
     if next_batch is None:
         return None
-    if not (next_batch.isascii() and next_batch.isdigit()) or len(next_batch) > 18:
+    position = ascii_uint(next_batch)
+    if position is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid next_batch token")
-    return int(next_batch)
+    return position
 
 
 def _rank(stored: StoredEvent, criteria: SearchCriteria) -> float:

@@ -16,6 +16,7 @@ from dagcore.actions import room_access
 from dagcore.actions import send_event as send_actions
 from dagcore.actions.room_access import RoomReader
 from dagcore.http.errors import MatrixError
+from dagcore.http.params import ascii_uint
 from dagcore.http.responses import json_response
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import txns as txn_store
@@ -352,9 +353,10 @@ def get_relations(
 def _threads_token(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.startswith("th") or not (value[2:].isascii() and value[2:].isdigit()) or len(value) > 24:
+    position = ascii_uint(value[2:], max_digits=22) if value.startswith("th") else None
+    if position is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
-    return int(value[2:])
+    return position
 
 
 @endpoint(auth=True, allow_guest=True)
