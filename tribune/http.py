@@ -26,8 +26,10 @@ from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, re_path
 
+from dagcore.actions import accounts as account_actions
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
+from dagcore.http.tokens import extract_access_token
 from dagcore.models import Device, User
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.ratelimit import check_rate_limit
@@ -102,34 +104,11 @@ class RequestContext:
         return self.body
 
 
-def extract_access_token(request: HttpRequest) -> str | None:
-    """``Authorization: Bearer`` (preferred) or the deprecated ``access_token`` query parameter."""
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header")
-        return value.strip()
-    token = request.GET.get("access_token")
-    return token or None
-
-
 def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = True) -> None:
-    from dagcore.clock import now_ms
-
     token = extract_access_token(ctx.request)
-    if token is None:
-        if required:
-            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+    if token is None and not required:
         return
-    owner = account_store.get_token_owner(token)
-    if owner is None:
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
-    if owner.valid_until_ms is not None and owner.valid_until_ms < now_ms():
-        # Expired (refresh tokens in use): the client should refresh, not log out.
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
-    if owner.user.deactivated:
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "This account has been deactivated", soft_logout=False)
+    owner = account_actions.access_token_owner(token)
     if owner.user.is_guest and not allow_guest:
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot use this endpoint")
     # Only application services may act as other users (spec: "Identity assertion").

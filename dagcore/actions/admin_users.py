@@ -14,7 +14,6 @@ from typing import Any
 
 from dagcore.actions import accounts as account_actions
 from dagcore.actions import profile as profile_actions
-from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import count_param
 from dagcore.models import User
@@ -29,13 +28,7 @@ MAX_LIMIT = 1_000
 
 def access_admin(token: str | None) -> User:
     """The server admin the token belongs to: 401 without a valid token, 403 for other users."""
-    if not token:
-        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    owner = account_store.get_token_owner(token)
-    if owner is None or owner.user.deactivated:
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token")
-    if owner.valid_until_ms is not None and owner.valid_until_ms < now_ms():
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
+    owner = account_actions.access_token_owner(token)
     if not owner.user.is_admin:
         raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
     return owner.user

@@ -18,18 +18,12 @@ from dagcore import __version__
 from dagcore.actions import admin_users as actions
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
+from dagcore.http.tokens import extract_access_token
 from dagcore.models import User
 from politburo.api.http import json_object_body
 
 AdminView = Callable[..., Any]
 logger = logging.getLogger("politburo")
-
-
-def _token(request: HttpRequest) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.startswith("Bearer "):
-        return header[len("Bearer ") :].strip() or None
-    return request.GET.get("access_token") or None
 
 
 def admin_endpoint(*methods: str) -> Callable[[AdminView], Callable[..., HttpResponse]]:
@@ -42,7 +36,7 @@ def admin_endpoint(*methods: str) -> Callable[[AdminView], Callable[..., HttpRes
             try:
                 if request.method not in methods:
                     raise MatrixError(405, "M_UNRECOGNIZED", f"Method {request.method} not allowed here")
-                admin = actions.access_admin(_token(request))
+                admin = actions.access_admin(extract_access_token(request))
                 # Matched on the raw path (as Tribune does): decode %40 and %3A of user IDs here.
                 result = view(request, admin, **{k: unquote(v, errors="strict") for k, v in kwargs.items()})
             except UnicodeDecodeError:
