@@ -269,7 +269,8 @@ def create_local_event(
             origin_server_ts=origin_server_ts,
             redacts=redacts,
         )
-        if len(encode_canonical_json(event.pdu)) > MAX_PDU_BYTES:
+        canonical_json = encode_canonical_json(event.pdu)
+        if len(canonical_json) > MAX_PDU_BYTES:
             # Spec: "The complete event MUST NOT be larger than 65536 bytes". Whatever path
             # built the content (initial_state, profile propagation...), no peer would take it.
             raise EventTooLarge(f"the event would be larger than {MAX_PDU_BYTES} bytes")
@@ -292,6 +293,7 @@ def create_local_event(
             rejected_reason=None,
             soft_failed=False,
             becomes_current=True,
+            canonical_json=canonical_json,
         )
 
 
@@ -310,12 +312,18 @@ def _persist(
     soft_failed: bool,
     becomes_current: bool,
     outlier: bool = False,
+    canonical_json: bytes | None = None,
 ) -> PersistedEvent:
     """Write an event whose checks are done. Must run inside the room's write transaction.
 
     ``extremities`` are the room's forward extremities before this event;
-    ``replaced_extremities`` those among them that the event cites as prev events.
+    ``replaced_extremities`` those among them that the event cites as prev events;
+    ``canonical_json`` the PDU's encoding if the caller made it already (local events,
+    for the size check).
     """
+    stored_json = (
+        canonical_json if canonical_json is not None else encode_canonical_json(event.pdu)
+    ).decode()
     is_state = event.is_state() and rejected_reason is None
     auth_chain = _auth_chain_for(event, list(auth_nids.values())) if event.is_state() else None
     nid = event_store.allocate_event_nid()
@@ -337,7 +345,7 @@ def _persist(
             state_group_before=state_group_before,
             state_group=None if outlier else state_group_after,
             auth_chain=auth_chain,
-            canonical_json=encode_canonical_json(event.pdu).decode(),
+            canonical_json=stored_json,
             assign_stream_ordering=assign_stream_ordering,
         )
 
