@@ -261,7 +261,7 @@ def do_push_user(*, user_id: str) -> int:
 
 
 def _notifying_events(
-    user_id: str, since: int, upto: int
+    user_id: str, since: int, upto: int, ignored: frozenset[str]
 ) -> tuple[list[tuple[StoredEvent, rules.PushResult]], list[sync_store.MembershipInfo]]:
     """The events in ``(since, upto]`` that notify the user, oldest first, and their joined rooms."""
     memberships = sync_store.get_user_memberships(user_id)
@@ -274,7 +274,6 @@ def _notifying_events(
         candidates += event_store.get_events_by_nids([m.event_nid for m in invites]).values()
     if not candidates:
         return [], joined
-    ignored = get_ignored_users(user_id=user_id)
     ruleset = get_ruleset(user_id=user_id)
     contexts = load_room_contexts(user_id=user_id, room_nids=sorted({e.room_nid for e in candidates}))
     found = []
@@ -291,7 +290,8 @@ def _notifying_events(
 
 def _push(user_id: str, pushers: Sequence[store.PusherRow], upto: int) -> int:
     since = min(p.last_stream_ordering for p in pushers)
-    found, joined = _notifying_events(user_id, since, upto)
+    ignored = get_ignored_users(user_id=user_id)
+    found, joined = _notifying_events(user_id, since, upto, ignored)
     badge = 0
     if found:
         counts = get_unread_counts(
@@ -300,7 +300,7 @@ def _push(user_id: str, pushers: Sequence[store.PusherRow], upto: int) -> int:
                 RoomRef(room_nid=m.room_nid, room_id=m.room_id, joined_at=m.stream_ordering) for m in joined
             ],
             upto=upto,
-            ignored_users=get_ignored_users(user_id=user_id),
+            ignored_users=ignored,
         )
         # Synapse's default: the badge counts rooms with unread notifications.
         badge = sum(1 for c in counts.values() if c.notification_count > 0)
