@@ -23,7 +23,8 @@ from dagcore.actions.directory import room_summary_chunk
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint, count_param
 from dagcore.store import directory as directory_store
-from dagcore.store import spaces as space_store
+from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
 from dagcore.store import sync as sync_store
 
 DEFAULT_LIMIT = 50
@@ -122,7 +123,7 @@ def get_space_hierarchy(
 
     memberships = {m.room_id: m.membership for m in sync_store.get_user_memberships(user_id)}
     joined_rooms = {r for r, m in memberships.items() if m == "join"}
-    root_nid = space_store.get_room_nids([room_id]).get(room_id)
+    root_nid = room_store.get_room_nids([room_id]).get(room_id)
     if root_nid is None:
         raise MatrixError(403, "M_FORBIDDEN", "You may not view this room")
 
@@ -135,7 +136,7 @@ def get_space_hierarchy(
         nids = [nid for _, nid, _ in level]
         summaries = directory_store.get_room_summaries(nids)
         counts = sync_store.get_membership_counts(nids)
-        children = space_store.get_space_children(nids)
+        children = state_store.get_current_state_pdus(nids, types=["m.space.child"])
         next_level: list[tuple[str, int]] = []
         for rid, nid, depth in level:
             state = summaries.get(nid, {})
@@ -153,7 +154,7 @@ def get_space_hierarchy(
                     if child not in seen:
                         seen.add(child)
                         next_level.append((child, depth + 1))
-        known = space_store.get_room_nids(c for c, _ in next_level)
+        known = room_store.get_room_nids(c for c, _ in next_level)
         queue.extend((c, known[c], d) for c, d in next_level if c in known)
     page = walked[offset : offset + size]
     more = offset + size < len(walked)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +10,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
 from dagcore.clock import now_ms
-from dagcore.models import ContentReport, CurrentStateEvent, Room, RoomAlias
-from dagcore.protocol.redaction import redact_pdu
-from dagcore.protocol.room_versions import get_room_version
+from dagcore.models import ContentReport, Room, RoomAlias
+from dagcore.store.state import get_current_state_pdus
 
 #: State that describes a room in the public directory (spec: "PublishedRoomsChunk").
 SUMMARY_STATE_TYPES = (
@@ -84,19 +82,12 @@ def get_published_rooms() -> list[PublishedRoom]:
 
 def get_room_summaries(room_nids: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
     """``room nid -> event type -> content`` of the summary state of many rooms: one query."""
-    nids = list(set(room_nids))
-    out: dict[int, dict[str, dict[str, Any]]] = {n: {} for n in nids}
-    if not nids:
-        return out
-    rows = CurrentStateEvent.objects.filter(
-        room_id__in=nids, type__in=SUMMARY_STATE_TYPES, state_key=""
-    ).values_list("room_id", "type", "event__json", "event__redacted_by", "room__room_version")
-    for room_nid, etype, raw, redacted_by, version in rows:
-        pdu = json.loads(raw)
-        if redacted_by is not None:
-            pdu = redact_pdu(pdu, get_room_version(version, require_supported=False))
-        content = pdu.get("content")
-        out[room_nid][etype] = content if isinstance(content, dict) else {}
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for room_nid, pdus in get_current_state_pdus(room_nids, types=SUMMARY_STATE_TYPES, state_key="").items():
+        out[room_nid] = {}
+        for pdu in pdus:
+            content = pdu.get("content")
+            out[room_nid][pdu["type"]] = content if isinstance(content, dict) else {}
     return out
 
 

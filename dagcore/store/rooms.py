@@ -124,3 +124,11 @@ def is_room_forgotten(room: Room, user_id: str) -> bool:
         return False
     membership = get_membership(room, user_id)
     return membership is None or membership.stream_ordering <= row
+
+
+def get_room_nids(room_ids: Iterable[str]) -> dict[str, int]:
+    """``room ID -> room nid`` of the rooms this server knows (one query)."""
+    ids = list(set(room_ids))
+    if not ids:
+        return {}
+    return dict(Room.objects.filter(room_id__in=ids).values_list("room_id", "id"))

@@ -20,6 +20,8 @@ from django.db.models import Q, QuerySet
 
 from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, StateGroup, StateGroupEntry
 from dagcore.protocol.events import Event, StateKey
+from dagcore.protocol.redaction import redact_pdu
+from dagcore.protocol.room_versions import get_room_version
 
 MAX_STATE_CHAIN = 100
 
@@ -209,8 +211,6 @@ def get_current_state_ids(room: Room, keys: Iterable[StateKey] | None = None) ->
 
 def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None) -> dict[StateKey, Event]:
     """Current state as protocol events: one query (join with the events table)."""
-    from dagcore.protocol.room_versions import get_room_version
-
     qs = _current_state_rows(room, keys)
     if qs is None:
         return {}
@@ -221,10 +221,30 @@ def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None)
     return out
 
 
+def get_current_state_pdus(
+    room_nids: Iterable[int], *, types: Iterable[str], state_key: str | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Per room, its current state events of ``types`` (only ``state_key`` if given) as PDUs,
+    redacted ones in their redacted form: one query for any number of rooms."""
+    nids = list(set(room_nids))
+    out: dict[int, list[dict[str, Any]]] = {n: [] for n in nids}
+    if not nids:
+        return out
+    rows = CurrentStateEvent.objects.filter(room_id__in=nids, type__in=list(types))
+    if state_key is not None:
+        rows = rows.filter(state_key=state_key)
+    for room_nid, raw, redacted_by, version in rows.values_list(
+        "room_id", "event__json", "event__redacted_by", "room__room_version"
+    ):
+        pdu = json.loads(raw)
+        if redacted_by is not None:
+            pdu = redact_pdu(pdu, get_room_version(version, require_supported=False))
+        out[room_nid].append(pdu)
+    return out
+
+
 def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[StateKey, tuple[int, Event]]:
     """``key -> (nid, event)`` for some keys of the current state: one raw query (hot path)."""
-    from dagcore.protocol.room_versions import get_room_version
-
     wanted = list(keys)
     if not wanted:
         return {}
