@@ -21,8 +21,15 @@ import sys
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.abspath(os.environ.get("DAGMA_VENV", os.path.join(ROOT, ".venv")))
+#: What production runs; the test command also installs the dev tools (pytest, ruff, mypy...).
 REQUIREMENTS = os.path.join(ROOT, "requirements.txt")
+DEV_REQUIREMENTS = os.path.join(ROOT, "requirements-dev.txt")
 STAMP = os.path.join(VENV, ".dagma-requirements.sha256")
+
+
+def _wanted_requirements() -> str:
+    """``runtests`` needs the dev tools; every other command only what production runs."""
+    return DEV_REQUIREMENTS if sys.argv[1:2] == ["runtests"] else REQUIREMENTS
 
 
 def _log(msg: str) -> None:
@@ -30,9 +37,12 @@ def _log(msg: str) -> None:
     sys.stderr.flush()
 
 
-def _requirements_digest() -> str:
-    with open(REQUIREMENTS, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+def _requirements_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    for name in sorted({path, REQUIREMENTS}):
+        with open(name, "rb") as fh:
+            digest.update(fh.read())
+    return f"{os.path.basename(path)} {digest.hexdigest()}"
 
 
 def _venv_python() -> str:
@@ -60,10 +70,15 @@ def _bootstrap() -> None:
     if os.environ.get("DAGMA_NO_BOOTSTRAP"):
         return
     in_venv = os.path.realpath(sys.prefix) == os.path.realpath(VENV)
-    digest = _requirements_digest()
+    wanted = _wanted_requirements()
+    digest = _requirements_digest(wanted)
     try:
         with open(STAMP) as fh:
-            up_to_date = fh.read().strip() == digest
+            installed = fh.read().splitlines()
+        # Installing the dev file installs production's too: it covers either command.
+        up_to_date = digest in installed or (
+            wanted == REQUIREMENTS and _requirements_digest(DEV_REQUIREMENTS) in installed
+        )
     except OSError:
         up_to_date = False
     if in_venv and up_to_date:
@@ -73,7 +88,7 @@ def _bootstrap() -> None:
         _log(f"creating virtualenv in {VENV}")
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
     if not up_to_date:
-        _log("installing requirements.txt (first run or requirements changed)")
+        _log(f"installing {os.path.basename(wanted)} (first run or requirements changed)")
         subprocess.run(
             [
                 _venv_python(),
@@ -83,12 +98,12 @@ def _bootstrap() -> None:
                 "--quiet",
                 "--disable-pip-version-check",
                 "-r",
-                REQUIREMENTS,
+                wanted,
             ],
             check=True,
         )
         with open(STAMP, "w") as fh:
-            fh.write(digest)
+            fh.write(digest + "\n")
     if not in_venv:
         os.execv(_venv_python(), [_venv_python(), os.path.abspath(__file__), *sys.argv[1:]])
 
