@@ -5,7 +5,7 @@
     DAGMA_NO_BOOTSTRAP=1 .venv/bin/python bench/persist_bench.py [--members 10000] [--history 1000 100000]
 
 Uses a fresh PostgreSQL database (``dagma_bench``) and the real pipeline
-(``create_local_event``, ``persist_received_event``): members join as remote
+(``send_local_event``, ``persist_received_event``): members join as remote
 users (each join is a full state event through the pipeline); history is
 grown with ordinary local messages. Prints per-event timings (median, p95)
 and the ratio between the two history sizes; the budget is 10 ms per event.
@@ -112,9 +112,9 @@ def grow_history(room_id: str, target: int) -> None:
 def send(room_id: str, body: str) -> None:
     from django.conf import settings
 
-    from dagcore.actions.persist_event import create_local_event
+    from dagcore.actions.persist_event import send_local_event
 
-    create_local_event(
+    send_local_event(
         room_id=room_id,
         sender=f"@alice:{settings.SERVER_NAME}",
         event_type="m.room.message",

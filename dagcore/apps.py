@@ -6,3 +6,13 @@ class DagcoreConfig(AppConfig):
     label = "dagcore"
     verbose_name = "Dagma core storage"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The subscribers of the event pipeline's after-commit seam that every process
+        # which persists events needs, whatever it serves (DESIGN.md §3 step 5). Imported
+        # here, not at module level: app modules load before the models they use exist.
+        from dagcore import events_persisted, notifier
+        from dagcore.actions import pushers
+
+        events_persisted.subscribe("sync", notifier.on_events_persisted)
+        events_persisted.subscribe("push", pushers.on_events_persisted)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from dagcore.events_persisted import EventsPersisted
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,3 +55,24 @@ def _dispatch(change: Change) -> None:
 def notify(change: Change) -> None:
     """Deliver ``change`` to listeners once the current transaction commits."""
     transaction.on_commit(lambda: _dispatch(change))
+
+
+def on_events_persisted(batch: EventsPersisted) -> None:
+    """The events stream's subscriber to the pipeline's seam (already after commit): wake /sync.
+
+    A membership event also names its target, whose room list just changed (an invite or
+    a join must reach a user who is not yet among the room's members).
+    """
+    for info in batch.events:
+        users: tuple[str, ...] = ()
+        if info.type == "m.room.member" and info.state_key is not None:
+            users = (info.state_key,)
+        _dispatch(
+            Change(
+                stream="events",
+                position=info.stream_ordering,
+                room_id=batch.room_id,
+                user_ids=users,
+                extra={"event_id": info.event_id, "type": info.type},
+            )
+        )

@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
+
+from dagcore.tasks.dispatch import use_broker
+from dagcore.tasks.schedule import BEAT_SCHEDULE
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.worker")
 
@@ -19,27 +23,23 @@ app = Celery("dagma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["dagcore.tasks", "embassy", "politburo"], related_name="tasks")
 
-#: Periodic jobs: name -> (task name, every N seconds).
-BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
-    "expire-uia-sessions": ("dagcore.tasks.maintenance.expire_uia_sessions", 3600.0),
-    "censor-redactions": ("dagcore.tasks.maintenance.censor_redactions", 600.0),
-    "expire-client-txns": ("dagcore.tasks.maintenance.expire_client_txns", 3600.0),
-    "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
-    "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
-    "push-all": ("dagcore.tasks.push.push_all", 30.0),
-}
-
 app.conf.beat_schedule = {
     name: {"task": task, "schedule": every} for name, (task, every) in BEAT_SCHEDULE.items()
 }
 
-# dagcore's task modules are named by area, which ``autodiscover_tasks`` (it looks for
-# ``<package>.tasks``) does not find: import them so workers and the in-process runner know them.
-from celery.signals import worker_process_init  # noqa: E402
+# dagcore's task modules are named by area, not ``<package>.tasks``: named one by one. Loaded
+# lazily like the others, once Django is set up (they import the actions, which import models).
+app.autodiscover_tasks(
+    ["dagcore.tasks.maintenance", "dagcore.tasks.media", "dagcore.tasks.push"], related_name=None
+)
 
-import dagcore.tasks.maintenance  # noqa: E402
-import dagcore.tasks.media  # noqa: E402
-import dagcore.tasks.push  # noqa: E402, F401
+
+def _send(name: str, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+    # By name: the routes in settings (CELERY_TASK_ROUTES) pick the queue.
+    app.send_task(name, args=args, kwargs=kwargs)
+
+
+use_broker(_send)
 
 
 @worker_process_init.connect

@@ -11,12 +11,13 @@ logger = logging.getLogger("dagma")
 
 _started = False
 
-#: Per-role hooks: each interface registers its notifier listeners etc. here.
+#: Per-role hooks: each interface registers its notifier listeners etc. here. Every module
+#: listed must exist and start: a hook that fails stops the process, loudly.
 ROLE_HOOKS = {
     "tribune": ["tribune.apps_hooks"],
-    "embassy": ["dagcore.broadcast", "embassy.apps_hooks"],
+    "embassy": ["dagcore.broadcast"],
     "politburo": ["dagcore.broadcast"],
-    "all": ["tribune.apps_hooks", "embassy.apps_hooks"],
+    "all": ["tribune.apps_hooks"],
     "worker": ["dagcore.broadcast"],
 }
 
@@ -26,13 +27,11 @@ def on_process_start() -> None:
     if _started:
         return
     _started = True
+    if settings.CELERY_BROKER_URL:
+        # Loading the Celery app registers the broker as the destination of queued tasks
+        # (dagcore.tasks.dispatch); without it they would go to Celery's default app.
+        importlib.import_module("dagma_project.celery")
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
-    for module in ROLE_HOOKS.get(role, []):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.on_start()
+    for module in ROLE_HOOKS[role]:
+        importlib.import_module(module).on_start()
     logger.info("dagma %s process started for %s", role, settings.SERVER_NAME)

@@ -18,6 +18,14 @@ def _server_signing_key() -> None:
         path.write_text(signing.write_signing_keys([signing.generate_signing_key()]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _celery_app() -> None:
+    """As in a server process (``dagma_project.startup``): with a broker configured, queued
+    tasks go to it through the project's Celery app, which registers itself when loaded."""
+    if settings.CELERY_BROKER_URL:
+        import dagma_project.celery  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> None:
     """In-process caches are keyed by database IDs, which a rolled-back test may hand out

@@ -88,3 +88,12 @@ def test_each_server_answers_only_its_own_routes_and_stops_on_sigterm(three_serv
         proc.send_signal(signal.SIGTERM)
     for proc in procs.values():
         assert proc.wait(timeout=20) == 0
+
+
+def test_a_start_up_hook_that_cannot_load_stops_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagma_project import startup
+
+    monkeypatch.setattr(startup, "_started", False)
+    monkeypatch.setitem(startup.ROLE_HOOKS, "all", ["tribune.no_such_hooks"])
+    with pytest.raises(ModuleNotFoundError):
+        startup.on_process_start()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from dagcore.actions.persist_event import send_local_event
 from dagcore.clock import duration_ms, now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.models import Device, User
@@ -24,6 +25,7 @@ from dagcore.passwords import check_password, hash_password, needs_rehash
 from dagcore.protocol.identifiers import MAX_IDENTIFIER_BYTES, is_valid_new_localpart, parse_user_id
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
+from dagcore.store import rooms as room_store
 
 logger = logging.getLogger(__name__)
 
@@ -437,17 +439,14 @@ def do_leave_all_rooms(*, user_id: str) -> list[str]:
 
     A room where the leave is refused (e.g. the user is banned there meanwhile) is skipped.
     """
-    from dagcore.actions.persist_event import EventRejected, RoomNotFound, create_local_event
-    from dagcore.store import rooms as room_store
-
     left: list[str] = []
     for room_id in room_store.get_rooms_for_user(user_id, memberships=("join", "invite", "knock")):
         try:
-            create_local_event(
+            send_local_event(
                 room_id=room_id, sender=user_id, event_type="m.room.member", content={"membership": "leave"},
                 state_key=user_id,
             )  # fmt: skip
-        except (EventRejected, RoomNotFound) as exc:
+        except MatrixError as exc:
             logger.warning("could not leave %s for %s: %s", room_id, user_id, exc)
             continue
         left.append(room_id)

@@ -12,23 +12,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-
-from dagcore.actions.persist_event import (
-    EventRejected,
-    EventTooLarge,
-    PersistedEvent,
-    _persist,
-    build_local_pdu,
-    create_local_event,
-)
+from dagcore.actions.persist_event import PersistedEvent, create_room_with_create_event, send_local_event
 from dagcore.actions.send_event import check_content_size
-from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
-from dagcore.protocol.auth_rules import AuthError, check_event_auth
 from dagcore.protocol.canonical_json import JsonError, check_event_values
-from dagcore.protocol.hashing import compute_room_id_v12
 from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_user_id
 from dagcore.protocol.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
 from dagcore.server_keys import get_server_name
@@ -116,46 +104,9 @@ def _persist_create_event(spec: RoomSpec, room_version: RoomVersion) -> str:
         content.pop("creator", None)
     else:
         content["creator"] = spec.creator
-    server_name = get_server_name()
-    if room_version.room_id_is_create_event_hash:
-        room_id = None
-    else:
-        import secrets
-
-        room_id = f"!{secrets.token_urlsafe(18)}:{server_name}"
-    event = build_local_pdu(
-        room_version=room_version,
-        room_id=room_id,
-        sender=spec.creator,
-        event_type="m.room.create",
-        content=content,
-        state_key="",
-        prev_event_ids=[],
-        auth_events=[],
-        depth=1,
+    room_id, _ = create_room_with_create_event(
+        room_version=room_version, sender=spec.creator, content=content
     )
-    if room_id is None:
-        room_id = compute_room_id_v12(event.pdu)
-    try:
-        check_event_auth(event, {})
-    except AuthError as exc:
-        raise EventRejected(str(exc)) from None
-    with transaction.atomic():
-        room = room_store.insert_room(
-            room_id=room_id, room_version=room_version.identifier, creator=spec.creator, created_ts=now_ms()
-        )
-        room_store.lock_room_for_writing(room_id)
-        _persist(
-            room=room,
-            event=event,
-            state_group_before=None,
-            auth_nids={},
-            extremities=[],
-            replaced_extremities=[],
-            rejected_reason=None,
-            soft_failed=False,
-            becomes_current=True,
-        )
     return room_id
 
 
@@ -173,7 +124,7 @@ def create_room(
 
     def send(event_type: str, state_key: str, content: dict[str, Any]) -> None:
         sent.append(
-            create_local_event(
+            send_local_event(
                 room_id=room_id,
                 sender=spec.creator,
                 event_type=event_type,
@@ -385,12 +336,7 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
         is_direct=is_direct,
         creator_member_content=profile,
     )
-    try:
-        room_id, _ = create_room(spec, before_alias=_alias_reserver(alias, user.user_id))
-    except EventTooLarge as exc:
-        raise MatrixError(413, "M_TOO_LARGE", exc.reason) from None
-    except EventRejected as exc:
-        raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
+    room_id, _ = create_room(spec, before_alias=_alias_reserver(alias, user.user_id))
     if visibility == "public":
         room = room_store.get_room(room_id)
         if room is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dagcore.actions.send_event import send_local_event
+from dagcore.actions.persist_event import send_local_event
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.models import Room, User

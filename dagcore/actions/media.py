@@ -40,6 +40,7 @@ from dagcore.models import LocalMedia, MediaThumbnail
 from dagcore.protocol.identifiers import is_valid_server_name
 from dagcore.server_keys import get_server_name
 from dagcore.store import media as media_store
+from dagcore.tasks.dispatch import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +169,8 @@ def _queue_thumbnails(media: LocalMedia) -> None:
         return
     if media.width is None or media.quarantined:
         return  # not a decodable image (or too large): nothing to pre-generate
-    from dagcore.tasks.dispatch import enqueue
-    from dagcore.tasks.media import generate_thumbnails
-
     try:
-        enqueue(generate_thumbnails, media.media_id)
+        enqueue("dagcore.tasks.media.generate_thumbnails", media.media_id)
     except Exception:  # a broker hiccup must not fail the upload: thumbnails are also made on demand
         logger.exception("could not queue thumbnails for %s", media.media_id)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dagcore.actions.directory import resolve_local_alias
-from dagcore.actions.send_event import send_local_event
+from dagcore.actions.persist_event import send_local_event
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level

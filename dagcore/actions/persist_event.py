@@ -1,7 +1,9 @@
 """The event pipeline: one persistence path for local sends and federation (DESIGN.md §3).
 
-``create_local_event`` builds an event on top of the room's forward extremities
-and persists it; ``persist_received_event`` takes an event from another server
+``send_local_event`` is the one way a local event enters a room: it builds the
+event on top of the room's forward extremities, checks it and persists it
+(``create_room_with_create_event`` starts a room); ``persist_received_event``
+takes an event from another server
 whose prev/auth events are already known (the Embassy fills gaps first) and
 runs the spec's receipt checks before persisting it:
 
@@ -11,23 +13,27 @@ runs the spec's receipt checks before persisting it:
       6. auth against the room's current state          -> soft-fail
 
 Every write happens in one transaction serialised per room (PostgreSQL advisory
-lock), so any number of processes can write to one room safely.
+lock), so any number of processes can write to one room safely. After commit the
+pipeline announces what it persisted on one seam (``dagcore.events_persisted``)
+and knows none of its consumers (/sync, push, the federation outbox).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
-from dagcore.actions.pushers import nudge_pushers
+from dagcore.actions.redaction_rules import check_may_redact, do_apply_pending_redactions, do_apply_redaction
+from dagcore.actions.txns import ClientTxn, get_answered_event_id, record_answer
 from dagcore.clock import now_ms
+from dagcore.events_persisted import EventsPersisted, PersistedEventInfo, announce_persisted
+from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
-from dagcore.notifier import Change, notify
 from dagcore.protocol.auth_rules import (
     AuthError,
     auth_types_for_event,
@@ -36,7 +42,13 @@ from dagcore.protocol.auth_rules import (
 )
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.events import Event, StateKey
-from dagcore.protocol.hashing import add_content_hash, compute_event_id, compute_reference_hash, encode_base64
+from dagcore.protocol.hashing import (
+    add_content_hash,
+    compute_event_id,
+    compute_reference_hash,
+    compute_room_id_v12,
+    encode_base64,
+)
 from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
 from dagcore.protocol.room_versions import EventFormat, RoomVersion, get_room_version
 from dagcore.protocol.signing import sign_event
@@ -138,21 +150,6 @@ def _auth_chain_for(event: Event, auth_nids: list[int]) -> list[int]:
     return sorted(chain)
 
 
-def _wake(room: Room, event: Event, stream_ordering: int) -> None:
-    users: tuple[str, ...] = ()
-    if event.type == "m.room.member" and event.state_key is not None:
-        users = (event.state_key,)
-    notify(
-        Change(
-            stream="events",
-            position=stream_ordering,
-            room_id=room.room_id,
-            user_ids=users,
-            extra={"event_id": event.event_id, "type": event.type},
-        )
-    )
-
-
 # --------------------------------------------------------------------------- local events
 
 
@@ -213,7 +210,7 @@ def build_local_pdu(
     return Event(pdu, room_version, event_id)
 
 
-def create_local_event(
+def send_local_event(
     *,
     room_id: str,
     sender: str,
@@ -222,20 +219,69 @@ def create_local_event(
     state_key: str | None = None,
     redacts: str | None = None,
     origin_server_ts: int | None = None,
-    on_accepted: Callable[[Event], None] | None = None,
+    txn: ClientTxn | None = None,
 ) -> PersistedEvent:
-    """Build an event on the room's current forward extremities, check it and persist it.
+    """The one way a local event enters an existing room: build it on the room's forward
+    extremities, check it, persist it. Every caller (clients' sends, membership, profile
+    updates, room creation and upgrades) gets the same checks and the same errors:
 
-    Raises ``RoomNotFound`` or ``EventRejected`` (nothing stored) — callers map
-    them to M_NOT_FOUND / M_FORBIDDEN. ``on_accepted(event)`` runs in the event's
-    transaction once it passed its checks, before it is written (e.g. recording the
-    client's transaction ID in the same commit); whatever it raises rolls everything back.
+    - 403 ``M_FORBIDDEN`` "not a member" for a room we do not have (as for one the
+      sender is not in: room IDs cannot be probed);
+    - 403 ``M_FORBIDDEN`` with the auth rule's reason when the rules refuse the event;
+    - 413 ``M_TOO_LARGE`` when the built PDU is over the spec's size limit;
+    - for a redaction, what ``redaction_rules.check_may_redact`` refuses (404 / 403).
+
+    Nothing is stored when it raises. ``txn``: the client transaction that asked for the
+    event, looked up and recorded under the room's write lock in the event's own commit,
+    so a retry (even one racing the first attempt) answers the first attempt's event.
     """
+    try:
+        return _persist_local_event(
+            room_id=room_id,
+            sender=sender,
+            event_type=event_type,
+            content=content,
+            state_key=state_key,
+            redacts=redacts,
+            origin_server_ts=origin_server_ts,
+            txn=txn,
+        )
+    except RoomNotFound:
+        raise not_in_room() from None
+    except EventTooLarge as exc:
+        raise MatrixError(413, "M_TOO_LARGE", exc.reason) from None
+    except EventRejected as exc:
+        raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
+
+
+def _persist_local_event(
+    *,
+    room_id: str,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None,
+    redacts: str | None,
+    origin_server_ts: int | None,
+    txn: ClientTxn | None,
+) -> PersistedEvent:
     with transaction.atomic():
         room_store.lock_room_for_writing(room_id)
         room = room_store.get_room_for_update(room_id)
         if room is None:
             raise RoomNotFound(room_id)
+        if txn is not None:
+            answered = get_answered_event_id(txn)
+            if answered is not None:
+                # A concurrent attempt of the same transaction committed while we waited
+                # for the lock: its event is the answer (spec: "Transaction identifiers").
+                return _stored_as_persisted(answered)
+        if event_type == "m.room.redaction":
+            # Every local redaction, whichever endpoint built it (/redact, /send, even /state):
+            # the auth rules alone would let any member's redaction apply to a same-server target.
+            target = redacts if redacts is not None else content.get("redacts")
+            if isinstance(target, str):
+                check_may_redact(user_id=sender, room=room, event_id=target)
         room_version = get_room_version(room.room_version, require_supported=False)
         extremities = event_store.get_forward_extremities(room)
         if not extremities:
@@ -281,8 +327,8 @@ def create_local_event(
             check_event_auth(event, state_for_auth)
         except AuthError as exc:
             raise EventRejected(str(exc)) from None
-        if on_accepted is not None:
-            on_accepted(event)
+        if txn is not None:
+            record_answer(txn, event_id=event.event_id)
         return _persist(
             room=room,
             event=event,
@@ -293,8 +339,76 @@ def create_local_event(
             rejected_reason=None,
             soft_failed=False,
             becomes_current=True,
+            local=True,
             canonical_json=canonical_json,
         )
+
+
+def _stored_as_persisted(event_id: str) -> PersistedEvent:
+    stored = event_store.get_event_by_id(event_id)
+    if stored is None:  # the answer's event was purged since: the spec lets us forget the transaction
+        raise MatrixError(409, "M_UNKNOWN", "This transaction's event no longer exists; use a new ID")
+    return PersistedEvent(
+        event=stored.event,
+        nid=stored.nid,
+        stream_ordering=stored.stream_ordering,
+        rejected_reason=stored.rejected_reason,
+        soft_failed=stored.soft_failed,
+    )
+
+
+def create_room_with_create_event(
+    *,
+    room_version: RoomVersion,
+    sender: str,
+    content: dict[str, Any],
+    origin_server_ts: int | None = None,
+) -> tuple[str, PersistedEvent]:
+    """Start a room: its ``m.room.create`` event and the room row, in one transaction.
+
+    The room ID is random before v12 and the create event's reference hash from v12
+    (spec: rooms/v12). Raises 403 ``M_FORBIDDEN`` if the auth rules refuse the event.
+    """
+    server_name = get_server_name()
+    room_id = (
+        None if room_version.room_id_is_create_event_hash else f"!{secrets.token_urlsafe(18)}:{server_name}"
+    )
+    event = build_local_pdu(
+        room_version=room_version,
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.create",
+        content=content,
+        state_key="",
+        prev_event_ids=[],
+        auth_events=[],
+        depth=1,
+        origin_server_ts=origin_server_ts,
+    )
+    if room_id is None:
+        room_id = compute_room_id_v12(event.pdu)
+    try:
+        check_event_auth(event, {})
+    except AuthError as exc:
+        raise MatrixError(403, "M_FORBIDDEN", str(exc)) from None
+    with transaction.atomic():
+        room = room_store.insert_room(
+            room_id=room_id, room_version=room_version.identifier, creator=sender, created_ts=now_ms()
+        )
+        room_store.lock_room_for_writing(room_id)
+        persisted = _persist(
+            room=room,
+            event=event,
+            state_group_before=None,
+            auth_nids={},
+            extremities=[],
+            replaced_extremities=[],
+            rejected_reason=None,
+            soft_failed=False,
+            becomes_current=True,
+            local=True,
+        )
+    return room_id, persisted
 
 
 # --------------------------------------------------------------------------- persistence
@@ -311,6 +425,7 @@ def _persist(
     rejected_reason: str | None,
     soft_failed: bool,
     becomes_current: bool,
+    local: bool,
     outlier: bool = False,
     canonical_json: bytes | None = None,
 ) -> PersistedEvent:
@@ -361,10 +476,10 @@ def _persist(
         )
 
     if event.type == "m.room.redaction":
-        # Imported here: the redaction actions send events through this module.
-        from dagcore.actions.redact import do_apply_redaction
-
         do_apply_redaction(room=room, redaction=event, state_group_before=state_group_before)
+    if not local:
+        # A redaction can arrive over federation before its target: it applies now.
+        do_apply_pending_redactions(room=room, event=event)
 
     memberships_changed = False
     if becomes_current and not soft_failed:
@@ -393,8 +508,22 @@ def _persist(
         if memberships_changed:
             # Membership rows carry the stream position at which they changed.
             state_store.settle_pending_memberships(room, stream_ordering)
-        _wake(room, event, stream_ordering)
-        nudge_pushers(room.pk)
+        announce_persisted(
+            EventsPersisted(
+                room_id=room.room_id,
+                room_nid=room.pk,
+                events=(
+                    PersistedEventInfo(
+                        event_id=event.event_id,
+                        type=event.type,
+                        state_key=event.state_key,
+                        sender=event.sender,
+                        stream_ordering=stream_ordering,
+                    ),
+                ),
+                local=local,
+            )
+        )
     return PersistedEvent(
         event=event,
         nid=nid,
@@ -511,6 +640,7 @@ def persist_received_event(
                 rejected_reason=rejected_reason,
                 soft_failed=False,
                 becomes_current=False,
+                local=False,
                 outlier=True,
             )
 
@@ -550,6 +680,7 @@ def persist_received_event(
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
             becomes_current=not _has_known_children(event),
+            local=False,
         )
 
 

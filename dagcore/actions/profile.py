@@ -12,6 +12,7 @@ import logging
 import re
 from typing import Any
 
+from dagcore.actions.persist_event import send_local_event
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
 from dagcore.protocol.identifiers import is_valid_server_name
@@ -89,8 +90,6 @@ def do_set_profile_field(*, user: User, field: str, value: str | None) -> list[s
 
 def do_propagate_profile(*, user: User) -> list[str]:
     """Send a new join event with the current profile into each joined room where it differs."""
-    from dagcore.actions.persist_event import EventRejected, RoomNotFound, create_local_event
-
     updated: list[str] = []
     for room_id, old in directory_store.get_joined_member_contents(user.user_id):
         content = {k: v for k, v in old.items() if k not in _NOT_CARRIED_OVER}
@@ -104,11 +103,11 @@ def do_propagate_profile(*, user: User) -> list[str]:
         if content == {k: v for k, v in old.items() if k not in _NOT_CARRIED_OVER}:
             continue
         try:
-            create_local_event(
+            send_local_event(
                 room_id=room_id, sender=user.user_id, event_type="m.room.member", content=content,
                 state_key=user.user_id,
             )  # fmt: skip
-        except (EventRejected, RoomNotFound) as exc:
+        except MatrixError as exc:
             # The profile itself is saved; one room refusing the update must not undo it.
             logger.warning("profile update of %s refused in %s: %s", user.user_id, room_id, exc)
             continue

@@ -29,6 +29,7 @@ from django.db import transaction
 from dagcore.actions.account_data import get_ignored_users
 from dagcore.actions.push_rules import RoomRef, get_ruleset, get_unread_counts, load_room_contexts
 from dagcore.clock import now_ms
+from dagcore.events_persisted import EventsPersisted
 from dagcore.http.errors import MatrixError
 from dagcore.net.outbound import OutboundError, check_http_url, post_json
 from dagcore.net.ssrf import IpPolicy
@@ -39,6 +40,7 @@ from dagcore.store import pushers as store
 from dagcore.store import streams as stream_store
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
+from dagcore.tasks.dispatch import enqueue
 
 logger = logging.getLogger("dagma.push")
 
@@ -200,21 +202,15 @@ class _Flag:
 _pushers_exist = _Flag(ttl=10.0)
 
 
-def nudge_pushers(room_nid: int) -> None:
-    """After the current transaction commits, push a new event of this room (if anyone has pushers).
+def on_events_persisted(batch: EventsPersisted) -> None:
+    """The pipeline's seam (after commit): push the room's new events, if anyone has pushers.
 
     A server where nobody registered a pusher pays one cached check, no task. A pusher
     registered through another process is seen within the flag's TTL; the beat
-    schedule covers anything a lost nudge leaves behind.
+    schedule covers anything a lost nudge leaves behind (positions live per pusher).
     """
-    from dagcore.tasks.dispatch import enqueue
-    from dagcore.tasks.push import push_room
-
-    def after_commit() -> None:
-        if _pushers_exist.get():
-            enqueue(push_room, room_nid)
-
-    transaction.on_commit(after_commit)
+    if _pushers_exist.get():
+        enqueue("dagcore.tasks.push.push_room", batch.room_nid)
 
 
 # --------------------------------------------------------------------------- delivery

@@ -2,28 +2,20 @@
 
 Spec: https://spec.matrix.org/v1.19/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid
 and ``PUT /rooms/{roomId}/state/{eventType}/{stateKey}``. Authorisation is the
-room's auth rules (``create_local_event``); a refusal is 403 M_FORBIDDEN with
+room's auth rules (``persist_event.send_local_event``); a refusal is 403 M_FORBIDDEN with
 the rule's reason.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
-from dagcore.actions.persist_event import (
-    EventRejected,
-    EventTooLarge,
-    PersistedEvent,
-    RoomNotFound,
-    create_local_event,
-)
-from dagcore.actions.txns import get_answered_event_id
+from dagcore.actions.persist_event import send_local_event
+from dagcore.actions.txns import ClientTxn, get_answered_event_id
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
-from dagcore.protocol.events import Event
 from dagcore.protocol.identifiers import is_valid_room_alias
 from dagcore.protocol.pdu_validation import MAX_PDU_BYTES
 from dagcore.protocol.room_versions import get_room_version
@@ -31,53 +23,11 @@ from dagcore.server_keys import get_server_name
 from dagcore.store import directory as directory_store
 from dagcore.store import rooms as room_store
 from dagcore.store import timeline
-from dagcore.store import txns as txn_store
 
 #: Room for what the server adds to the client's content (keys, hashes, signatures,
 #: prev/auth events): a request whose event could exceed the PDU limit is refused up front.
 PDU_OVERHEAD_BYTES = 2048
 MAX_ID_BYTES = 255
-
-
-def send_local_event(
-    *,
-    room_id: str,
-    sender: str,
-    event_type: str,
-    content: dict[str, Any],
-    state_key: str | None = None,
-    redacts: str | None = None,
-    on_accepted: Callable[[Event], None] | None = None,
-) -> PersistedEvent:
-    """``create_local_event`` with its refusals turned into Matrix errors (403 / 413)."""
-    if event_type == "m.room.redaction":
-        # Every local redaction, whichever endpoint built it (/redact, /send, even /state):
-        # the auth rules would let any member's redaction apply to a same-server target.
-        target = redacts if redacts is not None else content.get("redacts")
-        if isinstance(target, str):
-            room = room_store.get_room(room_id)
-            if room is None:
-                raise not_in_room()
-            # Imported here: the redaction actions send their events through this module.
-            from dagcore.actions.redact import check_may_redact
-
-            check_may_redact(user_id=sender, room=room, event_id=target)
-    try:
-        return create_local_event(
-            room_id=room_id,
-            sender=sender,
-            event_type=event_type,
-            content=content,
-            state_key=state_key,
-            redacts=redacts,
-            on_accepted=on_accepted,
-        )
-    except RoomNotFound:
-        raise not_in_room() from None
-    except EventTooLarge as exc:
-        raise MatrixError(413, "M_TOO_LARGE", exc.reason) from None
-    except EventRejected as exc:
-        raise MatrixError(403, "M_FORBIDDEN", exc.reason) from None
 
 
 def check_event_input(*, room_id: str, event_type: str, content: Any, state_key: str | None = None) -> None:
@@ -130,18 +80,11 @@ def check_content_size(*, event_type: str, state_key: str | None, content: dict[
         raise MatrixError(413, "M_TOO_LARGE", f"Events may be at most {MAX_PDU_BYTES} bytes")
 
 
-def check_send_event(
-    *,
-    user_id: str,
-    device_key: str,
-    room_id: str,
-    event_type: str,
-    content: Any,
-    txn_id: str,
-) -> str:
+def check_send_event(*, txn: ClientTxn, room_id: str, event_type: str, content: Any) -> str:
     """Send a message event; the same transaction (user, device, room, type, txnId) answers the same event ID."""
-    scope = f"send\x1f{room_id}\x1f{event_type}"
-    existing = get_answered_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    txn = txn.in_scope(f"send\x1f{room_id}\x1f{event_type}")
+    # Retries skip the room's write lock; one racing the first attempt is settled under it.
+    existing = get_answered_event_id(txn)
     if existing is not None:
         return existing
     check_event_input(room_id=room_id, event_type=event_type, content=content)
@@ -150,62 +93,11 @@ def check_send_event(
         value = content.get("redacts")
         if not isinstance(value, str):
             raise MatrixError(400, "M_BAD_JSON", "A redaction needs content.redacts (or use /redact)")
-        redacts = value  # checked by send_local_event, as every local redaction
-
-    return send_once(
-        user_id=user_id,
-        device_key=device_key,
-        scope=scope,
-        txn_id=txn_id,
-        send=lambda on_accepted: send_local_event(
-            room_id=room_id,
-            sender=user_id,
-            event_type=event_type,
-            content=content,
-            redacts=redacts,
-            on_accepted=on_accepted,
-        ),
+        redacts = value  # checked by the pipeline, as every local redaction
+    persisted = send_local_event(
+        room_id=room_id, sender=txn.user_id, event_type=event_type, content=content, redacts=redacts, txn=txn
     )
-
-
-def send_once(
-    *,
-    user_id: str,
-    device_key: str,
-    scope: str,
-    txn_id: str,
-    send: Callable[[Callable[[Event], None]], PersistedEvent],
-) -> str:
-    """Run ``send(on_accepted)`` so that one client transaction makes at most one event.
-
-    The transaction ID is recorded in the event's own database transaction (through
-    ``on_accepted``): one commit per send, and a concurrent request of the same
-    transaction (serialised by the room's write lock) cannot add a second event.
-    """
-
-    def record_txn(event: Event) -> None:
-        if not txn_store.record_txn(
-            user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id, event_id=event.event_id
-        ):
-            raise _TxnTaken
-
-    try:
-        return send(record_txn).event.event_id
-    except _TxnTaken:
-        # The concurrent request committed first and ours rolled back: a retry answers
-        # what the first request did (spec: "Transaction identifiers").
-        winner = txn_store.get_txn_event_id(
-            user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id
-        )
-        if winner is None:  # recorded, then expired in between: practically never
-            raise MatrixError(
-                409, "M_UNKNOWN", "A concurrent request used this transaction ID; retry"
-            ) from None
-        return winner
-
-
-class _TxnTaken(Exception):
-    """The transaction ID was recorded by a concurrent request (rolls ours back)."""
+    return persisted.event.event_id
 
 
 def _check_canonical_alias_content(room_id: str, content: dict[str, Any]) -> None:

@@ -1,15 +1,36 @@
 """Client transaction IDs (spec: client-server API "Transaction identifiers").
 
 The ID is opaque and chosen by the client; it is stored to answer retries, so its
-size is bounded (clients use short IDs such as ``m1234.5``).
+size is bounded (clients use short IDs such as ``m1234.5``). A transaction is
+scoped to the request that used it (``send`` to a room and event type, ``redact``
+to a room and target), and recorded in the same database transaction as the event
+it made: the event pipeline looks it up and records it under the room's write lock
+(``dagcore.actions.persist_event.send_local_event``), so a retry, even one racing the
+first attempt, answers the first attempt's event and never makes a second.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from dagcore.http.errors import MatrixError
 from dagcore.store import txns as txn_store
 
 MAX_TXN_ID_CHARS = 255
+
+
+@dataclass(frozen=True)
+class ClientTxn:
+    """One client transaction: whose, from which device (or token), its ID and scope."""
+
+    user_id: str
+    device_key: str
+    txn_id: str
+    #: What the ID was used for: the same ID may name one send and one redaction.
+    scope: str = ""
+
+    def in_scope(self, scope: str) -> ClientTxn:
+        return ClientTxn(user_id=self.user_id, device_key=self.device_key, txn_id=self.txn_id, scope=scope)
 
 
 def check_txn_id(txn_id: str) -> None:
@@ -19,7 +40,30 @@ def check_txn_id(txn_id: str) -> None:
         )
 
 
-def get_answered_event_id(*, user_id: str, device_key: str, scope: str, txn_id: str) -> str | None:
-    """The event a retried transaction already made (its answer again), after checking the ID."""
+def client_txn(*, user_id: str, device_id: str | None, token_id: int | None, txn_id: str) -> ClientTxn:
+    """The transaction of a request: scoped to its device, or to its access token when it has none."""
     check_txn_id(txn_id)
-    return txn_store.get_txn_event_id(user_id=user_id, device_key=device_key, scope=scope, txn_id=txn_id)
+    return ClientTxn(
+        user_id=user_id,
+        device_key=txn_store.device_key(device_id=device_id, token_id=token_id),
+        txn_id=txn_id,
+    )
+
+
+def get_answered_event_id(txn: ClientTxn) -> str | None:
+    """The event a retried transaction already made (its answer again)."""
+    return txn_store.get_txn_event_id(
+        user_id=txn.user_id, device_key=txn.device_key, scope=txn.scope, txn_id=txn.txn_id
+    )
+
+
+def record_answer(txn: ClientTxn, *, event_id: str) -> None:
+    """Record ``event_id`` as the transaction's answer, in the caller's (the event's) transaction.
+
+    The caller holds the room's write lock and found no answer under it, so the row
+    cannot exist: a conflict here is a bug, and rolls the event back with it.
+    """
+    if not txn_store.record_txn(
+        user_id=txn.user_id, device_key=txn.device_key, scope=txn.scope, txn_id=txn.txn_id, event_id=event_id
+    ):
+        raise RuntimeError(f"transaction {txn.txn_id!r} was answered twice under the room lock")

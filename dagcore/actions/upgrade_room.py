@@ -21,8 +21,7 @@ import copy
 from typing import Any
 
 from dagcore.actions.create_room import RoomSpec, create_room
-from dagcore.actions.persist_event import EventRejected
-from dagcore.actions.send_event import send_local_event
+from dagcore.actions.persist_event import send_local_event
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import User
 from dagcore.protocol.auth_rules import get_required_level, get_user_power_level
@@ -159,8 +158,8 @@ def check_upgrade_room(*, user: User, room_id: str, new_version: Any, additional
                 },
             )
         )
-    except EventRejected as exc:
-        raise MatrixError(403, "M_FORBIDDEN", f"Could not set up the new room: {exc.reason}") from None
+    except MatrixError as exc:
+        raise MatrixError(exc.status, exc.errcode, f"Could not set up the new room: {exc.error}") from None
 
     if setup_pl != final_pl:
         send_local_event(

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from dagcore.actions.media import do_generate_standard_thumbnails, do_purge_media_retention
+
 
 @shared_task(name="dagcore.tasks.media.generate_thumbnails")
 def generate_thumbnails(media_id: str) -> int:
     """The spec's standard thumbnail sizes of a new upload (also made on demand if this is late)."""
-    from dagcore.actions.media import do_generate_standard_thumbnails
-
     return do_generate_standard_thumbnails(media_id=media_id)
 
 
 @shared_task(name="dagcore.tasks.media.purge_media_retention")
 def purge_media_retention() -> int:
     """Beat: ``media_retention`` purges, expired pending uploads, preview cache, temp files."""
-    from dagcore.actions.media import do_purge_media_retention
-
     return do_purge_media_retention()

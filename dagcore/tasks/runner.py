@@ -7,6 +7,7 @@ job tables are — so a crash loses at most a nudge, never work.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import close_old_connections
+
+from dagcore.tasks.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
 
@@ -44,27 +47,25 @@ def submit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 def _beat_loop() -> None:
-    from celery import current_app
-
-    from dagma_project.celery import BEAT_SCHEDULE
-
     next_run = {name: time.monotonic() + every for name, (_, every) in BEAT_SCHEDULE.items()}
     while not _stop.wait(1.0):
         now = time.monotonic()
         for name, (task_name, every) in BEAT_SCHEDULE.items():
             if now >= next_run[name]:
                 next_run[name] = now + every
-                task = current_app.tasks.get(task_name)
-                if task is not None:
-                    submit(task.run)
+                module, _, attr = task_name.rpartition(".")
+                submit(getattr(importlib.import_module(module), attr).run)
 
 
 def start_in_process_runner(workers: int = 2) -> None:
     global _executor, _beat_thread
     if _executor is not None:
         return
-    import dagma_project.celery  # noqa: F401  (registers tasks)
 
+    # Resolve every scheduled task now: a misnamed one fails start-up, not a beat an hour later.
+    for task_name, _ in BEAT_SCHEDULE.values():
+        module, _, attr = task_name.rpartition(".")
+        getattr(importlib.import_module(module), attr)
     _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dagma-task")
     _beat_thread = threading.Thread(target=_beat_loop, name="dagma-beat", daemon=True)
     _beat_thread.start()

@@ -12,6 +12,7 @@ from dagcore.actions.create_room import check_create_room
 from dagcore.actions.membership import check_invite_user, check_join_room
 from dagcore.actions.room_access import RoomReader, access_room_history
 from dagcore.actions.send_event import check_send_event, check_send_state
+from dagcore.actions.txns import ClientTxn
 from dagcore.models import User
 from dagcore.store import accounts as account_store
 
@@ -37,12 +38,10 @@ def make_room(creator: User, **body: Any) -> str:
 
 def say(user: User, room_id: str, body: str = "hello", **extra: Any) -> str:
     return check_send_event(
-        user_id=user.user_id,
-        device_key="DEV",
+        txn=ClientTxn(user_id=user.user_id, device_key="DEV", txn_id=secrets.token_hex(8)),
         room_id=room_id,
         event_type="m.room.message",
         content={"msgtype": "m.text", "body": body, **extra},
-        txn_id=secrets.token_hex(8),
     )
 
 

@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from dagcore.actions import room_access
 from dagcore.actions.redact import check_redact_event
+from dagcore.actions.txns import ClientTxn
 from dagcore.http.errors import MatrixError
 from dagcore.models import Event as EventRow
 from dagcore.store import redactions as redaction_store
@@ -19,7 +20,10 @@ pytestmark = pytest.mark.django_db
 
 def _redact(user, room_id: str, event_id: str, txn: str = "r1", reason: str | None = None) -> str:
     return check_redact_event(
-        user_id=user.user_id, device_key="DEV", room_id=room_id, event_id=event_id, reason=reason, txn_id=txn
+        txn=ClientTxn(user_id=user.user_id, device_key="DEV", txn_id=txn),
+        room_id=room_id,
+        event_id=event_id,
+        reason=reason,
     )
 
 

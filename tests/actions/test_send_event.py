@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 
 from dagcore.actions.send_event import check_send_event
+from dagcore.actions.txns import ClientTxn
 from dagcore.http.errors import MatrixError
 from dagcore.store import rooms as room_store
 from dagcore.store import timeline
@@ -18,12 +19,10 @@ def _send(
     user, room_id: str, txn: str, *, device: str = "DEV", body: str = "hi", event_type: str = "m.room.message"
 ):
     return check_send_event(
-        user_id=user.user_id,
-        device_key=device,
+        txn=ClientTxn(user_id=user.user_id, device_key=device, txn_id=txn),
         room_id=room_id,
         event_type=event_type,
         content={"msgtype": "m.text", "body": body},
-        txn_id=txn,
     )
 
 
@@ -67,16 +66,17 @@ def test_floats_are_refused_in_v6_plus_rooms_while_integers_pass() -> None:
     room = make_room(alice)
     with pytest.raises(MatrixError) as exc:
         check_send_event(
-            user_id=alice.user_id,
-            device_key="D",
+            txn=ClientTxn(user_id=alice.user_id, device_key="D", txn_id="a"),
             room_id=room,
             event_type="m.x",
             content={"n": 1.5},
-            txn_id="a",
         )
     assert exc.value.status == 400
     assert check_send_event(
-        user_id=alice.user_id, device_key="D", room_id=room, event_type="m.x", content={"n": 1}, txn_id="b"
+        txn=ClientTxn(user_id=alice.user_id, device_key="D", txn_id="b"),
+        room_id=room,
+        event_type="m.x",
+        content={"n": 1},
     )
 
 
@@ -144,8 +144,8 @@ def test_sending_costs_the_same_queries_in_a_big_room_as_in_a_small_one(
 def test_a_concurrent_request_of_the_same_transaction_answers_the_first_event_and_adds_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two requests of one transaction racing: the later one's event is rolled back with its
-    transaction record, and it answers the event the first one sent."""
+    """Two requests of one transaction racing: the later one finds the first one's answer
+    under the room's write lock, builds no event, and answers the event the first one sent."""
     from dagcore.store import txns as txn_store
 
     alice = make_user()

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from dagcore.actions.create_room import RoomSpec, create_room
-from dagcore.actions.persist_event import create_local_event
+from dagcore.actions.persist_event import send_local_event
 from dagcore.cli import inspect
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
@@ -27,7 +27,7 @@ def _run(capsys: pytest.CaptureFixture[str], event_id: str, *extra: str) -> tupl
 
 def test_inspect_shows_prev_auth_state_and_extremity_status(capsys: pytest.CaptureFixture[str]) -> None:
     room_id, sent = create_room(RoomSpec(creator=ALICE, room_version="11", preset="private_chat"))
-    msg = create_local_event(
+    msg = send_local_event(
         room_id=room_id, sender=ALICE, event_type="m.room.message", content={"msgtype": "m.text", "body": "x"}
     )
     code, out, err = _run(capsys, msg.event.event_id)

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 
 from dagcore.actions.create_room import RoomSpec, create_room
-from dagcore.actions.persist_event import create_local_event, persist_received_event
+from dagcore.actions.persist_event import persist_received_event, send_local_event
 from dagcore.protocol.events import Event
 from dagcore.protocol.state_res.tests.dag import BOB, CAROL, new_room
 from dagcore.store import events as event_store
@@ -84,7 +84,7 @@ def test_a_banned_users_backdated_events_are_soft_failed_and_never_shown() -> No
     _join(room_id, RBOB)
     before_ban = current_state_ids(room_id)
     fork = forward_extremities(room_id)
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
                        content={"membership": "ban"}, state_key=RBOB)  # fmt: skip
     banned_state = current_state_ids(room_id)
     # Built on the history before the ban: allowed there, not by the current state.
@@ -99,7 +99,7 @@ def test_a_banned_users_backdated_events_are_soft_failed_and_never_shown() -> No
         assert event.event_id not in forward_extremities(room_id)
     assert current_state_ids(room_id) == banned_state
     # The next local event does not merge the soft-failed branch back in.
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                        content={"msgtype": "m.text", "body": "control"})  # fmt: skip
     assert current_state_ids(room_id)[("m.room.member", RBOB)] == banned_state[("m.room.member", RBOB)]
 
@@ -109,10 +109,10 @@ def test_a_ban_survives_a_concurrent_fork_that_raises_the_banned_user() -> None:
     _join(room_id, RBOB)
     _join(room_id, RCAROL)
     users = {ALICE: 100, RCAROL: 50}
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels",
                        content={"users": users, "state_default": 50}, state_key="")  # fmt: skip
     fork, state_at_fork = forward_extremities(room_id), current_state_ids(room_id)
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member",
                        content={"membership": "ban"}, state_key=RBOB)  # fmt: skip
     # carol, on the old branch, makes bob a moderator and bob changes the topic there.
     raise_bob = _remote(room_id, RCAROL, "m.room.power_levels", {"users": {**users, RBOB: 50}, "state_default": 50},
@@ -122,7 +122,7 @@ def test_a_ban_survives_a_concurrent_fork_that_raises_the_banned_user() -> None:
     topic = _remote(room_id, RBOB, "m.room.topic", {"topic": "bob rules"}, state_key="",
                     prev=[raise_bob.event_id], state=state_b)  # fmt: skip
     persist_received_event(topic)
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                        content={"msgtype": "m.text", "body": "merge"})  # fmt: skip
     now = current_state_ids(room_id)
     member = event_store.get_events_by_ids([now[("m.room.member", RBOB)]])[now[("m.room.member", RBOB)]]
@@ -161,7 +161,7 @@ def test_a_merge_of_the_widest_allowed_fork_is_resolved() -> None:
     mods = [f"@mod{i}:remote.test" for i in range(20)]
     for user in mods:
         _join(room_id, user)
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": {ALICE: 100, **{m: 50 for m in mods}}})  # fmt: skip
     fork, state_at_fork = forward_extremities(room_id), current_state_ids(room_id)
     branches = []
@@ -172,7 +172,7 @@ def test_a_merge_of_the_widest_allowed_fork_is_resolved() -> None:
         persist_received_event(ev)
         branches.append(ev.event_id)
     assert forward_extremities(room_id) == sorted(branches)
-    merge = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
+    merge = send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.message",
                                content={"msgtype": "m.text", "body": "merged"})  # fmt: skip
     assert sorted(merge.event.prev_event_ids) == sorted(branches)
     assert current_state_ids(room_id)[("m.room.topic", "")] in branches

@@ -12,7 +12,8 @@ from django.conf import settings
 from django.db import connection
 
 from dagcore.actions.create_room import RoomSpec, create_room
-from dagcore.actions.persist_event import EventRejected, create_local_event, persist_received_event
+from dagcore.actions.persist_event import persist_received_event, send_local_event
+from dagcore.http.errors import MatrixError
 from dagcore.models import Event as EventRow
 from dagcore.models import StateGroup
 from dagcore.protocol.room_versions import get_room_version
@@ -34,7 +35,7 @@ def _room(version: str, preset: str = "public_chat") -> str:
 
 
 def _msg(room_id: str, sender: str = ALICE, body: str = "hi") -> str:
-    return create_local_event(
+    return send_local_event(
         room_id=room_id,
         sender=sender,
         event_type="m.room.message",
@@ -77,9 +78,10 @@ def test_stream_orderings_increase_in_commit_order() -> None:
 def test_a_refused_local_event_stores_nothing() -> None:
     room_id = _room("11")
     count = EventRow.objects.count()
-    with pytest.raises(EventRejected):
-        create_local_event(room_id=room_id, sender="@mallory:elsewhere", event_type="m.room.message",
-                           content={"body": "x", "msgtype": "m.text"})  # fmt: skip
+    with pytest.raises(MatrixError) as refused:
+        send_local_event(room_id=room_id, sender="@mallory:elsewhere", event_type="m.room.message",
+                         content={"body": "x", "msgtype": "m.text"})  # fmt: skip
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
     assert EventRow.objects.count() == count
     # the permitted control: the member may send
     _msg(room_id)
@@ -89,7 +91,7 @@ def test_a_refused_local_event_stores_nothing() -> None:
 def test_state_events_are_stored_as_deltas_then_snapshots() -> None:
     room_id = _room("11")
     for i in range(state_store.MAX_STATE_CHAIN + 5):
-        create_local_event(
+        send_local_event(
             room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": str(i)}, state_key=""
         )
     room = room_store.get_room(room_id)
@@ -150,13 +152,13 @@ def test_a_ban_outranks_a_concurrent_topic_change_by_the_banned_user() -> None:
     persist_received_event(
         remote_event(remote, room_id, bob, "m.room.member", {"membership": "join"}, state_key=bob)
     )
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": {ALICE: 100, bob: 50}, "state_default": 50, "ban": 50, "kick": 50, "redact": 50})  # fmt: skip
     fork_point = forward_extremities(room_id)
     state_at_fork = current_state_ids(room_id)
     topic = remote_event(remote, room_id, bob, "m.room.topic", {"topic": "bob was here"}, state_key="",
                           prev=fork_point, state=state_at_fork)  # fmt: skip
-    ban = create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member", state_key=bob,
+    ban = send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.member", state_key=bob,
                              content={"membership": "ban"})  # fmt: skip
     result = persist_received_event(topic)
     # Valid against the state before it (bob was a moderator) but not against the
@@ -180,7 +182,7 @@ def test_an_event_failing_its_auth_events_is_rejected_and_never_becomes_state() 
     assert current_state_ids(room_id).get(("m.room.topic", "")) != bad.event_id
     assert bad.event_id not in forward_extremities(room_id)
     # control: a legitimate topic change by alice lands
-    ok = create_local_event(
+    ok = send_local_event(
         room_id=room_id, sender=ALICE, event_type="m.room.topic", content={"topic": "fine"}, state_key=""
     )
     assert current_state_ids(room_id)[("m.room.topic", "")] == ok.event.event_id
@@ -254,7 +256,7 @@ def test_current_state_after_a_fork_is_the_state_resolution_of_both_branches(ver
             remote_event(remote, room_id, user, "m.room.member", {"membership": "join"}, state_key=user)
         )
     users = {bob: 50, carol: 50} if version == "12" else {ALICE: 100, bob: 50, carol: 50}
-    create_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
+    send_local_event(room_id=room_id, sender=ALICE, event_type="m.room.power_levels", state_key="",
                        content={"users": users, "state_default": 50})  # fmt: skip
     fork = forward_extremities(room_id)
     state_at_fork = current_state_ids(room_id)

@@ -15,6 +15,7 @@ from dagcore.actions import redact as redact_actions
 from dagcore.actions import room_access
 from dagcore.actions import send_event as send_actions
 from dagcore.actions.room_access import RoomReader
+from dagcore.actions.txns import ClientTxn, client_txn
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.http.responses import json_response
@@ -130,6 +131,10 @@ def _position(reader: RoomReader, token: str | None, direction: str) -> TopoKey 
     return key
 
 
+def _client_txn(ctx: RequestContext, txn_id: str) -> ClientTxn:
+    return client_txn(user_id=ctx.user_id, device_id=ctx.device_id, token_id=ctx.token_id, txn_id=txn_id)
+
+
 def _token(key: TopoKey) -> str:
     return str(RoomToken(key[0], key[1]))
 
@@ -158,15 +163,8 @@ def _reader(ctx: RequestContext, room_id: str) -> RoomReader:
 @endpoint(auth=True, allow_guest=True, rate_limited="message")
 def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
-    key = _device_key(ctx)
-    assert key is not None
     event_id = send_actions.check_send_event(
-        user_id=ctx.user_id,
-        device_key=key,
-        room_id=room_id,
-        event_type=event_type,
-        content=ctx.body,
-        txn_id=txn_id,
+        txn=_client_txn(ctx, txn_id), room_id=room_id, event_type=event_type, content=ctx.body
     )
     return {"event_id": event_id}
 
@@ -184,15 +182,8 @@ def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str
 def redact_event(ctx: RequestContext, room_id: str, event_id: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
     body = ctx.json_object()
-    key = _device_key(ctx)
-    assert key is not None
     redaction_id = redact_actions.check_redact_event(
-        user_id=ctx.user_id,
-        device_key=key,
-        room_id=room_id,
-        event_id=event_id,
-        reason=body.get("reason"),
-        txn_id=txn_id,
+        txn=_client_txn(ctx, txn_id), room_id=room_id, event_id=event_id, reason=body.get("reason")
     )
     return {"event_id": redaction_id}
 

@@ -1,0 +1,13 @@
+"""The beat schedule: periodic jobs by task name, for Celery beat and the in-process runner."""
+
+from __future__ import annotations
+
+#: name -> (task name, every N seconds).
+BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
+    "expire-uia-sessions": ("dagcore.tasks.maintenance.expire_uia_sessions", 3600.0),
+    "censor-redactions": ("dagcore.tasks.maintenance.censor_redactions", 600.0),
+    "expire-client-txns": ("dagcore.tasks.maintenance.expire_client_txns", 3600.0),
+    "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
+    "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
+    "push-all": ("dagcore.tasks.push.push_all", 30.0),
+}
