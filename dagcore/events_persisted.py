@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import transaction
+from dagcore.store import transaction
 
 logger = logging.getLogger("dagma.events_persisted")
 

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import transaction
-
 from dagcore.events_persisted import EventsPersisted
+from dagcore.store import transaction
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
     celery -A dagma_project beat
 
 Without a broker (the quick start) the same tasks run in-process
-(``dagcore.tasks.runner``), including the beat schedule below.
+(``dagcore.taskqueue.runner``), including the beat schedule below.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init
 
-from dagcore.tasks.dispatch import use_broker
-from dagcore.tasks.schedule import BEAT_SCHEDULE
+from dagcore.taskqueue.dispatch import use_broker
+from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.worker")
 

@@ -29,7 +29,7 @@ def on_process_start() -> None:
     _started = True
     if settings.CELERY_BROKER_URL:
         # Loading the Celery app registers the broker as the destination of queued tasks
-        # (dagcore.tasks.dispatch); without it they would go to Celery's default app.
+        # (dagcore.taskqueue.dispatch); without it they would go to Celery's default app.
         importlib.import_module("dagma_project.celery")
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
     for module in ROLE_HOOKS[role]:

@@ -26,13 +26,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from dagcore.actions.accounts import check_user_password
 from dagcore.http.errors import MatrixError
 from dagcore.models import UiaSession
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.ratelimit import check_rate_limit
+from dagcore.store import transaction
 from dagcore.store import uia as uia_store
 from tribune.http import RequestContext
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
-
 from dagcore.notifier import Change, notify
 from dagcore.store import account_data as store
+from dagcore.store import transaction
 from dagcore.store.streams import advance_stream
+from dagcore.store.transaction import IntegrityError
 
 #: Spec: "Servers MUST reject setting account data for event types that the server manages.
 #: Currently, this only includes m.fully_read and m.push_rules."

@@ -15,7 +15,6 @@ import string
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 
 from dagcore.actions.persist_event import send_local_event
 from dagcore.clock import duration_ms, now_ms
@@ -26,6 +25,8 @@ from dagcore.protocol.identifiers import MAX_IDENTIFIER_BYTES, is_valid_new_loca
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
 from dagcore.store import rooms as room_store
+from dagcore.store import transaction
+from dagcore.store.transaction import IntegrityError
 
 logger = logging.getLogger(__name__)
 

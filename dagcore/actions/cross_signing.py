@@ -14,12 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-
 from dagcore.actions.device_lists import mark_device_list_changed
 from dagcore.actions.e2e_keys import check_signed_by, dump, is_ed25519_public_key
 from dagcore.http.errors import MatrixError
 from dagcore.store import e2e_keys as key_store
+from dagcore.store import transaction
 
 #: Body field -> usage, in the order they are checked (the master key signs the others).
 FIELDS = {"master_key": "master", "self_signing_key": "self_signing", "user_signing_key": "user_signing"}

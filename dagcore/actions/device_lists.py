@@ -7,11 +7,10 @@ with new device keys, signature upload).
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from dagcore.notifier import Change, notify
 from dagcore.store import device_lists as store
 from dagcore.store import presence as presence_store
+from dagcore.store import transaction
 from dagcore.store.streams import advance_stream
 
 

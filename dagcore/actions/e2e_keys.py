@@ -13,15 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-
 from dagcore.actions.device_lists import mark_device_list_changed
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.signing import SignatureError, decode_verify_key_base64, verify_json_signature
 from dagcore.server_keys import get_server_name
 from dagcore.store import device_lists as device_list_store
-from dagcore.store import e2e_counts
+from dagcore.store import e2e_counts, transaction
 from dagcore.store import e2e_keys as key_store
 from dagcore.store import rooms as room_store
 from dagcore.store.streams import get_stream_positions

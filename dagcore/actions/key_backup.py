@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
-
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.models import KeyBackupVersion
 from dagcore.store import key_backup as backup_store
+from dagcore.store import transaction
 from dagcore.store.key_backup import BackedUpKey
+from dagcore.store.transaction import IntegrityError
 
 MAX_ALGORITHM_LENGTH = 255
 #: Most session keys one request may store (clients send a few hundred per request).

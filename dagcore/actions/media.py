@@ -40,7 +40,7 @@ from dagcore.models import LocalMedia, MediaThumbnail
 from dagcore.protocol.identifiers import is_valid_server_name
 from dagcore.server_keys import get_server_name
 from dagcore.store import media as media_store
-from dagcore.tasks.dispatch import enqueue
+from dagcore.taskqueue.dispatch import enqueue
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-
 from dagcore.actions.redaction_rules import check_may_redact, do_apply_pending_redactions, do_apply_redaction
 from dagcore.actions.txns import ClientTxn, get_answered_event_id, record_answer
 from dagcore.clock import now_ms
@@ -57,6 +55,7 @@ from dagcore.server_keys import get_server_name, get_signing_key
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
+from dagcore.store import transaction
 from dagcore.store.events import Extremity
 from dagcore.store.state_res_store import DatabaseStateResStore, PendingEvent
 

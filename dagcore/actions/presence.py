@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.notifier import Change, notify
 from dagcore.store import accounts as account_store
 from dagcore.store import presence as store
+from dagcore.store import transaction
 from dagcore.store.presence import PresenceRow
 from dagcore.store.streams import advance_stream
 

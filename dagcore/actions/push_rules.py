@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from django.db import transaction
-
 from dagcore.actions.account_data import do_set_account_data
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
@@ -31,6 +29,7 @@ from dagcore.store import account_data as account_data_store
 from dagcore.store import push_rules as store
 from dagcore.store import receipts as receipt_store
 from dagcore.store import sync as sync_store
+from dagcore.store import transaction
 from dagcore.store.events import StoredEvent
 from dagcore.store.state import _LRU
 

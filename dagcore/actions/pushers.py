@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from dagcore.actions.account_data import get_ignored_users
 from dagcore.actions.push_rules import RoomRef, get_ruleset, get_unread_counts, load_room_contexts
@@ -39,8 +38,9 @@ from dagcore.store import events as event_store
 from dagcore.store import pushers as store
 from dagcore.store import streams as stream_store
 from dagcore.store import sync as sync_store
+from dagcore.store import transaction
 from dagcore.store.events import StoredEvent
-from dagcore.tasks.dispatch import enqueue
+from dagcore.taskqueue.dispatch import enqueue
 
 logger = logging.getLogger("dagma.push")
 

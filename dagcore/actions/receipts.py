@@ -9,8 +9,6 @@ slow client cannot undo what another device read).
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from dagcore.actions.account_data import do_set_account_data
 from dagcore.actions.room_access import access_joined_room
 from dagcore.clock import now_ms
@@ -19,7 +17,7 @@ from dagcore.models import Room
 from dagcore.notifier import Change, notify
 from dagcore.store import account_data as account_data_store
 from dagcore.store import receipts as store
-from dagcore.store import timeline
+from dagcore.store import timeline, transaction
 from dagcore.store.events import StoredEvent
 from dagcore.store.streams import advance_stream
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from dagcore.actions.txns import check_txn_id
 from dagcore.http.errors import MatrixError
 from dagcore.notifier import Change, notify
 from dagcore.server_keys import get_server_name
 from dagcore.store import to_device as store
+from dagcore.store import transaction
 from dagcore.store import txns as txn_store
 from dagcore.store.streams import advance_stream
 from dagcore.store.to_device import InboxMessage

@@ -9,12 +9,11 @@ the process that set the timer died).
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from dagcore.actions.room_access import access_joined_room
 from dagcore.clock import now_ms
 from dagcore.models import Room
 from dagcore.notifier import Change, notify
+from dagcore.store import transaction
 from dagcore.store import typing as store
 from dagcore.store.streams import advance_stream
 

@@ -1,4 +1,4 @@
-"""Periodic maintenance (beat schedule in ``dagcore.tasks.schedule``). Thin and idempotent."""
+"""Periodic maintenance (beat schedule in ``dagcore.taskqueue.schedule``). Thin and idempotent."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":"}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CELERY_BROKER_URL = None  # tasks run in-process (dagcore.tasks.runner)
+    CELERY_BROKER_URL = None  # tasks run in-process (dagcore.taskqueue.runner)
 
 CELERY_TASK_ROUTES = {
     "embassy.*": {"queue": "federation"},

@@ -186,7 +186,7 @@ def test_an_image_upload_queues_its_thumbnails_other_uploads_do_not(
     monkeypatch,
     django_capture_on_commit_callbacks,
 ) -> None:
-    from dagcore.tasks import runner
+    from dagcore.taskqueue import runner
 
     settings.CELERY_BROKER_URL = None  # no broker: the in-process runner
     # Run the task right here (the runner's own thread would close the test's connection).

@@ -29,7 +29,10 @@ def heard() -> Iterator[list[EventsPersisted]]:
 
 def _say(room_id: str, body: str = "hi") -> str:
     return send_local_event(
-        room_id=room_id, sender=ALICE, event_type="m.room.message", content={"msgtype": "m.text", "body": body}
+        room_id=room_id,
+        sender=ALICE,
+        event_type="m.room.message",
+        content={"msgtype": "m.text", "body": body},
     ).event.event_id
 
 

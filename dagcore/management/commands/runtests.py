@@ -4,6 +4,7 @@ On a fresh Debian machine it installs what it needs: Python packages (done by
 ``manage.py``'s bootstrap), PostgreSQL and Redis via apt-get when missing and
 root, starts them when installed but stopped, then runs: ruff, mypy, the pytest
 suite on PostgreSQL + Redis, and the SQLite-backed tests again on SQLite.
+(Lint is ruff, ruff format, mypy and import-linter's layer contracts.)
 Extra arguments go to pytest (``runtests -k sync``); ``--fast`` skips lint;
 ``DAGMA_TEST_WORKERS`` sets the number of pytest-xdist workers (default 2).
 """
@@ -104,7 +105,7 @@ class Command(BaseCommand):
     help = "Run the whole test suite (installs and starts PostgreSQL and Redis when needed)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--fast", action="store_true", help="skip ruff and mypy")
+        parser.add_argument("--fast", action="store_true", help="skip ruff, mypy and import-linter")
         parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite pass")
         parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
 
@@ -139,6 +140,8 @@ class Command(BaseCommand):
             step("ruff", [py, "-m", "ruff", "check", "."])
             step("ruff format", [py, "-m", "ruff", "format", "--check", "."])
             step("mypy", [py, "-m", "mypy", "."])
+            # The layers of DESIGN.md §2 (contracts in pyproject.toml).
+            step("import-linter", [str(Path(py).parent / "lint-imports")])
         pytest_args = list(options["pytest_args"])
         # Two workers by default (each starts its own live servers and test database).
         workers = os.environ.get("DAGMA_TEST_WORKERS", "2")

@@ -148,7 +148,7 @@ class Command(BaseCommand):
         app = PortRouter(apps, default=base_app)
 
         if role == "all" and not settings.CELERY_BROKER_URL:
-            from dagcore.tasks.runner import start_in_process_runner
+            from dagcore.taskqueue.runner import start_in_process_runner
 
             start_in_process_runner()
 

@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dagcore.cli import resolve as resolve_cli
+from dagcore.protocol.state_res.tests.dag import ALICE, EVE, new_room
 
-from .dag import ALICE, EVE, new_room
-
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _ban_vs_join_input(version: str = "10") -> dict:

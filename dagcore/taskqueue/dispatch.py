@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
-from dagcore.tasks import runner
+from dagcore.store import transaction
+from dagcore.taskqueue import runner
 
 BrokerSender = Callable[[str, tuple[Any, ...], dict[str, Any]], None]
 _broker_sender: BrokerSender | None = None

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db import close_old_connections
-
-from dagcore.tasks.schedule import BEAT_SCHEDULE
+from dagcore.store.transaction import close_old_connections
+from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
 

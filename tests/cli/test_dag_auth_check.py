@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from dagcore.cli import auth_check
+from dagcore.protocol.auth_rules.tests.builder import ALICE, ALL_VERSIONS, BOB, CAROL, Room, standard_room
 from dagcore.protocol.events import Event
 
-from .builder import ALICE, ALL_VERSIONS, BOB, CAROL, Room, standard_room
-
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pdu(event: Event) -> dict[str, Any]:
