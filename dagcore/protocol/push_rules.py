@@ -544,7 +544,7 @@ def _condition_holds(condition: Mapping[str, Any], event: Mapping[str, Any], ctx
         required = ctx.notification_levels.get(key, 50)
         if isinstance(required, bool) or not isinstance(required, int | float):
             required = 50
-        return ctx.sender_power_level >= required
+        return bool(ctx.sender_power_level >= required)
     return False  # spec: unrecognised conditions never match
 
 
@@ -560,9 +560,9 @@ def _rule_matches(kind: str, rule: Mapping[str, Any], event: Mapping[str, Any], 
             and glob_matches(pattern, body, word_boundary=True)
         )
     if kind == "room":
-        return event.get("room_id") == rule["rule_id"]
+        return bool(event.get("room_id") == rule["rule_id"])
     if kind == "sender":
-        return event.get("sender") == rule["rule_id"]
+        return bool(event.get("sender") == rule["rule_id"])
     return False
 
 

@@ -126,7 +126,8 @@ def in_list(column: str, values: Sequence[Any], params: list[Any]) -> str:
 def fetch_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cur:
         cur.execute(sql, params)
-        return cur.fetchall()
+        rows: list[tuple[Any, ...]] = cur.fetchall()
+        return rows
 
 
 def fetch_many(*queries: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:

@@ -209,13 +209,14 @@ def get_first_own_member_event_after(
     """Per room, the user's first membership event after stream ``after`` (how they came in since)."""
 
     def build(nid: int) -> QuerySet[Any, Any]:
-        return (
+        first: QuerySet[Any, Any] = (
             EventRow.objects.filter(
                 _timeline_q(), room_id=nid, type="m.room.member", state_key=user_id, stream_ordering__gt=after
             )
             .order_by("stream_ordering")
             .values(*_FIELDS)[:1]
         )
+        return first
 
     return {row["room_id"]: _from_values(row) for row in _per_room(room_nids, build)}
 
@@ -333,7 +334,8 @@ def _get_recent_events_filtered(
         if after is not None:
             qs = qs.filter(stream_ordering__gt=after)
         qs = qs.filter(event_q)
-        return qs.order_by("-stream_ordering").values(*_FIELDS)[: limit + 1]
+        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*_FIELDS)[: limit + 1]
+        return page
 
     out: dict[int, list[StoredEvent]] = {nid: [] for nid in ranges}
     for row in _per_room(ranges, build):
@@ -542,7 +544,8 @@ def get_events_before(
             qs = qs.filter(type__in=list(types))
         if before is not None:
             qs = qs.filter(stream_ordering__lt=before)
-        return qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]
+        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]
+        return page
 
     rows = sorted(_per_room(room_nids, build), key=lambda r: r["stream_ordering"], reverse=True)[:limit]
     return [_from_values(row) for row in rows]

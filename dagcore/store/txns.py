@@ -41,7 +41,7 @@ def record_txn(*, user_id: str, device_key: str, scope: str, txn_id: str, event_
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, device_key, scope, txn_id) DO NOTHING",
             [user_id, device_key, scope, txn_id, event_id, now_ms()],
         )
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
 
 def insert_txn(*, user_id: str, device_key: str, scope: str, txn_id: str, event_id: str) -> bool:
