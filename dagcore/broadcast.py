@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dagcore.notifier import Change
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from dagcore.notifier import Change, add_listener
 
 logger = logging.getLogger("dagma.broadcast")
 
@@ -36,7 +39,6 @@ def change_message(change: Change, *, origin: str) -> dict[str, Any]:
 
 def channel_layer() -> Any:
     """The shared channel layer, or None when this process is the only one (in-memory layer)."""
-    from channels.layers import InMemoryChannelLayer, get_channel_layer
 
     layer = get_channel_layer()
     if layer is None or isinstance(layer, InMemoryChannelLayer):
@@ -46,7 +48,6 @@ def channel_layer() -> Any:
 
 def publish_from_thread(change: Change, *, origin: str = "noloop") -> None:
     """Publish ``change`` from a thread with no running event loop (waits for the send)."""
-    from asgiref.sync import async_to_sync
 
     layer = channel_layer()
     if layer is None:
@@ -59,6 +60,5 @@ def publish_from_thread(change: Change, *, origin: str = "noloop") -> None:
 
 def on_start() -> None:
     """Startup hook for processes that write but serve no ``/sync`` (Embassy, workers)."""
-    from dagcore.notifier import add_listener
 
     add_listener(publish_from_thread)

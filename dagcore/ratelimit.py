@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import redis
 from django.conf import settings
 
 
@@ -79,7 +80,6 @@ _local = _LocalBuckets()
 
 @cache
 def _redis_script() -> Any:
-    import redis
 
     assert settings.REDIS_URL is not None
     client = redis.Redis.from_url(settings.REDIS_URL)

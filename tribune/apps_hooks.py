@@ -8,10 +8,11 @@ made by other processes.
 
 from __future__ import annotations
 
+from dagcore.notifier import add_listener
+from tribune.sync import notifier
+
 
 def on_start() -> None:
-    from dagcore.notifier import add_listener
-    from tribune.sync import notifier
 
     add_listener(notifier.on_change)
     notifier.start_when_serving()

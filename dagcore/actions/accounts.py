@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from dagcore.actions.device_lists import mark_device_list_changed
 from dagcore.actions.persist_event import send_local_event
 from dagcore.clock import duration_ms, now_ms
 from dagcore.http.errors import MatrixError
@@ -25,6 +26,7 @@ from dagcore.protocol.identifiers import MAX_IDENTIFIER_BYTES, is_valid_new_loca
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
 from dagcore.store import rooms as room_store
+from dagcore.store import to_device as to_device_store
 from dagcore.store import transaction
 from dagcore.store.transaction import IntegrityError
 
@@ -61,7 +63,6 @@ def user_id_for(localpart: str) -> str:
 def _device_list_changed(user_id: str) -> None:
     """Tell the user's E2EE peers (``device_lists.changed`` in their /sync) to re-query
     the user's devices. It advances a stream: call it last in the transaction."""
-    from dagcore.actions.device_lists import mark_device_list_changed
 
     mark_device_list_changed(user_id=user_id)
 
@@ -362,7 +363,6 @@ def do_delete_devices(*, user: User, device_ids: list[str]) -> int:
 
 def _delete_devices(user: User, device_ids: list[str]) -> int:
     """Devices go with their tokens (cascade), E2EE keys and to-device inbox."""
-    from dagcore.store import to_device as to_device_store
 
     if not device_ids:
         return 0

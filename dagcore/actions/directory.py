@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from dagcore.actions.persist_event import send_local_event
+from dagcore.actions.room_access import access_room_history
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.models import Room, User
@@ -149,7 +150,6 @@ def _drop_from_canonical_alias(room: Room, alias: str, user_id: str) -> None:
 
 def access_room_aliases(*, user_id: str, room_id: str) -> list[str]:
     """Local aliases of a room, for members (or anyone if it is world-readable)."""
-    from dagcore.actions.room_access import access_room_history
 
     reader = access_room_history(user_id=user_id, room_id=room_id, allow_departed=False)
     return directory_store.get_aliases_for_room(reader.room.room_id)

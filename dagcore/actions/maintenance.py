@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from dagcore.clock import now_ms
+from dagcore.store import accounts, redactions, txns, uia
+
 
 def do_expire_uia_sessions() -> int:
     """Drop user-interactive-auth sessions older than their lifetime; returns how many."""
-    from dagcore.store import uia
-
     return uia.delete_expired_sessions()
 
 
 def do_censor_redactions() -> int:
     """Erase the original content of events redacted longer ago than the retention period."""
-    from dagcore.store import redactions
-
     return redactions.censor_expired()
 
 
@@ -24,15 +23,9 @@ CLIENT_TXN_LIFETIME_MS = 24 * 3600 * 1000
 
 def do_expire_client_txns() -> int:
     """Forget client transaction IDs older than a day; returns how many."""
-    from dagcore.clock import now_ms
-    from dagcore.store import txns
-
     return txns.delete_txns_before(now_ms() - CLIENT_TXN_LIFETIME_MS)
 
 
 def do_expire_login_tokens() -> int:
     """Drop login tokens past their expiry (used or not); returns how many."""
-    from dagcore.clock import now_ms
-    from dagcore.store import accounts
-
     return accounts.delete_expired_login_tokens(now_ms())

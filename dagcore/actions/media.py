@@ -19,6 +19,7 @@ a path: files are named by the SHA-256 of their content.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import threading
@@ -536,7 +537,6 @@ _PIL_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gi
 
 def store_preview_image(*, data: bytes) -> tuple[StoredBlob, str, tuple[int, int]] | None:
     """A fetched image into the file store, if it is one (no database: runs off-thread)."""
-    import io
 
     try:
         info = thumbnailer.probe(io.BytesIO(data), max_pixels=int(_conf("max_image_pixels")))

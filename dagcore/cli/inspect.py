@@ -12,6 +12,8 @@ import argparse
 from typing import Any
 
 from dagcore.cli.common import fail, main_wrapper, print_json
+from dagcore.store import events as event_store
+from dagcore.store import state as state_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +36,6 @@ def _summary(stored: Any) -> dict[str, Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from dagcore.store import events as event_store
-    from dagcore.store import state as state_store
 
     stored = event_store.get_event_by_id(args.event_id)
     if stored is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dagcore.protocol.hashing import compute_event_id
 from dagcore.protocol.room_versions import EventFormat, RoomVersion
 
 #: A state map key: ``(event type, state_key)``.
@@ -96,8 +97,6 @@ class Event:
                 if not isinstance(event_id, str):
                     raise InvalidEvent("v1/v2 PDUs carry their event_id")
             else:
-                from dagcore.protocol.hashing import compute_event_id
-
                 event_id = compute_event_id(pdu, room_version)
         self.event_id = event_id
 

@@ -6,6 +6,9 @@ import logging
 from typing import Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
+from django.core.asgi import get_asgi_application
+
+from dagma_project.startup import on_process_start
 
 logger = logging.getLogger("dagma.asgi")
 
@@ -61,10 +64,8 @@ class PortRouter:
 
 def django_app() -> Any:
     """Django's ASGI handler with Dagma's raw-path routing and startup hooks."""
-    from django.core.asgi import get_asgi_application
 
     app = get_asgi_application()
-    from dagma_project.startup import on_process_start
 
     on_process_start()
     return RawPathMiddleware(app)

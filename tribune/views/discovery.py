@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.room_versions import KNOWN_ROOM_VERSIONS
@@ -55,6 +56,5 @@ def unrecognized(ctx: RequestContext, **_: str) -> dict[str, Any]:
 @endpoint(auth=False)
 def health(ctx: RequestContext) -> Any:
     """GET /health — liveness for load balancers (plain "OK", as Synapse answers)."""
-    from django.http import HttpResponse
 
     return HttpResponse(b"OK", content_type="text/plain")
