@@ -80,7 +80,7 @@ class FakeHomeserver:
         def remember_sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             last_sni[id(sock)] = name
 
-        context.sni_callback = remember_sni  # type: ignore[assignment]
+        context.sni_callback = remember_sni
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True

@@ -136,7 +136,8 @@ def test_cache_periods_are_clamped_to_five_minutes_and_48_hours() -> None:
 
 
 def test_invalid_well_known_bodies_mean_no_delegation() -> None:
-    for body in ([], {}, {"m.server": 5}, {"m.server": "bad name!"}, {"m.server": "a:99999999"}):
+    bodies: list[object] = [[], {}, {"m.server": 5}, {"m.server": "bad name!"}, {"m.server": "a:99999999"}]
+    for body in bodies:
         assert parse_well_known_body(body) is None
     assert parse_well_known_body({"m.server": "matrix.example.org:443"}) == "matrix.example.org:443"
 
