@@ -150,6 +150,7 @@ def test_an_invalid_server_name_is_a_discovery_error() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.sqlite
 def test_the_database_cache_is_shared_and_expires() -> None:
     cache = DbWellKnownCache()
     assert cache.get("example.org", 1000) is None

@@ -12,7 +12,8 @@ from dagcore.protocol import signing
 from dagcore.server_keys import get_old_verify_keys, get_server_name, get_signing_keys
 from dagma_project.config import ConfigError, build_config
 
-pytestmark = pytest.mark.django_db
+# The quick start federates on SQLite too: the key cache's upserts must work there.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 @pytest.fixture

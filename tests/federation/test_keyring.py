@@ -14,7 +14,8 @@ from dagcore.protocol import signing
 from dagcore.store import server_keys as key_store
 from tests.federation.fakes import Clock, FakeFederation, FakeKeyServer
 
-pytestmark = pytest.mark.django_db
+# The quick start federates on SQLite too: the key cache's upserts must work there.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
