@@ -19,6 +19,7 @@ import ipaddress
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,9 +245,14 @@ def _listeners(key: str, value: Any) -> list[dict[str, Any]]:
                 "bind_addresses": binds,
                 "names": sorted(names),
                 "x_forwarded": bool(item.get("x_forwarded", False)),
+                "tls": _bool(f"{where}.tls", item.get("tls", False)),
             }
         )
     return out
+
+
+_KEY_ID_RE = re.compile(r"^ed25519:[a-zA-Z0-9_]+$")
+_UNPADDED_B64_RE = re.compile(r"^[A-Za-z0-9+/]{43}$")  # an Ed25519 public key: 32 bytes
 
 
 def _trusted_key_servers(key: str, value: Any) -> list[dict[str, Any]]:
@@ -256,6 +262,35 @@ def _trusted_key_servers(key: str, value: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or "server_name" not in item:
             raise ConfigError(f"{key}[{i}]: each entry needs a server_name")
         _server_name(f"{key}[{i}].server_name", item["server_name"])
+        unknown = sorted(set(item) - {"server_name", "verify_keys"})
+        if unknown:
+            raise ConfigError(f"{key}[{i}].{unknown[0]}: unknown setting; allowed: server_name, verify_keys")
+        keys = item.get("verify_keys", {}) or {}
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{key}[{i}].verify_keys: expected a mapping of key ID to unpadded Base64 key")
+        for kid, b64 in keys.items():
+            if not isinstance(kid, str) or not _KEY_ID_RE.match(kid):
+                raise ConfigError(f"{key}[{i}].verify_keys: {kid!r} is not an ed25519 key ID (ed25519:abc)")
+            if not isinstance(b64, str) or not _UNPADDED_B64_RE.match(b64):
+                raise ConfigError(
+                    f"{key}[{i}].verify_keys.{kid}: expected the unpadded Base64 of a 32-byte Ed25519 key"
+                )
+    return value
+
+
+def _old_signing_keys(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping of key ID to {{key: ..., expired_ts: ...}}")
+    for kid, entry in value.items():
+        if not isinstance(kid, str) or not _KEY_ID_RE.match(kid):
+            raise ConfigError(f"{key}: {kid!r} is not an ed25519 key ID (ed25519:abc)")
+        if not isinstance(entry, dict) or set(entry) != {"key", "expired_ts"}:
+            raise ConfigError(f"{key}.{kid}: expected exactly key and expired_ts")
+        if not isinstance(entry["key"], str) or not _UNPADDED_B64_RE.match(entry["key"]):
+            raise ConfigError(
+                f"{key}.{kid}.key: expected the unpadded Base64 of a 32-byte Ed25519 public key"
+            )
+        _int(0, 2**53)(f"{key}.{kid}.expired_ts", entry["expired_ts"])
     return value
 
 
@@ -642,18 +677,45 @@ OPTIONS: list[Option] = [
         section="Federation",
     ),
     Option(
+        "tls_certificate_path",
+        None,
+        _opt_str,
+        "PEM certificate chain for listeners with tls: true (Embassy's federation port; the spec requires "
+        "TLS between servers). Checked at start-up together with tls_private_key_path.",
+        "/etc/dagma/example.com.tls.crt",
+        section="Federation",
+    ),
+    Option(
+        "tls_private_key_path",
+        None,
+        _opt_str,
+        "PEM private key of tls_certificate_path.",
+        "/etc/dagma/example.com.tls.key",
+        section="Federation",
+    ),
+    Option(
         "federation_verify_certificates",
         True,
         _bool,
-        "Verify TLS certificates of remote servers.",
+        "Verify the TLS certificates of remote servers (for the name server discovery gives). "
+        "false only for testing: anyone on the path could then impersonate any server.",
         True,
+        section="Federation",
+    ),
+    Option(
+        "federation_custom_ca_list",
+        None,
+        _opt_str_list,
+        "PEM files of the certificate authorities trusted for federation, replacing the system's.",
+        ["/etc/dagma/federation-ca.pem"],
         section="Federation",
     ),
     Option(
         "federation_domain_whitelist",
         None,
         _opt_str_list,
-        "If set, federate only with these server names.",
+        "If set, federate only with these server names: requests from other servers are refused "
+        "(403 M_FORBIDDEN) and none are sent to them, .well-known look-ups included.",
         ["example.org"],
         section="Federation",
     ),
@@ -675,10 +737,32 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "trusted_key_servers",
-        [{"server_name": "matrix.org"}],
+        [],
         _trusted_key_servers,
-        "Notary servers asked for other servers' signing keys.",
-        [{"server_name": "matrix.org"}],
+        "Notary servers asked for other servers' signing keys before the servers themselves, each "
+        "{server_name, verify_keys: {key ID: unpadded Base64}} (without verify_keys the notary's keys are "
+        "fetched from it). Unlike Synapse (matrix.org) the default is none: trusting a third party with "
+        "every key we learn is the operator's choice, not a hidden one.",
+        [
+            {
+                "server_name": "matrix.org",
+                "verify_keys": {"ed25519:auto": "Noi6WqcDj0QmPxCNQqgezwTlBKrfqehY1u2FyWP9uYw"},
+            }
+        ],
+        section="Federation",
+    ),
+    Option(
+        "old_signing_keys",
+        {},
+        _old_signing_keys,
+        "Signing keys this server used before (their public halves), served as old_verify_keys so other "
+        "servers can still check our older events: {key ID: {key: unpadded Base64, expired_ts: ms}}.",
+        {
+            "ed25519:a_Old1": {
+                "key": "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ",
+                "expired_ts": 1736000000000,
+            }
+        },
         section="Federation",
     ),
     Option(
@@ -854,6 +938,9 @@ def build_config(
             "form_secret",
             "registration_shared_secret",
             "federation_domain_whitelist",
+            "federation_custom_ca_list",
+            "tls_certificate_path",
+            "tls_private_key_path",
             "access_token_lifetime",
             "turn_shared_secret",
             "turn_username",
@@ -871,6 +958,10 @@ def build_config(
         values["public_baseurl"] = f"http://{host}:{values['listeners'][0]['port']}/"
     if values["signing_key_path"] is None:
         values["signing_key_path"] = str(config_dir / f"{server_name.replace(':', '_')}.signing.key")
+    if any(listener["tls"] for listener in values["listeners"]):
+        for option in ("tls_certificate_path", "tls_private_key_path"):
+            if values[option] is None:
+                raise ConfigError(f"{option}: required when a listener has tls: true")
     if (
         values["enable_registration"]
         and not values["enable_registration_without_verification"]
@@ -881,6 +972,30 @@ def build_config(
             "also set enable_registration_without_verification: true, or registration_requires_token: true"
         )
     return DagmaConfig(values=values, path=path, config_dir=config_dir)
+
+
+def check_tls_files(config: DagmaConfig) -> tuple[Path, Path]:
+    """The certificate and key files of TLS listeners, loaded once to prove they are usable.
+
+    A missing, unreadable or mismatched file stops start-up with a ConfigError naming the
+    option, instead of a listener that fails every handshake.
+    """
+    cert = config.resolve_path(_str("tls_certificate_path", config["tls_certificate_path"]))
+    key = config.resolve_path(_str("tls_private_key_path", config["tls_private_key_path"]))
+    for option, path in (("tls_certificate_path", cert), ("tls_private_key_path", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"tls_certificate_path / tls_private_key_path: {cert} and {key} are not a PEM certificate "
+            f"chain and its private key ({exc.reason or exc})"
+        ) from None
+    return cert, key
 
 
 def config_path_from_env() -> Path:

@@ -22,6 +22,7 @@ from dagcore.models.events import (
     StateGroup,
     StateGroupEntry,
 )
+from dagcore.models.federation import RemoteServerKey, WellKnownDelegation
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
@@ -60,6 +61,7 @@ __all__ = [
     "Receipt",
     "RefreshToken",
     "RegistrationToken",
+    "RemoteServerKey",
     "Room",
     "RoomAlias",
     "RoomMembership",
@@ -74,4 +76,5 @@ __all__ = [
     "UrlPreview",
     "User",
     "UserFilter",
+    "WellKnownDelegation",
 ]

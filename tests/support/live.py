@@ -49,8 +49,17 @@ class LiveServer:
         config: dict[str, Any] | None = None,
         role: str = "all",
         db_name: str | None = None,
+        federation_tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """``federation_tls`` = (certificate, private key): federation is then served on its own
+        TLS listener (``federation_port``, ``federation_url``) and, unless given, the server
+        name is ``localhost:<federation_port>``, so other servers find it without DNS."""
         self.workdir = workdir
+        self.federation_tls = federation_tls
+        self.federation_port = free_port() if federation_tls else None
+        self.federation_url = f"https://127.0.0.1:{self.federation_port}" if federation_tls else None
+        if federation_tls and server_name == "localhost":
+            server_name = f"localhost:{self.federation_port}"
         self.server_name = server_name
         self.database = database
         self.redis = redis
@@ -117,9 +126,20 @@ class LiveServer:
             {
                 "port": self.port,
                 "bind_addresses": ["127.0.0.1"],
-                "resources": [{"names": ["client", "federation"]}],
+                "resources": [{"names": ["client"] if self.federation_tls else ["client", "federation"]}],
             }
         ]
+        if self.federation_tls:
+            config["listeners"].append(
+                {
+                    "port": self.federation_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "tls": True,
+                    "resources": [{"names": ["federation", "keys"]}],
+                }
+            )
+            config["tls_certificate_path"] = str(self.federation_tls[0])
+            config["tls_private_key_path"] = str(self.federation_tls[1])
         config["public_baseurl"] = self.base_url + "/"
         config["enable_registration"] = True  # the generated file says false; extra_config may say so again
         config.setdefault("enable_registration_without_verification", True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,34 @@ ROLE_RESOURCES = {
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def _endpoint(port: int, address: str) -> str:
+def _escape(value: str) -> str:
+    """A value inside a Twisted endpoint description (``:`` and ``\\`` separate and escape)."""
+    return value.replace("\\", "\\\\").replace(":", r"\:")
+
+
+def _endpoint(port: int, address: str, tls: tuple[Path, Path] | None = None) -> str:
+    """The daphne/Twisted endpoint for one bind address; ``tls`` = (certificate, private key).
+
+    TLS listeners use Twisted's ``ssl:`` endpoint (pyOpenSSL + service_identity), which
+    listens on IPv4 and IPv6 alike by its ``interface``.
+    """
+    if tls is not None:
+        cert, key = tls
+        return (
+            f"ssl:port={port}:interface={_escape(address)}"
+            f":privateKey={_escape(str(key))}:certKey={_escape(str(cert))}"
+        )
     if ":" in address:
-        escaped = address.replace(":", r"\:")
-        return f"tcp6:port={port}:interface={escaped}"
+        return f"tcp6:port={port}:interface={_escape(address)}"
     return f"tcp:port={port}:interface={address}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    bind_addresses: list[str]
+    urlconf: str
+    tls: bool = False
 
 
 def _can_bind(address: str) -> bool:
@@ -50,12 +74,12 @@ def _can_bind(address: str) -> bool:
         return False
 
 
-def plan_listeners(role: str, config: Any) -> list[tuple[int, list[str], str]]:
-    """``(port, bind_addresses, urlconf)`` for each listener this role serves."""
+def plan_listeners(role: str, config: Any) -> list[Listener]:
+    """The listeners this role serves, each with its URLconf."""
     wanted = set(ROLE_RESOURCES[role])
     if not config["federation_enabled"]:
         wanted -= {"federation", "keys"}
-    plan: list[tuple[int, list[str], str]] = []
+    plan: list[Listener] = []
     for listener in config["listeners"]:
         names = set(listener["names"]) & wanted
         if not names:
@@ -79,9 +103,9 @@ def plan_listeners(role: str, config: Any) -> list[tuple[int, list[str], str]]:
             )
         else:
             urlconf = f"{role}.urls"
-        plan.append((listener["port"], listener["bind_addresses"], urlconf))
+        plan.append(Listener(listener["port"], listener["bind_addresses"], urlconf, listener["tls"]))
     if role == "politburo" and not plan:
-        plan.append((config["admin_listener_port"], ["127.0.0.1"], "politburo.urls"))
+        plan.append(Listener(config["admin_listener_port"], ["127.0.0.1"], "politburo.urls"))
     return plan
 
 
@@ -127,11 +151,15 @@ class Command(BaseCommand):
         import daphne.server  # installs the asyncio Twisted reactor; must come first
         from django.conf import settings
 
-        from dagma_project.config import ConfigError
+        from dagma_project.config import ConfigError, check_tls_files
 
         config = settings.DAGMA
+        tls_files: tuple[Path, Path] | None = None
         try:
             plan = plan_listeners(role, config)
+            if any(listener.tls for listener in plan):
+                # Before anything else: a bad certificate must stop start-up, naming the option.
+                tls_files = check_tls_files(config)
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         if not plan:
@@ -144,7 +172,7 @@ class Command(BaseCommand):
 
         module = "all" if role == "all" else role
         base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
-        apps = {port: UrlconfMiddleware(base_app, urlconf) for port, _, urlconf in plan}
+        apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
         if role == "all" and not settings.CELERY_BROKER_URL:
@@ -152,9 +180,17 @@ class Command(BaseCommand):
 
             start_in_process_runner()
 
-        endpoints = [_endpoint(port, addr) for port, addrs, _ in plan for addr in addrs if _can_bind(addr)]
-        for port, addrs, urlconf in plan:
-            self.stderr.write(f"dagma {role}: listening on {', '.join(addrs)} port {port} ({urlconf})\n")
+        endpoints = [
+            _endpoint(listener.port, addr, tls_files if listener.tls else None)
+            for listener in plan
+            for addr in listener.bind_addresses
+            if _can_bind(addr)
+        ]
+        for listener in plan:
+            self.stderr.write(
+                f"dagma {role}: listening on {', '.join(listener.bind_addresses)} port {listener.port}"
+                f"{' (TLS)' if listener.tls else ''} ({listener.urlconf})\n"
+            )
         if role in ("all", "tribune"):
             self._hint_first_account()
         self.stderr.flush()

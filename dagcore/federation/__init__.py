@@ -1,0 +1,1 @@
+"""Server-server plumbing shared by Tribune and Embassy: discovery, the signed client, the keyring."""
