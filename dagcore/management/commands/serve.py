@@ -13,13 +13,24 @@ migrations are applied at start; on PostgreSQL run ``manage.py migrate`` first.
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from dagcore.actions.accounts import count_accounts
+from dagcore.management.commands.generate_config import write_new_config
+from dagcore.store import schema
+from dagcore.taskqueue.runner import start_in_process_runner
+from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
+from dagma_project.config import ConfigError, check_tls_files
 
 ROLES = ("tribune", "embassy", "politburo", "all")
 ROLE_RESOURCES = {
@@ -63,8 +74,6 @@ class Listener:
 
 def _can_bind(address: str) -> bool:
     """IPv6 may be disabled (containers): skip such addresses instead of failing to start."""
-    import socket
-
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -132,8 +141,6 @@ class Command(BaseCommand):
                         f"{config_path}: no configuration file; create one with "
                         "`python3 manage.py generate_config --server-name example.com`"
                     )
-                from dagcore.management.commands.generate_config import write_new_config
-
                 write_new_config(server_name=options["server_name"], out=config_path)
                 self.stderr.write(f"generated {config_path} for server_name {options['server_name']}\n")
             # Re-execute with this role's settings (each server has its own settings module).
@@ -148,10 +155,9 @@ class Command(BaseCommand):
         self._serve(role)
 
     def _serve(self, role: str) -> None:
-        import daphne.server  # installs the asyncio Twisted reactor; must come first
-        from django.conf import settings
-
-        from dagma_project.config import ConfigError, check_tls_files
+        # Imported here, not at the top: daphne installs the asyncio Twisted reactor on import,
+        # which must happen in the serving process before anything imports twisted.
+        import daphne.server
 
         config = settings.DAGMA
         tls_files: tuple[Path, Path] | None = None
@@ -166,18 +172,12 @@ class Command(BaseCommand):
             raise CommandError(f"listeners: no listener has a resource served by {role}")
         self._prepare_database(role)
 
-        import importlib
-
-        from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
-
         module = "all" if role == "all" else role
         base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
         apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
         if role == "all" and not settings.CELERY_BROKER_URL:
-            from dagcore.taskqueue.runner import start_in_process_runner
-
             start_in_process_runner()
 
         endpoints = [
@@ -212,10 +212,6 @@ class Command(BaseCommand):
 
     def _hint_first_account(self) -> None:
         """A fresh server with closed registration cannot be used until someone makes an account."""
-        from django.conf import settings
-
-        from dagcore.actions.accounts import count_accounts
-
         if not settings.DAGMA["enable_registration"] and count_accounts() == 0:
             self.stderr.write(
                 "dagma: no accounts yet and registration is closed; create the first (admin) one with\n"
@@ -223,13 +219,8 @@ class Command(BaseCommand):
             )
 
     def _prepare_database(self, role: str) -> None:
-        from django.core.management import call_command
-        from django.db import connection
-        from django.db.migrations.executor import MigrationExecutor
-
-        if connection.vendor == "sqlite":
+        if schema.is_embedded_database():
             call_command("migrate", interactive=False, verbosity=0)
             return
-        executor = MigrationExecutor(connection)
-        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        if schema.has_unapplied_migrations():
             raise CommandError("database: migrations are not applied; run `python3 manage.py migrate` first")

@@ -1,0 +1,16 @@
+"""The database schema's state: which migrations are still to apply (start-up checks)."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+
+def is_embedded_database() -> bool:
+    """SQLite (the quick start), where ``serve`` migrates by itself."""
+    return connection.vendor == "sqlite"
+
+
+def has_unapplied_migrations() -> bool:
+    executor = MigrationExecutor(connection)
+    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
