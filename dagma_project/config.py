@@ -823,6 +823,17 @@ OPTIONS: list[Option] = [
         "60m",
         section="Accounts",
     ),
+    # Testing
+    Option(
+        "enable_test_hooks",
+        False,
+        _bool,
+        "TEST-ONLY, never on a real server: Tribune serves /_dagma/test/* (the number of /sync "
+        "long-polls waiting per user; moving this homeserver's clock forward), so the test suite can "
+        "observe and drive its live servers instead of sleeping.",
+        False,
+        section="Testing",
+    ),
 ]
 
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}

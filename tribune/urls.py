@@ -3,6 +3,7 @@
 Each spec area's module declares its own ``routes``; the JSON 404 catch-all comes last.
 """
 
+from django.conf import settings
 from django.urls import URLPattern, re_path
 
 from tribune.http import client_route
@@ -26,6 +27,7 @@ from tribune.views import (
     search,
     spaces,
     sync,
+    testing,
     thirdparty,
     to_device,
     voip,
@@ -42,6 +44,8 @@ for area in (
     account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip, search, spaces,
 ):  # fmt: skip
     urlpatterns += area.routes
+if settings.DAGMA["enable_test_hooks"]:  # test-only: never on a real server (dagma_project/config.py)
+    urlpatterns += testing.routes
 
 _catch_all = re_path(r"^.*$", discovery.unrecognized)
 _catch_all.dagma_catch_all = True  # type: ignore[attr-defined]

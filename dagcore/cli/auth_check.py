@@ -14,7 +14,13 @@ and the command prints ``{"allowed": true|false, "reason": "..."}`` (exit 0 eith
 ``auth_events`` (including the rules about that list) and, when ``state`` is given,
 against that state (spec server-server-api "Checks performed on receipt of a PDU",
 steps 4 and 5). Signatures and hashes are not checked. In v12 the create event is found
-among ``auth_events``/``events`` by the ID its room ID implies. Bad input exits with 2.
+among ``auth_events``/``events`` by the ID its room ID implies.
+
+An auth event that is not given — in v12 also the create event the room ID implies — is
+a verdict, not bad input: without it the event cannot pass the auth rules, so it is
+``{"allowed": false}`` with a reason naming the missing event (as a server rejects an
+event whose auth events it cannot obtain). Bad input — not JSON, an unknown room
+version, an invalid PDU, ``state`` naming an event the file does not give — exits with 2.
 """
 
 from __future__ import annotations
@@ -66,6 +72,24 @@ def _pool(data: dict[str, Any], version: RoomVersion, rejected: set[str]) -> dic
     return pool
 
 
+def _state_before(data: dict[str, Any], pool: dict[str, Event]) -> dict[tuple[str, str], Event] | None:
+    """The optional ``state``: ``(type, state_key) -> event``, each event given in the file."""
+    if "state" not in data:
+        return None
+    entries = data["state"]
+    if not isinstance(entries, list):
+        fail("state must be a list of [type, state_key, event_id]")
+    state: dict[tuple[str, str], Event] = {}
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)):
+            fail("state entries must be [type, state_key, event_id]")
+        etype, state_key, event_id = entry
+        if event_id not in pool:
+            fail(f"state event {event_id} is not given")
+        state[(etype, state_key)] = pool[event_id]
+    return state
+
+
 def _verdict(data: dict[str, Any]) -> tuple[bool, str]:
     try:
         version = get_room_version(data.get("room_version"), require_supported=False)
@@ -80,33 +104,20 @@ def _verdict(data: dict[str, Any]) -> tuple[bool, str]:
     event = _build_event(data["event"], version, "event", rejected)
     pool = _pool(data, version, rejected)
 
-    is_create = event.type == "m.room.create"
-    create: Event | None = None
-    if version.room_id_is_create_event_hash and not is_create:
-        create = pool.get(event.create_event_id_for_v12())
-        if create is None:
-            fail(f"the create event {event.create_event_id_for_v12()} implied by the room ID is not given")
+    state_before = _state_before(data, pool)
 
+    create: Event | None = None
+    if version.room_id_is_create_event_hash and event.type != "m.room.create":
+        create_id = event.create_event_id_for_v12()
+        create = pool.get(create_id)
+        if create is None:
+            return False, f"auth events: the create event {create_id} implied by the room ID is not given"
     missing = [i for i in event.auth_event_ids if i not in pool]
     if missing:
-        fail(f"auth event {missing[0]} is not given")
+        return False, f"auth events: auth event {missing[0]} is not given"
     auth_events = [pool[i] for i in event.auth_event_ids]
-
-    state_before: dict[tuple[str, str], Event] | None = None
-    if "state" in data:
-        entries = data["state"]
-        if not isinstance(entries, list):
-            fail("state must be a list of [type, state_key, event_id]")
-        state_before = {}
-        for entry in entries:
-            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)):
-                fail("state entries must be [type, state_key, event_id]")
-            etype, state_key, event_id = entry
-            if event_id not in pool:
-                fail(f"state event {event_id} is not given")
-            state_before[(etype, state_key)] = pool[event_id]
-        if create is not None:
-            state_before.setdefault(CREATE_KEY, create)
+    if state_before is not None and create is not None:
+        state_before.setdefault(CREATE_KEY, create)
 
     try:
         check_auth_events_list(event, auth_events, create_event=create)

@@ -12,6 +12,13 @@ from tests.actions.roomkit import invite, join, make_room, make_user, set_state
 pytestmark = pytest.mark.django_db
 
 
+def _membership(room_id: str, user_id: str) -> str | None:
+    room_row = room_store.get_room(room_id)
+    assert room_row is not None
+    row = room_store.get_membership(room_row, user_id)
+    return None if row is None else row.membership
+
+
 def _status(fn, **kw) -> int:
     with pytest.raises(MatrixError) as exc:
         fn(**kw)
@@ -35,6 +42,7 @@ def test_a_banned_user_cannot_rejoin_until_unbanned() -> None:
     assert _status(membership.check_join_room, user=bob, room_id_or_alias=room) == 403
     membership.check_unban_user(sender=alice.user_id, room_id=room, target=bob.user_id)
     join(bob, room)
+    assert room in membership.get_joined_room_ids(user_id=bob.user_id)
 
 
 def test_kick_of_an_equal_power_level_is_refused_while_a_lower_one_is_kicked() -> None:
@@ -85,7 +93,9 @@ def test_invites_need_the_invite_level() -> None:
     assert (
         _status(membership.check_invite_user, inviter=bob.user_id, room_id=room, invitee=carol.user_id) == 403
     )
+    assert _membership(room, carol.user_id) is None  # the refused invite left nothing
     membership.check_invite_user(inviter=alice.user_id, room_id=room, invitee=carol.user_id)
+    assert _membership(room, carol.user_id) == "invite"
 
 
 def test_invites_to_unknown_local_users_are_404_and_to_remote_users_403() -> None:
@@ -175,4 +185,6 @@ def test_restricted_rooms_admit_members_of_an_allowed_room_only() -> None:
         ],
     )
     assert _status(membership.check_join_room, user=carol, room_id_or_alias=room) == 403
+    assert _membership(room, carol.user_id) is None
     join(bob, room)
+    assert _membership(room, bob.user_id) == "join"

@@ -7,7 +7,6 @@ Spec: client-server API "Client Authentication", "User-Interactive Authenticatio
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import redis
 
 from tests.support.client import MatrixClient, q
-from tests.support.live import REDIS_URL, LiveServer
+from tests.support.live import REDIS_URL, LiveServer, advance_clock
 
 PASSWORD = "correct horse battery"
 
@@ -88,9 +87,12 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     server.destroy()
 
 
+LIFETIME_MS = 600_000  # refresh_server's access_token_lifetime
+
+
 @pytest.fixture(scope="module")
 def refresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = _start(tmp_path_factory, "refresh", {"access_token_lifetime": "4s"})
+    server = _start(tmp_path_factory, "refresh", {"access_token_lifetime": "10m"})
     yield server
     server.destroy()
 
@@ -595,12 +597,12 @@ def test_refresh_rotates_tokens_and_refuses_a_used_refresh_token(refresh_server)
         "/register", {"username": name, "password": PASSWORD, "refresh_token": True, "auth": {"type": "m.login.dummy"}},
         auth=False, spec="/register",
     ).json  # fmt: skip
-    assert reg["expires_in_ms"] == 4000 and reg["refresh_token"]
+    assert reg["expires_in_ms"] == LIFETIME_MS and reg["refresh_token"]
     c.access_token = reg["access_token"]
     c.get("/account/whoami")
     new = c.post("/refresh", {"refresh_token": reg["refresh_token"]}, auth=False, spec="/refresh").json
     assert new["access_token"] != reg["access_token"] and new["refresh_token"] != reg["refresh_token"]
-    assert new["expires_in_ms"] == 4000
+    assert new["expires_in_ms"] == LIFETIME_MS
     # The old access token is revoked at once; the new one works.
     assert c.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
     c.access_token = new["access_token"]
@@ -623,17 +625,21 @@ def test_expired_access_token_is_a_soft_logout_until_refreshed(refresh_server) -
     ).json  # fmt: skip
     c = MatrixClient(base, login["access_token"])
     c.get("/account/whoami")
-    time.sleep(4.5)
+    # The server's clock moves instead of the test sleeping: a minute before the end of the
+    # token's lifetime it still works, a second after the end it has expired.
+    advance_clock(base, LIFETIME_MS - 60_000)
+    assert c.get("/account/whoami").json["user_id"] == login["user_id"]
+    advance_clock(base, 61_000)
     expired = c.get("/account/whoami", expect=401)
     assert expired.json == {
         "errcode": "M_UNKNOWN_TOKEN",
         "error": "Access token has expired",
         "soft_logout": True,
     }
-    c.access_token = c.post("/refresh", {"refresh_token": login["refresh_token"]}, auth=False).json[
-        "access_token"
-    ]
-    c.get("/account/whoami")
+    refreshed = c.post("/refresh", {"refresh_token": login["refresh_token"]}, auth=False).json
+    assert refreshed["expires_in_ms"] == LIFETIME_MS
+    c.access_token = refreshed["access_token"]
+    assert c.get("/account/whoami").json["user_id"] == login["user_id"]
 
 
 # --------------------------------------------------------------------------- password, deactivation
@@ -678,7 +684,17 @@ def test_password_change_can_keep_other_devices(dagma_server, make_client) -> No
         "/account/password", {"new_password": "another one", "logout_devices": False, "auth": _password_auth(alice)},
         spec="/account/password",
     )  # fmt: skip
-    other.get("/account/whoami")
+    # The password did change ...
+    old = MatrixClient(dagma_server.base_url).post(
+        "/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+                   "password": PASSWORD},
+        auth=False, expect=403,
+    )  # fmt: skip
+    assert old.json["errcode"] == "M_FORBIDDEN"
+    _login(dagma_server.base_url, alice.user_id, "another one")
+    # ... and the other device kept its session and its device.
+    assert other.get("/account/whoami").json["device_id"] == other.device_id
+    assert other.device_id in [d["device_id"] for d in alice.get("/devices").json["devices"]]
 
 
 def test_password_auth_for_someone_else_is_refused(dagma_server, make_client) -> None:

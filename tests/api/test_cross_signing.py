@@ -53,8 +53,13 @@ def test_first_upload_needs_no_uia_and_is_served_by_query(make_client) -> None:
 def test_repeating_the_same_keys_needs_no_uia(make_client) -> None:
     alice = make_client()
     keys = _cross_signing(alice)
+    # Without any "auth": accepted at once (200, no 401 UIA challenge), and nothing changes.
     alice.post(UPLOAD, keys.upload_body(), spec=UPLOAD)
     alice.post(UPLOAD, {"master_key": keys.key_object("master")}, spec=UPLOAD)
+    mine = _query(alice, alice.user_id)
+    assert mine["master_keys"][alice.user_id] == keys.key_object("master")
+    assert mine["self_signing_keys"][alice.user_id] == keys.key_object("self_signing")
+    assert mine["user_signing_keys"][alice.user_id] == keys.key_object("user_signing")
 
 
 def test_replacing_keys_needs_password_uia(make_client) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from dagcore.protocol import signing
 from tests.support.client import MatrixClient
 
 
@@ -40,13 +43,20 @@ def test_well_known_client_points_at_public_baseurl(dagma_server) -> None:
 
 
 def test_server_keys_are_self_signed(dagma_server) -> None:
-    from dagcore.protocol import signing
-
     c = MatrixClient(dagma_server.base_url)
     body = c.get("/_matrix/key/v2/server", auth=False).json
+    assert body["server_name"] == dagma_server.server_name
     key_id, entry = next(iter(body["verify_keys"].items()))
+    assert set(body["signatures"][body["server_name"]]) == set(body["verify_keys"])
     verify_key = signing.decode_verify_key_base64(key_id, entry["key"])
+    # The signature verifies with the key the document itself publishes (raises if not) ...
     signing.verify_json_signature(body, server_name=body["server_name"], key_id=key_id, verify_key=verify_key)
+    # ... and covers the document: a changed validity would not verify.
+    forged = {**body, "valid_until_ts": body["valid_until_ts"] + 1}
+    with pytest.raises(signing.SignatureError):
+        signing.verify_json_signature(
+            forged, server_name=body["server_name"], key_id=key_id, verify_key=verify_key
+        )
 
 
 def test_third_party_lookups_answer_the_spec_shapes_with_no_bridges(make_client) -> None:

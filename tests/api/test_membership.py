@@ -8,6 +8,11 @@ from tests.support.client import q
 from tests.support.live import LiveServer
 
 
+def _membership(client, room_id: str, user_id: str) -> str:
+    path = f"/rooms/{q(room_id)}/state/m.room.member/{q(user_id)}"
+    return str(client.get(path, spec="/rooms/{roomId}/state/{eventType}/{stateKey}").json["membership"])
+
+
 def test_join_invite_only_room_is_refused_but_an_invited_user_joins(make_client) -> None:
     alice, bob = make_client(), make_client()
     room = alice.create_room(preset="private_chat")
@@ -56,7 +61,9 @@ def test_rejoin_after_ban_is_refused_and_allowed_after_unban(make_client) -> Non
     )
     assert not_banned.json["errcode"] == "M_FORBIDDEN"
     alice.post(f"/rooms/{q(room)}/unban", {"user_id": bob.user_id}, spec="/rooms/{roomId}/unban")
+    assert _membership(alice, room, bob.user_id) == "leave"
     bob.post(f"/rooms/{q(room)}/join", spec="/rooms/{roomId}/join")
+    assert _membership(alice, room, bob.user_id) == "join"
 
 
 def test_kick_and_ban_of_an_equal_level_are_refused_and_of_a_lower_level_allowed(make_client) -> None:
@@ -78,8 +85,12 @@ def test_kick_and_ban_of_an_equal_level_are_refused_and_of_a_lower_level_allowed
     bob.post(
         f"/rooms/{q(room)}/kick", {"user_id": dave.user_id, "reason": "bye"}, spec="/rooms/{roomId}/kick"
     )
+    assert _membership(alice, room, dave.user_id) == "leave"
     dave.post(f"/rooms/{q(room)}/join", spec="/rooms/{roomId}/join")  # a kick is not a ban
     bob.post(f"/rooms/{q(room)}/ban", {"user_id": dave.user_id}, spec="/rooms/{roomId}/ban")
+    assert _membership(alice, room, dave.user_id) == "ban"
+    # The refused kick and ban left carol where she was.
+    assert _membership(alice, room, carol.user_id) == "join"
 
 
 def test_power_levels_above_ones_own_are_refused(make_client) -> None:

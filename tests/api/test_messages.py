@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 from tests.support.client import MatrixClient, q
+from tests.support.live import advance_clock
 from tribune.tokens import SyncToken
 
 MESSAGES = "/rooms/{roomId}/messages"
@@ -174,14 +174,16 @@ def test_context_returns_events_around_with_tokens_and_state(make_client) -> Non
     alice.get(f"/rooms/{q(room)}/context/{q('$missing')}", expect=404)
 
 
-def test_timestamp_to_event_finds_the_closest_event_in_each_direction(make_client) -> None:
+def test_timestamp_to_event_finds_the_closest_event_in_each_direction(dagma_server, make_client) -> None:
     alice = make_client()
     room = alice.create_room()
     first = alice.send(room, "first")
-    time.sleep(0.05)
-    middle_ts = int(time.time() * 1000)
-    time.sleep(0.05)
+    first_ts = alice.get(f"/rooms/{q(room)}/event/{q(first)}").json["origin_server_ts"]
+    # The server's clock moves a second on (instead of the test sleeping to part the timestamps).
+    advance_clock(dagma_server.base_url, 1000)
     second = alice.send(room, "second")
+    middle_ts = first_ts + 500
+    assert alice.get(f"/rooms/{q(room)}/event/{q(second)}").json["origin_server_ts"] > middle_ts
     spec = "/rooms/{roomId}/timestamp_to_event"
     path = f"/_matrix/client/v1/rooms/{q(room)}/timestamp_to_event"
     assert alice.get(path, params={"ts": middle_ts, "dir": "f"}, spec=spec).json["event_id"] == second

@@ -14,7 +14,7 @@ import yaml
 
 from tests.api.test_sync import uid
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, wait_for_waiters
 from tests.support.spec import validate_response
 
 pytestmark = pytest.mark.live
@@ -68,7 +68,7 @@ def test_message_sent_through_one_process_wakes_a_sync_held_by_another(two_proce
     for i in range(5):
         out: dict[str, Any] = {}
         thread = poll_in_background(alice_via_b, token, out)
-        time.sleep(0.5)  # the long-poll is waiting in process B
+        wait_for_waiters(b.base_url, uid(alice))  # the long-poll is waiting in process B
         sent_at = time.monotonic()
         event_id = alice.send(room, f"through A #{i}")  # process A commits, then answers
         sent_done = time.monotonic()
@@ -98,11 +98,11 @@ def test_ephemeral_changes_cross_processes_too(two_processes) -> None:
     token = bob_via_b.get("/sync", params={"timeout": 0}).json["next_batch"]
     out: dict[str, Any] = {}
     thread = poll_in_background(bob_via_b, token, out)
-    time.sleep(0.5)
+    wait_for_waiters(b.base_url, uid(bob))  # the long-poll is waiting in process B
     sent_at = time.monotonic()
     alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 10000})
     thread.join(10)
-    assert not thread.is_alive()
+    assert not thread.is_alive(), "process B's long-poll was not woken"
     assert out["returned_at"] - sent_at < 1.0
     ephemeral = out["body"]["rooms"]["join"][room]["ephemeral"]["events"]
     assert {"type": "m.typing", "content": {"user_ids": [alice.user_id]}} in ephemeral

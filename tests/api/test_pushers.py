@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.client import MatrixClient, q
-from tests.support.live import ROOT, LiveServer
+from tests.support.live import ROOT, LiveServer, advance_clock
 from tests.support.spec import validate_request
 
 pytestmark = pytest.mark.live
@@ -177,19 +178,58 @@ def test_an_invite_is_pushed(gateway_pair) -> None:
     assert note["user_is_target"] is True and note["content"]["membership"] == "invite"
 
 
-def test_a_failing_gateway_loses_nothing(gateway_pair) -> None:
+def test_a_failing_gateway_loses_nothing(push_setup, gateway_pair) -> None:
     """Accepted events are never lost: while the gateway fails, the pusher keeps its position;
     the next event after recovery brings both, in order."""
+    server, _ = push_setup
     alice, bob, room, gateway = gateway_pair
     alice.post("/pushers/set", pusher_body(gateway.url, pushkey="pk-retry"))
     gateway.mode, gateway.refused = "fail", 0
     first = bob.send(room, "while the gateway is down")
-    assert _wait_for(lambda: gateway.refused >= 1)  # the worker tried, and failed
+    failing_since, held_until = _wait_for_back_off(server, alice.user_id, "pk-retry")
+    assert gateway.refused == 1  # the worker tried, and failed
     gateway.mode = "ok"
-    time.sleep(3.0)  # past the pusher's back-off after a first failure (1 s), with room for a slow worker
+    # The server's clock moves past the back-off (a worker sees the same time as Tribune).
+    advance_clock(server.base_url, held_until - failing_since + 1000)
     second = bob.send(room, "after it is back")
     notes = gateway.notifications(2)
     assert [n["event_id"] for n in notes] == [first, second]
+    assert _pusher_state(server, alice.user_id, "pk-retry")[0] is None  # no longer failing
+
+
+def test_a_failing_gateway_is_retried_after_half_the_time_it_has_been_failing(
+    push_setup, gateway_pair
+) -> None:
+    """Back-off (dagcore.actions.pushers): a failing gateway is left alone for half as long as
+    it has been failing (1 s at first); events meanwhile wait, and none is lost."""
+    server, _ = push_setup
+    worker_log = server.workdir / "worker.log"
+    alice, bob, room, gateway = gateway_pair
+    alice.post("/pushers/set", pusher_body(gateway.url, pushkey="pk-backoff"))
+    gateway.mode, gateway.refused = "fail", 0
+    first = bob.send(room, "the gateway fails")
+    failing_since, held_until = _wait_for_back_off(server, alice.user_id, "pk-backoff")
+    assert gateway.refused == 1
+    assert 1_000 <= held_until - failing_since < 6_000  # the shortest back-off after a first failure
+    # A minute later the next event retries the gateway, which fails again: failing for a
+    # minute, the pusher is now left alone for half a minute.
+    advance_clock(server.base_url, 60_000)
+    second = _send_and_wait_for_the_worker(worker_log, lambda: bob.send(room, "a minute later"))
+    assert gateway.refused == 2
+    still_since, held_again = _pusher_state(server, alice.user_id, "pk-backoff")
+    assert still_since == failing_since and held_again is not None
+    # held = released + (released - failing_since) / 2, released a minute (and some seconds
+    # of real time at most) after the first failure.
+    assert 90_000 <= held_again - failing_since < 90_000 + 45_000
+    # Within the back-off, an event does not make the worker try the gateway.
+    third = _send_and_wait_for_the_worker(worker_log, lambda: bob.send(room, "during the back-off"))
+    assert gateway.refused == 2
+    # Past it, with the gateway back, every event arrives once, in order.
+    gateway.mode = "ok"
+    advance_clock(server.base_url, held_again - failing_since)
+    fourth = bob.send(room, "the gateway is back")
+    notes = gateway.notifications(4)
+    assert [n["event_id"] for n in notes] == [first, second, third, fourth]
 
 
 def test_a_rejected_pushkey_removes_the_pusher(gateway_pair) -> None:
@@ -221,9 +261,10 @@ def test_ignored_users_and_muted_rooms_are_not_pushed(gateway_pair) -> None:
     bob.send(room, "ignored sender")
     carol.send(other, "muted room")
     audible = carol.send(room, "audible")  # control: a sender not ignored, a room not muted
+    # Pushes go out oldest first, so a quiet event that was pushed would have arrived before
+    # (or with) the control: no waiting for something not to happen.
     notes = gateway.notifications(1)
-    time.sleep(0.5)
-    assert [n["event_id"] for n in gateway.notifications(1)] == [audible] == [n["event_id"] for n in notes]
+    assert [n["event_id"] for n in notes] == [audible]
 
 
 # --------------------------------------------------------------------------- /pushers/set
@@ -313,7 +354,7 @@ def test_the_number_of_pushers_is_bounded(push_setup) -> None:
     assert len(alice.get("/pushers").json["pushers"]) == 32
 
 
-# --------------------------------------------------------------------------- SSRF, quick start
+# --------------------------------------------------------------------------- observing the worker
 
 
 def _wait_for(predicate: Callable[..., bool], timeout: float = 20.0) -> bool:
@@ -321,6 +362,49 @@ def _wait_for(predicate: Callable[..., bool], timeout: float = 20.0) -> bool:
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.05)
     return predicate()
+
+
+def _pusher_state(server: LiveServer, user_id: str, pushkey: str) -> tuple[int | None, int | None]:
+    """``(failing_since, claimed_until)`` of the pusher, as the server stored them."""
+    [(failing_since, claimed_until)] = server.query(
+        "SELECT failing_since, claimed_until FROM pushers WHERE user_id = %s AND pushkey = %s",
+        (user_id, pushkey),
+    )
+    return failing_since, claimed_until
+
+
+def _wait_for_back_off(server: LiveServer, user_id: str, pushkey: str) -> tuple[int, int]:
+    """Wait until a worker released the pusher after a failure (``failing_since`` is only
+    written then); returns ``(failing_since, held_until)``."""
+    assert _wait_for(lambda: _pusher_state(server, user_id, pushkey)[0] is not None), "no failure recorded"
+    failing_since, held_until = _pusher_state(server, user_id, pushkey)
+    assert failing_since is not None and held_until is not None
+    return failing_since, held_until
+
+
+def _push_tasks(worker_log: Path) -> tuple[int, int]:
+    """``(received, finished)`` push tasks, from the worker's log (one task at a time: solo pool)."""
+    text = worker_log.read_text()
+    received = len(re.findall(r"Task dagcore\.tasks\.push\.push_room\[[^]]+\] received", text))
+    finished = len(re.findall(r"Task dagcore\.tasks\.push\.push_room\[[^]]+\] (?:succeeded|raised)", text))
+    return received, finished
+
+
+def _send_and_wait_for_the_worker(worker_log: Path, send: Callable[[], str]) -> str:
+    """Send an event once the worker is idle, and return once it has run the event's push task."""
+
+    def idle() -> bool:
+        received, finished = _push_tasks(worker_log)
+        return received == finished
+
+    assert _wait_for(idle), "the worker stays busy"
+    _, before = _push_tasks(worker_log)
+    event_id = send()
+    assert _wait_for(lambda: _push_tasks(worker_log)[1] > before), "the worker never ran the push task"
+    return event_id
+
+
+# --------------------------------------------------------------------------- SSRF, quick start
 
 
 def test_gateways_on_private_addresses_are_refused_unless_allowed(tmp_path: Path) -> None:

@@ -139,7 +139,21 @@ def test_room_upgrade_end_to_end(make_client) -> None:
     bob.send(new_room, "hello in the new room")
 
 
-def test_reporting_events_needs_membership_and_a_visible_event(make_client) -> None:
+def _reports_by(
+    server, reporter: str
+) -> list[tuple[str | None, str | None, str | None, str | None, int | None]]:
+    """What the server kept of ``reporter``'s reports, for its admins (oldest first)."""
+    return [
+        tuple(row)
+        for row in server.query(
+            "SELECT room_id, event_id, reported_user_id, reason, score FROM content_reports"
+            " WHERE reporter = %s ORDER BY id",
+            (reporter,),
+        )
+    ]
+
+
+def test_reporting_events_needs_membership_and_a_visible_event(dagma_server, make_client) -> None:
     alice, bob, mallory = make_client(), make_client(), make_client()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
@@ -154,9 +168,12 @@ def test_reporting_events_needs_membership_and_a_visible_event(make_client) -> N
         expect=404,
         spec="/rooms/{roomId}/report/{eventId}",
     )
+    # Bob's report is kept for the admins; the refused ones left nothing.
+    assert _reports_by(dagma_server, bob.user_id) == [(room, event_id, None, "rude", -100)]
+    assert _reports_by(dagma_server, mallory.user_id) == []
 
 
-def test_reporting_rooms_and_users(make_client) -> None:
+def test_reporting_rooms_and_users(dagma_server, make_client) -> None:
     alice, bob = make_client(), make_client()
     room = alice.create_room()
     bob.post(f"/rooms/{q(room)}/report", {"reason": "spam room"}, spec="/rooms/{roomId}/report")
@@ -167,6 +184,11 @@ def test_reporting_rooms_and_users(make_client) -> None:
     bob.post(
         f"/users/{q('@ghost:localhost')}/report", {"reason": "x"}, expect=404, spec="/users/{userId}/report"
     )
+    # Both reports are kept for the admins; the refused ones left nothing.
+    assert _reports_by(dagma_server, bob.user_id) == [
+        (room, None, None, "spam room", None),
+        (None, None, alice.user_id, "spammer", None),
+    ]
 
 
 def test_matrix_nio_room_journey(make_client, dagma_server) -> None:

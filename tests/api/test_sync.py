@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.support.client import MatrixClient, q
+from tests.support.live import wait_for_waiters
 
 SYNC = "/sync"
 
@@ -181,11 +182,11 @@ def test_long_poll_wakes_up_when_a_message_arrives(make_client) -> None:
 
     t = threading.Thread(target=poll)
     t.start()
-    time.sleep(0.3)
+    wait_for_waiters(alice.base_url, uid(alice))  # the poll waits: only a wake-up can answer it now
     other = MatrixClient(alice.base_url, alice.access_token)
     other.send(room, "wake up")
     t.join(15)
-    assert not t.is_alive()
+    assert not t.is_alive(), "the long-poll was not woken"
     assert result["elapsed"] < 5
     assert bodies(timeline(result["body"], room)) == ["wake up"]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any
 
-from tests.api.test_sync import sync
+from tests.api.test_sync import sync, uid
 from tests.support.client import MatrixClient
+from tests.support.live import wait_for_waiters
 
 SEND = "/sendToDevice/{eventType}/{txnId}"
 
@@ -106,20 +108,17 @@ def test_many_messages_come_in_batches_without_loss(make_client) -> None:
 
 
 def test_a_message_wakes_the_long_poll(make_client) -> None:
-    import threading
-    import time
-
     alice, bob = make_client(), make_client()
     first = sync(bob)
     out: dict[str, Any] = {}
     t = threading.Thread(target=lambda: out.update(body=sync(bob, first["next_batch"], timeout=15000)))
     t.start()
-    time.sleep(0.3)
+    wait_for_waiters(bob.base_url, uid(bob))  # the poll waits: only a wake-up can answer it now
     alice.put(
         f"/sendToDevice/m.test/{secrets.token_hex(4)}", {"messages": {bob.user_id: {bob.device_id: {"w": 1}}}}
     )
     t.join(10)
-    assert not t.is_alive()
+    assert not t.is_alive(), "the long-poll was not woken"
     assert to_device(out["body"])[0]["content"] == {"w": 1}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.api.test_sync import sync, uid
 from tests.support.client import MatrixClient, q
+from tests.support.live import wait_for_waiters
 
 TYPING = "/rooms/{roomId}/typing/{userId}"
 RECEIPT = "/rooms/{roomId}/receipt/{receiptType}/{eventId}"
@@ -147,10 +148,10 @@ def test_receipt_wakes_a_long_poll(make_client) -> None:
     out: dict[str, Any] = {}
     t = threading.Thread(target=lambda: out.update(body=sync(alice, first["next_batch"], timeout=15000)))
     t.start()
-    time.sleep(0.3)
+    wait_for_waiters(alice.base_url, uid(alice))  # the poll waits: only a wake-up can answer it now
     bob.post(f"/rooms/{q(room)}/receipt/m.read/{q(event_id)}", {})
     t.join(10)
-    assert not t.is_alive()
+    assert not t.is_alive(), "the long-poll was not woken"
     assert ephemeral(out["body"], room, "m.receipt")
 
 

@@ -116,12 +116,60 @@ def test_v12_creator_power_is_visible_through_the_cli(tmp_path, capsys):
     assert verdict["allowed"] is False and "creators" in verdict["reason"]
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_a_v12_event_whose_implied_create_event_is_not_given_is_not_allowed(with_state, tmp_path, capsys):
+    """The room ID names the create event (v12): without it nothing can authorise the event."""
+    room = standard_room("12")
+    event = room.make("m.room.message", ALICE, {"body": "x"})
+    data = case(room, event, with_state=with_state)
+    create_id = room.create.event_id
+    data["auth_events"] = [e for e in data["auth_events"] if e["event_id"] != create_id]
+    if with_state:
+        data["events"] = [e for e in data["events"] if e["event_id"] != create_id]
+        data["state"] = [entry for entry in data["state"] if entry[2] != create_id]
+    code, out, err = run_cli(tmp_path, data, capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "allowed": False,
+        "reason": f"auth events: the create event {create_id} implied by the room ID is not given",
+    }
+    # Control: the same file with the create event is allowed.
+    _, out, _ = run_cli(tmp_path, case(room, event, with_state=with_state), capsys)
+    assert json.loads(out)["allowed"] is True
+
+
+@pytest.mark.parametrize("version", ["1", "10", "12"])
+def test_an_event_whose_auth_event_is_not_given_is_not_allowed(version, tmp_path, capsys):
+    room = standard_room(version)
+    event = room.make("m.room.message", ALICE, {"body": "x"})
+    data = case(room, event)
+    power_levels = room.state[("m.room.power_levels", "")].event_id
+    assert power_levels in event.auth_event_ids
+    data["auth_events"] = [e for e in data["auth_events"] if e["event_id"] != power_levels]
+    code, out, err = run_cli(tmp_path, data, capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "allowed": False,
+        "reason": f"auth events: auth event {power_levels} is not given",
+    }
+
+
+def test_a_malformed_file_exits_2_even_when_an_auth_event_is_missing(tmp_path, capsys):
+    room = standard_room("12")
+    event = room.make("m.room.message", ALICE, {"body": "x"})
+    data = case(room, event)
+    data["auth_events"] = [e for e in data["auth_events"] if e["event_id"] != room.create.event_id]
+    data["state"] = [["m.room.topic", "", "$nope"]]
+    code, out, err = run_cli(tmp_path, data, capsys)
+    assert (code, out) == (2, "")
+    assert "state event $nope is not given" in err
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
         (lambda d: "not json {", "not valid JSON"),
         (lambda d: {**d, "room_version": "99"}, "unknown room version"),
-        (lambda d: {**d, "auth_events": d["auth_events"][1:]}, "is not given"),
         (lambda d: {**d, "state": [["m.room.topic", "", "$nope"]]}, "is not given"),
         (lambda d: {**d, "event": {k: v for k, v in d["event"].items() if k != "event_id"}}, "no event_id"),
         (lambda d: {k: v for k, v in d.items() if k != "event"}, "missing 'event'"),
@@ -131,10 +179,7 @@ def test_v12_creator_power_is_visible_through_the_cli(tmp_path, capsys):
 def test_bad_input_exits_2_with_one_line_on_stderr(mutate, message, tmp_path, capsys):
     room = standard_room("12")
     event = room.make("m.room.message", ALICE, {"body": "x"})
-    data = case(room, event)
-    # Put the implied create event first so dropping auth_events[0] removes it.
-    data["auth_events"].insert(0, data["auth_events"].pop())
-    code, out, err = run_cli(tmp_path, mutate(data), capsys)
+    code, out, err = run_cli(tmp_path, mutate(case(room, event)), capsys)
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and message in err

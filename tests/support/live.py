@@ -153,6 +153,8 @@ class LiveServer:
                 for k in ("address", "account", "failed_attempts")
             },
         )
+        # Test-only endpoints (/_dagma/test/*): tests wait on what the server does, never on a sleep.
+        config.setdefault("enable_test_hooks", True)
         config.update(self.extra_config)
         self.config_path.write_text(yaml.safe_dump(config))
 
@@ -224,6 +226,43 @@ class LiveServer:
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text()[-n:] if self.log_path.exists() else ""
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows from the server's own PostgreSQL database (what it stored, seen from outside)."""
+        assert self.database == "postgres", "query() reads a PostgreSQL test server"
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.db_name}") as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+
+# --------------------------------------------------------------------------- test hooks
+
+
+def waiting_long_polls(base_url: str, user_id: str) -> int:
+    """How many ``/sync`` long-polls of ``user_id`` wait in the server process at ``base_url``."""
+    r = httpx.get(base_url + "/_dagma/test/waiters", params={"user_id": user_id}, timeout=5.0)
+    r.raise_for_status()
+    return int(r.json()["waiters"])
+
+
+def wait_for_waiters(base_url: str, user_id: str, count: int = 1, timeout: float = 15.0) -> None:
+    """Return once ``count`` long-polls of ``user_id`` wait in that process: only then does a
+    change made next test the wake-up (a poll that registers late would find the change in its
+    first pass and answer without ever waiting)."""
+    deadline = time.monotonic() + timeout
+    seen = waiting_long_polls(base_url, user_id)
+    while seen < count:
+        assert time.monotonic() < deadline, (
+            f"{seen} of {count} long-polls of {user_id} waiting after {timeout}s"
+        )
+        time.sleep(0.01)  # polling the observable, with a deadline
+        seen = waiting_long_polls(base_url, user_id)
+
+
+def advance_clock(base_url: str, ms: int) -> int:
+    """Move the homeserver's clock ``ms`` forward (every process of it); returns the total offset."""
+    r = httpx.post(base_url + "/_dagma/test/clock", json={"advance_ms": ms}, timeout=5.0)
+    r.raise_for_status()
+    return int(r.json()["offset_ms"])
 
 
 class Politburo:

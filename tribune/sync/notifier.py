@@ -74,6 +74,11 @@ class WaiterRegistry:
         for room_id in waiter.room_ids:
             self._discard(self.by_room, room_id, waiter)
 
+    def count_waiters(self, user_id: str) -> int:
+        """How many requests of this user wait here (test hooks: a test waits for its long-poll
+        to be registered before it makes the change that must wake it)."""
+        return len(self.by_user.get(user_id, ()))
+
     @staticmethod
     def _discard(index: dict[str, set[Waiter]], key: str, waiter: Waiter) -> None:
         waiters = index.get(key)
