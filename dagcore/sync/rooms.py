@@ -154,15 +154,8 @@ def build_rooms(
         }
     invite_out, knock_out = build_stripped_rooms(invites=selection.invites, knocks=selection.knocks)
 
-    body: dict[str, Any] = {}
-    for key, section in (
-        ("join", join_out),
-        ("leave", leave_out),
-        ("invite", invite_out),
-        ("knock", knock_out),
-    ):
-        if section:
-            body[key] = section
+    sections = {"join": join_out, "leave": leave_out, "invite": invite_out, "knock": knock_out}
+    body = {key: section for key, section in sections.items() if section}
     return RoomsSection(body=body, rooms_with_news=news.rooms, complete=loaded.complete)
 
 

@@ -20,7 +20,8 @@ from dagcore.sync.timeline import filter_visibility, load_timelines
 from tests.actions.roomkit import invite, join, make_room, make_user, say, set_state
 from tests.sync.kit import inputs, now_token, room_nid
 
-pytestmark = pytest.mark.django_db
+# Also on SQLite (the quick start): the store answers it with other statements.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def message_bodies(entry: dict[str, Any]) -> list[str]:

@@ -34,7 +34,8 @@ from tests.actions.roomkit import join, make_room, make_user, say
 from tests.support.e2e_keys import DeviceKeys
 from tests.sync.kit import Inputs, inputs, now_token, room_nid
 
-pytestmark = pytest.mark.django_db
+# Also on SQLite (the quick start): the store answers it with other statements.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def send_to_device(sender: User, target: User, device_id: str, n: int) -> None:
