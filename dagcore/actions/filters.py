@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
-
 from dagcore.http.params import ascii_uint
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import filters as filter_store
@@ -115,9 +113,6 @@ class RoomEventFilter(EventFilter):
         return SqlEventFilter(
             types=self.types, not_types=self.not_types, senders=self.senders, not_senders=self.not_senders
         )
-
-    def sql_q(self) -> Q:
-        return self.sql().as_q()
 
     def matches_event(self, *, event_type: str, sender: str, content: Mapping[str, Any]) -> bool:
         if not self.matches(event_type=event_type, sender=sender):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.db import connection
@@ -37,6 +38,7 @@ from dagcore.store.events import (
 )
 from dagcore.store.state import _LRU
 from dagcore.store.streams import STREAMS
+from dagcore.store.timeline import EventFilter
 
 #: Subqueries per UNION ALL statement.
 UNION_CHUNK = 100
@@ -249,17 +251,38 @@ def _recent_sql(nid: int, after: int | None, upto: int, limit: int, params: list
     return sql + f" AND {TIMELINE_SQL} ORDER BY e.stream_ordering DESC LIMIT %s"
 
 
+@dataclass(frozen=True)
+class TimelineFilter:
+    """What a sync's timeline query filters in SQL: the filter's types and senders, and the
+    ignored users' events other than state (spec "Ignoring Users": state events still show)."""
+
+    events: EventFilter = field(default_factory=EventFilter)
+    ignored_senders: frozenset[str] = frozenset()
+
+    @cached_property
+    def _q(self) -> Q | None:
+        q = self.events.as_q()
+        if self.ignored_senders:
+            q &= ~Q(sender__in=sorted(self.ignored_senders), state_key__isnull=True)
+        return q if q else None
+
+    @property
+    def filters_anything(self) -> bool:
+        """False when every timeline event passes (then answers can be shared between syncs)."""
+        return self._q is not None
+
+
 def get_recent_events(
-    ranges: Mapping[int, tuple[int | None, int]], *, limit: int, event_q: Q | None = None
+    ranges: Mapping[int, tuple[int | None, int]], *, limit: int, timeline_filter: TimelineFilter | None = None
 ) -> dict[int, list[StoredEvent]]:
     """The newest ``limit + 1`` events of each room within its ``(after, upto]`` range, oldest first.
 
     ``limit + 1`` lets the caller tell whether the timeline was cut (``limited``).
-    Without ``event_q`` a room's answer is shared (in-process) with the other syncs
-    asking for the same range — the members of a room woken by the same event.
+    Without a filter that filters anything, a room's answer is shared (in-process) with
+    the other syncs asking for the same range — the members of a room woken by the same event.
     """
-    if event_q:
-        return _get_recent_events_filtered(ranges, limit=limit, event_q=event_q)
+    if timeline_filter is not None and timeline_filter._q is not None:
+        return _get_recent_events_filtered(ranges, limit=limit, event_q=timeline_filter._q)
     out: dict[int, list[StoredEvent]] = {}
     missing: dict[int, tuple[int | None, int]] = {}
     for nid, (after, upto) in ranges.items():

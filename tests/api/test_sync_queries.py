@@ -1,4 +1,4 @@
-"""The sync builder's database cost, in-process (query counts, not timings).
+"""The sync engine's database cost, in-process (query counts, not timings).
 
 An incremental sync must not pay for quiet rooms; an initial sync of N rooms
 costs a bounded number of queries in total, not a few per room.
@@ -14,15 +14,15 @@ from django.test.utils import CaptureQueriesContext
 
 from dagcore.actions.filters import DEFAULT_FILTER, parse_filter
 from dagcore.models import User
+from dagcore.sync import SyncRequest, SyncResult, build_sync_response
+from dagcore.sync.tokens import SyncToken
 from tests.actions.roomkit import join, make_room, make_user, say
-from tribune.sync.builder import SyncParams, SyncResult, build_sync
-from tribune.tokens import SyncToken
 
 pytestmark = pytest.mark.django_db
 
 
 def run(user: User, since: str | None = None, **kw: Any) -> SyncResult:
-    params = SyncParams(
+    request = SyncRequest(
         user_id=user.user_id,
         device_id=kw.pop("device_id", "DEV"),
         device_key="DEV",
@@ -30,7 +30,7 @@ def run(user: User, since: str | None = None, **kw: Any) -> SyncResult:
         full_state=kw.pop("full_state", False),
         filter=kw.pop("filter", DEFAULT_FILTER),
     )
-    return build_sync(params)
+    return build_sync_response(request=request)
 
 
 def count_queries(fn: Any) -> tuple[int, Any]:

@@ -1,1 +1,2 @@
-"""``/sync``: the response builder (``builder``) and the cross-process long-poll wake-up (``notifier``)."""
+"""``/sync``'s cross-process long-poll wake-up (``notifier``); the response is built by the
+sync engine, ``dagcore.sync``."""

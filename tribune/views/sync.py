@@ -1,10 +1,10 @@
 """``GET /sync`` (spec: client-server API "Syncing").
 
-An async view: the response is built in a thread (database work), and an
-incremental sync with nothing new waits on the event loop — holding neither a
-thread nor a database connection — until ``tribune.sync.notifier`` wakes it
-or ``timeout`` runs out. It then answers with a ``next_batch`` the client can
-use again, as Synapse does.
+An async view: the response is built by the sync engine (``dagcore.sync``) in a
+thread (database work), and an incremental sync with nothing new waits on the event
+loop — holding neither a thread nor a database connection — until
+``tribune.sync.notifier`` wakes it or ``timeout`` runs out. It then answers with a
+``next_batch`` the client can use again, as Synapse does.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.store import txns as txn_store
+from dagcore.sync import SyncRequest, SyncResult, build_sync_response
+from dagcore.sync.tokens import SyncToken
 from tribune.http import RequestContext, authenticate, client_route, method_not_allowed
 from tribune.sync import notifier
-from tribune.sync.builder import SyncParams, SyncResult, build_sync
-from tribune.tokens import SyncToken
 
 logger = logging.getLogger("tribune")
 
@@ -65,7 +65,7 @@ def _parse_query(request: HttpRequest) -> _Query:
     return _Query(token, min(timeout, MAX_TIMEOUT_MS), full_state == "true", set_presence, q.get("filter"))
 
 
-def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncParams, SyncResult]:
+def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncRequest, SyncResult]:
     """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
     try:
         ctx = RequestContext(request)
@@ -78,7 +78,7 @@ def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncParams, SyncRe
         except FilterError as exc:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
         do_sync_presence(user_id=user_id, set_presence=query.set_presence)
-        params = SyncParams(
+        params = SyncRequest(
             user_id=user_id,
             device_id=ctx.device_id,
             device_key=txn_store.device_key(device_id=ctx.device_id, token_id=ctx.token_id),
@@ -86,14 +86,14 @@ def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncParams, SyncRe
             full_state=query.full_state,
             filter=sync_filter,
         )
-        return params, build_sync(params)
+        return params, build_sync_response(request=params)
     finally:
         connection.close()  # back to the pool: a long-poll must not hold a connection
 
 
-def _rebuild(params: SyncParams) -> SyncResult:
+def _rebuild(params: SyncRequest) -> SyncResult:
     try:
-        return build_sync(params)
+        return build_sync_response(request=params)
     finally:
         connection.close()
 
@@ -108,7 +108,7 @@ MAX_CONCURRENT_REBUILDS = 6
 _rebuild_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
-async def _rebuild_woken(params: SyncParams) -> SyncResult:
+async def _rebuild_woken(params: SyncRequest) -> SyncResult:
     loop = asyncio.get_running_loop()
     slots = _rebuild_slots.get(loop)
     if slots is None:
@@ -137,7 +137,7 @@ async def sync(request: HttpRequest) -> HttpResponse:
 
 
 async def _wait_for_news(
-    params: SyncParams, result: SyncResult, generation: int, timeout_ms: int
+    params: SyncRequest, result: SyncResult, generation: int, timeout_ms: int
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_ms / 1000
