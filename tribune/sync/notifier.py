@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from dagcore.broadcast import GROUP, MESSAGE_TYPE, change_message, channel_layer, publish_from_thread
 from dagcore.clock import now_ms
 from dagcore.notifier import Change
+from dagcore.store.transaction import release_all_connections
 
 logger = logging.getLogger("tribune.sync")
 
@@ -202,7 +202,7 @@ def _in_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
         try:
             return fn()
         finally:
-            connections.close_all()  # give the pooled connection back between runs
+            release_all_connections()  # give the pooled connection back between runs
 
     return sync_to_async(run, thread_sensitive=False)
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 
@@ -24,6 +23,7 @@ from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.store import txns as txn_store
+from dagcore.store.transaction import release_connection
 from dagcore.sync import SyncRequest, SyncResult, build_sync_response
 from dagcore.sync.tokens import SyncToken
 from tribune.http import RequestContext, authenticate, client_route, method_not_allowed
@@ -88,14 +88,14 @@ def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncRequest, SyncR
         )
         return params, build_sync_response(request=params)
     finally:
-        connection.close()  # back to the pool: a long-poll must not hold a connection
+        release_connection()  # back to the pool: a long-poll must not hold a connection
 
 
 def _rebuild(params: SyncRequest) -> SyncResult:
     try:
         return build_sync_response(request=params)
     finally:
-        connection.close()
+        release_connection()
 
 
 #: Woken long-polls rebuilt at once. One event wakes every member of its room together;
