@@ -56,7 +56,7 @@ from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import transaction
-from dagcore.store.events import Extremity
+from dagcore.store.events import Extremity, StoredEvent
 from dagcore.store.state_res_store import DatabaseStateResStore, PendingEvent
 
 logger = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def _persist_local_event(
             if answered is not None:
                 # A concurrent attempt of the same transaction committed while we waited
                 # for the lock: its event is the answer (spec: "Transaction identifiers").
-                return _stored_as_persisted(answered)
+                return _answered_event(answered)
         if event_type == "m.room.redaction":
             # Every local redaction, whichever endpoint built it (/redact, /send, even /state):
             # the auth rules alone would let any member's redaction apply to a same-server target.
@@ -343,10 +343,14 @@ def _persist_local_event(
         )
 
 
-def _stored_as_persisted(event_id: str) -> PersistedEvent:
+def _answered_event(event_id: str) -> PersistedEvent:
     stored = event_store.get_event_by_id(event_id)
     if stored is None:  # the answer's event was purged since: the spec lets us forget the transaction
         raise MatrixError(409, "M_UNKNOWN", "This transaction's event no longer exists; use a new ID")
+    return _as_persisted(stored)
+
+
+def _as_persisted(stored: StoredEvent) -> PersistedEvent:
     return PersistedEvent(
         event=stored.event,
         nid=stored.nid,
@@ -601,13 +605,7 @@ def persist_received_event(
             raise RoomNotFound(event.room_id)
         existing = event_store.get_event_by_id(event.event_id)
         if existing is not None:
-            return PersistedEvent(
-                event=existing.event,
-                nid=existing.nid,
-                stream_ordering=existing.stream_ordering,
-                rejected_reason=existing.rejected_reason,
-                soft_failed=existing.soft_failed,
-            )
+            return _as_persisted(existing)
         room_version = get_room_version(room.room_version, require_supported=False)
 
         # Step 4: against its own auth events.
