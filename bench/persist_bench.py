@@ -44,7 +44,7 @@ def setup_django(db_name: str, *, reuse: bool) -> None:
 
     from dagcore.protocol import signing
 
-    key = Path(settings.DAGMA["signing_key_path"])
+    key = Path(settings.DAGMA.signing_key_path)
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         key.write_text(signing.write_signing_keys([signing.generate_signing_key()]))

@@ -80,7 +80,7 @@ class _TestHooks:
     def get(self) -> _OffsetFile | None:
         if not self.resolved and settings.configured:
             config = settings.DAGMA
-            if config["enable_test_hooks"]:
+            if config.enable_test_hooks:
                 self.offset = _OffsetFile(config.config_dir / TEST_CLOCK_FILE)
             self.resolved = True
         return self.offset

@@ -15,7 +15,7 @@ from dagcore.protocol.signing import VerifyKey
 @functools.cache
 def get_signing_keys() -> list[Any]:
     """All signing keys in the key file; the first one signs new events and responses."""
-    path = Path(settings.DAGMA["signing_key_path"])
+    path = Path(settings.DAGMA.signing_key_path)
     if not path.exists():
         raise RuntimeError(
             f"signing key file {path} does not exist; create it with `manage.py generate_config` "
@@ -47,7 +47,7 @@ def get_old_verify_keys() -> dict[str, tuple[VerifyKey, int]]:
     them to check the signatures of our older events (spec: ``old_verify_keys``).
     """
     out: dict[str, tuple[VerifyKey, int]] = {}
-    for kid, entry in (settings.DAGMA.get("old_signing_keys") or {}).items():
+    for kid, entry in (settings.DAGMA.old_signing_keys or {}).items():
         out[kid] = (signing.decode_verify_key_base64(kid, entry["key"]), int(entry["expired_ts"]))
     return out
 

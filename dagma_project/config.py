@@ -838,39 +838,103 @@ OPTIONS: list[Option] = [
 
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
+#: Options that may be left unset (None); build_config fills public_baseurl and signing_key_path.
+OPTIONAL_OPTIONS = frozenset(
+    {
+        "access_token_lifetime",
+        "federation_custom_ca_list",
+        "federation_domain_whitelist",
+        "form_secret",
+        "public_baseurl",
+        "registration_shared_secret",
+        "signing_key_path",
+        "tls_certificate_path",
+        "tls_private_key_path",
+        "turn_password",
+        "turn_shared_secret",
+        "turn_username",
+    }
+)
+
 
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass
+@dataclass(frozen=True)
 class DagmaConfig:
-    """A validated configuration. ``values`` holds every option (defaults filled in)."""
+    """A validated configuration: one typed attribute per option (``generate_config --list``
+    documents each). Built only by :func:`build_config`; tests change it with
+    ``dataclasses.replace`` under ``override_settings(DAGMA=...)``."""
 
-    values: dict[str, Any]
-    path: Path | None
+    server_name: str
+    public_baseurl: str
+    signing_key_path: str
+    form_secret: str | None
+    listeners: list[dict[str, Any]]
+    admin_listener_port: int
+    log_level: str
+    default_room_version: str
+    presence: dict[str, Any]
+    database: dict[str, Any]
+    redis: dict[str, Any]
+    enable_registration: bool
+    enable_registration_without_verification: bool
+    registration_requires_token: bool
+    registration_shared_secret: str | None
+    allow_guest_access: bool
+    turn_uris: list[str]
+    turn_shared_secret: str | None
+    turn_username: str | None
+    turn_password: str | None
+    turn_user_lifetime: str | int
+    turn_allow_guests: bool
+    rc_message: dict[str, float]
+    rc_registration: dict[str, float]
+    rc_login: dict[str, dict[str, float]]
+    rc_joins: dict[str, float]
+    media_store_path: str
+    max_upload_size: int
+    max_image_pixels: int
+    dynamic_thumbnails: bool
+    url_preview_enabled: bool
+    url_preview_ip_range_blacklist: list[str]
+    url_preview_ip_range_whitelist: list[str]
+    media_retention: dict[str, Any]
+    enable_authenticated_media: bool
+    federation_enabled: bool
+    tls_certificate_path: str | None
+    tls_private_key_path: str | None
+    federation_verify_certificates: bool
+    federation_custom_ca_list: list[str] | None
+    federation_domain_whitelist: list[str] | None
+    ip_range_blacklist: list[str]
+    ip_range_whitelist: list[str]
+    trusted_key_servers: list[dict[str, Any]]
+    old_signing_keys: dict[str, dict[str, Any]]
+    allow_public_rooms_over_federation: bool
+    room_list_publication_rules: list[dict[str, Any]]
+    allow_public_rooms_without_auth: bool
+    user_directory: dict[str, Any]
+    require_auth_for_profile_requests: bool
+    redaction_retention_period: str
+    access_token_lifetime: str | int | None
+    enable_test_hooks: bool
+    #: The file it was read from (None: built from defaults and the environment only).
+    path: Path | None = None
+    #: Relative paths in the file are relative to its folder.
     config_dir: Path = field(default_factory=Path.cwd)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else (self.config_dir / p)
 
     @property
-    def server_name(self) -> str:
-        return str(self.values["server_name"])
-
-    @property
     def uses_postgres(self) -> bool:
-        return bool(self.values["database"]["name"] == "psycopg2")
+        return bool(self.database["name"] == "psycopg2")
 
     @property
     def redis_url(self) -> str | None:
-        r = self.values["redis"]
+        r = self.redis
         if not r["enabled"]:
             return None
         auth = f":{r['password']}@" if r.get("password") else ""
@@ -943,20 +1007,7 @@ def build_config(
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         value = merged.get(opt.name, opt.default)
-        if value is None and opt.name in (
-            "public_baseurl",
-            "signing_key_path",
-            "form_secret",
-            "registration_shared_secret",
-            "federation_domain_whitelist",
-            "federation_custom_ca_list",
-            "tls_certificate_path",
-            "tls_private_key_path",
-            "access_token_lifetime",
-            "turn_shared_secret",
-            "turn_username",
-            "turn_password",
-        ):
+        if value is None and opt.name in OPTIONAL_OPTIONS:
             values[opt.name] = None
             continue
         if value is None:
@@ -982,7 +1033,7 @@ def build_config(
             "enable_registration: open registration without any verification lets anyone create accounts; "
             "also set enable_registration_without_verification: true, or registration_requires_token: true"
         )
-    return DagmaConfig(values=values, path=path, config_dir=config_dir)
+    return DagmaConfig(**values, path=path, config_dir=config_dir)
 
 
 def check_tls_files(config: DagmaConfig) -> tuple[Path, Path]:
@@ -991,8 +1042,8 @@ def check_tls_files(config: DagmaConfig) -> tuple[Path, Path]:
     A missing, unreadable or mismatched file stops start-up with a ConfigError naming the
     option, instead of a listener that fails every handshake.
     """
-    cert = config.resolve_path(_str("tls_certificate_path", config["tls_certificate_path"]))
-    key = config.resolve_path(_str("tls_private_key_path", config["tls_private_key_path"]))
+    cert = config.resolve_path(_str("tls_certificate_path", config.tls_certificate_path))
+    key = config.resolve_path(_str("tls_private_key_path", config.tls_private_key_path))
     for option, path in (("tls_certificate_path", cert), ("tls_private_key_path", key)):
         try:
             path.read_bytes()

@@ -97,7 +97,7 @@ def authenticate_request(request: HttpRequest, *, body: Any, keyring: Keyring | 
         if not credentials:
             raise RequestAuthError("Missing X-Matrix Authorization header")
         origin = parse_x_matrix(credentials[0]).origin
-        whitelist = settings.DAGMA["federation_domain_whitelist"]
+        whitelist = settings.DAGMA.federation_domain_whitelist
         if whitelist is not None and origin not in whitelist:
             raise MatrixError(403, "M_FORBIDDEN", f"Federation with {origin[:255]} is not allowed")
         lookup = (keyring or get_keyring()).get_verify_key

@@ -12,7 +12,7 @@ from django.conf import settings
 def _server_signing_key() -> None:
     from dagcore.protocol import signing
 
-    path = Path(settings.DAGMA["signing_key_path"])
+    path = Path(settings.DAGMA.signing_key_path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(signing.write_signing_keys([signing.generate_signing_key()]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -11,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagma_project.config import OPTIONS, ConfigError, build_config, describe_options, load_config
+from dagma_project.config import (
+    OPTION_BY_NAME,
+    OPTIONS,
+    ConfigError,
+    DagmaConfig,
+    build_config,
+    describe_options,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,10 +66,10 @@ def test_a_bad_value_names_the_key_and_what_is_allowed(raw: dict, key: str, allo
 
 def test_a_good_config_fills_defaults_with_synapse_names() -> None:
     config = build_config({"server_name": "example.com", "max_upload_size": "10M"}, env={})
-    assert config["max_upload_size"] == 10 * 1024 * 1024
-    assert config["enable_registration"] is False  # closed by default
-    assert config["default_room_version"] == "12"
-    assert config["public_baseurl"] == "http://example.com:8008/"
+    assert config.max_upload_size == 10 * 1024 * 1024
+    assert config.enable_registration is False  # closed by default
+    assert config.default_room_version == "12"
+    assert config.public_baseurl == "http://example.com:8008/"
 
 
 def test_open_registration_without_verification_must_be_explicit() -> None:
@@ -68,7 +77,18 @@ def test_open_registration_without_verification_must_be_explicit() -> None:
         build_config({"server_name": "example.com", "enable_registration": True}, env={})
     ok = build_config({"server_name": "example.com", "enable_registration": True,
                        "enable_registration_without_verification": True}, env={})  # fmt: skip
-    assert ok["enable_registration"] is True
+    assert ok.enable_registration is True
+
+
+def test_the_config_has_one_typed_attribute_per_documented_option() -> None:
+    """Code reads options as typed attributes (``settings.DAGMA.max_upload_size``): each option
+    documented by ``generate_config --list`` is one, and there is no attribute without a doc."""
+    attributes = {f.name: f.type for f in dataclasses.fields(DagmaConfig)}
+    assert set(attributes) - {"path", "config_dir"} == set(OPTION_BY_NAME)
+    config = build_config({"server_name": "example.com"}, env={})
+    assert isinstance(config.max_upload_size, int) and isinstance(config.listeners, list)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.enable_registration = True  # type: ignore[misc]
 
 
 def test_environment_variables_override_the_file() -> None:
@@ -81,8 +101,8 @@ def test_environment_variables_override_the_file() -> None:
             "DAGMA_REDIS_URL": "redis://cache:6380/2",
         },
     )
-    assert config["enable_registration"] is True
-    assert config["database"] == {"name": "psycopg2", "args": {"database": "matrix", "user": "dagma",
+    assert config.enable_registration is True
+    assert config.database == {"name": "psycopg2", "args": {"database": "matrix", "user": "dagma",
                                   "password": "secret", "host": "db.internal", "port": 5433}}  # fmt: skip
     assert config.redis_url == "redis://cache:6380/2"
     with pytest.raises(ConfigError, match="DAGMA_DATABASE_URL"):
@@ -111,7 +131,7 @@ def test_generate_config_writes_a_loadable_config_and_an_ed25519_key(tmp_path: P
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     config = load_config(tmp_path / "dagma.yaml", env={})
     assert config.server_name == "chat.example.org"
-    assert Path(config["signing_key_path"]) == key_file.resolve()
+    assert Path(config.signing_key_path) == key_file.resolve()
     again = _manage(
         "generate_config", "--server-name", "x.org", "--out", str(tmp_path / "dagma.yaml"), cwd=tmp_path
     )

@@ -129,7 +129,7 @@ def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None
     """Apply the configured ``rc_<action>`` limit (admins are exempt, as in Synapse)."""
     if ctx.user is not None and ctx.user.is_admin:
         return
-    conf = settings.DAGMA.get(f"rc_{action}")
+    conf = getattr(settings.DAGMA, f"rc_{action}", None)
     if not conf:
         return
     result = check_rate_limit(

@@ -110,7 +110,7 @@ def login_identifier_user(body: dict[str, Any]) -> str | None:
 
 def failed_login_limit(key: str) -> None:
     """Refuse with 429 while ``key`` (an account) has used up its failed attempts (``rc_login.failed_attempts``)."""
-    conf = settings.DAGMA["rc_login"]["failed_attempts"]
+    conf = settings.DAGMA.rc_login["failed_attempts"]
     result = check_rate_limit(
         "login_failed", key, per_second=conf["per_second"], burst_count=conf["burst_count"], peek=True
     )
@@ -121,7 +121,7 @@ def failed_login_limit(key: str) -> None:
 
 
 def record_failed_login(key: str) -> None:
-    conf = settings.DAGMA["rc_login"]["failed_attempts"]
+    conf = settings.DAGMA.rc_login["failed_attempts"]
     check_rate_limit("login_failed", key, per_second=conf["per_second"], burst_count=conf["burst_count"])
 
 

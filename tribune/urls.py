@@ -44,7 +44,7 @@ for area in (
     account_data, pushrules, pushers, presence, to_device, keys, media, thirdparty, voip, search, spaces,
 ):  # fmt: skip
     urlpatterns += area.routes
-if settings.DAGMA["enable_test_hooks"]:  # test-only: never on a real server (dagma_project/config.py)
+if settings.DAGMA.enable_test_hooks:  # test-only: never on a real server (dagma_project/config.py)
     urlpatterns += testing.routes
 
 _catch_all = re_path(r"^.*$", discovery.unrecognized)

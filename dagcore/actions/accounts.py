@@ -52,7 +52,7 @@ def parse_duration_ms(value: str | int) -> int:
 
 def access_token_lifetime_ms() -> int | None:
     """Lifetime of refreshable access tokens (config ``access_token_lifetime``), or None."""
-    raw = settings.DAGMA.get("access_token_lifetime")
+    raw = settings.DAGMA.access_token_lifetime
     return parse_duration_ms(raw) if raw else None
 
 

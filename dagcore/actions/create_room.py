@@ -257,7 +257,7 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
         preset = "public_chat" if visibility == "public" else "private_chat"
     if preset not in PRESETS:
         raise _bad(f"preset must be one of {', '.join(PRESETS)}")
-    version_id = body.get("room_version", settings.DAGMA["default_room_version"])
+    version_id = body.get("room_version", settings.DAGMA.default_room_version)
     try:
         room_version = get_room_version(version_id)
     except UnsupportedRoomVersion:

@@ -160,7 +160,7 @@ def access_room_aliases(*, user_id: str, room_id: str) -> list[str]:
 
 def is_publication_allowed(*, user_id: str, room_id: str, aliases: Sequence[str]) -> bool:
     """``room_list_publication_rules``: the first rule matching user, room and an alias decides."""
-    rules: list[dict[str, Any]] = settings.DAGMA.get("room_list_publication_rules") or []
+    rules: list[dict[str, Any]] = settings.DAGMA.room_list_publication_rules or []
     for rule in rules:
         if not fnmatch.fnmatchcase(user_id, str(rule.get("user_id", "*"))):
             continue

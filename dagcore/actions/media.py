@@ -60,7 +60,7 @@ _RENDER_SLOTS = threading.BoundedSemaphore(4)
 
 
 def _conf(name: str) -> Any:
-    return settings.DAGMA[name]
+    return getattr(settings.DAGMA, name)
 
 
 def max_upload_size() -> int:

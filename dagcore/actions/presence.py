@@ -36,7 +36,7 @@ _KEEP = object()
 
 
 def presence_enabled() -> bool:
-    conf = settings.DAGMA["presence"]
+    conf = settings.DAGMA.presence
     return bool(conf.get("enabled", True)) if isinstance(conf, dict) else True
 
 

@@ -218,7 +218,7 @@ def on_events_persisted(batch: EventsPersisted) -> None:
 
 def ip_policy() -> IpPolicy:
     """Push gateways are chosen by users: the federation address policy applies to them."""
-    return IpPolicy.from_config(settings.DAGMA["ip_range_blacklist"], settings.DAGMA["ip_range_whitelist"])
+    return IpPolicy.from_config(settings.DAGMA.ip_range_blacklist, settings.DAGMA.ip_range_whitelist)
 
 
 def do_push_room(*, room_nid: int) -> int:

@@ -34,7 +34,7 @@ _lock = threading.Lock()
 
 
 def _secret() -> str:
-    secret = settings.DAGMA["registration_shared_secret"]
+    secret = settings.DAGMA.registration_shared_secret
     if not secret:
         raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
     return str(secret)

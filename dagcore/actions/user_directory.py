@@ -21,7 +21,7 @@ def search_user_directory(*, searcher: str, term: str, limit: int) -> tuple[list
     Local users are shown with their global profile; remote users with the display
     name they use in the rooms they share.
     """
-    config = settings.DAGMA.get("user_directory") or {}
+    config = settings.DAGMA.user_directory or {}
     if not config.get("enabled", True):
         return [], False
     term = term.strip()

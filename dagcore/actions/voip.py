@@ -28,13 +28,13 @@ def get_turn_server(*, user_id: str, is_guest: bool) -> dict[str, Any]:
     shape for "none".
     """
     conf = settings.DAGMA
-    uris = list(conf["turn_uris"])
-    secret, username, password = conf["turn_shared_secret"], conf["turn_username"], conf["turn_password"]
+    uris = list(conf.turn_uris)
+    secret, username, password = conf.turn_shared_secret, conf.turn_username, conf.turn_password
     if not uris or not (secret or (username and password)):
         return {}
-    if is_guest and not conf["turn_allow_guests"]:
+    if is_guest and not conf.turn_allow_guests:
         raise MatrixError(403, "M_FORBIDDEN", "Guests may not use the TURN server")
-    lifetime_ms = duration_ms(conf["turn_user_lifetime"]) or 3_600_000
+    lifetime_ms = duration_ms(conf.turn_user_lifetime) or 3_600_000
     if secret:
         expiry_s = (now_ms() + lifetime_ms) // 1000
         username = f"{expiry_s}:{user_id}"

@@ -114,12 +114,12 @@ class FederationPolicy:
 
     @classmethod
     def from_config(cls, config: Any) -> FederationPolicy:
-        whitelist = config["federation_domain_whitelist"]
-        ca_files = config.get("federation_custom_ca_list")
+        whitelist = config.federation_domain_whitelist
+        ca_files = config.federation_custom_ca_list
         return cls(
-            ip_policy=IpPolicy.from_config(config["ip_range_blacklist"], config["ip_range_whitelist"]),
+            ip_policy=IpPolicy.from_config(config.ip_range_blacklist, config.ip_range_whitelist),
             domain_whitelist=None if whitelist is None else frozenset(whitelist),
-            verify_certificates=bool(config["federation_verify_certificates"]),
+            verify_certificates=bool(config.federation_verify_certificates),
             custom_ca_files=None if not ca_files else tuple(str(config.resolve_path(f)) for f in ca_files),
         )
 

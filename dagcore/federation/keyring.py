@@ -363,7 +363,7 @@ def get_keyring() -> Keyring:
     """This process's keyring, configured from ``dagma.yaml``."""
     return Keyring(
         transport=get_federation_client(),
-        trusted_key_servers=[TrustedKeyServer.from_config(e) for e in settings.DAGMA["trusted_key_servers"]],
+        trusted_key_servers=[TrustedKeyServer.from_config(e) for e in settings.DAGMA.trusted_key_servers],
         our_server_name=get_server_name(),
         our_key_response=lambda now: build_server_key_response(now_ms=now),
     )

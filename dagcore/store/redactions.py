@@ -67,7 +67,7 @@ def censor_expired() -> int:
     Walks redaction events in insertion order past a cursor, so each run only
     looks at redactions it has not handled yet. Returns how many events were censored.
     """
-    retention = parse_duration_ms(settings.DAGMA.get("redaction_retention_period"))
+    retention = parse_duration_ms(settings.DAGMA.redaction_retention_period)
     if retention is None:
         return 0
     cutoff = now_ms() - retention

@@ -18,7 +18,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 DAGMA: DagmaConfig = load_config()
 
-SECRET_KEY = DAGMA["form_secret"] or "dagma-insecure-default-" + DAGMA.server_name
+SECRET_KEY = DAGMA.form_secret or "dagma-insecure-default-" + DAGMA.server_name
 DEBUG = False
 ALLOWED_HOSTS = ["*"]  # the reverse proxy and server_name decide; Matrix clients use arbitrary hosts
 USE_TZ = True
@@ -50,7 +50,7 @@ TEMPLATES = [
 
 
 def _databases(config: DagmaConfig) -> dict[str, Any]:
-    db = config["database"]
+    db = config.database
     if db["name"] == "sqlite3":
         path = config.resolve_path(db["args"]["database"])
         return {
@@ -125,8 +125,8 @@ CELERY_RESULT_BACKEND = None
 SERVER_NAME = DAGMA.server_name
 #: Behind a reverse proxy (a listener with x_forwarded: true), the client address
 #: comes from X-Forwarded-For; otherwise that header is ignored (it is spoofable).
-DAGMA_TRUST_X_FORWARDED_FOR = any(listener["x_forwarded"] for listener in DAGMA["listeners"])
-MEDIA_STORE_PATH = DAGMA.resolve_path(DAGMA["media_store_path"])
+DAGMA_TRUST_X_FORWARDED_FOR = any(listener["x_forwarded"] for listener in DAGMA.listeners)
+MEDIA_STORE_PATH = DAGMA.resolve_path(DAGMA.media_store_path)
 
 LOGGING = {
     "version": 1,
@@ -135,7 +135,7 @@ LOGGING = {
     "handlers": {
         "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}
     },
-    "root": {"handlers": ["stdout"], "level": os.environ.get("DAGMA_LOG_LEVEL", DAGMA["log_level"])},
+    "root": {"handlers": ["stdout"], "level": os.environ.get("DAGMA_LOG_LEVEL", DAGMA.log_level)},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},

@@ -115,7 +115,7 @@ def server_version(fed: FederationRequest) -> dict[str, Any]:
 
 def federation_port() -> int | None:
     """The port other servers reach Embassy on: a TLS federation listener's, else any federation one's."""
-    listeners = [lst for lst in settings.DAGMA["listeners"] if "federation" in lst["names"]]
+    listeners = [lst for lst in settings.DAGMA.listeners if "federation" in lst["names"]]
     listeners.sort(key=lambda lst: not lst["tls"])
     return listeners[0]["port"] if listeners else None
 

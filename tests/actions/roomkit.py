@@ -19,7 +19,7 @@ from dagcore.store import accounts as account_store
 
 def dagma_with(**changes: Any) -> Any:
     """The operator config with some options changed (for ``override_settings(DAGMA=...)``)."""
-    return dataclasses.replace(settings.DAGMA, values={**settings.DAGMA.values, **changes})
+    return dataclasses.replace(settings.DAGMA, **changes)
 
 
 def make_user(name: str | None = None, *, admin: bool = False) -> User:

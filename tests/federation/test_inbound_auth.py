@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import Any
@@ -106,8 +107,7 @@ def test_bad_or_missing_credentials_are_401_m_unauthorized(remote, case: str) ->
 
 def test_an_origin_outside_the_domain_whitelist_is_403_before_its_keys_are_fetched(remote, settings) -> None:
     ring, server = remote
-    values = dict(settings.DAGMA.values, federation_domain_whitelist=["friend.test"])
-    settings.DAGMA = type(settings.DAGMA)(values=values, path=None)
+    settings.DAGMA = dataclasses.replace(settings.DAGMA, federation_domain_whitelist=["friend.test"])
     with pytest.raises(MatrixError) as err:
         authenticate_request(_request(signed(server.keys[0])), body=None, keyring=ring)
     assert (err.value.status, err.value.errcode) == (403, "M_FORBIDDEN")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -19,13 +20,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 @pytest.fixture
 def retired(settings) -> Iterator[signing.SigningKey]:
     key = signing.generate_signing_key()
-    values = dict(
-        settings.DAGMA.values,
+    settings.DAGMA = dataclasses.replace(
+        settings.DAGMA,
         old_signing_keys={
             signing.key_id(key): {"key": signing.encode_verify_key_base64(key), "expired_ts": 1234}
         },
     )
-    settings.DAGMA = type(settings.DAGMA)(values=values, path=None)
     get_old_verify_keys.cache_clear()
     yield key
     get_old_verify_keys.cache_clear()
@@ -110,5 +110,5 @@ def test_bad_federation_options_are_refused_naming_the_key(raw: dict, named: str
 
 def test_trusted_key_servers_default_to_none() -> None:
     config = build_config({"server_name": "example.com"}, env={})
-    assert config["trusted_key_servers"] == []
-    assert config["federation_verify_certificates"] is True
+    assert config.trusted_key_servers == []
+    assert config.federation_verify_certificates is True

@@ -3,6 +3,7 @@ pre-generated thumbnails, retention. The HTTP side is in tests/api/test_media.py
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -31,9 +32,10 @@ def media_root(settings, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def conf(monkeypatch):
+def conf(settings):
+    # pytest-django's ``settings`` fixture restores DAGMA after the test.
     def set_option(name: str, value: object) -> None:
-        monkeypatch.setitem(settings.DAGMA.values, name, value)
+        settings.DAGMA = dataclasses.replace(settings.DAGMA, **{name: value})
 
     return set_option
 

@@ -64,7 +64,7 @@ def _seen(ctx: RequestContext) -> dict[str, Any]:
 def _registration_limit(ctx: RequestContext, *, peek: bool) -> None:
     """``rc_registration`` per client address: checked on every request, spent only by a
     registration that succeeds (the UIA round trips of one registration cost nothing)."""
-    conf = settings.DAGMA["rc_registration"]
+    conf = settings.DAGMA.rc_registration
     result = check_rate_limit(
         "registration",
         ctx.client_ip,
@@ -79,12 +79,12 @@ def _registration_limit(ctx: RequestContext, *, peek: bool) -> None:
 
 
 def _require_registration_enabled() -> None:
-    if not settings.DAGMA["enable_registration"]:
+    if not settings.DAGMA.enable_registration:
         raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
 
 
 def _login_limit(kind: str, key: str) -> None:
-    conf = settings.DAGMA["rc_login"][kind]
+    conf = settings.DAGMA.rc_login[kind]
     result = check_rate_limit(
         f"login_{kind}", key, per_second=conf["per_second"], burst_count=conf["burst_count"]
     )
@@ -120,7 +120,7 @@ def register(ctx: RequestContext) -> dict[str, Any]:
     )
     inhibit_login = _bool_param(body, "inhibit_login", False)
     want_refresh = _bool_param(body, "refresh_token", False)
-    flows = [[REGISTRATION_TOKEN]] if settings.DAGMA["registration_requires_token"] else [[DUMMY]]
+    flows = [[REGISTRATION_TOKEN]] if settings.DAGMA.registration_requires_token else [[DUMMY]]
 
     with user_interactive_auth(ctx, flows=flows):
         if password is None:
@@ -146,7 +146,7 @@ def register(ctx: RequestContext) -> dict[str, Any]:
 
 def _register_guest(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     """Spec: a guest registration ignores everything but ``initial_device_display_name``."""
-    if not settings.DAGMA["allow_guest_access"]:
+    if not settings.DAGMA.allow_guest_access:
         raise MatrixError(403, "M_FORBIDDEN", "Guest access is disabled")
     display_name = account_actions.check_device_display_name(body.get("initial_device_display_name"))
     user = account_actions.do_register_user(
@@ -175,7 +175,7 @@ def register_available(ctx: RequestContext) -> dict[str, Any]:
 def registration_token_validity(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
     # Spec: "Servers should be sure to rate limit this endpoint to avoid brute force attacks."
-    conf = settings.DAGMA["rc_registration"]
+    conf = settings.DAGMA.rc_registration
     result = check_rate_limit(
         "registration_token_validity",
         ctx.client_ip,

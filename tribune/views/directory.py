@@ -84,7 +84,7 @@ def _page_json(page: directory_actions.PublicRoomsPage) -> dict[str, Any]:
 @endpoint(auth="optional", allow_guest=True)
 def get_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/publicRooms"""
-    if ctx.user is None and not settings.DAGMA["allow_public_rooms_without_auth"]:
+    if ctx.user is None and not settings.DAGMA.allow_public_rooms_without_auth:
         authenticate(ctx, required=True, allow_guest=True)
     limit = ctx.query_int("limit")
     _check_server(ctx.query.get("server"))

@@ -27,7 +27,7 @@ def versions(ctx: RequestContext) -> dict[str, Any]:
 @endpoint(auth=False)
 def well_known_client(ctx: RequestContext) -> dict[str, Any]:
     """GET /.well-known/matrix/client"""
-    return {"m.homeserver": {"base_url": settings.DAGMA["public_baseurl"].rstrip("/")}}
+    return {"m.homeserver": {"base_url": settings.DAGMA.public_baseurl.rstrip("/")}}
 
 
 @endpoint(auth=True, allow_guest=True)
@@ -36,7 +36,7 @@ def capabilities(ctx: RequestContext) -> dict[str, Any]:
     available = {v.identifier: "stable" for v in KNOWN_ROOM_VERSIONS.values() if v.supported}
     return {
         "capabilities": {
-            "m.room_versions": {"default": settings.DAGMA["default_room_version"], "available": available},
+            "m.room_versions": {"default": settings.DAGMA.default_room_version, "available": available},
             "m.change_password": {"enabled": True},
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},

@@ -20,7 +20,7 @@ _KEY_NAME_RE = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-
 
 
 def _readable_profile(ctx: RequestContext, user_id: str) -> User:
-    if settings.DAGMA["require_auth_for_profile_requests"] and ctx.user is None:
+    if settings.DAGMA.require_auth_for_profile_requests and ctx.user is None:
         authenticate(ctx, required=True, allow_guest=True)
     return profile_actions.access_profile(user_id=user_id)
 

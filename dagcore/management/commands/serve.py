@@ -86,10 +86,10 @@ def _can_bind(address: str) -> bool:
 def plan_listeners(role: str, config: Any) -> list[Listener]:
     """The listeners this role serves, each with its URLconf."""
     wanted = set(ROLE_RESOURCES[role])
-    if not config["federation_enabled"]:
+    if not config.federation_enabled:
         wanted -= {"federation", "keys"}
     plan: list[Listener] = []
-    for listener in config["listeners"]:
+    for listener in config.listeners:
         names = set(listener["names"]) & wanted
         if not names:
             continue
@@ -114,7 +114,7 @@ def plan_listeners(role: str, config: Any) -> list[Listener]:
             urlconf = f"{role}.urls"
         plan.append(Listener(listener["port"], listener["bind_addresses"], urlconf, listener["tls"]))
     if role == "politburo" and not plan:
-        plan.append(Listener(config["admin_listener_port"], ["127.0.0.1"], "politburo.urls"))
+        plan.append(Listener(config.admin_listener_port, ["127.0.0.1"], "politburo.urls"))
     return plan
 
 
@@ -212,7 +212,7 @@ class Command(BaseCommand):
 
     def _hint_first_account(self) -> None:
         """A fresh server with closed registration cannot be used until someone makes an account."""
-        if not settings.DAGMA["enable_registration"] and count_accounts() == 0:
+        if not settings.DAGMA.enable_registration and count_accounts() == 0:
             self.stderr.write(
                 "dagma: no accounts yet and registration is closed; create the first (admin) one with\n"
                 "       python3 manage.py register_user alice --admin\n"
