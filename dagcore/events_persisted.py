@@ -13,6 +13,11 @@ lost nudge, a crashed subscriber or a stopped Embassy delays delivery, never los
 Subscribers are registered by the apps that need them (``dagcore.apps`` registers
 the /sync notifier and push; the federation outbox registers itself the same way),
 each under a name so a re-registration replaces rather than duplicates.
+
+A consumer whose record must be written *with* the event (the federation outbox: one
+row per destination server) registers a recorder with :func:`record_with` instead: it
+runs inside the event's transaction, under the room's write lock, and what it raises
+rolls the event back. Recorders write rows; they never send, wait or call out.
 """
 
 from __future__ import annotations
@@ -54,6 +59,16 @@ class EventsPersisted:
 
 Subscriber = Callable[[EventsPersisted], None]
 _subscribers: dict[str, Subscriber] = {}
+_recorders: dict[str, Subscriber] = {}
+
+
+def record_with(name: str, recorder: Subscriber) -> None:
+    """Call ``recorder`` inside the transaction of each batch of persisted events (see above)."""
+    _recorders[name] = recorder
+
+
+def stop_recording(name: str) -> None:
+    _recorders.pop(name, None)
 
 
 def subscribe(name: str, subscriber: Subscriber) -> None:
@@ -79,5 +94,7 @@ def _deliver(batch: EventsPersisted) -> None:
 
 
 def announce_persisted(batch: EventsPersisted) -> None:
-    """Tell the subscribers about ``batch`` once the current transaction commits."""
+    """Run the recorders now (in the event's transaction); the subscribers once it commits."""
+    for recorder in list(_recorders.values()):
+        recorder(batch)
     transaction.on_commit(lambda: _deliver(batch))

@@ -12,6 +12,7 @@ from dagcore import events_persisted
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import send_local_event
 from dagcore.events_persisted import EventsPersisted
+from dagcore.models import Event as EventRow
 from dagcore.store import events as event_store
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db(transaction=True)]
@@ -92,3 +93,24 @@ def test_a_failing_subscriber_costs_the_others_nothing_and_the_event_stays(
 def test_every_process_subscribes_sync_and_push() -> None:
     # Registered by the dagcore app itself, so management commands and workers nudge too.
     assert {"sync", "push"} <= set(events_persisted.subscriber_names())
+
+
+def test_a_recorder_writes_in_the_events_transaction_and_its_failure_rolls_the_event_back() -> None:
+    room_id, _ = create_room(RoomSpec(creator=ALICE, room_version="11"))
+    seen_in_transaction: list[bool] = []
+
+    def recorder(batch: EventsPersisted) -> None:
+        seen_in_transaction.append(transaction.get_connection().in_atomic_block)
+        if batch.events[0].type == "m.test.refused":
+            raise RuntimeError("the recorder could not write its row")
+
+    events_persisted.record_with("test", recorder)
+    try:
+        _say(room_id)
+        with pytest.raises(RuntimeError):
+            send_local_event(room_id=room_id, sender=ALICE, event_type="m.test.refused", content={})
+    finally:
+        events_persisted.stop_recording("test")
+    assert seen_in_transaction == [True, True]
+    assert not EventRow.objects.filter(type="m.test.refused").exists()
+    assert EventRow.objects.filter(type="m.room.message").count() == 1
