@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from django.db import transaction
 
 from dagcore.actions.account_data import do_set_account_data
+from dagcore.caching import BoundedCache
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.protocol import push_rules as rules
@@ -32,7 +33,6 @@ from dagcore.store import push_rules as store
 from dagcore.store import receipts as receipt_store
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
-from dagcore.store.state import _LRU
 
 #: Events evaluated at most when a room's count is computed afresh (clients show "99+" anyway).
 MAX_COUNTED_EVENTS = 500
@@ -50,7 +50,10 @@ POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 
 #: Rulesets by user and ``m.push_rules`` marker: every change of a user's rules moves the
 #: marker to a new stream position (``_rules_changed``), so a marker names the rules for good.
-_ruleset_cache = _LRU(1_000)  # ~14 KB each
+_ruleset_cache: BoundedCache[tuple[str, tuple[int, int]], dict[str, list[dict[str, Any]]]] = BoundedCache(
+    "push_rules.rulesets",
+    maxsize=1_000,  # ~14 KB each
+)
 
 
 def get_ruleset(*, user_id: str, cache_key: tuple[int, int] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -64,7 +67,7 @@ def get_ruleset(*, user_id: str, cache_key: tuple[int, int] | None = None) -> di
         return _build_ruleset(user_id)
     cached = _ruleset_cache.get((user_id, cache_key))
     if cached is not None:
-        return cast(dict[str, list[dict[str, Any]]], cached)
+        return cached
     ruleset = _build_ruleset(user_id)
     _ruleset_cache.put((user_id, cache_key), ruleset)
     return ruleset
