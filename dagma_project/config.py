@@ -558,6 +558,14 @@ OPTIONS: list[Option] = [
         {"per_second": 0.1, "burst_count": 10},
         section="Rate limits",
     ),
+    Option(
+        "rc_media_create",
+        {"per_second": 10.0, "burst_count": 50.0},
+        _rate({"per_second": 10.0, "burst_count": 50.0}),
+        "Rate limit for creating media (POST /upload and /create) per user (Synapse's defaults).",
+        {"per_second": 10, "burst_count": 50},
+        section="Rate limits",
+    ),
     # Media
     Option(
         "media_store_path",

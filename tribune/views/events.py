@@ -155,7 +155,7 @@ def _reader(ctx: RequestContext, room_id: str) -> RoomReader:
 # --------------------------------------------------------------------------- sending
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
     key = _device_key(ctx)
@@ -171,7 +171,7 @@ def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str
     return {"event_id": event_id}
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     event_id = send_actions.check_send_state(
@@ -180,7 +180,7 @@ def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str
     return {"event_id": event_id}
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def redact_event(ctx: RequestContext, room_id: str, event_id: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
     body = ctx.json_object()
@@ -200,7 +200,7 @@ def redact_event(ctx: RequestContext, room_id: str, event_id: str, txn_id: str) 
 # --------------------------------------------------------------------------- state
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_state_event(
     ctx: RequestContext, room_id: str, event_type: str, state_key: str = ""
 ) -> dict[str, Any]:
@@ -219,7 +219,7 @@ def get_state_event(
     return content
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_state(ctx: RequestContext, room_id: str) -> Any:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
     reader = _reader(ctx, room_id)
@@ -232,7 +232,7 @@ def get_state(ctx: RequestContext, room_id: str) -> Any:
 # --------------------------------------------------------------------------- history
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/messages"""
     direction = _direction(ctx, default=None)
@@ -270,7 +270,7 @@ def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return out
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_context(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
     parsed_filter = ParsedFilter(ctx.query.get("filter"))
@@ -297,7 +297,7 @@ def get_context(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, A
     }
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     try:
@@ -312,7 +312,7 @@ def get_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any
 # --------------------------------------------------------------------------- relations and threads
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_relations(
     ctx: RequestContext,
     room_id: str,
@@ -359,7 +359,7 @@ def _threads_token(value: str | None) -> int | None:
     return position
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_threads(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v1/rooms/{roomId}/threads"""
     include = ctx.query.get("include", "all")
@@ -377,7 +377,7 @@ def get_threads(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return out
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def timestamp_to_event(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event"""
     ts = _query_int(ctx, "ts")

@@ -26,7 +26,7 @@ def _device_id(ctx: RequestContext) -> str:
 # --------------------------------------------------------------------------- key management
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def upload_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/upload"""
     device_id = _device_id(ctx)
@@ -35,7 +35,7 @@ def upload_keys(ctx: RequestContext) -> dict[str, Any]:
     return {"one_time_key_counts": counts}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def query_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/query"""
     body = ctx.json_object()
@@ -45,7 +45,7 @@ def query_keys(ctx: RequestContext) -> dict[str, Any]:
     return e2e_keys.get_keys_for_users(requester=ctx.user_id, device_keys=wanted)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/claim"""
     body = ctx.json_object()
@@ -55,7 +55,7 @@ def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     return e2e_keys.do_claim_keys(wanted=wanted)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def key_changes(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/keys/changes"""
     raw_from = ctx.query.get("from")
@@ -78,7 +78,7 @@ def key_changes(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- cross-signing
 
 
-@endpoint(auth=True)
+@endpoint()
 def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/device_signing/upload"""
     upload = cross_signing.check_cross_signing_upload(ctx.json_object(), user_id=ctx.user_id)
@@ -91,7 +91,7 @@ def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/signatures/upload"""
     signed = cross_signing.check_signatures_upload(ctx.json_object())
@@ -101,7 +101,7 @@ def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- key backup
 
 
-@endpoint(auth=True)
+@endpoint()
 def create_backup(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/room_keys/version"""
     algorithm, auth_data = key_backup.check_backup_params(ctx.json_object())
@@ -110,26 +110,26 @@ def create_backup(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_current_backup(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=None).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version/{version}"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=version).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/version/{version}"""
     key_backup.do_update_backup(user_id=ctx.user_id, version=version, body=ctx.json_object())
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/room_keys/version/{version}"""
     key_backup.do_delete_backup(user_id=ctx.user_id, version=version)
@@ -141,7 +141,7 @@ def _version(ctx: RequestContext) -> str | None:
     return str(value) if value is not None else None
 
 
-@endpoint(auth=True)
+@endpoint()
 def put_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def put_keys(
     return key_backup.do_store_keys(user_id=ctx.user_id, version=_version(ctx), keys=keys).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def get_keys(
     )
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.views.events import _serialize, _token
 
 
-@endpoint(auth=True)
+@endpoint()
 def search(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/search"""
     outcome = actions.search_room_events(

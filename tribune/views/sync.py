@@ -10,26 +10,22 @@ use again, as Synapse does.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
 from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
-from dagcore.http.responses import error_response, json_response
 from dagcore.store import txns as txn_store
-from tribune.http import RequestContext, authenticate, client_route, method_not_allowed
+from tribune.http import RequestContext, client_route, endpoint
 from tribune.sync import notifier
 from tribune.sync.builder import SyncParams, SyncResult, build_sync
 from tribune.tokens import SyncToken
-
-logger = logging.getLogger("tribune")
 
 #: Longest long-poll honoured (ms); clients ask for 30 s.
 MAX_TIMEOUT_MS = 300_000
@@ -65,11 +61,10 @@ def _parse_query(request: HttpRequest) -> _Query:
     return _Query(token, min(timeout, MAX_TIMEOUT_MS), full_state == "true", set_presence, q.get("filter"))
 
 
-def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncParams, SyncResult]:
+def _first_pass(ctx: RequestContext, query: _Query) -> tuple[SyncParams, SyncResult]:
     """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
     try:
-        ctx = RequestContext(request)
-        authenticate(ctx, required=True, allow_guest=True)
+        ctx.prepare()
         user_id = ctx.user_id
         try:
             sync_filter = resolve_sync_filter(user_id=user_id, value=query.filter)
@@ -117,23 +112,18 @@ async def _rebuild_woken(params: SyncParams) -> SyncResult:
         return await sync_to_async(_rebuild)(params)
 
 
-async def sync(request: HttpRequest) -> HttpResponse:
+# Authenticated in the thread that builds the first answer (``_first_pass``): no extra
+# thread hop on the hottest path of the server.
+@endpoint(methods=("GET",), allow_guest=True, deferred_auth=True)
+async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
-    if request.method != "GET":
-        return method_not_allowed(request)
     notifier.ensure_started()
-    try:
-        query = _parse_query(request)
-        generation = notifier.registry.generation
-        params, result = await sync_to_async(_first_pass)(request, query)
-        if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
-            return json_response(result.body)
-        return json_response(await _wait_for_news(params, result, generation, query.timeout_ms))
-    except MatrixError as exc:
-        return error_response(exc)
-    except Exception:
-        logger.exception("unhandled error in GET %s", request.path)
-        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+    query = _parse_query(ctx.request)
+    generation = notifier.registry.generation
+    params, result = await sync_to_async(_first_pass)(ctx, query)
+    if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
+        return result.body
+    return await _wait_for_news(params, result, generation, query.timeout_ms)
 
 
 async def _wait_for_news(
@@ -161,4 +151,4 @@ async def _wait_for_news(
             return result.body
 
 
-routes: list[URLPattern] = [client_route("sync", sync)]  # type: ignore[arg-type]  # an async view
+routes: list[URLPattern] = [client_route("sync", sync)]
