@@ -12,6 +12,7 @@ from django.urls import URLPattern
 
 from dagcore.actions import cross_signing, e2e_keys, key_backup
 from dagcore.http.errors import MatrixError
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.tokens import SyncToken
 from tribune.uia import PASSWORD, user_interactive_auth
@@ -104,10 +105,8 @@ def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
 @endpoint()
 def create_backup(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/room_keys/version"""
-    algorithm, auth_data = key_backup.check_backup_params(ctx.json_object())
-    return {
-        "version": key_backup.do_create_backup(user_id=ctx.user_id, algorithm=algorithm, auth_data=auth_data)
-    }
+    params = inputs.parse_backup_params(ctx.json_object())
+    return {"version": key_backup.do_create_backup(user_id=ctx.user_id, params=params)}
 
 
 @endpoint()
@@ -125,7 +124,8 @@ def get_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
 @endpoint()
 def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/version/{version}"""
-    key_backup.do_update_backup(user_id=ctx.user_id, version=version, body=ctx.json_object())
+    params = inputs.parse_backup_update(ctx.json_object(), version=version)
+    key_backup.do_update_backup(user_id=ctx.user_id, version=version, params=params)
     return {}
 
 
@@ -146,7 +146,7 @@ def put_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
-    keys = key_backup.check_keys_upload(ctx.json_object(), room_id=room_id, session_id=session_id)
+    keys = inputs.parse_room_keys_upload(ctx.json_object(), room_id=room_id, session_id=session_id)
     return key_backup.do_store_keys(user_id=ctx.user_id, version=_version(ctx), keys=keys).to_json()
 
 

@@ -13,13 +13,14 @@ from django.urls import URLPattern
 from dagcore.actions import reports as report_actions
 from dagcore.actions.create_room import check_create_room
 from dagcore.actions.upgrade_room import check_upgrade_room
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 
 
 @endpoint(rate_limit="message")
 def create_room(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/createRoom"""
-    room_id = check_create_room(user=ctx.require_user(), body=ctx.json_object())
+    room_id = check_create_room(user=ctx.require_user(), request=inputs.parse_create_room(ctx.json_object()))
     return {"room_id": room_id}
 
 

@@ -10,12 +10,10 @@ use again, as Synapse does.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import HttpRequest
 from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
@@ -23,45 +21,12 @@ from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
 from dagcore.store import txns as txn_store
 from tribune.http import RequestContext, client_route, endpoint
+from tribune.inputs import SyncQuery, parse_sync_query
 from tribune.sync import notifier
 from tribune.sync.builder import SyncParams, SyncResult, build_sync
-from tribune.tokens import SyncToken
-
-#: Longest long-poll honoured (ms); clients ask for 30 s.
-MAX_TIMEOUT_MS = 300_000
-PRESENCE_VALUES = ("online", "offline", "unavailable")
 
 
-@dataclass(frozen=True)
-class _Query:
-    since: SyncToken | None
-    timeout_ms: int
-    full_state: bool
-    set_presence: str | None
-    filter: str | None
-
-
-def _parse_query(request: HttpRequest) -> _Query:
-    q = request.GET
-    since = q.get("since")
-    token = SyncToken.parse(since) if since else None
-    raw_timeout = q.get("timeout", "0") or "0"
-    try:
-        timeout = int(raw_timeout)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "timeout must be an integer (milliseconds)") from None
-    if timeout < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "timeout must not be negative")
-    full_state = q.get("full_state", "false")
-    if full_state not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", "full_state must be true or false")
-    set_presence = q.get("set_presence")
-    if set_presence is not None and set_presence not in PRESENCE_VALUES:
-        raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
-    return _Query(token, min(timeout, MAX_TIMEOUT_MS), full_state == "true", set_presence, q.get("filter"))
-
-
-def _first_pass(ctx: RequestContext, query: _Query) -> tuple[SyncParams, SyncResult]:
+def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncParams, SyncResult]:
     """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
     try:
         ctx.prepare()
@@ -118,7 +83,7 @@ async def _rebuild_woken(params: SyncParams) -> SyncResult:
 async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
     notifier.ensure_started()
-    query = _parse_query(ctx.request)
+    query = parse_sync_query(ctx.request)
     generation = notifier.registry.generation
     params, result = await sync_to_async(_first_pass)(ctx, query)
     if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
