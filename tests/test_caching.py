@@ -17,6 +17,8 @@ from dagcore.caching import (
 )
 from dagcore.notifier import Change, add_listener, remove_listener
 
+pytestmark = pytest.mark.sqlite
+
 
 def _cache(maxsize: int = 10) -> BoundedCache[object, str]:
     return BoundedCache(f"test.{secrets.token_hex(4)}", maxsize=maxsize)
