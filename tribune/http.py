@@ -19,21 +19,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, re_path
 
 from dagcore.actions import accounts as account_actions
-from dagcore.http.endpoint import (
-    MAX_JSON_BODY,
-    Endpoints,
-    RequestContext,
-    View,
-    matrix_error_answer,
-    method_not_allowed,
-    parse_body,
-)
+from dagcore.http.endpoint import Endpoints, RequestContext, View, matrix_error_answer, method_not_allowed
 from dagcore.http.errors import MatrixError
 from dagcore.http.tokens import extract_access_token
 from dagcore.store import accounts as account_store
 
 __all__ = [
-    "MAX_JSON_BODY",
     "RequestContext",
     "authenticate",
     "client_route",
@@ -41,7 +32,6 @@ __all__ = [
     "error_answer",
     "method_not_allowed",
     "methods",
-    "parse_body",
 ]
 
 #: What a view raised, as the spec's error JSON (the shared wrapper's answer).

@@ -26,7 +26,7 @@ capped). Creating media (``upload``, ``create``) spends the ``rc_media_create`` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
 from asgiref.sync import sync_to_async
@@ -40,7 +40,6 @@ from dagcore.http.responses import error_response
 from dagcore.media import content_types, ranges
 from tribune.http import RequestContext, client_route, endpoint
 
-AsyncView = Callable[..., Awaitable[Any]]
 #: Bodies up to this size are answered in one piece; larger files are streamed.
 STREAM_THRESHOLD = 1024 * 1024
 CHUNK_SIZE = 256 * 1024
