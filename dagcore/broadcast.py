@@ -4,7 +4,9 @@ The message format and the channel-layer group are shared by the publishers
 (any process that writes: Tribune, Embassy, Celery workers) and Tribune's
 listener, which wakes its ``/sync`` long-polls. Processes without an event loop
 of their own (Embassy's sync views, workers, management commands) publish with
-:func:`publish_from_thread`.
+:func:`publish_from_thread`. A message may also name cache entries every process must
+drop (``dagcore.cache_invalidation.invalidate_everywhere``); receivers hand each message to
+``dagcore.cache_invalidation.apply_broadcast_invalidations``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from dagcore.cache_invalidation import INVALIDATIONS, broadcast_invalidations
 from dagcore.notifier import Change, add_listener
 
 logger = logging.getLogger("dagma.broadcast")
@@ -27,7 +30,7 @@ def change_message(change: Change, *, origin: str) -> dict[str, Any]:
     rooms = list(change.extra.get("room_ids", ()) or ())  # type: ignore[call-overload]
     if change.room_id:
         rooms.append(change.room_id)
-    return {
+    message: dict[str, Any] = {
         "type": MESSAGE_TYPE,
         "origin": origin,
         "stream": change.stream,
@@ -35,6 +38,11 @@ def change_message(change: Change, *, origin: str) -> dict[str, Any]:
         "rooms": sorted(set(rooms)),
         "users": sorted(set(change.user_ids)),
     }
+    invalidations = broadcast_invalidations(change)
+    if invalidations is not None:
+        # Cache entries other processes must drop (``dagcore.cache_invalidation.invalidate_everywhere``).
+        message[INVALIDATIONS] = invalidations
+    return message
 
 
 def channel_layer() -> Any:

@@ -593,6 +593,14 @@ OPTIONS: list[Option] = [
         {"per_second": 0.1, "burst_count": 10},
         section="Rate limits",
     ),
+    Option(
+        "rc_media_create",
+        {"per_second": 10.0, "burst_count": 50.0},
+        _rate({"per_second": 10.0, "burst_count": 50.0}),
+        "Rate limit for creating media (POST /upload and /create) per user (Synapse's defaults).",
+        {"per_second": 10, "burst_count": 50},
+        section="Rate limits",
+    ),
     # Media
     Option(
         "media_store_path",
@@ -892,6 +900,7 @@ class DagmaConfig:
     rc_registration: dict[str, float]
     rc_login: dict[str, dict[str, float]]
     rc_joins: dict[str, float]
+    rc_media_create: dict[str, float]
     media_store_path: str
     max_upload_size: int
     max_image_pixels: int

@@ -30,7 +30,7 @@ def _celery_app() -> None:
 def _fresh_process_caches() -> None:
     """In-process caches are keyed by database IDs, which a rolled-back test may hand out
     again (SQLite): every test starts without them."""
-    from dagcore.store.state import clear_process_caches
+    from dagcore.caching import clear_process_caches
 
     clear_process_caches()
 

@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagcore.actions.persist_event import PersistedEvent, create_room_with_create_event, send_local_event
-from dagcore.actions.send_event import check_content_size
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
-from dagcore.protocol.canonical_json import JsonError, check_event_values
-from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_user_id
-from dagcore.protocol.room_versions import RoomVersion, UnsupportedRoomVersion, get_room_version
+from dagcore.protocol.room_versions import RoomVersion, get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
 from dagcore.store import rooms as room_store
@@ -169,40 +166,31 @@ def create_room(
 # --------------------------------------------------------------------------- /createRoom
 
 
-def _bad(msg: str) -> MatrixError:
-    return MatrixError(400, "M_INVALID_PARAM", msg)
+@dataclass(frozen=True)
+class CreateRoomRequest:
+    """A ``/createRoom`` body, its shape checked (``tribune.inputs.parse_create_room``): what
+    is left to check needs the database (invitees, the alias, publication rights)."""
+
+    visibility: str
+    preset: str
+    room_version: RoomVersion
+    name: str | None = None
+    topic: str | None = None
+    is_direct: bool = False
+    #: Valid user IDs, without duplicates, at most ``MAX_INVITES``.
+    invite: tuple[str, ...] = ()
+    #: ``(type, state_key, content)``, values and sizes checked for the room version.
+    initial_state: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    #: Without ``room_version`` and ``creator`` (the server sets them); a valid
+    #: ``additional_creators`` list where the room version has them.
+    creation_content: dict[str, Any] = field(default_factory=dict)
+    power_level_content_override: dict[str, Any] | None = None
+    #: The full alias ``#{room_alias_name}:{server}``, valid.
+    room_alias: str | None = None
 
 
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _bad(f"{key} must be a string")
-    return value
-
-
-def _optional_object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise _bad(f"{key} must be an object")
-    return value
-
-
-def _check_content_values(content: Any, room_version: RoomVersion, what: str) -> None:
-    try:
-        check_event_values(content, strict=room_version.strict_canonicaljson)
-    except JsonError as exc:
-        raise MatrixError(400, exc.errcode, f"{what}: {exc}") from None
-
-
-def _parse_invitees(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in value):
-        raise _bad("invite must be a list of user IDs")
-    if len(value) > MAX_INVITES:
-        raise _bad(f"At most {MAX_INVITES} users can be invited when creating a room")
+def _check_invitees(invitees: Sequence[str]) -> None:
     server_name = get_server_name()
-    invitees = list(dict.fromkeys(value))
     for user_id in invitees:
         if user_id.split(":", 1)[1] != server_name:
             raise MatrixError(
@@ -210,108 +198,33 @@ def _parse_invitees(value: Any) -> list[str]:
             )
         if account_store.get_user(user_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {user_id}")
-    return invitees
 
 
-def _parse_initial_state(value: Any, room_version: RoomVersion) -> list[tuple[str, str, dict[str, Any]]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _bad("initial_state must be a list")
-    if len(value) > MAX_INITIAL_STATE:
-        raise _bad(f"initial_state may hold at most {MAX_INITIAL_STATE} events")
-    out: list[tuple[str, str, dict[str, Any]]] = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise _bad("initial_state entries must be objects")
-        etype, skey, content = item.get("type"), item.get("state_key", ""), item.get("content")
-        if not isinstance(etype, str) or not etype or len(etype.encode()) > 255:
-            raise _bad("initial_state entries need a type")
-        if not isinstance(skey, str) or len(skey.encode()) > 255:
-            raise _bad("initial_state state_key must be a string")
-        if not isinstance(content, dict):
-            raise _bad("initial_state entries need a content object")
-        if etype == "m.room.create":
-            raise _bad("initial_state cannot hold m.room.create (use creation_content)")
-        _check_content_values(content, room_version, "initial_state")
-        check_content_size(event_type=etype, state_key=skey, content=content)
-        out.append((etype, skey, content))
-    return out
-
-
-def check_create_room(*, user: User, body: dict[str, Any]) -> str:
-    """Validate a /createRoom request, create the room, its alias and directory entry; returns the room ID.
+def check_create_room(*, user: User, request: CreateRoomRequest) -> str:
+    """Create the room, its alias and directory entry from a parsed request; returns the room ID.
 
     Spec: https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3createroom
     """
-    from django.conf import settings
-
     from dagcore.actions.directory import is_publication_allowed
     from dagcore.store import directory as directory_store
 
-    visibility = body.get("visibility", "private")
-    if visibility not in ("public", "private"):
-        raise _bad("visibility must be 'public' or 'private'")
-    preset = body.get("preset")
-    if preset is None:
-        preset = "public_chat" if visibility == "public" else "private_chat"
-    if preset not in PRESETS:
-        raise _bad(f"preset must be one of {', '.join(PRESETS)}")
-    version_id = body.get("room_version", settings.DAGMA.default_room_version)
-    try:
-        room_version = get_room_version(version_id)
-    except UnsupportedRoomVersion:
-        raise MatrixError(
-            400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version: {version_id!r}"
-        ) from None
-    name = _optional_str(body, "name")
-    topic = _optional_str(body, "topic")
-    is_direct = body.get("is_direct", False)
-    if not isinstance(is_direct, bool):
-        raise _bad("is_direct must be a boolean")
-    if body.get("invite_3pid"):
-        raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported")
-    invitees = _parse_invitees(body.get("invite"))
-    initial_state = _parse_initial_state(body.get("initial_state"), room_version)
-    creation_content = dict(_optional_object(body, "creation_content") or {})
-    _check_content_values(creation_content, room_version, "creation_content")
-    check_content_size(event_type="m.room.create", state_key="", content=creation_content)
-    creation_content.pop("room_version", None)
-    creation_content.pop("creator", None)
+    room_version = request.room_version
+    _check_invitees(request.invite)
+    creation_content = dict(request.creation_content)
     if room_version.privileged_creators:
-        extra = creation_content.get("additional_creators", [])
-        if not isinstance(extra, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in extra):
-            raise _bad("creation_content.additional_creators must be a list of user IDs")
-        if preset == "trusted_private_chat":
-            extra = [*extra, *invitees]
+        extra = list(creation_content.get("additional_creators", []))
+        if request.preset == "trusted_private_chat":
+            extra = [*extra, *request.invite]
         extra = [u for u in dict.fromkeys(extra) if u != user.user_id]
         if extra:
             creation_content["additional_creators"] = extra
         else:
             creation_content.pop("additional_creators", None)
-    pl_override = _optional_object(body, "power_level_content_override")
-    if pl_override is not None:
-        _check_content_values(pl_override, room_version, "power_level_content_override")
-        check_content_size(event_type="m.room.power_levels", state_key="", content=pl_override)
-    for key, value in (("name", name), ("topic", topic)):
-        if value is not None and len(value.encode()) > 32_768:
-            raise MatrixError(413, "M_TOO_LARGE", f"{key} is too long")
-
-    alias: str | None = None
-    alias_name = _optional_str(body, "room_alias_name")
-    if alias_name is not None:
-        alias = f"#{alias_name}:{get_server_name()}"
-        if (
-            not alias_name
-            or ":" in alias_name
-            or any(c.isspace() for c in alias_name)
-            or not is_valid_room_alias(alias)
-        ):
-            raise _bad("room_alias_name is not a valid alias localpart")
-        if directory_store.get_alias(alias) is not None:
-            raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+    alias = request.room_alias
+    if alias is not None and directory_store.get_alias(alias) is not None:
+        raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
     if (
-        visibility == "public"
+        request.visibility == "public"
         and not user.is_admin
         and not is_publication_allowed(user_id=user.user_id, room_id="", aliases=[alias] if alias else [])
     ):
@@ -325,19 +238,19 @@ def check_create_room(*, user: User, body: dict[str, Any]) -> str:
     spec = RoomSpec(
         creator=user.user_id,
         room_version=room_version.identifier,
-        preset=preset,
+        preset=request.preset,
         creation_content=creation_content,
-        power_level_content_override=pl_override,
-        initial_state=initial_state,
-        name=name,
-        topic=topic,
+        power_level_content_override=request.power_level_content_override,
+        initial_state=request.initial_state,
+        name=request.name,
+        topic=request.topic,
         canonical_alias=alias,
-        invite=invitees,
-        is_direct=is_direct,
+        invite=request.invite,
+        is_direct=request.is_direct,
         creator_member_content=profile,
     )
     room_id, _ = create_room(spec, before_alias=_alias_reserver(alias, user.user_id))
-    if visibility == "public":
+    if request.visibility == "public":
         room = room_store.get_room(room_id)
         if room is not None:
             room_store.set_room_public(room, True)

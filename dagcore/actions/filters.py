@@ -256,13 +256,27 @@ class FilterNotFound(LookupError):
     pass
 
 
-def check_create_filter(*, user_id: str, definition: object) -> str:
-    """Validate and store a filter; its ID (never starts with ``{``: spec)."""
-    parse_filter(definition)
+@dataclass(frozen=True)
+class FilterDefinition:
+    """A filter as uploaded (``tribune.inputs.parse_filter_definition``): the definition, valid
+    and at most ``MAX_FILTER_BYTES``, and what it parses to."""
+
+    definition: dict[str, Any]
+    parsed: SyncFilter
+
+
+def check_filter_definition(definition: object) -> FilterDefinition:
+    """Validate a definition (``FilterError`` if it breaks the schema or is too large)."""
+    parsed = parse_filter(definition)
     assert isinstance(definition, dict)
     if len(json.dumps(definition, separators=(",", ":"))) > MAX_FILTER_BYTES:
         raise FilterError(f"filters are limited to {MAX_FILTER_BYTES} bytes")
-    return str(filter_store.insert_filter(user_id=user_id, definition=definition))
+    return FilterDefinition(definition=definition, parsed=parsed)
+
+
+def do_create_filter(*, user_id: str, new_filter: FilterDefinition) -> str:
+    """Store a filter; its ID (never starts with ``{``: spec)."""
+    return str(filter_store.insert_filter(user_id=user_id, definition=new_filter.definition))
 
 
 def get_filter_definition(*, user_id: str, filter_id: str) -> dict[str, Any]:

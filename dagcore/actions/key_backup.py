@@ -8,6 +8,7 @@ backup's keys change, so another client of the user can tell it must re-read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,6 @@ from dagcore.store import key_backup as backup_store
 from dagcore.store import transaction
 from dagcore.store.key_backup import BackedUpKey
 from dagcore.store.transaction import IntegrityError
-
-MAX_ALGORITHM_LENGTH = 255
-#: Most session keys one request may store (clients send a few hundred per request).
-MAX_KEYS_PER_REQUEST = 10_000
 
 
 def _not_found(msg: str = "Unknown backup version") -> MatrixError:
@@ -54,27 +51,15 @@ class BackupInfo:
         }
 
 
-def check_backup_params(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``algorithm`` and ``auth_data`` of a new or updated backup."""
-    algorithm = body.get("algorithm")
-    if algorithm is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "algorithm is required")
-    if not isinstance(algorithm, str) or not algorithm or len(algorithm) > MAX_ALGORITHM_LENGTH:
-        raise MatrixError(400, "M_INVALID_PARAM", "algorithm must be a non-empty string")
-    auth_data = body.get("auth_data")
-    if auth_data is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "auth_data is required")
-    if not isinstance(auth_data, dict):
-        raise MatrixError(400, "M_INVALID_PARAM", "auth_data must be an object")
-    if algorithm == "m.megolm_backup.v1.curve25519-aes-sha2" and not isinstance(
-        auth_data.get("public_key"), str
-    ):
-        # Spec "m.megolm_backup.v1.curve25519-aes-sha2": auth_data.public_key is required.
-        raise MatrixError(400, "M_INVALID_PARAM", "auth_data.public_key is required for this algorithm")
-    return algorithm, auth_data
+@dataclass(frozen=True)
+class BackupParams:
+    """``algorithm`` and ``auth_data`` of a new or updated backup (``tribune.inputs``)."""
+
+    algorithm: str
+    auth_data: dict[str, Any]
 
 
-def do_create_backup(*, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> str:
+def do_create_backup(*, user_id: str, params: BackupParams) -> str:
     """A new backup, which becomes the current one; returns its version.
 
     Numbers are never reused (deleted versions keep theirs), so a client holding
@@ -85,7 +70,7 @@ def do_create_backup(*, user_id: str, algorithm: str, auth_data: dict[str, Any])
             with transaction.atomic():
                 number = backup_store.get_highest_version_number(user_id) + 1
                 backup_store.insert_version(
-                    user_id=user_id, version=number, algorithm=algorithm, auth_data=auth_data
+                    user_id=user_id, version=number, algorithm=params.algorithm, auth_data=params.auth_data
                 )
             return str(number)
         except IntegrityError:
@@ -117,19 +102,16 @@ def get_backup_info(*, user_id: str, version: str | None) -> BackupInfo:
     return _info(row)
 
 
-def do_update_backup(*, user_id: str, version: str, body: dict[str, Any]) -> None:
+def do_update_backup(*, user_id: str, version: str, params: BackupParams) -> None:
     """Spec ``PUT /room_keys/version/{version}``: only ``auth_data`` may change."""
-    algorithm, auth_data = check_backup_params(body)
-    if "version" in body and body["version"] != version:
-        raise MatrixError(400, "M_INVALID_PARAM", "version does not match the version in the path")
     number = parse_version(version)
     with transaction.atomic():
         row = backup_store.get_version(user_id, number, for_update=True) if number is not None else None
         if row is None or row.deleted:
             raise _not_found()
-        if row.algorithm != algorithm:
+        if row.algorithm != params.algorithm:
             raise MatrixError(400, "M_INVALID_PARAM", "Algorithm does not match")
-        backup_store.set_auth_data(row, auth_data)
+        backup_store.set_auth_data(row, params.auth_data)
 
 
 def do_delete_backup(*, user_id: str, version: str) -> None:
@@ -144,77 +126,6 @@ def do_delete_backup(*, user_id: str, version: str) -> None:
 
 
 # --------------------------------------------------------------------------- keys
-
-
-def _check_key_data(value: object, *, where: str) -> tuple[int, int, bool, dict[str, Any]]:
-    if not isinstance(value, dict):
-        raise MatrixError(400, "M_BAD_JSON", f"{where} must be an object")
-    fmi, fc, verified, data = (
-        value.get("first_message_index"),
-        value.get("forwarded_count"),
-        value.get("is_verified"),
-        value.get("session_data"),
-    )
-    for name, field in (("first_message_index", fmi), ("forwarded_count", fc)):
-        if field is None:
-            raise MatrixError(400, "M_MISSING_PARAM", f"{where}.{name} is required")
-        if not isinstance(field, int) or isinstance(field, bool) or not 0 <= field < 2**53:
-            raise MatrixError(400, "M_INVALID_PARAM", f"{where}.{name} must be a non-negative integer")
-    if not isinstance(verified, bool):
-        raise MatrixError(400, "M_INVALID_PARAM" if verified is not None else "M_MISSING_PARAM",
-                          f"{where}.is_verified must be a boolean")  # fmt: skip
-    if not isinstance(data, dict):
-        raise MatrixError(400, "M_INVALID_PARAM" if data is not None else "M_MISSING_PARAM",
-                          f"{where}.session_data must be an object")  # fmt: skip
-    assert isinstance(fmi, int) and isinstance(fc, int)
-    return fmi, fc, verified, data
-
-
-def _check_sessions(room_id: str, value: object, *, where: str) -> list[BackedUpKey]:
-    if not isinstance(value, dict):
-        raise MatrixError(400, "M_BAD_JSON", f"{where} must be an object")
-    sessions = value.get("sessions")
-    if not isinstance(sessions, dict):
-        raise MatrixError(400, "M_BAD_JSON", f"{where}.sessions must be an object")
-    out = []
-    for session_id, data in sessions.items():
-        if not session_id or len(session_id) > 255:
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid session ID")
-        fmi, fc, verified, session_data = _check_key_data(data, where=f"{where}.sessions.{session_id}")
-        out.append(BackedUpKey(room_id, session_id, fmi, fc, verified, session_data))
-    return out
-
-
-def check_room_id(room_id: str) -> str:
-    if not room_id.startswith("!") or len(room_id) > 255:
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room ID")
-    return room_id
-
-
-def check_keys_upload(
-    body: dict[str, Any], *, room_id: str | None = None, session_id: str | None = None
-) -> list[BackedUpKey]:
-    """The keys of a ``PUT /room_keys/keys[/{roomId}[/{sessionId}]]`` body."""
-    if room_id is not None and session_id is not None:
-        check_room_id(room_id)
-        if not session_id or len(session_id) > 255:
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid session ID")
-        fmi, fc, verified, data = _check_key_data(body, where="body")
-        keys = [BackedUpKey(room_id, session_id, fmi, fc, verified, data)]
-    elif room_id is not None:
-        keys = _check_sessions(check_room_id(room_id), body, where="body")
-    else:
-        rooms = body.get("rooms")
-        if not isinstance(rooms, dict):
-            raise MatrixError(
-                400, "M_BAD_JSON" if rooms is not None else "M_MISSING_PARAM", "rooms must be an object"
-            )
-        keys = []
-        for rid, value in rooms.items():
-            keys += _check_sessions(check_room_id(rid), value, where=f"rooms.{rid}")
-    if len(keys) > MAX_KEYS_PER_REQUEST:
-        raise MatrixError(400, "M_INVALID_PARAM", f"At most {MAX_KEYS_PER_REQUEST} keys per request")
-    return keys
 
 
 def is_better(new: BackedUpKey, old: BackedUpKey) -> bool:
@@ -243,7 +154,7 @@ def _wrong_version(current: KeyBackupVersion) -> MatrixError:
     )
 
 
-def do_store_keys(*, user_id: str, version: str | None, keys: list[BackedUpKey]) -> KeysUpdate:
+def do_store_keys(*, user_id: str, version: str | None, keys: Sequence[BackedUpKey]) -> KeysUpdate:
     """Store keys in the current backup, keeping the better copy of each session's key."""
     if version is None:
         raise MatrixError(400, "M_MISSING_PARAM", "The version query parameter is required")

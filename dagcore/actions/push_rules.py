@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from dagcore.actions.account_data import do_set_account_data
+from dagcore.caching import BoundedCache
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.protocol import push_rules as rules
@@ -31,7 +32,6 @@ from dagcore.store import receipts as receipt_store
 from dagcore.store import sync as sync_store
 from dagcore.store import transaction
 from dagcore.store.events import StoredEvent
-from dagcore.store.state import _LRU
 
 #: Events evaluated at most when a room's count is computed afresh (clients show "99+" anyway).
 MAX_COUNTED_EVENTS = 500
@@ -49,7 +49,10 @@ POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 
 #: Rulesets by user and ``m.push_rules`` marker: every change of a user's rules moves the
 #: marker to a new stream position (``_rules_changed``), so a marker names the rules for good.
-_ruleset_cache = _LRU(1_000)  # ~14 KB each
+_ruleset_cache: BoundedCache[tuple[str, tuple[int, int]], dict[str, list[dict[str, Any]]]] = BoundedCache(
+    "push_rules.rulesets",
+    maxsize=1_000,  # ~14 KB each
+)
 
 
 def get_ruleset(*, user_id: str, cache_key: tuple[int, int] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -63,7 +66,7 @@ def get_ruleset(*, user_id: str, cache_key: tuple[int, int] | None = None) -> di
         return _build_ruleset(user_id)
     cached = _ruleset_cache.get((user_id, cache_key))
     if cached is not None:
-        return cast(dict[str, list[dict[str, Any]]], cached)
+        return cached
     ruleset = _build_ruleset(user_id)
     _ruleset_cache.put((user_id, cache_key), ruleset)
     return ruleset
@@ -104,37 +107,37 @@ def _rules_changed(user_id: str) -> None:
     )
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
     if kind not in rules.KINDS:
         raise MatrixError(400, "M_INVALID_PARAM", f"Unknown rule kind: {kind[:50]}")
 
 
 def access_rule(*, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
-    _check_kind(kind)
+    check_kind(kind)
     found = rules.find_rule(get_ruleset(user_id=user_id), kind, rule_id)
     if found is None:
         raise MatrixError(404, "M_NOT_FOUND", "The push rule was not found.")
     return dict(found)
 
 
-def check_put_rule(
-    *, user_id: str, kind: str, rule_id: str, body: Mapping[str, Any], before: str | None, after: str | None
-) -> None:
+@dataclass(frozen=True)
+class NewPushRule:
+    """A user-defined rule to create or replace (``tribune.inputs.parse_push_rule``): its kind
+    is known, its ID not reserved, its fields valid and its anchors user-defined rules."""
+
+    kind: str
+    rule_id: str
+    conditions: list[dict[str, Any]]
+    actions: list[Any]
+    pattern: str | None
+    #: Place it just before or after this rule of the same kind (spec: "setPushRule").
+    before: str | None = None
+    after: str | None = None
+
+
+def check_put_rule(*, user_id: str, rule: NewPushRule) -> None:
     """Create or replace a user-defined rule, placed by ``before``/``after`` (spec: "setPushRule")."""
-    _check_kind(kind)
-    if rule_id.startswith("."):
-        raise MatrixError(
-            400, "M_INVALID_PARAM", "Rule IDs starting with '.' are reserved for server-default rules"
-        )
-    try:
-        fields = rules.validate_rule_body(kind, rule_id, body)
-    except rules.PushRuleError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
-    for anchor in (before, after):
-        if anchor is not None and anchor.startswith("."):
-            raise MatrixError(
-                400, "M_INVALID_PARAM", "Rules cannot be placed relative to server-default rules"
-            )
+    kind, rule_id, before, after = rule.kind, rule.rule_id, rule.before, rule.after
     with transaction.atomic():
         existing = store.lock_user_rules(user_id=user_id, kind=kind)
         ids = [rid for _, rid, _ in existing]
@@ -155,9 +158,9 @@ def check_put_rule(
             user_id=user_id,
             kind=kind,
             rule_id=rule_id,
-            conditions=fields.get("conditions", []),
-            actions=fields["actions"],
-            pattern=fields.get("pattern"),
+            conditions=rule.conditions,
+            actions=rule.actions,
+            pattern=rule.pattern,
             priority=priority_of[rule_id],
         )
         store.set_priorities(
@@ -171,7 +174,7 @@ def check_put_rule(
 
 
 def check_delete_rule(*, user_id: str, kind: str, rule_id: str) -> None:
-    _check_kind(kind)
+    check_kind(kind)
     if rule_id.startswith("."):
         # Server-default rules can be disabled, not deleted.
         if rules.find_rule(rules.default_rules(user_id), kind, rule_id) is not None:
@@ -183,9 +186,7 @@ def check_delete_rule(*, user_id: str, kind: str, rule_id: str) -> None:
         _rules_changed(user_id)
 
 
-def check_set_rule_enabled(*, user_id: str, kind: str, rule_id: str, enabled: object) -> None:
-    if not isinstance(enabled, bool):
-        raise MatrixError(400, "M_BAD_JSON", "enabled must be a boolean")
+def check_set_rule_enabled(*, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
     rule = access_rule(user_id=user_id, kind=kind, rule_id=rule_id)
     with transaction.atomic():
         store.set_rule_enabled(
@@ -194,15 +195,12 @@ def check_set_rule_enabled(*, user_id: str, kind: str, rule_id: str, enabled: ob
         _rules_changed(user_id)
 
 
-def check_set_rule_actions(*, user_id: str, kind: str, rule_id: str, actions: object) -> None:
-    try:
-        valid = rules.validate_actions(actions)
-    except rules.PushRuleError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+def check_set_rule_actions(*, user_id: str, kind: str, rule_id: str, actions: list[Any]) -> None:
+    """Set a rule's actions (already valid: ``tribune.inputs.parse_rule_actions``)."""
     rule = access_rule(user_id=user_id, kind=kind, rule_id=rule_id)
     with transaction.atomic():
         store.set_rule_actions(
-            user_id=user_id, kind=kind, rule_id=rule_id, actions=valid, is_default=rule["default"]
+            user_id=user_id, kind=kind, rule_id=rule_id, actions=actions, is_default=rule["default"]
         )
         _rules_changed(user_id)
 

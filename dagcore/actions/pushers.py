@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from dagcore.actions.push_rules import RoomRef, get_ruleset, get_unread_counts, 
 from dagcore.clock import now_ms
 from dagcore.events_persisted import EventsPersisted
 from dagcore.http.errors import MatrixError
-from dagcore.net.outbound import OutboundError, check_http_url, post_json
+from dagcore.net.outbound import OutboundError, post_json
 from dagcore.net.ssrf import IpPolicy
 from dagcore.protocol import push_rules as rules
 from dagcore.protocol.canonical_json import encode_canonical_json
@@ -85,77 +86,45 @@ def get_pushers(*, user_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _string(
-    body: dict[str, Any], name: str, *, max_chars: int = MAX_TEXT_CHARS, required: bool = True
-) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise MatrixError(400, "M_MISSING_PARAM", f"Missing {name}")
-        return None
-    if not isinstance(value, str):
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} must be a string")
-    if len(value) > max_chars:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{name} is longer than {max_chars} characters")
-    return value
+@dataclass(frozen=True)
+class PusherSettings:
+    """What an ``http`` pusher is set to (``data`` checked: its ``url`` is a push gateway's)."""
+
+    kind: str
+    append: bool
+    data: dict[str, Any]
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
 
 
-def _check_data(kind: str, data: object) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise MatrixError(
-            400, "M_MISSING_PARAM" if data is None else "M_INVALID_PARAM", "data must be an object"
-        )
-    if len(encode_canonical_json(data)) > MAX_DATA_BYTES:
-        raise MatrixError(400, "M_INVALID_PARAM", f"data is larger than {MAX_DATA_BYTES} bytes")
-    if kind == "http":
-        url = data.get("url")
-        if not isinstance(url, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "data.url is required for http pushers")
-        try:
-            parsed = check_http_url(url)
-        except ValueError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", f"data.url: {exc}") from None
-        if parsed.path != NOTIFY_PATH:
-            raise MatrixError(400, "M_INVALID_PARAM", f"data.url must have the path {NOTIFY_PATH}")
-        fmt = data.get("format")
-        if fmt is not None and fmt != "event_id_only":
-            raise MatrixError(400, "M_INVALID_PARAM", "data.format may only be 'event_id_only'")
-    return data
+@dataclass(frozen=True)
+class SetPusherRequest:
+    """A ``POST /pushers/set`` body (``tribune.inputs.parse_set_pusher``)."""
+
+    app_id: str
+    pushkey: str
+    #: None: ``kind: null``, delete the pusher.
+    settings: PusherSettings | None
 
 
-def check_set_pusher(*, user_id: str, device_key: int | None, body: dict[str, Any]) -> None:
-    """``POST /pushers/set``: create, update or (``kind: null``) delete a pusher."""
-    pushkey = _string(body, "pushkey", max_chars=MAX_PUSHKEY_BYTES)
-    app_id = _string(body, "app_id", max_chars=MAX_APP_ID_CHARS)
-    assert pushkey is not None and app_id is not None
-    if len(pushkey.encode("utf-8", "surrogatepass")) > MAX_PUSHKEY_BYTES:
-        raise MatrixError(400, "M_INVALID_PARAM", f"pushkey is longer than {MAX_PUSHKEY_BYTES} bytes")
-    if "kind" not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing kind")
-    kind = body["kind"]
-    if kind is None:
+def check_set_pusher(*, user_id: str, device_key: int | None, request: SetPusherRequest) -> None:
+    """``POST /pushers/set``: create, update or (no settings) delete a pusher."""
+    app_id, pushkey, settings = request.app_id, request.pushkey, request.settings
+    if settings is None:
         store.delete_pusher(user_id=user_id, app_id=app_id, pushkey=pushkey)
         return
-    if kind == "email":
-        raise MatrixError(
-            400, "M_INVALID_PARAM", "This server sends no e-mail: only http pushers are supported"
-        )
-    if kind != "http":
-        raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'http' or null")
-    append = body.get("append", False)
-    if not isinstance(append, bool):
-        raise MatrixError(400, "M_INVALID_PARAM", "append must be a boolean")
-    data = _check_data(kind, body.get("data"))
     fields = {
-        "kind": kind,
+        "kind": settings.kind,
         "app_id": app_id,
         "pushkey": pushkey,
         "pushkey_ts": now_ms(),
-        "app_display_name": _string(body, "app_display_name"),
-        "device_display_name": _string(body, "device_display_name"),
-        "profile_tag": _string(body, "profile_tag", required=False),
-        "lang": _string(body, "lang", max_chars=64),
-        "data": encode_canonical_json(data).decode(),
+        "app_display_name": settings.app_display_name,
+        "device_display_name": settings.device_display_name,
+        "profile_tag": settings.profile_tag,
+        "lang": settings.lang,
+        "data": encode_canonical_json(settings.data).decode(),
     }
     with transaction.atomic():
         existing = store.get_pushers(user_id)
@@ -164,7 +133,7 @@ def check_set_pusher(*, user_id: str, device_key: int | None, body: dict[str, An
             raise MatrixError(
                 400, "M_INVALID_PARAM", f"At most {MAX_PUSHERS_PER_USER} pushers per user: delete one first"
             )
-        if not append:
+        if not settings.append:
             store.delete_pushers_of_others(user_id=user_id, app_id=app_id, pushkey=pushkey)
         store.upsert_pusher(
             user_id=user_id,

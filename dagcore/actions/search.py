@@ -18,13 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from dagcore.actions import room_access
-from dagcore.actions.filters import FilterError, RoomEventFilter, parse_room_event_filter
+from dagcore.actions.filters import RoomEventFilter
 from dagcore.actions.room_access import RoomReader
-from dagcore.http.errors import MatrixError
-from dagcore.http.params import ascii_uint
 from dagcore.protocol.events import StateKey
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
@@ -41,6 +38,11 @@ MAX_CONTEXT = 20
 MAX_SCAN = 5_000
 SCAN_BATCH = 500
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text or a search term, case-folded (matching is case-insensitive)."""
+    return [w.casefold() for w in _WORD.findall(text)]
 
 
 @dataclass
@@ -68,6 +70,8 @@ class SearchOutcome:
 
 @dataclass(frozen=True)
 class SearchCriteria:
+    """The ``room_events`` criteria of a ``/search`` body (``tribune.inputs.parse_search_criteria``)."""
+
     words: tuple[str, ...]
     keys: tuple[str, ...]
     event_filter: RoomEventFilter
@@ -80,89 +84,6 @@ class SearchCriteria:
     group_by: tuple[str, ...]
 
 
-def _int_in(obj: Mapping[str, Any], key: str, default: int, maximum: int) -> int:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{key} must be a non-negative integer")
-    return min(value, maximum)
-
-
-def parse_criteria(body: Mapping[str, Any]) -> SearchCriteria:
-    """The ``room_events`` criteria of a ``/search`` body, or 400."""
-    categories = body.get("search_categories")
-    if not isinstance(categories, dict):
-        raise MatrixError(400, "M_BAD_JSON", "search_categories must be an object")
-    criteria = categories.get("room_events")
-    if not isinstance(criteria, dict):
-        # room_events is the only category the spec defines.
-        raise MatrixError(400, "M_BAD_JSON", "search_categories.room_events must be an object")
-    term = criteria.get("search_term")
-    if not isinstance(term, str) or not term.strip():
-        raise MatrixError(400, "M_BAD_JSON", "search_term must be a non-empty string")
-    if len(term) > MAX_TERM_CHARS:
-        raise MatrixError(400, "M_INVALID_PARAM", f"search_term is longer than {MAX_TERM_CHARS} characters")
-    words = tuple(dict.fromkeys(w.casefold() for w in _WORD.findall(term)))[:MAX_WORDS]
-    keys = criteria.get("keys", list(KEY_TYPES))
-    if not isinstance(keys, list) or not keys or any(k not in KEY_TYPES for k in keys):
-        raise MatrixError(400, "M_INVALID_PARAM", f"keys must be a list of {', '.join(KEY_TYPES)}")
-    raw_filter = criteria.get("filter", {})
-    if not isinstance(raw_filter, dict):
-        raise MatrixError(400, "M_INVALID_PARAM", "filter must be an object")
-    try:
-        event_filter = parse_room_event_filter(raw_filter, "filter.")
-    except FilterError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
-    limit = min(event_filter.limit if event_filter.limit is not None else DEFAULT_LIMIT, MAX_LIMIT)
-    order_by = criteria.get("order_by", "rank")
-    if order_by not in ("rank", "recent"):
-        raise MatrixError(400, "M_INVALID_PARAM", "order_by must be 'rank' or 'recent'")
-    context = criteria.get("event_context")
-    before_limit = after_limit = None
-    include_profile = False
-    if context is not None:
-        if not isinstance(context, dict):
-            raise MatrixError(400, "M_INVALID_PARAM", "event_context must be an object")
-        before_limit = _int_in(context, "before_limit", 5, MAX_CONTEXT)
-        after_limit = _int_in(context, "after_limit", 5, MAX_CONTEXT)
-        include_profile = context.get("include_profile", False)
-        if not isinstance(include_profile, bool):
-            raise MatrixError(400, "M_INVALID_PARAM", "include_profile must be a boolean")
-    include_state = criteria.get("include_state", False)
-    if not isinstance(include_state, bool):
-        raise MatrixError(400, "M_INVALID_PARAM", "include_state must be a boolean")
-    group_by: list[str] = []
-    groupings = criteria.get("groupings")
-    if groupings is not None:
-        groups = groupings.get("group_by") if isinstance(groupings, dict) else None
-        if not isinstance(groups, list) or any(
-            not isinstance(g, dict) or g.get("key") not in ("room_id", "sender") for g in groups
-        ):
-            raise MatrixError(400, "M_INVALID_PARAM", "groupings.group_by must list {key: room_id|sender}")
-        group_by = [g["key"] for g in groups]
-    return SearchCriteria(
-        words=words,
-        keys=tuple(dict.fromkeys(keys)),
-        event_filter=event_filter,
-        limit=limit,
-        order_by=order_by,
-        before_limit=before_limit,
-        after_limit=after_limit,
-        include_profile=include_profile,
-        include_state=include_state,
-        group_by=tuple(dict.fromkeys(group_by)),
-    )
-
-
-def _parse_batch(next_batch: str | None) -> int | None:
-    """``next_batch`` is the stream position the previous scan stopped at."""
-    if next_batch is None:
-        return None
-    position = ascii_uint(next_batch)
-    if position is None:
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid next_batch token")
-    return position
-
-
 def _rank(stored: StoredEvent, criteria: SearchCriteria) -> float:
     """0 when the event does not match; else how often the words start a word of its text."""
     event = stored.event
@@ -171,7 +92,7 @@ def _rank(stored: StoredEvent, criteria: SearchCriteria) -> float:
         for key in criteria.keys
         if KEY_TYPES[key] == event.type
     ]
-    found = [w.casefold() for t in texts if isinstance(t, str) for w in _WORD.findall(t)]
+    found = [w for t in texts if isinstance(t, str) for w in words_of(t)]
     if not found or not criteria.words:
         return 0.0
     hits = [sum(1 for w in found if w.startswith(term)) for term in criteria.words]
@@ -180,10 +101,11 @@ def _rank(stored: StoredEvent, criteria: SearchCriteria) -> float:
     return sum(hits) / len(found)
 
 
-def search_room_events(*, user_id: str, body: Mapping[str, Any], next_batch: str | None) -> SearchOutcome:
-    """``POST /search`` for ``room_events``: matches the user may see, with their context."""
-    criteria = parse_criteria(body)
-    before = _parse_batch(next_batch)
+def search_room_events(*, user_id: str, criteria: SearchCriteria, before: int | None) -> SearchOutcome:
+    """``POST /search`` for ``room_events``: matches the user may see, with their context.
+
+    ``before``: the stream position a previous scan stopped at (its ``next_batch``), if any.
+    """
     joined = [m for m in sync_store.get_user_memberships(user_id) if m.membership == "join"]
     rooms = {m.room_nid: m.room_id for m in joined if criteria.event_filter.allows_room(m.room_id)}
     types = [t for k, t in KEY_TYPES.items() if k in criteria.keys]

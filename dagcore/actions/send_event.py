@@ -8,12 +8,11 @@ the rule's reason.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from threading import Lock
 from typing import Any
 
 from dagcore.actions.persist_event import send_local_event
 from dagcore.actions.txns import ClientTxn, get_answered_event_id
+from dagcore.caching import BoundedCache
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.protocol.canonical_json import JsonError, check_event_values, encode_canonical_json
 from dagcore.protocol.identifiers import is_valid_room_alias
@@ -52,24 +51,20 @@ def check_event_input(*, room_id: str, event_type: str, content: Any, state_key:
 
 #: Room ID -> room version, for the input checks of every send: a room's version never
 #: changes (an upgrade makes a new room), so this per-process memory is never stale.
-_room_versions: OrderedDict[str, str] = OrderedDict()
-_room_versions_lock = Lock()
 ROOM_VERSION_CACHE_SIZE = 50_000
+_room_versions: BoundedCache[str, str] = BoundedCache(
+    "send_event.room_versions", maxsize=ROOM_VERSION_CACHE_SIZE
+)
 
 
 def _room_version(room_id: str) -> str | None:
-    with _room_versions_lock:
-        version = _room_versions.get(room_id)
-        if version is not None:
-            _room_versions.move_to_end(room_id)
-            return version
+    version = _room_versions.get(room_id)
+    if version is not None:
+        return version
     room = room_store.get_room(room_id)
     if room is None:
         return None
-    with _room_versions_lock:
-        _room_versions[room_id] = room.room_version
-        while len(_room_versions) > ROOM_VERSION_CACHE_SIZE:
-            _room_versions.popitem(last=False)
+    _room_versions.put(room_id, room.room_version)
     return room.room_version
 
 

@@ -13,10 +13,12 @@ from dagcore.models import Event as EventRow
 from dagcore.models import EventAuthEdge, EventEdge, Room
 from dagcore.protocol.events import Event
 from dagcore.protocol.room_versions import get_room_version
+from dagcore.store.dialect import is_postgres
+from dagcore.store.sql import fetch_rows, in_list
 from dagcore.store.streams import advance_stream
 
-#: Columns every reader needs; ``json`` is the PDU.
-_FIELDS = (
+#: Columns every ORM reader needs (``values(*EVENT_FIELDS)``, then :func:`from_values`); ``json`` is the PDU.
+EVENT_FIELDS = (
     "id",
     "event_id",
     "json",
@@ -54,7 +56,7 @@ class StoredEvent:
         return self.event.event_id
 
 
-def _from_values(row: dict[str, Any]) -> StoredEvent:
+def from_values(row: dict[str, Any]) -> StoredEvent:
     version = get_room_version(row["room__room_version"], require_supported=False)
     event = Event(json.loads(row["json"]), version, row["event_id"], rejected_reason=row["rejected_reason"])
     return StoredEvent(
@@ -108,48 +110,6 @@ def from_row(row: Sequence[Any]) -> StoredEvent:
         state_group=sg,
         redacted_by=redacted,
     )
-
-
-def in_list(column: str, values: Sequence[Any], params: list[Any]) -> str:
-    """SQL for ``column IN values``, appending the parameters to ``params`` (in text order).
-
-    PostgreSQL gets one array parameter (``= ANY``), so the statement text does not
-    depend on the number of values; SQLite gets one placeholder per value.
-    """
-    if connection.vendor == "postgresql":
-        params.append(list(values))
-        return f"{column} = ANY(%s)"
-    params.extend(values)
-    return f"{column} IN ({', '.join(['%s'] * len(values))})"
-
-
-def fetch_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        rows: list[tuple[Any, ...]] = cur.fetchall()
-        return rows
-
-
-def fetch_many(*queries: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
-    """The rows of several independent reads, in one round trip on PostgreSQL (pipeline mode).
-
-    Each statement still runs on its own, in order (outside a transaction, each sees what
-    was committed when it starts). SQLite runs them one by one.
-    """
-    if connection.vendor != "postgresql" or len(queries) < 2:
-        return [fetch_rows(sql, params) for sql, params in queries]
-    connection.ensure_connection()
-    cursors = []
-    try:
-        with connection.connection.pipeline():
-            for sql, params in queries:
-                cur = connection.cursor()
-                cursors.append(cur)
-                cur.execute(sql, params)
-            return [cur.fetchall() for cur in cursors]
-    finally:
-        for cur in cursors:
-            cur.close()
 
 
 def _events_where(column: str, values: Sequence[Any]) -> list[StoredEvent]:
@@ -224,7 +184,7 @@ def allocate_event_nid() -> int:
     keys are checked at commit (Django declares them DEFERRABLE INITIALLY DEFERRED).
     """
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
+        if is_postgres():
             cur.execute("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
         else:
             # SQLite serialises writers (IMMEDIATE transactions), so reading the
@@ -290,7 +250,7 @@ def insert_event(
         state_group=state_group,
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
     )
-    if connection.vendor == "postgresql":
+    if is_postgres():
         # One round trip: the stream position, the row and its edges (data-modifying CTEs).
         with connection.cursor() as cur:
             cur.execute(

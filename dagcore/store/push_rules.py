@@ -12,7 +12,7 @@ from django.db.models import Max
 
 from dagcore.models import PushRule
 from dagcore.protocol.canonical_json import encode_canonical_json
-from dagcore.store.events import fetch_rows, in_list
+from dagcore.store.sql import fetch_rows, in_list
 
 
 def _encode(value: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from dagcore.models import Receipt, Room
-from dagcore.store.events import fetch_rows, in_list
+from dagcore.store.sql import fetch_rows, in_list
 
 #: Receipt types only their owner may see.
 PRIVATE_TYPES = ("m.read.private",)

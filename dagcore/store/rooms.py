@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Iterable
 
-from django.db import connection
-
 from dagcore.models import ForgottenRoom, Room, RoomMembership, RoomServer
+from dagcore.store.dialect import advisory_xact_lock
 
 
 def lock_room_for_writing(room_id: str) -> None:
@@ -18,11 +15,7 @@ def lock_room_for_writing(room_id: str) -> None:
     nothing to do — IMMEDIATE transactions already serialise every writer.
     Must be called inside ``transaction.atomic()``.
     """
-    if connection.vendor != "postgresql":
-        return
-    key = struct.unpack(">q", hashlib.sha256(room_id.encode()).digest()[:8])[0]
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    advisory_xact_lock(room_id)
 
 
 def get_room(room_id: str) -> Room | None:

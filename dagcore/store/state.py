@@ -1,7 +1,7 @@
 """State groups (room state at an event) and the room's current state.
 
 A state group is immutable once written, so its chain and full state are cached
-in-process (bounded LRU) — safe with any number of processes. Groups are stored
+in-process (``dagcore.caching``) — safe with any number of processes. Groups are stored
 as deltas over their predecessor; a chain never grows past ``MAX_STATE_CHAIN``
 groups before a full snapshot is written, so reading any state is one query
 over a bounded set of groups.
@@ -10,14 +10,13 @@ over a bounded set of groups.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from threading import Lock
 from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from dagcore.caching import BoundedCache
 from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, StateGroup, StateGroupEntry
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.redaction import redact_pdu
@@ -34,46 +33,10 @@ PENDING_STREAM_ORDERING = -1
 REMOVED = 0
 
 
-class _LRU:
-    """A bounded, thread-safe least-recently-used map for data that never changes (or is
-    keyed by its version): safe with any number of processes."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict[Any, Any] = OrderedDict()
-        self.lock = Lock()
-        _all_caches.append(self)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-
-    def get(self, key: Any) -> Any:
-        with self.lock:
-            value = self.data.get(key)
-            if value is not None:
-                self.data.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-
-
-_all_caches: list[_LRU] = []
-
-
-def clear_process_caches() -> None:
-    """Forget every in-process cache (tests: a rolled-back test's IDs may be handed out again)."""
-    for cache in _all_caches:
-        cache.clear()
-
-
-_chain_cache = _LRU(10_000)
-_full_state_cache = _LRU(64)
+#: A state group never changes once written (DESIGN.md §4), so what is read of one is
+#: cached by its ID: safe with any number of processes (see ``dagcore.caching``).
+_chain_cache: BoundedCache[int, tuple[int, ...]] = BoundedCache("state.group_chains", maxsize=10_000)
+_full_state_cache: BoundedCache[int, dict[StateKey, int]] = BoundedCache("state.full_state", maxsize=64)
 
 
 def _keys_condition(keys: Iterable[StateKey]) -> Q:
@@ -91,7 +54,26 @@ def get_state_group_chain(group_id: int) -> tuple[int, ...]:
             raise LookupError(f"unknown state group {group_id}")
         cached = tuple(json.loads(chain))
         _chain_cache.put(group_id, cached)
-    return tuple(cached)
+    return cached
+
+
+def get_state_group_chains(groups: Iterable[int]) -> dict[int, tuple[int, ...]]:
+    """Chains of many state groups: cached ones free, the others in one query (unknown
+    groups are left out)."""
+    out: dict[int, tuple[int, ...]] = {}
+    missing: list[int] = []
+    for g in set(groups):
+        cached = _chain_cache.get(g)
+        if cached is None:
+            missing.append(g)
+        else:
+            out[g] = cached
+    if missing:
+        for gid, chain in StateGroup.objects.filter(id__in=missing).values_list("id", "chain"):
+            value = tuple(json.loads(chain))
+            _chain_cache.put(gid, value)
+            out[gid] = value
+    return out
 
 
 def get_state_ids(group_id: int, keys: Iterable[StateKey] | None = None) -> dict[StateKey, int]:
@@ -119,6 +101,36 @@ def get_state_ids(group_id: int, keys: Iterable[StateKey] | None = None) -> dict
     if keys is None:
         _full_state_cache.put(group_id, dict(result))
     return result
+
+
+def get_full_state_ids_of_groups(groups: Iterable[int]) -> dict[int, dict[StateKey, int]]:
+    """The whole state of many state groups: cached ones free, the rest in two queries."""
+    out: dict[int, dict[StateKey, int]] = {}
+    missing: list[int] = []
+    for g in set(groups):
+        cached = _full_state_cache.get(g)
+        if cached is not None:
+            out[g] = dict(cached)
+        else:
+            missing.append(g)
+    if not missing:
+        return out
+    chains = get_state_group_chains(missing)
+    union = {gid for chain in chains.values() for gid in chain}
+    entries: dict[int, list[tuple[str, str, int]]] = {}
+    for gid, etype, skey, nid in StateGroupEntry.objects.filter(group_id__in=list(union)).values_list(
+        "group_id", "type", "state_key", "event_nid"
+    ):
+        entries.setdefault(gid, []).append((etype, skey, nid))
+    for g in missing:
+        state: dict[StateKey, int] = {}
+        for gid in chains.get(g, ()):
+            for etype, skey, nid in entries.get(gid, ()):
+                state[(etype, skey)] = nid
+        result = {k: v for k, v in state.items() if v != REMOVED}
+        _full_state_cache.put(g, dict(result))
+        out[g] = result
+    return out
 
 
 def get_state_ids_of_type(group_id: int, event_type: str) -> dict[str, int]:

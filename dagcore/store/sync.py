@@ -17,26 +17,25 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 
+from dagcore.caching import BoundedCache
 from dagcore.models import Event as EventRow
 from dagcore.models import RoomMembership
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.room_versions import get_room_version
+from dagcore.store import state as state_store
+from dagcore.store.dialect import is_postgres
 from dagcore.store.events import (
-    _FIELDS,
     EVENT_COLUMNS,
+    EVENT_FIELDS,
     EVENT_TABLES,
     TIMELINE_SQL,
     StoredEvent,
-    _from_values,
-    fetch_many,
-    fetch_rows,
     from_row,
-    in_list,
+    from_values,
 )
-from dagcore.store.state import _LRU
+from dagcore.store.sql import fetch_many, fetch_rows, in_list
 from dagcore.store.streams import STREAMS
 from dagcore.store.timeline import EventFilter
 
@@ -45,13 +44,19 @@ UNION_CHUNK = 100
 
 #: Member counts and some current state of rooms, by ``(room nid, current state group, ...)``:
 #: both are functions of the room's current state, which a state group ID names for good.
-_counts_cache = _LRU(20_000)
-_room_state_cache = _LRU(5_000)
+_counts_cache: BoundedCache[tuple[int, int], dict[str, int]] = BoundedCache(
+    "sync.membership_counts", maxsize=20_000
+)
+_room_state_cache: BoundedCache[tuple[int, int, tuple[StateKey, ...]], dict[StateKey, Event]] = BoundedCache(
+    "sync.room_state", maxsize=5_000
+)
 #: "The newest events of room R in stream range (a, b]" of incremental syncs, shared by the
 #: syncs of a room's members woken by the same event: events committed in a range never
 #: change (their redaction moves the stream past ``b``, so a later sync asks for another
 #: range). Only short ranges are kept (the woken case), which bounds the memory used.
-_recent_cache = _LRU(1_000)
+_recent_cache: BoundedCache[tuple[int, int | None, int, int], tuple[StoredEvent, ...]] = BoundedCache(
+    "sync.recent_events", maxsize=1_000
+)
 RECENT_CACHE_MAX_EVENTS = 20
 
 
@@ -85,7 +90,7 @@ def _per_room_sql(room_nids: Iterable[int], build: Callable[[int, list[Any]], st
     """
     nids = list(dict.fromkeys(room_nids))
     out: list[tuple[Any, ...]] = []
-    if connection.vendor == "postgresql":
+    if is_postgres():
         for start in range(0, len(nids), UNION_CHUNK):
             params: list[Any] = []
             parts = [f"({build(n, params)})" for n in nids[start : start + UNION_CHUNK]]
@@ -104,7 +109,7 @@ def _per_room(room_nids: Iterable[int], build: Callable[[int], QuerySet[Any, Any
     if not nids:
         return []
     out: list[Any] = []
-    if connection.vendor == "postgresql":
+    if is_postgres():
         for start in range(0, len(nids), UNION_CHUNK):
             parts = [build(n) for n in nids[start : start + UNION_CHUNK]]
             qs = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:], all=True)
@@ -216,11 +221,11 @@ def get_first_own_member_event_after(
                 _timeline_q(), room_id=nid, type="m.room.member", state_key=user_id, stream_ordering__gt=after
             )
             .order_by("stream_ordering")
-            .values(*_FIELDS)[:1]
+            .values(*EVENT_FIELDS)[:1]
         )
         return first
 
-    return {row["room_id"]: _from_values(row) for row in _per_room(room_nids, build)}
+    return {row["room_id"]: from_values(row) for row in _per_room(room_nids, build)}
 
 
 # --------------------------------------------------------------------------- timelines
@@ -294,7 +299,7 @@ def get_recent_events(
             out[nid] = []
     if not missing:
         return out
-    if connection.vendor == "postgresql":
+    if is_postgres():
         rows = _recent_rows_lateral(missing, limit + 1)
     else:
         rows = _per_room_sql(missing, lambda nid, params: _recent_sql(nid, *missing[nid], limit + 1, params))
@@ -337,7 +342,7 @@ def get_new_timelines(ranges: Mapping[int, tuple[int, int]], *, limit: int) -> d
     """
     if not ranges:
         return {}
-    if connection.vendor != "postgresql":
+    if not is_postgres():
         news = get_rooms_with_new_events(
             list(ranges),
             after=min(after for after, _ in ranges.values()),
@@ -357,12 +362,12 @@ def _get_recent_events_filtered(
         if after is not None:
             qs = qs.filter(stream_ordering__gt=after)
         qs = qs.filter(event_q)
-        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*_FIELDS)[: limit + 1]
+        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*EVENT_FIELDS)[: limit + 1]
         return page
 
     out: dict[int, list[StoredEvent]] = {nid: [] for nid in ranges}
     for row in _per_room(ranges, build):
-        out[row["room_id"]].append(_from_values(row))
+        out[row["room_id"]].append(from_values(row))
     for events in out.values():
         events.sort(key=lambda e: e.stream_ordering or 0)
     return out
@@ -567,45 +572,16 @@ def get_events_before(
             qs = qs.filter(type__in=list(types))
         if before is not None:
             qs = qs.filter(stream_ordering__lt=before)
-        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*_FIELDS)[:limit]
+        page: QuerySet[Any, Any] = qs.order_by("-stream_ordering").values(*EVENT_FIELDS)[:limit]
         return page
 
     rows = sorted(_per_room(room_nids, build), key=lambda r: r["stream_ordering"], reverse=True)[:limit]
-    return [_from_values(row) for row in rows]
+    return [from_values(row) for row in rows]
 
 
 def get_full_state_ids(groups: Iterable[int]) -> dict[int, dict[StateKey, int]]:
     """The whole state of many state groups: cached ones free, the rest in two queries."""
-    from dagcore.models import StateGroupEntry
-    from dagcore.store import state as state_store
-    from dagcore.store.timeline import _load_chains
-
-    out: dict[int, dict[StateKey, int]] = {}
-    missing: list[int] = []
-    for g in set(groups):
-        cached = state_store._full_state_cache.get(g)
-        if cached is not None:
-            out[g] = dict(cached)
-        else:
-            missing.append(g)
-    if not missing:
-        return out
-    chains = _load_chains(missing)
-    union = {gid for chain in chains.values() for gid in chain}
-    entries: dict[int, list[tuple[str, str, int]]] = {}
-    for gid, etype, skey, nid in StateGroupEntry.objects.filter(group_id__in=list(union)).values_list(
-        "group_id", "type", "state_key", "event_nid"
-    ):
-        entries.setdefault(gid, []).append((etype, skey, nid))
-    for g in missing:
-        state: dict[StateKey, int] = {}
-        for gid in chains.get(g, ()):
-            for etype, skey, nid in entries.get(gid, ()):
-                state[(etype, skey)] = nid
-        result = {k: v for k, v in state.items() if v != state_store.REMOVED}
-        state_store._full_state_cache.put(g, dict(result))
-        out[g] = result
-    return out
+    return state_store.get_full_state_ids_of_groups(groups)
 
 
 def get_member_events_between(

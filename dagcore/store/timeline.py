@@ -12,7 +12,6 @@ with ``(depth, stream) <= K``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,23 +19,22 @@ from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
 
-from dagcore.models import CurrentStateEvent, Room, RoomMembership, StateGroup
+from dagcore.caching import BoundedCache
+from dagcore.models import CurrentStateEvent, Room, RoomMembership
 from dagcore.models import Event as EventRow
 from dagcore.protocol.events import StateKey
 from dagcore.store import state as state_store
 from dagcore.store.events import (
-    _FIELDS,
     EVENT_COLUMNS,
+    EVENT_FIELDS,
     EVENT_TABLES,
     TIMELINE_SQL,
     StoredEvent,
-    _from_values,
-    fetch_rows,
     from_row,
+    from_values,
     get_events_by_ids,
-    in_list,
 )
-from dagcore.store.state import _LRU
+from dagcore.store.sql import fetch_rows, in_list
 
 #: A position in one room's topological order: ``(depth, stream_ordering)``.
 TopoKey = tuple[int, int]
@@ -119,7 +117,7 @@ def _topological_page(
         if to_key is not None:
             qs = qs.filter(_before(to_key))
         qs = qs.order_by("depth", "stream_ordering")
-    return [_from_values(row) for row in qs.values(*_FIELDS)[:limit]]
+    return [from_values(row) for row in qs.values(*EVENT_FIELDS)[:limit]]
 
 
 # --------------------------------------------------------------------------- pagination
@@ -227,29 +225,11 @@ def get_event_closest_to_ts(
         qs = qs.filter(origin_server_ts__gte=ts).order_by("origin_server_ts", "stream_ordering")
     else:
         qs = qs.filter(origin_server_ts__lte=ts).order_by("-origin_server_ts", "-stream_ordering")
-    row = qs.values(*_FIELDS).first()
-    return _from_values(row) if row else None
+    row = qs.values(*EVENT_FIELDS).first()
+    return from_values(row) if row else None
 
 
 # --------------------------------------------------------------------------- state at many events
-
-
-def _load_chains(groups: Iterable[int]) -> dict[int, tuple[int, ...]]:
-    """Chains of many state groups: cached ones free, the others in one query."""
-    out: dict[int, tuple[int, ...]] = {}
-    missing: list[int] = []
-    for g in set(groups):
-        cached = state_store._chain_cache.get(g)
-        if cached is None:
-            missing.append(g)
-        else:
-            out[g] = tuple(cached)
-    if missing:
-        for gid, chain in StateGroup.objects.filter(id__in=missing).values_list("id", "chain"):
-            value = tuple(json.loads(chain))
-            state_store._chain_cache.put(gid, value)
-            out[gid] = value
-    return out
 
 
 def get_state_ids_at_groups(
@@ -260,7 +240,7 @@ def get_state_ids_at_groups(
     all_keys = {k for keys in wanted.values() for k in keys}
     if not wanted or not all_keys:
         return {g: {} for g in wanted}
-    chains = _load_chains(wanted)
+    chains = state_store.get_state_group_chains(wanted)
     union = sorted({gid for chain in chains.values() for gid in chain})
     entries: dict[int, dict[StateKey, int]] = {}
     if union:
@@ -320,7 +300,9 @@ class _RelationData:
 #: Relation data by ``(parent event IDs, as_of)``: the members of a room woken by one event
 #: all ask for that event's relations at the same stream position. Only small sets of
 #: parents are kept (the woken case), which bounds the memory used.
-_relations_cache = _LRU(2_000)
+_relations_cache: BoundedCache[tuple[frozenset[str], int], _RelationData] = BoundedCache(
+    "timeline.relations", maxsize=2_000
+)
 RELATIONS_CACHE_MAX_PARENTS = 20
 
 
@@ -416,7 +398,7 @@ def get_redaction_events(redaction_ids: Iterable[str]) -> dict[str, StoredEvent]
     if not ids:
         return {}
     return {
-        r["event_id"]: _from_values(r) for r in EventRow.objects.filter(event_id__in=ids).values(*_FIELDS)
+        r["event_id"]: from_values(r) for r in EventRow.objects.filter(event_id__in=ids).values(*EVENT_FIELDS)
     }
 
 
@@ -484,8 +466,8 @@ def list_threads(
 
 
 def get_room_events_by_ids(room: Room, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
-    rows = EventRow.objects.filter(_timeline_rows(room), event_id__in=list(event_ids)).values(*_FIELDS)
-    return {r["event_id"]: _from_values(r) for r in rows}
+    rows = EventRow.objects.filter(_timeline_rows(room), event_id__in=list(event_ids)).values(*EVENT_FIELDS)
+    return {r["event_id"]: from_values(r) for r in rows}
 
 
 # --------------------------------------------------------------------------- members
@@ -501,8 +483,8 @@ def get_current_member_events(
     if not_memberships:
         qs = qs.exclude(membership__in=list(not_memberships))
     nids = qs.values("event_id")
-    rows = EventRow.objects.filter(id__in=nids).values(*_FIELDS)
-    return sorted((_from_values(r) for r in rows), key=lambda e: e.event.state_key or "")
+    rows = EventRow.objects.filter(id__in=nids).values(*EVENT_FIELDS)
+    return sorted((from_values(r) for r in rows), key=lambda e: e.event.state_key or "")
 
 
 def get_joined_members(room: Room) -> list[tuple[str, str | None, str | None]]:
@@ -531,8 +513,8 @@ def get_current_state_event(room: Room, event_type: str, state_key: str) -> Stor
     )
     if nid is None:
         return None
-    row = EventRow.objects.filter(id=nid).values(*_FIELDS).first()
-    return _from_values(row) if row else None
+    row = EventRow.objects.filter(id=nid).values(*EVENT_FIELDS).first()
+    return from_values(row) if row else None
 
 
 def get_current_state_stored(room: Room, types: Sequence[str] | None = None) -> list[StoredEvent]:
@@ -540,8 +522,8 @@ def get_current_state_stored(room: Room, types: Sequence[str] | None = None) -> 
     qs = CurrentStateEvent.objects.filter(room=room)
     if types is not None:
         qs = qs.filter(type__in=list(types))
-    rows = EventRow.objects.filter(id__in=qs.values("event_id")).values(*_FIELDS)
-    return [_from_values(r) for r in rows]
+    rows = EventRow.objects.filter(id__in=qs.values("event_id")).values(*EVENT_FIELDS)
+    return [from_values(r) for r in rows]
 
 
 def count_events_by_type(room: Room) -> dict[str, int]:

@@ -9,7 +9,7 @@ from django.db import IntegrityError, connection, transaction
 
 from dagcore.clock import now_ms
 from dagcore.models import ClientTxn
-from dagcore.store.events import fetch_rows, in_list
+from dagcore.store.sql import fetch_rows, in_list
 
 
 def device_key(*, device_id: str | None, token_id: int | None) -> str:

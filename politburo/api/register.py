@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
-
 from dagcore.actions import shared_secret_registration as actions
-from politburo.api.http import api_endpoint, json_object_body
+from dagcore.http.endpoint import RequestContext
+from politburo.api.http import api_endpoint
 
 
 @api_endpoint("GET", "POST", admin=False)
-def register(request: HttpRequest) -> dict[str, Any]:
+def register(ctx: RequestContext) -> dict[str, Any]:
     """GET: a nonce. POST: an account, if the body's HMAC proves the shared secret."""
-    if request.method == "GET":
+    if ctx.request.method == "GET":
         return {"nonce": actions.issue_nonce()}
-    return actions.check_register_with_shared_secret(json_object_body(request))
+    return actions.check_register_with_shared_secret(ctx.json_object())

@@ -15,6 +15,7 @@ from dagcore.actions.send_event import check_send_event, check_send_state
 from dagcore.actions.txns import ClientTxn
 from dagcore.models import User
 from dagcore.store import accounts as account_store
+from tribune.inputs import parse_create_room
 
 
 def dagma_with(**changes: Any) -> Any:
@@ -33,7 +34,8 @@ def make_user(name: str | None = None, *, admin: bool = False) -> User:
 
 
 def make_room(creator: User, **body: Any) -> str:
-    return check_create_room(user=creator, body=body)
+    """A room made as ``POST /createRoom`` with this body makes it."""
+    return check_create_room(user=creator, request=parse_create_room(body))
 
 
 def say(user: User, room_id: str, body: str = "hello", **extra: Any) -> str:

@@ -260,7 +260,7 @@ def test_bad_upload_headers_are_refused(make_client) -> None:
         ("%2E%2E", "%2E%2E", 404),  # ".." is a dns-name by the grammar: just not ours
         ("localhost", "a" * 5000, 404),
         ("a" * 5000, "abc", 400),
-        ("localhost", "abc%00", 404),
+        ("localhost", "abc%00", 400),  # NUL: refused by the request wrapper, as on every endpoint
         ("local%00host", "abc", 400),
         ("localhost", "abc%2Fdef", 404),
         ("localhost", "%C3%A9t%C3%A9", 404),
@@ -468,6 +468,22 @@ def test_pending_creates_are_limited_per_user(make_client) -> None:
     r = c.post("/_matrix/media/v1/create", {}, expect=429, spec="/media/v1/create")
     assert r.json["errcode"] == "M_LIMIT_EXCEEDED"
     make_client().post("/_matrix/media/v1/create", {}, spec="/media/v1/create")  # control
+
+
+def test_creating_media_is_rate_limited_per_user(tmp_path) -> None:
+    """``rc_media_create`` covers both ways of making a new MXC URI (upload and create)."""
+    server = LiveServer(tmp_path, config={"rc_media_create": {"per_second": 0.001, "burst_count": 2}}).start()
+    try:
+        alice = client_for(server)
+        upload(alice, b"one", "text/plain")
+        alice.post("/_matrix/media/v1/create", {}, spec="/media/v1/create")
+        r = alice.post(f"{V3}/upload", content=b"three", headers={"Content-Type": "text/plain"}, expect=429)
+        assert r.json["errcode"] == "M_LIMIT_EXCEEDED" and r.json["retry_after_ms"] > 0
+        r = alice.post("/_matrix/media/v1/create", {}, expect=429, spec="/media/v1/create")
+        assert r.json["errcode"] == "M_LIMIT_EXCEEDED"
+        upload(client_for(server), b"control", "text/plain")  # another user has their own allowance
+    finally:
+        server.destroy()
 
 
 # --------------------------------------------------------------------------- quarantine

@@ -225,7 +225,7 @@ def test_a_sync_without_new_events_in_a_room_neither_reads_events_nor_rewrites_i
 
 
 def test_a_changed_push_rule_recounts_while_an_unchanged_ruleset_is_not_read_again() -> None:
-    from dagcore.actions.push_rules import check_put_rule
+    from dagcore.actions.push_rules import NewPushRule, check_put_rule
 
     sender, room, members, tokens = room_of_members(1)
     alice = members[0]
@@ -235,9 +235,8 @@ def test_a_changed_push_rule_recounts_while_an_unchanged_ruleset_is_not_read_aga
     assert result.body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 2
     assert not [q for q in ctx.captured_queries if "FROM push_rules" in q["sql"].replace('"', "")]
     # Muting the room (a room rule without actions) moves the rules' version: counts are redone.
-    check_put_rule(
-        user_id=alice.user_id, kind="room", rule_id=room, body={"actions": []}, before=None, after=None
-    )
+    mute = NewPushRule(kind="room", rule_id=room, conditions=[], actions=[], pattern=None)
+    check_put_rule(user_id=alice.user_id, rule=mute)
     say(sender, room, "two")
     result = run(alice, result.body["next_batch"])
     assert result.body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 0

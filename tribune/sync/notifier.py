@@ -29,6 +29,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from dagcore.broadcast import GROUP, MESSAGE_TYPE, change_message, channel_layer, publish_from_thread
+from dagcore.cache_invalidation import apply_broadcast_invalidations
 from dagcore.clock import now_ms
 from dagcore.notifier import Change
 from dagcore.store.transaction import release_all_connections
@@ -185,6 +186,8 @@ async def _listen() -> None:
                 message = await layer.receive(channel)
                 if message.get("type") != MESSAGE_TYPE or message.get("origin") == ORIGIN:
                     continue
+                # Cache entries another process invalidated (dagcore.cache_invalidation).
+                apply_broadcast_invalidations(message)
                 registry.dispatch(message.get("users") or (), message.get("rooms") or ())
         except asyncio.CancelledError:
             raise

@@ -97,7 +97,7 @@ def _login_limit(kind: str, key: str) -> None:
 # --------------------------------------------------------------------------- registration
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def register(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/register"""
     kind = ctx.query.get("kind", "user")
@@ -159,7 +159,7 @@ def _register_guest(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]
     return _session_answer(session)
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def register_available(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/register/available"""
     _registration_limit(ctx, peek=True)
@@ -171,7 +171,7 @@ def register_available(ctx: RequestContext) -> dict[str, Any]:
     return {"available": True}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def registration_token_validity(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
     # Spec: "Servers should be sure to rate limit this endpoint to avoid brute force attacks."
@@ -194,14 +194,14 @@ def registration_token_validity(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- login, logout, refresh
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def login_flows(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/login"""
     # get_login_token: this server offers POST /login/get_token (spec v1.7).
     return {"flows": [{"type": LOGIN_PASSWORD}, {"type": LOGIN_TOKEN, "get_login_token": True}]}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def login(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/login"""
     body = ctx.json_object()
@@ -259,7 +259,7 @@ def _login_with_token(ctx: RequestContext, body: dict[str, Any]) -> dict[str, An
     return _session_answer(session)
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_login_token(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v1/login/get_token"""
     user = ctx.require_user()
@@ -270,21 +270,21 @@ def get_login_token(ctx: RequestContext) -> dict[str, Any]:
     return {"login_token": token, "expires_in_ms": lifetime}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def logout(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/logout"""
     account_actions.do_logout(user=ctx.require_user(), device=ctx.device, token_id=ctx.token_id)
     return {}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def logout_all(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/logout/all"""
     account_actions.do_logout_all(user=ctx.require_user())
     return {}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def refresh(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/refresh"""
     token = ctx.json_object().get("refresh_token")
@@ -300,7 +300,7 @@ def refresh(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- account
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def whoami(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/account/whoami"""
     user = ctx.require_user()
@@ -310,7 +310,7 @@ def whoami(ctx: RequestContext) -> dict[str, Any]:
     return out
 
 
-@endpoint(auth=True)
+@endpoint()
 def change_password(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/account/password"""
     user = ctx.require_user()
@@ -328,7 +328,7 @@ def change_password(ctx: RequestContext) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def deactivate(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/account/deactivate"""
     user = ctx.require_user()
@@ -343,7 +343,7 @@ def deactivate(ctx: RequestContext) -> dict[str, Any]:
     return {"id_server_unbind_result": "no-support"}
 
 
-@endpoint(auth=True)
+@endpoint()
 def threepids(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/account/3pid — this server binds no third-party identifiers."""
     return {"threepids": []}

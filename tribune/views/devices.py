@@ -9,7 +9,7 @@ from django.urls import URLPattern
 from dagcore.actions import accounts as account_actions
 from dagcore.http.errors import MatrixError
 from dagcore.models import Device
-from tribune.http import MAX_JSON_BODY, RequestContext, client_route, endpoint, methods, parse_body
+from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.uia import PASSWORD, user_interactive_auth
 
 
@@ -28,19 +28,19 @@ def _device_json(device: Device) -> dict[str, Any]:
     }
 
 
-@endpoint(auth=True)
+@endpoint()
 def list_devices(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/devices"""
     return {"devices": [_device_json(d) for d in account_actions.get_devices(user=ctx.require_user())]}
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_device(ctx: RequestContext, device_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/devices/{deviceId}"""
     return _device_json(account_actions.access_device(user=ctx.require_user(), device_id=device_id))
 
 
-@endpoint(auth=True)
+@endpoint()
 def update_device(ctx: RequestContext, device_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/devices/{deviceId}"""
     body = ctx.json_object()
@@ -50,18 +50,16 @@ def update_device(ctx: RequestContext, device_id: str) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True)
+@endpoint(body_methods=("DELETE",))  # this DELETE carries UIA in its body
 def delete_device(ctx: RequestContext, device_id: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/devices/{deviceId}"""
     user = ctx.require_user()
-    # The endpoint wrapper parses bodies of POST and PUT only; this DELETE carries UIA.
-    ctx.body = parse_body(ctx.request, max_body=MAX_JSON_BODY)
     with user_interactive_auth(ctx, flows=[[PASSWORD]]):
         account_actions.do_delete_devices(user=user, device_ids=[device_id])
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_devices(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/delete_devices"""
     user = ctx.require_user()

@@ -17,7 +17,7 @@ from dagcore.server_keys import get_server_name
 from tribune.http import RequestContext, authenticate, client_route, endpoint, methods
 
 
-@endpoint(auth=True)
+@endpoint()
 def put_alias(ctx: RequestContext, room_alias: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
     body = ctx.json_object()
@@ -27,33 +27,33 @@ def put_alias(ctx: RequestContext, room_alias: str) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def get_alias(ctx: RequestContext, room_alias: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/directory/room/{roomAlias}"""
     room_id, servers = directory_actions.get_alias_target(alias=room_alias)
     return {"room_id": room_id, "servers": servers}
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_alias(ctx: RequestContext, room_alias: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
     directory_actions.check_delete_alias(user=ctx.require_user(), alias=room_alias)
     return {}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_room_aliases(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/aliases"""
     return {"aliases": directory_actions.access_room_aliases(user_id=ctx.user_id, room_id=room_id)}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def get_visibility(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/directory/list/room/{roomId}"""
     return {"visibility": directory_actions.get_room_visibility(room_id=room_id)}
 
 
-@endpoint(auth=True)
+@endpoint()
 def put_visibility(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
     body = ctx.json_object()
@@ -92,7 +92,7 @@ def get_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     return _page_json(page)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def search_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/publicRooms"""
     body = ctx.json_object()

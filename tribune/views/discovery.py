@@ -24,13 +24,13 @@ def versions(ctx: RequestContext) -> dict[str, Any]:
     return {"versions": SUPPORTED_SPEC_VERSIONS, "unstable_features": {}}
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def well_known_client(ctx: RequestContext) -> dict[str, Any]:
     """GET /.well-known/matrix/client"""
     return {"m.homeserver": {"base_url": settings.DAGMA.public_baseurl.rstrip("/")}}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def capabilities(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/capabilities"""
     available = {v.identifier: "stable" for v in KNOWN_ROOM_VERSIONS.values() if v.supported}
@@ -47,13 +47,13 @@ def capabilities(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-@endpoint(auth=False, raw_body=True)
+@endpoint(auth="none", body_methods=())
 def unrecognized(ctx: RequestContext, **_: str) -> dict[str, Any]:
     """Any path we do not serve: JSON 404 M_UNRECOGNIZED (spec: "Unsupported endpoints")."""
     raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
 
 
-@endpoint(auth=False)
+@endpoint(auth="none")
 def health(ctx: RequestContext) -> Any:
     """GET /health — liveness for load balancers (plain "OK", as Synapse answers)."""
 

@@ -19,10 +19,10 @@ from dagcore.actions.txns import ClientTxn, client_txn
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.http.responses import json_response
-from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import txns as txn_store
 from dagcore.store.events import StoredEvent
-from dagcore.store.timeline import EventFilter, TopoKey
+from dagcore.store.timeline import TopoKey
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.serialize import serialize_stored_events
 from tribune.tokens import RoomToken, SyncToken, parse_pagination_token
@@ -35,7 +35,6 @@ DEFAULT_RELATIONS_LIMIT = 5
 MAX_RELATIONS_LIMIT = 1000
 DEFAULT_THREADS_LIMIT = 5
 MAX_THREADS_LIMIT = 100
-MAX_FILTER_LIST = 1000
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -66,56 +65,6 @@ def _direction(ctx: RequestContext, *, default: str | None) -> str:
     return str(value)
 
 
-def _str_list(value: Any, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_FILTER_LIST
-        or not all(isinstance(v, str) and "\x00" not in v for v in value)
-    ):
-        raise MatrixError(400, "M_INVALID_PARAM", f"filter.{name} must be a list of strings")
-    return tuple(value)
-
-
-class ParsedFilter:
-    """A ``RoomEventFilter`` from a query parameter (spec: "Filtering")."""
-
-    def __init__(self, raw: str | None) -> None:
-        self.sql: EventFilter | None = None
-        self.contains_url: bool | None = None
-        self.lazy_load_members = False
-        self.limit: int | None = None
-        if not raw:
-            return
-        try:
-            # The strict parser of request bodies: bounded depth, no NaN, no lone surrogates.
-            data = parse_json_body(raw.encode("utf-8", "surrogatepass"))
-        except JsonError:
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON RoomEventFilter") from None
-        if not isinstance(data, dict):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON object")
-        types = _str_list(data.get("types"), "types")
-        not_types = _str_list(data.get("not_types"), "not_types") or ()
-        senders = _str_list(data.get("senders"), "senders")
-        not_senders = _str_list(data.get("not_senders"), "not_senders") or ()
-        if types is not None or not_types or senders is not None or not_senders:
-            self.sql = EventFilter(types=types, not_types=not_types, senders=senders, not_senders=not_senders)
-        contains_url = data.get("contains_url")
-        if contains_url is not None and not isinstance(contains_url, bool):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter.contains_url must be a boolean")
-        self.contains_url = contains_url
-        lazy = data.get("lazy_load_members", False)
-        if not isinstance(lazy, bool):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter.lazy_load_members must be a boolean")
-        self.lazy_load_members = lazy
-        limit = data.get("limit")
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise MatrixError(400, "M_INVALID_PARAM", "filter.limit must be a non-negative integer")
-            self.limit = limit
-
-
 def _position(reader: RoomReader, token: str | None, direction: str) -> TopoKey | None:
     """A ``from``/``to`` token (room token, or a /sync token) as a position in this room."""
     if token is None or token == "":
@@ -135,11 +84,11 @@ def _client_txn(ctx: RequestContext, txn_id: str) -> ClientTxn:
     return client_txn(user_id=ctx.user_id, device_id=ctx.device_id, token_id=ctx.token_id, txn_id=txn_id)
 
 
-def _token(key: TopoKey) -> str:
+def room_token(key: TopoKey) -> str:
     return str(RoomToken(key[0], key[1]))
 
 
-def _serialize(
+def serialize_events(
     ctx: RequestContext, events: list[StoredEvent], *, relations: bool = True
 ) -> list[dict[str, Any]]:
     """Timeline events get bundled relations and ``prev_content``; state snapshots (``relations=False``) neither."""
@@ -160,7 +109,7 @@ def _reader(ctx: RequestContext, room_id: str) -> RoomReader:
 # --------------------------------------------------------------------------- sending
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
     event_id = send_actions.check_send_event(
@@ -169,7 +118,7 @@ def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str
     return {"event_id": event_id}
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     event_id = send_actions.check_send_state(
@@ -178,7 +127,7 @@ def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str
     return {"event_id": event_id}
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="message")
+@endpoint(allow_guest=True, rate_limit="message")
 def redact_event(ctx: RequestContext, room_id: str, event_id: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
     body = ctx.json_object()
@@ -191,7 +140,7 @@ def redact_event(ctx: RequestContext, room_id: str, event_id: str, txn_id: str) 
 # --------------------------------------------------------------------------- state
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_state_event(
     ctx: RequestContext, room_id: str, event_type: str, state_key: str = ""
 ) -> dict[str, Any]:
@@ -203,31 +152,31 @@ def get_state_event(
     stored = room_access.get_visible_state_event(reader, event_type, state_key)
     if stored is None:
         raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-    data = _serialize(ctx, [stored], relations=False)[0]
+    data = serialize_events(ctx, [stored], relations=False)[0]
     if fmt == "event":
         return data
     content: dict[str, Any] = data["content"]
     return content
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_state(ctx: RequestContext, room_id: str) -> Any:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
     reader = _reader(ctx, room_id)
     events = room_access.get_visible_state(reader)
     events.sort(key=lambda e: (e.event.type, e.event.state_key or ""))
     # A JSON array, not an object: built here because the wrapper answers dicts.
-    return json_response(_serialize(ctx, events, relations=False))
+    return json_response(serialize_events(ctx, events, relations=False))
 
 
 # --------------------------------------------------------------------------- history
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/messages"""
     direction = _direction(ctx, default=None)
-    parsed_filter = ParsedFilter(ctx.query.get("filter"))
+    parsed_filter = inputs.parse_messages_filter(ctx.query.get("filter"))
     default_limit = parsed_filter.limit if parsed_filter.limit is not None else DEFAULT_MESSAGES_LIMIT
     limit = _limit(ctx, default=default_limit, maximum=MAX_MESSAGES_LIMIT)
     from_token = ctx.query.get("from") or None
@@ -238,7 +187,7 @@ def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     if from_token is None:
         if direction == "b":
             end = room_access.room_end_key(reader)
-            start_at = _token(end) if end is not None else "t0_0"
+            start_at = room_token(end) if end is not None else "t0_0"
         else:
             start_at = "t0_0"
     else:
@@ -253,18 +202,18 @@ def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
         contains_url=parsed_filter.contains_url,
         lazy_load_members=parsed_filter.lazy_load_members,
     )
-    out: dict[str, Any] = {"start": start_at, "chunk": _serialize(ctx, page.events)}
+    out: dict[str, Any] = {"start": start_at, "chunk": serialize_events(ctx, page.events)}
     if page.next_key is not None and limit > 0:
-        out["end"] = _token(page.next_key)
+        out["end"] = room_token(page.next_key)
     if parsed_filter.lazy_load_members:
-        out["state"] = _serialize(ctx, page.state, relations=False)
+        out["state"] = serialize_events(ctx, page.state, relations=False)
     return out
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_context(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
-    parsed_filter = ParsedFilter(ctx.query.get("filter"))
+    parsed_filter = inputs.parse_messages_filter(ctx.query.get("filter"))
     limit = _limit(ctx, default=DEFAULT_CONTEXT_LIMIT, maximum=MAX_CONTEXT_LIMIT)
     reader = _reader(ctx, room_id)
     context = room_access.access_event_context(
@@ -276,19 +225,19 @@ def get_context(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, A
         lazy_load_members=parsed_filter.lazy_load_members,
     )
     everything = [*context.before, context.event, *context.after]
-    serialized = _serialize(ctx, everything)
+    serialized = serialize_events(ctx, everything)
     n_before = len(context.before)
     return {
         "event": serialized[n_before],
         "events_before": serialized[:n_before],
         "events_after": serialized[n_before + 1 :],
-        "start": _token(context.start_key),
-        "end": _token(context.end_key),
-        "state": _serialize(ctx, context.state, relations=False),
+        "start": room_token(context.start_key),
+        "end": room_token(context.end_key),
+        "state": serialize_events(ctx, context.state, relations=False),
     }
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     try:
@@ -297,13 +246,13 @@ def get_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any
         # Unknown room, closed room, unknown event: all look the same.
         raise MatrixError(404, "M_NOT_FOUND", "Event not found") from None
     stored = room_access.access_event(reader, event_id)
-    return _serialize(ctx, [stored])[0]
+    return serialize_events(ctx, [stored])[0]
 
 
 # --------------------------------------------------------------------------- relations and threads
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_relations(
     ctx: RequestContext,
     room_id: str,
@@ -331,9 +280,9 @@ def get_relations(
         limit=limit,
         recurse=recurse_raw == "true",
     )
-    out: dict[str, Any] = {"chunk": _serialize(ctx, page.events)}
+    out: dict[str, Any] = {"chunk": serialize_events(ctx, page.events)}
     if page.next_key is not None:
-        out["next_batch"] = _token(page.next_key)
+        out["next_batch"] = room_token(page.next_key)
     if from_token is not None:
         out["prev_batch"] = from_token
     if page.recursion_depth is not None:
@@ -350,7 +299,7 @@ def _threads_token(value: str | None) -> int | None:
     return position
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_threads(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v1/rooms/{roomId}/threads"""
     include = ctx.query.get("include", "all")
@@ -362,13 +311,13 @@ def get_threads(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     page = room_access.access_threads(
         reader, participated_only=include == "participated", before_stream=before, limit=limit
     )
-    out: dict[str, Any] = {"chunk": _serialize(ctx, page.roots)}
+    out: dict[str, Any] = {"chunk": serialize_events(ctx, page.roots)}
     if page.next_stream is not None:
         out["next_batch"] = f"th{page.next_stream}"
     return out
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def timestamp_to_event(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event"""
     ts = _query_int(ctx, "ts")

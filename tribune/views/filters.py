@@ -6,8 +6,9 @@ from typing import Any
 
 from django.urls import URLPattern
 
-from dagcore.actions.filters import FilterError, FilterNotFound, check_create_filter, get_filter_definition
+from dagcore.actions.filters import FilterNotFound, do_create_filter, get_filter_definition
 from dagcore.http.errors import MatrixError
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 
 
@@ -20,11 +21,8 @@ def _own(ctx: RequestContext, user_id: str, what: str) -> None:
 def create_filter(ctx: RequestContext, user_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/user/{userId}/filter"""
     _own(ctx, user_id, "create")
-    try:
-        filter_id = check_create_filter(user_id=user_id, definition=ctx.json_object())
-    except FilterError as exc:
-        raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
-    return {"filter_id": filter_id}
+    new_filter = inputs.parse_filter_definition(ctx.json_object())
+    return {"filter_id": do_create_filter(user_id=user_id, new_filter=new_filter)}
 
 
 @endpoint(allow_guest=True)

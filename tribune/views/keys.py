@@ -12,6 +12,7 @@ from django.urls import URLPattern
 
 from dagcore.actions import cross_signing, e2e_keys, key_backup
 from dagcore.http.errors import MatrixError
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.tokens import SyncToken
 from tribune.uia import PASSWORD, user_interactive_auth
@@ -26,7 +27,7 @@ def _device_id(ctx: RequestContext) -> str:
 # --------------------------------------------------------------------------- key management
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def upload_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/upload"""
     device_id = _device_id(ctx)
@@ -35,7 +36,7 @@ def upload_keys(ctx: RequestContext) -> dict[str, Any]:
     return {"one_time_key_counts": counts}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def query_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/query"""
     body = ctx.json_object()
@@ -45,7 +46,7 @@ def query_keys(ctx: RequestContext) -> dict[str, Any]:
     return e2e_keys.get_keys_for_users(requester=ctx.user_id, device_keys=wanted)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/claim"""
     body = ctx.json_object()
@@ -55,7 +56,7 @@ def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     return e2e_keys.do_claim_keys(wanted=wanted)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def key_changes(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/keys/changes"""
     raw_from = ctx.query.get("from")
@@ -78,7 +79,7 @@ def key_changes(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- cross-signing
 
 
-@endpoint(auth=True)
+@endpoint()
 def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/device_signing/upload"""
     upload = cross_signing.check_cross_signing_upload(ctx.json_object(), user_id=ctx.user_id)
@@ -91,7 +92,7 @@ def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/signatures/upload"""
     signed = cross_signing.check_signatures_upload(ctx.json_object())
@@ -101,35 +102,34 @@ def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- key backup
 
 
-@endpoint(auth=True)
+@endpoint()
 def create_backup(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/room_keys/version"""
-    algorithm, auth_data = key_backup.check_backup_params(ctx.json_object())
-    return {
-        "version": key_backup.do_create_backup(user_id=ctx.user_id, algorithm=algorithm, auth_data=auth_data)
-    }
+    params = inputs.parse_backup_params(ctx.json_object())
+    return {"version": key_backup.do_create_backup(user_id=ctx.user_id, params=params)}
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_current_backup(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=None).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version/{version}"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=version).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/version/{version}"""
-    key_backup.do_update_backup(user_id=ctx.user_id, version=version, body=ctx.json_object())
+    params = inputs.parse_backup_update(ctx.json_object(), version=version)
+    key_backup.do_update_backup(user_id=ctx.user_id, version=version, params=params)
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/room_keys/version/{version}"""
     key_backup.do_delete_backup(user_id=ctx.user_id, version=version)
@@ -141,16 +141,16 @@ def _version(ctx: RequestContext) -> str | None:
     return str(value) if value is not None else None
 
 
-@endpoint(auth=True)
+@endpoint()
 def put_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/keys[/{roomId}[/{sessionId}]]"""
-    keys = key_backup.check_keys_upload(ctx.json_object(), room_id=room_id, session_id=session_id)
+    keys = inputs.parse_room_keys_upload(ctx.json_object(), room_id=room_id, session_id=session_id)
     return key_backup.do_store_keys(user_id=ctx.user_id, version=_version(ctx), keys=keys).to_json()
 
 
-@endpoint(auth=True)
+@endpoint()
 def get_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def get_keys(
     )
 
 
-@endpoint(auth=True)
+@endpoint()
 def delete_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:

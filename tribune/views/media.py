@@ -15,38 +15,31 @@ Two families of paths, both served here:
   server froze unauthenticated media access"); media uploaded while it was off stays
   available. Element (js-sdk 43) and matrix-nio 0.26 download through the v1 paths.
 
-The views are ``async`` (see ``dagcore.actions.media`` for why) and so use
-:func:`media_endpoint`, the asynchronous twin of ``tribune.http.endpoint``.
-Downloads and thumbnails carry the browser-safety headers of
+The views are ``async`` (see ``dagcore.actions.media`` for why) under the same
+``tribune.http.endpoint`` wrapper as every other view (authentication, NUL check, rate
+limits); the wrapper never parses their bodies (uploads read theirs, streamed and
+capped). Creating media (``upload``, ``create``) spends the ``rc_media_create`` limit
+(Synapse's name). Downloads and thumbnails carry the browser-safety headers of
 ``dagcore.media.content_types``; large files are streamed from disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, re_path
 
 from dagcore.actions import media as media_actions
 from dagcore.http.errors import MatrixError
-from dagcore.http.responses import error_response, json_response
+from dagcore.http.responses import error_response
 from dagcore.media import content_types, ranges
-from tribune.http import (
-    RequestContext,
-    authenticate,
-    client_route,
-    decode_path_params,
-    error_answer,
-    method_not_allowed,
-)
+from tribune.http import RequestContext, client_route, endpoint
 
-AsyncView = Callable[..., Awaitable[Any]]
 #: Bodies up to this size are answered in one piece; larger files are streamed.
 STREAM_THRESHOLD = 1024 * 1024
 CHUNK_SIZE = 256 * 1024
@@ -58,37 +51,6 @@ _THUMBNAIL_NAMES = {
     "image/webp": "thumbnail.webp",
     "image/apng": "thumbnail.png",
 }
-
-
-def media_endpoint(
-    *, method: str, auth: bool | str = True, allow_guest: bool = True
-) -> Callable[[AsyncView], Callable[..., Any]]:
-    """``tribune.http.endpoint`` for ``async`` views: same authentication and error shapes.
-
-    The request body is never parsed here (uploads read it themselves, streamed and capped).
-    """
-
-    def decorator(view: AsyncView) -> Callable[..., Any]:
-        # Typed loosely: Django's stubs know only synchronous views, yet route coroutines fine.
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
-            if request.method != method:
-                return method_not_allowed(request)
-            ctx = RequestContext(request)
-            try:
-                if auth:
-                    await sync_to_async(authenticate)(ctx, required=auth is True, allow_guest=allow_guest)
-                result = await view(ctx, **decode_path_params(kwargs))
-            except Exception as exc:
-                return error_answer(request, exc)
-            if isinstance(result, HttpResponseBase):
-                return result
-            return json_response(result)
-
-        wrapper.dagma_endpoint = True  # type: ignore[attr-defined]
-        return wrapper
-
-    return decorator
 
 
 # --------------------------------------------------------------------------- answers with bytes
@@ -211,13 +173,13 @@ async def _thumbnail(
 # --------------------------------------------------------------------------- authenticated media (v1)
 
 
-@media_endpoint(method="GET", allow_guest=True)
+@endpoint(methods=("GET",), allow_guest=True, body_methods=())
 async def config(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v1/media/config and GET /_matrix/media/v3/config (the same answer)"""
     return media_actions.get_media_config()
 
 
-@media_endpoint(method="GET", allow_guest=True)
+@endpoint(methods=("GET",), allow_guest=True, body_methods=(), streaming=True)
 async def download(
     ctx: RequestContext, server_name: str, media_id: str, file_name: str | None = None
 ) -> HttpResponseBase:
@@ -225,13 +187,13 @@ async def download(
     return await _download(ctx, server_name, media_id, file_name, legacy=False)
 
 
-@media_endpoint(method="GET", allow_guest=True)
+@endpoint(methods=("GET",), allow_guest=True, body_methods=(), streaming=True)
 async def thumbnail(ctx: RequestContext, server_name: str, media_id: str) -> HttpResponseBase:
     """GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"""
     return await _thumbnail(ctx, server_name, media_id, legacy=False)
 
 
-@media_endpoint(method="GET", allow_guest=False)
+@endpoint(methods=("GET",), body_methods=())
 async def preview_url(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v1/media/preview_url and GET /_matrix/media/v3/preview_url (the same answer)"""
     url = media_actions.check_preview_request(url=ctx.query.get("url"), ts=ctx.query.get("ts"))
@@ -241,7 +203,7 @@ async def preview_url(ctx: RequestContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- /_matrix/media/v3
 
 
-@media_endpoint(method="POST", allow_guest=False)
+@endpoint(methods=("POST",), rate_limit="media_create", body_methods=())
 async def upload(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/media/v3/upload"""
     meta = ctx.request.META
@@ -255,13 +217,13 @@ async def upload(ctx: RequestContext) -> dict[str, Any]:
     return {"content_uri": content_uri}
 
 
-@media_endpoint(method="POST", allow_guest=False)
+@endpoint(methods=("POST",), rate_limit="media_create", body_methods=())
 async def create(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/media/v1/create"""
     return await sync_to_async(media_actions.do_create_pending_media)(uploader=ctx.user_id)
 
 
-@media_endpoint(method="PUT", allow_guest=False)
+@endpoint(methods=("PUT",), body_methods=())
 async def upload_to_mxc(ctx: RequestContext, server_name: str, media_id: str) -> dict[str, Any]:
     """PUT /_matrix/media/v3/upload/{serverName}/{mediaId}"""
     meta = ctx.request.META
@@ -277,7 +239,7 @@ async def upload_to_mxc(ctx: RequestContext, server_name: str, media_id: str) ->
     return {}
 
 
-@media_endpoint(method="GET", auth=False)
+@endpoint(methods=("GET",), auth="none", body_methods=(), streaming=True)
 async def legacy_download(
     ctx: RequestContext, server_name: str, media_id: str, file_name: str | None = None
 ) -> HttpResponseBase:
@@ -285,7 +247,7 @@ async def legacy_download(
     return await _download(ctx, server_name, media_id, file_name, legacy=True)
 
 
-@media_endpoint(method="GET", auth=False)
+@endpoint(methods=("GET",), auth="none", body_methods=(), streaming=True)
 async def legacy_thumbnail(ctx: RequestContext, server_name: str, media_id: str) -> HttpResponseBase:
     """GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (unauthenticated, deprecated)"""
     return await _thumbnail(ctx, server_name, media_id, legacy=True)

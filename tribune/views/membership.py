@@ -22,7 +22,7 @@ def _via(ctx: RequestContext) -> list[str]:
     return [*ctx.query.getlist("via"), *ctx.query.getlist("server_name")]
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="joins")
+@endpoint(allow_guest=True, rate_limit="joins")
 def join_room_by_id_or_alias(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
     body = ctx.json_object()
@@ -32,7 +32,7 @@ def join_room_by_id_or_alias(ctx: RequestContext, room_id_or_alias: str) -> dict
     return {"room_id": room_id}
 
 
-@endpoint(auth=True, allow_guest=True, rate_limited="joins")
+@endpoint(allow_guest=True, rate_limit="joins")
 def join_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
     body = ctx.json_object()
@@ -44,7 +44,7 @@ def join_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {"room_id": joined}
 
 
-@endpoint(auth=True, rate_limited="joins")
+@endpoint(rate_limit="joins")
 def knock_room(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
     body = ctx.json_object()
@@ -54,7 +54,7 @@ def knock_room(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
     return {"room_id": room_id}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def leave_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/leave"""
     body = ctx.json_object()
@@ -62,14 +62,14 @@ def leave_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def forget_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/forget"""
     membership_actions.check_forget_room(user_id=ctx.user_id, room_id=room_id)
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def invite_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
     body = ctx.json_object()
@@ -97,31 +97,31 @@ def _act_on_member(ctx: RequestContext, room_id: str, action: _ActionOnMember) -
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def kick_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/kick"""
     return _act_on_member(ctx, room_id, membership_actions.check_kick_user)
 
 
-@endpoint(auth=True)
+@endpoint()
 def ban_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/ban"""
     return _act_on_member(ctx, room_id, membership_actions.check_ban_user)
 
 
-@endpoint(auth=True)
+@endpoint()
 def unban_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/unban"""
     return _act_on_member(ctx, room_id, membership_actions.check_unban_user)
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def joined_rooms(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/joined_rooms"""
     return {"joined_rooms": membership_actions.get_joined_room_ids(user_id=ctx.user_id)}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_members(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/members"""
     membership = ctx.query.get("membership")
@@ -142,7 +142,7 @@ def get_members(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {"chunk": serialize_stored_events(events, extras)}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_joined_members(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
     members = room_access.access_joined_members(user_id=ctx.user_id, room_id=room_id)

@@ -53,7 +53,7 @@ def get_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[
     return {k: v for k, v in profile_actions.get_profile(user=user).items() if k == key_name}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def set_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
     user = _own_field(ctx, user_id, key_name)
@@ -65,7 +65,7 @@ def set_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[
     return {}
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def delete_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
     user = _own_field(ctx, user_id, key_name)
@@ -73,7 +73,7 @@ def delete_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> di
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def search_user_directory(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/user_directory/search"""
     body = ctx.json_object()

@@ -7,6 +7,7 @@ from typing import Any
 from django.urls import URLPattern
 
 from dagcore.actions import pushers as actions
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 
 
@@ -22,7 +23,7 @@ def set_pusher(ctx: RequestContext) -> dict[str, Any]:
     actions.check_set_pusher(
         user_id=ctx.user_id,
         device_key=ctx.device.pk if ctx.device is not None else None,
-        body=ctx.json_object(),
+        request=inputs.parse_set_pusher(ctx.json_object()),
     )
     return {}
 

@@ -12,7 +12,7 @@ from django.urls import URLPattern
 
 from dagcore.actions import push_rules as actions
 from dagcore.actions.account_data import get_ignored_users
-from dagcore.http.errors import MatrixError
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.serialize import serialize_stored_events
 
@@ -38,14 +38,14 @@ def get_rule(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
 @endpoint()
 def put_rule(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-    actions.check_put_rule(
-        user_id=ctx.user_id,
+    rule = inputs.parse_push_rule(
         kind=kind,
         rule_id=rule_id,
         body=ctx.json_object(),
         before=ctx.query.get("before"),
         after=ctx.query.get("after"),
     )
+    actions.check_put_rule(user_id=ctx.user_id, rule=rule)
     return {}
 
 
@@ -65,10 +65,8 @@ def get_enabled(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
 @endpoint()
 def put_enabled(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
-    body = ctx.json_object()
-    if "enabled" not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing enabled")
-    actions.check_set_rule_enabled(user_id=ctx.user_id, kind=kind, rule_id=rule_id, enabled=body["enabled"])
+    enabled = inputs.parse_rule_enabled(ctx.json_object())
+    actions.check_set_rule_enabled(user_id=ctx.user_id, kind=kind, rule_id=rule_id, enabled=enabled)
     return {}
 
 
@@ -81,10 +79,8 @@ def get_actions(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
 @endpoint()
 def put_actions(ctx: RequestContext, kind: str, rule_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
-    body = ctx.json_object()
-    if "actions" not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing actions")
-    actions.check_set_rule_actions(user_id=ctx.user_id, kind=kind, rule_id=rule_id, actions=body["actions"])
+    rule_actions = inputs.parse_rule_actions(ctx.json_object())
+    actions.check_set_rule_actions(user_id=ctx.user_id, kind=kind, rule_id=rule_id, actions=rule_actions)
     return {}
 
 

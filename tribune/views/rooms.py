@@ -13,17 +13,18 @@ from django.urls import URLPattern
 from dagcore.actions import reports as report_actions
 from dagcore.actions.create_room import check_create_room
 from dagcore.actions.upgrade_room import check_upgrade_room
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 
 
-@endpoint(auth=True, rate_limited="message")
+@endpoint(rate_limit="message")
 def create_room(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/createRoom"""
-    room_id = check_create_room(user=ctx.require_user(), body=ctx.json_object())
+    room_id = check_create_room(user=ctx.require_user(), request=inputs.parse_create_room(ctx.json_object()))
     return {"room_id": room_id}
 
 
-@endpoint(auth=True)
+@endpoint()
 def upgrade_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/upgrade"""
     body = ctx.json_object()
@@ -36,7 +37,7 @@ def upgrade_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {"replacement_room": replacement}
 
 
-@endpoint(auth=True, rate_limited="message")
+@endpoint(rate_limit="message")
 def report_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}"""
     body = ctx.json_object()
@@ -50,7 +51,7 @@ def report_event(ctx: RequestContext, room_id: str, event_id: str) -> dict[str, 
     return {}
 
 
-@endpoint(auth=True, rate_limited="message")
+@endpoint(rate_limit="message")
 def report_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/report"""
     body = ctx.json_object()
@@ -58,7 +59,7 @@ def report_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {}
 
 
-@endpoint(auth=True, rate_limited="message")
+@endpoint(rate_limit="message")
 def report_user(ctx: RequestContext, user_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/users/{userId}/report"""
     body = ctx.json_object()

@@ -7,27 +7,28 @@ from typing import Any
 from django.urls import URLPattern
 
 from dagcore.actions import search as actions
+from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
-from tribune.views.events import _serialize, _token
+from tribune.views.events import room_token, serialize_events
 
 
-@endpoint(auth=True)
+@endpoint()
 def search(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/search"""
-    outcome = actions.search_room_events(
-        user_id=ctx.user_id, body=ctx.json_object(), next_batch=ctx.query.get("next_batch")
-    )
+    criteria = inputs.parse_search_criteria(ctx.json_object())
+    before = inputs.parse_search_batch(ctx.query.get("next_batch"))
+    outcome = actions.search_room_events(user_id=ctx.user_id, criteria=criteria, before=before)
     results = []
     for result in outcome.results:
-        events = _serialize(ctx, [*result.before, result.stored, *result.after])
+        events = serialize_events(ctx, [*result.before, result.stored, *result.after])
         n = len(result.before)
         item: dict[str, Any] = {"rank": result.rank, "result": events[n]}
         if result.start is not None and result.end is not None:
             context: dict[str, Any] = {
                 "events_before": events[:n],
                 "events_after": events[n + 1 :],
-                "start": _token(result.start),
-                "end": _token(result.end),
+                "start": room_token(result.start),
+                "end": room_token(result.end),
             }
             if outcome.profiles is not None:
                 senders = {e["sender"] for e in events}
@@ -51,7 +52,8 @@ def search(ctx: RequestContext) -> dict[str, Any]:
         room_events["next_batch"] = outcome.next_batch
     if outcome.state is not None:
         room_events["state"] = {
-            room_id: _serialize(ctx, events, relations=False) for room_id, events in outcome.state.items()
+            room_id: serialize_events(ctx, events, relations=False)
+            for room_id, events in outcome.state.items()
         }
     if outcome.group_by:
         groups: dict[str, dict[str, Any]] = {}

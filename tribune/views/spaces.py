@@ -11,7 +11,7 @@ from dagcore.http.errors import MatrixError
 from tribune.http import RequestContext, client_route, endpoint, methods
 
 
-@endpoint(auth=True, allow_guest=True)
+@endpoint(allow_guest=True)
 def get_hierarchy(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v1/rooms/{roomId}/hierarchy"""
     suggested = ctx.query.get("suggested_only", "false")

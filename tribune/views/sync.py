@@ -1,75 +1,35 @@
 """``GET /sync`` (spec: client-server API "Syncing").
 
-An async view: the response is built by the sync engine (``dagcore.sync``) in a
-thread (database work), and an incremental sync with nothing new waits on the event
-loop — holding neither a thread nor a database connection — until
-``tribune.sync.notifier`` wakes it or ``timeout`` runs out. It then answers with a
-``next_batch`` the client can use again, as Synapse does.
+An async view: the response is built in a thread (database work), and an
+incremental sync with nothing new waits on the event loop — holding neither a
+thread nor a database connection — until ``tribune.sync.notifier`` wakes it
+or ``timeout`` runs out. It then answers with a ``next_batch`` the client can
+use again, as Synapse does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
 from dagcore.actions.presence import do_sync_presence
 from dagcore.http.errors import MatrixError
-from dagcore.http.responses import error_response, json_response
 from dagcore.store import txns as txn_store
 from dagcore.store.transaction import release_connection
 from dagcore.sync import SyncRequest, SyncResult, build_sync_response
-from dagcore.sync.tokens import SyncToken
-from tribune.http import RequestContext, authenticate, client_route, method_not_allowed
+from tribune.http import RequestContext, client_route, endpoint
+from tribune.inputs import SyncQuery, parse_sync_query
 from tribune.sync import notifier
 
-logger = logging.getLogger("tribune")
 
-#: Longest long-poll honoured (ms); clients ask for 30 s.
-MAX_TIMEOUT_MS = 300_000
-PRESENCE_VALUES = ("online", "offline", "unavailable")
-
-
-@dataclass(frozen=True)
-class _Query:
-    since: SyncToken | None
-    timeout_ms: int
-    full_state: bool
-    set_presence: str | None
-    filter: str | None
-
-
-def _parse_query(request: HttpRequest) -> _Query:
-    q = request.GET
-    since = q.get("since")
-    token = SyncToken.parse(since) if since else None
-    raw_timeout = q.get("timeout", "0") or "0"
-    try:
-        timeout = int(raw_timeout)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", "timeout must be an integer (milliseconds)") from None
-    if timeout < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "timeout must not be negative")
-    full_state = q.get("full_state", "false")
-    if full_state not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", "full_state must be true or false")
-    set_presence = q.get("set_presence")
-    if set_presence is not None and set_presence not in PRESENCE_VALUES:
-        raise MatrixError(400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable")
-    return _Query(token, min(timeout, MAX_TIMEOUT_MS), full_state == "true", set_presence, q.get("filter"))
-
-
-def _first_pass(request: HttpRequest, query: _Query) -> tuple[SyncRequest, SyncResult]:
+def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncRequest, SyncResult]:
     """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
     try:
-        ctx = RequestContext(request)
-        authenticate(ctx, required=True, allow_guest=True)
+        ctx.prepare()
         user_id = ctx.user_id
         try:
             sync_filter = resolve_sync_filter(user_id=user_id, value=query.filter)
@@ -117,23 +77,18 @@ async def _rebuild_woken(params: SyncRequest) -> SyncResult:
         return await sync_to_async(_rebuild)(params)
 
 
-async def sync(request: HttpRequest) -> HttpResponse:
+# Authenticated in the thread that builds the first answer (``_first_pass``): no extra
+# thread hop on the hottest path of the server.
+@endpoint(methods=("GET",), allow_guest=True, deferred_auth=True)
+async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
-    if request.method != "GET":
-        return method_not_allowed(request)
     notifier.ensure_started()
-    try:
-        query = _parse_query(request)
-        generation = notifier.registry.generation
-        params, result = await sync_to_async(_first_pass)(request, query)
-        if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
-            return json_response(result.body)
-        return json_response(await _wait_for_news(params, result, generation, query.timeout_ms))
-    except MatrixError as exc:
-        return error_response(exc)
-    except Exception:
-        logger.exception("unhandled error in GET %s", request.path)
-        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+    query = parse_sync_query(ctx.request)
+    generation = notifier.registry.generation
+    params, result = await sync_to_async(_first_pass)(ctx, query)
+    if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
+        return result.body
+    return await _wait_for_news(params, result, generation, query.timeout_ms)
 
 
 async def _wait_for_news(
@@ -161,4 +116,4 @@ async def _wait_for_news(
             return result.body
 
 
-routes: list[URLPattern] = [client_route("sync", sync)]  # type: ignore[arg-type]  # an async view
+routes: list[URLPattern] = [client_route("sync", sync)]

@@ -37,11 +37,9 @@ async def waiters(request: HttpRequest) -> HttpResponse:
     return json_response({"user_id": user_id, "waiters": notifier.registry.count_waiters(user_id)})
 
 
-@endpoint(auth=False)
+@endpoint(methods=("POST",), auth="none")
 def clock(ctx: RequestContext) -> dict[str, Any] | HttpResponse:
     """POST /_dagma/test/clock {"advance_ms": 60000}"""
-    if ctx.request.method != "POST":
-        return method_not_allowed(ctx.request)
     advance = ctx.body.get("advance_ms") if isinstance(ctx.body, dict) else None
     if not isinstance(advance, int) or isinstance(advance, bool) or advance < 0:
         raise MatrixError(400, "M_INVALID_PARAM", "advance_ms must be a non-negative integer")

@@ -20,19 +20,19 @@ def _unknown_protocol(protocol: str) -> MatrixError:
     return MatrixError(404, "M_NOT_FOUND", f"Unknown third-party protocol {protocol!r}")
 
 
-@endpoint(auth=True)
+@endpoint()
 def protocols(ctx: RequestContext) -> dict[str, Any]:
     """GET /thirdparty/protocols — no bridges, no protocols."""
     return {}
 
 
-@endpoint(auth=True)
+@endpoint()
 def protocol_metadata(ctx: RequestContext, protocol: str) -> dict[str, Any]:
     """GET /thirdparty/protocol/{protocol}, and the location/user queries of a protocol."""
     raise _unknown_protocol(protocol)
 
 
-@endpoint(auth=True)
+@endpoint()
 def lookup(ctx: RequestContext) -> list[Any]:
     """GET /thirdparty/location?alias= and /thirdparty/user?userid= — nothing is bridged."""
     return []
