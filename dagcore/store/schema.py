@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from dagcore.store.dialect import is_postgres
+
 
 def is_embedded_database() -> bool:
     """SQLite (the quick start), where ``serve`` migrates by itself."""
-    return connection.vendor == "sqlite"
+    return not is_postgres()
 
 
 def has_unapplied_migrations() -> bool:
