@@ -15,6 +15,7 @@ from dagcore.clock import now_ms
 from dagcore.protocol.events import Event
 from dagcore.protocol.redaction import redact_pdu
 
+# Types only: room_access and the event store import this module to format their events.
 if TYPE_CHECKING:
     from dagcore.actions.room_access import ClientEventExtras
     from dagcore.store.events import StoredEvent

@@ -16,6 +16,7 @@ from celery.signals import worker_process_init
 
 from dagcore.taskqueue.dispatch import use_broker
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
+from dagma_project.startup import on_process_start
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dagma_project.settings.worker")
 
@@ -45,6 +46,4 @@ use_broker(_send)
 @worker_process_init.connect
 def _on_worker_start(**_: object) -> None:
     """Workers write too (media, maintenance): register the cross-process notifier publisher."""
-    from dagma_project.startup import on_process_start
-
     on_process_start()

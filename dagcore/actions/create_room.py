@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.actions.directory import is_publication_allowed
 from dagcore.actions.persist_event import PersistedEvent, create_room_with_create_event, send_local_event
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
 from dagcore.protocol.room_versions import RoomVersion, get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
+from dagcore.store import directory as directory_store
 from dagcore.store import rooms as room_store
 
 PRESETS = ("private_chat", "public_chat", "trusted_private_chat")
@@ -205,9 +207,6 @@ def check_create_room(*, user: User, request: CreateRoomRequest) -> str:
 
     Spec: https://spec.matrix.org/v1.19/client-server-api/#post_matrixclientv3createroom
     """
-    from dagcore.actions.directory import is_publication_allowed
-    from dagcore.store import directory as directory_store
-
     room_version = request.room_version
     _check_invitees(request.invite)
     creation_content = dict(request.creation_content)
@@ -263,8 +262,6 @@ def _alias_reserver(alias: str | None, creator: str) -> Callable[[str], None] | 
         return None
 
     def reserve(room_id: str) -> None:
-        from dagcore.store import directory as directory_store
-
         if not directory_store.insert_alias(alias=alias, room_id=room_id, creator=creator):
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 

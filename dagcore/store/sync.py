@@ -21,11 +21,12 @@ from django.db.models import Q, QuerySet
 
 from dagcore.caching import BoundedCache
 from dagcore.models import Event as EventRow
-from dagcore.models import RoomMembership
+from dagcore.models import ForgottenRoom, Room, RoomMembership
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.store import state as state_store
 from dagcore.store.dialect import is_postgres
+from dagcore.store.e2e_counts import DEFAULT_ALGORITHMS
 from dagcore.store.events import (
     EVENT_COLUMNS,
     EVENT_FIELDS,
@@ -192,8 +193,6 @@ def get_sync_start(*, user_id: str, device_id: str | None, account_data_types: S
 
 def get_forgotten_room_nids(user_id: str, room_nids: Sequence[int]) -> set[int]:
     """Rooms (of ``room_nids``) the user forgot while their current membership held."""
-    from dagcore.models import ForgottenRoom
-
     if not room_nids:
         return set()
     out = set()
@@ -609,8 +608,6 @@ def get_member_events_between(
 
 
 def _e2e_counts(rows: Iterable[tuple[Any, ...]]) -> tuple[dict[str, int], list[str]]:
-    from dagcore.store.e2e_counts import DEFAULT_ALGORITHMS
-
     counts = dict.fromkeys(DEFAULT_ALGORITHMS, 0)
     fallback: list[str] = []
     for kind, algorithm, n in rows:
@@ -622,6 +619,4 @@ def _e2e_counts(rows: Iterable[tuple[Any, ...]]) -> tuple[dict[str, int], list[s
 
 
 def get_rooms_by_nids(room_nids: Iterable[int]) -> dict[int, Any]:
-    from dagcore.models import Room
-
     return {r.id: r for r in Room.objects.filter(id__in=list(set(room_nids)))}

@@ -28,6 +28,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from dagcore.actions.presence import expire_presence, presence_enabled
+from dagcore.actions.typing import expire_typing_notices, get_next_typing_expiry
 from dagcore.broadcast import GROUP, MESSAGE_TYPE, change_message, channel_layer, publish_from_thread
 from dagcore.cache_invalidation import apply_broadcast_invalidations
 from dagcore.clock import now_ms
@@ -230,8 +232,6 @@ def _spawn(coro: Any) -> None:
 
 
 async def _typing_sweep() -> None:
-    from dagcore.actions.typing import expire_typing_notices, get_next_typing_expiry
-
     _state.typing_timer = None
     _state.typing_due = None
     try:
@@ -245,8 +245,6 @@ async def _typing_sweep() -> None:
 
 
 async def _housekeeping() -> None:
-    from dagcore.actions.presence import expire_presence, presence_enabled
-
     while True:
         await asyncio.sleep(SWEEP_SECONDS)
         try:
