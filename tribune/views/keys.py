@@ -136,12 +136,12 @@ def key_changes(ctx: RequestContext) -> dict[str, Any]:
 def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/device_signing/upload"""
     upload = cross_signing.check_cross_signing_upload(ctx.json_object(), user_id=ctx.user_id)
-    try:
-        cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=False)
-    except cross_signing.ReplacingKeysNeedsAuth:
-        # Spec: replacing existing keys needs UIA; the session is bound to these keys.
-        with user_interactive_auth(ctx, flows=[[PASSWORD]], bound=upload.to_json()):
-            cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=True)
+    # Spec: replacing existing keys needs UIA; the session is bound to these keys.
+    cross_signing.do_upload_cross_signing_keys(
+        user_id=ctx.user_id,
+        upload=upload,
+        authorize=lambda: user_interactive_auth(ctx, flows=[[PASSWORD]], bound=upload.to_json()),
+    )
     return {}
 
 
