@@ -11,11 +11,13 @@ receives a forged attestation from here.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from dagcore.actions.device_lists import mark_device_list_changed
-from dagcore.actions.e2e_keys import check_signed_by, dump, is_ed25519_public_key
+from dagcore.actions.e2e_keys import check_signed_by, dump, is_ed25519_public_key, own_signatures
 from dagcore.http.errors import MatrixError
 from dagcore.store import e2e_keys as key_store
 from dagcore.store import transaction
@@ -26,6 +28,11 @@ FIELDS = {"master_key": "master", "self_signing_key": "self_signing", "user_sign
 
 class ReplacingKeysNeedsAuth(Exception):
     """The upload would replace existing cross-signing keys: the caller must run UIA first."""
+
+
+#: Runs the user-interactive authentication that replacing keys needs: the block is
+#: entered once it is complete, else it raises (a 401 ``MatrixError``).
+Authorize = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -74,20 +81,55 @@ def check_cross_signing_upload(body: dict[str, Any], *, user_id: str) -> CrossSi
     return CrossSigningUpload(keys)
 
 
-def do_upload_cross_signing_keys(*, user_id: str, upload: CrossSigningUpload, authorized: bool) -> None:
+def do_upload_cross_signing_keys(
+    *, user_id: str, upload: CrossSigningUpload, authorize: Authorize | None = None
+) -> None:
     """Store the user's new cross-signing keys.
 
     Spec: UIA is needed unless the user has no master key yet, or the request
     only repeats the keys already stored (so a retried upload is idempotent);
-    without ``authorized`` such a change raises :class:`ReplacingKeysNeedsAuth`.
+    then ``authorize`` runs it (without one, :class:`ReplacingKeysNeedsAuth`).
     The self-signing and user-signing keys must be signed by the master key (the
     new one, or the stored one). A replaced key takes its signatures with it: a
     new master key resets the trust others placed in the old one, a new
     self-signing key drops the signatures it made on devices, a new user-signing
     key those it made on other users.
+
+    The user's key lock is taken first and held through the authentication (a
+    password check takes a noticeable time): a ``/keys/query`` of the user's own
+    keys that arrives meanwhile waits for the outcome instead of answering with the
+    keys being replaced (see ``e2e_keys.get_keys_for_users``). What the
+    authentication recorded (its session, a completed stage) is committed even
+    when it answers 401, as it would be without the lock.
     """
+    with _committed_even_if_refused():
+        key_store.lock_user_keys(user_ids=[user_id])
+        try:
+            _store_cross_signing_keys(user_id=user_id, upload=upload, authorized=False)
+        except ReplacingKeysNeedsAuth:
+            if authorize is None:
+                raise
+            with authorize():
+                _store_cross_signing_keys(user_id=user_id, upload=upload, authorized=True)
+
+
+@contextmanager
+def _committed_even_if_refused() -> Iterator[None]:
+    """A transaction that commits when its block answers with a ``MatrixError`` (the error
+    is raised after the commit); any other exception rolls it back."""
+    refused: MatrixError | None = None
     with transaction.atomic():
-        key_store.lock_user_keys(user_id=user_id)
+        try:
+            yield
+        except MatrixError as exc:
+            refused = exc
+    if refused is not None:
+        raise refused
+
+
+def _store_cross_signing_keys(*, user_id: str, upload: CrossSigningUpload, authorized: bool) -> None:
+    """The change itself, under the user's key lock (its own savepoint: a refusal undoes it)."""
+    with transaction.atomic():
         existing = key_store.get_cross_signing_keys_for_update(user_id)
         new = {
             usage: upload.keys[usage]
@@ -131,7 +173,7 @@ def do_upload_cross_signing_keys(*, user_id: str, upload: CrossSigningUpload, au
             key_store.set_cross_signing_key(
                 user_id=user_id, usage=usage, public_key=public_key, key_json=dump(key)
             )
-        mark_device_list_changed(user_id=user_id)
+        mark_device_list_changed(user_id=user_id, reason="cross-signing keys " + ", ".join(sorted(new)))
 
 
 def _differs(current: key_store.StoredCrossSigningKey | None, new: tuple[str, dict[str, Any]]) -> bool:
@@ -171,26 +213,33 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
     """
     failures: dict[str, dict[str, Any]] = {}
     to_store: list[tuple[str, str, str, str, str]] = []
-    own = key_store.get_cross_signing_keys([requester], ["master", "self_signing", "user_signing"])
-    own_keys = {k.usage: k for k in own}
-    targets = key_store.get_cross_signing_keys(list(signed), ["master"])
-    masters = {k.user_id: k for k in targets}
-    device_keys = {(d.user_id, d.device_id): d.keys for d in key_store.get_device_keys_for_users([requester])}
-    for user_id, keys in signed.items():
-        for key_id, obj in keys.items():
-            try:
-                to_store += _check_one(
-                    requester=requester, user_id=user_id, key_id=key_id, obj=obj,
-                    own_keys=own_keys, masters=masters, device_keys=device_keys,
-                )  # fmt: skip
-            except _Refused as exc:
-                failures.setdefault(user_id, {})[key_id] = _failure(exc.errcode, exc.error)
-    if to_store:
-        with transaction.atomic():
+    with transaction.atomic():
+        # Checked and stored against one state of the keys involved: a reset running
+        # meanwhile either comes first (then a signature by a replaced key is refused)
+        # or after (then it forgets the signatures the replaced keys made).
+        key_store.lock_user_keys(user_ids=[requester, *signed])
+        own = key_store.get_cross_signing_keys([requester], ["master", "self_signing", "user_signing"])
+        own_keys = {k.usage: k for k in own}
+        targets = key_store.get_cross_signing_keys(list(signed), ["master"])
+        masters = {k.user_id: k for k in targets}
+        device_keys = {
+            (d.user_id, d.device_id): own_signatures(d.keys, user_id=d.user_id, device_id=d.device_id)
+            for d in key_store.get_device_keys_for_users([requester])
+        }
+        for user_id, keys in signed.items():
+            for key_id, obj in keys.items():
+                try:
+                    to_store += _check_one(
+                        requester=requester, user_id=user_id, key_id=key_id, obj=obj,
+                        own_keys=own_keys, masters=masters, device_keys=device_keys,
+                    )  # fmt: skip
+                except _Refused as exc:
+                    failures.setdefault(user_id, {})[key_id] = _failure(exc.errcode, exc.error)
+        if to_store:
             key_store.upsert_signatures(to_store)
             # The requester's own devices and peers re-query them; for signatures on
             # others, only the requester can see them, so only their list changed.
-            mark_device_list_changed(user_id=requester)
+            mark_device_list_changed(user_id=requester, reason=f"{len(to_store)} signature(s)")
     return {"failures": failures}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagcore.actions.device_lists import mark_device_list_changed
@@ -106,6 +106,30 @@ def _check_device_keys(device_keys: object, *, user_id: str, device_id: str) -> 
     return stored
 
 
+def own_signatures(device_keys: dict[str, Any], *, user_id: str, device_id: str) -> dict[str, Any]:
+    """``device_keys`` with only the device's signatures of itself.
+
+    A client that cross-signs its device before its first key upload (matrix-sdk-crypto
+    does) sends the self-signing key's signature inside the device keys. Kept there, it
+    would outlive a cross-signing reset, which forgets the old key's signatures only
+    from the signatures table: ``/keys/query`` would show the device signed by a key
+    the user no longer has. Cross-signatures live in that table, nowhere else.
+    """
+    mine = device_keys.get("signatures", {}).get(user_id, {})
+    kept = {key_id: sig for key_id, sig in mine.items() if key_id.partition(":")[2] == device_id}
+    return {**device_keys, "signatures": {user_id: kept} if kept else {}}
+
+
+def _cross_signatures(device_keys: dict[str, Any], *, user_id: str, device_id: str) -> dict[str, str]:
+    """The user's signatures on the device by keys other than the device's own (by key ID)."""
+    mine = device_keys.get("signatures", {}).get(user_id, {})
+    return {
+        key_id: sig
+        for key_id, sig in mine.items()
+        if key_id.partition(":")[2] != device_id and isinstance(sig, str)
+    }
+
+
 def _check_key_map(value: object, *, field: str) -> list[tuple[str, str, str]]:
     """``{"<algorithm>:<key_id>": key}`` -> ``(algorithm, key_id, key_json)`` rows."""
     if value is None:
@@ -134,19 +158,23 @@ def _check_key_map(value: object, *, field: str) -> list[tuple[str, str, str]]:
 
 @dataclass(frozen=True)
 class KeyUpload:
+    #: Stored as uploaded, but with the device's own signatures only (see :func:`own_signatures`).
     device_keys: dict[str, Any] | None
     one_time_keys: list[tuple[str, str, str]]
     fallback_keys: list[tuple[str, str, str]]
+    #: Signatures of the device by the user's cross-signing keys that came with the device keys.
+    cross_signatures: dict[str, str] = field(default_factory=dict)
 
 
 def check_key_upload(body: dict[str, Any], *, user_id: str, device_id: str) -> KeyUpload:
     """Validate a ``/keys/upload`` body (nothing is written)."""
     device_keys = body.get("device_keys")
-    checked = (
-        _check_device_keys(device_keys, user_id=user_id, device_id=device_id)
-        if device_keys is not None
-        else None
-    )
+    checked = None
+    cross_signatures: dict[str, str] = {}
+    if device_keys is not None:
+        signed = _check_device_keys(device_keys, user_id=user_id, device_id=device_id)
+        checked = own_signatures(signed, user_id=user_id, device_id=device_id)
+        cross_signatures = _cross_signatures(signed, user_id=user_id, device_id=device_id)
     one_time = _check_key_map(body.get("one_time_keys"), field="one_time_keys")
     if len(one_time) > MAX_ONE_TIME_KEYS_PER_UPLOAD:
         raise _invalid(f"At most {MAX_ONE_TIME_KEYS_PER_UPLOAD} one-time keys per upload")
@@ -157,7 +185,7 @@ def check_key_upload(body: dict[str, Any], *, user_id: str, device_id: str) -> K
     if len(set(algorithms)) != len(algorithms):
         # Spec: "There can only be at most one key per algorithm uploaded".
         raise _invalid("fallback_keys may hold at most one key per algorithm")
-    return KeyUpload(checked, one_time, fallback)
+    return KeyUpload(checked, one_time, fallback, cross_signatures)
 
 
 def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[str, int]:
@@ -166,11 +194,15 @@ def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[s
     A device's identity keys are fixed: uploading the same keys again is fine,
     different ones are refused (a new key pair must be a new device, or every
     peer's trust in the device would silently move to another key). A one-time
-    key ID already stored with other content is refused too.
+    key ID already stored with other content is refused too. A signature of the
+    device by the user's current self-signing (or master) key that came with the
+    device keys is checked and stored like an uploaded signature; others are dropped.
     """
     with transaction.atomic():
         changed = False
         if upload.device_keys is not None:
+            # Device keys are part of the user's key state: changed under its lock.
+            key_store.lock_user_keys(user_ids=[user_id])
             if not key_store.device_exists(user_id=user_id, device_id=device_id):
                 raise MatrixError(404, "M_NOT_FOUND", "Unknown device")
             stored = key_store.get_device_keys_json(user_id=user_id, device_id=device_id)
@@ -188,6 +220,11 @@ def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[s
                     "M_INVALID_PARAM",
                     "This device already has different identity keys; log in as a new device",
                 )
+            if upload.cross_signatures and _store_cross_signatures(
+                user_id=user_id, device_id=device_id, device_keys=upload.device_keys,
+                signatures=upload.cross_signatures,
+            ):  # fmt: skip
+                changed = True
         if upload.one_time_keys:
             existing = key_store.get_one_time_keys(
                 user_id=user_id, device_id=device_id, key_ids=[(a, k) for a, k, _ in upload.one_time_keys]
@@ -201,12 +238,38 @@ def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[s
                 user_id=user_id, device_id=device_id, algorithm=algorithm, key_id=key_id, key_json=key_json
             )
         if changed:
-            mark_device_list_changed(user_id=user_id)
+            mark_device_list_changed(user_id=user_id, reason=f"device keys of {device_id}")
     return e2e_counts.get_one_time_key_counts(user_id=user_id, device_id=device_id)
 
 
 def _without_signatures(keys: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in keys.items() if k not in ("signatures", "unsigned")}
+
+
+def _store_cross_signatures(
+    *, user_id: str, device_id: str, device_keys: dict[str, Any], signatures: dict[str, str]
+) -> bool:
+    """Store the valid signatures of the device by the user's current self-signing or master
+    key (under the user's key lock); whether any was new."""
+    signers = {
+        f"ed25519:{k.public_key}": k.public_key
+        for k in key_store.get_cross_signing_keys([user_id], ["self_signing", "master"])
+    }
+    stored = {
+        (signer, signer_key): sig
+        for _, target_key, signer, signer_key, sig in key_store.get_signatures_on(target_user_ids=[user_id])
+        if target_key == device_id
+    }
+    rows = []
+    for key_id, sig in signatures.items():
+        if key_id not in signers or stored.get((user_id, key_id)) == sig:
+            continue
+        signed = {**device_keys, "signatures": {user_id: {key_id: sig}}}
+        if check_signed_by(signed, user_id=user_id, key_id=key_id, public_key=signers[key_id]):
+            rows.append((user_id, key_id, user_id, device_id, sig))
+    if rows:
+        key_store.upsert_signatures(rows)
+    return bool(rows)
 
 
 # --------------------------------------------------------------------------- query
@@ -258,22 +321,42 @@ def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> 
     local_server = get_server_name()
     local = [u for u in device_keys if server_of(u) == local_server]
     failures = {server: _failure(server) for server in {server_of(u) for u in device_keys} - {local_server}}
+    usages = (
+        ["master", "self_signing", "user_signing"] if requester in device_keys else ["master", "self_signing"]
+    )
+
+    if requester in local:
+        # Read your own writes: a change of the requester's keys that had begun when
+        # this query arrived is answered, not the state before it. A cross-signing
+        # reset holds the user's key lock from before its password check (see
+        # ``cross_signing.do_upload_cross_signing_keys``), so a device that sent its
+        # new keys and then asks for its own keys gets the new ones: an answer with
+        # the old ones would make matrix-sdk-crypto drop the private keys it has just
+        # made (they do not match "its" public identity any more).
+        key_store.wait_for_key_changes(user_id=requester)
+    # One snapshot for the whole answer: never signatures from before a change with
+    # keys from after it.
+    with key_store.consistent_reads():
+        signature_rows = key_store.get_signatures_on(target_user_ids=local, visible_signers=[requester])
+        device_rows = key_store.get_device_keys_for_users(local)
+        cross_signing_rows = key_store.get_cross_signing_keys(local, usages)
 
     signatures: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
-    for target_user, target_key, signer, signer_key, sig in key_store.get_signatures_on(
-        target_user_ids=local, visible_signers=[requester]
-    ):
+    for target_user, target_key, signer, signer_key, sig in signature_rows:
         signatures.setdefault((target_user, target_key), []).append((signer, signer_key, sig))
 
     devices_out: dict[str, dict[str, Any]] = {u: {} for u in local}
-    for row in key_store.get_device_keys_for_users(local):
+    for row in device_rows:
         wanted = device_keys[row.user_id]
         if wanted and row.device_id not in wanted:
             continue
         # Other users' signatures on a device are never shown: only the owner signs
-        # their devices (with the self-signing key).
+        # their devices (with the self-signing key). Cross-signatures come from the
+        # signatures table only (keys stored before they were split off may still
+        # carry some that a reset has made void).
         own = [s for s in signatures.get((row.user_id, row.device_id), ()) if s[0] == row.user_id]
-        key = _add_signatures(row.keys, own)
+        device = own_signatures(row.keys, user_id=row.user_id, device_id=row.device_id)
+        key = _add_signatures(device, own)
         if row.display_name is not None:
             key = {**key, "unsigned": {"device_display_name": row.display_name}}
         devices_out[row.user_id][row.device_id] = key
@@ -282,10 +365,7 @@ def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> 
     masters: dict[str, Any] = {}
     self_signing: dict[str, Any] = {}
     user_signing: dict[str, Any] = {}
-    usages = (
-        ["master", "self_signing", "user_signing"] if requester in device_keys else ["master", "self_signing"]
-    )
-    for csk in key_store.get_cross_signing_keys(local, usages):
+    for csk in cross_signing_rows:
         if csk.usage == "master":
             masters[csk.user_id] = _add_signatures(csk.key, signatures.get((csk.user_id, csk.public_key), ()))
         elif csk.usage == "self_signing":

@@ -8,12 +8,15 @@ many users are asked about (``/keys/query`` is called very often by clients).
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Q
 
 from dagcore.clock import now_ms
@@ -25,8 +28,77 @@ from dagcore.models import (
     FallbackKey,
     OneTimeKey,
     RoomMembership,
-    User,
 )
+from dagcore.store.dialect import is_postgres
+
+# --------------------------------------------------------------------------- the per-user key lock
+
+
+def user_key_lock_id(user_id: str) -> int:
+    """The advisory lock key of ``user_id``'s key state (as ``pg_locks`` shows it: classid is
+    the high 32 bits, objid the low ones)."""
+    # Its own namespace, so it never meets a room's write lock (``rooms.lock_room_for_writing``).
+    digest = hashlib.sha256(b"e2e_keys\x00" + user_id.encode()).digest()
+    return int(struct.unpack(">q", digest[:8])[0])
+
+
+def lock_user_keys(*, user_ids: Iterable[str]) -> None:
+    """Serialise the changes of these users' key state (device keys, cross-signing keys and
+    signatures) until the transaction ends; readers that must see them wait in
+    :func:`wait_for_key_changes`.
+
+    PostgreSQL: a transaction-scoped advisory lock per user, taken in sorted order (so
+    two writers locking several users cannot deadlock). SQLite: nothing to do —
+    IMMEDIATE transactions already serialise every writer. Must be called inside
+    ``transaction.atomic()``.
+    """
+    if not is_postgres():
+        return
+    with connection.cursor() as cur:
+        for user_id in sorted(set(user_ids)):
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [user_key_lock_id(user_id)])
+
+
+def wait_for_key_changes(*, user_id: str) -> None:
+    """Return once no change of ``user_id``'s key state that had begun is still running.
+
+    A barrier, not a lock: it is held for no longer than the statement (PostgreSQL:
+    a shared advisory lock, which waits for :func:`lock_user_keys` holders). A change
+    that begins afterwards runs concurrently with the caller, which is fine — only
+    changes already under way must be seen. SQLite: taking the write lock (an
+    IMMEDIATE transaction) waits for the writer holding it.
+    """
+    if connection.in_atomic_block:
+        return  # the caller's transaction decides what it sees
+    if is_postgres():
+        with connection.cursor() as cur:
+            # Autocommit: the lock is released when this statement's transaction ends.
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", [user_key_lock_id(user_id)])
+        return
+    with transaction.atomic():
+        pass
+
+
+@contextmanager
+def consistent_reads() -> Iterator[None]:
+    """The reads inside see one committed state of the database (a snapshot).
+
+    Several statements answer one ``/keys/query``; read one after the other at READ
+    COMMITTED, they could mix the state before a change with the state after it
+    (signatures from before a cross-signing reset, keys from after). PostgreSQL: a
+    REPEATABLE READ, READ ONLY transaction (its snapshot is taken by its first
+    query). SQLite: a transaction reads one snapshot too (an IMMEDIATE one, so it
+    also waits for a writer). Inside a caller's transaction, that transaction decides.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if is_postgres():
+            with connection.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
 
 # --------------------------------------------------------------------------- device keys
 
@@ -170,7 +242,7 @@ def claim_one_time_keys(requests: Sequence[ClaimRequest]) -> list[ClaimedKey]:
         return []
     values = ", ".join(["(%s, %s, %s)"] * len(wanted))
     params: list[Any] = [v for req in wanted for v in req]
-    if connection.vendor == "postgresql":
+    if is_postgres():
         sql = f"""
             DELETE FROM e2e_one_time_keys WHERE id IN (
                 SELECT pick.id FROM (VALUES {values}) AS w(user_id, device_id, algorithm)
@@ -245,11 +317,6 @@ def get_cross_signing_keys_for_update(user_id: str) -> dict[str, StoredCrossSign
         row.usage: StoredCrossSigningKey(row.user_id, row.usage, row.public_key, json.loads(row.key_json))
         for row in CrossSigningKey.objects.select_for_update().filter(user_id=user_id)
     }
-
-
-def lock_user_keys(*, user_id: str) -> None:
-    """Serialise changes of one user's cross-signing keys (locks the user's row until commit)."""
-    list(User.objects.select_for_update().filter(user_id=user_id).values_list("id", flat=True))
 
 
 def get_device_ids(*, user_id: str) -> set[str]:

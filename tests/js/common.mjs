@@ -59,9 +59,14 @@ export function journey(name, { timeoutMs = 30_000, pollMs = 100 } = {}) {
 
   // Creates a client for `creds`, starts it with `startOptions` and resolves once its first
   // sync is PREPARED. `rustCrypto` initialises the SDK's Rust crypto first (in memory);
-  // `fetchFn` replaces its fetch; `firstSyncTimeout` bounds the first sync by `timeoutMs`.
-  async function startClient(creds, startOptions, { rustCrypto = false, fetchFn, firstSyncTimeout = false } = {}) {
-    const client = sdk.createClient({ baseUrl, ...creds, ...(fetchFn ? { fetchFn } : {}) });
+  // `fetchFn` replaces its fetch; `firstSyncTimeout` bounds the first sync by `timeoutMs`;
+  // `clientOpts` go to createClient (e.g. `cryptoCallbacks`).
+  async function startClient(
+    creds,
+    startOptions,
+    { rustCrypto = false, fetchFn, firstSyncTimeout = false, clientOpts = {} } = {},
+  ) {
+    const client = sdk.createClient({ baseUrl, ...creds, ...clientOpts, ...(fetchFn ? { fetchFn } : {}) });
     if (rustCrypto) await client.initRustCrypto({ useIndexedDB: false });
     const prepared = new Promise((resolve, reject) => {
       client.on(sdk.ClientEvent.Sync, (state, _prev, data) => {

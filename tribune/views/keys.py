@@ -6,6 +6,10 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.urls import URLPattern
@@ -16,6 +20,51 @@ from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
 from tribune.tokens import SyncToken
 from tribune.uia import PASSWORD, user_interactive_auth
+
+#: One DEBUG line per request, in the order their answers are decided, next to the
+#: ``device_lists`` positions the changes committed (``dagcore.actions.device_lists``):
+#: enough to read an E2EE interleaving back from the log.
+logger = logging.getLogger("dagma.e2ee")
+
+View = Callable[..., dict[str, Any]]
+
+
+def _logged(view: View) -> View:
+    @functools.wraps(view)
+    def wrapper(ctx: RequestContext, **kwargs: Any) -> dict[str, Any]:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return view(ctx, **kwargs)
+        started = time.monotonic()
+        status, answer = 500, ""
+        try:
+            result = view(ctx, **kwargs)
+            status, answer = 200, _summary(result)
+            return result
+        except MatrixError as exc:
+            status = exc.status
+            raise
+        finally:
+            logger.debug(
+                "%s %s by %s/%s: %d in %.0f ms%s", ctx.request.method, ctx.request.path, ctx.user_id,
+                ctx.device_id, status, (time.monotonic() - started) * 1000, answer,
+            )  # fmt: skip
+
+    return wrapper
+
+
+def _summary(result: dict[str, Any]) -> str:
+    """The cross-signing keys a ``/keys/query`` answered with (their IDs' first characters)."""
+    masters = result.get("master_keys")
+    if not isinstance(masters, dict) or not masters:
+        return ""
+    ssks = result.get("self_signing_keys", {})
+
+    def short(key: Any) -> str:
+        return next(iter(key.get("keys", {})), "?")[8:16] if isinstance(key, dict) else "-"
+
+    return " answered " + ", ".join(
+        f"{u} master={short(k)} ssk={short(ssks.get(u))}" for u, k in masters.items()
+    )
 
 
 def _device_id(ctx: RequestContext) -> str:
@@ -28,6 +77,7 @@ def _device_id(ctx: RequestContext) -> str:
 
 
 @endpoint(allow_guest=True)
+@_logged
 def upload_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/upload"""
     device_id = _device_id(ctx)
@@ -37,6 +87,7 @@ def upload_keys(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint(allow_guest=True)
+@_logged
 def query_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/query"""
     body = ctx.json_object()
@@ -47,6 +98,7 @@ def query_keys(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint(allow_guest=True)
+@_logged
 def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/claim"""
     body = ctx.json_object()
@@ -57,6 +109,7 @@ def claim_keys(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint(allow_guest=True)
+@_logged
 def key_changes(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/keys/changes"""
     raw_from = ctx.query.get("from")
@@ -80,19 +133,21 @@ def key_changes(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint()
+@_logged
 def upload_device_signing_keys(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/device_signing/upload"""
     upload = cross_signing.check_cross_signing_upload(ctx.json_object(), user_id=ctx.user_id)
-    try:
-        cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=False)
-    except cross_signing.ReplacingKeysNeedsAuth:
-        # Spec: replacing existing keys needs UIA; the session is bound to these keys.
-        with user_interactive_auth(ctx, flows=[[PASSWORD]], bound=upload.to_json()):
-            cross_signing.do_upload_cross_signing_keys(user_id=ctx.user_id, upload=upload, authorized=True)
+    # Spec: replacing existing keys needs UIA; the session is bound to these keys.
+    cross_signing.do_upload_cross_signing_keys(
+        user_id=ctx.user_id,
+        upload=upload,
+        authorize=lambda: user_interactive_auth(ctx, flows=[[PASSWORD]], bound=upload.to_json()),
+    )
     return {}
 
 
 @endpoint()
+@_logged
 def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/keys/signatures/upload"""
     signed = cross_signing.check_signatures_upload(ctx.json_object())
@@ -103,6 +158,7 @@ def upload_signatures(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint()
+@_logged
 def create_backup(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/room_keys/version"""
     params = inputs.parse_backup_params(ctx.json_object())
@@ -110,18 +166,21 @@ def create_backup(ctx: RequestContext) -> dict[str, Any]:
 
 
 @endpoint()
+@_logged
 def get_current_backup(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=None).to_json()
 
 
 @endpoint()
+@_logged
 def get_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/room_keys/version/{version}"""
     return key_backup.get_backup_info(user_id=ctx.user_id, version=version).to_json()
 
 
 @endpoint()
+@_logged
 def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/room_keys/version/{version}"""
     params = inputs.parse_backup_update(ctx.json_object(), version=version)
@@ -130,6 +189,7 @@ def update_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
 
 
 @endpoint()
+@_logged
 def delete_backup(ctx: RequestContext, version: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/room_keys/version/{version}"""
     key_backup.do_delete_backup(user_id=ctx.user_id, version=version)
@@ -142,6 +202,7 @@ def _version(ctx: RequestContext) -> str | None:
 
 
 @endpoint()
+@_logged
 def put_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
@@ -151,6 +212,7 @@ def put_keys(
 
 
 @endpoint()
+@_logged
 def get_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
@@ -161,6 +223,7 @@ def get_keys(
 
 
 @endpoint()
+@_logged
 def delete_keys(
     ctx: RequestContext, room_id: str | None = None, session_id: str | None = None
 ) -> dict[str, Any]:
