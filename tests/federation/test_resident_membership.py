@@ -183,7 +183,8 @@ def test_a_bad_send_join_is_refused_and_stores_nothing(remote, case, status, err
     other_room = make_room(make_user(), preset="public_chat", room_version="11")
     user_id = f"@bob:{REMOTE}"
     pdu, event_id = _signed_join(remote, room_id, user_id, "11")
-    path_room, path_event, body = room_id, event_id, pdu
+    path_room, path_event = room_id, event_id
+    body: Any = pdu
     if case == "other event id in path":
         path_event = "$" + "A" * 43
     elif case == "other room in path":
