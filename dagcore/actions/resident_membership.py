@@ -161,7 +161,9 @@ def get_membership_template(
     403 when the auth rules would refuse the event.
     """
     if _server_of(user_id) != origin:
-        raise MatrixError(403, "M_FORBIDDEN", "The user is not a user of the requesting server")
+        raise MatrixError(
+            403, "M_FORBIDDEN", f"{user_id[:255]} is not a user of the requesting server {origin[:255]}"
+        )
     room = access_resident_room(room_id)
     room_version = _room_version_of(room)
     if supported_versions is not None and room_version.identifier not in supported_versions:

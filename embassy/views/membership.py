@@ -8,6 +8,7 @@ query, calls one action of :mod:`dagcore.actions.resident_membership` and answer
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from dagcore.actions import resident_membership
 from embassy.http import FederationRequest, federation_endpoint
@@ -16,8 +17,8 @@ from embassy.http import FederationRequest, federation_endpoint
 DEFAULT_VERSIONS = ["1"]
 
 
-# Path segments arrive percent-decoded (Django decodes the path); the signature was checked
-# against the raw URI by ``federation_endpoint``.
+# Path segments arrive percent-encoded: the ASGI entry routes the raw path (identifiers may
+# hold "/"); each is decoded here exactly once.
 
 
 def _origin(fed: FederationRequest) -> str:
@@ -34,8 +35,8 @@ def make_join(fed: FederationRequest, room_id: str, user_id: str) -> dict[str, A
     """GET /_matrix/federation/v1/make_join/{roomId}/{userId}"""
     return resident_membership.get_membership_template(
         origin=_origin(fed),
-        room_id=room_id,
-        user_id=user_id,
+        room_id=unquote(room_id),
+        user_id=unquote(user_id),
         membership="join",
         supported_versions=_versions(fed),
     )
@@ -46,8 +47,8 @@ def make_knock(fed: FederationRequest, room_id: str, user_id: str) -> dict[str, 
     """GET /_matrix/federation/v1/make_knock/{roomId}/{userId}"""
     return resident_membership.get_membership_template(
         origin=_origin(fed),
-        room_id=room_id,
-        user_id=user_id,
+        room_id=unquote(room_id),
+        user_id=unquote(user_id),
         membership="knock",
         supported_versions=_versions(fed),
     )
@@ -58,8 +59,8 @@ def make_leave(fed: FederationRequest, room_id: str, user_id: str) -> dict[str, 
     """GET /_matrix/federation/v1/make_leave/{roomId}/{userId}"""
     return resident_membership.get_membership_template(
         origin=_origin(fed),
-        room_id=room_id,
-        user_id=user_id,
+        room_id=unquote(room_id),
+        user_id=unquote(user_id),
         membership="leave",
         supported_versions=None,
     )
@@ -69,7 +70,7 @@ def make_leave(fed: FederationRequest, room_id: str, user_id: str) -> dict[str, 
 def send_join(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}"""
     return resident_membership.do_send_join(
-        origin=_origin(fed), room_id=room_id, event_id=event_id, pdu=fed.body
+        origin=_origin(fed), room_id=unquote(room_id), event_id=unquote(event_id), pdu=fed.body
     )
 
 
@@ -77,7 +78,7 @@ def send_join(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, 
 def send_leave(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}"""
     return resident_membership.do_send_leave(
-        origin=_origin(fed), room_id=room_id, event_id=event_id, pdu=fed.body
+        origin=_origin(fed), room_id=unquote(room_id), event_id=unquote(event_id), pdu=fed.body
     )
 
 
@@ -85,7 +86,7 @@ def send_leave(fed: FederationRequest, room_id: str, event_id: str) -> dict[str,
 def send_knock(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}"""
     return resident_membership.do_send_knock(
-        origin=_origin(fed), room_id=room_id, event_id=event_id, pdu=fed.body
+        origin=_origin(fed), room_id=unquote(room_id), event_id=unquote(event_id), pdu=fed.body
     )
 
 
@@ -93,5 +94,5 @@ def send_knock(fed: FederationRequest, room_id: str, event_id: str) -> dict[str,
 def invite(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v2/invite/{roomId}/{eventId}"""
     return resident_membership.do_receive_invite(
-        origin=_origin(fed), room_id=room_id, event_id=event_id, body=fed.body
+        origin=_origin(fed), room_id=unquote(room_id), event_id=unquote(event_id), body=fed.body
     )

@@ -34,7 +34,7 @@ from tests.federation.fakes import Clock, FakeFederation, FakeKeyServer
 
 pytestmark = pytest.mark.django_db
 
-REMOTE = "remote.test"
+REMOTE = "remote.test:8448"  # with a port, as the live tests name servers
 
 
 class Remote:
