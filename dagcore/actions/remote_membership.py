@@ -117,6 +117,8 @@ def membership_candidates(*, room_id: str, preferred: Iterable[str], extra: Iter
 
 _executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_JOINS, thread_name_prefix="dagma-membership")
 _running: dict[tuple[str, str, str], Future[Any]] = {}
+#: How many callers wait on each running handshake (the first and its retries).
+_waiting: dict[tuple[str, str, str], int] = {}
 _running_lock = threading.Lock()
 
 
@@ -143,14 +145,21 @@ def run_detached(key: tuple[str, str, str], work: Callable[[], T]) -> T:
                         del _running[key]
 
             future.add_done_callback(forget)
-    result: T = future.result()
+        _waiting[key] = _waiting.get(key, 0) + 1
+    try:
+        result: T = future.result()
+    finally:
+        with _running_lock:
+            _waiting[key] -= 1
+            if not _waiting[key]:
+                del _waiting[key]
     return result
 
 
-def running_handshakes() -> list[tuple[str, str, str]]:
-    """``(kind, user, room)`` of the handshakes running in this process (observable by tests)."""
+def running_handshakes() -> dict[tuple[str, str, str], int]:
+    """``(kind, user, room) -> callers waiting`` of the handshakes running in this process."""
     with _running_lock:
-        return list(_running)
+        return {key: _waiting.get(key, 0) for key in _running}
 
 
 # --------------------------------------------------------------------------- building and checking

@@ -62,13 +62,23 @@ from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline, transaction
 from dagcore.store.events import StoredEvent
-from dagcore.sync.invites import STRIPPED_STATE_KEYS
 
 logger = logging.getLogger("dagma.federation")
 
 #: Stripped state entries accepted with an invite (spec recommends a handful).
 MAX_INVITE_ROOM_STATE = 50
 JOIN_RULES_KEY: StateKey = ("m.room.join_rules", "")
+#: Spec "Stripped state": the recommended events (as ``dagcore.sync.invites`` shows them;
+#: listed again here because actions may not import the sync engine, which imports actions).
+STRIPPED_STATE_KEYS: tuple[StateKey, ...] = (
+    ("m.room.create", ""),
+    ("m.room.name", ""),
+    ("m.room.avatar", ""),
+    ("m.room.topic", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.canonical_alias", ""),
+    ("m.room.encryption", ""),
+)
 POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 
 
