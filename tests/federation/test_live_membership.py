@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.federation.certs import TestCA
@@ -160,3 +161,55 @@ def test_a_refused_or_unknown_room_fails_the_join_naming_the_server_and_stores_n
     assert unknown["errcode"] == "M_NOT_FOUND" and a.server_name in unknown["error"]
     assert bob.get("/joined_rooms").json["joined_rooms"] == []
     assert b.query("SELECT count(*) FROM rooms WHERE room_id = %s", (private,)) == [(0,)]
+
+
+def test_a_client_that_gives_up_does_not_abort_the_join_and_its_retry_attaches(servers, user) -> None:
+    a, b = servers
+    alice, bob = user(a), user(b)
+    room_id = alice.create_room(preset="public_chat", room_version="12")
+    path = f"/_matrix/client/v3/join/{q(room_id)}"
+    headers = {"Authorization": f"Bearer {bob.access_token}"}
+    with pytest.raises(httpx.TimeoutException):
+        # The client hangs up long before the handshake with A can be done.
+        httpx.post(b.base_url + path, params={"via": a.server_name}, json={}, headers=headers, timeout=0.01)
+    # The retry is answered when the join that kept running is done (or runs its own if it was).
+    assert bob.post(f"/join/{q(room_id)}", params={"via": a.server_name}).json == {"room_id": room_id}
+    assert _members(alice, room_id)[bob.user_id] == "join"
+    joins = a.query(
+        "SELECT count(*) FROM events WHERE type = 'm.room.member' AND state_key = %s", (bob.user_id,)
+    )
+    assert joins == [(1,)]  # one handshake, not two
+
+
+def test_a_restricted_join_is_signed_off_by_a_and_a_knock_can_be_retracted(servers, user) -> None:
+    a, b = servers
+    alice, bob, carol = user(a), user(b), user(b)
+    space = alice.create_room(preset="public_chat", room_version="11")
+    room_id = alice.create_room(
+        preset="private_chat",
+        room_version="11",
+        initial_state=[
+            {
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "knock_restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": space}],
+                },
+            }
+        ],
+    )
+    # knock_restricted also takes knocks (while B is not in the room, through A: after that B's
+    # own events reach A through the outbox). Carol knocks, then thinks better of it.
+    carol.post(f"/knock/{q(room_id)}", params={"via": a.server_name})
+    assert _members(alice, room_id)[carol.user_id] == "knock"
+    carol.post(f"/rooms/{q(room_id)}/leave")
+    assert _members(alice, room_id)[carol.user_id] == "leave"
+    # Not in the space yet: refused by A, which names itself.
+    refused = bob.post(f"/join/{q(room_id)}", params={"via": a.server_name}, expect=403).json
+    assert a.server_name in refused["error"]
+    bob.post(f"/join/{q(space)}", params={"via": a.server_name})
+    assert bob.post(f"/join/{q(room_id)}", params={"via": a.server_name}).json == {"room_id": room_id}
+    member = bob.get(f"/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}").json
+    assert member["join_authorised_via_users_server"] == alice.user_id
+    assert _members(alice, room_id)[bob.user_id] == "join"
