@@ -444,8 +444,13 @@ def do_receive_invite(*, origin: str, room_id: str, event_id: str, body: Any) ->
         event.pdu, room_version=room_version, server_name=get_server_name(), signing_key=get_signing_key()
     )
     room = room_store.get_room(room_id)
-    if room is not None and remote_room_store.is_server_in_room(room, get_server_name()):
-        # We are in the room: the invite is an ordinary event of it, checked like any other.
+    if (
+        room is not None
+        and remote_room_store.is_server_in_room(room, get_server_name())
+        and _knows_prev_events(event)
+    ):
+        # We are in the room and up to date with it: the invite is an ordinary event of it,
+        # checked like any other.
         _persist_membership(room, Event(signed, room_version, event_id))
     else:
         stored_pdu = {**signed, "unsigned": {**event.unsigned, "invite_room_state": room_state}}
@@ -453,6 +458,11 @@ def do_receive_invite(*, origin: str, room_id: str, event_id: str, body: Any) ->
             Event(stored_pdu, room_version, event_id), creator=_creator_of(room_state, event)
         )
     return {"event": signed}
+
+
+def _knows_prev_events(event: Event) -> bool:
+    prevs = event_store.get_events_by_ids(event.prev_event_ids)
+    return all(p in prevs and not prevs[p].outlier for p in event.prev_event_ids)
 
 
 def _is_local_user(user_id: str) -> bool:

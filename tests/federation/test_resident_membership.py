@@ -19,6 +19,7 @@ from dagcore.clock import now_ms
 from dagcore.federation.keyring import Keyring
 from dagcore.models import User
 from dagcore.protocol import signing
+from dagcore.protocol.auth_rules import auth_types_for_event
 from dagcore.protocol.events import Event
 from dagcore.protocol.hashing import add_content_hash, compute_event_id, compute_room_id_v12
 from dagcore.protocol.request_auth import authorization_header
@@ -26,6 +27,7 @@ from dagcore.protocol.room_versions import EventFormat, get_room_version
 from dagcore.server_keys import build_server_key_response, get_server_name
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
+from dagcore.store import state as state_store
 from dagcore.store import sync as sync_store
 from dagcore.sync.invites import build_stripped_rooms
 from embassy import http as embassy_http
@@ -357,3 +359,37 @@ def test_query_directory_answers_a_local_alias_with_the_servers_in_the_room(remo
         "GET", "/_matrix/federation/v1/query/directory", query={"room_alias": f"#none:{get_server_name()}"}
     )
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+def test_an_invite_into_a_room_we_are_in_is_persisted_as_an_event_of_the_room(remote) -> None:
+    alice, carol = make_user(), make_user()
+    room_id = make_room(alice, preset="public_chat", room_version="11")
+    bob = f"@bob:{REMOTE}"
+    assert _handshake(remote, "join", room_id, bob, version="11")[0] == 200
+    set_state(alice, room_id, "m.room.power_levels", {"users": {alice.user_id: 100, bob: 50}, "invite": 50})
+    room = room_store.get_room(room_id)
+    assert room is not None
+    content = {"membership": "invite"}
+    keys = auth_types_for_event(
+        get_room_version("11"),
+        event_type="m.room.member",
+        state_key=carol.user_id,
+        sender=bob,
+        content=content,
+    )
+    state = state_store.get_current_state_events(room, keys)
+    extremities = event_store.get_forward_extremities(room)
+    invite, event_id = remote.sign_pdu(
+        {"type": "m.room.member", "state_key": carol.user_id, "sender": bob, "room_id": room_id,
+         "content": content, "prev_events": [e.event_id for e in extremities],
+         "auth_events": [state[k].event_id for k in keys if k in state],
+         "depth": max(e.depth for e in extremities) + 1, "origin_server_ts": now_ms()},
+        "11",
+    )  # fmt: skip
+    body = {"room_version": "11", "event": invite, "invite_room_state": []}
+    status, answer = remote.call("PUT", f"/_matrix/federation/v2/invite/{room_id}/{event_id}", body)
+    assert status == 200, answer
+    stored = event_store.get_event_by_id(event_id)
+    assert stored is not None and not stored.outlier and stored.stream_ordering is not None
+    assert _membership(room_id, carol.user_id) == "invite"
+    assert get_server_name() in answer["event"]["signatures"]
