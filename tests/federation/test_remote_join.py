@@ -24,7 +24,8 @@ from tests.actions.roomkit import make_user
 from tests.federation.fakes import Clock, FakeFederation, FakeKeyServer
 from tests.federation.test_resident_membership import Remote
 
-pytestmark = pytest.mark.django_db
+# Also in the SQLite pass: the quick start federates on SQLite.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 class FakeResident:

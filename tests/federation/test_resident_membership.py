@@ -34,7 +34,8 @@ from embassy import http as embassy_http
 from tests.actions.roomkit import make_room, make_user, set_state
 from tests.federation.fakes import Clock, FakeFederation, FakeKeyServer
 
-pytestmark = pytest.mark.django_db
+# Also in the SQLite pass: the quick start federates on SQLite.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 REMOTE = "remote.test:8448"  # with a port, as the live tests name servers
 
