@@ -213,3 +213,14 @@ def test_a_restricted_join_is_signed_off_by_a_and_a_knock_can_be_retracted(serve
     member = bob.get(f"/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}").json
     assert member["join_authorised_via_users_server"] == alice.user_id
     assert _members(alice, room_id)[bob.user_id] == "join"
+
+
+def test_a_direct_chat_created_on_a_invites_bs_user(servers, user) -> None:
+    a, b = servers
+    alice, bob = user(a), user(b)
+    room_id = alice.create_room(preset="trusted_private_chat", is_direct=True, invite=[bob.user_id])
+    invite_state = bob.sync()["rooms"]["invite"][room_id]["invite_state"]["events"]
+    own = next(e for e in invite_state if e["type"] == "m.room.member" and e["state_key"] == bob.user_id)
+    assert own["content"] == {"membership": "invite", "is_direct": True}
+    bob.join(room_id)
+    assert _members(alice, room_id) == {alice.user_id: "join", bob.user_id: "join"}
