@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dagcore.actions import remote_membership
+from dagcore.actions import membership, remote_membership
 from dagcore.clock import now_ms
 from dagcore.federation.client import FederationUnreachable
 from dagcore.federation.keyring import Keyring
@@ -228,3 +228,24 @@ def test_a_retried_handshake_attaches_to_the_one_running() -> None:
     second.join(10)
     assert results == ["!done", "!done"] and runs == [1]
     assert remote_membership.running_handshakes() == {}
+
+
+def test_a_room_we_left_is_joined_again_through_the_resident_with_its_state_renewed(
+    keyring, monkeypatch
+) -> None:
+    resident = _resident(keyring, monkeypatch, "11")
+    bob = make_user()
+    remote_membership.join_through_servers(
+        user_id=bob.user_id, room_id=resident.room_id, servers=[resident.name], content={}
+    )
+    membership.check_leave_room(user_id=bob.user_id, room_id=resident.room_id)
+    room = room_store.get_room(resident.room_id)
+    assert room is not None and room_store.get_membership(room, bob.user_id).membership == "leave"  # type: ignore[union-attr]
+    remote_membership.join_through_servers(
+        user_id=bob.user_id, room_id=resident.room_id, servers=[resident.name], content={}
+    )
+    room = room_store.get_room(resident.room_id)
+    assert room is not None
+    assert room_store.get_membership(room, bob.user_id).membership == "join"  # type: ignore[union-attr]
+    assert room_store.get_membership(room, resident.creator).membership == "join"  # type: ignore[union-attr]
+    assert sorted(room_store.get_joined_servers(room)) == sorted([resident.name, get_server_name()])
