@@ -9,16 +9,28 @@ and carry ``unsigned.redacted_because``; the sender's own events carry the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from dagcore.clock import now_ms
 from dagcore.protocol.events import Event
 from dagcore.protocol.redaction import redact_pdu
+from dagcore.store.events import StoredEvent
+from dagcore.store.timeline import RelationSummary
 
-# Types only: room_access and the event store import this module to format their events.
-if TYPE_CHECKING:
-    from dagcore.actions.room_access import ClientEventExtras
-    from dagcore.store.events import StoredEvent
+
+@dataclass
+class ClientEventExtras:
+    """What serialising events for one client needs beyond the events (``dagcore.actions.room_access.get_client_event_extras``)."""
+
+    #: redacted event ID -> the redaction that applies to it
+    redactions: dict[str, Event] = field(default_factory=dict)
+    #: event ID -> transaction ID of the requesting device
+    txn_ids: dict[str, str] = field(default_factory=dict)
+    #: state event ID -> (prev_content, prev_sender) of the state it replaced
+    prev_state: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    relations: RelationSummary = field(default_factory=RelationSummary)
+
 
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.actions import remote_membership
 from dagcore.actions.directory import is_publication_allowed
 from dagcore.actions.persist_event import PersistedEvent, create_room_with_create_event, send_local_event
 from dagcore.http.errors import MatrixError
@@ -157,11 +158,20 @@ def create_room(
             "",
             {"topic": spec.topic, "m.topic": {"m.text": [{"body": spec.topic, "mimetype": "text/plain"}]}},
         )
+    server_name = get_server_name()
     for user_id in spec.invite:
         invite_content: dict[str, Any] = {"membership": "invite"}
         if spec.is_direct:
             invite_content["is_direct"] = True
-        send("m.room.member", user_id, invite_content)
+        if user_id.split(":", 1)[1] == server_name:
+            send("m.room.member", user_id, invite_content)
+            continue
+        # Another server's user: their server signs the invite first (federation ``invite``).
+        room = room_store.get_room(room_id)
+        assert room is not None
+        remote_membership.do_invite_remote_user(
+            room=room, inviter=spec.creator, invitee=user_id, content=invite_content
+        )
     return room_id, sent
 
 
@@ -195,9 +205,7 @@ def _check_invitees(invitees: Sequence[str]) -> None:
     server_name = get_server_name()
     for user_id in invitees:
         if user_id.split(":", 1)[1] != server_name:
-            raise MatrixError(
-                403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet"
-            )
+            continue  # invited through their server once the room exists
         if account_store.get_user(user_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {user_id}")
 

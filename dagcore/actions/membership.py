@@ -4,9 +4,9 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#room-membership. Each
 change is one ``m.room.member`` event authorised by the room's auth rules; a
 refusal answers 403 M_FORBIDDEN with the rule's reason, an unknown room 404.
 
-Rooms on other servers need federation (joins through ``make_join``/``send_join``,
-invites through ``/invite``), which arrives with Embassy: until then such
-requests answer a clear 404/403 instead of pretending.
+Rooms this server is not in (it has no joined member) are joined, knocked on and left
+through other servers (``make_join``/``send_join`` and friends), and other servers'
+users are invited through their server's ``/invite``: :mod:`dagcore.actions.remote_membership`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dagcore.actions import remote_membership
 from dagcore.actions.directory import resolve_local_alias
 from dagcore.actions.persist_event import send_local_event
+from dagcore.federation.queries import query_remote_alias
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level
@@ -23,6 +25,8 @@ from dagcore.protocol.identifiers import is_valid_room_id, is_valid_user_id
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
+from dagcore.store import events as event_store
+from dagcore.store import remote_rooms as remote_room_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
@@ -41,6 +45,42 @@ def resolve_room_id(room_id_or_alias: str) -> str:
     if room_id_or_alias.startswith("!") and is_valid_room_id(room_id_or_alias):
         return room_id_or_alias
     raise MatrixError(400, "M_INVALID_PARAM", "Expected a room ID or a room alias")
+
+
+def resolve_room_and_servers(room_id_or_alias: str) -> tuple[str, list[str]]:
+    """A room ID and the servers an alias answer named (another server's alias is asked for
+    through ``query/directory``)."""
+    if room_id_or_alias.startswith("#") and _domain(room_id_or_alias) not in ("", get_server_name()):
+        target = query_remote_alias(alias=room_id_or_alias, server_name=_domain(room_id_or_alias))
+        return target.room_id, [*target.servers, _domain(room_id_or_alias)]
+    return resolve_room_id(room_id_or_alias), []
+
+
+def _is_remote_room(room: Room | None, room_id: str) -> bool:
+    """Whether membership changes must go through another server: a room we do not have (and
+    that is not ours), one we only know out of band (an invite, a knock), or one we are no
+    longer in while other servers still are."""
+    our_name = get_server_name()
+    if room is None:
+        return _domain(room_id) != our_name
+    if room.current_state_group is None:
+        return True
+    if remote_room_store.is_server_in_room(room, our_name):
+        return False
+    return any(s != our_name for s in room_store.get_joined_servers(room))
+
+
+def _inviter_servers(room: Room | None, user_id: str) -> list[str]:
+    """The server of whoever invited the user (it is in the room), if they are invited."""
+    row = room_store.get_membership(room, user_id) if room is not None else None
+    if row is None or row.membership not in ("invite", "knock"):
+        return []
+    stored = event_store.get_events_by_nids([row.event_id]).get(row.event_id)
+    if stored is None:
+        return []
+    carried = stored.event.unsigned.get("invite_room_state") or stored.event.unsigned.get("knock_room_state")
+    senders = [e.get("sender") for e in carried if isinstance(e, dict)] if isinstance(carried, list) else []
+    return [_domain(u) for u in [stored.event.sender, *senders] if isinstance(u, str) and _domain(u)]
 
 
 def _get_local_room(room_id: str) -> Room:
@@ -133,9 +173,22 @@ def _restricted_join_authoriser(room: Room, user_id: str) -> str | None:
 def check_join_room(*, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()) -> str:
     """Join a room (by ID or local alias); already joined with the same profile changes nothing."""
     reason = _check_reason(reason)
-    room_id = resolve_room_id(room_id_or_alias)
-    room = _get_local_room(room_id)
+    room_id, alias_servers = resolve_room_and_servers(room_id_or_alias)
     user_id = user.user_id
+    known = room_store.get_room(room_id)
+    if _is_remote_room(known, room_id):
+        if user.is_guest:
+            raise MatrixError(403, "M_FORBIDDEN", "Guests cannot join rooms on other servers")
+        servers = remote_membership.membership_candidates(
+            room_id=room_id, preferred=[*via, *alias_servers], extra=_inviter_servers(known, user_id)
+        )
+        return remote_membership.do_remote_join(
+            user_id=user_id,
+            room_id=room_id,
+            servers=servers,
+            content=_member_content("join", reason=reason, profile_of=user_id),
+        )
+    room = _get_local_room(room_id)
     if user.is_guest:
         access = state_store.get_current_state_events(room, [("m.room.guest_access", "")]).get(
             ("m.room.guest_access", "")
@@ -161,7 +214,18 @@ def check_knock_room(
 ) -> str:
     """Knock on a room whose join rule allows it (room versions 7+)."""
     reason = _check_reason(reason)
-    room_id = resolve_room_id(room_id_or_alias)
+    room_id, alias_servers = resolve_room_and_servers(room_id_or_alias)
+    known = room_store.get_room(room_id)
+    if _is_remote_room(known, room_id):
+        servers = remote_membership.membership_candidates(
+            room_id=room_id, preferred=[*via, *alias_servers], extra=_inviter_servers(known, user.user_id)
+        )
+        return remote_membership.do_remote_knock(
+            user_id=user.user_id,
+            room_id=room_id,
+            servers=servers,
+            content=_member_content("knock", reason=reason, profile_of=user.user_id),
+        )
     room = _get_local_room(room_id)
     if not get_room_version(room.room_version, require_supported=False).knock_join_rule:
         raise MatrixError(403, "M_FORBIDDEN", "This room version does not support knocking")
@@ -179,6 +243,17 @@ def check_leave_room(*, user_id: str, room_id: str, reason: Any = None) -> None:
         return
     if membership is None:
         raise MatrixError(403, "M_FORBIDDEN", "You are not a member of this room")
+    if membership in ("invite", "knock") and _is_remote_room(room, room_id):
+        # Rejecting an invite or retracting a knock in a room we are not in: through its servers.
+        remote_membership.do_remote_leave(
+            room=room,
+            user_id=user_id,
+            servers=remote_membership.membership_candidates(
+                room_id=room_id, preferred=_inviter_servers(room, user_id)
+            ),
+            content=_member_content("leave", reason=reason),
+        )
+        return
     _send_member_event(
         room_id=room_id, sender=user_id, target=user_id, content=_member_content("leave", reason=reason)
     )
@@ -215,9 +290,13 @@ def check_invite_user(
         # Before any question about the invitee: outsiders learn nothing about the room.
         raise not_in_room()
     if _domain(invitee) != get_server_name():
-        raise MatrixError(
-            403, "M_FORBIDDEN", "Inviting users of other servers needs federation, not available yet"
-        )
+        if _current_membership(room, invitee) == "invite":
+            return  # already invited: nothing to change
+        content = _member_content("invite", reason=reason)
+        if is_direct:
+            content["is_direct"] = True
+        remote_membership.do_invite_remote_user(room=room, inviter=inviter, invitee=invitee, content=content)
+        return
     if account_store.get_user(invitee) is None:
         raise MatrixError(404, "M_NOT_FOUND", "Unknown user")
     if _current_membership(room, invitee) == "invite":

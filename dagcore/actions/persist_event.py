@@ -591,12 +591,17 @@ def persist_received_event(
     *,
     state_before: Mapping[StateKey, str] | None = None,
     outlier: bool = False,
+    local: bool = False,
 ) -> PersistedEvent:
     """Check and store an event from another server (signatures already verified).
 
     Its auth events must be stored. Its prev events must be stored too, unless
     ``state_before`` (e.g. from ``/state_ids``) is given. Outliers are stored
     with no state and never shown to clients.
+
+    ``local``: the event is ours although it was built before it could be persisted
+    (an invite of another server's user, which that server must sign first): it is
+    announced as local, so it goes out to the other servers in the room.
     """
     with transaction.atomic():
         room_store.lock_room_for_writing(event.room_id)
@@ -677,7 +682,7 @@ def persist_received_event(
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
             becomes_current=not _has_known_children(event),
-            local=False,
+            local=local,
         )
 
 

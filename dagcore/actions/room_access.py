@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.events_format import ClientEventExtras
 from dagcore.http.errors import MatrixError
 from dagcore.models import Room
 from dagcore.protocol.events import Event, StateKey
@@ -32,7 +33,6 @@ from dagcore.store import state as state_store
 from dagcore.store import timeline
 from dagcore.store import txns as txn_store
 from dagcore.store.events import StoredEvent
-from dagcore.store.timeline import RelationSummary
 
 HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
 #: Most permissive first.
@@ -207,19 +207,6 @@ def get_state_at_event(stored: StoredEvent, keys: Iterable[StateKey] | None = No
 
 
 # --------------------------------------------------------------------------- annotations for clients
-
-
-@dataclass
-class ClientEventExtras:
-    """What serialising events for one client needs beyond the events (``tribune.serialize``)."""
-
-    #: redacted event ID -> the redaction that applies to it
-    redactions: dict[str, Event] = field(default_factory=dict)
-    #: event ID -> transaction ID of the requesting device
-    txn_ids: dict[str, str] = field(default_factory=dict)
-    #: state event ID -> (prev_content, prev_sender) of the state it replaced
-    prev_state: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
-    relations: RelationSummary = field(default_factory=RelationSummary)
 
 
 def get_client_event_extras(

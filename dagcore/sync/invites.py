@@ -42,9 +42,11 @@ def build_stripped_rooms(
     for m in rooms:
         member = own.get(m.event_nid)
         events: list[dict[str, Any]] = []
-        carried = member.event.pdu.get("unsigned", {}).get("invite_room_state") if member else None
+        unsigned = member.event.pdu.get("unsigned", {}) if member else {}
+        # What the other server sent: with its invite, or in answer to our knock (send_knock).
+        carried = unsigned.get("invite_room_state") or unsigned.get("knock_room_state")
         if isinstance(carried, list) and not state.get(m.room_nid):
-            # A room we only know from a remote invite: the state the inviting server sent.
+            # A room we only know from a remote invite or knock: the state the other server sent.
             events = [e for e in carried if isinstance(e, dict)]
         else:
             events = strip_state(state.get(m.room_nid, {}).values())

@@ -7,7 +7,7 @@ import pytest
 from dagcore.actions import membership
 from dagcore.http.errors import MatrixError
 from dagcore.store import rooms as room_store
-from tests.actions.roomkit import invite, join, make_room, make_user, set_state
+from tests.actions.roomkit import dagma_with, invite, join, make_room, make_user, set_state
 
 pytestmark = pytest.mark.django_db
 
@@ -98,7 +98,11 @@ def test_invites_need_the_invite_level() -> None:
     assert _membership(room, carol.user_id) == "invite"
 
 
-def test_invites_to_unknown_local_users_are_404_and_to_remote_users_403() -> None:
+def test_invites_to_unknown_local_users_are_404_and_to_unreachable_remote_users_502_naming_the_server(
+    settings,
+) -> None:
+    # No server may be contacted: the remote invite fails before anything goes on the wire.
+    settings.DAGMA = dagma_with(federation_domain_whitelist=["friend.example"])
     alice = make_user()
     room = make_room(alice)
     assert (
@@ -110,12 +114,10 @@ def test_invites_to_unknown_local_users_are_404_and_to_remote_users_403() -> Non
         )
         == 404
     )
-    assert (
-        _status(
-            membership.check_invite_user, inviter=alice.user_id, room_id=room, invitee="@x:elsewhere.example"
-        )
-        == 403
-    )
+    with pytest.raises(MatrixError) as err:
+        membership.check_invite_user(inviter=alice.user_id, room_id=room, invitee="@x:elsewhere.example")
+    assert err.value.status == 502 and "elsewhere.example" in err.value.error
+    assert _membership(room, "@x:elsewhere.example") is None
     assert (
         _status(membership.check_invite_user, inviter=alice.user_id, room_id=room, invitee="not a user")
         == 400
@@ -148,12 +150,16 @@ def test_knocking_needs_a_knock_room_and_is_refused_elsewhere() -> None:
     assert row is not None and row.membership == "knock"
 
 
-def test_joining_by_local_alias_works_and_unknown_aliases_are_404() -> None:
+def test_joining_by_local_alias_works_and_unknown_aliases_are_404(settings) -> None:
+    settings.DAGMA = dagma_with(federation_domain_whitelist=["friend.example"])  # nothing on the wire
     alice, bob = make_user(), make_user()
     room = make_room(alice, preset="public_chat", room_alias_name="lobby")
     assert membership.check_join_room(user=bob, room_id_or_alias="#lobby:test.dagma.local") == room
     assert _status(membership.check_join_room, user=bob, room_id_or_alias="#nothere:test.dagma.local") == 404
-    assert _status(membership.check_join_room, user=bob, room_id_or_alias="#far:remote.example") == 404
+    # Another server's alias is asked for over federation: one that cannot be reached is 502, named.
+    with pytest.raises(MatrixError) as err:
+        membership.check_join_room(user=bob, room_id_or_alias="#far:remote.example")
+    assert err.value.status == 502 and "remote.example" in err.value.error
 
 
 def test_joining_twice_sends_nothing_new() -> None:

@@ -39,10 +39,11 @@ def test_join_by_alias_with_via_and_unknown_rooms(make_client) -> None:
     # The spec lists no 404 here; like Synapse we answer M_NOT_FOUND for what cannot be resolved.
     missing = bob.post(f"/join/{q('#nothing:localhost')}", expect=404)
     assert missing.json["errcode"] == "M_NOT_FOUND"
+    # A room on a server that cannot be reached: the error names the server.
     remote = bob.post(
-        f"/join/{q('!abc:remote.example')}", params={"server_name": "remote.example"}, expect=404
+        f"/join/{q('!abc:remote.example')}", params={"server_name": "remote.example"}, expect=502
     )
-    assert remote.json["errcode"] == "M_NOT_FOUND"
+    assert remote.json["errcode"] == "M_UNKNOWN" and "remote.example" in remote.json["error"]
     bad = bob.post(f"/join/{q('nonsense')}", expect=400)
     assert bad.json["errcode"] == "M_INVALID_PARAM"
 
