@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from dagcore.clock import now_ms
 from dagcore.protocol import signing
@@ -13,6 +13,7 @@ from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.request_auth import authorization_header
 from dagcore.server_keys import get_server_name
 from dagcore.store import server_keys as key_store
+from embassy.http import raw_request_uri
 from tests.support.events import RemoteServer
 
 
@@ -46,11 +47,12 @@ def signed_request(
     sign: bool = True,
 ) -> tuple[int, Any]:
     """``method path`` from ``remote``, signed over ``body``; returns (status, parsed JSON)."""
-    headers: dict[str, str] = {}
+    headers: dict[str, Any] = {}
     if sign:
         headers["HTTP_AUTHORIZATION"] = authorization_header(
             method=method,
-            uri=path,
+            # Signed as this test client's request will be seen (it decodes %24 and the like).
+            uri=raw_request_uri(RequestFactory().generic(method, path)),
             origin=remote.server_name,
             destination=get_server_name(),
             signing_key=remote.key,
