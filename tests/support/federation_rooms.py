@@ -50,15 +50,30 @@ def _signing_key_path(server: LiveServer) -> Path:
     return path if path.is_absolute() else server.config_path.parent / path
 
 
+def join_remote_user_on_home(
+    home: LiveServer, *, room_id: str, user_id: str, server_name: str, signing_key_path: Path, out: Path
+) -> None:
+    """The home side only: ``user_id``'s join, signed with ``signing_key_path`` (its server's
+    key, e.g. a Synapse's), persisted on ``home``; the room's history written to ``out``."""
+    _run(
+        home,
+        "from tests.support.federation_rooms import home_side; "
+        f"home_side({room_id!r}, {user_id!r}, {server_name!r}, {str(signing_key_path)!r}, {str(out)!r})",
+    )
+
+
 def bootstrap_shared_room(
     home: LiveServer, guest: LiveServer, *, room_id: str, user_id: str, workdir: Path
 ) -> None:
     """Make ``user_id`` (of ``guest``) a joined member of ``home``'s room, on both servers."""
     out = workdir / "shared-room.json"
-    _run(
+    join_remote_user_on_home(
         home,
-        "from tests.support.federation_rooms import home_side; "
-        f"home_side({room_id!r}, {user_id!r}, {guest.server_name!r}, {str(_signing_key_path(guest))!r}, {str(out)!r})",
+        room_id=room_id,
+        user_id=user_id,
+        server_name=guest.server_name,
+        signing_key_path=_signing_key_path(guest),
+        out=out,
     )
     _run(guest, f"from tests.support.federation_rooms import guest_side; guest_side({str(out)!r})")
 
