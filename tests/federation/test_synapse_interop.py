@@ -21,12 +21,17 @@ import pytest
 
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
+from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient
 from tests.support.federation_rooms import join_remote_user_on_home
 from tests.support.live import LiveServer
-from tests.support.synapse import SynapsePeer, synapse_peer, synapse_venv  # noqa: F401 - fixtures
+from tests.support.synapse import SynapsePeer
 
 pytestmark = pytest.mark.live
+
+# The session fixtures (install once, one Synapse per session), shared with other interop tests.
+synapse_venv = synapse_support.synapse_venv
+synapse_peer = synapse_support.synapse_peer
 
 
 @pytest.fixture(scope="module")

@@ -130,9 +130,7 @@ class SynapsePeer:
             cwd=self.workdir, check=True, capture_output=True,
         )  # fmt: skip
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE DATABASE \"{self.db_name}\" TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"  # type: ignore[arg-type]
-            )
+            conn.execute(f"CREATE DATABASE \"{self.db_name}\" TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
         config: dict[str, Any] = yaml.safe_load(self.config_path.read_text())
         config["listeners"] = [
             {"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
@@ -208,7 +206,7 @@ class SynapsePeer:
     def destroy(self) -> None:
         self.stop()
         with contextlib.suppress(psycopg.Error), psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text()[-n:] if self.log_path.exists() else ""
@@ -216,7 +214,7 @@ class SynapsePeer:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows from Synapse's own database (what it stored, seen from outside)."""
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.db_name}") as conn:
-            return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql, params).fetchall())
 
     def register(self, localpart: str) -> dict[str, Any]:
         r = httpx.post(
