@@ -72,19 +72,6 @@ def _server_of(user_id: str | None) -> str | None:
         return None
 
 
-def destinations_for_event(*, room_nid: int, event_type: str, state_key: str | None) -> list[str]:
-    """The servers a local event goes to (see the module docstring), read in its transaction."""
-    ours = get_server_name()
-    servers = set(outbox_store.get_joined_servers_by_nid(room_nid))
-    if event_type == "m.room.member":
-        target = _server_of(state_key)
-        if target is not None:
-            servers.add(target)
-    servers.discard(ours)
-    servers.discard("")
-    return sorted(servers)
-
-
 def record_outbox(batch: EventsPersisted) -> None:
     """Recorder: the outbox rows of a batch of local events, in the events' transaction."""
     if not batch.local or not settings.DAGMA.federation_enabled:
@@ -93,11 +80,15 @@ def record_outbox(batch: EventsPersisted) -> None:
         return
     now = now_ms()
     for info in batch.events:
-        destinations = destinations_for_event(
-            room_nid=batch.room_nid, event_type=info.type, state_key=info.state_key
-        )
-        outbox_store.add_outbox_entries(
-            room_nid=batch.room_nid, event_id=info.event_id, destinations=destinations, now=now
+        # A membership event also goes to its target's server (an invite, kick or ban of a
+        # remote user), which may have no joined member left (or none yet).
+        target = _server_of(info.state_key) if info.type == "m.room.member" else None
+        outbox_store.add_outbox_entries_for_event(
+            room_nid=batch.room_nid,
+            event_id=info.event_id,
+            extra_server=target,
+            exclude=get_server_name(),
+            now=now,
         )
 
 

@@ -129,6 +129,7 @@ def do_send_to_destination(
     client = transport or get_federation_client()
     origin = get_server_name()
     now = now_ms()
+    outbox_store.ensure_destination(destination)
     if not outbox_store.acquire_lease(server_name=destination, owner=owner, now=now, until=now + LEASE_MS):
         return SendResult(0, 0, "leased")
     sent_txns = sent_pdus = 0

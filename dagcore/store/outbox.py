@@ -9,27 +9,19 @@ one sender at a time, in every process: the holder of its lease.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import F, Q
 
 from dagcore.models import (
     CurrentStateEvent,
     FederationDestination,
     FederationOutboxEntry,
-    RoomServer,
 )
-from dagcore.models import Event as EventRow
 
 # --------------------------------------------------------------------------- writing rows
-
-
-def get_joined_servers_by_nid(room_nid: int) -> list[str]:
-    """Servers with at least one joined member in the room (as of this transaction)."""
-    return list(
-        RoomServer.objects.filter(room_id=room_nid, joined_count__gt=0).values_list("server_name", flat=True)
-    )
 
 
 def get_create_content(room_nid: int) -> dict[str, object]:
@@ -45,25 +37,32 @@ def get_create_content(room_nid: int) -> dict[str, object]:
     return content if isinstance(content, dict) else {}
 
 
-def add_outbox_entries(*, room_nid: int, event_id: str, destinations: Iterable[str], now: int) -> int:
-    """One outbox row per destination for the event (already written in this transaction)."""
-    wanted = sorted(set(destinations))
-    if not wanted:
-        return 0
-    nid = EventRow.objects.filter(event_id=event_id).values_list("id", flat=True).first()
-    if nid is None:
-        raise LookupError(f"event {event_id} is not stored")
+def add_outbox_entries_for_event(
+    *, room_nid: int, event_id: str, extra_server: str | None, exclude: str, now: int
+) -> list[str]:
+    """One outbox row per server with joined members in the room (as of this transaction), plus
+    ``extra_server``, but ``exclude`` (us), for the event written in this transaction; returns
+    the destinations. One statement, whatever the room: the destination rows (back-off, lease)
+    are made by the sender (:func:`ensure_destination`), not here on every event."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO federation_outbox (destination, event_id, room_id, created_ts, txn_id, dead_letter) "
+            "SELECT s.server_name, e.id, %s, %s, '', NULL FROM ("
+            "  SELECT server_name FROM room_servers WHERE room_id = %s AND joined_count > 0"
+            "  UNION SELECT %s AS server_name"
+            ") s JOIN events e ON e.event_id = %s "
+            "WHERE s.server_name IS NOT NULL AND s.server_name <> '' AND s.server_name <> %s "
+            "ON CONFLICT DO NOTHING RETURNING destination",
+            [room_nid, now, room_nid, extra_server, event_id, exclude],
+        )
+        return sorted(str(row[0]) for row in cur.fetchall())
+
+
+def ensure_destination(server_name: str) -> None:
+    """The destination's state row (back-off, lease), made on first use."""
     FederationDestination.objects.bulk_create(
-        [FederationDestination(server_name=d) for d in wanted], ignore_conflicts=True
+        [FederationDestination(server_name=server_name)], ignore_conflicts=True
     )
-    FederationOutboxEntry.objects.bulk_create(
-        [
-            FederationOutboxEntry(destination=d, event_id=nid, room_id=room_nid, created_ts=now)
-            for d in wanted
-        ],
-        ignore_conflicts=True,
-    )
-    return len(wanted)
 
 
 def get_destinations_for_events(event_ids: Sequence[str]) -> list[str]:
@@ -116,15 +115,17 @@ def get_destination(server_name: str) -> DestinationState | None:
 
 
 def get_due_destinations(*, now: int, limit: int = 1000) -> list[str]:
-    """Destinations with undelivered rows whose back-off is over and whose lease is free."""
-    pending = FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values("destination")
-    return list(
-        FederationDestination.objects.filter(
-            server_name__in=pending, next_attempt_ts__lte=now, lease_expires_ts__lte=now
-        )
-        .order_by("next_attempt_ts")
-        .values_list("server_name", flat=True)[:limit]
+    """Destinations with undelivered rows whose back-off is over and whose lease is free
+    (one never tried yet has no state row: it is due)."""
+    pending = set(
+        FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values_list("destination", flat=True)
     )
+    waiting = set(
+        FederationDestination.objects.filter(server_name__in=list(pending))
+        .filter(Q(next_attempt_ts__gt=now) | Q(lease_expires_ts__gt=now))
+        .values_list("server_name", flat=True)
+    )
+    return sorted(pending - waiting)[:limit]
 
 
 def get_destinations_with_pending() -> list[str]:

@@ -150,10 +150,10 @@ def test_a_failing_recorder_rolls_the_event_back(monkeypatch: pytest.MonkeyPatch
     room_id = _room()
     _join(room_id, RemoteServer("one.test"))
 
-    def broken(**kwargs: Any) -> int:
+    def broken(**kwargs: Any) -> list[str]:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(outbox_store, "add_outbox_entries", broken)
+    monkeypatch.setattr(outbox_store, "add_outbox_entries_for_event", broken)
     with pytest.raises(RuntimeError):
         _msg(room_id, "lost")
     monkeypatch.undo()
@@ -334,6 +334,7 @@ def test_a_sender_killed_mid_transaction_is_taken_over_with_the_same_txn_id(
 ) -> None:
     _msg(room_with_peer, "a")
     # A worker took the lease and built the transaction, then died (no release, no answer).
+    outbox_store.ensure_destination("one.test")
     assert outbox_store.acquire_lease(
         server_name="one.test", owner="dead", now=clock.ms, until=clock.ms + sender.LEASE_MS
     )
@@ -366,6 +367,7 @@ def test_the_beat_rescan_queues_due_destinations_only(clock: Clock, room_with_pe
     two = RemoteServer("two.test")
     _join(room_with_peer, two)
     _msg(room_with_peer)
+    outbox_store.ensure_destination("two.test")
     outbox_store.record_failure(
         server_name="two.test", now=clock.ms, next_attempt_ts=clock.ms + 60_000, error="x", count=True
     )
