@@ -37,7 +37,7 @@ from typing import Any
 
 from dagcore.actions.persist_event import EventRejected, RoomNotFound, persist_received_event
 from dagcore.clock import now_ms
-from dagcore.federation.client import FederationError, encode_path, get_federation_client
+from dagcore.federation.client import FederationError, FederationHttpError, encode_path, get_federation_client
 from dagcore.federation.keyring import KeyRequest, get_keyring
 from dagcore.federation.outbox import room_federates
 from dagcore.http.errors import MatrixError
@@ -301,6 +301,9 @@ class _GapFiller:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             return self.client.request(method, self.origin, path, **kwargs)
+        except FederationHttpError as exc:
+            error = (exc.body or {}).get("error")
+            raise TransientFailure(f"{exc} ({str(error)[:200]})" if error else str(exc)) from None
         except FederationError as exc:
             raise TransientFailure(str(exc)) from None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
@@ -38,7 +39,11 @@ HISTORY_KEY = ("m.room.history_visibility", "")
 
 
 def _room_for(origin: str, room_id: str) -> Room:
-    """The room, if ``origin`` has a joined member in it (else 403, as for a room we do not know)."""
+    """The room, if ``origin`` has a joined member in it (else 403, as for a room we do not know).
+
+    Views pass IDs from the path decoded once (``unquote``): Embassy routes on the raw,
+    percent-encoded path (``dagma_project.asgi.common.RawPathMiddleware``).
+    """
     room = room_store.get_room(room_id)
     if room is None or origin not in room_store.get_joined_servers(room):
         raise forbidden(f"{origin[:255]} is not in the room")
@@ -107,6 +112,7 @@ def _event_for(origin: str, room: Room, event_id: str) -> StoredEvent:
 def get_event(fed: FederationRequest, event_id: str) -> dict[str, Any]:
     """GET /_matrix/federation/v1/event/{eventId}"""
     assert fed.origin is not None
+    event_id = unquote(event_id)  # matched on the raw path
     stored = event_store.get_event_by_id(event_id)
     if stored is None or stored.rejected_reason is not None:
         raise not_found("Event not found")
@@ -123,7 +129,7 @@ def _state_before(fed: FederationRequest, room_id: str) -> tuple[Room, StoredEve
     event_id = fed.request.GET.get("event_id")
     if not event_id:
         raise missing_param("event_id is required")
-    room = _room_for(fed.origin, room_id)
+    room = _room_for(fed.origin, unquote(room_id))
     stored = _event_for(fed.origin, room, event_id)
     if stored.outlier or (stored.state_group_before is None and stored.event.type != "m.room.create"):
         raise not_found("We do not know the state at this event")
@@ -154,8 +160,8 @@ def get_state_ids(fed: FederationRequest, room_id: str) -> dict[str, Any]:
 def get_event_auth(fed: FederationRequest, room_id: str, event_id: str) -> dict[str, Any]:
     """GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}"""
     assert fed.origin is not None
-    room = _room_for(fed.origin, room_id)
-    stored = _event_for(fed.origin, room, event_id)
+    room = _room_for(fed.origin, unquote(room_id))
+    stored = _event_for(fed.origin, room, unquote(event_id))  # matched on the raw path
     return {"auth_chain": [serve_pdu(e) for e in dag_store.get_auth_chain([stored])]}
 
 
@@ -179,7 +185,7 @@ def backfill(fed: FederationRequest, room_id: str) -> dict[str, Any]:
     if not start:
         raise missing_param("v is required")
     limit = _int_param(fed.request.GET.get("limit"), "limit", 10, MAX_BACKFILL)
-    room = _room_for(fed.origin, room_id)
+    room = _room_for(fed.origin, unquote(room_id))
     walked = dag_store.walk_prev_events(room=room, start_ids=start, limit=limit, include_start=True)
     events = _visible(room, fed.origin, walked)
     return {
@@ -207,7 +213,7 @@ def get_missing_events(fed: FederationRequest, room_id: str) -> dict[str, Any]:
     earliest = _id_list(body, "earliest_events", 1000)
     limit = _int_param(body.get("limit"), "limit", 10, MAX_MISSING_EVENTS)
     min_depth = _int_param(body.get("min_depth"), "min_depth", 0, 2**63 - 1)
-    room = _room_for(fed.origin, room_id)
+    room = _room_for(fed.origin, unquote(room_id))
     walked = dag_store.walk_prev_events(
         room=room, start_ids=latest, stop_ids=earliest, limit=limit, min_depth=min_depth
     )
@@ -225,7 +231,7 @@ def timestamp_to_event(fed: FederationRequest, room_id: str) -> dict[str, Any]:
     direction = fed.request.GET.get("dir")
     if direction not in ("f", "b"):
         raise invalid_param("dir must be f or b")
-    room = _room_for(fed.origin, room_id)
+    room = _room_for(fed.origin, unquote(room_id))
     found = timeline_store.get_event_closest_to_ts(room, ts=ts, direction=direction, max_stream=None)
     if found is None or not _visible(room, fed.origin, [found]):
         raise not_found(f"No event found {'after' if direction == 'f' else 'before'} {ts}")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
-from tests.support.client import MatrixClient
+from tests.support.client import MatrixClient, q
 from tests.support.federation_rooms import bootstrap_shared_room
 from tests.support.live import LiveServer, advance_clock
 
@@ -125,6 +125,58 @@ def test_a_stopped_receiver_gets_everything_in_order_once_it_is_back(pair) -> No
         # And the way back works after the outage too.
         bob.send(room_id, "back")
         _wait_for(lambda: _bodies(a, room_id)[-1:] == ["back"], "B's message on A")
+    finally:
+        alice.close()
+        bob.close()
+
+
+def _drop_queued(server: LiveServer, destination: str, bodies: list[str]) -> None:
+    """Lose the outbox rows of these messages on ``server`` (as if never sent to ``destination``)."""
+    server.query(
+        "DELETE FROM federation_outbox o USING events e WHERE o.event_id = e.id AND o.destination = %s "
+        "AND e.type = 'm.room.message' AND (e.json::jsonb -> 'content' ->> 'body') = ANY(%s) RETURNING o.id",
+        (destination, bodies),
+    )
+
+
+def test_a_receiver_fills_gaps_from_the_origin(pair) -> None:
+    a, b, root = pair
+    alice, bob, room_id = _shared_room(a, b, root, "3")
+    try:
+        # Only the newest of three events reaches B (as when a peer catches up with its
+        # latest event only): B asks A for the missing ones (get_missing_events).
+        b.stop()
+        for body in ("g0", "g1", "g2"):
+            alice.send(room_id, body)
+        _wait_for(lambda: _pending(a, b.server_name) == 3, "3 queued PDUs")
+        _drop_queued(a, b.server_name, ["g0", "g1"])
+        b.start()
+        advance_clock(a.base_url, 2 * 3600 * 1000)
+        _wait_for(lambda: _bodies(b, room_id) == ["g0", "g1", "g2"], "the gap filled on B")
+
+        # A gap wider than get_missing_events reaches: B takes the state before the newest
+        # event from A (state_ids, then the events it lacks) and accepts it across the gap.
+        b.stop()
+        wide = [f"w{i}" for i in range(30)]
+        for body in wide:
+            alice.send(room_id, body)
+        _wait_for(lambda: _pending(a, b.server_name) == 30, "30 queued PDUs")
+        _drop_queued(a, b.server_name, wide[:-1])
+        alice.put(f"/rooms/{q(room_id)}/state/m.room.topic", {"topic": "after the gap"})
+        b.start()
+        advance_clock(a.base_url, 2 * 3600 * 1000)
+        _wait_for(lambda: "w29" in _bodies(b, room_id), "the newest event on B")
+        assert _wait_for(
+            lambda: b.query(
+                "SELECT e.json FROM current_state_events c JOIN events e ON e.id = c.event_id "
+                "JOIN rooms r ON r.id = c.room_id WHERE r.room_id = %s AND c.type = 'm.room.topic'",
+                (room_id,),
+            ),
+            "the topic on B",
+        )
+        # B's view of the room is whole again: its own users can still talk to A.
+        bob.send(room_id, "still here")
+        _wait_for(lambda: _bodies(a, room_id)[-1:] == ["still here"], "B's message on A")
     finally:
         alice.close()
         bob.close()
