@@ -69,6 +69,8 @@ MISSING_EVENTS_LIMIT = 20
 #: Individually fetched state/auth events at most before asking for the whole /state.
 MAX_SINGLE_FETCHES = 50
 PROCESS_TASK = "embassy.tasks.process_inbound"
+#: How long an answered transaction is remembered (its retries are answered from the record).
+RECEIVED_TXN_TTL_MS = 24 * 3600 * 1000
 
 
 class TransientFailure(Exception):
@@ -258,6 +260,12 @@ def do_process_pending() -> list[str]:
     for room_id in rooms:
         enqueue(PROCESS_TASK, room_id)
     return rooms
+
+
+def do_expire_received_transactions() -> int:
+    """Forget transactions answered more than :data:`RECEIVED_TXN_TTL_MS` ago (a sender retries
+    the same txnId only until it gets an answer; Synapse keeps them a day too)."""
+    return inbound_store.expire_transactions(before_ts=now_ms() - RECEIVED_TXN_TTL_MS)
 
 
 def _process_pdu(item: inbound_store.ClaimedPdu) -> str | None:

@@ -13,7 +13,7 @@ from celery import shared_task
 
 from dagcore.federation.sender import do_contact_pending_peers, do_send_pending, do_send_to_destination
 from dagcore.store.transaction import close_old_connections
-from embassy.inbound import do_process_pending, do_process_room
+from embassy.inbound import do_expire_received_transactions, do_process_pending, do_process_room
 
 logger = logging.getLogger("embassy")
 
@@ -40,6 +40,12 @@ def process_inbound(room_id: str) -> int:
 def process_pending() -> int:
     """Beat: queue a worker for every room with staged PDUs that nobody is processing."""
     return len(do_process_pending())
+
+
+@shared_task(name="embassy.tasks.expire_received_transactions")
+def expire_received_transactions() -> int:
+    """Beat: forget answered transactions old enough that no sender still retries them."""
+    return do_expire_received_transactions()
 
 
 def _contact_peers() -> None:

@@ -14,4 +14,5 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "federation-send-pending": ("embassy.tasks.send_pending", 10.0),
     # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.
     "federation-process-inbound": ("embassy.tasks.process_pending", 30.0),
+    "federation-expire-received-txns": ("embassy.tasks.expire_received_transactions", 3600.0),
 }

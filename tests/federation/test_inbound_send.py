@@ -217,3 +217,15 @@ def test_a_body_over_the_limit_is_413(remote, monkeypatch: pytest.MonkeyPatch) -
     # the permitted control: the same body under the limit is taken
     monkeypatch.setattr(embassy_http, "MAX_JSON_BODY", 16 * 1024 * 1024)
     assert signed_request(remote, "PUT", "/_matrix/federation/v1/send/big", body)[0] == 200
+
+
+def test_answered_transactions_are_forgotten_after_a_day(
+    remote, room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room_id, bob = room
+    send_txn(remote, "old", [_message(remote, room_id, bob).pdu])
+    assert inbound.do_expire_received_transactions() == 0
+    later = inbound.now_ms() + inbound.RECEIVED_TXN_TTL_MS + 1
+    monkeypatch.setattr(inbound, "now_ms", lambda: later)
+    assert inbound.do_expire_received_transactions() == 1
+    assert ReceivedTransaction.objects.count() == 0

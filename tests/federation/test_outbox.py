@@ -395,3 +395,18 @@ def test_tribune_without_a_broker_only_writes_rows(room_with_peer: str, monkeypa
     with TestCase.captureOnCommitCallbacks(execute=True):
         event_id = _msg(room_with_peer)
     assert queued == [] and _rows(event_id) == ["one.test"]
+
+
+def test_embassy_start_contacts_every_peer_with_pending_rows(
+    clock: Clock, room_with_peer: str, monkeypatch
+) -> None:
+    _msg(room_with_peer)
+    peer = FakePeer()
+    peer.script = [_raise(FederationUnreachable("one.test", "down"))]
+    sender.do_send_to_destination(destination="one.test", transport=peer)
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(sender, "enqueue", lambda *a: queued.append(a))
+    assert sender.do_contact_pending_peers() == ["one.test"]
+    assert queued == [(sender.SEND_TASK, "one.test")]
+    state = outbox_store.get_destination("one.test")
+    assert state is not None and state.next_attempt_ts == 0  # tried at once, not after the back-off
