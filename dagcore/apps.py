@@ -13,6 +13,10 @@ class DagcoreConfig(AppConfig):
         # here, not at module level: app modules load before the models they use exist.
         from dagcore import events_persisted, notifier
         from dagcore.actions import pushers
+        from dagcore.federation import outbox
 
         events_persisted.subscribe("sync", notifier.on_events_persisted)
         events_persisted.subscribe("push", pushers.on_events_persisted)
+        # The outbox rows are written with the event; the nudge only hurries the sender.
+        events_persisted.record_with("federation_outbox", outbox.record_outbox)
+        events_persisted.subscribe("federation_sender", outbox.nudge_senders)

@@ -15,9 +15,9 @@ _started = False
 #: listed must exist and start: a hook that fails stops the process, loudly.
 ROLE_HOOKS = {
     "tribune": ["tribune.apps_hooks"],
-    "embassy": ["dagcore.broadcast"],
+    "embassy": ["dagcore.broadcast", "embassy.tasks"],
     "politburo": ["dagcore.broadcast"],
-    "all": ["tribune.apps_hooks"],
+    "all": ["tribune.apps_hooks", "embassy.tasks"],
     "worker": ["dagcore.broadcast"],
 }
 

@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from embassy.views import keys, membership, queries
+from embassy.views import events, keys, membership, queries, transactions
 
 urlpatterns = [
     re_path(r"^_matrix/key/v2/server/?$", keys.server_keys),
@@ -30,6 +30,17 @@ urlpatterns = [
     ),
     re_path(r"^_matrix/federation/v2/invite/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$", membership.invite),
     re_path(r"^_matrix/federation/v1/query/directory$", queries.query_directory),
+    # Transactions and reads (the outbox/sender side of issue #10).
+    re_path(r"^_matrix/federation/v1/send/(?P<txn_id>[^/]+)$", transactions.send_transaction),
+    re_path(r"^_matrix/federation/v1/event/(?P<event_id>[^/]+)$", events.get_event),
+    re_path(r"^_matrix/federation/v1/state/(?P<room_id>[^/]+)$", events.get_state),
+    re_path(r"^_matrix/federation/v1/state_ids/(?P<room_id>[^/]+)$", events.get_state_ids),
+    re_path(
+        r"^_matrix/federation/v1/event_auth/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$", events.get_event_auth
+    ),
+    re_path(r"^_matrix/federation/v1/backfill/(?P<room_id>[^/]+)$", events.backfill),
+    re_path(r"^_matrix/federation/v1/get_missing_events/(?P<room_id>[^/]+)$", events.get_missing_events),
+    re_path(r"^_matrix/federation/v1/timestamp_to_event/(?P<room_id>[^/]+)$", events.timestamp_to_event),
 ]
 
 _catch_all = re_path(r"^.*$", keys.unrecognized)

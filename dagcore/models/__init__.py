@@ -22,7 +22,14 @@ from dagcore.models.events import (
     StateGroup,
     StateGroupEntry,
 )
-from dagcore.models.federation import RemoteServerKey, WellKnownDelegation
+from dagcore.models.federation import (
+    FederationDestination,
+    FederationOutboxEntry,
+    InboundPdu,
+    ReceivedTransaction,
+    RemoteServerKey,
+    WellKnownDelegation,
+)
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
@@ -48,7 +55,10 @@ __all__ = [
     "EventAuthEdge",
     "EventEdge",
     "FallbackKey",
+    "FederationDestination",
+    "FederationOutboxEntry",
     "ForgottenRoom",
+    "InboundPdu",
     "KeyBackupSession",
     "KeyBackupVersion",
     "LocalMedia",
@@ -59,6 +69,7 @@ __all__ = [
     "PushRule",
     "Pusher",
     "Receipt",
+    "ReceivedTransaction",
     "RefreshToken",
     "RegistrationToken",
     "RemoteServerKey",

@@ -49,3 +49,98 @@ class WellKnownDelegation(models.Model):
 
     class Meta:
         db_table = "well_known_delegations"
+
+
+class FederationDestination(models.Model):
+    """Another server we send transactions to: its back-off, its lease and what it cost us.
+
+    One row per destination, created with its first outbox row. The sender holding the
+    lease (``lease_owner`` until ``lease_expires_ts``) is the only one sending to it, in
+    every process; a crashed holder's lease runs out and the next sender takes over,
+    sending the same transaction (``txn_id``) again.
+    """
+
+    server_name = models.CharField(max_length=255, unique=True)
+    #: Not before this time (ms) is the next transaction attempted (0: now).
+    next_attempt_ts = models.BigIntegerField(default=0)
+    #: Failed attempts since the last success (the back-off's exponent).
+    failures = models.IntegerField(default=0)
+    last_success_ts = models.BigIntegerField(null=True)
+    last_failure_ts = models.BigIntegerField(null=True)
+    last_error = models.TextField(default="")
+    #: PDUs the destination refused for good (a 4xx other than 429): kept in the outbox, counted here.
+    dead_lettered = models.IntegerField(default=0)
+    #: The transaction in flight: its ID stays until the destination answers 200.
+    txn_id = models.CharField(max_length=64, default="")
+    #: Transactions sent so far (the next transaction ID's counter).
+    txn_counter = models.BigIntegerField(default=0)
+    lease_owner = models.CharField(max_length=64, default="")
+    lease_expires_ts = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "federation_destinations"
+
+
+class FederationOutboxEntry(models.Model):
+    """One PDU to deliver to one destination, written in the event's own transaction.
+
+    Delivered rows are deleted; dead-lettered ones stay (``dead_letter`` says why) so an
+    operator can see them. ``txn_id`` marks the rows of the transaction in flight.
+    """
+
+    destination = models.CharField(max_length=255)
+    event = models.ForeignKey("dagcore.Event", on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey("dagcore.Room", on_delete=models.CASCADE, related_name="+", db_index=False)
+    created_ts = models.BigIntegerField()
+    txn_id = models.CharField(max_length=64, default="")
+    dead_letter = models.TextField(null=True)
+
+    class Meta:
+        db_table = "federation_outbox"
+        indexes = [models.Index(fields=["destination", "id"], name="federation_outbox_dest")]
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "event"], name="federation_outbox_unique")
+        ]
+
+
+class ReceivedTransaction(models.Model):
+    """A ``/send`` transaction from another server, kept so a retry of it is answered, not redone.
+
+    Spec: server-server API "Transactions" — the transaction ID is unique per origin. The
+    row is written with the staged PDUs in one commit; ``response`` is the answer given.
+    """
+
+    origin = models.CharField(max_length=255)
+    txn_id = models.CharField(max_length=255)
+    received_ts = models.BigIntegerField()
+    #: The 200 answer (``{"pdus": {...}}``) as JSON text.
+    response = models.TextField()
+    edu_count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "federation_received_txns"
+        constraints = [
+            models.UniqueConstraint(fields=["origin", "txn_id"], name="federation_received_txn_unique")
+        ]
+
+
+class InboundPdu(models.Model):
+    """A received PDU that passed the inline checks, staged until a worker persists it.
+
+    Processed in ``id`` order per room; the row is deleted once the event is stored (or
+    refused, which is logged).
+    """
+
+    origin = models.CharField(max_length=255)
+    room_id = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    #: The PDU as received (JSON text), checked again when processed.
+    pdu = models.TextField()
+    received_ts = models.BigIntegerField()
+    lease_owner = models.CharField(max_length=64, default="")
+    lease_expires_ts = models.BigIntegerField(default=0)
+    attempts = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "federation_inbound_pdus"
+        indexes = [models.Index(fields=["room_id", "id"], name="federation_inbound_room")]

@@ -10,4 +10,9 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
     "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
     "push-all": ("dagcore.tasks.push.push_all", 30.0),
+    # Destinations whose back-off is over, or whose nudge was lost (the outbox is the truth).
+    "federation-send-pending": ("embassy.tasks.send_pending", 10.0),
+    # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.
+    "federation-process-inbound": ("embassy.tasks.process_pending", 30.0),
+    "federation-expire-received-txns": ("embassy.tasks.expire_received_transactions", 3600.0),
 }

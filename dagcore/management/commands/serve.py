@@ -177,7 +177,9 @@ class Command(BaseCommand):
         apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
-        if role == "all" and not settings.CELERY_BROKER_URL:
+        if role in ("all", "embassy") and not settings.CELERY_BROKER_URL:
+            # Without a broker, the servers that send federation traffic run the tasks themselves;
+            # Tribune alone only writes outbox rows (its requests never wait on a remote server).
             start_in_process_runner()
 
         endpoints = [
