@@ -51,6 +51,9 @@ class EventsPersisted:
     events: tuple[PersistedEventInfo, ...]
     #: True for events our users sent, False for events received from other servers.
     local: bool
+    #: A received event we accepted as a server in the room on behalf of this server
+    #: (send_join and friends): it goes on to the room's other servers, not back to it.
+    relayed_for: str | None = None
 
     @property
     def max_stream_ordering(self) -> int:

@@ -431,6 +431,7 @@ def _persist(
     local: bool,
     outlier: bool = False,
     canonical_json: bytes | None = None,
+    relayed_for: str | None = None,
 ) -> PersistedEvent:
     """Write an event whose checks are done. Must run inside the room's write transaction.
 
@@ -525,6 +526,7 @@ def _persist(
                     ),
                 ),
                 local=local,
+                relayed_for=relayed_for,
             )
         )
     return PersistedEvent(
@@ -592,6 +594,7 @@ def persist_received_event(
     state_before: Mapping[StateKey, str] | None = None,
     outlier: bool = False,
     local: bool = False,
+    relayed_for: str | None = None,
 ) -> PersistedEvent:
     """Check and store an event from another server (signatures already verified).
 
@@ -602,6 +605,10 @@ def persist_received_event(
     ``local``: the event is ours although it was built before it could be persisted
     (an invite of another server's user, which that server must sign first): it is
     announced as local, so it goes out to the other servers in the room.
+
+    ``relayed_for``: the server that asked us, as a server in the room, to accept the event
+    (``send_join``, ``send_leave``, ``send_knock``): it goes on to the room's other servers,
+    which learn of it only from us (spec: server-server API "Joining Rooms").
     """
     with transaction.atomic():
         room_store.lock_room_for_writing(event.room_id)
@@ -683,6 +690,7 @@ def persist_received_event(
             soft_failed=soft_failed,
             becomes_current=not _has_known_children(event),
             local=local,
+            relayed_for=relayed_for,
         )
 
 

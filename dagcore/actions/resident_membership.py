@@ -271,10 +271,12 @@ def _check_allowed_now(room: Room, event: Event) -> None:
         raise MatrixError(403, "M_FORBIDDEN", f"The event is not allowed: {exc}") from None
 
 
-def _persist_membership(room: Room, event: Event) -> StoredEvent:
+def _persist_membership(room: Room, event: Event, *, relayed_for: str | None) -> StoredEvent:
+    """``relayed_for``: the server whose send_join/leave/knock we accepted (the event goes on
+    to the room's other servers); None for an invite, which its sender's server sends on."""
     _check_allowed_now(room, event)
     try:
-        persisted = persist_received_event(event)
+        persisted = persist_received_event(event, relayed_for=relayed_for)
     except RoomNotFound:
         raise MatrixError(404, "M_NOT_FOUND", "This server is not in that room") from None
     except EventRejected as exc:
@@ -309,7 +311,7 @@ def do_send_join(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[
             body, room_version=room_version, server_name=get_server_name(), signing_key=get_signing_key()
         )
     event = _check_signed(body, room_version=room_version, event_id=event_id)
-    stored = _persist_membership(room, event)
+    stored = _persist_membership(room, event, relayed_for=origin)
     state_nids = state_store.get_state_ids(stored.state_group_before) if stored.state_group_before else {}
     chains = event_store.get_auth_chains(state_nids.values())
     chain_nids = {n for chain in chains.values() for n in chain}
@@ -338,7 +340,9 @@ def do_send_leave(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict
         )
     except MembershipRequestError as exc:
         raise _membership_error(exc) from None
-    _persist_membership(room, _check_signed(checked, room_version=room_version, event_id=event_id))
+    _persist_membership(
+        room, _check_signed(checked, room_version=room_version, event_id=event_id), relayed_for=origin
+    )
     return {}
 
 
@@ -358,7 +362,9 @@ def do_send_knock(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict
         )
     except MembershipRequestError as exc:
         raise _membership_error(exc) from None
-    _persist_membership(room, _check_signed(checked, room_version=room_version, event_id=event_id))
+    _persist_membership(
+        room, _check_signed(checked, room_version=room_version, event_id=event_id), relayed_for=origin
+    )
     return {"knock_room_state": stripped_room_state(room)}
 
 
@@ -451,7 +457,7 @@ def do_receive_invite(*, origin: str, room_id: str, event_id: str, body: Any) ->
     ):
         # We are in the room and up to date with it: the invite is an ordinary event of it,
         # checked like any other.
-        _persist_membership(room, Event(signed, room_version, event_id))
+        _persist_membership(room, Event(signed, room_version, event_id), relayed_for=None)
     else:
         stored_pdu = {**signed, "unsigned": {**event.unsigned, "invite_room_state": room_state}}
         store_out_of_band_membership(

@@ -74,7 +74,7 @@ def _server_of(user_id: str | None) -> str | None:
 
 def record_outbox(batch: EventsPersisted) -> None:
     """Recorder: the outbox rows of a batch of local events, in the events' transaction."""
-    if not batch.local or not settings.DAGMA.federation_enabled:
+    if not (batch.local or batch.relayed_for) or not settings.DAGMA.federation_enabled:
         return
     if not room_federates.get(batch.room_id, batch.room_nid):
         return
@@ -86,8 +86,9 @@ def record_outbox(batch: EventsPersisted) -> None:
         outbox_store.add_outbox_entries_for_event(
             room_nid=batch.room_nid,
             event_id=info.event_id,
-            extra_server=target,
+            extra_server=None if batch.relayed_for else target,
             exclude=get_server_name(),
+            also_exclude=batch.relayed_for,
             now=now,
         )
 

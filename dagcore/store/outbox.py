@@ -38,7 +38,13 @@ def get_create_content(room_nid: int) -> dict[str, object]:
 
 
 def add_outbox_entries_for_event(
-    *, room_nid: int, event_id: str, extra_server: str | None, exclude: str, now: int
+    *,
+    room_nid: int,
+    event_id: str,
+    extra_server: str | None,
+    exclude: str,
+    now: int,
+    also_exclude: str | None = None,
 ) -> list[str]:
     """One outbox row per server with joined members in the room (as of this transaction), plus
     ``extra_server``, but ``exclude`` (us), for the event written in this transaction; returns
@@ -52,8 +58,9 @@ def add_outbox_entries_for_event(
             "  UNION SELECT %s AS server_name"
             ") s JOIN events e ON e.event_id = %s "
             "WHERE s.server_name IS NOT NULL AND s.server_name <> '' AND s.server_name <> %s "
+            "AND s.server_name <> %s "
             "ON CONFLICT DO NOTHING RETURNING destination",
-            [room_nid, now, room_nid, extra_server, event_id, exclude],
+            [room_nid, now, room_nid, extra_server, event_id, exclude, also_exclude or exclude],
         )
         return sorted(str(row[0]) for row in cur.fetchall())
 
