@@ -106,7 +106,7 @@ def _state_entries_for_auth(
         return state_store.get_current_state_entries(room, wanted)
     nids = state_store.get_state_ids(state_group, wanted)
     by_nid = event_store.get_events_by_nids(nids.values())
-    return {k: (n, by_nid[n].event) for k, n in nids.items() if n in by_nid}
+    return {k: (n, by_nid[n].effective_event) for k, n in nids.items() if n in by_nid}
 
 
 def _state_events_for_auth(
@@ -630,10 +630,12 @@ def persist_received_event(
             raise EventRejected(f"unknown auth events: {', '.join(missing[:5])}")
         auth_nids = {a: stored_auth[a].nid for a in event.auth_event_ids if a in stored_auth}
         rejected_reason: str | None = None
-        listed = [stored_auth[a].event for a in event.auth_event_ids]
+        listed = [stored_auth[a].effective_event for a in event.auth_event_ids]
         try:
             check_auth_events_list(event, listed)
-            auth_state = {s.event.state_tuple: s.event for s in stored_auth.values() if s.event.is_state()}
+            auth_state = {
+                s.event.state_tuple: s.effective_event for s in stored_auth.values() if s.event.is_state()
+            }
             check_event_auth(event, auth_state)
         except AuthError as exc:
             rejected_reason = f"auth events: {exc}"

@@ -12,6 +12,7 @@ from django.db import connection
 from dagcore.models import Event as EventRow
 from dagcore.models import EventAuthEdge, EventEdge, Room
 from dagcore.protocol.events import Event
+from dagcore.protocol.redaction import redact_pdu
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.store.dialect import is_postgres
 from dagcore.store.sql import fetch_rows, in_list
@@ -54,6 +55,17 @@ class StoredEvent:
     @property
     def event_id(self) -> str:
         return self.event.event_id
+
+    @property
+    def effective_event(self) -> Event:
+        """The event as the room now has it: pruned once a redaction applied to it (spec:
+        "Redactions" — auth rules and state resolution see the redacted form; before v11 a
+        redacted ``m.room.power_levels`` loses ``invite``)."""
+        return as_redacted(self.event) if self.redacted_by is not None else self.event
+
+
+def as_redacted(event: Event) -> Event:
+    return Event(redact_pdu(event.pdu, event.room_version), event.room_version, event.event_id)
 
 
 def from_values(row: dict[str, Any]) -> StoredEvent:

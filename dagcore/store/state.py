@@ -21,6 +21,7 @@ from dagcore.models import CurrentStateEvent, Room, RoomMembership, RoomServer, 
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.redaction import redact_pdu
 from dagcore.protocol.room_versions import get_room_version
+from dagcore.store.events import as_redacted
 
 MAX_STATE_CHAIN = 100
 
@@ -228,8 +229,11 @@ def get_current_state_events(room: Room, keys: Iterable[StateKey] | None = None)
         return {}
     version = get_room_version(room.room_version, require_supported=False)
     out: dict[StateKey, Event] = {}
-    for etype, skey, event_id, raw in qs.values_list("type", "state_key", "event__event_id", "event__json"):
-        out[(etype, skey)] = Event(json.loads(raw), version, event_id)
+    rows = qs.values_list("type", "state_key", "event__event_id", "event__json", "event__redacted_by")
+    for etype, skey, event_id, raw, redacted_by in rows:
+        event = Event(json.loads(raw), version, event_id)
+        # Redacted state counts in its redacted form (auth rules, and what clients are shown).
+        out[(etype, skey)] = as_redacted(event) if redacted_by is not None else event
     return out
 
 
@@ -269,12 +273,14 @@ def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[Stat
     with connection.cursor() as cur:
         # Only placeholders are interpolated into the SQL text.
         sql = (
-            "SELECT c.type, c.state_key, e.id, e.event_id, e.json FROM current_state_events c "
+            "SELECT c.type, c.state_key, e.id, e.event_id, e.json, e.redacted_by FROM current_state_events c "
             "JOIN events e ON e.id = c.event_id WHERE c.room_id = %s AND (" + cond + ")"
         )
         cur.execute(sql, params)
-        for etype, skey, nid, event_id, raw in cur.fetchall():
-            out[(etype, skey)] = (nid, Event(json.loads(raw), version, event_id))
+        for etype, skey, nid, event_id, raw, redacted_by in cur.fetchall():
+            event = Event(json.loads(raw), version, event_id)
+            # Auth sees redacted state in its redacted form (StoredEvent.effective_event).
+            out[(etype, skey)] = (nid, as_redacted(event) if redacted_by is not None else event)
     return out
 
 

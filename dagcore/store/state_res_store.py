@@ -40,7 +40,8 @@ class DatabaseStateResStore:
         if missing:
             for eid, stored in get_events_by_ids(missing).items():
                 if stored.rejected_reason is None:
-                    self._events[eid] = stored.event
+                    # State resolution sees redacted events in their redacted form.
+                    self._events[eid] = stored.effective_event
         return {e: self._events[e] for e in ids if e in self._events}
 
     def get_auth_chain_difference(self, state_sets: Sequence[Collection[str]]) -> set[str]:

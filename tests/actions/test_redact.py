@@ -112,3 +112,28 @@ def test_censoring_erases_content_only_after_the_retention_period() -> None:
         assert redaction_store.censor_expired() == 0  # the cursor moved on
     assert "erase me" not in EventRow.objects.get(event_id=old).json
     assert "keep me" in EventRow.objects.get(event_id=kept).json
+
+
+@pytest.mark.parametrize(("version", "invite_kept"), [("10", False), ("11", True)])
+def test_auth_sees_a_redacted_power_levels_event_in_its_redacted_form(
+    version: str, invite_kept: bool
+) -> None:
+    """Redaction algorithm: before v11 a redacted m.room.power_levels loses ``invite``, so the
+    invite level falls back to its default (0); from v11 it keeps it. Auth must use that form,
+    not the stored original."""
+    from tests.actions.roomkit import invite, set_state
+
+    alice, bob, carol = make_user(), make_user(), make_user()
+    room = make_room(alice, preset="public_chat", room_version=version)
+    join(bob, room)
+    levels = {"users": {alice.user_id: 100}, "invite": 100, "redact": 50, "events_default": 0}
+    levels_id = set_state(alice, room, "m.room.power_levels", levels)
+    with pytest.raises(MatrixError):
+        invite(bob, room, carol)  # invite needs 100
+    _redact(alice, room, levels_id)
+    assert _redacted_by(levels_id) is not None
+    if invite_kept:
+        with pytest.raises(MatrixError):
+            invite(bob, room, carol)
+    else:
+        invite(bob, room, carol)  # the redacted form has no "invite": the default 0 applies
