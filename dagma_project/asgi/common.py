@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 from typing import Any
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
+from asgiref.typing import (
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+)
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse
+from django.urls import Resolver404, resolve
 
+from dagma_project.middleware import CORS_HEADERS
 from dagma_project.startup import on_process_start
 
 logger = logging.getLogger("dagma.asgi")
@@ -62,10 +74,89 @@ class PortRouter:
         await app(scope, receive, send)
 
 
+class DirectViews:
+    """Serve the few async views marked ``asgi_direct`` (the ``/sync`` long-poll) without
+    Django's request handler (DESIGN.md §1: keep the hottest paths free of thread hops).
+
+    Django's ASGI handler runs every request in a context of its own whose first
+    thread-sensitive call starts a thread and whose end joins it, and sends the request
+    signals through that thread: on this box that was a fifth of the CPU of a woken
+    ``/sync`` (bench/results). A marked view needs none of it: it is an async view that
+    authenticates, answers errors and releases its database connection itself (the
+    ``endpoint`` wrapper), and gets no middleware but the CORS headers added here.
+    Everything else, and a marked view's non-GET requests, go to Django as before.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        #: ``(urlconf, path) -> (view, kwargs)`` for paths that resolved to a marked view.
+        self._direct: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+
+    def _match(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
+        urlconf = scope.get("dagma_urlconf") or settings.ROOT_URLCONF
+        key = (urlconf, scope["path"])
+        found = self._direct.get(key)
+        if found is not None:
+            return found
+        try:
+            match = resolve(scope["path"], urlconf)
+        except Resolver404:
+            return None
+        if not getattr(match.func, "asgi_direct", False):
+            return None
+        found = (match.func, dict(match.kwargs))
+        self._direct[key] = found  # bounded: one entry per marked route and URLconf
+        return found
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        found = self._match(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        view, kwargs = found
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()  # a GET has no body worth reading
+        if message["type"] == "http.disconnect":
+            return
+        request = ASGIRequest(scope, io.BytesIO())
+        answer = asyncio.ensure_future(view(request, **kwargs))
+        # A client that goes away cancels its long-poll (as Django's handler does).
+        gone = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer not in done:
+            answer.cancel()
+            await asyncio.gather(answer, return_exceptions=True)
+            return
+        gone.cancel()
+        try:
+            response: HttpResponse = answer.result()
+        except Exception:
+            logger.exception("unhandled error in GET %s", scope["path"])
+            response = HttpResponse(b'{"errcode":"M_UNKNOWN","error":"Internal server error"}', status=500,
+                                    content_type="application/json")  # fmt: skip
+        for name, value in CORS_HEADERS.items():
+            if name not in response:
+                response[name] = value
+        body = response.content
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        headers.append((b"Content-Length", str(len(body)).encode()))
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": headers,
+            "trailers": False,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+        await send(end)
+
+
 def django_app() -> Any:
-    """Django's ASGI handler with Dagma's raw-path routing and startup hooks."""
+    """Django's ASGI handler with Dagma's raw-path routing, the views served directly
+    (``DirectViews``) and the startup hooks."""
 
     app = get_asgi_application()
 
     on_process_start()
-    return RawPathMiddleware(app)
+    return RawPathMiddleware(DirectViews(app))
