@@ -114,6 +114,6 @@ async def _wait_for_news(
             return result.body
 
 
-sync.asgi_direct = True  # type: ignore[attr-defined]
+sync.asgi_direct = ("GET",)  # type: ignore[attr-defined]
 
 routes: list[URLPattern] = [client_route("sync", sync)]
