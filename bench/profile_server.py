@@ -40,14 +40,11 @@ def main() -> None:
     procs = ServerProcesses(server.proc.pid, server.db_name)
     try:
         # Two samplers (py-spy writes one format per run): the flame graph and the folded stacks.
-        spies = [
-            subprocess.Popen(
-                [py_spy, "record", "--pid", str(server.proc.pid), "--rate", "100", "--function", "--nonblocking",
-                 "--format", fmt, "--output", f"{prefix}.{ext}"],
-                stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            for fmt, ext in (("flamegraph", "svg"), ("raw", "txt"))
-        ]
+        spies = []
+        for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+            command = [py_spy, "record", "--pid", str(server.proc.pid), "--rate", "100", "--function",
+                       "--nonblocking", "--format", fmt, "--output", f"{prefix}.{ext}"]  # fmt: skip
+            spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
         results = asyncio.run(run_all(server.base_url, procs, (scenario,)))
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -64,26 +61,37 @@ def main() -> None:
 
 
 #: A short text summary of the folded stacks: the functions with the most samples
-#: (self and total), which is what a reviewer greps first.
+#: (inclusive and self), first over every sample, then over the samples that were on the
+#: CPU — py-spy also samples threads waiting for PostgreSQL (``Connection.wait``), for
+#: work (``_worker``, ``Condition.wait``) or for the network (``select``), which is wall
+#: time, not CPU.
 FLAMEGRAPH = r"""
 import collections, sys
-total = collections.Counter(); own = collections.Counter(); n = 0
-for line in open(sys.argv[1]):
-    stack, _, count = line.rstrip().rpartition(" ")
-    if not stack:
-        continue
-    c = int(count); n += c
-    frames = stack.split(";")
-    own[frames[-1]] += c
-    for f in set(frames):
-        total[f] += c
-with open(sys.argv[2], "w") as out:
-    out.write(f"{n} samples\n\n== total (inclusive) ==\n")
-    for f, c in total.most_common(60):
-        out.write(f"{100 * c / n:5.1f}%  {f}\n")
-    out.write("\n== self ==\n")
+WAITING = ("Connection.wait", "Condition.wait", "_worker", "Event.wait", "Queue.get", "EpollSelector.select",
+           "select", "wait_c", "socket.recv", "SocketIO.readinto")
+def summary(out, title, keep):
+    total = collections.Counter(); own = collections.Counter(); n = 0
+    for line in open(sys.argv[1]):
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack:
+            continue
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        if not keep(frames):
+            continue
+        c = int(count); n += c
+        own[frames[-1]] += c
+        for f in set(frames):
+            total[f] += c
+    out.write(f"== {title}: {n} samples\n\n-- inclusive --\n")
+    for f, c in total.most_common(70):
+        out.write(f"{100 * c / max(n, 1):5.1f}%  {f}\n")
+    out.write("\n-- self --\n")
     for f, c in own.most_common(40):
-        out.write(f"{100 * c / n:5.1f}%  {f}\n")
+        out.write(f"{100 * c / max(n, 1):5.1f}%  {f}\n")
+    out.write("\n")
+with open(sys.argv[2], "w") as out:
+    summary(out, "on CPU (waits left out)", lambda fr: fr[-1] not in WAITING and "Connection.wait" not in fr)
+    summary(out, "every sample", lambda fr: True)
 """
 
 if __name__ == "__main__":

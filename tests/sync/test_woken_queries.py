@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from dagcore.actions.filters import DEFAULT_FILTER, resolve_sync_filter
+from dagcore.actions.filters import DEFAULT_FILTER, FilterNotFound, resolve_sync_filter
 from dagcore.actions.presence import do_sync_presence
+from dagcore.store import filters as filter_store
 from dagcore.sync import SyncRequest, build_sync_response
 from dagcore.sync.tokens import SyncToken
 from tests.actions.roomkit import say
@@ -64,18 +65,17 @@ def test_a_member_woken_by_a_message_costs_one_pipelined_read_and_its_unread_cou
 
 
 def test_a_sync_that_changes_presence_shows_it_in_the_same_answer() -> None:
-    sender, room, members, tokens = room_of_members(1)
+    _, _, members, tokens = room_of_members(1)
     result = build_sync_response(request=request_of(members[0].user_id, tokens[0], presence="online"))
     own = [e for e in result.body.get("presence", {}).get("events", []) if e["sender"] == members[0].user_id]
     assert [e["content"]["presence"] for e in own] == ["online"]
 
 
 def test_a_sync_filter_is_parsed_or_read_once_per_process() -> None:
-    from dagcore.actions.filters import FilterNotFound
-    from dagcore.store import filters as filter_store
-
     sender, _, _, _ = room_of_members(1)
-    filter_id = str(filter_store.insert_filter(user_id=sender.user_id, definition={"room": {"timeline": {"limit": 7}}}))
+    filter_id = str(
+        filter_store.insert_filter(user_id=sender.user_id, definition={"room": {"timeline": {"limit": 7}}})
+    )
     first = resolve_sync_filter(user_id=sender.user_id, value=filter_id)
     sql, again = statements(lambda: resolve_sync_filter(user_id=sender.user_id, value=filter_id))
     assert sql == [] and again is first and again.timeline_limit == 7
@@ -93,9 +93,9 @@ def test_sending_into_a_busy_room_holds_its_write_lock_for_five_statements() -> 
     recorded), the room's head and the event row with its stream position. The event ID
     is reserved before the lock; the auth events of an unchanged current state are not
     read again."""
-    sender, room, members, tokens = room_of_members(3)
+    sender, room, members, _ = room_of_members(3)
     say(sender, room, "warm")
-    sql, _ = statements(lambda: say(members[0], room, "hello"))
+    say(members[0], room, "hello")
     sql, _ = statements(lambda: say(sender, room, "hello again"))
     locked = next(i for i, s in enumerate(sql) if "pg_advisory_xact_lock" in s or "BEGIN IMMEDIATE" in s)
     after_lock = [s for s in sql[locked + 1 :] if not s.startswith(("RELEASE SAVEPOINT", "COMMIT"))]
