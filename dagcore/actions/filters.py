@@ -295,7 +295,9 @@ def get_filter_definition(*, user_id: str, filter_id: str) -> dict[str, Any]:
 #: (user, filter ID): a stored filter is never changed (the spec has no way to), so both
 #: keys name their definition for good. Most clients send the same filter on every
 #: ``/sync``, so this saves a parse (or a query) per request.
-_sync_filters: BoundedCache[tuple[str, str], SyncFilter] = BoundedCache("filters.sync_filters", maxsize=10_000)
+_sync_filters: BoundedCache[tuple[str, str], SyncFilter] = BoundedCache(
+    "filters.sync_filters", maxsize=10_000
+)
 
 
 def resolve_sync_filter(*, user_id: str, value: str | None) -> SyncFilter:
