@@ -46,9 +46,7 @@ class SynapseServer:
             cwd=self.workdir, check=True, capture_output=True,
         )  # fmt: skip
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE DATABASE \"{self.db_name}\" TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"  # type: ignore[arg-type]
-            )
+            conn.execute(f"CREATE DATABASE \"{self.db_name}\" TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
         config = yaml.safe_load(config_path.read_text())
         config["listeners"] = [{"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
                                 "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]}]  # fmt: skip
@@ -86,4 +84,4 @@ class SynapseServer:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')

@@ -21,6 +21,8 @@ cache                      keyed by
 ``timeline.relations``     (parent events, stream position)
 ``push_rules.rulesets``    (user, ``m.push_rules`` marker row and stream position)
 ``send_event.room_versions`` room ID (a room's version never changes)
+``state.current_auth_entries`` (room, current state group, keys)
+``filters.sync_filters``   an inline filter's text; (user, filter ID): stored filters never change
 ========================== ============================================================
 
 For data that cannot be keyed that way, ``dagcore.cache_invalidation`` is the one path

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.caching import BoundedCache
 from dagcore.http.params import ascii_uint
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.store import filters as filter_store
@@ -290,6 +291,15 @@ def get_filter_definition(*, user_id: str, filter_id: str) -> dict[str, Any]:
     return found
 
 
+#: Parsed ``/sync`` filters. Inline definitions are keyed by their text; stored ones by
+#: (user, filter ID): a stored filter is never changed (the spec has no way to), so both
+#: keys name their definition for good. Most clients send the same filter on every
+#: ``/sync``, so this saves a parse (or a query) per request.
+_sync_filters: BoundedCache[tuple[str, str], SyncFilter] = BoundedCache(
+    "filters.sync_filters", maxsize=10_000
+)
+
+
 def resolve_sync_filter(*, user_id: str, value: str | None) -> SyncFilter:
     """``/sync``'s ``filter`` parameter: a filter ID, or a definition inline when it starts with ``{``.
 
@@ -297,12 +307,20 @@ def resolve_sync_filter(*, user_id: str, value: str | None) -> SyncFilter:
     """
     if not value:
         return DEFAULT_FILTER
-    if value.startswith("{"):
+    inline = value.startswith("{")
+    key = ("", value) if inline else (user_id, value)
+    cached = _sync_filters.get(key)
+    if cached is not None:
+        return cached
+    if inline:
         if len(value) > MAX_FILTER_BYTES:
             raise FilterError(f"filters are limited to {MAX_FILTER_BYTES} bytes")
         try:
             definition = parse_json_body(value.encode())
         except JsonError as exc:
             raise FilterError(f"the filter is not valid JSON: {exc}") from None
-        return parse_filter(definition)
-    return parse_filter(get_filter_definition(user_id=user_id, filter_id=value))
+    else:
+        definition = get_filter_definition(user_id=user_id, filter_id=value)
+    parsed = parse_filter(definition)
+    _sync_filters.put(key, parsed)
+    return parsed

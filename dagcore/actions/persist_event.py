@@ -265,6 +265,9 @@ def _persist_local_event(
     txn: ClientTxn | None,
 ) -> PersistedEvent:
     with transaction.atomic():
+        # Reserved before the room's write lock: the ID needs no lock (a rolled-back event
+        # leaves a gap, which nothing minds), and the lock is held one round trip less.
+        nid = event_store.allocate_event_nid()
         room_store.lock_room_for_writing(room_id)
         room = room_store.get_room_for_update(room_id)
         if room is None:
@@ -340,6 +343,7 @@ def _persist_local_event(
             becomes_current=True,
             local=True,
             canonical_json=canonical_json,
+            nid=nid,
         )
 
 
@@ -432,20 +436,23 @@ def _persist(
     outlier: bool = False,
     canonical_json: bytes | None = None,
     relayed_for: str | None = None,
+    nid: int | None = None,
 ) -> PersistedEvent:
     """Write an event whose checks are done. Must run inside the room's write transaction.
 
     ``extremities`` are the room's forward extremities before this event;
     ``replaced_extremities`` those among them that the event cites as prev events;
     ``canonical_json`` the PDU's encoding if the caller made it already (local events,
-    for the size check).
+    for the size check); ``nid`` the event's internal ID if the caller reserved it
+    (``allocate_event_nid``) before taking the room's lock.
     """
     stored_json = (
         canonical_json if canonical_json is not None else encode_canonical_json(event.pdu)
     ).decode()
     is_state = event.is_state() and rejected_reason is None
     auth_chain = _auth_chain_for(event, list(auth_nids.values())) if event.is_state() else None
-    nid = event_store.allocate_event_nid()
+    if nid is None:
+        nid = event_store.allocate_event_nid()
     state_group_after = state_group_before
     if is_state and not outlier:
         state_group_after = state_store.create_state_group(

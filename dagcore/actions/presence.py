@@ -84,14 +84,28 @@ def do_set_presence(
     return True
 
 
-def do_sync_presence(*, user_id: str, set_presence: str | None) -> None:
-    """``/sync``'s ``set_presence``: omitted means online; ``offline`` leaves presence alone."""
+def sync_presence_wanted(set_presence: str | None) -> str | None:
+    """The state ``/sync``'s ``set_presence`` asks for: omitted means online; None when there is
+    nothing to do (``offline`` leaves presence alone, and so does presence turned off)."""
     if not presence_enabled():
-        return
+        return None
     wanted = set_presence or "online"
-    if wanted == "offline":
-        return
-    do_set_presence(user_id=user_id, state=wanted, from_sync=True)
+    return None if wanted == "offline" else wanted
+
+
+def sync_presence_is_current(*, current: tuple[str, int] | None, wanted: str, now: int) -> bool:
+    """Whether a sync asking for ``wanted`` would write nothing, given the user's ``(state,
+    last_sync_ts)`` as just read: the same state, and the offline timer pushed back recently
+    (:func:`do_set_presence`'s ``from_sync`` rule). Lets ``/sync`` skip the locked write."""
+    return current is not None and current[0] == wanted and now - current[1] < SYNC_TOUCH_MS
+
+
+def do_sync_presence(*, user_id: str, set_presence: str | None) -> bool:
+    """``/sync``'s ``set_presence``; True if the presence stream moved."""
+    wanted = sync_presence_wanted(set_presence)
+    if wanted is None:
+        return False
+    return do_set_presence(user_id=user_id, state=wanted, from_sync=True)
 
 
 def expire_presence(*, now: int | None = None) -> int:

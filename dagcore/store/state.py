@@ -259,11 +259,39 @@ def get_current_state_pdus(
     return out
 
 
+#: ``(room nid, current state group, keys) -> {key: (nid, event)}``: the auth events of a
+#: room's next local event. A state group is immutable and the room's current one moves
+#: with every state change, so the key names its answer (as ``sync.room_state``) — but a
+#: redaction changes no state group. From room v11 (``updated_redaction_rules``) a
+#: redaction keeps every key the auth rules read, so the cached form is the redacted form;
+#: before v11 it drops some (``invite`` of power levels), and such rooms are not cached.
+#: Callers pass the ``current_state_group`` they read under the room's write lock and
+#: must not modify the events they get.
+_current_entries: BoundedCache[tuple[int, int, tuple[StateKey, ...]], dict[StateKey, tuple[int, Event]]] = (
+    BoundedCache("state.current_auth_entries", maxsize=4096)
+)
+
+
 def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[StateKey, tuple[int, Event]]:
-    """``key -> (nid, event)`` for some keys of the current state: one raw query (hot path)."""
+    """``key -> (nid, event)`` for some keys of the current state: one raw query (hot path),
+    none when the room's current state group was asked for the same keys before."""
     wanted = list(keys)
     if not wanted:
         return {}
+    group = room.current_state_group
+    cacheable = get_room_version(room.room_version, require_supported=False).updated_redaction_rules
+    cache_key = (room.pk, group, tuple(wanted)) if group is not None and cacheable else None
+    if cache_key is not None:
+        cached = _current_entries.get(cache_key)
+        if cached is not None:
+            return dict(cached)
+    out = _read_current_state_entries(room, wanted)
+    if cache_key is not None:
+        _current_entries.put(cache_key, dict(out))
+    return out
+
+
+def _read_current_state_entries(room: Room, wanted: list[StateKey]) -> dict[StateKey, tuple[int, Event]]:
     cond = " OR ".join(["(c.type = %s AND c.state_key = %s)"] * len(wanted))
     params: list[Any] = [room.pk]
     for etype, skey in wanted:

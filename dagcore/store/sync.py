@@ -165,11 +165,16 @@ class SyncStart:
     account_data: dict[str, tuple[Any, int, int]]
     #: ``device_one_time_keys_count`` and ``device_unused_fallback_key_types`` (with a device).
     e2e_counts: tuple[dict[str, int], list[str]] | None
+    #: The user's ``(presence state, last_sync_ts)`` when asked for (None: no row, or not asked).
+    presence: tuple[str, int] | None = None
 
 
-def get_sync_start(*, user_id: str, device_id: str | None, account_data_types: Sequence[str]) -> SyncStart:
-    """The stream positions, the user's memberships, some of their global account data and
-    their device's key counts: one round trip (the reads are pipelined on PostgreSQL).
+def get_sync_start(
+    *, user_id: str, device_id: str | None, account_data_types: Sequence[str], with_presence: bool = False
+) -> SyncStart:
+    """The stream positions, the user's memberships, some of their global account data,
+    their device's key counts and (``with_presence``) their presence: one round trip (the
+    reads are pipelined on PostgreSQL).
 
     The positions are read first: whatever the other reads see is at least that recent.
     """
@@ -180,14 +185,18 @@ def get_sync_start(*, user_id: str, device_id: str | None, account_data_types: S
     ]
     if device_id is not None:
         queries.append((_E2E_COUNTS_SQL, [user_id, device_id, user_id, device_id]))
+    if with_presence:
+        queries.append(("SELECT state, last_sync_ts FROM presence WHERE user_id = %s", [user_id]))
     results = fetch_many(*queries)
     positions = dict.fromkeys(STREAMS, 0)
     positions.update({str(name): int(position) for name, position in results[0]})
+    presence_rows = results[-1] if with_presence else []
     return SyncStart(
         positions=positions,
         memberships=[MembershipInfo(*r) for r in results[1]],
         account_data=_account_data_entries(results[2]),
         e2e_counts=_e2e_counts(results[3]) if device_id is not None else None,
+        presence=(str(presence_rows[0][0]), int(presence_rows[0][1])) if presence_rows else None,
     )
 
 

@@ -34,6 +34,9 @@ class SyncRequest:
     since: SyncToken | None
     full_state: bool
     filter: SyncFilter
+    #: The presence this sync sets (``set_presence``, see ``presence.sync_presence_wanted``);
+    #: None: the sync leaves presence alone.
+    presence: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dagcore.actions import presence as presence_actions
 from dagcore.clock import now_ms
 from dagcore.store import sync as sync_store
 from dagcore.sync.account_data import build_global_account_data
@@ -44,13 +45,37 @@ class SyncResult:
     room_ids: frozenset[str]
 
 
+def _read_start(request: SyncRequest) -> sync_store.SyncStart:
+    """What every sync reads first; with ``request.presence``, the user's presence is read in
+    the same round trip and written only when it must change (spec "Presence": ``set_presence``).
+
+    A write that moves the presence stream is made before the positions this sync answers
+    up to are read again, so the sync shows it (as when presence was written first).
+    """
+    with_presence = request.presence is not None
+
+    def read() -> sync_store.SyncStart:
+        return sync_store.get_sync_start(
+            user_id=request.user_id,
+            device_id=request.device_id,
+            account_data_types=START_ACCOUNT_DATA_TYPES,
+            with_presence=with_presence,
+        )
+
+    start = read()
+    if request.presence is None or presence_actions.sync_presence_is_current(
+        current=start.presence, wanted=request.presence, now=now_ms()
+    ):
+        return start
+    moved = presence_actions.do_set_presence(user_id=request.user_id, state=request.presence, from_sync=True)
+    return read() if moved else start
+
+
 def build_sync_response(*, request: SyncRequest) -> SyncResult:
     """The answer to ``request``, as of the streams' positions when it starts."""
     # One round trip for what every sync reads first (stream positions, memberships,
     # ignored users and push rules' version, the device's key counts).
-    start = sync_store.get_sync_start(
-        user_id=request.user_id, device_id=request.device_id, account_data_types=START_ACCOUNT_DATA_TYPES
-    )
+    start = _read_start(request)
     ctx = make_context(request=request, start=start, now_ms=now_ms())
     memberships = memberships_in_view(ctx, start.memberships)
     watch = frozenset(m.room_id for m in memberships if m.membership in WATCHED)

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
+import inspect
+import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
+from asgiref.typing import (
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+)
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
+from dagcore.http.endpoint import MAX_JSON_BODY
+from dagma_project.middleware import CORS_HEADERS
 from dagma_project.startup import on_process_start
 
 logger = logging.getLogger("dagma.asgi")
@@ -62,10 +80,120 @@ class PortRouter:
         await app(scope, receive, send)
 
 
+#: Request bodies a direct view reads (a larger one is cut here, one byte over, so the view's
+#: own size check answers 413 ``M_TOO_LARGE``).
+MAX_DIRECT_BODY = MAX_JSON_BODY + 1
+#: Threads running direct plain (synchronous) views: long-lived, never one per request.
+_direct_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dagma-direct")
+
+
+def _run_plain_view(view: Any, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse:
+    try:
+        response: HttpResponse = view(request, **kwargs)
+        return response
+    finally:
+        # What Django's ``request_finished`` does: the connection goes back to the pool.
+        close_old_connections()
+
+
+class DirectViews:
+    """Serve the few views marked ``asgi_direct = (methods...)`` (the ``/sync`` long-poll,
+    ``PUT /send``) without Django's request handler (DESIGN.md §1: keep the hottest paths
+    free of thread hops).
+
+    Django's ASGI handler runs every request in a context of its own whose first
+    thread-sensitive call starts a thread and whose end joins it, and sends the request
+    signals through that thread: on this box that was a fifth of the CPU of a woken
+    ``/sync`` and of a ``/send`` (bench/results). A marked view needs none of it: it is an
+    ``endpoint``-wrapped view, which authenticates, parses and answers errors itself; an
+    async one runs on the loop, a plain one on a pool of long-lived threads. It gets no
+    middleware but the CORS headers added here. Other methods (``OPTIONS`` preflights)
+    and everything else go to Django as before.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        #: ``(urlconf, path) -> (view, kwargs, methods)`` for paths that resolved to a marked view.
+        self._direct: dict[tuple[str, str], tuple[Any, dict[str, Any], tuple[str, ...]]] = {}
+
+    def _match(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
+        urlconf = scope.get("dagma_urlconf") or settings.ROOT_URLCONF
+        key = (urlconf, scope["path"])
+        found = self._direct.get(key)
+        if found is None:
+            try:
+                match = resolve(scope["path"], urlconf)
+            except Resolver404:
+                return None
+            methods = getattr(match.func, "asgi_direct", ())
+            if not methods:
+                return None
+            found = (match.func, dict(match.kwargs), tuple(methods))
+            if "<" not in str(match.route) and len(self._direct) < 64:
+                # Only fixed paths (``/sync``): paths with parameters are resolved every time.
+                self._direct[key] = found
+        view, kwargs, methods = found
+        return (view, kwargs) if scope["method"] in methods else None
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        found = self._match(scope) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        view, kwargs = found
+        body = bytearray()
+        message = await receive()
+        while message["type"] == "http.request":
+            if len(body) < MAX_DIRECT_BODY:
+                body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+            message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        request = ASGIRequest(scope, io.BytesIO(bytes(body[:MAX_DIRECT_BODY])))
+        if inspect.iscoroutinefunction(view):
+            answer = asyncio.ensure_future(view(request, **kwargs))
+        else:
+            loop = asyncio.get_running_loop()
+            run = functools.partial(contextvars.copy_context().run, _run_plain_view, view, request, kwargs)
+            answer = asyncio.ensure_future(loop.run_in_executor(_direct_threads, run))
+        # A client that goes away cancels its long-poll (as Django's handler does).
+        gone = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer not in done:
+            answer.cancel()
+            await asyncio.gather(answer, return_exceptions=True)
+            return
+        gone.cancel()
+        try:
+            response: HttpResponse = answer.result()
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            response = HttpResponse(b'{"errcode":"M_UNKNOWN","error":"Internal server error"}', status=500,
+                                    content_type="application/json")  # fmt: skip
+        for name, value in CORS_HEADERS.items():
+            if name not in response:
+                response[name] = value
+        content = response.content
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        headers.append((b"Content-Length", str(len(content)).encode()))
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": headers,
+            "trailers": False,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": content, "more_body": False}
+        await send(end)
+
+
 def django_app() -> Any:
-    """Django's ASGI handler with Dagma's raw-path routing and startup hooks."""
+    """Django's ASGI handler with Dagma's raw-path routing, the views served directly
+    (``DirectViews``) and the startup hooks."""
 
     app = get_asgi_application()
 
     on_process_start()
-    return RawPathMiddleware(app)
+    return RawPathMiddleware(DirectViews(app))

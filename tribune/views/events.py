@@ -329,8 +329,12 @@ def timestamp_to_event(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {"event_id": found.event_id, "origin_server_ts": found.event.origin_server_ts}
 
 
+#: ``PUT /send`` is served without Django's request handler (``dagma_project.asgi.common.DirectViews``).
+_send_route = methods(PUT=send_message)
+_send_route.asgi_direct = ("PUT",)  # type: ignore[attr-defined]
+
 routes: list[URLPattern] = [
-    client_route("rooms/<room_id>/send/<event_type>/<txn_id>", methods(PUT=send_message)),
+    client_route("rooms/<room_id>/send/<event_type>/<txn_id>", _send_route),
     client_route("rooms/<room_id>/state", methods(GET=get_state)),
     client_route("rooms/<room_id>/state/<event_type>", methods(GET=get_state_event, PUT=put_state)),
     client_route("rooms/<room_id>/state/<event_type>/", methods(GET=get_state_event, PUT=put_state)),

@@ -10,13 +10,15 @@ use again, as Synapse does.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
-from dagcore.actions.presence import do_sync_presence
+from dagcore.actions.presence import sync_presence_wanted
 from dagcore.http.errors import MatrixError
 from dagcore.store import txns as txn_store
 from dagcore.store.transaction import release_connection
@@ -27,7 +29,7 @@ from tribune.sync import notifier
 
 
 def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncRequest, SyncResult]:
-    """Authenticate, resolve the filter, mark the user online and build (in a thread)."""
+    """Authenticate, resolve the filter and build, marking the user online (in a thread)."""
     try:
         ctx.prepare()
         user_id = ctx.user_id
@@ -37,7 +39,6 @@ def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncRequest, Syn
             raise MatrixError(400, "M_INVALID_PARAM", "No such filter for this user") from None
         except FilterError as exc:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
-        do_sync_presence(user_id=user_id, set_presence=query.set_presence)
         params = SyncRequest(
             user_id=user_id,
             device_id=ctx.device_id,
@@ -45,8 +46,11 @@ def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncRequest, Syn
             since=query.since,
             full_state=query.full_state,
             filter=sync_filter,
+            presence=sync_presence_wanted(query.set_presence),
         )
-        return params, build_sync_response(request=params)
+        result = build_sync_response(request=params)
+        # A woken long-poll's rebuild leaves presence alone (the first pass set it).
+        return replace(params, presence=None), result
     finally:
         release_connection()  # back to the pool: a long-poll must not hold a connection
 
@@ -58,34 +62,28 @@ def _rebuild(params: SyncRequest) -> SyncResult:
         release_connection()
 
 
-#: Woken long-polls rebuilt at once. One event wakes every member of its room together;
-#: their rebuilds are mostly CPU work under one interpreter lock, so running them all at
-#: once makes each take about as long as all of them, while a few at a time (enough to
-#: overlap some rebuilds' database round trips with others' Python) lets the first answers
-#: leave early. Measured with 20 woken members (bench/client_api_bench.py): 2-6 at a time
-#: answer ~10% sooner than all at once.
-MAX_CONCURRENT_REBUILDS = 6
-_rebuild_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+#: Syncs built at once, by a pool of long-lived threads (never a thread per request).
+#: One event wakes every member of its room together; their builds are mostly CPU work
+#: under one interpreter lock, so running them all at once makes each take about as long
+#: as all of them, while a few at a time (enough to overlap some builds' database round
+#: trips with others' Python) lets the first answers leave early. Measured with 20 woken
+#: members (bench/client_api_bench.py): 2-6 at a time answer ~10% sooner than all at once.
+MAX_CONCURRENT_BUILDS = 6
+_builders = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_BUILDS, thread_name_prefix="dagma-sync")
+_first_pass_in_pool = sync_to_async(_first_pass, thread_sensitive=False, executor=_builders)
+_rebuild_in_pool = sync_to_async(_rebuild, thread_sensitive=False, executor=_builders)
 
 
-async def _rebuild_woken(params: SyncRequest) -> SyncResult:
-    loop = asyncio.get_running_loop()
-    slots = _rebuild_slots.get(loop)
-    if slots is None:
-        slots = _rebuild_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_REBUILDS)
-    async with slots:
-        return await sync_to_async(_rebuild)(params)
-
-
-# Authenticated in the thread that builds the first answer (``_first_pass``): no extra
-# thread hop on the hottest path of the server.
+# Authenticated in the thread that builds the first answer (``_first_pass``): one thread
+# hop per answer, into a pool thread, on the hottest path of the server; served without
+# Django's request handler (``asgi_direct``, see ``dagma_project.asgi.common.DirectViews``).
 @endpoint(methods=("GET",), allow_guest=True, deferred_auth=True)
 async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
     notifier.ensure_started()
     query = parse_sync_query(ctx.request)
     generation = notifier.registry.generation
-    params, result = await sync_to_async(_first_pass)(ctx, query)
+    params, result = await _first_pass_in_pool(ctx, query)
     if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
         return result.body
     return await _wait_for_news(params, result, generation, query.timeout_ms)
@@ -111,9 +109,11 @@ async def _wait_for_news(
         finally:
             registry.unregister(waiter)
         generation = registry.generation
-        result = await _rebuild_woken(params)
+        result = await _rebuild_in_pool(params)
         if result.has_news:
             return result.body
 
+
+sync.asgi_direct = ("GET",)  # type: ignore[attr-defined]
 
 routes: list[URLPattern] = [client_route("sync", sync)]
