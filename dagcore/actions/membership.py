@@ -21,7 +21,7 @@ from dagcore.federation.queries import query_remote_alias
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_named_level, get_user_power_level
-from dagcore.protocol.identifiers import is_valid_room_id, is_valid_user_id
+from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_room_id, is_valid_user_id
 from dagcore.protocol.room_versions import get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
@@ -50,6 +50,9 @@ def resolve_room_id(room_id_or_alias: str) -> str:
 def resolve_room_and_servers(room_id_or_alias: str) -> tuple[str, list[str]]:
     """A room ID and the servers an alias answer named (another server's alias is asked for
     through ``query/directory``)."""
+    if room_id_or_alias.startswith("#") and not is_valid_room_alias(room_id_or_alias):
+        # Before any lookup: a malformed alias (bad server name, no domain) is the client's error.
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
     if room_id_or_alias.startswith("#") and _domain(room_id_or_alias) not in ("", get_server_name()):
         target = query_remote_alias(alias=room_id_or_alias, server_name=_domain(room_id_or_alias))
         return target.room_id, [*target.servers, _domain(room_id_or_alias)]
