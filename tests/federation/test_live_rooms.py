@@ -202,8 +202,17 @@ def test_a_room_on_three_servers(servers, user) -> None:
     room_id = alice.create_room(preset="public_chat", room_version="11")
     join_via(bob, room_id, a)
     join_via(carol, room_id, a)
-    # Carol joined through A; A relays her join to B, so B knows C is in the room.
+    # Carol joined through A; A relays her join to B, so B knows C is in the room. (C does
+    # not send it: to C the join is the resident's answer, not an event of its own.)
     wait_for(lambda: members(bob, room_id).get(carol.user_id) == "join", "Carol's join on B")
+    carols_join = next(
+        e["event_id"] for e in bob.get(f"/rooms/{q(room_id)}/members").json["chunk"]
+        if e["state_key"] == carol.user_id
+    )  # fmt: skip
+    # B got it in a transaction of A's.
+    assert b.query(
+        "SELECT origin FROM federation_received_txns WHERE response::jsonb -> 'pdus' ? %s", (carols_join,)
+    ) == [(a.server_name,)]
     alice.send(room_id, "from A")
     wait_for(lambda: bodies(carol, room_id) == ["from A"], "A's message on C")
     wait_for(lambda: bodies(bob, room_id) == ["from A"], "A's message on B")
