@@ -101,8 +101,9 @@ def sends_in_this_process() -> bool:
 
 
 def nudge_senders(batch: EventsPersisted) -> None:
-    """Subscriber (after commit): start the senders of the destinations the batch queued for."""
-    if not batch.local or not sends_in_this_process():
+    """Subscriber (after commit): start the senders of the destinations the batch queued for
+    (our own events, and those we relayed as the resident server)."""
+    if not (batch.local or batch.relayed_for) or not sends_in_this_process():
         return
     for destination in outbox_store.get_destinations_for_events([e.event_id for e in batch.events]):
         enqueue(SEND_TASK, destination)

@@ -1,8 +1,8 @@
 """Two Dagma processes over TLS sharing a room: the outbox, the sender and ``/send`` end to end.
 
 Both are ``serve all`` without a broker, so each sends from its in-process runner.
-The room is shared with ``bootstrap_shared_room`` (a stand-in for the join handshake,
-see its module); everything after that is real federation traffic.
+The room is shared by a real join (B's user ``POST /join`` with ``server_name`` A:
+make_join/send_join); everything after that goes through A's and B's outboxes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +17,13 @@ import pytest
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
 from tests.support.client import MatrixClient, q
-from tests.support.federation_rooms import bootstrap_shared_room
 from tests.support.live import LiveServer, advance_clock
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer, Path]]:
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
     root = tmp_path_factory.mktemp("fedtx")
     ca = TestCA(root / "ca")
     made: list[LiveServer] = []
@@ -40,7 +38,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
             )
             made.append(server)
             server.start()
-        yield made[0], made[1], root
+        yield made[0], made[1]
     finally:
         for server in made:
             server.destroy()
@@ -75,19 +73,17 @@ def _pending(server: LiveServer, destination: str) -> int:
     return int(count)
 
 
-def _shared_room(
-    a: LiveServer, b: LiveServer, root: Path, tag: str
-) -> tuple[MatrixClient, MatrixClient, str]:
+def _shared_room(a: LiveServer, b: LiveServer, tag: str) -> tuple[MatrixClient, MatrixClient, str]:
     alice = MatrixClient(a.base_url).register(f"alice{tag}")
     bob = MatrixClient(b.base_url).register(f"bob{tag}")
     room_id = alice.create_room(preset="public_chat", room_version="11")
-    bootstrap_shared_room(a, b, room_id=room_id, user_id=f"@bob{tag}:{b.server_name}", workdir=root)
+    assert bob.post(f"/join/{q(room_id)}", params={"server_name": a.server_name}).json == {"room_id": room_id}
     return alice, bob, room_id
 
 
 def test_messages_flow_both_ways_in_order(pair) -> None:
-    a, b, root = pair
-    alice, bob, room_id = _shared_room(a, b, root, "1")
+    a, b = pair
+    alice, bob, room_id = _shared_room(a, b, "1")
     try:
         sent_a = [alice.send(room_id, f"a{i}") for i in range(3)]
         assert len(set(sent_a)) == 3
@@ -103,8 +99,8 @@ def test_messages_flow_both_ways_in_order(pair) -> None:
 
 
 def test_a_stopped_receiver_gets_everything_in_order_once_it_is_back(pair) -> None:
-    a, b, root = pair
-    alice, bob, room_id = _shared_room(a, b, root, "2")
+    a, b = pair
+    alice, bob, room_id = _shared_room(a, b, "2")
     try:
         b.stop()
         expected = [f"offline {i}" for i in range(20)]
@@ -140,8 +136,8 @@ def _drop_queued(server: LiveServer, destination: str, bodies: list[str]) -> Non
 
 
 def test_a_receiver_fills_gaps_from_the_origin(pair) -> None:
-    a, b, root = pair
-    alice, bob, room_id = _shared_room(a, b, root, "3")
+    a, b = pair
+    alice, bob, room_id = _shared_room(a, b, "3")
     try:
         # Only the newest of three events reaches B (as when a peer catches up with its
         # latest event only): B asks A for the missing ones (get_missing_events).

@@ -86,6 +86,17 @@ def test_received_events_are_not_put_in_the_outbox() -> None:
     assert _rows(msg.event_id) == []
 
 
+def test_a_join_relayed_as_the_resident_goes_to_the_other_servers_not_back_to_its_origin() -> None:
+    room_id = _room()
+    one, two = RemoteServer("one.test"), RemoteServer("two.test")
+    _join(room_id, one)
+    carol = "@carol:two.test"
+    join = remote_event(two, room_id, carol, "m.room.member", {"membership": "join"}, state_key=carol)
+    # As send_join persists it: one.test learns of the join only from us.
+    persist_received_event(join, relayed_for="two.test")
+    assert _rows(join.event_id) == ["one.test"]
+
+
 def test_a_room_with_only_local_members_writes_no_rows() -> None:
     room_id = _room()
     assert _rows(_msg(room_id)) == []
@@ -385,6 +396,18 @@ def test_the_nudge_after_commit_queues_the_sender_of_each_destination(
     monkeypatch.setattr(outbox, "sends_in_this_process", lambda: True)
     with TestCase.captureOnCommitCallbacks(execute=True):
         _msg(room_with_peer)
+    assert queued == [(outbox.SEND_TASK, "one.test")]
+
+
+def test_the_nudge_also_queues_the_senders_of_a_relayed_event(room_with_peer: str, monkeypatch) -> None:
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(outbox, "enqueue", lambda *a: queued.append(a))
+    monkeypatch.setattr(outbox, "sends_in_this_process", lambda: True)
+    two = RemoteServer("two.test")
+    carol = "@carol:two.test"
+    join = remote_event(two, room_with_peer, carol, "m.room.member", {"membership": "join"}, state_key=carol)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        persist_received_event(join, relayed_for="two.test")
     assert queued == [(outbox.SEND_TASK, "one.test")]
 
 

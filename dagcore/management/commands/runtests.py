@@ -145,7 +145,10 @@ class Command(BaseCommand):
         pytest_args = list(options["pytest_args"])
         # Two workers by default (each starts its own live servers and test database).
         workers = os.environ.get("DAGMA_TEST_WORKERS", "2")
-        parallel = ["-n", workers] if workers not in ("0", "1") else []
+        # loadscope: a module's tests run on one worker, so its module-scoped live servers (and
+        # the session's Synapse) start once, not once per worker as "load" would have it.
+        # (Not loadgroup: xdist 3.8 groups by rewriting item._nodeid, which pytest 9 ignores.)
+        parallel = ["-n", workers, "--dist", "loadscope"] if workers not in ("0", "1") else []
         step(
             "pytest (PostgreSQL + Redis)",
             [py, "-m", "pytest", "-p", "no:cacheprovider", *parallel, *pytest_args],
