@@ -105,7 +105,8 @@ class LiveServer:
                     "host": "127.0.0.1",
                     "database": self.db_name,
                     "cp_min": 1,
-                    "cp_max": 20,
+                    # Tests start many servers at once on one PostgreSQL (max_connections 100).
+                    "cp_max": 10,
                 },
             }
         else:
