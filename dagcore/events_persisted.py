@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dagcore.protocol.events import Event
 from dagcore.store import transaction
 
 logger = logging.getLogger("dagma.events_persisted")
@@ -54,6 +55,32 @@ class EventsPersisted:
     #: A received event we accepted as a server in the room on behalf of this server
     #: (send_join and friends): it goes on to the room's other servers, not back to it.
     relayed_for: str | None = None
+
+    @classmethod
+    def of_event(
+        cls,
+        event: Event,
+        *,
+        room_nid: int,
+        stream_ordering: int,
+        local: bool,
+        relayed_for: str | None = None,
+    ) -> EventsPersisted:
+        """The batch of one persisted event."""
+        info = PersistedEventInfo(
+            event_id=event.event_id,
+            type=event.type,
+            state_key=event.state_key,
+            sender=event.sender,
+            stream_ordering=stream_ordering,
+        )
+        return cls(
+            room_id=event.room_id,
+            room_nid=room_nid,
+            events=(info,),
+            local=local,
+            relayed_for=relayed_for,
+        )
 
     @property
     def max_stream_ordering(self) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 from dagcore.actions.redaction_rules import check_may_redact, do_apply_pending_redactions, do_apply_redaction
 from dagcore.actions.txns import ClientTxn, get_answered_event_id, record_answer
 from dagcore.clock import now_ms
-from dagcore.events_persisted import EventsPersisted, PersistedEventInfo, announce_persisted
+from dagcore.events_persisted import EventsPersisted, announce_persisted
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import (
@@ -520,18 +520,10 @@ def _persist(
             # Membership rows carry the stream position at which they changed.
             state_store.settle_pending_memberships(room, stream_ordering)
         announce_persisted(
-            EventsPersisted(
-                room_id=room.room_id,
+            EventsPersisted.of_event(
+                event,
                 room_nid=room.pk,
-                events=(
-                    PersistedEventInfo(
-                        event_id=event.event_id,
-                        type=event.type,
-                        state_key=event.state_key,
-                        sender=event.sender,
-                        stream_ordering=stream_ordering,
-                    ),
-                ),
+                stream_ordering=stream_ordering,
                 local=local,
                 relayed_for=relayed_for,
             )

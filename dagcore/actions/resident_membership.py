@@ -33,7 +33,7 @@ from dagcore.actions.persist_event import (
 )
 from dagcore.clock import now_ms
 from dagcore.events_format import strip_state
-from dagcore.events_persisted import EventsPersisted, PersistedEventInfo, announce_persisted
+from dagcore.events_persisted import EventsPersisted, announce_persisted
 from dagcore.federation.keyring import get_keyring
 from dagcore.http.errors import MatrixError, bad_json
 from dagcore.models import Room
@@ -532,21 +532,8 @@ def store_out_of_band_membership(event: Event, *, creator: str) -> int:
         )
         assert stream is not None
         state_store.settle_pending_memberships(room, stream)
+        # Not ours to relay: the other servers have it from the server that handed it over.
         announce_persisted(
-            EventsPersisted(
-                room_id=room.room_id,
-                room_nid=room.pk,
-                events=(
-                    PersistedEventInfo(
-                        event_id=event.event_id,
-                        type=event.type,
-                        state_key=event.state_key,
-                        sender=event.sender,
-                        stream_ordering=stream,
-                    ),
-                ),
-                # Not ours to relay: the other servers have it from the server that handed it over.
-                local=False,
-            )
+            EventsPersisted.of_event(event, room_nid=room.pk, stream_ordering=stream, local=False)
         )
     return stream
