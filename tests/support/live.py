@@ -105,8 +105,9 @@ class LiveServer:
                     "host": "127.0.0.1",
                     "database": self.db_name,
                     "cp_min": 1,
-                    # Tests start many servers at once on one PostgreSQL (max_connections 100).
-                    "cp_max": 10,
+                    # A server's /send and /sync pools (8 + 6 threads) may each hold a
+                    # connection at once; fewer makes requests wait for the pool.
+                    "cp_max": 20,
                 },
             }
         else:
