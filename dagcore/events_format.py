@@ -32,6 +32,17 @@ class ClientEventExtras:
     relations: RelationSummary = field(default_factory=RelationSummary)
 
 
+#: The state shown with an invite or a knock (spec "Stripped state": the recommended events).
+STRIPPED_STATE_KEYS: tuple[tuple[str, str], ...] = (
+    ("m.room.create", ""),
+    ("m.room.name", ""),
+    ("m.room.avatar", ""),
+    ("m.room.topic", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.canonical_alias", ""),
+    ("m.room.encryption", ""),
+)
+
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
 
 

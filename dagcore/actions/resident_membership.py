@@ -21,7 +21,7 @@ membership row) when we are not in the room, so the user sees it in ``/sync``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagcore.actions.persist_event import (
@@ -32,7 +32,7 @@ from dagcore.actions.persist_event import (
     persist_received_event,
 )
 from dagcore.clock import now_ms
-from dagcore.events_format import strip_state
+from dagcore.events_format import STRIPPED_STATE_KEYS, strip_state
 from dagcore.events_persisted import EventsPersisted, announce_persisted
 from dagcore.federation.keyring import get_keyring
 from dagcore.http.errors import MatrixError, bad_json
@@ -68,17 +68,6 @@ logger = logging.getLogger("dagma.federation")
 #: Stripped state entries accepted with an invite (spec recommends a handful).
 MAX_INVITE_ROOM_STATE = 50
 JOIN_RULES_KEY: StateKey = ("m.room.join_rules", "")
-#: Spec "Stripped state": the recommended events (as ``dagcore.sync.invites`` shows them;
-#: listed again here because actions may not import the sync engine, which imports actions).
-STRIPPED_STATE_KEYS: tuple[StateKey, ...] = (
-    ("m.room.create", ""),
-    ("m.room.name", ""),
-    ("m.room.avatar", ""),
-    ("m.room.topic", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.canonical_alias", ""),
-    ("m.room.encryption", ""),
-)
 POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 
 
@@ -290,17 +279,28 @@ def _persist_membership(room: Room, event: Event, *, relayed_for: str | None) ->
     return stored
 
 
-def do_send_join(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
-    """``PUT /_matrix/federation/v2/send_join``: persist the join; answer the room's state before
-    it, the auth chain of that state, and the event as we signed it (restricted joins)."""
+def _checked_send(
+    check: Callable[..., Mapping[str, Any]], *, origin: str, room_id: str, event_id: str, pdu: Any
+) -> tuple[Room, RoomVersion, Mapping[str, Any]]:
+    """The room (ours to answer for), its version and the body ``check`` (a
+    ``membership_events`` check) accepted against the path and the requesting server."""
     room = access_resident_room(room_id)
     room_version = _room_version_of(room)
     try:
-        checked = check_join_event(
+        checked = check(
             pdu, path_room_id=room_id, path_event_id=event_id, room_version=room_version, origin=origin
         )
     except MembershipRequestError as exc:
         raise _membership_error(exc) from None
+    return room, room_version, checked
+
+
+def do_send_join(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
+    """``PUT /_matrix/federation/v2/send_join``: persist the join; answer the room's state before
+    it, the auth chain of that state, and the event as we signed it (restricted joins)."""
+    room, room_version, checked = _checked_send(
+        check_join_event, origin=origin, room_id=room_id, event_id=event_id, pdu=pdu
+    )
     body = dict(checked)
     authoriser = body["content"].get("join_authorised_via_users_server")
     if room_version.restricted_join_rule and authoriser is not None:
@@ -332,14 +332,9 @@ def _auth_nids(stored: StoredEvent) -> list[int]:
 
 def do_send_leave(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
     """``PUT /_matrix/federation/v2/send_leave``: persist the leave; answer ``{}``."""
-    room = access_resident_room(room_id)
-    room_version = _room_version_of(room)
-    try:
-        checked = check_leave_event(
-            pdu, path_room_id=room_id, path_event_id=event_id, room_version=room_version, origin=origin
-        )
-    except MembershipRequestError as exc:
-        raise _membership_error(exc) from None
+    room, room_version, checked = _checked_send(
+        check_leave_event, origin=origin, room_id=room_id, event_id=event_id, pdu=pdu
+    )
     _persist_membership(
         room, _check_signed(checked, room_version=room_version, event_id=event_id), relayed_for=origin
     )
@@ -354,14 +349,9 @@ def stripped_room_state(room: Room) -> list[dict[str, Any]]:
 
 def do_send_knock(*, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
     """``PUT /_matrix/federation/v1/send_knock``: persist the knock; answer the stripped state."""
-    room = access_resident_room(room_id)
-    room_version = _room_version_of(room)
-    try:
-        checked = check_knock_event(
-            pdu, path_room_id=room_id, path_event_id=event_id, room_version=room_version, origin=origin
-        )
-    except MembershipRequestError as exc:
-        raise _membership_error(exc) from None
+    room, room_version, checked = _checked_send(
+        check_knock_event, origin=origin, room_id=room_id, event_id=event_id, pdu=pdu
+    )
     _persist_membership(
         room, _check_signed(checked, room_version=room_version, event_id=event_id), relayed_for=origin
     )

@@ -7,22 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagcore.events_format import strip_state
-from dagcore.protocol.events import StateKey
+from dagcore.events_format import STRIPPED_STATE_KEYS, strip_state
 from dagcore.store import events as event_store
 from dagcore.store import sync as sync_store
 from dagcore.store.sync import MembershipInfo
-
-#: State shown for an invite or a knock (spec: "Stripped state", recommended events).
-STRIPPED_STATE_KEYS: tuple[StateKey, ...] = (
-    ("m.room.create", ""),
-    ("m.room.name", ""),
-    ("m.room.avatar", ""),
-    ("m.room.topic", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.canonical_alias", ""),
-    ("m.room.encryption", ""),
-)
 
 
 def build_stripped_rooms(
