@@ -226,6 +226,42 @@ def build_from_template(
         raise InvalidRemoteAnswer(server, f"the template does not make a valid event: {exc}") from None
 
 
+def _make_membership(
+    server: str,
+    membership: str,
+    *,
+    room_id: str,
+    user_id: str,
+    content: Mapping[str, Any],
+    known_version: RoomVersion | None = None,
+) -> tuple[RoomVersion, Event]:
+    """The first half of every handshake: ``make_join``/``make_knock``/``make_leave`` at
+    ``server``, its room version checked, and our signed member event built from the template.
+
+    Joins and knocks tell the resident which versions we speak (``ver``); a leave is of a room
+    whose version we already know (from its invite), and the answer must agree with it.
+    """
+    made = get_federation_client().get_json(
+        server,
+        encode_path(f"/_matrix/federation/v1/make_{membership}/{{}}/{{}}", room_id, user_id),
+        query=None if known_version else {"ver": SUPPORTED_VERSIONS},
+        timeout=MEMBERSHIP_TIMEOUT_S,
+    )
+    if known_version is None:
+        room_version = _answer_version(server, made)
+    else:
+        room_version = _answer_version(server, made, default=known_version.identifier)
+        if room_version.identifier != known_version.identifier:
+            raise InvalidRemoteAnswer(server, "the room version differs from the invite's")
+    if membership == "knock" and not room_version.knock_join_rule:
+        raise InvalidRemoteAnswer(server, f"room version {room_version.identifier} has no knocking")
+    event = build_from_template(
+        server, made.get("event"), room_version=room_version, room_id=room_id, user_id=user_id,
+        membership=membership, content=content,
+    )  # fmt: skip
+    return room_version, event
+
+
 def _verify(
     server: str, pdu: Any, *, room_version: RoomVersion, room_id: str, expected: str | None = None
 ) -> Event:
@@ -352,19 +388,8 @@ def join_through_servers(
 
 def join_through(server: str, *, user_id: str, room_id: str, content: Mapping[str, Any]) -> None:
     """One make_join / send_join handshake with ``server``; raises if its answers are unusable."""
-    client = get_federation_client()
-    made = client.get_json(
-        server,
-        encode_path("/_matrix/federation/v1/make_join/{}/{}", room_id, user_id),
-        query={"ver": SUPPORTED_VERSIONS},
-        timeout=MEMBERSHIP_TIMEOUT_S,
-    )
-    room_version = _answer_version(server, made)
-    join = build_from_template(
-        server, made.get("event"), room_version=room_version, room_id=room_id, user_id=user_id,
-        membership="join", content=content,
-    )  # fmt: skip
-    answer = client.put_json(
+    room_version, join = _make_membership(server, "join", room_id=room_id, user_id=user_id, content=content)
+    answer = get_federation_client().put_json(
         server,
         encode_path("/_matrix/federation/v2/send_join/{}/{}", room_id, join.event_id),
         join.pdu,
@@ -491,21 +516,8 @@ def do_remote_knock(*, user_id: str, room_id: str, servers: Sequence[str], conte
 
 
 def _knock_through(server: str, *, user_id: str, room_id: str, content: Mapping[str, Any]) -> None:
-    client = get_federation_client()
-    made = client.get_json(
-        server,
-        encode_path("/_matrix/federation/v1/make_knock/{}/{}", room_id, user_id),
-        query={"ver": SUPPORTED_VERSIONS},
-        timeout=MEMBERSHIP_TIMEOUT_S,
-    )
-    room_version = _answer_version(server, made)
-    if not room_version.knock_join_rule:
-        raise InvalidRemoteAnswer(server, f"room version {room_version.identifier} has no knocking")
-    knock = build_from_template(
-        server, made.get("event"), room_version=room_version, room_id=room_id, user_id=user_id,
-        membership="knock", content=content,
-    )  # fmt: skip
-    answer = client.put_json(
+    room_version, knock = _make_membership(server, "knock", room_id=room_id, user_id=user_id, content=content)
+    answer = get_federation_client().put_json(
         server,
         encode_path("/_matrix/federation/v1/send_knock/{}/{}", room_id, knock.event_id),
         knock.pdu,
@@ -559,20 +571,10 @@ def do_remote_leave(*, room: Room, user_id: str, servers: Sequence[str], content
 def _leave_through(
     server: str, *, room_version: RoomVersion, user_id: str, room_id: str, content: Mapping[str, Any]
 ) -> None:
-    client = get_federation_client()
-    made = client.get_json(
-        server,
-        encode_path("/_matrix/federation/v1/make_leave/{}/{}", room_id, user_id),
-        timeout=MEMBERSHIP_TIMEOUT_S,
+    _, leave = _make_membership(
+        server, "leave", room_id=room_id, user_id=user_id, content=content, known_version=room_version
     )
-    answered_version = _answer_version(server, made, default=room_version.identifier)
-    if answered_version.identifier != room_version.identifier:
-        raise InvalidRemoteAnswer(server, "the room version differs from the invite's")
-    leave = build_from_template(
-        server, made.get("event"), room_version=room_version, room_id=room_id, user_id=user_id,
-        membership="leave", content=content,
-    )  # fmt: skip
-    client.put_json(
+    get_federation_client().put_json(
         server,
         encode_path("/_matrix/federation/v2/send_leave/{}/{}", room_id, leave.event_id),
         leave.pdu,
