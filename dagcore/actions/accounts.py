@@ -25,6 +25,7 @@ from dagcore.passwords import check_password, hash_password, needs_rehash
 from dagcore.protocol.identifiers import MAX_IDENTIFIER_BYTES, is_valid_new_localpart, parse_user_id
 from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
+from dagcore.store import e2e_keys as key_store
 from dagcore.store import rooms as room_store
 from dagcore.store import to_device as to_device_store
 from dagcore.store import transaction
@@ -366,6 +367,10 @@ def _delete_devices(user: User, device_ids: list[str]) -> int:
 
     if not device_ids:
         return 0
+    # A device's keys are part of the user's key state (issue #15): a deletion racing a key
+    # upload or a cross-signing reset is serialised with it under the same per-user lock, so a
+    # /keys/query answer never shows a deleted device's keys nor a half-applied upload.
+    key_store.lock_user_keys(user_ids=[user.user_id])
     deleted = account_store.delete_devices(user, device_ids)
     to_device_store.delete_device_messages(user_id=user.user_id, device_ids=device_ids)
     if deleted:

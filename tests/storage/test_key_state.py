@@ -152,3 +152,63 @@ def test_device_list_positions_commit_in_order() -> None:
     now = get_stream_position("device_lists")
     assert now == positions["second"]
     assert get_changed_users(after=before, upto=now) == {"@first:order.test", "@second:order.test"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_device_waits_for_a_change_of_the_users_keys() -> None:
+    """A device deletion is a change of the user's key state: it waits for a key upload (or
+    reset) holding the user's key lock, so the two never interleave (PostgreSQL, where
+    writers run concurrently; SQLite runs one writer at a time)."""
+    from django.db import connection, connections, transaction
+
+    from dagcore.actions.accounts import do_delete_devices
+    from dagcore.store import accounts as account_store
+    from dagcore.store.e2e_keys import lock_user_keys
+
+    user_id, _ = _user_with_device("keylockdelete")
+    user = account_store.get_user(user_id)
+    assert user is not None
+    locked, release, deleted = threading.Event(), threading.Event(), threading.Event()
+
+    def uploader() -> None:
+        try:
+            with transaction.atomic():
+                lock_user_keys(user_ids=[user_id])
+                locked.set()
+                release.wait(PATIENCE)
+        finally:
+            connections.close_all()
+
+    def deleter() -> None:
+        try:
+            assert do_delete_devices(user=user, device_ids=["DEV"]) == 1
+            deleted.set()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=uploader)]
+    threads[0].start()
+    assert locked.wait(PATIENCE)
+    threads.append(threading.Thread(target=deleter))
+    threads[1].start()
+    deadline = time.monotonic() + PATIENCE
+    waiting = False
+    while not waiting and time.monotonic() < deadline:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE %s",
+                ["SELECT pg_advisory_xact_lock(%"],
+            )
+            row: Any = cur.fetchone()
+            waiting = row[0] > 0
+    try:
+        assert waiting, "the deletion did not wait for the key lock"
+        assert not deleted.is_set()
+        assert account_store.get_device(user, "DEV") is not None
+    finally:
+        release.set()
+        for t in threads:
+            t.join(PATIENCE)
+    assert deleted.is_set()
+    assert account_store.get_device(user, "DEV") is None
