@@ -13,6 +13,8 @@ the request must carry a valid ``Authorization: X-Matrix`` header:
   sent), or no key of the origin to be found -> 401 ``M_UNAUTHORIZED``;
 * an origin outside ``federation_domain_whitelist`` -> 403 ``M_FORBIDDEN``
   (checked before any of its keys is fetched).
+
+An authenticated request ends our back-off from its origin (:func:`note_peer_contact`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from django.http import HttpRequest, HttpResponse
 
 from dagcore.clock import now_ms
 from dagcore.federation.keyring import Keyring, get_keyring
+from dagcore.federation.sender import note_peer_contact
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
@@ -130,6 +133,11 @@ def federation_endpoint(
                     raise MatrixError(405, "M_UNRECOGNIZED", "Method not allowed")
                 body = parse_body(request)
                 origin = authenticate_request(request, body=body) if authenticated else None
+                if origin is not None:
+                    # The origin is up (it signed a request to us): what waits for it goes now,
+                    # not after our back-off (issue #10: "reset ... when the peer contacts us";
+                    # Synapse does the same for every authenticated request).
+                    note_peer_contact(origin)
                 result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)
             except MatrixError as exc:
                 return error_response(exc)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from dagcore.federation.sender import note_peer_contact
 from embassy.http import FederationRequest, federation_endpoint
 from embassy.inbound import check_send_transaction
 
@@ -18,7 +17,4 @@ def send_transaction(fed: FederationRequest, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v1/send/{txnId}"""
     assert fed.origin is not None  # authenticated endpoint
     # The path is matched raw (percent-encoded): the txnId is decoded once, here.
-    answer = check_send_transaction(origin=fed.origin, txn_id=unquote(txn_id), body=fed.body)
-    # The peer is up: what waits for it goes now, not after our back-off.
-    note_peer_contact(fed.origin)
-    return answer
+    return check_send_transaction(origin=fed.origin, txn_id=unquote(txn_id), body=fed.body)

@@ -149,3 +149,20 @@ def test_an_authenticated_endpoint_answers_matrix_errors_as_json(remote, monkeyp
     assert refused.status_code == 401 and json.loads(refused.content)["errcode"] == "M_UNAUTHORIZED"
     wrong_method = whoami(_request(signed(server.keys[0], method="POST"), method="post"))
     assert wrong_method.status_code == 405
+
+
+def test_an_authenticated_request_ends_our_back_off_from_its_origin(remote, monkeypatch) -> None:
+    """Any signed request (not only /send) tells us the origin is up: its queue is tried now."""
+    ring, server = remote
+    monkeypatch.setattr(embassy_http, "get_keyring", lambda: ring)
+    contacted: list[str] = []
+    monkeypatch.setattr(embassy_http, "note_peer_contact", contacted.append)
+
+    @federation_endpoint(authenticated=True)
+    def state_ids(fed: FederationRequest) -> dict[str, Any]:
+        return {}
+
+    assert state_ids(_request(signed(server.keys[0]))).status_code == 200
+    assert contacted == ["remote.test"]
+    assert state_ids(_request(None)).status_code == 401
+    assert contacted == ["remote.test"]  # an unauthenticated request proves nothing
