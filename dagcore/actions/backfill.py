@@ -192,15 +192,14 @@ def _backfill(room: Room, gaps: Sequence[Gap], *, deadline: float) -> int:
         added += _persist_history(room, filler, events, deadline=deadline)
         if added:
             break
-    still_open = backfill_store.get_backward_extremities(
-        room, max_depth=None, min_depth=None, now=now_ms(), limit=10_000
-    )
-    unfilled = {g.event_id: g for g in still_open if g.event_id in set(wanted)}
+    unfilled = backfill_store.get_gaps(room, wanted)
     if unfilled:
         # Nobody had these for us (down, or the history is not visible to our users): ask again later.
-        attempts = max(g.attempts for g in unfilled.values())
+        attempts = max(g.attempts for g in unfilled)
         wait = min(RETRY_BASE_MS * 2 ** min(attempts, 20), RETRY_MAX_MS)
-        backfill_store.note_backfill_failure(room, list(unfilled), retry_after_ts=now_ms() + wait)
+        backfill_store.note_backfill_failure(
+            room, [g.event_id for g in unfilled], retry_after_ts=now_ms() + wait
+        )
     return added
 
 

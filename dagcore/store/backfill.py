@@ -13,7 +13,7 @@ from django.db.models import F
 
 from dagcore.models import BackwardExtremity, Room
 from dagcore.models import Event as EventRow
-from dagcore.store.sql import fetch_rows, in_list
+from dagcore.store.sql import fetch_rows
 from dagcore.store.streams import advance_stream
 
 #: The counter of backfilled positions: ``events.stream_ordering`` of backfilled events is its
@@ -75,6 +75,14 @@ def get_backward_extremities(
     return [Gap(str(e), int(d), int(a)) for e, d, a in fetch_rows(sql, params)]
 
 
+def get_gaps(room: Room, event_ids: Sequence[str]) -> list[Gap]:
+    """Those of ``event_ids`` that are still gaps of the room."""
+    rows = BackwardExtremity.objects.filter(room=room, event_id__in=list(event_ids)).values_list(
+        "event_id", "depth", "attempts"
+    )
+    return [Gap(str(e), int(d), int(a)) for e, d, a in rows]
+
+
 def count_backward_extremities(room: Room) -> int:
     return BackwardExtremity.objects.filter(room=room).count()
 
@@ -115,13 +123,3 @@ def promote_outlier(
         state_group=state_group,
         stream_ordering=stream_ordering,
     )
-
-
-def get_oldest_timeline_depth(room: Room, event_ids: Sequence[str]) -> int | None:
-    """The lowest depth among those events in the room's timeline (``None``: none of them)."""
-    if not event_ids:
-        return None
-    params: list[Any] = [room.pk]
-    cond = in_list("event_id", list(event_ids), params)
-    rows = fetch_rows(f"SELECT MIN(depth) FROM events WHERE room_id = %s AND {cond} AND NOT outlier", params)
-    return int(rows[0][0]) if rows and rows[0][0] is not None else None

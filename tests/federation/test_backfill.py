@@ -25,6 +25,7 @@ from dagcore.store import rooms as room_store
 from dagcore.store import sync as sync_store
 from dagcore.store.streams import get_stream_position
 from dagcore.store.timeline import TopoKey
+from dagcore.sync.tokens import RoomToken
 from tests.actions.roomkit import make_user
 from tests.federation.fakes import Clock, FakeFederation, FakeKeyServer
 from tests.federation.test_remote_join import FakeResident
@@ -281,3 +282,8 @@ def test_history_our_users_may_not_see_stays_hidden_even_when_a_peer_sends_it(ne
     assert _bodies(events) == []
     room = room_store.get_room(server.room_id)
     assert room is not None and backfill_store.count_backward_extremities(room) == 0
+
+
+def test_room_tokens_carry_a_backfilled_events_negative_position() -> None:
+    token = RoomToken(12, -34)
+    assert RoomToken.parse(str(token)) == token == RoomToken.parse("t12_-34")
