@@ -52,6 +52,7 @@ from dagcore.protocol.room_versions import EventFormat, RoomVersion, get_room_ve
 from dagcore.protocol.signing import sign_event
 from dagcore.protocol.state_res import resolve_state
 from dagcore.server_keys import get_server_name, get_signing_key
+from dagcore.store import backfill as backfill_store
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
@@ -437,6 +438,7 @@ def _persist(
     canonical_json: bytes | None = None,
     relayed_for: str | None = None,
     nid: int | None = None,
+    backfilled_position: int | None = None,
 ) -> PersistedEvent:
     """Write an event whose checks are done. Must run inside the room's write transaction.
 
@@ -444,7 +446,8 @@ def _persist(
     ``replaced_extremities`` those among them that the event cites as prev events;
     ``canonical_json`` the PDU's encoding if the caller made it already (local events,
     for the size check); ``nid`` the event's internal ID if the caller reserved it
-    (``allocate_event_nid``) before taking the room's lock.
+    (``allocate_event_nid``) before taking the room's lock; ``backfilled_position`` the
+    negative stream position of a historical event (``dagcore.actions.backfill``).
     """
     stored_json = (
         canonical_json if canonical_json is not None else encode_canonical_json(event.pdu)
@@ -473,6 +476,7 @@ def _persist(
             auth_chain=auth_chain,
             canonical_json=stored_json,
             assign_stream_ordering=assign_stream_ordering,
+            backfilled_position=backfilled_position if assign_stream_ordering else None,
         )
 
     if outlier or rejected_reason is not None:
@@ -515,7 +519,9 @@ def _persist(
     # The row last, with its position: the counter row lock orders commits by position.
     stream_ordering = write_row(assign_stream_ordering=True)
     assert stream_ordering is not None
-    if not soft_failed:
+    if not soft_failed and backfilled_position is None:
+        # A backfilled event is history, not news: it is announced to nobody (no /sync
+        # wake-up, no push, no outbox row: the room's other servers have it already).
         if memberships_changed:
             # Membership rows carry the stream position at which they changed.
             state_store.settle_pending_memberships(room, stream_ordering)
@@ -594,6 +600,7 @@ def persist_received_event(
     outlier: bool = False,
     local: bool = False,
     relayed_for: str | None = None,
+    backfilled_position: int | None = None,
 ) -> PersistedEvent:
     """Check and store an event from another server (signatures already verified).
 
@@ -608,6 +615,16 @@ def persist_received_event(
     ``relayed_for``: the server that asked us, as a server in the room, to accept the event
     (``send_join``, ``send_leave``, ``send_knock``): it goes on to the room's other servers,
     which learn of it only from us (spec: server-server API "Joining Rooms").
+
+    ``backfilled_position``: the event is history fetched by ``/backfill``, older than what
+    we hold (``dagcore.actions.backfill``): it takes that (negative) stream position, is
+    not checked against the current state (a historical event is judged by the state before
+    it; Synapse skips the soft-fail check for backfilled events too), never moves the room's
+    head and is announced to nobody. An outlier we held (the state and auth chain of a
+    join) joins the timeline where backfill finds it.
+
+    An event persisted on a given ``state_before`` whose prev events we do not hold leaves
+    a gap, noted as backward extremities (``dagcore.store.backfill``).
     """
     with transaction.atomic():
         room_store.lock_room_for_writing(event.room_id)
@@ -616,6 +633,8 @@ def persist_received_event(
             raise RoomNotFound(event.room_id)
         existing = event_store.get_event_by_id(event.event_id)
         if existing is not None:
+            if backfilled_position is not None and existing.outlier and existing.rejected_reason is None:
+                return _promote_backfilled_outlier(room, existing, state_before, backfilled_position)
             return _as_persisted(existing)
         room_version = get_room_version(room.room_version, require_supported=False)
 
@@ -671,16 +690,17 @@ def persist_received_event(
 
         # Step 6: against the current state (soft fail: stored, but not part of the room's head).
         soft_failed = False
-        if rejected_reason is None:
+        if rejected_reason is None and backfilled_position is None:
             try:
                 check_event_auth(event, _state_events_for_auth(room, room.current_state_group, keys))
             except AuthError as exc:
                 soft_failed = True
                 logger.info("soft-failing %s: %s", event.event_id, exc)
 
-        extremities = event_store.get_forward_extremities(room)
+        # History never moves the room's head: no forward extremity of it is replaced.
+        extremities = [] if backfilled_position is not None else event_store.get_forward_extremities(room)
         prev_ids = set(event.prev_event_ids)
-        return _persist(
+        persisted = _persist(
             room=room,
             event=event,
             state_group_before=state_group_before,
@@ -689,10 +709,57 @@ def persist_received_event(
             replaced_extremities=[e for e in extremities if e.event_id in prev_ids],
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
-            becomes_current=not _has_known_children(event),
+            becomes_current=backfilled_position is None and not _has_known_children(event),
             local=local,
             relayed_for=relayed_for,
+            backfilled_position=backfilled_position,
         )
+        _note_gaps(room, event, in_timeline=persisted.stream_ordering is not None and not soft_failed,
+                   given_state=state_before is not None)  # fmt: skip
+        return persisted
+
+
+def _note_gaps(room: Room, event: Event, *, in_timeline: bool, given_state: bool) -> None:
+    """Keep the room's backward extremities true: the event fills its own gap, and an event
+    persisted on a given state leaves one for each prev event we do not hold."""
+    backfill_store.remove_backward_extremity(room, event.event_id)
+    if in_timeline and given_state and event.prev_event_ids:
+        missing = backfill_store.get_missing_timeline_prevs(room, list(event.prev_event_ids))
+        backfill_store.add_backward_extremities(room, missing, depth=event.depth)
+
+
+def _promote_backfilled_outlier(
+    room: Room, existing: StoredEvent, state_before: Mapping[StateKey, str] | None, position: int
+) -> PersistedEvent:
+    """An outlier (from a join's state or an auth chain) that backfill found in the timeline:
+    it is checked against the state before it (step 5) and takes its place in the timeline;
+    if the state before it refuses it, it stays an outlier (it was accepted as an auth event)."""
+    event = existing.event
+    room_version = get_room_version(room.room_version, require_supported=False)
+    state_group_before = _state_group_before(room, room_version, event, state_before)
+    keys = auth_types_for_event(
+        room_version, event_type=event.type, state_key=event.state_key, sender=event.sender,
+        content=event.content,
+    )  # fmt: skip
+    try:
+        check_event_auth(event, _state_events_for_auth(room, state_group_before, keys))
+    except AuthError as exc:
+        logger.info("backfilled outlier %s stays an outlier: %s", event.event_id, exc)
+        return _as_persisted(existing)
+    state_group_after = state_group_before
+    if event.is_state():
+        state_group_after = state_store.create_state_group(
+            room, prev_group=state_group_before, delta={event.state_tuple: existing.nid}
+        )
+    if event.type == "m.room.redaction":
+        do_apply_redaction(room=room, redaction=event, state_group_before=state_group_before)
+    do_apply_pending_redactions(room=room, event=event)
+    backfill_store.promote_outlier(
+        nid=existing.nid, state_group_before=state_group_before, state_group=state_group_after,
+        stream_ordering=position,
+    )  # fmt: skip
+    _note_gaps(room, event, in_timeline=True, given_state=state_before is not None)
+    return PersistedEvent(event=event, nid=existing.nid, stream_ordering=position)
 
 
 def _has_known_children(event: Event) -> bool:

@@ -15,6 +15,7 @@ from dagcore.models.e2e import (
 )
 from dagcore.models.ephemeral import Presence, Receipt, TypingNotice
 from dagcore.models.events import (
+    BackwardExtremity,
     CurrentStateEvent,
     Event,
     EventAuthEdge,
@@ -43,6 +44,7 @@ from dagcore.models.userdata import AccountData, UserFilter
 __all__ = [
     "AccessToken",
     "AccountData",
+    "BackwardExtremity",
     "ClientTxn",
     "ContentReport",
     "CrossSigningKey",

@@ -116,3 +116,29 @@ class CurrentStateEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["room", "type", "state_key"], name="current_state_unique")
         ]
+
+
+class BackwardExtremity(models.Model):
+    """An event the room's timeline cites as a prev event but we do not hold (in the timeline).
+
+    Spec: server-server API "Backfilling and retrieving missing events": these are the
+    ``v`` of a ``/backfill`` request. Written when an event is persisted on a state we were
+    given (a remote join's send_join state, a gap ``/send`` could not fill, the oldest event
+    of a backfilled batch); removed when the event arrives. ``depth`` is the depth of the
+    newest event citing it, which is where a backwards ``/messages`` walk meets the gap.
+    ``attempts`` / ``retry_after_ts``: peers that had nothing for it are not asked again
+    on every page (a room whose history is not visible to us stays a short walk).
+    """
+
+    room = models.ForeignKey("dagcore.Room", on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_id = models.CharField(max_length=255)
+    depth = models.BigIntegerField()
+    attempts = models.IntegerField(default=0)
+    retry_after_ts = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "backward_extremities"
+        constraints = [
+            models.UniqueConstraint(fields=["room", "event_id"], name="backward_extremities_unique")
+        ]
+        indexes = [models.Index(fields=["room", "depth"], name="backward_extremities_depth")]

@@ -224,6 +224,7 @@ def insert_event(
     auth_chain: Sequence[int] | None,
     canonical_json: str,
     assign_stream_ordering: bool,
+    backfilled_position: int | None = None,
 ) -> int | None:
     """Write the event row (ID from :func:`allocate_event_nid`) and its edges; return its stream position.
 
@@ -231,6 +232,8 @@ def insert_event(
     statement: this must be the transaction's last write, since the counter row
     stays locked until commit, which is what makes positions commit in order
     (see ``dagcore.models.streams``). Rejected events and outliers get no position.
+    ``backfilled_position``: the (negative) position reserved for a backfilled event
+    (``dagcore.store.backfill.reserve_backfill_positions``), written as it is.
     """
     relates = event.content.get("m.relates_to")
     relates_to = relation_type = None
@@ -262,6 +265,14 @@ def insert_event(
         state_group=state_group,
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
     )
+    if backfilled_position is not None:
+        assert assign_stream_ordering
+        row = EventRow.objects.create(room=room, stream_ordering=backfilled_position, **fields)
+        EventEdge.objects.bulk_create([EventEdge(event=row, prev_event_id=p) for p in event.prev_event_ids])
+        EventAuthEdge.objects.bulk_create(
+            [EventAuthEdge(event=row, auth_event_id=a) for a in event.auth_event_ids]
+        )
+        return backfilled_position
     if is_postgres():
         # One round trip: the stream position, the row and its edges (data-modifying CTEs).
         with connection.cursor() as cur:

@@ -4,7 +4,8 @@
   carry a position for each stream (DESIGN.md §5). ``/messages`` accepts them as
   ``from``/``to`` too (clients pass ``next_batch`` / ``prev_batch``).
 * Room tokens ``t<depth>_<stream>`` are positions in one room's topological order
-  (depth, then stream ordering), used by ``/messages`` and ``/context``.
+  (depth, then stream ordering), used by ``/messages`` and ``/context``; a backfilled
+  event's stream ordering is negative (``dagcore.actions.backfill``), so may be the stream part.
 
 Garbage, negative or huge values are refused with 400 ``M_INVALID_PARAM``, never a 500.
 """
@@ -20,7 +21,7 @@ from dagcore.store.streams import STREAMS
 MAX_POSITION = 2**62
 # re.ASCII: \d must not take other scripts' digits (int() would, silently).
 _SYNC_RE = re.compile(rf"^s(\d{{1,19}}(?:_\d{{1,19}}){{0,{len(STREAMS) - 1}}})$", re.ASCII)
-_ROOM_RE = re.compile(r"^t(-?\d{1,19})_(\d{1,19})$", re.ASCII)
+_ROOM_RE = re.compile(r"^t(-?\d{1,19})_(-?\d{1,19})$", re.ASCII)
 
 
 def _bad(kind: str) -> MatrixError:
@@ -77,6 +78,6 @@ class RoomToken:
         if not m:
             raise _bad("pagination")
         depth, stream = int(m.group(1)), int(m.group(2))
-        if abs(depth) > MAX_POSITION or stream > MAX_POSITION:
+        if abs(depth) > MAX_POSITION or abs(stream) > MAX_POSITION:
             raise _bad("pagination")
         return cls(depth, stream)

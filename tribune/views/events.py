@@ -11,6 +11,7 @@ from typing import Any
 
 from django.urls import URLPattern
 
+from dagcore.actions import backfill as backfill_actions
 from dagcore.actions import redact as redact_actions
 from dagcore.actions import room_access
 from dagcore.actions import send_event as send_actions
@@ -192,7 +193,7 @@ def get_messages(ctx: RequestContext, room_id: str) -> dict[str, Any]:
             start_at = "t0_0"
     else:
         start_at = from_token
-    page = room_access.access_room_messages(
+    page = backfill_actions.access_room_messages_backfilling(
         reader,
         from_key=from_key,
         direction=direction,
