@@ -127,7 +127,7 @@ def test_user_keys_query_answers_only_our_users_with_what_other_users_may_see(
     do_upload_cross_signing_keys(
         user_id=alice.user_id, upload=check_cross_signing_upload(cross.upload_body(), user_id=alice.user_id)
     )
-    body = {"device_keys": {alice.user_id: [], BOB: []}}
+    body: dict[str, Any] = {"device_keys": {alice.user_id: [], BOB: []}}
     status, answer = signed_request(remote, "POST", "/_matrix/federation/v1/user/keys/query", body)
     assert status == 200
     assert list(answer["device_keys"]) == [alice.user_id]
@@ -350,7 +350,7 @@ def test_signing_key_updates_are_stored_for_tracked_users(remote, alice, alice_d
     _query(alice, BOB)
     cross = CrossSigningKeys(BOB)
     body = cross.upload_body()
-    edu = {
+    edu: dict[str, Any] = {
         "edu_type": "m.signing_key_update",
         "content": {
             "user_id": BOB,

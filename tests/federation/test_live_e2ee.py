@@ -100,7 +100,7 @@ def test_keys_to_device_and_device_lists_cross_servers(pair) -> None:
         # Each side sees the other's device keys, as uploaded (signatures intact).
         found = _devices(alice, bob.user_id or "")
         assert list(found) == [bob.device_id]
-        assert found[bob.device_id]["keys"] == bob_keys.device_keys()["keys"]
+        assert found[bob_keys.device_id]["keys"] == bob_keys.device_keys()["keys"]
         assert list(_devices(bob, alice.user_id or "")) == [alice.device_id]
 
         # A one-time key of the other server's device, claimed once.
@@ -163,7 +163,10 @@ def test_keys_to_device_and_device_lists_cross_servers(pair) -> None:
 
         _wait_for(changed, "Bob in Alice's device_lists.changed")
         _wait_for(
-            lambda: sorted(_devices(alice, bob.user_id or "")) == sorted([bob.device_id, phone.device_id]),
+            lambda: (
+                sorted(_devices(alice, bob.user_id or ""))
+                == sorted([str(bob.device_id), str(phone.device_id)])
+            ),
             "Bob's new device in Alice's /keys/query",
         )
         # Served from A's cache, kept by the EDUs: no re-fetch needed, and no update missed.
