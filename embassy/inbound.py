@@ -22,8 +22,12 @@ How a transaction is handled (:func:`check_send_transaction`):
    logged, the 200 already given. A slow peer (gap filling) thus never holds the
    sender's request beyond the budget plus one fetch.
 
-EDUs are counted and dropped for now (typing, receipts, presence, device lists and
-to-device come with the second Embassy issue); they never fail a transaction.
+EDUs (:func:`process_edus`) are handled before the transaction is recorded, each on
+its own: ``m.direct_to_device``, ``m.device_list_update`` and ``m.signing_key_update``
+(issue 11's first slice; each handler is idempotent, so a transaction resent after a
+crash before its record is handled again harmlessly). An EDU about a user of another
+server than the origin, a malformed one and any other type are dropped and counted;
+none ever fails the transaction.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ import logging
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from dagcore.actions.fill_gaps import GapFiller, TransientFailure, key_lookup
 from dagcore.actions.persist_event import EventRejected, RoomNotFound, persist_received_event
+from dagcore.actions.received_edus import do_receive_device_list_update, do_receive_signing_key_update
+from dagcore.actions.to_device import do_receive_direct_to_device
 from dagcore.clock import now_ms
 from dagcore.federation.outbox import room_federates
 from dagcore.http.errors import MatrixError
@@ -140,6 +147,10 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         )
         staged.append(StagedPdu(origin=origin, room_id=event.room_id, event_id=event.event_id, pdu=event.pdu))
 
+    if edus:
+        counts = process_edus(origin=origin, edus=edus)
+        logger.debug("%s: EDUs in transaction %s: %s", origin, txn_id, dict(counts))
+
     response = {"pdus": results}
     with transaction.atomic():
         inbound_store.lock_transaction_id(origin, txn_id)
@@ -149,9 +160,6 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         inbound_store.record_transaction(
             origin=origin, txn_id=txn_id, now=now_ms(), response=response, staged=staged, edu_count=len(edus)
         )
-    if edus:
-        logger.debug("%s: %d EDUs in transaction %s (not handled yet)", origin, len(edus), txn_id)
-
     deadline = time.monotonic() + INLINE_BUDGET_S
     verdicts: dict[str, str | None] = {}
     for room_id in dict.fromkeys(s.room_id for s in staged):
@@ -163,6 +171,34 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
             results[event_id] = {"error": error}
     inbound_store.update_transaction_response(origin=origin, txn_id=txn_id, response=response)
     return response
+
+
+def _handle_edu(origin: str, edu_type: str, content: Any) -> str:
+    if edu_type == "m.direct_to_device":
+        return "delivered" if do_receive_direct_to_device(origin=origin, content=content) else "dropped"
+    if edu_type == "m.device_list_update":
+        return do_receive_device_list_update(origin=origin, content=content)
+    if edu_type == "m.signing_key_update":
+        return do_receive_signing_key_update(origin=origin, content=content)
+    return "unhandled"  # typing, receipts, presence: a later slice of issue 11
+
+
+def process_edus(*, origin: str, edus: list[Any]) -> Counter[str]:
+    """Handle a transaction's EDUs one by one; how many ended how (``type:outcome``)."""
+    counts: Counter[str] = Counter()
+    for edu in edus:
+        if not isinstance(edu, dict) or not isinstance(edu.get("edu_type"), str):
+            counts["malformed"] += 1
+            continue
+        edu_type = edu["edu_type"][:100]
+        try:
+            outcome = _handle_edu(origin, edu_type, edu.get("content"))
+        except Exception:
+            # One EDU must not cost the transaction (nor its PDUs) anything.
+            logger.exception("%s: handling a %s EDU failed", origin, edu_type)
+            outcome = "failed"
+        counts[f"{edu_type}:{outcome}"] += 1
+    return counts
 
 
 def _claimed_id(pdu: Mapping[str, Any], version: RoomVersion | None = None) -> str:

@@ -61,11 +61,12 @@ def user_id_for(localpart: str) -> str:
     return f"@{localpart}:{get_server_name()}"
 
 
-def _device_list_changed(user_id: str) -> None:
-    """Tell the user's E2EE peers (``device_lists.changed`` in their /sync) to re-query
-    the user's devices. It advances a stream: call it last in the transaction."""
+def _device_list_changed(user_id: str, device_ids: list[str], *, deleted: bool = False) -> None:
+    """Tell the user's E2EE peers (``device_lists.changed`` in their /sync, other servers by
+    ``m.device_list_update``) to re-query the user's devices. It advances a stream: call it
+    last in the transaction."""
 
-    mark_device_list_changed(user_id=user_id)
+    mark_device_list_changed(user_id=user_id, device_ids=device_ids, deleted=deleted)
 
 
 # --------------------------------------------------------------------------- registration
@@ -243,7 +244,7 @@ def do_start_login_session(
             user, device, valid_until_ms=valid_until, refresh_token=refresh_row
         )
         if new_device:
-            _device_list_changed(user.user_id)
+            _device_list_changed(user.user_id, [device.device_id])
     return LoginSession(
         user_id=user.user_id,
         device_id=device.device_id,
@@ -374,7 +375,7 @@ def _delete_devices(user: User, device_ids: list[str]) -> int:
     deleted = account_store.delete_devices(user, device_ids)
     to_device_store.delete_device_messages(user_id=user.user_id, device_ids=device_ids)
     if deleted:
-        _device_list_changed(user.user_id)
+        _device_list_changed(user.user_id, device_ids, deleted=True)
     return deleted
 
 
@@ -395,7 +396,7 @@ def check_update_device(*, user: User, device_id: str, display_name: object) -> 
     if name is not None and name != device.display_name:
         with transaction.atomic():
             account_store.set_device_display_name(device, name)
-            _device_list_changed(user.user_id)
+            _device_list_changed(user.user_id, [device_id])
 
 
 # --------------------------------------------------------------------------- password, deactivation

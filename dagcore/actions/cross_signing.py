@@ -173,7 +173,9 @@ def _store_cross_signing_keys(*, user_id: str, upload: CrossSigningUpload, autho
             key_store.set_cross_signing_key(
                 user_id=user_id, usage=usage, public_key=public_key, key_json=dump(key)
             )
-        mark_device_list_changed(user_id=user_id, reason="cross-signing keys " + ", ".join(sorted(new)))
+        mark_device_list_changed(
+            user_id=user_id, reason="cross-signing keys " + ", ".join(sorted(new)), cross_signing=True
+        )
 
 
 def _differs(current: key_store.StoredCrossSigningKey | None, new: tuple[str, dict[str, Any]]) -> bool:
@@ -239,7 +241,15 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
             key_store.upsert_signatures(to_store)
             # The requester's own devices and peers re-query them; for signatures on
             # others, only the requester can see them, so only their list changed.
-            mark_device_list_changed(user_id=requester, reason=f"{len(to_store)} signature(s)")
+            # Other servers hear of the requester's devices signed (their keys changed) and
+            # of a signed master key; a signature of another user's key is the requester's
+            # private business (spec "Cross-signing": user-signing signatures).
+            own_devices = {d for (u, d) in device_keys if u == requester}
+            signed_devices = [t for _, _, u, t, _ in to_store if u == requester and t in own_devices]
+            mark_device_list_changed(
+                user_id=requester, reason=f"{len(to_store)} signature(s)", device_ids=signed_devices,
+                cross_signing=any(u == requester and t not in own_devices for _, _, u, t, _ in to_store),
+            )  # fmt: skip
     return {"failures": failures}
 
 

@@ -9,11 +9,13 @@ device's self-signature and who may publish what; it never sees a private key.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.actions import federated_keys
 from dagcore.actions.device_lists import mark_device_list_changed
+from dagcore.actions.published_keys import add_signatures as _add_signatures
+from dagcore.actions.published_keys import own_signatures
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.signing import SignatureError, decode_verify_key_base64, verify_json_signature
@@ -104,20 +106,6 @@ def _check_device_keys(device_keys: object, *, user_id: str, device_id: str) -> 
     if not check_signed_by(stored, user_id=user_id, key_id=ed_key_id, public_key=keys[ed_key_id]):
         raise MatrixError(400, "M_INVALID_SIGNATURE", f"device_keys are not signed by {ed_key_id}")
     return stored
-
-
-def own_signatures(device_keys: dict[str, Any], *, user_id: str, device_id: str) -> dict[str, Any]:
-    """``device_keys`` with only the device's signatures of itself.
-
-    A client that cross-signs its device before its first key upload (matrix-sdk-crypto
-    does) sends the self-signing key's signature inside the device keys. Kept there, it
-    would outlive a cross-signing reset, which forgets the old key's signatures only
-    from the signatures table: ``/keys/query`` would show the device signed by a key
-    the user no longer has. Cross-signatures live in that table, nowhere else.
-    """
-    mine = device_keys.get("signatures", {}).get(user_id, {})
-    kept = {key_id: sig for key_id, sig in mine.items() if key_id.partition(":")[2] == device_id}
-    return {**device_keys, "signatures": {user_id: kept} if kept else {}}
 
 
 def _cross_signatures(device_keys: dict[str, Any], *, user_id: str, device_id: str) -> dict[str, str]:
@@ -238,7 +226,9 @@ def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[s
                 user_id=user_id, device_id=device_id, algorithm=algorithm, key_id=key_id, key_json=key_json
             )
         if changed:
-            mark_device_list_changed(user_id=user_id, reason=f"device keys of {device_id}")
+            mark_device_list_changed(
+                user_id=user_id, reason=f"device keys of {device_id}", device_ids=[device_id]
+            )
     return e2e_counts.get_one_time_key_counts(user_id=user_id, device_id=device_id)
 
 
@@ -275,10 +265,13 @@ def _store_cross_signatures(
 # --------------------------------------------------------------------------- query
 
 
-def _failure(server: str) -> dict[str, Any]:
-    # Tribune does not talk to other servers itself (DESIGN.md §1): remote keys are
-    # reported as unreachable, which clients treat as "try again later".
-    return {"status": 503, "message": f"Cannot reach {server} from the client API"}
+def check_timeout(timeout: object) -> int | None:
+    """The request's ``timeout`` (ms to wait for other servers), or None for the default."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+        raise _bad("timeout must be a non-negative integer (milliseconds)")
+    return timeout
 
 
 def check_query_request(device_keys: object) -> dict[str, list[str]]:
@@ -298,18 +291,9 @@ def check_query_request(device_keys: object) -> dict[str, list[str]]:
     return out
 
 
-def _add_signatures(key: dict[str, Any], sigs: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
-    """A copy of ``key`` with ``(signer_user_id, signer_key_id, signature)`` merged into ``signatures``."""
-    sigs = list(sigs)
-    if not sigs:
-        return key
-    merged = {user: dict(entry) for user, entry in key.get("signatures", {}).items()}
-    for signer, signer_key_id, signature in sigs:
-        merged.setdefault(signer, {})[signer_key_id] = signature
-    return {**key, "signatures": merged}
-
-
-def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> dict[str, Any]:
+def get_keys_for_users(
+    *, requester: str, device_keys: dict[str, list[str]], timeout_ms: object = None
+) -> dict[str, Any]:
     """The ``/keys/query`` answer: a fixed number of queries whatever the number of users.
 
     Visibility (spec "Cross-signing"): everyone sees a user's device keys, master
@@ -320,7 +304,10 @@ def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> 
     """
     local_server = get_server_name()
     local = [u for u in device_keys if server_of(u) == local_server]
-    failures = {server: _failure(server) for server in {server_of(u) for u in device_keys} - {local_server}}
+    remote = federated_keys.get_remote_keys(
+        device_keys={u: d for u, d in device_keys.items() if server_of(u) != local_server},
+        timeout_ms=timeout_ms,
+    )
     usages = (
         ["master", "self_signing", "user_signing"] if requester in device_keys else ["master", "self_signing"]
     )
@@ -361,7 +348,8 @@ def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> 
             key = {**key, "unsigned": {"device_display_name": row.display_name}}
         devices_out[row.user_id][row.device_id] = key
 
-    answer: dict[str, Any] = {"device_keys": devices_out, "failures": failures}
+    devices_out.update(remote.device_keys)
+    answer: dict[str, Any] = {"device_keys": devices_out, "failures": remote.failures}
     masters: dict[str, Any] = {}
     self_signing: dict[str, Any] = {}
     user_signing: dict[str, Any] = {}
@@ -372,8 +360,8 @@ def get_keys_for_users(*, requester: str, device_keys: dict[str, list[str]]) -> 
             self_signing[csk.user_id] = csk.key
         elif csk.user_id == requester:
             user_signing[csk.user_id] = csk.key
-    answer["master_keys"] = masters
-    answer["self_signing_keys"] = self_signing
+    answer["master_keys"] = {**remote.master_keys, **masters}
+    answer["self_signing_keys"] = {**remote.self_signing_keys, **self_signing}
     answer["user_signing_keys"] = user_signing
     return answer
 
@@ -396,17 +384,21 @@ def check_claim_request(one_time_keys: object) -> list[tuple[str, str, str]]:
     return wanted
 
 
-def do_claim_keys(*, wanted: list[tuple[str, str, str]]) -> dict[str, Any]:
+def do_claim_keys(*, wanted: list[tuple[str, str, str]], timeout_ms: object = None) -> dict[str, Any]:
     """Hand out one one-time key per requested device, else its fallback key.
 
     Spec ``POST /keys/claim``: a one-time key is returned at most once (the store
     deletes it in the statement that picks it); a fallback key is reused until the
-    device replaces it, and is marked used so the device learns it should.
+    device replaces it, and is marked used so the device learns it should. Keys of
+    other servers' devices are claimed from them (``/user/keys/claim``, within
+    ``timeout_ms``; unreachable servers in ``failures``).
     """
     local_server = get_server_name()
     local = [w for w in wanted if server_of(w[0]) == local_server]
-    failures = {server: _failure(server) for server in {server_of(w[0]) for w in wanted} - {local_server}}
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    remote_keys, failures = federated_keys.claim_remote_keys(
+        wanted=[w for w in wanted if server_of(w[0]) != local_server], timeout_ms=timeout_ms
+    )
+    out: dict[str, dict[str, dict[str, Any]]] = dict(remote_keys)
     with transaction.atomic():
         claimed: list[key_store.ClaimedKey] = []
         for start in range(0, len(local), 1000):

@@ -9,11 +9,15 @@ Idempotent per ``(device, txnId)`` (spec: "Transaction identifiers").
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from dagcore.actions.txns import check_txn_id
+from dagcore.clock import now_ms
+from dagcore.federation.edus import MAX_EDU_CONTENT_BYTES, queue_edus
 from dagcore.http.errors import MatrixError
 from dagcore.notifier import Change, notify
+from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.server_keys import get_server_name
 from dagcore.store import to_device as store
 from dagcore.store import transaction
@@ -51,9 +55,12 @@ def _parse_messages(messages: object) -> list[tuple[str, str, dict[str, Any]]]:
 def check_send_to_device(
     *, sender: str, device_key: str, event_type: str, txn_id: str, messages: object
 ) -> int:
-    """Deliver to local devices; returns how many messages were queued (0 for a retried txn).
+    """Deliver to local devices, queue the rest for their servers; returns how many local
+    messages were queued (0 for a retried txn).
 
-    Messages for remote users are left to federation (the Embassy) and ignored here.
+    Messages for other servers' users go into the federation outbox as
+    ``m.direct_to_device`` EDUs, one per destination (split when large), in this
+    request's transaction: they survive an outage of the destination or of our Embassy.
     """
     if not event_type or len(event_type) > 255:
         raise MatrixError(400, "M_INVALID_PARAM", "The event type must be 1-255 characters")
@@ -61,6 +68,7 @@ def check_send_to_device(
     parsed = _parse_messages(messages)
     server = f":{get_server_name()}"
     local = [(u, d, c) for u, d, c in parsed if u.endswith(server)]
+    remote = [(u, d, c) for u, d, c in parsed if not u.endswith(server)]
     with transaction.atomic():
         if not txn_store.insert_txn(
             user_id=sender,
@@ -70,22 +78,96 @@ def check_send_to_device(
             event_id="",
         ):
             return 0  # the same transaction again: answered as the first time, nothing re-sent
-        devices = store.get_device_ids(u for u, _, _ in local)
-        expanded: list[tuple[str, str, dict[str, Any]]] = []
-        for user_id, device_id, content in local:
-            known = devices.get(user_id, [])
-            if device_id == WILDCARD_DEVICE:
-                expanded.extend((user_id, d, content) for d in known)
-            elif device_id in known:
-                expanded.append((user_id, device_id, content))
-        if not expanded:
-            return 0
-        last = advance_stream("to_device", by=len(expanded))
-        store.insert_messages(
-            sender=sender, event_type=event_type, messages=expanded, first_stream_id=last - len(expanded) + 1
-        )
-        notify(Change(stream="to_device", position=last, user_ids=tuple(sorted({u for u, _, _ in expanded}))))
+        if remote:
+            _queue_remote(sender=sender, event_type=event_type, messages=remote)
+        return _deliver_local(sender=sender, event_type=event_type, messages=local)
+
+
+def _deliver_local(*, sender: str, event_type: str, messages: list[tuple[str, str, dict[str, Any]]]) -> int:
+    """Into the inboxes of our users' devices (``*``: every device), in the caller's transaction."""
+    devices = store.get_device_ids(u for u, _, _ in messages)
+    expanded: list[tuple[str, str, dict[str, Any]]] = []
+    for user_id, device_id, content in messages:
+        known = devices.get(user_id, [])
+        if device_id == WILDCARD_DEVICE:
+            expanded.extend((user_id, d, content) for d in known)
+        elif device_id in known:
+            expanded.append((user_id, device_id, content))
+    if not expanded:
+        return 0
+    last = advance_stream("to_device", by=len(expanded))
+    store.insert_messages(
+        sender=sender, event_type=event_type, messages=expanded, first_stream_id=last - len(expanded) + 1
+    )
+    notify(Change(stream="to_device", position=last, user_ids=tuple(sorted({u for u, _, _ in expanded}))))
     return len(expanded)
+
+
+def _queue_remote(*, sender: str, event_type: str, messages: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """``m.direct_to_device`` EDUs per destination server (spec: server-server API
+    "Send-to-device messaging"), each under a fresh ``message_id`` the receiver
+    deduplicates by; split so that no EDU's content outgrows the transaction limits."""
+    by_server: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for message in messages:
+        by_server.setdefault(message[0].partition(":")[2], []).append(message)
+    for destination, batch in sorted(by_server.items()):
+        contents: list[dict[str, Any]] = []
+        current: dict[str, dict[str, dict[str, Any]]] = {}
+        size = 0
+        for user_id, device_id, content in batch:
+            item = len(encode_canonical_json(content)) + len(user_id) + len(device_id) + 8
+            if current and size + item > MAX_EDU_CONTENT_BYTES:
+                contents.append(_edu(sender, event_type, current))
+                current, size = {}, 0
+            current.setdefault(user_id, {})[device_id] = content
+            size += item
+        if current:
+            contents.append(_edu(sender, event_type, current))
+        queue_edus(destinations=[destination], edu_type="m.direct_to_device", contents=contents)
+
+
+def _edu(sender: str, event_type: str, messages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "sender": sender,
+        "type": event_type,
+        "message_id": secrets.token_urlsafe(16),
+        "messages": messages,
+    }
+
+
+def do_receive_direct_to_device(*, origin: str, content: Any) -> int:
+    """Deliver an ``m.direct_to_device`` EDU to our users' devices; how many messages.
+
+    The sender must be a user of the origin (else the EDU is dropped); messages for
+    users of other servers are ignored. A ``message_id`` already delivered from this
+    origin is not delivered again (spec: the ID is there so a resent EDU is recognised).
+    """
+    if not isinstance(content, dict):
+        return 0
+    sender = content.get("sender")
+    event_type = content.get("type")
+    message_id = content.get("message_id")
+    messages = content.get("messages")
+    if (
+        not isinstance(sender, str)
+        or sender.partition(":")[2] != origin
+        or not sender.startswith("@")
+        or not isinstance(event_type, str)
+        or not 0 < len(event_type) <= 255
+        or not isinstance(message_id, str)
+        or not 0 < len(message_id) <= 255
+    ):
+        return 0
+    try:
+        parsed = _parse_messages(messages)
+    except MatrixError:
+        return 0
+    server = f":{get_server_name()}"
+    local = [(u, d, c) for u, d, c in parsed if u.endswith(server)]
+    with transaction.atomic():
+        if not store.record_received_message_id(origin=origin, message_id=message_id, now=now_ms()):
+            return 0
+        return _deliver_local(sender=sender, event_type=event_type, messages=local)
 
 
 def get_device_inbox(

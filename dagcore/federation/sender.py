@@ -22,6 +22,7 @@ Thin callers: ``embassy.tasks`` (the Celery tasks) and the beat job.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -51,6 +52,7 @@ logger = logging.getLogger("dagma.federation.sender")
 
 #: Spec: "A transaction can contain up to 50 PDUs and 100 EDUs".
 MAX_PDUS_PER_TXN = 50
+MAX_EDUS_PER_TXN = 100
 #: One transaction's whole exchange (Synapse waits 60 s too).
 SEND_TIMEOUT_S = 60.0
 #: The lease outlives one exchange by a margin, so a slow but live sender is never overtaken.
@@ -116,6 +118,11 @@ def _load_pdus(txn: outbox_store.PendingTransaction) -> list[dict[str, Any]]:
     return pdus
 
 
+def _load_edus(txn: outbox_store.PendingTransaction) -> list[dict[str, Any]]:
+    """The transaction's durable EDUs (to-device, device lists, signing keys), in outbox order."""
+    return [{"edu_type": edu_type, "content": json.loads(content)} for _, edu_type, content in txn.edus]
+
+
 def _retry_after_ms(exc: FederationHttpError) -> int | None:
     value = (exc.body or {}).get("retry_after_ms")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
@@ -145,11 +152,19 @@ def do_send_to_destination(
                 break
             with transaction.atomic():
                 txn = outbox_store.claim_transaction(
-                    server_name=destination, limit=MAX_PDUS_PER_TXN, new_txn_id=_new_txn_id(destination)
+                    server_name=destination,
+                    limit=MAX_PDUS_PER_TXN,
+                    new_txn_id=_new_txn_id(destination),
+                    edu_limit=MAX_EDUS_PER_TXN,
                 )
             if txn is None:
                 break
-            body = {"origin": origin, "origin_server_ts": now, "pdus": _load_pdus(txn), "edus": []}
+            body = {
+                "origin": origin,
+                "origin_server_ts": now,
+                "pdus": _load_pdus(txn),
+                "edus": _load_edus(txn),
+            }
             try:
                 answer = client.put_json(
                     destination,

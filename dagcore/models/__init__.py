@@ -12,6 +12,9 @@ from dagcore.models.e2e import (
     DeviceListChange,
     FallbackKey,
     OneTimeKey,
+    RemoteCrossSigningKey,
+    RemoteDevice,
+    RemoteDeviceList,
 )
 from dagcore.models.ephemeral import Presence, Receipt, TypingNotice
 from dagcore.models.events import (
@@ -25,6 +28,7 @@ from dagcore.models.events import (
 )
 from dagcore.models.federation import (
     FederationDestination,
+    FederationOutboxEdu,
     FederationOutboxEntry,
     InboundPdu,
     ReceivedTransaction,
@@ -36,7 +40,7 @@ from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
-from dagcore.models.to_device import ToDeviceMessage
+from dagcore.models.to_device import ReceivedToDeviceMessage, ToDeviceMessage
 from dagcore.models.txns import ClientTxn
 from dagcore.models.uia import RegistrationToken, UiaSession
 from dagcore.models.userdata import AccountData, UserFilter
@@ -58,6 +62,7 @@ __all__ = [
     "EventEdge",
     "FallbackKey",
     "FederationDestination",
+    "FederationOutboxEdu",
     "FederationOutboxEntry",
     "ForgottenRoom",
     "InboundPdu",
@@ -71,9 +76,13 @@ __all__ = [
     "PushRule",
     "Pusher",
     "Receipt",
+    "ReceivedToDeviceMessage",
     "ReceivedTransaction",
     "RefreshToken",
     "RegistrationToken",
+    "RemoteCrossSigningKey",
+    "RemoteDevice",
+    "RemoteDeviceList",
     "RemoteServerKey",
     "Room",
     "RoomAlias",

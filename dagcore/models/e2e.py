@@ -50,10 +50,17 @@ class FallbackKey(models.Model):
 
 
 class DeviceListChange(models.Model):
-    """A user's devices or cross-signing keys changed at ``stream_id`` (the ``device_lists`` stream)."""
+    """A user's devices or cross-signing keys changed at ``stream_id`` (the ``device_lists`` stream).
+
+    ``device_id`` names the device that changed, for a local user's device change: those
+    positions are the ``stream_id`` / ``prev_id`` chain of the ``m.device_list_update``
+    EDUs we send (spec: server-server API "Device Management"). Empty for a change of
+    cross-signing keys (sent as ``m.signing_key_update``) and for remote users' changes.
+    """
 
     user_id = models.CharField(max_length=255)
     stream_id = models.BigIntegerField()
+    device_id = models.CharField(max_length=255, default="")
 
     class Meta:
         db_table = "device_list_changes"
@@ -122,3 +129,52 @@ class CrossSigningSignature(models.Model):
             )
         ]
         indexes = [models.Index(fields=["signer_user_id", "signer_key_id"], name="e2e_signatures_signer")]
+
+
+class RemoteDeviceList(models.Model):
+    """What we know of a remote user's device list (spec: server-server API "Device Management").
+
+    Kept for users who share a room with one of ours: their server sends
+    ``m.device_list_update`` EDUs to us. ``stream_id`` is the last update applied (or the
+    ``stream_id`` of the ``/user/devices`` answer); ``stale`` says an update was missed (a
+    gap in ``prev_id``) and the list must be fetched again before it is served.
+    """
+
+    user_id = models.CharField(max_length=255, unique=True)
+    stream_id = models.BigIntegerField()
+    stale = models.BooleanField(default=False)
+    updated_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "e2e_remote_device_lists"
+
+
+class RemoteDevice(models.Model):
+    """One device of a remote user, as its server published it (``keys`` may be absent)."""
+
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    #: Canonical JSON of the device keys (signed by the device), or null before the device uploads any.
+    key_json = models.TextField(null=True)
+    display_name = models.CharField(max_length=255, null=True)
+
+    class Meta:
+        db_table = "e2e_remote_devices"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "device_id"], name="e2e_remote_devices_unique")
+        ]
+
+
+class RemoteCrossSigningKey(models.Model):
+    """A remote user's master or self-signing key (``m.signing_key_update``, ``/user/devices``)."""
+
+    user_id = models.CharField(max_length=255)
+    #: "master" or "self_signing" (a user-signing key is never shown to other users).
+    usage = models.CharField(max_length=16)
+    key_json = models.TextField()
+
+    class Meta:
+        db_table = "e2e_remote_cross_signing_keys"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "usage"], name="e2e_remote_cross_signing_unique")
+        ]

@@ -103,6 +103,27 @@ class FederationOutboxEntry(models.Model):
         ]
 
 
+class FederationOutboxEdu(models.Model):
+    """One durable EDU to deliver to one destination (to-device messages, device-list and
+    cross-signing updates), written in the transaction of the change it reports.
+
+    Sent in the same per-destination transactions as the PDUs (at most 100 per
+    transaction, spec "Transactions"), deleted on a 200, dead-lettered like PDUs.
+    """
+
+    destination = models.CharField(max_length=255)
+    edu_type = models.CharField(max_length=255)
+    #: The EDU's ``content`` as canonical JSON.
+    content = models.TextField()
+    created_ts = models.BigIntegerField()
+    txn_id = models.CharField(max_length=64, default="")
+    dead_letter = models.TextField(null=True)
+
+    class Meta:
+        db_table = "federation_outbox_edus"
+        indexes = [models.Index(fields=["destination", "id"], name="federation_outbox_edu_dest")]
+
+
 class ReceivedTransaction(models.Model):
     """A ``/send`` transaction from another server, kept so a retry of it is answered, not redone.
 

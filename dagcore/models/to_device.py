@@ -19,3 +19,18 @@ class ToDeviceMessage(models.Model):
     class Meta:
         db_table = "to_device_messages"
         indexes = [models.Index(fields=["user_id", "device_id", "stream_id"], name="to_device_inbox")]
+
+
+class ReceivedToDeviceMessage(models.Model):
+    """An ``m.direct_to_device`` EDU delivered to our users, by its ``message_id`` (spec:
+    server-server API "Send-to-device messaging": the ID deduplicates a resent EDU)."""
+
+    origin = models.CharField(max_length=255)
+    message_id = models.CharField(max_length=255)
+    received_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "to_device_received_ids"
+        constraints = [
+            models.UniqueConstraint(fields=["origin", "message_id"], name="to_device_received_unique")
+        ]

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from dagcore.models import (
     CurrentStateEvent,
     FederationDestination,
+    FederationOutboxEdu,
     FederationOutboxEntry,
 )
 
@@ -63,6 +64,24 @@ def add_outbox_entries_for_event(
             [room_nid, now, room_nid, extra_server, event_id, exclude, also_exclude or exclude],
         )
         return sorted(str(row[0]) for row in cur.fetchall())
+
+
+def add_outbox_edus(*, destinations: Sequence[str], edu_type: str, contents: Sequence[str], now: int) -> None:
+    """Durable EDUs (canonical JSON ``contents``) for each destination, in this transaction."""
+    FederationOutboxEdu.objects.bulk_create(
+        [
+            FederationOutboxEdu(destination=d, edu_type=edu_type, content=c, created_ts=now)
+            for d in destinations
+            for c in contents
+        ],
+        batch_size=1000,
+    )
+
+
+def _pending_edu_destinations() -> set[str]:
+    return set(
+        FederationOutboxEdu.objects.filter(dead_letter__isnull=True).values_list("destination", flat=True)
+    )
 
 
 def ensure_destination(server_name: str) -> None:
@@ -118,14 +137,20 @@ def get_destination(server_name: str) -> DestinationState | None:
     if row is None:
         return None
     pending = FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True).count()
+    pending += FederationOutboxEdu.objects.filter(destination=server_name, dead_letter__isnull=True).count()
     return DestinationState(**row, pending=pending)
 
 
 def get_due_destinations(*, now: int, limit: int = 1000) -> list[str]:
     """Destinations with undelivered rows whose back-off is over and whose lease is free
     (one never tried yet has no state row: it is due)."""
-    pending = set(
-        FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values_list("destination", flat=True)
+    pending = (
+        set(
+            FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values_list(
+                "destination", flat=True
+            )
+        )
+        | _pending_edu_destinations()
     )
     waiting = set(
         FederationDestination.objects.filter(server_name__in=list(pending))
@@ -142,6 +167,7 @@ def get_destinations_with_pending() -> list[str]:
                 "destination", flat=True
             )
         )
+        | _pending_edu_destinations()
     )
 
 
@@ -187,11 +213,24 @@ class PendingTransaction:
     txn_id: str
     #: ``(outbox row id, event nid)`` in outbox order.
     entries: tuple[tuple[int, int], ...]
+    #: ``(EDU row id, edu_type, content JSON)`` in outbox order.
+    edus: tuple[tuple[int, str, str], ...] = ()
 
 
-def claim_transaction(*, server_name: str, limit: int, new_txn_id: str) -> PendingTransaction | None:
-    """The transaction to send next: the one in flight (same ID, same PDUs) if any, else the
-    next ``limit`` undelivered rows under ``new_txn_id``. Call while holding the lease."""
+def _edu_rows(server_name: str, *, txn_id: str | None, limit: int | None) -> list[tuple[int, str, str]]:
+    qs = FederationOutboxEdu.objects.filter(destination=server_name, dead_letter__isnull=True)
+    if txn_id is not None:
+        qs = qs.filter(txn_id=txn_id)
+    rows = qs.order_by("id").values_list("id", "edu_type", "content")
+    return [(int(i), t, c) for i, t, c in (rows[:limit] if limit is not None else rows)]
+
+
+def claim_transaction(
+    *, server_name: str, limit: int, new_txn_id: str, edu_limit: int = 0
+) -> PendingTransaction | None:
+    """The transaction to send next: the one in flight (same ID, same PDUs and EDUs) if any,
+    else the next ``limit`` undelivered PDU rows and ``edu_limit`` EDU rows under
+    ``new_txn_id``. Call while holding the lease."""
     current = (
         FederationDestination.objects.filter(server_name=server_name).values_list("txn_id", flat=True).first()
     )
@@ -203,22 +242,26 @@ def claim_transaction(*, server_name: str, limit: int, new_txn_id: str) -> Pendi
             .order_by("id")
             .values_list("id", "event_id")
         )
-        if rows:
-            return PendingTransaction(current, tuple(rows))
+        edus = _edu_rows(server_name, txn_id=current, limit=None)
+        if rows or edus:
+            return PendingTransaction(current, tuple(rows), tuple(edus))
     rows = list(
         FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True)
         .order_by("id")
         .values_list("id", "event_id")[:limit]
     )
-    if not rows:
+    edus = _edu_rows(server_name, txn_id=None, limit=edu_limit) if edu_limit else []
+    if not rows and not edus:
         if current:
             FederationDestination.objects.filter(server_name=server_name).update(txn_id="")
         return None
     FederationOutboxEntry.objects.filter(id__in=[r[0] for r in rows]).update(txn_id=new_txn_id)
+    if edus:
+        FederationOutboxEdu.objects.filter(id__in=[e[0] for e in edus]).update(txn_id=new_txn_id)
     FederationDestination.objects.filter(server_name=server_name).update(
         txn_id=new_txn_id, txn_counter=F("txn_counter") + 1
     )
-    return PendingTransaction(new_txn_id, tuple(rows))
+    return PendingTransaction(new_txn_id, tuple(rows), tuple(edus))
 
 
 def get_txn_counter(server_name: str) -> int:
@@ -233,6 +276,8 @@ def get_txn_counter(server_name: str) -> int:
 def complete_transaction(*, server_name: str, txn: PendingTransaction, now: int) -> None:
     """The destination answered 200: the transaction's rows are delivered; the back-off resets."""
     FederationOutboxEntry.objects.filter(id__in=[e[0] for e in txn.entries]).delete()
+    if txn.edus:
+        FederationOutboxEdu.objects.filter(id__in=[e[0] for e in txn.edus]).delete()
     FederationDestination.objects.filter(server_name=server_name).update(
         txn_id="", failures=0, next_attempt_ts=0, last_success_ts=now, last_error=""
     )
@@ -243,8 +288,14 @@ def dead_letter_transaction(*, server_name: str, txn: PendingTransaction, reason
     FederationOutboxEntry.objects.filter(id__in=[e[0] for e in txn.entries]).update(
         dead_letter=reason[:1000] or "refused"
     )
+    if txn.edus:
+        FederationOutboxEdu.objects.filter(id__in=[e[0] for e in txn.edus]).update(
+            dead_letter=reason[:1000] or "refused"
+        )
     FederationDestination.objects.filter(server_name=server_name).update(
-        txn_id="", dead_lettered=F("dead_lettered") + len(txn.entries), last_error=reason[:1000]
+        txn_id="",
+        dead_lettered=F("dead_lettered") + len(txn.entries) + len(txn.edus),
+        last_error=reason[:1000],
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagcore.models import Device, ToDeviceMessage
+from dagcore.models import Device, ReceivedToDeviceMessage, ToDeviceMessage
 from dagcore.protocol.canonical_json import encode_canonical_json
 
 
@@ -75,3 +75,12 @@ def delete_device_messages(*, user_id: str, device_ids: Sequence[str]) -> int:
     """For device deletion: a deleted device's inbox goes with it."""
     deleted, _ = ToDeviceMessage.objects.filter(user_id=user_id, device_id__in=list(device_ids)).delete()
     return deleted
+
+
+def record_received_message_id(*, origin: str, message_id: str, now: int) -> bool:
+    """Remember an ``m.direct_to_device`` EDU's ID; False if it was delivered before
+    (a concurrent insert of the same ID loses the unique constraint and reads it back)."""
+    _, created = ReceivedToDeviceMessage.objects.get_or_create(
+        origin=origin, message_id=message_id, defaults={"received_ts": now}
+    )
+    return bool(created)

@@ -94,7 +94,9 @@ def query_keys(ctx: RequestContext) -> dict[str, Any]:
     if "device_keys" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "device_keys is required")
     wanted = e2e_keys.check_query_request(body["device_keys"])
-    return e2e_keys.get_keys_for_users(requester=ctx.user_id, device_keys=wanted)
+    return e2e_keys.get_keys_for_users(
+        requester=ctx.user_id, device_keys=wanted, timeout_ms=e2e_keys.check_timeout(body.get("timeout"))
+    )
 
 
 @endpoint(allow_guest=True)
@@ -105,7 +107,7 @@ def claim_keys(ctx: RequestContext) -> dict[str, Any]:
     if "one_time_keys" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "one_time_keys is required")
     wanted = e2e_keys.check_claim_request(body["one_time_keys"])
-    return e2e_keys.do_claim_keys(wanted=wanted)
+    return e2e_keys.do_claim_keys(wanted=wanted, timeout_ms=e2e_keys.check_timeout(body.get("timeout")))
 
 
 @endpoint(allow_guest=True)
