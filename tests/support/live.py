@@ -388,6 +388,15 @@ class CeleryWorker:
             time.sleep(0.1)  # polling the worker's log, with a deadline
         return self
 
+    def purge(self) -> None:
+        """Drop every task message waiting in the worker's queues (``celery purge``), as a
+        broker restarted without persistence would: only the database rows remain."""
+        env = {**self.server.env(), "DJANGO_SETTINGS_MODULE": "dagma_project.settings.worker"}
+        subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "dagma_project", "purge", "-f", "-Q", self.queues],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
     def log_text(self, offset: int = 0) -> str:
         if not self.log_path.exists():
             return ""
