@@ -221,6 +221,11 @@ def do_send_to_destination(
         outbox_store.release_lease(server_name=destination, owner=owner)
     if outcome == "limit":
         enqueue(SEND_TASK, destination)
+    elif outcome == "idle" and outbox_store.has_pending(destination):
+        # A row committed after our last look, whose nudge found our lease still taken and
+        # left ("leased"): nobody else will send it before the beat re-scan. Looked at after
+        # the release, so any later row's own nudge finds the lease free.
+        enqueue(SEND_TASK, destination)
     return SendResult(sent_txns, sent_pdus, outcome)
 
 

@@ -171,6 +171,11 @@ def get_destinations_with_pending() -> list[str]:
     )
 
 
+def has_pending(server_name: str) -> bool:
+    """Whether the destination has undelivered rows."""
+    return FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True).exists()
+
+
 def acquire_lease(*, server_name: str, owner: str, now: int, until: int) -> bool:
     """Take (or renew) the destination's lease; False while another sender holds it."""
     taken = FederationDestination.objects.filter(

@@ -340,6 +340,35 @@ def test_one_transaction_in_flight_per_destination_across_senders(clock: Clock, 
     assert result.sent_pdus == 2 and [peer.event_ids(i) for i in range(2)] == [["a"], ["b"]]
 
 
+def test_a_nudge_that_finds_the_lease_held_by_a_finishing_sender_is_not_lost(
+    clock: Clock, room_with_peer: str, monkeypatch
+) -> None:
+    _msg(room_with_peer, "a")
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(sender, "enqueue", lambda *a: queued.append(a))
+    claim = outbox_store.claim_transaction
+    late: list[sender.SendResult] = []
+
+    def claim_then_race(**kwargs: Any) -> outbox_store.PendingTransaction | None:
+        txn = claim(**kwargs)
+        if txn is None and not late:
+            # The holder found nothing more to send; before it releases its lease, another
+            # process commits an event, and that event's nudge finds the lease taken.
+            _msg(room_with_peer, "b")
+            late.append(sender.do_send_to_destination(destination="one.test", transport=peer, owner="nudge"))
+        return txn
+
+    monkeypatch.setattr(outbox_store, "claim_transaction", claim_then_race)
+    peer = FakePeer()
+    result = sender.do_send_to_destination(destination="one.test", transport=peer, owner="holder")
+    assert (result.outcome, result.sent_pdus) == ("idle", 1) and late[0].outcome == "leased"
+    # The holder saw the row after releasing its lease: it queued a sender for it.
+    assert queued == [(sender.SEND_TASK, "one.test")]
+    assert sender.do_send_to_destination(destination="one.test", transport=peer).sent_pdus == 1
+    assert [peer.event_ids(i) for i in range(2)] == [["a"], ["b"]]
+    assert outbox_store.get_pending_event_ids("one.test") == []
+
+
 def test_a_sender_killed_mid_transaction_is_taken_over_with_the_same_txn_id(
     clock: Clock, room_with_peer: str
 ) -> None:

@@ -198,13 +198,40 @@ class LiveServer:
                 raise RuntimeError(
                     f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}"
                 )
-            try:
-                if httpx.get(self.base_url + "/_matrix/client/versions", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if self.answers():
+                return self
             time.sleep(0.1)
         raise RuntimeError(f"server did not start within {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def answers(self) -> bool:
+        """Whether the process answers on its main listener: the client API, or for an Embassy
+        alone its federation listener (TLS with the test CA: only whether it answers matters)."""
+        try:
+            if self.role == "embassy":
+                url = (self.federation_url or self.base_url) + "/_matrix/federation/v1/version"
+                return httpx.get(url, timeout=1.0, verify=False).status_code == 200
+            return httpx.get(self.base_url + "/_matrix/client/versions", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def process(self, role: str) -> LiveServer:
+        """Another process of this homeserver (production layout: ``serve tribune`` here, its
+        ``serve embassy`` there): the same config file, keys, database, Redis and ports, its
+        own log. Start this one first (it writes the config and creates the database)."""
+        other = LiveServer(
+            self.workdir,
+            server_name=self.server_name,
+            database=self.database,
+            redis=self.redis,
+            config=self.extra_config,
+            role=role,
+            db_name=self.db_name,
+            federation_tls=self.federation_tls,
+        )
+        other.port, other.base_url = self.port, self.base_url
+        other.federation_port, other.federation_url = self.federation_port, self.federation_url
+        other.log_path = self.workdir / f"{role}-{self.port}.log"
+        return other
 
     def stop(self) -> int | None:
         if self.proc is None:
@@ -320,3 +347,78 @@ def start_with_politburo(server: LiveServer) -> Politburo:
     server.migrate()
     server.start()
     return politburo.start()
+
+
+class CeleryWorker:
+    """A real Celery worker of a :class:`LiveServer`'s homeserver, as in the production layout
+    (``celery -A dagma_project worker -Q ...``): the server's config, database and Redis.
+
+    One task at a time (solo pool), its own process group so :meth:`kill` takes it whole;
+    ``beat`` embeds the beat scheduler (``-B``), the production layout's ``celery beat``.
+    """
+
+    def __init__(self, server: LiveServer, queues: str, *, beat: bool = False, name: str = "worker") -> None:
+        self.server = server
+        self.queues = queues
+        self.beat = beat
+        self.log_path = server.workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> CeleryWorker:
+        env = {**self.server.env(), "DJANGO_SETTINGS_MODULE": "dagma_project.settings.worker"}
+        args = [sys.executable, "-m", "celery", "-A", "dagma_project", "worker", "-Q", self.queues,
+                "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "-l", "INFO", "-n", f"{self.log_path.stem}-{secrets.token_hex(3)}@%h"]  # fmt: skip
+        if self.beat:
+            args += ["-B", "-s", str(self.server.workdir / f"{self.log_path.stem}-beat-schedule")]
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the worker writes it while running
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not self.log_text(start).count(" ready."):
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}:\n{self.log_text(start)[-4000:]}"
+                )
+            assert time.monotonic() < deadline, (
+                f"worker not ready after {timeout}s:\n{self.log_text(start)[-4000:]}"
+            )
+            time.sleep(0.1)  # polling the worker's log, with a deadline
+        return self
+
+    def purge(self) -> None:
+        """Drop every task message waiting in the worker's queues (``celery purge``), as a
+        broker restarted without persistence would: only the database rows remain."""
+        env = {**self.server.env(), "DJANGO_SETTINGS_MODULE": "dagma_project.settings.worker"}
+        subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "dagma_project", "purge", "-f", "-Q", self.queues],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def log_text(self, offset: int = 0) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        """``kill -9``: the worker dies where it stands (mid-task), as in a crash or an OOM kill."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        """Celery's warm shutdown (SIGTERM): the running task finishes first."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None
