@@ -48,3 +48,42 @@ def test_expired_login_tokens_are_purged_and_live_ones_kept() -> None:
     assert maintenance.do_expire_login_tokens() == 1
     assert accounts.consume_login_token(live) == user
     assert accounts.consume_login_token(live) is None  # single use
+
+
+def test_without_a_broker_each_server_runs_its_own_beat_jobs() -> None:
+    """Embassy runs the federation jobs, Tribune the rest (push, media, maintenance), `all` both:
+    a stopped Embassy stops no push, and Tribune never sends federation traffic."""
+    from dagcore.taskqueue.schedule import BEAT_SCHEDULE, beat_jobs_for_role
+
+    embassy, tribune = beat_jobs_for_role("embassy"), beat_jobs_for_role("tribune")
+    assert beat_jobs_for_role("all") == BEAT_SCHEDULE
+    assert embassy.keys() | tribune.keys() == BEAT_SCHEDULE.keys() and not embassy.keys() & tribune.keys()
+    assert "federation-send-pending" in embassy and "push-all" in tribune
+    assert all(task.startswith("embassy.") for task, _ in embassy.values())
+
+
+def test_tribunes_runner_runs_tasks_off_the_request_but_starts_no_federation_sender(settings) -> None:
+    import threading
+
+    from dagcore.federation.outbox import sends_in_this_process
+    from dagcore.taskqueue import runner
+    from dagcore.taskqueue.schedule import beat_jobs_for_role
+
+    settings.CELERY_BROKER_URL = ""
+    assert not runner.is_running()
+    runner.start_in_process_runner(jobs=beat_jobs_for_role("tribune"), sends_federation=False)
+    try:
+        assert not sends_in_this_process()
+        ran: list[str] = []
+        done = threading.Event()
+
+        def task() -> None:
+            ran.append(threading.current_thread().name)
+            done.set()
+
+        runner.submit(task)
+        assert done.wait(10)
+        assert ran[0].startswith("dagma-task")  # on the runner's thread, not the caller's
+    finally:
+        runner.stop_in_process_runner()
+    assert not runner.is_running() and not sends_in_this_process()

@@ -95,9 +95,10 @@ def record_outbox(batch: EventsPersisted) -> None:
 
 def sends_in_this_process() -> bool:
     """Whether a nudge may start a sender: with a broker (a worker takes it), or where the
-    in-process runner runs (``serve all`` / ``serve embassy`` without a broker). ``serve
-    tribune`` without a broker only writes rows: its requests never wait on a remote server."""
-    return bool(settings.CELERY_BROKER_URL) or runner.is_running()
+    in-process runner sends federation traffic (``serve all`` / ``serve embassy`` without a
+    broker). ``serve tribune`` without a broker only writes rows (its runner does push and
+    maintenance): its requests never wait on a remote server."""
+    return bool(settings.CELERY_BROKER_URL) or runner.sends_federation()
 
 
 def nudge_senders(batch: EventsPersisted) -> None:

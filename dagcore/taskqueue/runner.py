@@ -23,10 +23,17 @@ logger = logging.getLogger("dagma.tasks")
 _executor: ThreadPoolExecutor | None = None
 _beat_thread: threading.Thread | None = None
 _stop = threading.Event()
+#: Whether this process's runner sends federation traffic (``serve all`` / ``serve embassy``).
+_sends_federation = False
 
 
 def is_running() -> bool:
     return _executor is not None
+
+
+def sends_federation() -> bool:
+    """Whether the runner of this process runs the federation sender (Tribune's does not)."""
+    return _executor is not None and _sends_federation
 
 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -45,35 +52,47 @@ def submit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     _executor.submit(_run, func, args, kwargs)
 
 
-def _beat_loop() -> None:
-    next_run = {name: time.monotonic() + every for name, (_, every) in BEAT_SCHEDULE.items()}
+def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
+    next_run = {name: time.monotonic() + every for name, (_, every) in jobs.items()}
     while not _stop.wait(1.0):
         now = time.monotonic()
-        for name, (task_name, every) in BEAT_SCHEDULE.items():
+        for name, (task_name, every) in jobs.items():
             if now >= next_run[name]:
                 next_run[name] = now + every
                 module, _, attr = task_name.rpartition(".")
                 submit(getattr(importlib.import_module(module), attr).run)
 
 
-def start_in_process_runner(workers: int = 2) -> None:
-    global _executor, _beat_thread
+def start_in_process_runner(
+    workers: int = 2, jobs: dict[str, tuple[str, float]] | None = None, *, sends_federation: bool = True
+) -> None:
+    """Run submitted tasks on a thread pool (never inside the request that queued them) and
+    ``jobs`` (default: the whole beat schedule) on a timer thread. ``sends_federation``:
+    this process may start federation senders (not Tribune: DESIGN.md, Embassy sends)."""
+    global _executor, _beat_thread, _sends_federation
     if _executor is not None:
         return
-
+    _sends_federation = sends_federation
+    jobs = dict(BEAT_SCHEDULE) if jobs is None else jobs
     # Resolve every scheduled task now: a misnamed one fails start-up, not a beat an hour later.
-    for task_name, _ in BEAT_SCHEDULE.values():
+    for task_name, _ in jobs.values():
         module, _, attr = task_name.rpartition(".")
         getattr(importlib.import_module(module), attr)
     _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dagma-task")
-    _beat_thread = threading.Thread(target=_beat_loop, name="dagma-beat", daemon=True)
+    _beat_thread = threading.Thread(target=_beat_loop, args=(jobs,), name="dagma-beat", daemon=True)
     _beat_thread.start()
     logger.info("in-process task runner started (no broker configured)")
 
 
 def stop_in_process_runner() -> None:
-    global _executor
+    """Stop the beat and let submitted tasks finish; the runner can then be started again."""
+    global _executor, _beat_thread, _sends_federation
     _stop.set()
+    if _beat_thread is not None:
+        _beat_thread.join()
+        _beat_thread = None
     if _executor is not None:
         _executor.shutdown(wait=True, cancel_futures=False)
         _executor = None
+    _sends_federation = False
+    _stop.clear()

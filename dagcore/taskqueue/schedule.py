@@ -16,3 +16,16 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "federation-process-inbound": ("embassy.tasks.process_pending", 30.0),
     "federation-expire-received-txns": ("embassy.tasks.expire_received_transactions", 3600.0),
 }
+
+
+def beat_jobs_for_role(role: str) -> dict[str, tuple[str, float]]:
+    """The jobs a server runs itself when there is no broker (the in-process runner).
+
+    Embassy sends and processes federation traffic (DESIGN.md: it can be stopped while
+    local users keep working), so its jobs run only where it runs; Tribune runs the rest
+    (push, media, maintenance), so that a stopped Embassy stops no push; ``all`` runs both.
+    """
+    if role == "all":
+        return dict(BEAT_SCHEDULE)
+    federation = role == "embassy"
+    return {name: job for name, job in BEAT_SCHEDULE.items() if job[0].startswith("embassy.") == federation}

@@ -29,6 +29,7 @@ from dagcore.actions.accounts import count_accounts
 from dagcore.management.commands.generate_config import write_new_config
 from dagcore.store import schema
 from dagcore.taskqueue.runner import start_in_process_runner
+from dagcore.taskqueue.schedule import beat_jobs_for_role
 from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
 from dagma_project.config import ConfigError, check_tls_files
 
@@ -177,10 +178,11 @@ class Command(BaseCommand):
         apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
-        if role in ("all", "embassy") and not settings.CELERY_BROKER_URL:
-            # Without a broker, the servers that send federation traffic run the tasks themselves;
-            # Tribune alone only writes outbox rows (its requests never wait on a remote server).
-            start_in_process_runner()
+        if role in ("all", "embassy", "tribune") and not settings.CELERY_BROKER_URL:
+            # Without a broker each server runs its tasks itself, on threads, never inside the
+            # request that queued them (a push gateway is a remote server too). Only Embassy and
+            # `all` send federation traffic; Tribune alone writes outbox rows and runs the rest.
+            start_in_process_runner(jobs=beat_jobs_for_role(role), sends_federation=role != "tribune")
 
         endpoints = [
             _endpoint(listener.port, addr, tls_files if listener.tls else None)
