@@ -46,7 +46,7 @@ from dagcore.protocol.room_versions import RoomVersion, UnsupportedRoomVersion, 
 from dagcore.server_keys import get_server_name
 from dagcore.store.key_backup import BackedUpKey
 from dagcore.store.timeline import EventFilter
-from tribune.tokens import SyncToken
+from dagcore.sync.tokens import SyncToken
 
 
 def _invalid(msg: str) -> MatrixError:

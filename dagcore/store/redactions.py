@@ -1,7 +1,7 @@
 """Applied redactions, and erasing redacted content once the retention period is over.
 
 An event's ``redacted_by`` column holds the accepted redaction that applies to
-it; readers serve such events pruned (``tribune.serialize``) while the original
+it; readers serve such events pruned (``dagcore.events_format``) while the original
 JSON is kept for ``redaction_retention_period`` (for moderators), after which
 :func:`censor_expired` replaces it with the redacted form for good.
 """

@@ -5,7 +5,7 @@ events asked for (no N+1): /messages, /context, /relations and /sync call them
 on pages of up to 1000 events.
 
 Topological keys: an event's position in its room is ``(depth, stream_ordering)``;
-room pagination tokens (``tribune.tokens.RoomToken``) carry such a key. A key
+room pagination tokens (``dagcore.sync.tokens.RoomToken``) carry such a key. A key
 names the point *just after* that event, so "events before key K" are those
 with ``(depth, stream) <= K``.
 """

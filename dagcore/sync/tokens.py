@@ -81,3 +81,11 @@ class RoomToken:
         if abs(depth) > MAX_POSITION or abs(stream) > MAX_POSITION:
             raise _bad("pagination")
         return cls(depth, stream)
+
+
+def parse_pagination_token(value: str) -> SyncToken | RoomToken:
+    """``/messages`` ``from``/``to``: a room token or a sync token (clients pass ``prev_batch``
+    and ``next_batch`` of a sync as well as ``start``/``end`` of an earlier page)."""
+    if value.startswith("t"):
+        return RoomToken.parse(value)
+    return SyncToken.parse(value)

@@ -62,7 +62,7 @@ def test_a_retried_redaction_transaction_answers_the_same_redaction() -> None:
 
 
 def test_redacted_events_are_served_pruned_with_redacted_because() -> None:
-    from tribune.serialize import serialize_stored_events
+    from dagcore.events_format import serialize_stored_events
 
     alice = make_user()
     room = make_room(alice)

@@ -27,10 +27,10 @@ import pytest
 
 from dagcore.protocol.signing import SignatureError, decode_verify_key_base64, verify_json_signature
 from dagcore.store.e2e_keys import user_key_lock_id
+from dagcore.sync.tokens import SyncToken
 from tests.support.client import MatrixClient
 from tests.support.e2e_keys import CrossSigningKeys, DeviceKeys, public, sign
 from tests.support.live import PG_DSN, LiveServer
-from tribune.tokens import SyncToken
 
 pytestmark = pytest.mark.live
 

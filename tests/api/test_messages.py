@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from dagcore.sync.tokens import SyncToken
 from tests.support.client import MatrixClient, q
 from tests.support.live import advance_clock
-from tribune.tokens import SyncToken
 
 MESSAGES = "/rooms/{roomId}/messages"
 

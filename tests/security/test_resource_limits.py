@@ -236,7 +236,7 @@ def test_tokens_and_durations_take_ascii_digits_only() -> None:
     """Other scripts' digits (int() accepts them) are refused in sync/room tokens and config values."""
     from dagcore.clock import duration_ms
     from dagcore.http.errors import MatrixError
-    from tribune.tokens import RoomToken, SyncToken
+    from dagcore.sync.tokens import RoomToken, SyncToken
 
     assert SyncToken.parse("s12_3").events == 12 and RoomToken.parse("t5_9").stream == 9
     for bad in ("s\u0661\u0662", "s1_\u0663"):

@@ -17,16 +17,16 @@ from dagcore.actions import room_access
 from dagcore.actions import send_event as send_actions
 from dagcore.actions.room_access import RoomReader
 from dagcore.actions.txns import ClientTxn, client_txn
+from dagcore.events_format import serialize_stored_events
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.http.responses import json_response
 from dagcore.store import txns as txn_store
 from dagcore.store.events import StoredEvent
 from dagcore.store.timeline import TopoKey
+from dagcore.sync.tokens import RoomToken, SyncToken, parse_pagination_token
 from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
-from tribune.serialize import serialize_stored_events
-from tribune.tokens import RoomToken, SyncToken, parse_pagination_token
 
 DEFAULT_MESSAGES_LIMIT = 10
 MAX_MESSAGES_LIMIT = 1000

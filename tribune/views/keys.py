@@ -16,9 +16,9 @@ from django.urls import URLPattern
 
 from dagcore.actions import cross_signing, e2e_keys, key_backup
 from dagcore.http.errors import MatrixError
+from dagcore.sync.tokens import SyncToken
 from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
-from tribune.tokens import SyncToken
 from tribune.uia import PASSWORD, user_interactive_auth
 
 #: One DEBUG line per request, in the order their answers are decided, next to the

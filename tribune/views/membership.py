@@ -8,11 +8,11 @@ from django.urls import URLPattern
 
 from dagcore.actions import membership as membership_actions
 from dagcore.actions import room_access
+from dagcore.events_format import serialize_stored_events
 from dagcore.http.errors import MatrixError
 from dagcore.store import txns as txn_store
+from dagcore.sync.tokens import SyncToken
 from tribune.http import RequestContext, client_route, endpoint, methods
-from tribune.serialize import serialize_stored_events
-from tribune.tokens import SyncToken
 
 MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 

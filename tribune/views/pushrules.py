@@ -12,9 +12,9 @@ from django.urls import URLPattern
 
 from dagcore.actions import push_rules as actions
 from dagcore.actions.account_data import get_ignored_users
+from dagcore.events_format import serialize_stored_events
 from tribune import inputs
 from tribune.http import RequestContext, client_route, endpoint, methods
-from tribune.serialize import serialize_stored_events
 
 
 @endpoint()
