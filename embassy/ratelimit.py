@@ -112,5 +112,15 @@ def get_federation_ratelimiter(conf: dict[str, int]) -> FederationRateLimiter:
     key = tuple(conf[k] for k in ("window_size", "sleep_limit", "sleep_delay", "reject_limit", "concurrent"))
     with _limiter_lock:
         if _limiter is None or _limiter[0] != key:
-            _limiter = (key, FederationRateLimiter(**conf))
+            window_size, sleep_limit, sleep_delay, reject_limit, concurrent = key
+            _limiter = (
+                key,
+                FederationRateLimiter(
+                    window_size=window_size,
+                    sleep_limit=sleep_limit,
+                    sleep_delay=sleep_delay,
+                    reject_limit=reject_limit,
+                    concurrent=concurrent,
+                ),
+            )
         return _limiter[1]
