@@ -138,7 +138,7 @@ def test_a_denied_servers_edus_are_dropped(remote, denied, acl_room) -> None:
 
 @pytest.mark.django_db
 def test_a_denied_server_cannot_join_knock_leave_or_read(remote, denied, acl_room) -> None:
-    _alice, room_id = acl_room
+    alice, room_id = acl_room
     event_id = say(alice, room_id)
     for path in (
         f"/_matrix/federation/v1/make_join/{room_id}/@dave:denied.test?ver=11",
