@@ -88,7 +88,7 @@ def test_typing_receipts_and_presence_show_across_servers_both_ways(pair) -> Non
         assert bob.post(f"/join/{q(room_id)}", params={"server_name": a.server_name}).json == {
             "room_id": room_id
         }
-        a_user, b_user = alice.user_id, bob.user_id
+        a_user, b_user = str(alice.user_id), str(bob.user_id)
 
         # A -> B
         event_b = bob.send(room_id, "from bob")
