@@ -175,6 +175,23 @@ def _rc_login(key: str, value: Any) -> dict[str, dict[str, float]]:
     return out
 
 
+def _rc_federation(key: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{key}: expected a mapping with window_size, sleep_limit, sleep_delay, reject_limit, "
+            f"concurrent (as in Synapse); got {value!r}"
+        )
+    out = dict(RC_FEDERATION_DEFAULT)
+    for sub, v in value.items():
+        if sub not in out:
+            raise ConfigError(f"{key}.{sub}: unknown setting; allowed: {', '.join(RC_FEDERATION_DEFAULT)}")
+        minimum = 1 if sub in ("window_size", "concurrent") else 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"{key}.{sub}: expected an integer of at least {minimum}; got {v!r}")
+        out[sub] = v
+    return out
+
+
 def _database(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{key}: expected a mapping with name and args (as in Synapse); got {value!r}")
@@ -347,6 +364,17 @@ DEFAULT_IP_RANGE_BLACKLIST = [
     "255.255.255.255/32", "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8",
     "fec0::/10", "::/128", "::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "2001::/32",
 ]  # fmt: skip
+
+#: Synapse's ``rc_federation`` defaults: per origin server, requests beyond ``sleep_limit`` in
+#: ``window_size`` ms wait ``sleep_delay`` ms each, at most ``concurrent`` run at once, and a
+#: request finding more than ``reject_limit`` of the origin's requests waiting is refused (429).
+RC_FEDERATION_DEFAULT = {
+    "window_size": 1000,
+    "sleep_limit": 10,
+    "sleep_delay": 500,
+    "reject_limit": 50,
+    "concurrent": 3,
+}
 
 RC_LOGIN_DEFAULT = {
     "address": {"per_second": 0.003, "burst_count": 5.0},
@@ -599,6 +627,17 @@ OPTIONS: list[Option] = [
         _rate({"per_second": 10.0, "burst_count": 50.0}),
         "Rate limit for creating media (POST /upload and /create) per user (Synapse's defaults).",
         {"per_second": 10, "burst_count": 50},
+        section="Rate limits",
+    ),
+    Option(
+        "rc_federation",
+        RC_FEDERATION_DEFAULT,
+        _rc_federation,
+        "Rate limit per origin server on the federation API (Synapse's names and defaults): "
+        "window_size (ms), sleep_limit (requests per window before each waits sleep_delay ms), "
+        "reject_limit (the origin's waiting requests beyond which one is refused with 429), "
+        "concurrent (the origin's requests processed at once).",
+        {"window_size": 1000, "sleep_limit": 10, "sleep_delay": 500, "reject_limit": 50, "concurrent": 3},
         section="Rate limits",
     ),
     # Media
@@ -901,6 +940,7 @@ class DagmaConfig:
     rc_login: dict[str, dict[str, float]]
     rc_joins: dict[str, float]
     rc_media_create: dict[str, float]
+    rc_federation: dict[str, int]
     media_store_path: str
     max_upload_size: int
     max_image_pixels: int

@@ -14,7 +14,9 @@ the request must carry a valid ``Authorization: X-Matrix`` header:
 * an origin outside ``federation_domain_whitelist`` -> 403 ``M_FORBIDDEN``
   (checked before any of its keys is fetched).
 
-An authenticated request ends our back-off from its origin (:func:`note_peer_contact`).
+An authenticated request ends our back-off from its origin (:func:`note_peer_contact`) and
+is then held to ``rc_federation`` per origin (:mod:`embassy.ratelimit`: delayed, or 429
+``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` over the reject limit).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dagcore.http.responses import error_response, json_response
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.protocol.request_auth import RequestAuthError, parse_x_matrix, verify_request
 from dagcore.server_keys import get_server_name
+from embassy.ratelimit import get_federation_ratelimiter
 
 logger = logging.getLogger("embassy")
 
@@ -138,7 +141,12 @@ def federation_endpoint(
                     # not after our back-off (issue #10: "reset ... when the peer contacts us";
                     # Synapse does the same for every authenticated request).
                     note_peer_contact(origin)
-                result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)
+                    # rc_federation (embassy.ratelimit): each origin has its own budget, so a
+                    # noisy server waits or gets 429 while the others are served.
+                    with get_federation_ratelimiter(settings.DAGMA.rc_federation).limit(origin):
+                        result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)
+                else:
+                    result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)
             except MatrixError as exc:
                 return error_response(exc)
             if isinstance(result, HttpResponse):

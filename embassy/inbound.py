@@ -22,12 +22,16 @@ How a transaction is handled (:func:`check_send_transaction`):
    logged, the 200 already given. A slow peer (gap filling) thus never holds the
    sender's request beyond the budget plus one fetch.
 
+Server ACLs (spec "Server Access Control Lists"): a PDU whose origin or sender's
+server the room's ``m.room.server_acl`` denies gets an ``error`` and is not staged.
+
 EDUs (:func:`process_edus`) are handled before the transaction is recorded, each on
-its own: ``m.direct_to_device``, ``m.device_list_update`` and ``m.signing_key_update``
-(issue 11's first slice; each handler is idempotent, so a transaction resent after a
-crash before its record is handled again harmlessly). An EDU about a user of another
-server than the origin, a malformed one and any other type are dropped and counted;
-none ever fails the transaction.
+its own: ``m.typing``, ``m.receipt``, ``m.presence`` (``actions.received_ephemeral``:
+only in rooms the origin shares with us and its ACL allows), ``m.direct_to_device``,
+``m.device_list_update`` and ``m.signing_key_update`` (each handler is idempotent, so a
+transaction resent after a crash before its record is handled again harmlessly). An
+EDU about a user of another server than the origin, a malformed one and any other
+type are dropped and counted; none ever fails the transaction.
 """
 
 from __future__ import annotations
@@ -43,12 +47,16 @@ from typing import Any
 from dagcore.actions.fill_gaps import GapFiller, TransientFailure, key_lookup
 from dagcore.actions.persist_event import EventRejected, RoomNotFound, persist_received_event
 from dagcore.actions.received_edus import do_receive_device_list_update, do_receive_signing_key_update
+from dagcore.actions.received_ephemeral import do_receive_presence, do_receive_receipt, do_receive_typing
+from dagcore.actions.server_acl import AclCache
 from dagcore.actions.to_device import do_receive_direct_to_device
 from dagcore.clock import now_ms
 from dagcore.federation.outbox import room_federates
 from dagcore.http.errors import MatrixError
+from dagcore.models import Room
 from dagcore.protocol.canonical_json import JsonError, check_event_values
 from dagcore.protocol.events import Event, InvalidEvent
+from dagcore.protocol.identifiers import parse_user_id
 from dagcore.protocol.received_pdu import DroppedPdu, check_received_pdu
 from dagcore.protocol.room_versions import RoomVersion, get_room_version
 from dagcore.store import events as event_store
@@ -98,8 +106,8 @@ def _check_envelope(*, origin: str, body: Any) -> tuple[list[Any], list[Any]]:
     return pdus, edus
 
 
-def _room_version_of(room_id: object) -> tuple[RoomVersion, int] | str:
-    """The room's version and nid, or why a PDU for it is refused."""
+def _room_version_of(room_id: object) -> tuple[RoomVersion, Room] | str:
+    """The room's version and row, or why a PDU for it is refused."""
     if not isinstance(room_id, str):
         return "no room_id"
     room = room_store.get_room(room_id)
@@ -107,7 +115,21 @@ def _room_version_of(room_id: object) -> tuple[RoomVersion, int] | str:
         return "this server is not in the room"
     if not room_federates.get(room.room_id, room.pk):
         return "the room does not federate (m.federate: false)"
-    return get_room_version(room.room_version, require_supported=False), room.pk
+    return get_room_version(room.room_version, require_supported=False), room
+
+
+def _acl_denies(acl: AclCache, room: Room, origin: str, sender: object) -> str | None:
+    """Why the room's server ACL refuses the PDU (spec "Server Access Control Lists": the
+    transaction's origin, and the server of the event's sender), or None."""
+    if not acl.allows(room, origin):
+        return f"{origin[:255]} is denied by the room's server ACL"
+    try:
+        sender_server = parse_user_id(sender)[1] if isinstance(sender, str) else None
+    except ValueError:
+        sender_server = None
+    if sender_server is not None and not acl.allows(room, sender_server):
+        return f"the sender's server {sender_server[:255]} is denied by the room's server ACL"
+    return None
 
 
 def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, Any]:
@@ -118,6 +140,7 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         return recorded
 
     results: dict[str, dict[str, str]] = {}
+    acl = AclCache()
     candidates: list[tuple[Mapping[str, Any], RoomVersion]] = []
     for pdu in pdus:
         if not isinstance(pdu, dict):
@@ -125,6 +148,10 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         found = _room_version_of(pdu.get("room_id"))
         if isinstance(found, str):
             results[_claimed_id(pdu)] = {"error": found}
+            continue
+        denied = _acl_denies(acl, found[1], origin, pdu.get("sender"))
+        if denied is not None:
+            results[_claimed_id(pdu, found[0])] = {"error": f"forbidden: {denied}"}
             continue
         candidates.append((pdu, found[0]))
     lookup = key_lookup(candidates)
@@ -148,7 +175,7 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         staged.append(StagedPdu(origin=origin, room_id=event.room_id, event_id=event.event_id, pdu=event.pdu))
 
     if edus:
-        counts = process_edus(origin=origin, edus=edus)
+        counts = process_edus(origin=origin, edus=edus, acl=acl)
         logger.debug("%s: EDUs in transaction %s: %s", origin, txn_id, dict(counts))
 
     response = {"pdus": results}
@@ -173,26 +200,33 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
     return response
 
 
-def _handle_edu(origin: str, edu_type: str, content: Any) -> str:
+def _handle_edu(origin: str, edu_type: str, content: Any, acl: AclCache) -> str:
+    if edu_type == "m.typing":
+        return do_receive_typing(origin=origin, content=content, acl=acl)
+    if edu_type == "m.receipt":
+        return do_receive_receipt(origin=origin, content=content, acl=acl)
+    if edu_type == "m.presence":
+        return do_receive_presence(origin=origin, content=content, acl=acl)
     if edu_type == "m.direct_to_device":
         return "delivered" if do_receive_direct_to_device(origin=origin, content=content) else "dropped"
     if edu_type == "m.device_list_update":
         return do_receive_device_list_update(origin=origin, content=content)
     if edu_type == "m.signing_key_update":
         return do_receive_signing_key_update(origin=origin, content=content)
-    return "unhandled"  # typing, receipts, presence: a later slice of issue 11
+    return "unhandled"  # an EDU type we do not know (spec: ignored)
 
 
-def process_edus(*, origin: str, edus: list[Any]) -> Counter[str]:
+def process_edus(*, origin: str, edus: list[Any], acl: AclCache | None = None) -> Counter[str]:
     """Handle a transaction's EDUs one by one; how many ended how (``type:outcome``)."""
     counts: Counter[str] = Counter()
+    acl = acl or AclCache()
     for edu in edus:
         if not isinstance(edu, dict) or not isinstance(edu.get("edu_type"), str):
             counts["malformed"] += 1
             continue
         edu_type = edu["edu_type"][:100]
         try:
-            outcome = _handle_edu(origin, edu_type, edu.get("content"))
+            outcome = _handle_edu(origin, edu_type, edu.get("content"), acl)
         except Exception:
             # One EDU must not cost the transaction (nor its PDUs) anything.
             logger.exception("%s: handling a %s EDU failed", origin, edu_type)

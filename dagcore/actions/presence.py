@@ -15,8 +15,10 @@ from typing import Any
 from django.conf import settings
 
 from dagcore.clock import now_ms
+from dagcore.federation.ephemeral import queue_presence
 from dagcore.http.errors import MatrixError
 from dagcore.notifier import Change, notify
+from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
 from dagcore.store import presence as store
 from dagcore.store import transaction
@@ -28,6 +30,9 @@ STATES = ("online", "unavailable", "offline")
 ACTIVE_WINDOW_MS = 60_000
 #: A user who stopped syncing goes offline after this long.
 OFFLINE_AFTER_MS = 90_000
+#: Another server's user goes offline here when their server has not said anything of them for
+#: this long (Synapse's ``FEDERATION_TIMEOUT``; it repeats an online user's presence every 25 min).
+REMOTE_OFFLINE_AFTER_MS = 30 * 60_000
 #: An online user's syncs refresh ``last_sync_ts`` at most this often.
 SYNC_TOUCH_MS = 15_000
 MAX_STATUS_MSG = 2048
@@ -45,6 +50,8 @@ def _publish_presence(user_ids: list[str]) -> None:
     stream position for all of them, and a wake-up for each one's rooms (after commit)."""
     position = advance_stream("presence")
     store.set_presence_stream_ids(user_ids=user_ids, stream_id=position)
+    # Our users' new presence goes to the servers sharing a room with them (latest wins).
+    queue_presence(user_ids=user_ids)
     for user_id in user_ids:
         notify(
             Change(
@@ -112,7 +119,11 @@ def expire_presence(*, now: int | None = None) -> int:
     """Mark offline the users who stopped syncing; returns how many."""
     now = now if now is not None else now_ms()
     with transaction.atomic():
-        users = store.claim_timed_out(sync_cutoff=now - OFFLINE_AFTER_MS)
+        users = store.claim_timed_out(
+            sync_cutoff=now - OFFLINE_AFTER_MS,
+            local_suffix=f":{get_server_name()}",
+            remote_cutoff=now - REMOTE_OFFLINE_AFTER_MS,
+        )
         if not users:
             return 0
         store.set_offline(user_ids=users)
@@ -159,3 +170,34 @@ def access_presence(*, requester: str, user_id: str) -> dict[str, Any]:
     if not presence_enabled():
         return {"presence": "offline"}
     return presence_content(store.get_presence(user_id))
+
+
+def do_set_remote_presence(
+    *, user_id: str, state: str, status_msg: str | None, last_active_ts: int, now: int | None = None
+) -> bool:
+    """Another server's user's presence as their server reports it (``m.presence``); True if what
+    our users see changed. ``last_sync_ts`` becomes when we heard it (their timeout:
+    :data:`REMOTE_OFFLINE_AFTER_MS`)."""
+    assert state in STATES
+    now = now if now is not None else now_ms()
+    with transaction.atomic():
+        row = store.lock_presence(user_id)
+        unchanged = (
+            row is not None
+            and row.state == state
+            and row.status_msg == status_msg
+            and abs(row.last_active_ts - last_active_ts) < ACTIVE_WINDOW_MS
+        )
+        store.write_presence(
+            user_id=user_id,
+            state=state,
+            status_msg=status_msg,
+            last_active_ts=last_active_ts,
+            last_sync_ts=now,
+        )
+        if unchanged and row is not None:
+            # A keep-alive: the offline timer moves, the stream does not (nobody is woken).
+            store.set_presence_stream_ids(user_ids=[user_id], stream_id=row.stream_id)
+            return False
+        _publish_presence([user_id])
+    return True

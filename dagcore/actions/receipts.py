@@ -12,9 +12,11 @@ from __future__ import annotations
 from dagcore.actions.account_data import do_set_account_data
 from dagcore.actions.room_access import access_joined_room
 from dagcore.clock import now_ms
+from dagcore.federation.ephemeral import queue_receipt
 from dagcore.http.errors import MatrixError
 from dagcore.models import Room
 from dagcore.notifier import Change, notify
+from dagcore.server_keys import get_server_name
 from dagcore.store import account_data as account_data_store
 from dagcore.store import receipts as store
 from dagcore.store import timeline, transaction
@@ -77,9 +79,11 @@ def check_set_receipt(
 
 
 def do_set_receipt(
-    *, user_id: str, room: Room, receipt_type: str, event: StoredEvent, thread_id: str
+    *, user_id: str, room: Room, receipt_type: str, event: StoredEvent, thread_id: str, ts: int | None = None
 ) -> bool:
-    """Move the receipt to ``event`` if that is forward; True if it moved."""
+    """Move the receipt to ``event`` if that is forward; True if it moved. ``ts``: when it was
+    made (a remote receipt's own ``data.ts``), else now. Our users' public receipts go to the
+    room's other servers (the latest per user, type and thread: ``queue_receipt``)."""
     assert event.stream_ordering is not None
     with transaction.atomic():
         current = store.get_receipt_position(
@@ -94,13 +98,22 @@ def do_set_receipt(
             thread_id=thread_id,
             event_id=event.event_id,
             event_stream_ordering=event.stream_ordering,
-            ts=now_ms(),
+            ts=ts if ts is not None else now_ms(),
         )
         position = advance_stream("receipts")
         store.set_receipt_stream_id(
             room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id, stream_id=position
         )
         private = receipt_type in store.PRIVATE_TYPES
+        if not private and user_id.endswith(f":{get_server_name()}"):
+            queue_receipt(
+                room=room,
+                user_id=user_id,
+                receipt_type=receipt_type,
+                event_id=event.event_id,
+                thread_id=thread_id,
+                ts=ts if ts is not None else now_ms(),
+            )
         notify(
             Change(
                 stream="receipts",

@@ -31,6 +31,7 @@ from dagcore.actions.persist_event import (
     RoomNotFound,
     persist_received_event,
 )
+from dagcore.actions.server_acl import check_server_acl
 from dagcore.clock import now_ms
 from dagcore.events_format import STRIPPED_STATE_KEYS, strip_state
 from dagcore.events_persisted import EventsPersisted, announce_persisted
@@ -164,6 +165,7 @@ def get_membership_template(
             403, "M_FORBIDDEN", f"{user_id[:255]} is not a user of the requesting server {origin[:255]}"
         )
     room = access_resident_room(room_id)
+    check_server_acl(room=room, origin=origin)  # spec "Server Access Control Lists": 403
     room_version = _room_version_of(room)
     if supported_versions is not None and room_version.identifier not in supported_versions:
         raise MatrixError(
@@ -285,6 +287,7 @@ def _checked_send(
     """The room (ours to answer for), its version and the body ``check`` (a
     ``membership_events`` check) accepted against the path and the requesting server."""
     room = access_resident_room(room_id)
+    check_server_acl(room=room, origin=origin)  # spec "Server Access Control Lists": 403
     room_version = _room_version_of(room)
     try:
         checked = check(
@@ -409,6 +412,10 @@ def do_receive_invite(*, origin: str, room_id: str, event_id: str, body: Any) ->
     """``PUT /_matrix/federation/v2/invite``: sign the invite of our user and keep it for their /sync."""
     if not isinstance(body, dict):
         raise bad_json("Expected a JSON object")
+    known = room_store.get_room(room_id)
+    if known is not None:
+        # A room we hold state of: its ACL applies to invites into it too (Synapse checks it).
+        check_server_acl(room=known, origin=origin)
     try:
         room_version = get_room_version(body.get("room_version"))
     except UnsupportedRoomVersion:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dagcore.actions.room_access import access_joined_room
 from dagcore.clock import now_ms
+from dagcore.federation.ephemeral import queue_typing
 from dagcore.models import Room
 from dagcore.notifier import Change, notify
+from dagcore.server_keys import get_server_name
+from dagcore.store import rooms as room_store
 from dagcore.store import transaction
 from dagcore.store import typing as store
 from dagcore.store.streams import advance_stream
@@ -26,6 +29,9 @@ def check_set_typing(*, user_id: str, room_id: str, typing: bool, timeout_ms: in
     """Only members of the room may type in it (403 otherwise)."""
     room = access_joined_room(user_id=user_id, room_id=room_id)
     do_set_typing(room=room, user_id=user_id, typing=typing, timeout_ms=timeout_ms)
+    # Every start, renewal and stop goes to the room's other servers: a renewal is their
+    # keep-alive (they time a remote notice out themselves; Synapse after 60 s).
+    queue_typing(room=room, user_id=user_id, typing=typing)
 
 
 def do_set_typing(*, room: Room, user_id: str, typing: bool, timeout_ms: int | None) -> bool:
@@ -66,6 +72,12 @@ def expire_typing_notices(*, now: int | None = None) -> int:
         store.set_typing_stream_ids(row_ids=[row_id for row_id, _, _ in expired], stream_id=position)
         for room_id in sorted({room_id for _, room_id, _ in expired}):
             notify(Change(stream="typing", position=position, room_id=room_id))
+        # Our users' notices that ran out stop on the other servers now, not at their timeout.
+        local = f":{get_server_name()}"
+        for _, room_id, user_id in expired:
+            room = room_store.get_room(room_id) if user_id.endswith(local) else None
+            if room is not None:
+                queue_typing(room=room, user_id=user_id, typing=False)
     return len(expired)
 
 

@@ -41,6 +41,11 @@ from dagcore.federation.client import (
     encode_path,
     get_federation_client,
 )
+from dagcore.federation.ephemeral import (
+    MAX_EPHEMERAL_ROWS_PER_TXN,
+    build_ephemeral_edus,
+    count_ephemeral_edus,
+)
 from dagcore.protocol.redaction import redact_pdu
 from dagcore.server_keys import get_server_name
 from dagcore.store import events as event_store
@@ -118,9 +123,13 @@ def _load_pdus(txn: outbox_store.PendingTransaction) -> list[dict[str, Any]]:
     return pdus
 
 
-def _load_edus(txn: outbox_store.PendingTransaction) -> list[dict[str, Any]]:
-    """The transaction's durable EDUs (to-device, device lists, signing keys), in outbox order."""
-    return [{"edu_type": edu_type, "content": json.loads(content)} for _, edu_type, content in txn.edus]
+def _load_edus(txn: outbox_store.PendingTransaction, *, now: int) -> list[dict[str, Any]]:
+    """The transaction's EDUs: typing, receipts and presence first (coalesced, the time-sensitive
+    ones: ``dagcore.federation.ephemeral``), then the durable ones (to-device, device lists,
+    signing keys) in outbox order."""
+    return build_ephemeral_edus(txn.ephemeral, now=now) + [
+        {"edu_type": edu_type, "content": json.loads(content)} for _, edu_type, content in txn.edus
+    ]
 
 
 def _retry_after_ms(exc: FederationHttpError) -> int | None:
@@ -156,6 +165,9 @@ def do_send_to_destination(
                     limit=MAX_PDUS_PER_TXN,
                     new_txn_id=_new_txn_id(destination),
                     edu_limit=MAX_EDUS_PER_TXN,
+                    ephemeral_limit=MAX_EPHEMERAL_ROWS_PER_TXN,
+                    ephemeral_edu_count=count_ephemeral_edus,
+                    now=now,
                 )
             if txn is None:
                 break
@@ -163,7 +175,7 @@ def do_send_to_destination(
                 "origin": origin,
                 "origin_server_ts": now,
                 "pdus": _load_pdus(txn),
-                "edus": _load_edus(txn),
+                "edus": _load_edus(txn, now=now),
             }
             try:
                 answer = client.put_json(
@@ -221,7 +233,7 @@ def do_send_to_destination(
         outbox_store.release_lease(server_name=destination, owner=owner)
     if outcome == "limit":
         enqueue(SEND_TASK, destination)
-    elif outcome == "idle" and outbox_store.has_pending(destination):
+    elif outcome == "idle" and outbox_store.has_pending(destination, now=now_ms()):
         # A row committed after our last look, whose nudge found our lease still taken and
         # left ("leased"): nobody else will send it before the beat re-scan. Looked at after
         # the release, so any later row's own nudge finds the lease free.

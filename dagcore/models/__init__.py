@@ -28,6 +28,7 @@ from dagcore.models.events import (
 )
 from dagcore.models.federation import (
     FederationDestination,
+    FederationEphemeralEdu,
     FederationOutboxEdu,
     FederationOutboxEntry,
     InboundPdu,
@@ -62,6 +63,7 @@ __all__ = [
     "EventEdge",
     "FallbackKey",
     "FederationDestination",
+    "FederationEphemeralEdu",
     "FederationOutboxEdu",
     "FederationOutboxEntry",
     "ForgottenRoom",

@@ -124,6 +124,40 @@ class FederationOutboxEdu(models.Model):
         indexes = [models.Index(fields=["destination", "id"], name="federation_outbox_edu_dest")]
 
 
+class FederationEphemeralEdu(models.Model):
+    """The latest typing notice, receipt or presence of one of our users for one destination.
+
+    Issue 11: "typing is sent and expires, never queued across an outage"; "receipts and
+    presence coalesce (the latest wins)". One row per (destination, type, ``key``) — the
+    key names what a newer update replaces (a room and user for typing, a room, user,
+    receipt type and thread for receipts, a user for presence) — upserted by the change,
+    taken into the destination's next transaction and deleted on its 200 unless a newer
+    update (another ``revision``) replaced it meanwhile. Typing rows carry an
+    ``expires_ts``: one not sent by then (the destination is down) is dropped, never sent late.
+    """
+
+    destination = models.CharField(max_length=255)
+    edu_type = models.CharField(max_length=64)
+    key = models.CharField(max_length=1100)
+    #: The update as canonical JSON (its shape per type: ``dagcore.federation.ephemeral``).
+    content = models.TextField()
+    #: Changed by every update: a transaction deletes only the revision it sent.
+    revision = models.BigIntegerField()
+    #: Not sent after this time (ms); 0: kept until sent (receipts, presence).
+    expires_ts = models.BigIntegerField(default=0)
+    created_ts = models.BigIntegerField()
+    txn_id = models.CharField(max_length=64, default="")
+
+    class Meta:
+        db_table = "federation_outbox_ephemeral"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "edu_type", "key"], name="federation_outbox_ephemeral_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["destination", "id"], name="federation_outbox_eph_dest")]
+
+
 class ReceivedTransaction(models.Model):
     """A ``/send`` transaction from another server, kept so a retry of it is answered, not redone.
 

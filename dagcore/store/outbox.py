@@ -9,7 +9,7 @@ one sender at a time, in every process: the holder of its lease.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from dagcore.models import (
     CurrentStateEvent,
     FederationDestination,
+    FederationEphemeralEdu,
     FederationOutboxEdu,
     FederationOutboxEntry,
 )
@@ -78,10 +79,47 @@ def add_outbox_edus(*, destinations: Sequence[str], edu_type: str, contents: Seq
     )
 
 
-def _pending_edu_destinations() -> set[str]:
+def upsert_ephemeral_edus(
+    *,
+    destinations: Sequence[str],
+    edu_type: str,
+    key: str,
+    content: str,
+    revision: int,
+    expires_ts: int,
+    now: int,
+) -> None:
+    """The latest update of ``(edu_type, key)`` for each destination, replacing an older one
+    (even one in a transaction in flight: that transaction no longer owns the row)."""
+    FederationEphemeralEdu.objects.bulk_create(
+        [
+            FederationEphemeralEdu(
+                destination=d,
+                edu_type=edu_type,
+                key=key,
+                content=content,
+                revision=revision,
+                expires_ts=expires_ts,
+                created_ts=now,
+                txn_id="",
+            )
+            for d in destinations
+        ],
+        update_conflicts=True,
+        unique_fields=["destination", "edu_type", "key"],
+        update_fields=["content", "revision", "expires_ts", "created_ts", "txn_id"],
+    )
+
+
+def _live_ephemeral(now: int | None) -> Q:
+    """Ephemeral rows still worth sending at ``now`` (an expired typing notice is not)."""
+    return Q() if now is None else Q(expires_ts=0) | Q(expires_ts__gt=now)
+
+
+def _pending_edu_destinations(now: int | None = None) -> set[str]:
     return set(
         FederationOutboxEdu.objects.filter(dead_letter__isnull=True).values_list("destination", flat=True)
-    )
+    ) | set(FederationEphemeralEdu.objects.filter(_live_ephemeral(now)).values_list("destination", flat=True))
 
 
 def ensure_destination(server_name: str) -> None:
@@ -144,14 +182,9 @@ def get_destination(server_name: str) -> DestinationState | None:
 def get_due_destinations(*, now: int, limit: int = 1000) -> list[str]:
     """Destinations with undelivered rows whose back-off is over and whose lease is free
     (one never tried yet has no state row: it is due)."""
-    pending = (
-        set(
-            FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values_list(
-                "destination", flat=True
-            )
-        )
-        | _pending_edu_destinations()
-    )
+    pending = set(
+        FederationOutboxEntry.objects.filter(dead_letter__isnull=True).values_list("destination", flat=True)
+    ) | _pending_edu_destinations(now)
     waiting = set(
         FederationDestination.objects.filter(server_name__in=list(pending))
         .filter(Q(next_attempt_ts__gt=now) | Q(lease_expires_ts__gt=now))
@@ -171,9 +204,13 @@ def get_destinations_with_pending() -> list[str]:
     )
 
 
-def has_pending(server_name: str) -> bool:
-    """Whether the destination has undelivered rows."""
-    return FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True).exists()
+def has_pending(server_name: str, *, now: int | None = None) -> bool:
+    """Whether the destination has undelivered rows (PDUs, durable EDUs, live ephemeral EDUs)."""
+    return (
+        FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True).exists()
+        or FederationOutboxEdu.objects.filter(destination=server_name, dead_letter__isnull=True).exists()
+        or FederationEphemeralEdu.objects.filter(_live_ephemeral(now), destination=server_name).exists()
+    )
 
 
 def acquire_lease(*, server_name: str, owner: str, now: int, until: int) -> bool:
@@ -220,6 +257,8 @@ class PendingTransaction:
     entries: tuple[tuple[int, int], ...]
     #: ``(EDU row id, edu_type, content JSON)`` in outbox order.
     edus: tuple[tuple[int, str, str], ...] = ()
+    #: ``(row id, revision, edu_type, content JSON)``: the coalesced typing/receipt/presence rows.
+    ephemeral: tuple[tuple[int, int, str, str], ...] = ()
 
 
 def _edu_rows(server_name: str, *, txn_id: str | None, limit: int | None) -> list[tuple[int, str, str]]:
@@ -230,12 +269,35 @@ def _edu_rows(server_name: str, *, txn_id: str | None, limit: int | None) -> lis
     return [(int(i), t, c) for i, t, c in (rows[:limit] if limit is not None else rows)]
 
 
+def _ephemeral_rows(
+    server_name: str, *, txn_id: str | None, limit: int | None, now: int
+) -> list[tuple[int, int, str, str]]:
+    qs = FederationEphemeralEdu.objects.filter(_live_ephemeral(now), destination=server_name)
+    if txn_id is not None:
+        qs = qs.filter(txn_id=txn_id)
+    rows = qs.order_by("id").values_list("id", "revision", "edu_type", "content")
+    return [(int(i), int(r), t, c) for i, r, t, c in (rows[:limit] if limit is not None else rows)]
+
+
 def claim_transaction(
-    *, server_name: str, limit: int, new_txn_id: str, edu_limit: int = 0
+    *,
+    server_name: str,
+    limit: int,
+    new_txn_id: str,
+    edu_limit: int = 0,
+    ephemeral_limit: int = 0,
+    now: int = 0,
+    ephemeral_edu_count: Callable[[Sequence[tuple[int, int, str, str]]], int] = len,
 ) -> PendingTransaction | None:
     """The transaction to send next: the one in flight (same ID, same PDUs and EDUs) if any,
-    else the next ``limit`` undelivered PDU rows and ``edu_limit`` EDU rows under
-    ``new_txn_id``. Call while holding the lease."""
+    else the next ``limit`` undelivered PDU rows, up to ``ephemeral_limit`` ephemeral rows
+    (typing, receipts, presence: they go first, they are the time-sensitive ones) and as many
+    durable EDU rows as ``edu_limit`` leaves (``ephemeral_edu_count``: how many EDUs the
+    ephemeral rows make), under ``new_txn_id``. Typing notices expired at ``now`` are dropped,
+    from a resent transaction too. Call while holding the lease."""
+    FederationEphemeralEdu.objects.filter(
+        destination=server_name, expires_ts__gt=0, expires_ts__lte=now
+    ).delete()
     current = (
         FederationDestination.objects.filter(server_name=server_name).values_list("txn_id", flat=True).first()
     )
@@ -248,25 +310,42 @@ def claim_transaction(
             .values_list("id", "event_id")
         )
         edus = _edu_rows(server_name, txn_id=current, limit=None)
-        if rows or edus:
-            return PendingTransaction(current, tuple(rows), tuple(edus))
+        ephemeral = _ephemeral_rows(server_name, txn_id=current, limit=None, now=now)
+        if rows or edus or ephemeral:
+            return PendingTransaction(current, tuple(rows), tuple(edus), tuple(ephemeral))
     rows = list(
         FederationOutboxEntry.objects.filter(destination=server_name, dead_letter__isnull=True)
         .order_by("id")
         .values_list("id", "event_id")[:limit]
     )
-    edus = _edu_rows(server_name, txn_id=None, limit=edu_limit) if edu_limit else []
-    if not rows and not edus:
+    ephemeral = (
+        _ephemeral_rows(server_name, txn_id=None, limit=ephemeral_limit, now=now) if ephemeral_limit else []
+    )
+    durable_limit = edu_limit - ephemeral_edu_count(ephemeral)
+    edus = _edu_rows(server_name, txn_id=None, limit=durable_limit) if durable_limit > 0 else []
+    if not rows and not edus and not ephemeral:
         if current:
             FederationDestination.objects.filter(server_name=server_name).update(txn_id="")
         return None
     FederationOutboxEntry.objects.filter(id__in=[r[0] for r in rows]).update(txn_id=new_txn_id)
     if edus:
         FederationOutboxEdu.objects.filter(id__in=[e[0] for e in edus]).update(txn_id=new_txn_id)
+    if ephemeral:
+        FederationEphemeralEdu.objects.filter(id__in=[e[0] for e in ephemeral]).update(txn_id=new_txn_id)
     FederationDestination.objects.filter(server_name=server_name).update(
         txn_id=new_txn_id, txn_counter=F("txn_counter") + 1
     )
-    return PendingTransaction(new_txn_id, tuple(rows), tuple(edus))
+    return PendingTransaction(new_txn_id, tuple(rows), tuple(edus), tuple(ephemeral))
+
+
+def _delete_sent_ephemeral(txn: PendingTransaction) -> None:
+    """Delete the ephemeral rows the transaction carried, unless a newer update replaced them."""
+    if not txn.ephemeral:
+        return
+    sent = Q(pk__in=[])
+    for row_id, revision, _, _ in txn.ephemeral:
+        sent |= Q(id=row_id, revision=revision)
+    FederationEphemeralEdu.objects.filter(sent).delete()
 
 
 def get_txn_counter(server_name: str) -> int:
@@ -283,6 +362,7 @@ def complete_transaction(*, server_name: str, txn: PendingTransaction, now: int)
     FederationOutboxEntry.objects.filter(id__in=[e[0] for e in txn.entries]).delete()
     if txn.edus:
         FederationOutboxEdu.objects.filter(id__in=[e[0] for e in txn.edus]).delete()
+    _delete_sent_ephemeral(txn)
     FederationDestination.objects.filter(server_name=server_name).update(
         txn_id="", failures=0, next_attempt_ts=0, last_success_ts=now, last_error=""
     )
@@ -297,6 +377,8 @@ def dead_letter_transaction(*, server_name: str, txn: PendingTransaction, reason
         FederationOutboxEdu.objects.filter(id__in=[e[0] for e in txn.edus]).update(
             dead_letter=reason[:1000] or "refused"
         )
+    # Typing, receipts and presence are not worth keeping for an operator: a refused one is gone.
+    _delete_sent_ephemeral(txn)
     FederationDestination.objects.filter(server_name=server_name).update(
         txn_id="",
         dead_lettered=F("dead_lettered") + len(txn.entries) + len(txn.edus),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from dagcore.models import Presence, RoomMembership
+from dagcore.models import Presence, Room, RoomMembership, RoomServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +63,20 @@ def touch_last_sync(*, user_id: str, ts: int) -> None:
     Presence.objects.filter(user_id=user_id).update(last_sync_ts=ts)
 
 
-def claim_timed_out(*, sync_cutoff: int, limit: int = 1000) -> list[str]:
-    """Lock users marked online/unavailable whose last sync is older than ``sync_cutoff``."""
+def claim_timed_out(
+    *, sync_cutoff: int, limit: int = 1000, local_suffix: str = "", remote_cutoff: int | None = None
+) -> list[str]:
+    """Lock users marked online/unavailable whose last sync is older than ``sync_cutoff``.
+
+    With ``local_suffix`` (``:our.server``), other servers' users (whose ``last_sync_ts`` is
+    when their server last told us) time out at ``remote_cutoff`` instead."""
+    timed_out = Q(last_sync_ts__lt=sync_cutoff)
+    if local_suffix and remote_cutoff is not None:
+        local = Q(user_id__endswith=local_suffix)
+        timed_out = (local & timed_out) | (~local & Q(last_sync_ts__lt=remote_cutoff))
     return list(
         Presence.objects.select_for_update(skip_locked=True)
-        .filter(last_sync_ts__lt=sync_cutoff)
+        .filter(timed_out)
         .exclude(state="offline")
         .values_list("user_id", flat=True)[:limit]
     )
@@ -107,3 +116,22 @@ def get_joined_room_ids_of(user_id: str) -> list[str]:
 def users_share_a_room(a: str, b: str) -> bool:
     rooms_of_a = RoomMembership.objects.filter(user_id=a, membership="join").values("room_id")
     return RoomMembership.objects.filter(user_id=b, membership="join", room_id__in=rooms_of_a).exists()
+
+
+def get_servers_sharing_a_room(user_id: str) -> set[str]:
+    """The servers with joined members in any room the user is joined to (presence's audience)."""
+    rooms = RoomMembership.objects.filter(user_id=user_id, membership="join").values("room_id")
+    return set(
+        RoomServer.objects.filter(room_id__in=rooms, joined_count__gt=0)
+        .values_list("server_name", flat=True)
+        .distinct()
+    )
+
+
+def get_rooms_shared_with_local_users(user_id: str) -> list[Room]:
+    """The rooms the (remote) user is joined to where one of our users is joined too."""
+    rooms = RoomMembership.objects.filter(user_id=user_id, membership="join").values("room_id")
+    shared = RoomMembership.objects.filter(room_id__in=rooms, membership="join", is_local=True).values(
+        "room_id"
+    )
+    return list(Room.objects.filter(id__in=shared).order_by("id"))

@@ -4,7 +4,7 @@ Spec: https://spec.matrix.org/v1.19/server-server-api/#retrieving-events,
 #backfilling-and-retrieving-missing-events, #get_matrixfederationv1timestamp_to_eventroomid.
 
 Every read goes through ``server_visibility``: the asking server must have a joined
-member in the room (else 403 ``M_FORBIDDEN``), and sees an event only where its
+member in the room and be allowed by its server ACL (else 403 ``M_FORBIDDEN``), and sees an event only where its
 users could (history visibility at the event). Events redacted here are served
 redacted; rejected events are never served.
 """
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from dagcore.actions.server_acl import check_server_acl
 from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from dagcore.models import Room
@@ -47,6 +48,8 @@ def _room_for(origin: str, room_id: str) -> Room:
     room = room_store.get_room(room_id)
     if room is None or origin not in room_store.get_joined_servers(room):
         raise forbidden(f"{origin[:255]} is not in the room")
+    # Spec "Server Access Control Lists": a denied server reads nothing of the room (403).
+    check_server_acl(room=room, origin=origin)
     return room
 
 
