@@ -110,7 +110,8 @@ class World:
 
     def assert_nowhere(self, mark: str, room: RoomView | None = None) -> None:
         """Nothing carrying ``mark`` in the local user's view of the room nor in the database
-        (a rejected event may be kept, marked rejected, as the spec allows: never served)."""
+        (a rejected or soft-failed event may be kept, marked so, as the spec allows: never
+        served to clients nor part of the state)."""
         room_id = (room or self.room).room_id
         msgs = self.alice.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 500}).json
         state = self.alice.get(f"/rooms/{q(room_id)}/state").json
@@ -121,7 +122,7 @@ class World:
             "SELECT event_id, rejected_reason, outlier, soft_failed FROM events WHERE json LIKE %s",
             (f"%{mark}%",),
         )
-        served = [r for r in rows if r[1] is None]
+        served = [r for r in rows if r[1] is None and not r[3]]
         assert not served, f"{mark} stored as a live event: {served}"
         staged = self.dagma.query(
             "SELECT count(*) FROM federation_inbound_pdus WHERE pdu::text LIKE %s", (f"%{mark}%",)
@@ -251,4 +252,166 @@ def test_authenticity(world: World) -> None:
     assert seen["content"] == {}, seen
     w.assert_nowhere(mark)
 
+    w.sentinel()
+
+
+# =========================================================================== authorisation and state resets
+
+
+def _verdict(w: World, pdu: dict[str, Any], room: RoomView | None = None) -> str:
+    return w.send([pdu]).get(w.eid(pdu, room), {}).get("error", "")
+
+
+def _resolve_with_dag_cli(w: World, room: RoomView, state_sets: list[dict[tuple[str, str], str]]) -> dict:
+    """What ``manage.py dag resolve`` says the state after these forks is."""
+    events = []
+    for event_id_, raw in w.dagma.query(
+        "SELECT e.event_id, e.json FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.room_id = %s",
+        (room.room_id,),
+    ):
+        events.append({**json.loads(raw), "event_id": event_id_})
+    data = {
+        "room_version": room.version.identifier,
+        "events": events,
+        "state_sets": [[[t, k, e] for (t, k), e in s.items()] for s in state_sets],
+    }
+    done = w.dagma.manage("dag", "resolve", "-", input=json.dumps(data).encode())
+    assert done.returncode == 0, done.stderr.decode()
+    return {(t, k): e for t, k, e in json.loads(done.stdout)["state"]}
+
+
+def _membership(room: RoomView, user_id: str) -> str | None:
+    content = room.state_content("m.room.member", user_id)
+    return content.get("membership") if content else None
+
+
+def test_authorisation_and_state_resets(world: World) -> None:
+    """Spec receipt checks 4-6: an event is rejected when its auth events do not allow it (or
+    are not the ones the rules select), rejected when the state before it does not, and
+    soft-failed when the room's current state does not; a fork never resets state further
+    than state resolution says (Dagma's state equals ``manage.py dag resolve`` on the forks)."""
+    w, room = world, world.room
+    alice = w.alice
+
+    # -- auth events the event should not cite --------------------------------------------
+    ordinary = w.message("control: an ordinary message")
+    assert _verdict(w, ordinary) == ""
+    cited = {
+        "a message as an auth event": [w.eid(ordinary)],
+        "the join rules, which a message does not need": [room.state()[("m.room.join_rules", "")]],
+        "another user's membership": [room.state()[("m.room.member", alice.user_id)]],
+    }
+    for why, extra in cited.items():
+        mark = f"badauth-{secrets.token_hex(4)}"
+        pdu = w.message(mark, auth_events=room.auth_for(w.mallory, "m.room.message") + extra)
+        assert _verdict(w, pdu).startswith("rejected"), why
+        w.assert_nowhere(mark)
+    # Missing the sender's own membership: rejected too.
+    mark = f"noauth-{secrets.token_hex(4)}"
+    state = room.state()
+    pdu = w.message(mark, auth_events=[state[("m.room.create", "")], state[("m.room.power_levels", "")]])
+    assert _verdict(w, pdu).startswith("rejected")
+    w.assert_nowhere(mark)
+
+    # -- a fork that tries to reset the power levels ----------------------------------------
+    pl_path = f"/rooms/{q(room.room_id)}/state/m.room.power_levels"
+    levels = room.state_content("m.room.power_levels")
+    assert levels is not None
+    # Mallory made a moderator allowed to change the power levels (below alice's 100).
+    events = {**levels["events"], "m.room.power_levels": 50}
+    alice.put(pl_path, {**levels, "events": events, "users": {**levels["users"], w.mallory: 50}})
+    fork_tips, fork_depth = room.tips()
+    fork_state = room.state()
+    alice.put(pl_path, {**levels, "events": events, "users": {**levels["users"], w.mallory: 0}})
+    demoted = room.state()
+    mark = f"plreset-{secrets.token_hex(4)}"
+    reset = w.state_event(
+        "m.room.power_levels", "",
+        {**levels, "events": events, "users": {alice.user_id: 100, w.mallory: 50}, "users_default": 50,
+         "mark": mark},
+        prev_events=fork_tips, depth=fork_depth,
+        auth_events=[fork_state[("m.room.create", "")], fork_state[("m.room.power_levels", "")],
+                     fork_state[("m.room.member", w.mallory)]],
+    )  # fmt: skip
+    # Allowed by its auth events and the state before it, not by the current state: soft-failed.
+    assert _verdict(w, reset).startswith("soft-failed")
+    # A message merging both forks makes Dagma resolve them.
+    merge = w.message("merging the power level fork", prev_events=[*room.tips()[0], w.eid(reset)])
+    assert _verdict(w, merge) == ""
+    resolved = _resolve_with_dag_cli(
+        w, room, [demoted, {**fork_state, ("m.room.power_levels", ""): w.eid(reset)}]
+    )
+    assert room.state() == resolved
+    assert room.state()[("m.room.power_levels", "")] == demoted[("m.room.power_levels", "")]
+    # Mallory has no power: a topic from her is refused.
+    mark = f"topic-{secrets.token_hex(4)}"
+    topic = w.state_event("m.room.topic", "", {"topic": mark})
+    assert _verdict(w, topic).startswith("rejected")
+    w.assert_nowhere(mark)
+
+    # -- a banned user rejoining through a fork -------------------------------------------
+    bob = f"@bob:{w.hostile.server_name}"
+    w.hostile.do_membership(w.dagma, w.ca, room.room_id, bob)
+    fork_tips, fork_depth = room.tips()
+    fork_state = room.state()
+    alice.post(f"/rooms/{q(room.room_id)}/ban", {"user_id": bob, "reason": "spam"})
+    banned = room.state()
+    assert _membership(room, bob) == "ban"
+    mark = f"rejoin-{secrets.token_hex(4)}"
+    rejoin = w.state_event(
+        "m.room.member", bob, {"membership": "join", "displayname": mark}, sender=bob,
+        prev_events=fork_tips, depth=fork_depth,
+        auth_events=[fork_state[k] for k in (("m.room.create", ""), ("m.room.power_levels", ""),
+                                             ("m.room.join_rules", ""), ("m.room.member", bob))],
+    )  # fmt: skip
+    assert _verdict(w, rejoin).startswith("soft-failed")
+    merge = w.message("merging the ban fork", prev_events=[*room.tips()[0], w.eid(rejoin)])
+    assert _verdict(w, merge) == ""
+    resolved = _resolve_with_dag_cli(w, room, [banned, {**fork_state, ("m.room.member", bob): w.eid(rejoin)}])
+    assert room.state() == resolved
+    assert _membership(room, bob) == "ban"
+    w.assert_nowhere(mark)
+    # Bob, banned, cannot speak (his membership in the current state is the ban).
+    mark = f"banned-{secrets.token_hex(4)}"
+    speech = w.message(mark, sender=bob, auth_events=[fork_state[("m.room.create", "")],
+                                                      room.state()[("m.room.power_levels", "")],
+                                                      room.state()[("m.room.member", bob)]])  # fmt: skip
+    assert _verdict(w, speech).startswith("rejected")
+    w.assert_nowhere(mark)
+
+    w.sentinel()
+
+
+def test_v12_creators_keep_their_power(world: World) -> None:
+    """Room v12 (spec rooms/v12 "Authorization rules"): the creator's power is infinite and not
+    in ``users``; a member given 100 can run the room but neither demote nor kick the creator."""
+    w = world
+    alice = w.alice
+    room_id = alice.create_room(preset="public_chat", room_version="12")
+    w.hostile.do_membership(w.dagma, w.ca, room_id, w.mallory)
+    room = RoomView(w.dagma, room_id)
+    levels = room.state_content("m.room.power_levels")
+    assert levels is not None and alice.user_id not in levels.get("users", {})
+    alice.put(f"/rooms/{q(room_id)}/state/m.room.power_levels",
+              {**levels, "users": {**levels.get("users", {}), w.mallory: 100}})  # fmt: skip
+    topic = w.state_event("m.room.topic", "", {"topic": "control: mallory runs the room"}, room=room)
+    assert _verdict(w, topic, room) == ""
+    marks = {why: f"v12-{secrets.token_hex(4)}" for why in ("demote", "kick", "ban")}
+    attacks = {
+        "demote": w.state_event(
+            "m.room.power_levels", "",
+            {**levels, "users": {w.mallory: 100, alice.user_id: 0}, "mark": marks["demote"]}, room=room),
+        "kick": w.state_event(
+            "m.room.member", alice.user_id, {"membership": "leave", "reason": marks["kick"]}, room=room),
+        "ban": w.state_event(
+            "m.room.member", alice.user_id, {"membership": "ban", "reason": marks["ban"]}, room=room),
+    }  # fmt: skip
+    for why, pdu in attacks.items():
+        assert _verdict(w, pdu, room).startswith("rejected"), why
+        w.assert_nowhere(marks[why], room)
+    assert _membership(room, alice.user_id) == "join"
+    assert room.state_content("m.room.power_levels") == {
+        **levels,
+        "users": {**levels.get("users", {}), w.mallory: 100},
+    }
     w.sentinel()
