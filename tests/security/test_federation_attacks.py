@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from dagcore.protocol import signing
+from dagcore.protocol.hashing import add_content_hash
 from tests.federation.certs import TestCA
 from tests.security.hostile_server import DAY_MS, HostileServer, RoomView, event_id, now_ms, q
 from tests.support.client import MatrixClient
@@ -414,4 +415,145 @@ def test_v12_creators_keep_their_power(world: World) -> None:
         **levels,
         "users": {**levels.get("users", {}), w.mallory: 100},
     }
+    w.sentinel()
+
+
+# =========================================================================== path/body disagreement
+
+
+def _template(w: World, room_id: str, user_id: str, membership: str = "join") -> dict[str, Any]:
+    status, answer = w.hostile.request(
+        w.dagma, w.ca, "GET",
+        f"/_matrix/federation/v1/make_{membership}/{q(room_id)}/{q(user_id)}?ver=11&ver=12",
+    )  # fmt: skip
+    assert status == 200, answer
+    return answer["event"]
+
+
+def _put(w: World, path: str, body: Any) -> tuple[int, Any]:
+    return w.hostile.request(w.dagma, w.ca, "PUT", path, body)
+
+
+def _refused(answer: tuple[int, Any], status: int, errcode: str) -> None:
+    assert answer[0] == status and answer[1].get("errcode") == errcode, answer
+
+
+def test_path_body_disagreement(world: World) -> None:
+    """Spec #joining-rooms, #leaving-rooms-rejecting-invites, #inviting-to-a-room,
+    #knocking-upon-a-room: the body is the event the path names, in the room the path names,
+    about the requesting server's own user (an invite: by its user, of one of ours). EDUs about
+    another server's users are dropped, the rest of the transaction still handled."""
+    w, room = world, world.room
+    other_room_id = w.alice.create_room(preset="public_chat", room_version="11")
+    version = room.version
+    carl = f"@carl:{w.hostile.server_name}"
+
+    def signed(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        return w.hostile.sign(
+            add_content_hash({**template, "origin_server_ts": now_ms(), **changes}), version
+        )
+
+    # -- send_join ----------------------------------------------------------------------
+    join = signed(_template(w, room.room_id, carl))
+    in_other_room = signed(_template(w, other_room_id, carl))
+    for path_room, body, status, code in [
+        # The body's room is another room (which we are in too).
+        (room.room_id, in_other_room, 400, "M_BAD_JSON"),
+        (other_room_id, join, 400, "M_BAD_JSON"),
+    ]:
+        _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(path_room)}/{q(w.eid(body))}", body), status, code)
+    # The path names another event than the body.
+    _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(in_other_room))}", join),
+             400, "M_BAD_JSON")  # fmt: skip
+    # A join of another server's user (signed by us as origin, as a relay would).
+    eve = f"@eve:{w.other.server_name}"
+    for_eve = signed(_template(w, room.room_id, carl), sender=eve, state_key=eve)
+    _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(for_eve))}", for_eve),
+             403, "M_FORBIDDEN")  # fmt: skip
+    # A "join" whose state_key is a local user (joining alice on her behalf).
+    for_alice = signed(_template(w, room.room_id, carl), state_key=w.alice.user_id)
+    _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(for_alice))}", for_alice),
+             400, "M_BAD_JSON")  # fmt: skip
+    assert _membership(room, carl) is None and _membership(room, eve) is None
+    # The control: the same join, where the path says.
+    status, answer = _put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(join))}", join)
+    assert status == 200, answer
+    assert _membership(room, carl) == "join"
+    assert _membership(RoomView(w.dagma, other_room_id), carl) is None
+
+    # -- send_leave ---------------------------------------------------------------------
+    leave = signed(_template(w, room.room_id, carl, "leave"))
+    _refused(_put(w, f"/_matrix/federation/v2/send_leave/{q(other_room_id)}/{q(w.eid(leave))}", leave),
+             400, "M_BAD_JSON")  # fmt: skip
+    alice_leaves = signed(_template(w, room.room_id, carl, "leave"), sender=w.mallory,
+                          state_key=w.alice.user_id)  # fmt: skip
+    _refused(_put(w, f"/_matrix/federation/v2/send_leave/{q(room.room_id)}/{q(w.eid(alice_leaves))}",
+                  alice_leaves), 400, "M_BAD_JSON")  # fmt: skip
+    assert _membership(room, w.alice.user_id) == "join" and _membership(room, carl) == "join"
+    status, answer = _put(w, f"/_matrix/federation/v2/send_leave/{q(room.room_id)}/{q(w.eid(leave))}", leave)
+    assert status == 200, answer
+    assert _membership(room, carl) == "leave"
+
+    # -- send_knock (another room, another event) ----------------------------------------
+    knock = signed({**_template(w, room.room_id, carl), "content": {"membership": "knock"}})
+    _refused(_put(w, f"/_matrix/federation/v1/send_knock/{q(other_room_id)}/{q(w.eid(knock))}", knock),
+             400, "M_BAD_JSON")  # fmt: skip
+    _refused(_put(w, f"/_matrix/federation/v1/send_knock/{q(room.room_id)}/{q(w.eid(join))}", knock),
+             400, "M_BAD_JSON")  # fmt: skip
+    assert _membership(room, carl) == "leave"
+
+    # -- invite -------------------------------------------------------------------------
+    ghost_room = f"!ghost{secrets.token_hex(4)}:{w.hostile.server_name}"
+    base = {"room_id": ghost_room, "sender": w.mallory, "type": "m.room.member", "prev_events": [],
+            "auth_events": [], "depth": 3}  # fmt: skip
+
+    def invite(invitee: str, sender: str = w.mallory, room_id: str = ghost_room) -> dict[str, Any]:
+        return signed({**base, "room_id": room_id, "sender": sender, "state_key": invitee,
+                       "content": {"membership": "invite"}})  # fmt: skip
+
+    def put_invite(path_room: str, pdu: dict[str, Any], path_event: str | None = None) -> tuple[int, Any]:
+        body = {"room_version": version.identifier, "event": pdu, "invite_room_state": []}
+        return _put(w, f"/_matrix/federation/v2/invite/{q(path_room)}/{q(path_event or w.eid(pdu))}", body)
+
+    good = invite(w.alice.user_id)
+    _refused(put_invite(room.room_id, good), 400, "M_BAD_JSON")  # another room in the path
+    _refused(put_invite(ghost_room, good, w.eid(join)), 400, "M_BAD_JSON")  # another event
+    _refused(put_invite(ghost_room, invite(f"@someone:{w.other.server_name}")), 403, "M_FORBIDDEN")
+    _refused(put_invite(ghost_room, invite(w.alice.user_id, sender=eve)), 403, "M_FORBIDDEN")
+    invites = w.alice.sync()["rooms"].get("invite", {})
+    assert ghost_room not in invites
+    status, answer = put_invite(ghost_room, good)  # the control
+    assert status == 200 and answer["event"]["signatures"].get(w.dagma.server_name), answer
+    assert ghost_room in w.alice.sync()["rooms"].get("invite", {})
+    w.alice.post(f"/rooms/{q(ghost_room)}/forget", expect=None)
+
+    # -- EDUs about other servers' users ---------------------------------------------------
+    def to_device(sender: str, mark: str) -> dict[str, Any]:
+        return {"edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": "m.attack.test", "message_id": secrets.token_hex(8),
+            "messages": {w.alice.user_id: {"*": {"mark": mark}}}}}  # fmt: skip
+
+    before = w.alice.sync()["next_batch"]
+    spoofed_mark, control_mark = f"spoofed-{secrets.token_hex(4)}", f"tdcontrol-{secrets.token_hex(4)}"
+    edus = [
+        to_device(w.alice.user_id, spoofed_mark),
+        to_device(eve, spoofed_mark),
+        {"edu_type": "m.typing", "content": {"room_id": room.room_id, "user_id": w.alice.user_id, "typing": True}},
+        {"edu_type": "m.device_list_update", "content": {
+            "user_id": eve, "device_id": "SPOOF", "stream_id": 1, "prev_id": [], "deleted": False,
+            "keys": {"user_id": eve, "device_id": "SPOOF", "mark": spoofed_mark}}},
+        {"edu_type": "m.signing_key_update", "content": {"user_id": w.alice.user_id, "mark": spoofed_mark}},
+        to_device(w.mallory, control_mark),
+    ]  # fmt: skip
+    pdu = w.message("a PDU beside spoofed EDUs")
+    assert w.send([pdu], edus) == {w.eid(pdu): {}}
+    sync = w.alice.sync(since=before)
+    dump = json.dumps(sync)
+    assert control_mark in dump and spoofed_mark not in dump
+    assert [e["sender"] for e in sync["to_device"]["events"]] == [w.mallory]
+    typing = sync["rooms"]["join"].get(room.room_id, {}).get("ephemeral", {}).get("events", [])
+    assert all(w.alice.user_id not in e["content"].get("user_ids", []) for e in typing)
+    for table in ("e2e_remote_devices", "e2e_remote_device_lists", "e2e_remote_cross_signing_keys"):
+        assert w.dagma.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",  # noqa: S608
+                             ([eve, w.alice.user_id],)) == [(0,)], table  # fmt: skip
     w.sentinel()
