@@ -9,10 +9,12 @@ turns (the signing key, the server signing, the auth and prev events, the timest
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
@@ -288,3 +290,68 @@ class RoomView:
             if membership in ("join", "invite", "knock"):
                 wanted.append(("m.room.join_rules", ""))
         return list(dict.fromkeys(state[k] for k in wanted if k in state))
+
+
+class InternalListener:
+    """A listener standing for an internal service (127.0.0.2: loopback, outside the test's
+    whitelist): it only counts the connections it gets, which must stay at zero."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.host = host
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class WellKnownServer:
+    """``https://localhost:443/.well-known/matrix/server`` (the spec's port: the only one a
+    server name without a port is looked up on), answering what the test sets."""
+
+    def __init__(self, ca: TestCA, port: int = 443) -> None:
+        self.answer: Answer = json_answer({})
+        self.requests: list[str] = []
+        owner = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                status, headers, body = owner.answer
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        cert = ca.issue("localhost", "127.0.0.1", stem="wellknown")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

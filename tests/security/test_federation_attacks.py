@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -461,7 +462,9 @@ def test_path_body_disagreement(world: World) -> None:
         (room.room_id, in_other_room, 400, "M_BAD_JSON"),
         (other_room_id, join, 400, "M_BAD_JSON"),
     ]:
-        _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(path_room)}/{q(w.eid(body))}", body), status, code)
+        _refused(
+            _put(w, f"/_matrix/federation/v2/send_join/{q(path_room)}/{q(w.eid(body))}", body), status, code
+        )
     # The path names another event than the body.
     _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(in_other_room))}", join),
              400, "M_BAD_JSON")  # fmt: skip
@@ -554,6 +557,160 @@ def test_path_body_disagreement(world: World) -> None:
     typing = sync["rooms"]["join"].get(room.room_id, {}).get("ephemeral", {}).get("events", [])
     assert all(w.alice.user_id not in e["content"].get("user_ids", []) for e in typing)
     for table in ("e2e_remote_devices", "e2e_remote_device_lists", "e2e_remote_cross_signing_keys"):
-        assert w.dagma.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",  # noqa: S608
+        assert w.dagma.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",
                              ([eve, w.alice.user_id],)) == [(0,)], table  # fmt: skip
+    w.sentinel()
+
+
+# =========================================================================== disclosure
+
+
+def _reads(w: World, room_id: str, eid: str) -> dict[str, tuple[int, Any]]:
+    """Every federation read of ``eid`` and its room, as the hostile server."""
+    fed = "/_matrix/federation/v1"
+    get = lambda path: w.hostile.request(w.dagma, w.ca, "GET", fed + path)  # noqa: E731
+    return {
+        "event": get(f"/event/{q(eid)}"),
+        "state": get(f"/state/{q(room_id)}?event_id={q(eid)}"),
+        "state_ids": get(f"/state_ids/{q(room_id)}?event_id={q(eid)}"),
+        "event_auth": get(f"/event_auth/{q(room_id)}/{q(eid)}"),
+        "backfill": get(f"/backfill/{q(room_id)}?v={q(eid)}&limit=100"),
+        "get_missing_events": w.hostile.request(
+            w.dagma, w.ca, "POST", f"{fed}/get_missing_events/{q(room_id)}",
+            {"earliest_events": [], "latest_events": [eid], "limit": 20, "min_depth": 0},
+        ),
+    }  # fmt: skip
+
+
+def test_disclosure(world: World) -> None:
+    """Spec #retrieving-events, #backfilling-and-retrieving-missing-events and the history
+    visibility rules for servers: nothing of a room the server is not in; of a room it is in,
+    no event from before it joined when ``history_visibility`` is ``joined``."""
+    w = world
+    # A private room the hostile server is not in.
+    private = w.alice.create_room(preset="private_chat", room_version="11")
+    mark = f"private-{secrets.token_hex(4)}"
+    secret = w.alice.send(private, mark)
+    for what, (status, answer) in _reads(w, private, secret).items():
+        assert status in (403, 404) and answer["errcode"] in ("M_FORBIDDEN", "M_NOT_FOUND"), (what, answer)
+        assert mark not in json.dumps(answer), what
+
+    # A room joined after a message its visibility hides from later joiners.
+    room_id = w.alice.create_room(preset="public_chat", room_version="11")
+    w.alice.put(f"/rooms/{q(room_id)}/state/m.room.history_visibility", {"history_visibility": "joined"})
+    mark = f"before-join-{secrets.token_hex(4)}"
+    hidden = w.alice.send(room_id, mark)
+    w.hostile.do_membership(w.dagma, w.ca, room_id, w.mallory)
+    visible_mark = f"after-join-{secrets.token_hex(4)}"
+    visible = w.alice.send(room_id, visible_mark)
+    reads = _reads(w, room_id, visible)  # the control: after the join, everything readable
+    assert reads["event"][0] == 200 and reads["event"][1]["pdus"][0]["content"]["body"] == visible_mark
+    for what, (status, answer) in reads.items():
+        assert status == 200, (what, answer)
+        assert mark not in json.dumps(answer), what  # backfill walks back past the join
+    for what, (status, answer) in _reads(w, room_id, hidden).items():
+        # Refused, or (as Synapse does for /event) served redacted: never the content.
+        assert status in (200, 403, 404), (what, answer)
+        assert mark not in json.dumps(answer), what
+    w.sentinel()
+
+
+# =========================================================================== resource exhaustion
+
+
+def _chain(w: World, n: int, prefix: str) -> list[dict[str, Any]]:
+    """``n`` messages of mallory's, each on the previous one, on the room's current tips."""
+    tips, depth = w.room.tips()
+    auth = w.room.auth_for(w.mallory, "m.room.message")
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        pdu = w.message(f"{prefix}-{i}", prev_events=tips, depth=depth + i, auth_events=auth)
+        out.append(pdu)
+        tips = [w.eid(pdu)]
+    return out
+
+
+def test_resource_exhaustion(world: World) -> None:
+    """Spec #transactions ("up to 50 PDUs and 100 EDUs"), PDU format limits (20 prev_events,
+    10 auth_events), get_missing_events limits; a deep missing chain costs a bounded number of
+    requests to its sender."""
+    w = world
+    fed = "/_matrix/federation/v1"
+
+    # 51 PDUs / 101 EDUs: the whole transaction refused, nothing of it stored.
+    mark = f"flood-{secrets.token_hex(4)}"
+    flood = _chain(w, 51, mark)
+    status, answer = w.hostile.send(w.dagma, w.ca, flood)
+    assert status == 400 and answer["errcode"] == "M_BAD_JSON", answer
+    w.assert_nowhere(mark)
+    typing = {
+        "edu_type": "m.typing",
+        "content": {"room_id": w.room.room_id, "user_id": w.mallory, "typing": False},
+    }
+    status, answer = w.hostile.send(w.dagma, w.ca, [flood[0]], [typing] * 101)
+    assert status == 400 and answer["errcode"] == "M_BAD_JSON", answer
+    w.assert_nowhere(mark)
+    # The controls: 50 PDUs with 100 EDUs.
+    status, answer = w.hostile.send(w.dagma, w.ca, flood[:50], [typing] * 100)
+    assert status == 200 and answer["pdus"] == {w.eid(p): {} for p in flood[:50]}, answer
+
+    # Huge prev_events / auth_events lists: dropped on format, nobody asked about them.
+    asked = len(w.hostile.http.requests)
+    fake = [f"${secrets.token_urlsafe(32)}" for _ in range(5000)]
+    for field in ("prev_events", "auth_events"):
+        mark = f"huge-{field}-{secrets.token_hex(4)}"
+        tips, _ = w.room.tips()
+        refs = {"prev_events": tips, "auth_events": w.room.auth_for(w.mallory, "m.room.message")}
+        refs[field] = refs[field] + fake
+        pdu = w.message(mark, **refs)
+        assert _verdict(w, pdu).startswith("dropped"), field
+        w.assert_nowhere(mark)
+    assert len(w.hostile.http.requests) == asked, [r.path for r in w.hostile.http.requests[asked:]]
+
+    # get_missing_events asks for too much: answered within Dagma's limits.
+    tips, _ = w.room.tips()
+    status, answer = w.hostile.request(w.dagma, w.ca, "POST", f"{fed}/get_missing_events/{q(w.room.room_id)}",
+                                       {"earliest_events": [], "latest_events": tips, "limit": 100000})  # fmt: skip
+    assert status == 200 and 0 < len(answer["events"]) <= 20, len(answer.get("events", []))
+    status, answer = w.hostile.request(w.dagma, w.ca, "POST", f"{fed}/get_missing_events/{q(w.room.room_id)}",
+                                       {"earliest_events": fake, "latest_events": tips + fake, "limit": 10})  # fmt: skip
+    assert status in (200, 400), answer
+    if status == 200:
+        assert len(answer["events"]) <= 10
+    status, answer = w.hostile.request(w.dagma, w.ca, "GET",
+                                       f"{fed}/backfill/{q(w.room.room_id)}?v={q(tips[0])}&limit=100000")  # fmt: skip
+    assert status == 200 and 0 < len(answer["pdus"]) <= 100, len(answer.get("pdus", []))
+
+    # A deep chain of missing events: only its newest event is sent. Dagma asks once or twice
+    # for missing events, then takes the state before the event (state_ids), and accepts it.
+    deep = _chain(w, 300, f"deep-{secrets.token_hex(4)}")
+    by_id = {w.eid(p): p for p in deep}
+    order = [w.eid(p) for p in deep]
+    state_ids = sorted(w.room.state().values())
+
+    def missing(record: Any) -> tuple[int, dict[str, str], bytes]:
+        body = json.loads(record.body)
+        newest = min(order.index(e) for e in body["latest_events"] if e in by_id)
+        limit = min(int(body.get("limit", 10)), 10)
+        chunk = [by_id[e] for e in order[max(0, newest - limit) : newest]]
+        return 200, {}, json.dumps({"events": chunk}).encode()
+
+    def state(_: Any) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, json.dumps({"pdu_ids": state_ids, "auth_chain_ids": state_ids}).encode()
+
+    def event(record: Any) -> tuple[int, dict[str, str], bytes]:
+        wanted = unquote(record.path.rsplit("/", 1)[1])
+        if wanted not in by_id:
+            return 404, {}, b'{"errcode":"M_NOT_FOUND","error":"no"}'
+        body = {"origin": w.hostile.server_name, "origin_server_ts": now_ms(), "pdus": [by_id[wanted]]}
+        return 200, {}, json.dumps(body).encode()
+
+    w.hostile.route(f"{fed}/get_missing_events/", missing)
+    w.hostile.route(f"{fed}/state_ids/", state)
+    w.hostile.route(f"{fed}/event/", event)
+    asked = len(w.hostile.http.requests)
+    assert w.send([deep[-1]]) == {order[-1]: {}}
+    calls = [r.path.split("?")[0].rsplit("/", 2)[-2] for r in w.hostile.http.requests[asked:]]
+    assert calls.count("get_missing_events") <= 2 and len(calls) <= 25, calls
+    assert w.alice_sees(order[-1])
     w.sentinel()
