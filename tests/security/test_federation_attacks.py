@@ -26,7 +26,16 @@ import pytest
 from dagcore.protocol import signing
 from dagcore.protocol.hashing import add_content_hash
 from tests.federation.certs import TestCA
-from tests.security.hostile_server import DAY_MS, HostileServer, RoomView, event_id, now_ms, q
+from tests.security.hostile_server import (
+    DAY_MS,
+    HostileServer,
+    InternalListener,
+    RoomView,
+    WellKnownServer,
+    event_id,
+    now_ms,
+    q,
+)
 from tests.support.client import MatrixClient
 from tests.support.live import LiveServer
 
@@ -713,4 +722,71 @@ def test_resource_exhaustion(world: World) -> None:
     calls = [r.path.split("?")[0].rsplit("/", 2)[-2] for r in w.hostile.http.requests[asked:]]
     assert calls.count("get_missing_events") <= 2 and len(calls) <= 25, calls
     assert w.alice_sees(order[-1])
+    w.sentinel()
+
+
+# =========================================================================== SSRF
+
+
+def test_ssrf(world: World) -> None:
+    """Spec #resolving-server-names under ``ip_range_blacklist``: a server name, a
+    ``.well-known`` delegation or redirect, or a user ID pointing at an internal address never
+    makes Dagma connect there (the internal listener sees no connection). SRV targets need
+    DNS, which the test does not control: the same guard is reached through ``.well-known``."""
+    w = world
+    internal = InternalListener()
+    well_known = WellKnownServer(w.ca)
+    # A server called "localhost" (no port: discovery goes through .well-known on port 443).
+    bare = HostileServer(w.ca, "bare")
+    bare.server_name = "localhost"
+    inside = f"{internal.host}:{internal.port}"
+    devices = f"/_matrix/federation/v1/user/devices/{q(w.alice.user_id)}"
+
+    def forget_delegation() -> None:
+        w.dagma.query("DELETE FROM well_known_delegations WHERE server_name = 'localhost' RETURNING 1")
+
+    try:
+        # An origin named by an internal IP literal: its keys are never fetched.
+        status, answer = w.hostile.request(w.dagma, w.ca, "GET", devices, origin=inside)
+        assert status == 401 and answer["errcode"] == "M_UNAUTHORIZED", answer
+
+        # .well-known delegating to the internal address, or redirecting there.
+        redirect = f"https://{inside}/.well-known/matrix/server"
+        for answer_ in (
+            (200, {}, json.dumps({"m.server": inside}).encode()),
+            (302, {"Location": redirect}, b""),
+        ):
+            forget_delegation()
+            well_known.answer = answer_
+            asked = len(well_known.requests)
+            status, answer = bare.request(w.dagma, w.ca, "GET", devices)
+            assert status == 401 and answer["errcode"] == "M_UNAUTHORIZED", answer
+            assert len(well_known.requests) > asked  # the delegation was looked up, and refused
+
+        # The control: the same server delegating to where it really is.
+        forget_delegation()
+        well_known.answer = (200, {}, json.dumps({"m.server": f"localhost:{bare.http.port}"}).encode())
+        status, answer = bare.request(w.dagma, w.ca, "GET", devices)
+        assert status == 200, answer
+        forget_delegation()
+
+        # A PDU signed by a server at an internal address: its keys are never fetched.
+        victim = f"@v:{inside}"
+        mark = f"ssrf-{secrets.token_hex(4)}"
+        join = w.state_event("m.room.member", victim, {"membership": "join", "displayname": mark},
+                             sender=victim, server_name=inside)  # fmt: skip
+        assert _verdict(w, join).startswith("dropped")
+        w.assert_nowhere(mark)
+
+        # Local users pointing Dagma there: a join through it, an invite of its user.
+        r = w.alice.post(f"/join/{q('!room:' + inside)}", {}, params={"server_name": inside}, expect=None)
+        assert r.status >= 400, r.json
+        r = w.alice.post(f"/rooms/{q(w.room.room_id)}/invite", {"user_id": victim}, expect=None)
+        assert r.status >= 400 or _membership(w.room, victim) == "invite", r.json
+        assert internal.connections == 0
+        assert bare.http.requests, "the control reached the real server"
+    finally:
+        internal.close()
+        well_known.close()
+        bare.close()
     w.sentinel()
