@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import psycopg
 
 from dagcore.protocol import signing
 from dagcore.protocol.canonical_json import encode_canonical_json
@@ -236,6 +237,21 @@ def event_id(pdu: dict[str, Any], version: RoomVersion) -> str:
     return compute_event_id(pdu, version)
 
 
+class DagmaDb:
+    """One connection to Dagma's database for the test's reads (the machine's PostgreSQL is
+    shared: a connection per query would churn through its client slots)."""
+
+    def __init__(self, dagma: LiveServer) -> None:
+        self.conn = psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{dagma.db_name}", autocommit=True)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.conn.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class RoomView:
     """What the hostile server knows of a room it joined: version, current state, tips, depth.
 
@@ -243,7 +259,7 @@ class RoomView:
     have learnt from the transactions it received).
     """
 
-    def __init__(self, dagma: LiveServer, room_id: str) -> None:
+    def __init__(self, dagma: DagmaDb, room_id: str) -> None:
         self.dagma = dagma
         self.room_id = room_id
         [(version,)] = dagma.query("SELECT room_version FROM rooms WHERE room_id = %s", (room_id,))

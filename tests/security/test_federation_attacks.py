@@ -28,6 +28,7 @@ from dagcore.protocol.hashing import add_content_hash
 from tests.federation.certs import TestCA
 from tests.security.hostile_server import (
     DAY_MS,
+    DagmaDb,
     HostileServer,
     InternalListener,
     RoomView,
@@ -49,6 +50,7 @@ WHITELIST = ["127.0.0.1/32"]
 @dataclass
 class World:
     dagma: LiveServer
+    db: DagmaDb
     ca: TestCA
     hostile: HostileServer
     #: A bystander server whose key the hostile one misuses.
@@ -129,13 +131,13 @@ class World:
         sync = self.alice.sync(since=self.since)
         for what, dump in (("/messages", msgs), ("/state", state), ("/sync", sync)):
             assert mark not in json.dumps(dump), f"{mark} in the local user's {what}"
-        rows = self.dagma.query(
+        rows = self.db.query(
             "SELECT event_id, rejected_reason, outlier, soft_failed FROM events WHERE json LIKE %s",
             (f"%{mark}%",),
         )
         served = [r for r in rows if r[1] is None and not r[3]]
         assert not served, f"{mark} stored as a live event: {served}"
-        staged = self.dagma.query(
+        staged = self.db.query(
             "SELECT count(*) FROM federation_inbound_pdus WHERE pdu::text LIKE %s", (f"%{mark}%",)
         )
         assert staged == [(0,)], f"{mark} still staged"
@@ -167,20 +169,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         config={"federation_custom_ca_list": [str(ca.cert_path)], "ip_range_whitelist": WHITELIST},
     )
     alice: MatrixClient | None = None
+    db: DagmaDb | None = None
     try:
         dagma.start()
         alice = MatrixClient(dagma.base_url).register("alice")
         room_id = alice.create_room(preset="public_chat", room_version="11")
         mallory = f"@mallory:{hostile.server_name}"
         hostile.do_membership(dagma, ca, room_id, mallory)
+        db = DagmaDb(dagma)
         world = World(
-            dagma=dagma, ca=ca, hostile=hostile, other=other, stale=stale,
-            alice=alice, room=RoomView(dagma, room_id), mallory=mallory, since=alice.sync()["next_batch"],
+            dagma=dagma, db=db, ca=ca, hostile=hostile, other=other, stale=stale,
+            alice=alice, room=RoomView(db, room_id), mallory=mallory, since=alice.sync()["next_batch"],
         )  # fmt: skip
         yield world
     finally:
         if alice is not None:
             alice.close()
+        if db is not None:
+            db.close()
         dagma.destroy()
         for server in (hostile, other, stale):
             server.close()
@@ -276,7 +282,7 @@ def _verdict(w: World, pdu: dict[str, Any], room: RoomView | None = None) -> str
 def _resolve_with_dag_cli(w: World, room: RoomView, state_sets: list[dict[tuple[str, str], str]]) -> dict:
     """What ``manage.py dag resolve`` says the state after these forks is."""
     events = []
-    for event_id_, raw in w.dagma.query(
+    for event_id_, raw in w.db.query(
         "SELECT e.event_id, e.json FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.room_id = %s",
         (room.room_id,),
     ):
@@ -400,7 +406,7 @@ def test_v12_creators_keep_their_power(world: World) -> None:
     alice = w.alice
     room_id = alice.create_room(preset="public_chat", room_version="12")
     w.hostile.do_membership(w.dagma, w.ca, room_id, w.mallory)
-    room = RoomView(w.dagma, room_id)
+    room = RoomView(w.db, room_id)
     levels = room.state_content("m.room.power_levels")
     assert levels is not None and alice.user_id not in levels.get("users", {})
     alice.put(f"/rooms/{q(room_id)}/state/m.room.power_levels",
@@ -491,7 +497,7 @@ def test_path_body_disagreement(world: World) -> None:
     status, answer = _put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(join))}", join)
     assert status == 200, answer
     assert _membership(room, carl) == "join"
-    assert _membership(RoomView(w.dagma, other_room_id), carl) is None
+    assert _membership(RoomView(w.db, other_room_id), carl) is None
 
     # -- send_leave ---------------------------------------------------------------------
     leave = signed(_template(w, room.room_id, carl, "leave"))
@@ -566,7 +572,7 @@ def test_path_body_disagreement(world: World) -> None:
     typing = sync["rooms"]["join"].get(room.room_id, {}).get("ephemeral", {}).get("events", [])
     assert all(w.alice.user_id not in e["content"].get("user_ids", []) for e in typing)
     for table in ("e2e_remote_devices", "e2e_remote_device_lists", "e2e_remote_cross_signing_keys"):
-        assert w.dagma.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",
+        assert w.db.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",
                              ([eve, w.alice.user_id],)) == [(0,)], table  # fmt: skip
     w.sentinel()
 
@@ -633,7 +639,11 @@ def _chain(w: World, n: int, prefix: str) -> list[dict[str, Any]]:
     auth = w.room.auth_for(w.mallory, "m.room.message")
     out: list[dict[str, Any]] = []
     for i in range(n):
-        pdu = w.message(f"{prefix}-{i}", prev_events=tips, depth=depth + i, auth_events=auth)
+        pdu = w.hostile.pdu(
+            w.room.version, room_id=w.room.room_id, sender=w.mallory, event_type="m.room.message",
+            content={"msgtype": "m.text", "body": f"{prefix}-{i}"}, prev_events=tips, auth_events=auth,
+            depth=depth + i,
+        )  # fmt: skip
         out.append(pdu)
         tips = [w.eid(pdu)]
     return out
@@ -743,7 +753,7 @@ def test_ssrf(world: World) -> None:
     devices = f"/_matrix/federation/v1/user/devices/{q(w.alice.user_id)}"
 
     def forget_delegation() -> None:
-        w.dagma.query("DELETE FROM well_known_delegations WHERE server_name = 'localhost' RETURNING 1")
+        w.db.query("DELETE FROM well_known_delegations WHERE server_name = 'localhost' RETURNING 1")
 
     try:
         # An origin named by an internal IP literal: its keys are never fetched.
