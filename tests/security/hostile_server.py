@@ -49,7 +49,7 @@ def json_answer(body: Any, status: int = 200) -> Answer:
 class PrefixRoutes(dict[str, Handler]):
     """Routes matched on the longest path prefix (a federation path ends in IDs and a query)."""
 
-    def get(self, path: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, path: str, default: Any = None) -> Any:
         best = max((p for p in self if path.startswith(p)), key=len, default=None)
         return self[best] if best is not None else default
 
@@ -298,7 +298,7 @@ class RoomView:
     ) -> list[str]:
         """The auth events the spec selects for such an event, from the current state."""
         state = self.state()
-        wanted = [("m.room.power_levels", ""), ("m.room.member", sender)]
+        wanted: list[tuple[str, str]] = [("m.room.power_levels", ""), ("m.room.member", sender)]
         if not self.version.room_id_is_create_event_hash:
             wanted.insert(0, ("m.room.create", ""))
         if event_type == "m.room.member" and state_key is not None:

@@ -63,6 +63,11 @@ class World:
     mallory: str
     since: str
 
+    @property
+    def alice_id(self) -> str:
+        assert self.alice.user_id is not None
+        return self.alice.user_id
+
     def send(self, pdus: list[dict[str, Any]] = (), edus: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
         status, body = self.hostile.send(self.dagma, self.ca, pdus, edus)
         assert status == 200, body
@@ -241,7 +246,7 @@ def test_authenticity(world: World) -> None:
     # A server whose key answer is valid only until an hour ago (valid_until_ts): its user's
     # join from before then is accepted (relayed by the hostile server), a message since is not.
     eve = f"@eve:{w.stale.server_name}"
-    signer = {"server_name": w.stale.server_name, "key": w.stale.key}
+    signer: dict[str, Any] = {"server_name": w.stale.server_name, "key": w.stale.key}
     join = w.state_event("m.room.member", eve, {"membership": "join"}, sender=eve,
                          origin_server_ts=now_ms() - 2 * 3600_000, **signer)  # fmt: skip
     assert w.send([join]) == {w.eid(join): {}}
@@ -316,7 +321,7 @@ def test_authorisation_and_state_resets(world: World) -> None:
     cited = {
         "a message as an auth event": [w.eid(ordinary)],
         "the join rules, which a message does not need": [room.state()[("m.room.join_rules", "")]],
-        "another user's membership": [room.state()[("m.room.member", alice.user_id)]],
+        "another user's membership": [room.state()[("m.room.member", w.alice_id)]],
     }
     for why, extra in cited.items():
         mark = f"badauth-{secrets.token_hex(4)}"
@@ -344,7 +349,7 @@ def test_authorisation_and_state_resets(world: World) -> None:
     mark = f"plreset-{secrets.token_hex(4)}"
     reset = w.state_event(
         "m.room.power_levels", "",
-        {**levels, "events": events, "users": {alice.user_id: 100, w.mallory: 50}, "users_default": 50,
+        {**levels, "events": events, "users": {w.alice_id: 100, w.mallory: 50}, "users_default": 50,
          "mark": mark},
         prev_events=fork_tips, depth=fork_depth,
         auth_events=[fork_state[("m.room.create", "")], fork_state[("m.room.power_levels", "")],
@@ -408,7 +413,7 @@ def test_v12_creators_keep_their_power(world: World) -> None:
     w.hostile.do_membership(w.dagma, w.ca, room_id, w.mallory)
     room = RoomView(w.db, room_id)
     levels = room.state_content("m.room.power_levels")
-    assert levels is not None and alice.user_id not in levels.get("users", {})
+    assert levels is not None and w.alice_id not in levels.get("users", {})
     alice.put(f"/rooms/{q(room_id)}/state/m.room.power_levels",
               {**levels, "users": {**levels.get("users", {}), w.mallory: 100}})  # fmt: skip
     topic = w.state_event("m.room.topic", "", {"topic": "control: mallory runs the room"}, room=room)
@@ -417,16 +422,16 @@ def test_v12_creators_keep_their_power(world: World) -> None:
     attacks = {
         "demote": w.state_event(
             "m.room.power_levels", "",
-            {**levels, "users": {w.mallory: 100, alice.user_id: 0}, "mark": marks["demote"]}, room=room),
+            {**levels, "users": {w.mallory: 100, w.alice_id: 0}, "mark": marks["demote"]}, room=room),
         "kick": w.state_event(
-            "m.room.member", alice.user_id, {"membership": "leave", "reason": marks["kick"]}, room=room),
+            "m.room.member", w.alice_id, {"membership": "leave", "reason": marks["kick"]}, room=room),
         "ban": w.state_event(
-            "m.room.member", alice.user_id, {"membership": "ban", "reason": marks["ban"]}, room=room),
+            "m.room.member", w.alice_id, {"membership": "ban", "reason": marks["ban"]}, room=room),
     }  # fmt: skip
     for why, pdu in attacks.items():
         assert _verdict(w, pdu, room).startswith("rejected"), why
         w.assert_nowhere(marks[why], room)
-    assert _membership(room, alice.user_id) == "join"
+    assert _membership(room, w.alice_id) == "join"
     assert room.state_content("m.room.power_levels") == {
         **levels,
         "users": {**levels.get("users", {}), w.mallory: 100},
@@ -489,7 +494,7 @@ def test_path_body_disagreement(world: World) -> None:
     _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(for_eve))}", for_eve),
              403, "M_FORBIDDEN")  # fmt: skip
     # A "join" whose state_key is a local user (joining alice on her behalf).
-    for_alice = signed(_template(w, room.room_id, carl), state_key=w.alice.user_id)
+    for_alice = signed(_template(w, room.room_id, carl), state_key=w.alice_id)
     _refused(_put(w, f"/_matrix/federation/v2/send_join/{q(room.room_id)}/{q(w.eid(for_alice))}", for_alice),
              400, "M_BAD_JSON")  # fmt: skip
     assert _membership(room, carl) is None and _membership(room, eve) is None
@@ -504,10 +509,10 @@ def test_path_body_disagreement(world: World) -> None:
     _refused(_put(w, f"/_matrix/federation/v2/send_leave/{q(other_room_id)}/{q(w.eid(leave))}", leave),
              400, "M_BAD_JSON")  # fmt: skip
     alice_leaves = signed(_template(w, room.room_id, carl, "leave"), sender=w.mallory,
-                          state_key=w.alice.user_id)  # fmt: skip
+                          state_key=w.alice_id)  # fmt: skip
     _refused(_put(w, f"/_matrix/federation/v2/send_leave/{q(room.room_id)}/{q(w.eid(alice_leaves))}",
                   alice_leaves), 400, "M_BAD_JSON")  # fmt: skip
-    assert _membership(room, w.alice.user_id) == "join" and _membership(room, carl) == "join"
+    assert _membership(room, w.alice_id) == "join" and _membership(room, carl) == "join"
     status, answer = _put(w, f"/_matrix/federation/v2/send_leave/{q(room.room_id)}/{q(w.eid(leave))}", leave)
     assert status == 200, answer
     assert _membership(room, carl) == "leave"
@@ -533,11 +538,11 @@ def test_path_body_disagreement(world: World) -> None:
         body = {"room_version": version.identifier, "event": pdu, "invite_room_state": []}
         return _put(w, f"/_matrix/federation/v2/invite/{q(path_room)}/{q(path_event or w.eid(pdu))}", body)
 
-    good = invite(w.alice.user_id)
+    good = invite(w.alice_id)
     _refused(put_invite(room.room_id, good), 400, "M_BAD_JSON")  # another room in the path
     _refused(put_invite(ghost_room, good, w.eid(join)), 400, "M_BAD_JSON")  # another event
     _refused(put_invite(ghost_room, invite(f"@someone:{w.other.server_name}")), 403, "M_FORBIDDEN")
-    _refused(put_invite(ghost_room, invite(w.alice.user_id, sender=eve)), 403, "M_FORBIDDEN")
+    _refused(put_invite(ghost_room, invite(w.alice_id, sender=eve)), 403, "M_FORBIDDEN")
     invites = w.alice.sync()["rooms"].get("invite", {})
     assert ghost_room not in invites
     status, answer = put_invite(ghost_room, good)  # the control
@@ -549,18 +554,18 @@ def test_path_body_disagreement(world: World) -> None:
     def to_device(sender: str, mark: str) -> dict[str, Any]:
         return {"edu_type": "m.direct_to_device", "content": {
             "sender": sender, "type": "m.attack.test", "message_id": secrets.token_hex(8),
-            "messages": {w.alice.user_id: {"*": {"mark": mark}}}}}  # fmt: skip
+            "messages": {w.alice_id: {"*": {"mark": mark}}}}}  # fmt: skip
 
     before = w.alice.sync()["next_batch"]
     spoofed_mark, control_mark = f"spoofed-{secrets.token_hex(4)}", f"tdcontrol-{secrets.token_hex(4)}"
     edus = [
-        to_device(w.alice.user_id, spoofed_mark),
+        to_device(w.alice_id, spoofed_mark),
         to_device(eve, spoofed_mark),
-        {"edu_type": "m.typing", "content": {"room_id": room.room_id, "user_id": w.alice.user_id, "typing": True}},
+        {"edu_type": "m.typing", "content": {"room_id": room.room_id, "user_id": w.alice_id, "typing": True}},
         {"edu_type": "m.device_list_update", "content": {
             "user_id": eve, "device_id": "SPOOF", "stream_id": 1, "prev_id": [], "deleted": False,
             "keys": {"user_id": eve, "device_id": "SPOOF", "mark": spoofed_mark}}},
-        {"edu_type": "m.signing_key_update", "content": {"user_id": w.alice.user_id, "mark": spoofed_mark}},
+        {"edu_type": "m.signing_key_update", "content": {"user_id": w.alice_id, "mark": spoofed_mark}},
         to_device(w.mallory, control_mark),
     ]  # fmt: skip
     pdu = w.message("a PDU beside spoofed EDUs")
@@ -570,10 +575,10 @@ def test_path_body_disagreement(world: World) -> None:
     assert control_mark in dump and spoofed_mark not in dump
     assert [e["sender"] for e in sync["to_device"]["events"]] == [w.mallory]
     typing = sync["rooms"]["join"].get(room.room_id, {}).get("ephemeral", {}).get("events", [])
-    assert all(w.alice.user_id not in e["content"].get("user_ids", []) for e in typing)
+    assert all(w.alice_id not in e["content"].get("user_ids", []) for e in typing)
     for table in ("e2e_remote_devices", "e2e_remote_device_lists", "e2e_remote_cross_signing_keys"):
         assert w.db.query(f"SELECT count(*) FROM {table} WHERE user_id = ANY(%s)",
-                             ([eve, w.alice.user_id],)) == [(0,)], table  # fmt: skip
+                             ([eve, w.alice_id],)) == [(0,)], table  # fmt: skip
     w.sentinel()
 
 
@@ -679,7 +684,10 @@ def test_resource_exhaustion(world: World) -> None:
     for field in ("prev_events", "auth_events"):
         mark = f"huge-{field}-{secrets.token_hex(4)}"
         tips, _ = w.room.tips()
-        refs = {"prev_events": tips, "auth_events": w.room.auth_for(w.mallory, "m.room.message")}
+        refs: dict[str, Any] = {
+            "prev_events": tips,
+            "auth_events": w.room.auth_for(w.mallory, "m.room.message"),
+        }
         refs[field] = refs[field] + fake
         pdu = w.message(mark, **refs)
         assert _verdict(w, pdu).startswith("dropped"), field
@@ -750,7 +758,7 @@ def test_ssrf(world: World) -> None:
     bare = HostileServer(w.ca, "bare")
     bare.server_name = "localhost"
     inside = f"{internal.host}:{internal.port}"
-    devices = f"/_matrix/federation/v1/user/devices/{q(w.alice.user_id)}"
+    devices = f"/_matrix/federation/v1/user/devices/{q(w.alice_id)}"
 
     def forget_delegation() -> None:
         w.db.query("DELETE FROM well_known_delegations WHERE server_name = 'localhost' RETURNING 1")
