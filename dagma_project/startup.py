@@ -30,7 +30,7 @@ def on_process_start() -> None:
     if settings.CELERY_BROKER_URL:
         # Loading the Celery app registers the broker as the destination of queued tasks
         # (dagcore.taskqueue.dispatch); without it they would go to Celery's default app.
-        importlib.import_module("dagma_project.celery")
+        importlib.import_module("dagma_project.broker")
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
     for module in ROLE_HOOKS[role]:
         importlib.import_module(module).on_start()

@@ -3,7 +3,7 @@
 Tasks are named, not imported (``enqueue("dagcore.tasks.push.push_room", room_nid)``):
 task modules import the actions they run, so an action that queues work must not
 import them back. The broker's sender is registered by the process that loaded the
-Celery application (``dagma_project.celery``), which keeps ``dagcore`` free of the
+Celery application (``dagma_project.broker``), which keeps ``dagcore`` free of the
 project package.
 """
 
