@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagcore.actions import federated_keys
-from dagcore.actions.device_lists import mark_device_list_changed
+from dagcore.actions.device_lists import mark_device_list_changed, mark_signed_by
 from dagcore.actions.e2e_keys import check_signed_by, dump, is_ed25519_public_key, own_signatures
 from dagcore.http.errors import MatrixError
 from dagcore.server_keys import get_server_name
@@ -251,10 +251,15 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
             # private business (spec "Cross-signing": user-signing signatures).
             own_devices = {d for (u, d) in device_keys if u == requester}
             signed_devices = [t for _, _, u, t, _ in to_store if u == requester and t in own_devices]
-            mark_device_list_changed(
-                user_id=requester, reason=f"{len(to_store)} signature(s)", device_ids=signed_devices,
-                cross_signing=any(u == requester and t not in own_devices for _, _, u, t, _ in to_store),
-            )  # fmt: skip
+            own_master = any(u == requester and t not in own_devices for _, _, u, t, _ in to_store)
+            if signed_devices or own_master:
+                mark_device_list_changed(
+                    user_id=requester, reason=f"{len(to_store)} signature(s)", device_ids=signed_devices,
+                    cross_signing=own_master,
+                )  # fmt: skip
+            others = sorted({u for _, _, u, _, _ in to_store if u != requester})
+            if others:
+                mark_signed_by(signer=requester, user_ids=others)
     return {"failures": failures}
 
 

@@ -453,7 +453,9 @@ def get_device_list_changes(
     joined = key_store.get_joined_room_nids(user_id=user_id)
     changed: set[str] = set()
     if to_device_lists > from_device_lists:
-        moved = device_list_store.get_changed_users(after=from_device_lists, upto=to_device_lists)
+        moved = device_list_store.get_changed_users(
+            after=from_device_lists, upto=to_device_lists, viewer=user_id
+        )
         changed = room_store.get_users_sharing_a_room(user_id=user_id, candidates=moved)
         if user_id in moved:
             changed.add(user_id)
