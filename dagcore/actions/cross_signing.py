@@ -16,9 +16,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dagcore.actions.device_lists import mark_device_list_changed
+from dagcore.actions import federated_keys
+from dagcore.actions.device_lists import mark_device_list_changed, mark_signed_by
 from dagcore.actions.e2e_keys import check_signed_by, dump, is_ed25519_public_key, own_signatures
 from dagcore.http.errors import MatrixError
+from dagcore.server_keys import get_server_name
 from dagcore.store import e2e_keys as key_store
 from dagcore.store import transaction
 
@@ -215,6 +217,7 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
     """
     failures: dict[str, dict[str, Any]] = {}
     to_store: list[tuple[str, str, str, str, str]] = []
+    remote_masters = _remote_master_keys(requester=requester, signed=signed, failures=failures)
     with transaction.atomic():
         # Checked and stored against one state of the keys involved: a reset running
         # meanwhile either comes first (then a signature by a replaced key is refused)
@@ -223,12 +226,14 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
         own = key_store.get_cross_signing_keys([requester], ["master", "self_signing", "user_signing"])
         own_keys = {k.usage: k for k in own}
         targets = key_store.get_cross_signing_keys(list(signed), ["master"])
-        masters = {k.user_id: k for k in targets}
+        masters = {**remote_masters, **{k.user_id: k for k in targets}}
         device_keys = {
             (d.user_id, d.device_id): own_signatures(d.keys, user_id=d.user_id, device_id=d.device_id)
             for d in key_store.get_device_keys_for_users([requester])
         }
         for user_id, keys in signed.items():
+            if user_id in failures:
+                continue  # their server could not tell us their master key
             for key_id, obj in keys.items():
                 try:
                     to_store += _check_one(
@@ -246,11 +251,44 @@ def do_upload_signatures(*, requester: str, signed: dict[str, dict[str, dict[str
             # private business (spec "Cross-signing": user-signing signatures).
             own_devices = {d for (u, d) in device_keys if u == requester}
             signed_devices = [t for _, _, u, t, _ in to_store if u == requester and t in own_devices]
-            mark_device_list_changed(
-                user_id=requester, reason=f"{len(to_store)} signature(s)", device_ids=signed_devices,
-                cross_signing=any(u == requester and t not in own_devices for _, _, u, t, _ in to_store),
-            )  # fmt: skip
+            own_master = any(u == requester and t not in own_devices for _, _, u, t, _ in to_store)
+            if signed_devices or own_master:
+                mark_device_list_changed(
+                    user_id=requester, reason=f"{len(to_store)} signature(s)", device_ids=signed_devices,
+                    cross_signing=own_master,
+                )  # fmt: skip
+            others = sorted({u for _, _, u, _, _ in to_store if u != requester})
+            if others:
+                mark_signed_by(signer=requester, user_ids=others)
     return {"failures": failures}
+
+
+def _remote_master_keys(
+    *, requester: str, signed: dict[str, dict[str, dict[str, Any]]], failures: dict[str, dict[str, Any]]
+) -> dict[str, key_store.StoredCrossSigningKey]:
+    """The master keys of the other servers' users among those ``signed``, as their servers
+    publish them (our cache of a user sharing a room with ours, else asked live, before any
+    lock is taken); a user whose server cannot be asked gets a failure for every key.
+
+    Spec "Cross-signing": a user-signing key signs other users' master keys, wherever those
+    users are; the signature stays on this server (only its signer ever sees it).
+    """
+    ours = get_server_name()
+    remote = sorted(u for u in signed if u != requester and u.partition(":")[2] != ours)
+    if not remote:
+        return {}
+    answer = federated_keys.get_remote_keys(device_keys={u: [] for u in remote})
+    out: dict[str, key_store.StoredCrossSigningKey] = {}
+    for user_id in remote:
+        server = user_id.partition(":")[2]
+        key = answer.master_keys.get(user_id)
+        if server in answer.failures:
+            error = f"Could not fetch the master key: {answer.failures[server]['message']}"
+            failures[user_id] = {key_id: _failure("M_UNKNOWN", error) for key_id in signed[user_id]}
+        elif isinstance(key, dict) and isinstance(key.get("keys"), dict) and len(key["keys"]) == 1:
+            (public_key,) = key["keys"].values()
+            out[user_id] = key_store.StoredCrossSigningKey(user_id, "master", public_key, key)
+    return out
 
 
 class _Refused(Exception):

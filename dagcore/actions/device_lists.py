@@ -136,3 +136,23 @@ def mark_remote_device_list_changed(*, user_id: str, reason: str) -> int:
                 lambda: logger.debug("device_lists %d committed: remote %s (%s)", position, user_id, reason)
             )
     return position
+
+
+def mark_signed_by(*, signer: str, user_ids: Sequence[str]) -> int:
+    """Record that ``signer`` signed these users' master keys: only the signer's devices are
+    told (``device_lists.changed``), so they re-query them and see the signature.
+
+    Spec client-server "Cross-signing": a signature by a user-signing key is visible only to
+    the user who made it; the client that made it learns that its verification took through
+    that query (matrix-sdk-crypto trusts the user once the server serves the signature).
+    Nothing goes to other servers: the signature never leaves this one.
+    """
+    users = sorted(set(user_ids))
+    with transaction.atomic():
+        rows = [store.insert_change(user_id=u, visible_to=signer) for u in users]
+        position = advance_stream("device_lists", by=len(rows)) if rows else 0
+        for i, row_id in enumerate(rows):
+            store.set_change_stream_id(row_id=row_id, stream_id=position - len(rows) + 1 + i)
+        if rows:
+            notify(Change(stream="device_lists", position=position, user_ids=(signer,)))
+    return position

@@ -324,7 +324,11 @@ def get_keys_for_users(
     # One snapshot for the whole answer: never signatures from before a change with
     # keys from after it.
     with key_store.consistent_reads():
-        signature_rows = key_store.get_signatures_on(target_user_ids=local, visible_signers=[requester])
+        # Remote users' keys carry their own signatures as their server published them;
+        # here only the requester's on them (whom they verified: spec "Cross-signing").
+        signature_rows = key_store.get_signatures_on(
+            target_user_ids=list(device_keys), visible_signers=[requester]
+        )
         device_rows = key_store.get_device_keys_for_users(local)
         cross_signing_rows = key_store.get_cross_signing_keys(local, usages)
 
@@ -360,7 +364,11 @@ def get_keys_for_users(
             self_signing[csk.user_id] = csk.key
         elif csk.user_id == requester:
             user_signing[csk.user_id] = csk.key
-    answer["master_keys"] = {**remote.master_keys, **masters}
+    for user_id, key in remote.master_keys.items():
+        public_key = next(iter(key.get("keys", {}).values()), None)
+        mine = [s for s in signatures.get((user_id, str(public_key)), ()) if s[0] == requester]
+        masters.setdefault(user_id, _add_signatures(key, mine))
+    answer["master_keys"] = masters
     answer["self_signing_keys"] = {**remote.self_signing_keys, **self_signing}
     answer["user_signing_keys"] = user_signing
     return answer
@@ -445,7 +453,9 @@ def get_device_list_changes(
     joined = key_store.get_joined_room_nids(user_id=user_id)
     changed: set[str] = set()
     if to_device_lists > from_device_lists:
-        moved = device_list_store.get_changed_users(after=from_device_lists, upto=to_device_lists)
+        moved = device_list_store.get_changed_users(
+            after=from_device_lists, upto=to_device_lists, viewer=user_id
+        )
         changed = room_store.get_users_sharing_a_room(user_id=user_id, candidates=moved)
         if user_id in moved:
             changed.add(user_id)

@@ -32,6 +32,7 @@ from dagcore.federation.client import FederationError, FederationHttpError
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.server_keys import get_server_name
 from dagcore.store import device_lists as device_list_store
+from dagcore.store import e2e_keys as key_store
 from dagcore.store import remote_devices as remote_store
 from dagcore.store import transaction
 from dagcore.store.transaction import release_all_connections
@@ -228,6 +229,7 @@ def store_device_list(device_list: remote_api.RemoteDeviceList) -> None:
             user_id=user_id, devices=[(d, dump(keys), name) for d, keys, name in device_list.devices]
         )
         remote_store.delete_cross_signing_keys(user_id=user_id)
+        forget_signatures_on_replaced_master(user_id=user_id, master_key=device_list.master_key)
         if device_list.master_key is not None:
             remote_store.set_cross_signing_key(
                 user_id=user_id, usage="master", key_json=dump(device_list.master_key)
@@ -239,6 +241,14 @@ def store_device_list(device_list: remote_api.RemoteDeviceList) -> None:
         remote_store.set_cached_list(
             user_id=user_id, stream_id=device_list.stream_id, stale=False, now=now_ms()
         )
+
+
+def forget_signatures_on_replaced_master(*, user_id: str, master_key: dict[str, Any] | None) -> None:
+    """Our users' signatures on a remote user's master key are kept only while it is their
+    master key (a reset on their side makes our users verify them again)."""
+    keys = master_key.get("keys") if master_key is not None else None
+    keep = [str(k) for k in keys.values()] if isinstance(keys, dict) else []
+    key_store.delete_signatures_on_other_keys(target_user_id=user_id, keep_key_ids=keep)
 
 
 def do_resync_remote_device_list(*, user_id: str, timeout: float = 30.0) -> bool:

@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from dagcore.actions.device_lists import mark_remote_device_list_changed
+from dagcore.actions.federated_keys import forget_signatures_on_replaced_master
 from dagcore.clock import now_ms
 from dagcore.federation.user_keys import cross_signing_key_valid, device_keys_valid
 from dagcore.protocol.canonical_json import encode_canonical_json
@@ -125,6 +126,8 @@ def do_receive_signing_key_update(*, origin: str, content: Any) -> str:
     if not remote_store.get_tracked_users([user_id]):
         return "untracked"
     with transaction.atomic():
+        if master is not None:
+            forget_signatures_on_replaced_master(user_id=user_id, master_key=master)
         for usage, key in (("master", master), ("self_signing", self_signing)):
             if key is not None:
                 remote_store.set_cross_signing_key(

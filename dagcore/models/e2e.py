@@ -61,6 +61,10 @@ class DeviceListChange(models.Model):
     user_id = models.CharField(max_length=255)
     stream_id = models.BigIntegerField()
     device_id = models.CharField(max_length=255, default="")
+    #: Empty: everyone sharing a room with ``user_id`` re-queries them. Else the one user who
+    #: signed ``user_id``'s master key (spec "Cross-signing": a signature by a user-signing
+    #: key is visible only to its signer, so only the signer's devices re-query).
+    visible_to = models.CharField(max_length=255, default="")
 
     class Meta:
         db_table = "device_list_changes"

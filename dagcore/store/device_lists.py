@@ -7,19 +7,21 @@ from collections.abc import Sequence
 from dagcore.models import DeviceListChange, RoomMembership, RoomServer
 
 
-def insert_change(*, user_id: str) -> int:
-    """A change row with a pending stream position; returns its row ID."""
-    return int(DeviceListChange.objects.create(user_id=user_id, stream_id=-1).id)
+def insert_change(*, user_id: str, visible_to: str = "") -> int:
+    """A change row with a pending stream position; returns its row ID. ``visible_to``: the
+    one user who is told of it (else everyone sharing a room with ``user_id``)."""
+    return int(DeviceListChange.objects.create(user_id=user_id, stream_id=-1, visible_to=visible_to).id)
 
 
 def set_change_stream_id(*, row_id: int, stream_id: int) -> None:
     DeviceListChange.objects.filter(id=row_id).update(stream_id=stream_id)
 
 
-def get_changed_users(*, after: int, upto: int) -> set[str]:
-    """Users whose devices changed in ``(after, upto]`` (an index range scan of the stream)."""
+def get_changed_users(*, after: int, upto: int, viewer: str) -> set[str]:
+    """Users whose devices changed in ``(after, upto]`` as ``viewer`` is told (an index range
+    scan of the stream): changes for everyone, and those for ``viewer`` alone."""
     return set(
-        DeviceListChange.objects.filter(stream_id__gt=after, stream_id__lte=upto)
+        DeviceListChange.objects.filter(stream_id__gt=after, stream_id__lte=upto, visible_to__in=["", viewer])
         .values_list("user_id", flat=True)
         .distinct()
     )

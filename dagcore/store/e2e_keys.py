@@ -383,6 +383,14 @@ def delete_signatures_on(*, target_user_id: str, target_key_id: str) -> None:
     CrossSigningSignature.objects.filter(target_user_id=target_user_id, target_key_id=target_key_id).delete()
 
 
+def delete_signatures_on_other_keys(*, target_user_id: str, keep_key_ids: Sequence[str]) -> None:
+    """Forget the signatures on ``target_user_id``'s keys other than ``keep_key_ids`` (a remote
+    user's master key was replaced: trust placed in the old one does not pass to the new)."""
+    CrossSigningSignature.objects.filter(target_user_id=target_user_id).exclude(
+        target_key_id__in=list(keep_key_ids)
+    ).delete()
+
+
 # --------------------------------------------------------------------------- device-list tracking (memberships)
 
 

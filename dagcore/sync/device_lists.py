@@ -34,7 +34,9 @@ def build_device_lists(
     changed: set[str] = set()
     left_candidates: set[str] = set()
     if ctx.moved("device_lists"):
-        moved = device_list_store.get_changed_users(after=since.device_lists, upto=ctx.now.device_lists)
+        moved = device_list_store.get_changed_users(
+            after=since.device_lists, upto=ctx.now.device_lists, viewer=ctx.user_id
+        )
         if moved:
             changed |= room_store.get_users_sharing_a_room(user_id=ctx.user_id, candidates=moved)
             if ctx.user_id in moved:

@@ -232,3 +232,27 @@ def test_cross_signing_changes_reach_room_mates_through_device_lists(make_client
     signed = sign(bob_keys.key_object("master"), user_id=bob.user_id, key=dev.key)
     bob.post(SIGNATURES, {bob.user_id: {bob_keys.master_id: signed}}, spec=SIGNATURES)
     assert bob.user_id in alice.sync(since)["device_lists"]["changed"]
+
+
+def test_a_verification_tells_only_the_signers_devices_to_requery_the_verified_user(make_client) -> None:
+    """Spec "Cross-signing": a user-signing signature is visible only to its signer, so only
+    the signer's devices re-query the user they verified (and then trust them)."""
+    alice, bob, carol = make_client(), make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    carol.join(room)
+    alice_keys = _cross_signing(alice)
+    bob_keys = _cross_signing(bob)
+    since = {c.user_id: c.sync()["next_batch"] for c in (alice, bob, carol)}
+    signed = sign(bob_keys.key_object("master"), user_id=alice.user_id, key=alice_keys.user_signing)
+    assert alice.post(SIGNATURES, {bob.user_id: {bob_keys.master_id: signed}}).json["failures"] == {}
+    changed = {
+        c.user_id: c.sync(since[c.user_id]).get("device_lists", {}).get("changed", [])
+        for c in (alice, bob, carol)
+    }
+    assert changed[alice.user_id] == [bob.user_id]  # not Alice herself: her keys did not change
+    assert changed[bob.user_id] == [] and changed[carol.user_id] == []
+    r = alice.get("/keys/changes", params={"from": since[alice.user_id], "to": alice.sync()["next_batch"]})
+    assert r.json["changed"] == [bob.user_id]
+    r = carol.get("/keys/changes", params={"from": since[carol.user_id], "to": carol.sync()["next_batch"]})
+    assert r.json["changed"] == []

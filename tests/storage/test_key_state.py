@@ -143,7 +143,12 @@ def test_device_list_positions_commit_in_order() -> None:
         assert waiting, "the second change did not wait for the first"
         # Meanwhile readers see neither: the position has not moved.
         assert get_stream_position("device_lists") == before
-        assert get_changed_users(after=before, upto=get_stream_position("device_lists")) == set()
+        assert (
+            get_changed_users(
+                after=before, upto=get_stream_position("device_lists"), viewer="@first:order.test"
+            )
+            == set()
+        )
     finally:
         release.set()
         for t in threads:
@@ -151,7 +156,10 @@ def test_device_list_positions_commit_in_order() -> None:
     assert positions["second"] == positions["first"] + 1
     now = get_stream_position("device_lists")
     assert now == positions["second"]
-    assert get_changed_users(after=before, upto=now) == {"@first:order.test", "@second:order.test"}
+    assert get_changed_users(after=before, upto=now, viewer="@first:order.test") == {
+        "@first:order.test",
+        "@second:order.test",
+    }
 
 
 @pytest.mark.django_db(transaction=True)

