@@ -30,6 +30,9 @@ urlpatterns = [
     ),
     re_path(r"^_matrix/federation/v2/invite/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$", membership.invite),
     re_path(r"^_matrix/federation/v1/query/directory$", queries.query_directory),
+    re_path(r"^_matrix/federation/v1/query/profile$", queries.query_profile),
+    re_path(r"^_matrix/federation/v1/publicRooms$", queries.public_rooms),
+    re_path(r"^_matrix/federation/v1/hierarchy/(?P<room_id>[^/]+)$", queries.hierarchy),
     # Devices and E2EE keys of our users (issue 11).
     re_path(r"^_matrix/federation/v1/user/devices/(?P<user_id>[^/]+)$", user_keys.user_devices),
     re_path(r"^_matrix/federation/v1/user/keys/query$", user_keys.query_user_keys),
