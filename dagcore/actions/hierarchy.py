@@ -264,7 +264,7 @@ class _RemoteRooms:
                     server_name=server, room_id=room_id, suggested_only=self.suggested_only
                 )
             except FederationError as exc:
-                logger.info("hierarchy of %s from %s: %s", room_id, server, exc)
+                logger.info("hierarchy of %s from %s: %s %s", room_id, server, exc, getattr(exc, "body", ""))
                 continue
             room = _clean_summary(room_id, answer.get("room"))
             if room is None:

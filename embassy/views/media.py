@@ -10,6 +10,8 @@ IDs are 404, a pending upload 504 ``M_NOT_YET_UPLOADED``.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from django.http import HttpResponse
 
 from dagcore.actions import media as media_actions
@@ -49,7 +51,11 @@ def _multipart_response(
 @federation_endpoint(authenticated=True)
 def download(fed: FederationRequest, media_id: str) -> HttpResponse:
     """GET /_matrix/federation/v1/media/download/{mediaId}"""
-    content = media_actions.get_download(server_name=get_server_name(), media_id=media_id, legacy=False)
+    content = media_actions.get_download(
+        server_name=get_server_name(),
+        media_id=unquote(media_id),  # matched on the raw path
+        legacy=False,
+    )
     return _multipart_response(
         content,
         content_type=content_types.served_content_type(content.content_type),
@@ -66,7 +72,7 @@ def thumbnail(fed: FederationRequest, media_id: str) -> HttpResponse:
     request = media_actions.check_thumbnail_request(
         width=q.get("width"), height=q.get("height"), method=q.get("method"), animated=q.get("animated")
     )
-    content = media_actions.get_local_thumbnail(media_id=media_id, request=request)
+    content = media_actions.get_local_thumbnail(media_id=unquote(media_id), request=request)
     return _multipart_response(
         content,
         content_type=content.content_type,

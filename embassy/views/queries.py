@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from dagcore.actions.directory import (
     check_public_rooms_body,
@@ -62,5 +63,7 @@ def hierarchy(fed: FederationRequest, room_id: str) -> dict[str, Any]:
     if suggested not in ("true", "false"):
         raise MatrixError(400, "M_INVALID_PARAM", "suggested_only must be true or false")
     return get_hierarchy_for_server(
-        origin=str(fed.origin), room_id=room_id, suggested_only=suggested == "true"
+        origin=str(fed.origin),
+        room_id=unquote(room_id),  # matched on the raw path
+        suggested_only=suggested == "true",
     )
