@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from embassy.views import events, keys, membership, queries, transactions, user_keys
+from embassy.views import events, keys, media, membership, queries, transactions, user_keys
 
 urlpatterns = [
     re_path(r"^_matrix/key/v2/server/?$", keys.server_keys),
@@ -30,10 +30,16 @@ urlpatterns = [
     ),
     re_path(r"^_matrix/federation/v2/invite/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$", membership.invite),
     re_path(r"^_matrix/federation/v1/query/directory$", queries.query_directory),
+    re_path(r"^_matrix/federation/v1/query/profile$", queries.query_profile),
+    re_path(r"^_matrix/federation/v1/publicRooms$", queries.public_rooms),
+    re_path(r"^_matrix/federation/v1/hierarchy/(?P<room_id>[^/]+)$", queries.hierarchy),
     # Devices and E2EE keys of our users (issue 11).
     re_path(r"^_matrix/federation/v1/user/devices/(?P<user_id>[^/]+)$", user_keys.user_devices),
     re_path(r"^_matrix/federation/v1/user/keys/query$", user_keys.query_user_keys),
     re_path(r"^_matrix/federation/v1/user/keys/claim$", user_keys.claim_user_keys),
+    # Our media and queries about our users and rooms, for other servers (issue 11).
+    re_path(r"^_matrix/federation/v1/media/download/(?P<media_id>[^/]+)$", media.download),
+    re_path(r"^_matrix/federation/v1/media/thumbnail/(?P<media_id>[^/]+)$", media.thumbnail),
     # Transactions and reads (the outbox/sender side of issue #10).
     re_path(r"^_matrix/federation/v1/send/(?P<txn_id>[^/]+)$", transactions.send_transaction),
     re_path(r"^_matrix/federation/v1/event/(?P<event_id>[^/]+)$", events.get_event),

@@ -18,11 +18,12 @@ from django.conf import settings
 
 from dagcore.actions.persist_event import send_local_event
 from dagcore.actions.room_access import access_room_history
+from dagcore.federation.queries import query_remote_public_rooms
 from dagcore.http.errors import MatrixError
 from dagcore.http.params import ascii_uint
 from dagcore.models import Room, User
 from dagcore.protocol.auth_rules import get_required_level, get_user_power_level
-from dagcore.protocol.identifiers import is_valid_room_alias
+from dagcore.protocol.identifiers import is_valid_room_alias, is_valid_server_name
 from dagcore.server_keys import get_server_name
 from dagcore.store import directory as directory_store
 from dagcore.store import rooms as room_store
@@ -287,3 +288,113 @@ def get_public_rooms(
     next_batch = f"o{offset + size}" if offset + size < total and size > 0 else None
     prev_batch = f"o{max(0, offset - size)}" if offset > 0 else None
     return PublicRoomsPage(chunk=page, next_batch=next_batch, prev_batch=prev_batch, total=total)
+
+
+# --------------------------------------------------------------------------- across servers
+
+
+@dataclass(frozen=True)
+class PublicRoomsQuery:
+    """A ``publicRooms`` request, as a client or another server sends it (GET query or POST body)."""
+
+    limit: int | None = None
+    since: str | None = None
+    search_term: str | None = None
+    room_types: list[str | None] | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The POST body asking another server the same."""
+        out: dict[str, Any] = {}
+        if self.limit is not None:
+            out["limit"] = self.limit
+        if self.since is not None:
+            out["since"] = self.since
+        flt: dict[str, Any] = {}
+        if self.search_term:
+            flt["generic_search_term"] = self.search_term
+        if self.room_types is not None:
+            flt["room_types"] = self.room_types
+        if flt:
+            out["filter"] = flt
+        return out
+
+
+def check_public_rooms_body(body: Mapping[str, Any]) -> PublicRoomsQuery:
+    """``POST .../publicRooms`` bodies (client-server and federation share the shape)."""
+    limit = body.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise MatrixError(400, "M_INVALID_PARAM", "limit must be a non-negative integer")
+    since = body.get("since")
+    if since is not None and not isinstance(since, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "since must be a string")
+    search_term: str | None = None
+    room_types: list[str | None] | None = None
+    flt = body.get("filter")
+    if flt is not None:
+        if not isinstance(flt, dict):
+            raise MatrixError(400, "M_INVALID_PARAM", "filter must be an object")
+        search_term = flt.get("generic_search_term")
+        if search_term is not None and not isinstance(search_term, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "filter.generic_search_term must be a string")
+        types = flt.get("room_types")
+        if types is not None:
+            if not isinstance(types, list) or not all(t is None or isinstance(t, str) for t in types):
+                raise MatrixError(
+                    400, "M_INVALID_PARAM", "filter.room_types must be a list of strings or null"
+                )
+            room_types = types
+    return PublicRoomsQuery(limit=limit, since=since, search_term=search_term or None, room_types=room_types)
+
+
+def check_public_rooms_params(*, limit: str | None, since: str | None) -> PublicRoomsQuery:
+    """``GET .../publicRooms?limit=&since=``."""
+    number = None
+    if limit is not None and limit != "":
+        number = ascii_uint(limit, max_digits=9)
+        if number is None:
+            raise MatrixError(400, "M_INVALID_PARAM", "limit must be a non-negative integer")
+    return PublicRoomsQuery(limit=number, since=since or None)
+
+
+def get_public_rooms_for_server(*, query: PublicRoomsQuery) -> PublicRoomsPage:
+    """``GET``/``POST /_matrix/federation/v1/publicRooms``: our directory, if the operator shares it.
+
+    ``allow_public_rooms_over_federation`` (Synapse's option, default false as in Synapse):
+    otherwise 403 ``M_FORBIDDEN``.
+    """
+    if not settings.DAGMA.allow_public_rooms_over_federation:
+        raise MatrixError(403, "M_FORBIDDEN", "This server does not share its room directory over federation")
+    return get_public_rooms(
+        limit=query.limit, since=query.since, search_term=query.search_term, room_types=query.room_types
+    )
+
+
+def _remote_page(server_name: str, answer: dict[str, Any]) -> PublicRoomsPage:
+    """Another server's directory page, checked: ``chunk`` a list (entries without a room ID
+    dropped), tokens strings, the estimate an integer."""
+    chunk = answer.get("chunk")
+    if not isinstance(chunk, list):
+        raise MatrixError(502, "M_UNKNOWN", f"{server_name[:255]}: the publicRooms answer has no chunk list")
+    rooms = [c for c in chunk if isinstance(c, dict) and isinstance(c.get("room_id"), str)]
+    total = answer.get("total_room_count_estimate")
+    next_batch = answer.get("next_batch")
+    prev_batch = answer.get("prev_batch")
+    return PublicRoomsPage(
+        chunk=rooms,
+        next_batch=next_batch if isinstance(next_batch, str) and next_batch else None,
+        prev_batch=prev_batch if isinstance(prev_batch, str) and prev_batch else None,
+        total=total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else len(rooms),
+    )
+
+
+def get_remote_public_rooms(*, server_name: str, query: PublicRoomsQuery, post: bool) -> PublicRoomsPage:
+    """``/publicRooms?server=<another server>``: that server's directory, asked over federation
+    (GET without a filter, POST with one, as the client asked)."""
+    if not is_valid_server_name(server_name):
+        raise MatrixError(400, "M_INVALID_PARAM", "server is not a valid server name")
+    answer = query_remote_public_rooms(
+        server_name=server_name,
+        body=query.body() if post else None,
+        params=None if post else {k: str(v) for k, v in query.body().items()},
+    )
+    return _remote_page(server_name, answer)

@@ -298,7 +298,7 @@ def access_local_media(*, server_name: str, media_id: str, legacy: bool) -> Loca
     unauthenticated endpoints — uploaded before authenticated media was enforced."""
     check_media_location(server_name=server_name, media_id=media_id)
     if server_name != get_server_name():
-        # Remote media needs federation (not yet): as if unknown.
+        # Other servers' media is served by ``dagcore.actions.remote_media``, not from here.
         raise _not_found()
     media = media_store.get_local_media(media_id)
     if media is None or media.quarantined:
@@ -449,7 +449,7 @@ def do_record_thumbnail(
     )
 
 
-def _is_standard(request: ThumbnailRequest) -> bool:
+def is_standard_thumbnail(request: ThumbnailRequest) -> bool:
     return not request.animated and any(
         (s.width, s.height, s.method) == (request.width, request.height, request.method)
         for s in thumbnailer.STANDARD_THUMBNAILS
@@ -471,12 +471,29 @@ async def access_thumbnail(
     assert source.path is not None
     thumb = await asyncio.to_thread(render_thumbnail, source=source.path, request=request)
     if (
-        _is_standard(request)
+        is_standard_thumbnail(request)
         or await sync_to_async(media_store.count_thumbnails)(media) < MAX_STORED_THUMBNAILS
     ):
         blob = await asyncio.to_thread(get_file_store().write_bytes, thumb.data)
         await sync_to_async(do_record_thumbnail)(media=media, request=request, thumb=thumb, blob=blob)
     # Else served but not kept: a client walking through sizes cannot fill the disk.
+    return MediaContent(path=None, size=len(thumb.data), content_type=thumb.content_type, data=thumb.data)
+
+
+def get_local_thumbnail(*, media_id: str, request: ThumbnailRequest) -> MediaContent:
+    """A thumbnail of our media for another server (``GET /_matrix/federation/v1/media/thumbnail``):
+    :func:`access_thumbnail` for a synchronous caller (the Embassy's views are synchronous)."""
+    media, source = access_thumbnail_source(server_name=get_server_name(), media_id=media_id, legacy=False)
+    if not _conf("dynamic_thumbnails"):
+        request = choose_standard_size(request)
+    stored = _stored_thumbnail(media, request)
+    if stored is not None:
+        return stored
+    assert source.path is not None
+    thumb = render_thumbnail(source=source.path, request=request)
+    if is_standard_thumbnail(request) or media_store.count_thumbnails(media) < MAX_STORED_THUMBNAILS:
+        blob = get_file_store().write_bytes(thumb.data)
+        do_record_thumbnail(media=media, request=request, thumb=thumb, blob=blob)
     return MediaContent(path=None, size=len(thumb.data), content_type=thumb.content_type, data=thumb.data)
 
 

@@ -86,6 +86,10 @@ class FederationBadResponse(FederationError):
     """An answer came, but too large or not a JSON object."""
 
 
+class FederationAnswerTooLarge(FederationBadResponse):
+    """The answer grew past the size cap of the request; reading stopped there."""
+
+
 class FederationHttpError(FederationError):
     """The server answered with an error status; ``body`` is its JSON error, if any."""
 
@@ -239,7 +243,9 @@ class HttpsTransport:
                 for chunk in response.iter_raw():
                     data += chunk
                     if len(data) > max_bytes:
-                        raise FederationBadResponse(server_name, f"answer is larger than {max_bytes} bytes")
+                        raise FederationAnswerTooLarge(
+                            server_name, f"answer is larger than {max_bytes} bytes"
+                        )
                     if time.monotonic() > deadline:
                         raise FederationUnreachable(server_name, f"answer took longer than {timeout:g} s")
             except httpx.HTTPError as exc:
@@ -258,6 +264,15 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def http_error(server_name: str, answer: RawAnswer) -> FederationHttpError:
+    """The error of a non-2xx answer, with its JSON body when it has one."""
+    try:
+        error_body: dict[str, Any] | None = _parse_object(server_name, answer.body)
+    except FederationBadResponse:
+        error_body = None
+    return FederationHttpError(server_name, answer.status, error_body)
 
 
 def _parse_object(server_name: str, data: bytes) -> dict[str, Any]:
@@ -351,7 +366,7 @@ class FederationClient:
         except DiscoveryError as exc:
             raise FederationUnreachable(destination, exc.reason) from None
 
-    def request(
+    def request_raw(
         self,
         method: str,
         destination: str,
@@ -362,8 +377,9 @@ class FederationClient:
         signed: bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float = DEFAULT_TIMEOUT_S,
-    ) -> dict[str, Any]:
-        """Send one request; return the JSON object of a 2xx answer, else raise :class:`FederationError`.
+        accept: str = "application/json",
+    ) -> RawAnswer:
+        """Send one request; return the answer whatever its status (:meth:`request` for JSON).
 
         ``path`` is already percent-encoded (:func:`encode_path`): it is signed exactly as sent.
         """
@@ -373,7 +389,8 @@ class FederationClient:
         uri = path
         if query:
             uri += "?" + urlencode(query, doseq=True, quote_via=quote)
-        headers: dict[str, str] = {"Accept": "application/json"}
+        # identity: the answer is read raw (a compressed body would be taken for the bytes).
+        headers: dict[str, str] = {"Accept": accept, "Accept-Encoding": "identity"}
         body: bytes | None = None
         if content is not None:
             body = encode_canonical_json(content)
@@ -390,7 +407,7 @@ class FederationClient:
         last: FederationUnreachable | None = None
         for host, port in target.targets:
             try:
-                answer = self.transport.exchange(
+                return self.transport.exchange(
                     server_name=destination,
                     method=method,
                     host=host,
@@ -406,15 +423,83 @@ class FederationClient:
             except FederationUnreachable as exc:
                 last = exc
                 continue  # the next SRV target
-            if 200 <= answer.status < 300:
-                return _parse_object(destination, answer.body)
-            try:
-                error_body: dict[str, Any] | None = _parse_object(destination, answer.body)
-            except FederationBadResponse:
-                error_body = None
-            raise FederationHttpError(destination, answer.status, error_body)
         assert last is not None  # targets is never empty
         raise last
+
+    def request(
+        self,
+        method: str,
+        destination: str,
+        path: str,
+        *,
+        query: Mapping[str, str | Sequence[str]] | None = None,
+        content: Any = None,
+        signed: bool = True,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """Send one request; return the JSON object of a 2xx answer, else raise :class:`FederationError`.
+
+        ``path`` is already percent-encoded (:func:`encode_path`): it is signed exactly as sent.
+        """
+        answer = self.request_raw(
+            method,
+            destination,
+            path,
+            query=query,
+            content=content,
+            signed=signed,
+            max_bytes=max_bytes,
+            timeout=timeout,
+        )
+        if 200 <= answer.status < 300:
+            return _parse_object(destination, answer.body)
+        raise http_error(destination, answer)
+
+    def fetch_url(self, server_name: str, url: str, *, max_bytes: int, timeout: float) -> RawAnswer:
+        """``GET`` a plain ``https`` URL another server pointed us to (a media ``Location``),
+        following its redirects (at most :data:`MAX_REDIRECTS`, no loops).
+
+        Every hop is checked like any federation request (``ip_range_blacklist`` minus
+        ``ip_range_whitelist`` on every address, certificates as configured), so a redirect
+        cannot reach an internal address; nothing is signed. Failures name ``server_name``.
+        """
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                parsed = httpx.URL(current)
+            except (httpx.InvalidURL, ValueError, TypeError):
+                raise FederationBadResponse(server_name, "redirected to an invalid URL") from None
+            if parsed.scheme != "https" or not parsed.host or parsed.userinfo:
+                raise FederationBlocked(server_name, "redirected to a URL that is not plain https")
+            if str(parsed) in seen:
+                raise FederationBadResponse(server_name, "redirect loop")
+            seen.add(str(parsed))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FederationUnreachable(server_name, f"redirects took longer than {timeout:g} s")
+            host = parsed.host
+            port = parsed.port or 443
+            answer = self.transport.exchange(
+                server_name=server_name,
+                method="GET",
+                host=host,
+                port=port,
+                host_header=_url_host(host) if parsed.port in (None, 443) else f"{_url_host(host)}:{port}",
+                tls_name=host,
+                raw_path=parsed.raw_path.decode("ascii"),
+                headers={"Accept-Encoding": "identity"},
+                body=None,
+                max_bytes=max_bytes,
+                timeout=remaining,
+            )
+            if answer.status in (301, 302, 303, 307, 308) and answer.headers.get("location"):
+                current = urljoin(str(parsed), answer.headers["location"])
+                continue
+            return answer
+        raise FederationBadResponse(server_name, f"more than {MAX_REDIRECTS} redirects")
 
     def get_json(self, destination: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self.request("GET", destination, path, **kwargs)

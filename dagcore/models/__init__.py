@@ -37,14 +37,14 @@ from dagcore.models.federation import (
     WellKnownDelegation,
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
-from dagcore.models.media import LocalMedia, MediaThumbnail, UrlPreview
+from dagcore.models.media import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
 from dagcore.models.to_device import ReceivedToDeviceMessage, ToDeviceMessage
 from dagcore.models.txns import ClientTxn
 from dagcore.models.uia import RegistrationToken, UiaSession
-from dagcore.models.userdata import AccountData, UserFilter
+from dagcore.models.userdata import AccountData, RemoteProfileCache, UserFilter
 
 __all__ = [
     "AccessToken",
@@ -85,6 +85,9 @@ __all__ = [
     "RemoteCrossSigningKey",
     "RemoteDevice",
     "RemoteDeviceList",
+    "RemoteMedia",
+    "RemoteMediaThumbnail",
+    "RemoteProfileCache",
     "RemoteServerKey",
     "Room",
     "RoomAlias",

@@ -92,3 +92,61 @@ class UrlPreview(models.Model):
     class Meta:
         db_table = "url_previews"
         indexes = [models.Index(fields=["url_hash", "expires_ts"], name="url_previews_lookup")]
+
+
+class RemoteMedia(models.Model):
+    """A cached copy of another server's ``mxc://<server_name>/<media_id>``.
+
+    Fetched over federation (``GET /_matrix/federation/v1/media/download/{mediaId}``) the
+    first time one of our users asks for it; the bytes join the same content-addressed
+    store as local media. Purged when not read within ``media_retention.remote_media_lifetime``.
+    """
+
+    server_name = models.CharField(max_length=255)
+    media_id = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    upload_name = models.CharField(max_length=255, null=True)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    #: When we fetched it.
+    created_ts = models.BigIntegerField()
+    #: Last download/thumbnail by one of our users (coarse, as ``LocalMedia``); drives retention.
+    last_access_ts = models.BigIntegerField()
+    quarantined = models.BooleanField(default=False)
+    quarantined_by = models.CharField(max_length=255, null=True)
+
+    class Meta:
+        db_table = "remote_media_cache"
+        constraints = [
+            models.UniqueConstraint(fields=["server_name", "media_id"], name="remote_media_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["sha256"], name="remote_media_sha256"),
+            models.Index(fields=["last_access_ts"], name="remote_media_last_access"),
+        ]
+
+
+class RemoteMediaThumbnail(models.Model):
+    """A thumbnail we rendered from a cached remote original (same columns as ``MediaThumbnail``)."""
+
+    media = models.ForeignKey(RemoteMedia, on_delete=models.CASCADE, related_name="thumbnails")
+    target_width = models.IntegerField()
+    target_height = models.IntegerField()
+    method = models.CharField(max_length=8)
+    animated = models.BooleanField(default=False)
+    width = models.IntegerField()
+    height = models.IntegerField()
+    content_type = models.CharField(max_length=32)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    created_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "remote_media_thumbnails"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["media", "target_width", "target_height", "method", "animated"],
+                name="remote_media_thumbnail_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["sha256"], name="remote_media_thumbnails_sha256")]

@@ -42,3 +42,16 @@ class UserFilter(models.Model):
     class Meta:
         db_table = "user_filters"
         indexes = [models.Index(fields=["user_id"], name="user_filters_user")]
+
+
+class RemoteProfileCache(models.Model):
+    """Another server's answer to ``GET /_matrix/federation/v1/query/profile`` for one user,
+    kept briefly so a client rendering a member list does not ask the same server per row."""
+
+    user_id = models.CharField(max_length=255, unique=True)
+    displayname = models.TextField(null=True)
+    avatar_url = models.TextField(null=True)
+    fetched_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "remote_profile_cache"

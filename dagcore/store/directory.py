@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
 from dagcore.clock import now_ms
-from dagcore.models import ContentReport, Room, RoomAlias
+from dagcore.models import ContentReport, Room, RoomAlias, RoomServer
 from dagcore.store.state import get_current_state_pdus
 
 #: State that describes a room in the public directory (spec: "PublishedRoomsChunk").
@@ -92,6 +92,17 @@ def get_room_summaries(room_nids: Iterable[int]) -> dict[int, dict[str, dict[str
 
 
 # --------------------------------------------------------------------------- reports
+
+
+def get_joined_servers_by_room(room_nids: Iterable[int]) -> dict[int, set[str]]:
+    """``room nid -> servers with joined members`` (one query), for questions other servers ask."""
+    out: dict[int, set[str]] = {}
+    rows = RoomServer.objects.filter(room_id__in=list(room_nids), joined_count__gt=0).values_list(
+        "room_id", "server_name"
+    )
+    for nid, server in rows:
+        out.setdefault(nid, set()).add(server)
+    return out
 
 
 def insert_report(

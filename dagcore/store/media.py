@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from dagcore.clock import now_ms
-from dagcore.models import LocalMedia, MediaThumbnail, UrlPreview
+from dagcore.models import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
 from dagcore.server_keys import get_server_name
 
 #: ``last_access_ts`` is refreshed at most this often (a download is a read, not a write).
@@ -117,10 +117,14 @@ def is_content_quarantined(sha256: str) -> bool:
 def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | None = None) -> bool:
     """Never serve this item again (404), nor new uploads of the same bytes. False if unknown.
 
-    Only local media exists so far; remote media (federation) is not cached yet.
+    Media of other servers is quarantined in the remote-media cache (never fetched again
+    while the row stays).
     """
     if server_name != get_server_name():
-        return False
+        updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
+            quarantined=True, quarantined_by=quarantined_by
+        )
+        return updated == 1
     updated = LocalMedia.objects.filter(media_id=media_id).update(
         quarantined=True, quarantined_by=quarantined_by
     )
@@ -129,7 +133,10 @@ def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | N
 
 def unquarantine_media(*, server_name: str, media_id: str) -> bool:
     if server_name != get_server_name():
-        return False
+        updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
+            quarantined=False, quarantined_by=None
+        )
+        return updated == 1
     updated = LocalMedia.objects.filter(media_id=media_id).update(quarantined=False, quarantined_by=None)
     return updated == 1
 
@@ -230,7 +237,113 @@ def unreferenced_hashes(hashes: set[str]) -> set[str]:
         return set()
     used = set(LocalMedia.objects.filter(sha256__in=hashes).values_list("sha256", flat=True))
     used |= set(MediaThumbnail.objects.filter(sha256__in=hashes).values_list("sha256", flat=True))
+    used |= set(RemoteMedia.objects.filter(sha256__in=hashes).values_list("sha256", flat=True))
+    used |= set(RemoteMediaThumbnail.objects.filter(sha256__in=hashes).values_list("sha256", flat=True))
     return hashes - used
+
+
+# --------------------------------------------------------------------------- remote media cache
+
+
+def get_remote_media(*, server_name: str, media_id: str) -> RemoteMedia | None:
+    return RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).first()
+
+
+def insert_remote_media(
+    *,
+    server_name: str,
+    media_id: str,
+    content_type: str,
+    upload_name: str | None,
+    sha256: str,
+    size: int,
+) -> RemoteMedia:
+    """Cache a fetched item; if another request cached it first, return that row.
+    Bytes equal to quarantined content are quarantined too."""
+    now = now_ms()
+    try:
+        with transaction.atomic():
+            return RemoteMedia.objects.create(
+                server_name=server_name,
+                media_id=media_id,
+                content_type=content_type,
+                upload_name=upload_name,
+                sha256=sha256,
+                size=size,
+                created_ts=now,
+                last_access_ts=now,
+                quarantined=is_content_quarantined(sha256)
+                or RemoteMedia.objects.filter(sha256=sha256, quarantined=True).exists(),
+            )
+    except IntegrityError:
+        existing = get_remote_media(server_name=server_name, media_id=media_id)
+        if existing is None:
+            raise
+        return existing
+
+
+def touch_remote_media_access(media: RemoteMedia, *, now: int) -> None:
+    if now - media.last_access_ts >= ACCESS_TOUCH_INTERVAL_MS:
+        RemoteMedia.objects.filter(pk=media.pk).update(last_access_ts=now)
+        media.last_access_ts = now
+
+
+def get_remote_thumbnail(
+    *, media: RemoteMedia, target_width: int, target_height: int, method: str, animated: bool
+) -> RemoteMediaThumbnail | None:
+    return RemoteMediaThumbnail.objects.filter(
+        media=media, target_width=target_width, target_height=target_height, method=method, animated=animated
+    ).first()
+
+
+def count_remote_thumbnails(media: RemoteMedia) -> int:
+    return RemoteMediaThumbnail.objects.filter(media=media).count()
+
+
+def insert_remote_thumbnail(*, media: RemoteMedia, thumb: NewThumbnail) -> RemoteMediaThumbnail:
+    try:
+        with transaction.atomic():
+            return RemoteMediaThumbnail.objects.create(
+                media=media,
+                target_width=thumb.target_width,
+                target_height=thumb.target_height,
+                method=thumb.method,
+                animated=thumb.animated,
+                width=thumb.width,
+                height=thumb.height,
+                content_type=thumb.content_type,
+                sha256=thumb.sha256,
+                size=thumb.size,
+                created_ts=now_ms(),
+            )
+    except IntegrityError:
+        existing = get_remote_thumbnail(
+            media=media,
+            target_width=thumb.target_width,
+            target_height=thumb.target_height,
+            method=thumb.method,
+            animated=thumb.animated,
+        )
+        if existing is None:
+            raise
+        return existing
+
+
+def get_unaccessed_remote_media(*, before_ts: int, limit: int) -> list[RemoteMedia]:
+    """Cached remote media none of our users read since ``before_ts`` (oldest first)."""
+    return list(RemoteMedia.objects.filter(last_access_ts__lt=before_ts).order_by("last_access_ts")[:limit])
+
+
+def delete_remote_media(media_pks: list[int]) -> set[str]:
+    """Delete cached remote rows (and their thumbnails); returns the content hashes they referenced."""
+    hashes = set(RemoteMedia.objects.filter(pk__in=media_pks).values_list("sha256", flat=True))
+    hashes |= set(
+        RemoteMediaThumbnail.objects.filter(media_id__in=media_pks).values_list("sha256", flat=True)
+    )
+    with transaction.atomic():
+        RemoteMediaThumbnail.objects.filter(media_id__in=media_pks).delete()
+        RemoteMedia.objects.filter(pk__in=media_pks).delete()
+    return {h for h in hashes if h}
 
 
 # --------------------------------------------------------------------------- URL previews

@@ -10,6 +10,7 @@ from dagcore.actions.maintenance import (
     do_expire_login_tokens,
     do_expire_uia_sessions,
 )
+from dagcore.actions.profile import do_purge_remote_profiles
 
 
 @shared_task(name="dagcore.tasks.maintenance.expire_uia_sessions")
@@ -30,3 +31,10 @@ def expire_client_txns() -> int:
 @shared_task(name="dagcore.tasks.maintenance.expire_login_tokens")
 def expire_login_tokens() -> int:
     return do_expire_login_tokens()
+
+
+@shared_task(name="dagcore.tasks.maintenance.expire_remote_profiles")
+def expire_remote_profiles() -> int:
+    """Forget other servers' profile answers past their few minutes (the cache is read with a
+    freshness bound anyway: this only keeps the table small)."""
+    return do_purge_remote_profiles()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 
 from dagcore.actions.media import do_generate_standard_thumbnails, do_purge_media_retention
+from dagcore.actions.remote_media import do_purge_remote_media
+from dagcore.clock import now_ms
 
 
 @shared_task(name="dagcore.tasks.media.generate_thumbnails")
@@ -15,5 +17,6 @@ def generate_thumbnails(media_id: str) -> int:
 
 @shared_task(name="dagcore.tasks.media.purge_media_retention")
 def purge_media_retention() -> int:
-    """Beat: ``media_retention`` purges, expired pending uploads, preview cache, temp files."""
-    return do_purge_media_retention()
+    """Beat: ``media_retention`` purges (local and cached remote media), expired pending uploads,
+    preview cache, temp files."""
+    return do_purge_media_retention() + do_purge_remote_media(now=now_ms())

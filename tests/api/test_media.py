@@ -265,7 +265,6 @@ def test_bad_upload_headers_are_refused(make_client) -> None:
         ("localhost", "abc%2Fdef", 404),
         ("localhost", "%C3%A9t%C3%A9", 404),
         ("localhost", "%FF", 400),
-        ("remote.example.org", "abcdef", 404),
         ("localhost", "doesnotexist", 404),
     ],
 )
@@ -285,6 +284,22 @@ def test_traversal_overlong_and_unknown_names_are_refused(
     r = c.put(f"{V3}/upload/{server_part}/{media_part}", content=b"payload", expect=None)
     assert r.status in (400, 404) and r.json["errcode"] in ("M_INVALID_PARAM", "M_NOT_FOUND")
     assert sorted(media_files(dagma_server)) == before  # nothing was written
+
+
+def test_another_servers_media_that_cannot_be_fetched_is_a_502_naming_it(make_client, dagma_server) -> None:
+    """Other servers' media is fetched over federation on the authenticated paths only
+    (tests/federation/test_remote_media.py has the fetches that work)."""
+    c = make_client()
+    before = sorted(media_files(dagma_server))
+    for path in (
+        f"{V1}/download/remote.example.org/abcdef",
+        f"{V1}/thumbnail/remote.example.org/abcdef?width=8&height=8",
+    ):
+        r = c.get(path, expect=502)
+        assert r.json["errcode"] == "M_UNKNOWN" and "remote.example.org" in r.json["error"]
+    # The legacy unauthenticated endpoint does not fetch (media "freeze").
+    assert c.get(f"{V3}/download/remote.example.org/abcdef", expect=404).json["errcode"] == "M_NOT_FOUND"
+    assert sorted(media_files(dagma_server)) == before
 
 
 # --------------------------------------------------------------------------- browser safety

@@ -63,13 +63,13 @@ def put_visibility(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return {}
 
 
-def _check_server(server: Any) -> None:
-    if server is not None and server != get_server_name():
-        if not isinstance(server, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "server must be a string")
-        raise MatrixError(
-            404, "M_NOT_FOUND", "Directories of other servers need federation, not available yet"
-        )
+def _other_server(server: Any) -> str | None:
+    """The ``server`` query parameter when it names another server (asked over federation)."""
+    if server is None or server == "" or server == get_server_name():
+        return None
+    if not isinstance(server, str):
+        raise MatrixError(400, "M_INVALID_PARAM", "server must be a string")
+    return server
 
 
 def _page_json(page: directory_actions.PublicRoomsPage) -> dict[str, Any]:
@@ -86,41 +86,28 @@ def get_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/publicRooms"""
     if ctx.user is None and not settings.DAGMA.allow_public_rooms_without_auth:
         authenticate(ctx, required=True, allow_guest=True)
-    limit = ctx.query_int("limit")
-    _check_server(ctx.query.get("server"))
-    page = directory_actions.get_public_rooms(limit=limit, since=ctx.query.get("since"))
-    return _page_json(page)
+    query = directory_actions.check_public_rooms_params(
+        limit=ctx.query.get("limit"), since=ctx.query.get("since")
+    )
+    server = _other_server(ctx.query.get("server"))
+    if server is not None:
+        return _page_json(
+            directory_actions.get_remote_public_rooms(server_name=server, query=query, post=False)
+        )
+    return _page_json(directory_actions.get_public_rooms(limit=query.limit, since=query.since))
 
 
 @endpoint(allow_guest=True)
 def search_public_rooms(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/publicRooms"""
-    body = ctx.json_object()
-    _check_server(ctx.query.get("server"))
-    limit = body.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise MatrixError(400, "M_INVALID_PARAM", "limit must be a non-negative integer")
-    since = body.get("since")
-    if since is not None and not isinstance(since, str):
-        raise MatrixError(400, "M_INVALID_PARAM", "since must be a string")
-    search_term: str | None = None
-    room_types: list[str | None] | None = None
-    flt = body.get("filter")
-    if flt is not None:
-        if not isinstance(flt, dict):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be an object")
-        search_term = flt.get("generic_search_term")
-        if search_term is not None and not isinstance(search_term, str):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter.generic_search_term must be a string")
-        types = flt.get("room_types")
-        if types is not None:
-            if not isinstance(types, list) or not all(t is None or isinstance(t, str) for t in types):
-                raise MatrixError(
-                    400, "M_INVALID_PARAM", "filter.room_types must be a list of strings or null"
-                )
-            room_types = types
+    query = directory_actions.check_public_rooms_body(ctx.json_object())
+    server = _other_server(ctx.query.get("server"))
+    if server is not None:
+        return _page_json(
+            directory_actions.get_remote_public_rooms(server_name=server, query=query, post=True)
+        )
     page = directory_actions.get_public_rooms(
-        limit=limit, since=since, search_term=search_term or None, room_types=room_types
+        limit=query.limit, since=query.since, search_term=query.search_term, room_types=query.room_types
     )
     return _page_json(page)
 

@@ -15,6 +15,9 @@ Two families of paths, both served here:
   server froze unauthenticated media access"); media uploaded while it was off stays
   available. Element (js-sdk 43) and matrix-nio 0.26 download through the v1 paths.
 
+Another server's media is fetched over federation on the authenticated paths and served
+from the remote-media cache (``dagcore.actions.remote_media``).
+
 The views are ``async`` (see ``dagcore.actions.media`` for why) under the same
 ``tribune.http.endpoint`` wrapper as every other view (authentication, NUL check, rate
 limits); the wrapper never parses their bodies (uploads read theirs, streamed and
@@ -35,6 +38,7 @@ from django.http.response import HttpResponseBase
 from django.urls import URLPattern, re_path
 
 from dagcore.actions import media as media_actions
+from dagcore.actions import remote_media
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response
 from dagcore.media import content_types, ranges
@@ -135,7 +139,7 @@ def _with_headers(response: HttpResponseBase, *, disposition: str, authenticated
 async def _download(
     ctx: RequestContext, server_name: str, media_id: str, file_name: str | None, *, legacy: bool
 ) -> HttpResponseBase:
-    content = await sync_to_async(media_actions.get_download)(
+    content = await remote_media.access_media_download(
         server_name=server_name, media_id=media_id, legacy=legacy
     )
     name = file_name if file_name else content.upload_name
@@ -157,7 +161,7 @@ async def _thumbnail(
     request = media_actions.check_thumbnail_request(
         width=q.get("width"), height=q.get("height"), method=q.get("method"), animated=q.get("animated")
     )
-    content = await media_actions.access_thumbnail(
+    content = await remote_media.access_media_thumbnail(
         server_name=server_name, media_id=media_id, request=request, legacy=legacy
     )
     return await _file_response(

@@ -19,10 +19,12 @@ from tribune.http import RequestContext, authenticate, client_route, endpoint, m
 _KEY_NAME_RE = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
 
 
-def _readable_profile(ctx: RequestContext, user_id: str) -> User:
+def _readable_profile(ctx: RequestContext, user_id: str) -> dict[str, str]:
+    """The profile, local or (over federation) remote; a token first with
+    ``require_auth_for_profile_requests`` (as Synapse, for both)."""
     if settings.DAGMA.require_auth_for_profile_requests and ctx.user is None:
         authenticate(ctx, required=True, allow_guest=True)
-    return profile_actions.access_profile(user_id=user_id)
+    return profile_actions.get_any_profile(user_id=user_id)
 
 
 def _own_field(ctx: RequestContext, user_id: str, key_name: str) -> User:
@@ -40,17 +42,17 @@ def _own_field(ctx: RequestContext, user_id: str, key_name: str) -> User:
 @endpoint(auth="optional", allow_guest=True)
 def get_profile(ctx: RequestContext, user_id: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/profile/{userId}"""
-    return profile_actions.get_profile(user=_readable_profile(ctx, user_id))
+    return _readable_profile(ctx, user_id)
 
 
 @endpoint(auth="optional", allow_guest=True)
 def get_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[str, Any]:
     """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
-    user = _readable_profile(ctx, user_id)
+    profile = _readable_profile(ctx, user_id)
     if key_name not in profile_actions.PROFILE_FIELDS:
         raise MatrixError(404, "M_NOT_FOUND", "Profile field not found")
     # An unset display name or avatar is an empty object, as other servers answer.
-    return {k: v for k, v in profile_actions.get_profile(user=user).items() if k == key_name}
+    return {k: v for k, v in profile.items() if k == key_name}
 
 
 @endpoint(allow_guest=True)

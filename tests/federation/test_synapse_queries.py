@@ -1,0 +1,105 @@
+"""Dagma and a real Synapse answering each other's queries: media (authenticated federation
+media, multipart answers both ways) and profiles, each side asked through its own client API."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.federation.certs import TestCA
+from tests.federation.conftest import LOOPBACK
+from tests.support import synapse as synapse_support
+from tests.support.client import MatrixClient, q
+from tests.support.live import LiveServer
+from tests.support.synapse import SynapsePeer
+
+pytestmark = pytest.mark.live
+
+synapse_venv = synapse_support.synapse_venv
+synapse_peer = synapse_support.synapse_peer
+
+V1 = "/_matrix/client/v1/media"
+
+
+@pytest.fixture(scope="module")
+def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("dagma-synq")
+    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-q")
+    server = LiveServer(
+        root / "d",
+        federation_tls=(cert.cert_path, cert.key_path),
+        redis=False,
+        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+    )
+    try:
+        yield server.start()
+    finally:
+        server.destroy()
+
+
+def _client(base_url: str, login: dict[str, Any]) -> MatrixClient:
+    client = MatrixClient(base_url, login["access_token"], timeout=120)
+    client.user_id = login["user_id"]
+    return client
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (120, 80), (secrets.randbelow(256), 40, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _avatar(client: MatrixClient, name: str) -> tuple[bytes, str]:
+    """Upload a fresh PNG as the user's avatar and set a display name; (bytes, mxc URI)."""
+    data = _png()
+    uri = client.post(
+        "/_matrix/media/v3/upload",
+        content=data,
+        headers={"Content-Type": "image/png"},
+        params={"filename": "a.png"},
+    ).json["content_uri"]
+    client.put(f"/profile/{q(str(client.user_id))}/avatar_url", {"avatar_url": uri})
+    client.put(f"/profile/{q(str(client.user_id))}/displayname", {"displayname": name})
+    return data, uri
+
+
+def _media_path(uri: str) -> str:
+    server, media_id = uri[len("mxc://") :].split("/", 1)
+    return f"{server}/{media_id}"
+
+
+def test_media_and_profiles_resolve_both_ways(dagma: LiveServer, synapse_peer: SynapsePeer) -> None:
+    tag = secrets.token_hex(3)
+    sam = _client(synapse_peer.base_url, synapse_peer.register(f"sam{tag}"))
+    dan = MatrixClient(dagma.base_url, timeout=120).register(f"dan{tag}")
+    try:
+        sam_png, sam_uri = _avatar(sam, f"Sam {tag}")
+        dan_png, dan_uri = _avatar(dan, f"Dan {tag}")
+
+        # Dagma asks Synapse (query/profile, then media/download: Synapse's multipart answer).
+        assert dan.get(f"/profile/{q(str(sam.user_id))}").json == {
+            "displayname": f"Sam {tag}",
+            "avatar_url": sam_uri,
+        }
+        assert dan.get(f"{V1}/download/{_media_path(sam_uri)}").raw.content == sam_png
+        thumb = dan.get(
+            f"{V1}/thumbnail/{_media_path(sam_uri)}", params={"width": 32, "height": 32, "method": "crop"}
+        )
+        assert Image.open(io.BytesIO(thumb.raw.content)).size == (32, 32)
+
+        # Synapse asks Dagma (our query/profile and our multipart media/download).
+        profile = sam.get(f"/profile/{q(str(dan.user_id))}").json
+        assert profile["displayname"] == f"Dan {tag}" and profile["avatar_url"] == dan_uri
+        assert sam.get(f"{V1}/download/{_media_path(dan_uri)}").raw.content == dan_png
+        thumb = sam.get(
+            f"{V1}/thumbnail/{_media_path(dan_uri)}", params={"width": 32, "height": 32, "method": "crop"}
+        )
+        assert Image.open(io.BytesIO(thumb.raw.content)).size[0] <= 120
+    finally:
+        sam.close()
+        dan.close()
