@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dagcore', '0007_e2ee_federation'),
+        ('dagcore', '0009_cross_signing_federation'),
     ]
 
     operations = [
