@@ -50,6 +50,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +142,7 @@ class Node:
     ca: TestCA
     extra: list[DagmaProcess] = field(default_factory=list)
     users: list[tuple[str, str]] = field(default_factory=list)  # a pool of registered members
+    _conn: psycopg.Connection[Any] | None = field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -160,7 +163,17 @@ class Node:
         return self.server.db_name
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self.server.query(sql, params)
+        """Read the server's database on one kept connection (the benchmark polls it: a new
+        connection per poll would be a new PostgreSQL backend each time)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                f"postgresql://postgres@127.0.0.1:5432/{self.db_name}", autocommit=True
+            )
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def stop(self) -> None:
         for proc in self.extra:
@@ -201,6 +214,28 @@ class Node:
             if isinstance(body, str):
                 out[room_id].append(body)
         return out
+
+    def message_counts(self, room_ids: list[str], prefix: str = "") -> dict[str, int]:
+        """Timeline messages stored per room, whose body starts with ``prefix`` (a cheap poll)."""
+        if self.kind == "dagma":
+            sql = (
+                "SELECT r.room_id, count(*) FROM events e JOIN rooms r ON r.id = e.room_id "
+                "WHERE r.room_id = ANY(%s) AND e.type = 'm.room.message' AND e.stream_ordering IS NOT NULL "
+                "AND NOT e.soft_failed AND (e.json::jsonb -> 'content' ->> 'body') LIKE %s GROUP BY r.room_id"
+            )
+        else:
+            sql = (
+                "SELECT e.room_id, count(*) FROM events e JOIN event_json j ON j.event_id = e.event_id "
+                "WHERE e.room_id = ANY(%s) AND e.type = 'm.room.message' AND NOT e.outlier "
+                "AND NOT EXISTS (SELECT 1 FROM rejections x WHERE x.event_id = e.event_id) "
+                "AND (j.json::jsonb -> 'content' ->> 'body') LIKE %s GROUP BY e.room_id"
+            )
+        counts = dict.fromkeys(room_ids, 0)
+        counts.update({room_id: int(n) for room_id, n in self.query(sql, (room_ids, prefix + "%"))})
+        return counts
+
+    def message_count(self, room_ids: list[str]) -> int:
+        return sum(self.message_counts(room_ids).values())
 
     def outbox_pending(self, destination: str) -> int:
         [(count,)] = self.query(
@@ -269,6 +304,7 @@ def start_synapse(label: str, root: Path, ca: TestCA, venv: Path) -> Node:
 
 
 def destroy(node: Node) -> None:
+    node.close()
     for proc in node.extra:
         proc.stop()
     node.server.destroy()
@@ -412,9 +448,11 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float, interval: fl
 async def timed_join(joiner: Node, resident: Node, room_id: str, members: int) -> dict[str, float]:
     token = await fresh_user(joiner, "joiner")
     async with client(joiner.base_url) as http:
+        spy = start_py_spy(joiner, f"join{members}-{joiner.label}-{resident.label}")
         t = time.perf_counter()
         await join(http, token, room_id, resident.server_name)
         join_s = time.perf_counter() - t
+        await asyncio.to_thread(stop_py_spy, spy)
         partial = joiner.kind == "synapse" and bool(
             joiner.query("SELECT 1 FROM partial_state_rooms WHERE room_id = %s", (room_id,))
         )
@@ -552,11 +590,10 @@ async def bench_drain(sender: Node, receiver: Node, total: int, rooms: int, tag:
         deadline = time.monotonic() + 600
         last_read = 0.0
         while len(done) < rooms and time.monotonic() < deadline:
-            stored = receiver.message_bodies(room_ids)
+            stored = receiver.message_counts(room_ids, "d")
             now = time.perf_counter()
             for room_id in room_ids:
-                have = {b for b in stored[room_id] if b.startswith("d")}
-                if room_id not in done and len(have) >= per_room:
+                if room_id not in done and stored[room_id] >= per_room:
                     done[room_id] = now - t0
             if now - last_read > 2.0:  # a reader scrolling the rooms that still miss messages
                 last_read = now
@@ -666,43 +703,66 @@ async def local_sends(
     return sorted(times)
 
 
-async def bench_inbound_one(origin: Node, receiver: Node, total: int, tag: str) -> dict[str, float]:
-    room_ids, txns = await prepare_inbound(origin, receiver, total, 10)
-    key = signing_key_of(origin)
-    messages = sum(1 for t in txns for p in t if p.get("type") == "m.room.message")
-    pdus = sum(len(t) for t in txns)
-    # A local room with two local members: its /send idle, then while the replay runs.
-    users = await ensure_users(receiver, 3)
-    async with client(receiver.base_url) as http:
-        local_room = await create_room(http, users[0][1])
-        for _, tok in users[1:]:
-            await join(http, tok, local_room)
-    idle = await local_sends(receiver, users[0][1], local_room, None, 40)
-    procs = receiver.processes()
-    meter = CpuMeter(procs).start()
-    stop = asyncio.Event()
-    busy_task = asyncio.create_task(local_sends(receiver, users[0][1], local_room, stop, 0))
+async def replay_and_wait(
+    origin: Node,
+    receiver: Node,
+    key: signing.SigningKey,
+    txns: list[list[dict[str, Any]]],
+    room_ids: list[str],
+    target: int,
+) -> tuple[list[float], float, float]:
+    """Replay ``txns``; (``/send`` latencies, seconds until answered, until ``target`` messages stored)."""
     t0 = time.perf_counter()
     put_ms = await replay(origin, receiver, key, txns)
     answered_s = time.perf_counter() - t0
+    await asyncio.to_thread(wait_until, lambda: receiver.message_count(room_ids) >= target,
+                            f"the replayed messages on {receiver.label}", 600, 0.05)  # fmt: skip
+    return sorted(put_ms), answered_s, time.perf_counter() - t0
 
-    def stored() -> bool:
-        return sum(len(b) for b in receiver.message_bodies(room_ids).values()) >= messages
 
-    await asyncio.to_thread(wait_until, stored, f"the replayed messages on {receiver.label}", 600, 0.05)
-    all_s = time.perf_counter() - t0
-    stop.set()
-    busy = await busy_task
+async def bench_inbound_one(origin: Node, receiver: Node, total: int, tag: str) -> dict[str, float]:
+    """The first half of the transactions alone (throughput, ``/send`` latency, CPU per PDU);
+    the second half while a local user sends into a local room (its ``/send`` p50, "busy")."""
+    room_ids, txns = await prepare_inbound(origin, receiver, total, 10)
+    key = signing_key_of(origin)
+    half = len(txns) // 2
+    first, second = txns[:half], txns[half:]
+
+    def messages(part: list[list[dict[str, Any]]]) -> int:
+        return sum(1 for t in part for p in t if p.get("type") == "m.room.message")
+
+    pdus = sum(len(t) for t in first)
+    users = await ensure_users(receiver, 2)
+    async with client(receiver.base_url) as http:
+        local_room = await create_room(http, users[0][1])
+        await join(http, users[1][1], local_room)
+    idle = await local_sends(receiver, users[0][1], local_room, None, 40)
+    already = receiver.message_count(room_ids)
+    procs = receiver.processes()
+    spy = start_py_spy(receiver, f"inbound-{tag}")
+    meter = CpuMeter(procs).start()
+    put_ms, answered_s, all_s = await replay_and_wait(
+        origin, receiver, key, first, room_ids, already + messages(first)
+    )
     cpu = meter.stop()
     procs.close()
-    put_ms.sort()
+    stop_py_spy(spy)
+    stop = asyncio.Event()
+    busy_task = asyncio.create_task(local_sends(receiver, users[0][1], local_room, stop, 0))
+    await replay_and_wait(
+        origin, receiver, key, second, room_ids, already + messages(first) + messages(second)
+    )
+    stop.set()
+    busy = await busy_task
     res = {f"inbound_{tag}_eps": pdus / all_s, f"inbound_{tag}_send_p50_ms": percentile(put_ms, 50),
            f"inbound_{tag}_send_p95_ms": percentile(put_ms, 95), f"inbound_{tag}_answered_s": answered_s,
            f"inbound_{tag}_stored_s": all_s, f"inbound_{tag}_cpu_per_pdu_ms": cpu["total"] * 1000 / pdus,
+           f"inbound_{tag}_cpu_db_share": cpu["db"] / max(cpu["total"], 1e-9),
            f"local_send_idle_{tag}_p50_ms": percentile(idle, 50),
            f"local_send_busy_{tag}_p50_ms": percentile(busy, 50),
            f"local_send_busy_{tag}_p95_ms": percentile(busy, 95)}  # fmt: skip
-    print(f"  inbound {tag} ({len(txns)} transactions, {pdus} PDUs): {fmt(res)}", flush=True)
+    print(f"  inbound {tag} ({len(first)} + {len(second)} transactions, {pdus} PDUs measured): {fmt(res)}",
+          flush=True)  # fmt: skip
     return res
 
 
@@ -714,6 +774,32 @@ async def bench_inbound(nodes: dict[str, Node], origin: Node, total: int, round_
     for tag, receiver in receivers:
         out.update(await bench_inbound_one(origin, receiver, total, tag))
     return out
+
+
+#: ``--py-spy PREFIX``: py-spy records the Dagma receiver of the inbound replay, and a Dagma joiner.
+PROFILE: dict[str, str] = {}
+
+
+def start_py_spy(node: Node, name: str) -> tuple[subprocess.Popen[bytes], Path] | None:
+    if not PROFILE or node.kind != "dagma" or node.server.proc is None:
+        return None
+    out = Path(f"{PROFILE['prefix']}-{name}.txt")
+    command = [PROFILE["py_spy"], "record", "--pid", str(node.server.proc.pid), "--rate", "100", "--function",
+               "--nonblocking", "--format", "raw", "--output", str(out)]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL), out
+
+
+def stop_py_spy(spy: tuple[subprocess.Popen[bytes], Path] | None) -> None:
+    if spy is None:
+        return
+    proc, out = spy
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    from bench.profile_server import FLAMEGRAPH
+
+    top = out.with_suffix(".top.txt")
+    subprocess.run([sys.executable, "-c", FLAMEGRAPH, str(out), str(top)], check=True)
+    print(f"  profile: {out}, summary {top}", flush=True)
 
 
 # --------------------------------------------------------------------------- Embassy stopped
@@ -757,8 +843,7 @@ async def bench_embassy_stopped(
             proc.start()
 
         def arrived() -> bool:
-            got = d2.message_bodies([room_id])[room_id]
-            return len([b for b in got if b.startswith("while stopped")]) >= count
+            return d2.message_counts([room_id], "while stopped")[room_id] >= count
 
         await asyncio.to_thread(wait_until, arrived, "the backlog on D2", 600, 0.1)
         drain_s = time.perf_counter() - t
@@ -878,11 +963,26 @@ def main() -> None:
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}"
     )
+    parser.add_argument("--py-spy", metavar="PREFIX", help="profile Dagma with py-spy as the receiver of the inbound "
+                        "replay and as a joiner (PY_SPY=path, else py-spy on PATH): PREFIX-<what>.txt, .top.txt")  # fmt: skip
+    parser.add_argument(
+        "--sizes", help="room sizes of the join scenario, e.g. 1000 (default 10,100,1000; --quick 10,100)"
+    )
     args = parser.parse_args()
+    if args.py_spy:
+        PROFILE.update(
+            prefix=args.py_spy, py_spy=os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
+        )
     scenarios = [s for s in args.scenarios.split(",") if s]
     if set(scenarios) - set(SCENARIOS):
         parser.error(f"unknown scenarios: {sorted(set(scenarios) - set(SCENARIOS))}")
-    sizes = [10, 100] if args.quick else [10, 100, 1000]
+    sizes = (
+        [int(n) for n in args.sizes.split(",")]
+        if args.sizes
+        else [10, 100]
+        if args.quick
+        else [10, 100, 1000]
+    )
     history = 200 if args.quick else 1000
     samples = 30 if args.quick else 100
     drain_total = 200 if args.quick else 1000
