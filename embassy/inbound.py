@@ -417,7 +417,8 @@ class _GapFiller:
     def ensure_auth_events(self, event: Event) -> None:
         """Unknown auth events of the event: its auth chain from ``event_auth``, stored as outliers."""
         ids = self._required_auth_ids(event)
-        if all(i in event_store.get_events_by_ids(ids) for i in ids):
+        known = event_store.get_events_by_ids(ids)  # once: every inbound PDU passes here
+        if all(i in known for i in ids):
             return
         answer = self._call(
             "GET", encode_path("/_matrix/federation/v1/event_auth/{}/{}", self.room_id, event.event_id)
