@@ -38,7 +38,7 @@ from typing import Any
 from dagcore.actions.persist_event import EventRejected, RoomNotFound, persist_received_event
 from dagcore.clock import now_ms
 from dagcore.federation.client import FederationError, FederationHttpError, encode_path, get_federation_client
-from dagcore.federation.keyring import KeyRequest, get_keyring
+from dagcore.federation.keyring import get_keyring, signature_key_requests
 from dagcore.federation.outbox import room_federates
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.canonical_json import JsonError, check_event_values
@@ -103,20 +103,7 @@ def _check_envelope(*, origin: str, body: Any) -> tuple[list[Any], list[Any]]:
 
 def _key_lookup(pdus: Iterable[tuple[Mapping[str, Any], RoomVersion]]) -> VerifyKeyLookup:
     """One lookup for every signature of the transaction: its keys are fetched together."""
-    requests: list[KeyRequest] = []
-    for pdu, _ in pdus:
-        signatures = pdu.get("signatures")
-        ts = pdu.get("origin_server_ts")
-        if not isinstance(signatures, dict):
-            continue
-        for server, keys in signatures.items():
-            if isinstance(server, str) and isinstance(keys, dict):
-                requests.extend(
-                    KeyRequest(server, k, ts if isinstance(ts, int) else 0)
-                    for k in keys
-                    if isinstance(k, str)
-                )
-    return get_keyring().lookup_for(requests)
+    return get_keyring().lookup_for(signature_key_requests(pdu for pdu, _ in pdus))
 
 
 def _room_version_of(room_id: object) -> tuple[RoomVersion, int] | str:
