@@ -969,6 +969,8 @@ def main() -> None:
         "--sizes", help="room sizes of the join scenario, e.g. 1000 (default 10,100,1000; --quick 10,100)"
     )
     args = parser.parse_args()
+    # SIGTERM (timeout, an impatient operator) tears the servers down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.py_spy:
         PROFILE.update(
             prefix=args.py_spy, py_spy=os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
