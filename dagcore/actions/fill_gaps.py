@@ -22,7 +22,7 @@ from dagcore.federation.client import (
     encode_path,
     get_federation_client,
 )
-from dagcore.federation.keyring import KeyRequest, get_keyring
+from dagcore.federation.keyring import get_keyring, signature_key_requests
 from dagcore.protocol.events import Event
 from dagcore.protocol.received_pdu import DroppedPdu, check_received_pdu
 from dagcore.protocol.room_versions import RoomVersion
@@ -44,20 +44,7 @@ class TransientFailure(Exception):
 
 def key_lookup(pdus: Iterable[tuple[Mapping[str, Any], RoomVersion]]) -> VerifyKeyLookup:
     """One lookup for every signature of the transaction: its keys are fetched together."""
-    requests: list[KeyRequest] = []
-    for pdu, _ in pdus:
-        signatures = pdu.get("signatures")
-        ts = pdu.get("origin_server_ts")
-        if not isinstance(signatures, dict):
-            continue
-        for server, keys in signatures.items():
-            if isinstance(server, str) and isinstance(keys, dict):
-                requests.extend(
-                    KeyRequest(server, k, ts if isinstance(ts, int) else 0)
-                    for k in keys
-                    if isinstance(k, str)
-                )
-    return get_keyring().lookup_for(requests)
+    return get_keyring().lookup_for(signature_key_requests(pdu for pdu, _ in pdus))
 
 
 class GapFiller:
@@ -193,7 +180,8 @@ class GapFiller:
     def ensure_auth_events(self, event: Event) -> None:
         """Unknown auth events of the event: its auth chain from ``event_auth``, stored as outliers."""
         ids = self._required_auth_ids(event)
-        if all(i in event_store.get_events_by_ids(ids) for i in ids):
+        known = event_store.get_events_by_ids(ids)  # once: every inbound PDU passes here
+        if all(i in known for i in ids):
             return
         answer = self._call(
             "GET", encode_path("/_matrix/federation/v1/event_auth/{}/{}", self.room_id, event.event_id)

@@ -48,7 +48,7 @@ from dagcore.federation.client import (
     encode_path,
     get_federation_client,
 )
-from dagcore.federation.keyring import get_keyring
+from dagcore.federation.keyring import get_keyring, signature_key_requests
 from dagcore.http.errors import MatrixError
 from dagcore.models import Room
 from dagcore.protocol.auth_rules import AuthError, auth_types_for_event, check_event_auth
@@ -65,7 +65,7 @@ from dagcore.protocol.room_versions import (
     UnsupportedRoomVersion,
     get_room_version,
 )
-from dagcore.protocol.signing import SignatureError, sign_event, verify_json_signature
+from dagcore.protocol.signing import SignatureError, VerifyKeyLookup, sign_event, verify_json_signature
 from dagcore.server_keys import get_server_name, get_signing_key
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
@@ -263,14 +263,20 @@ def _make_membership(
 
 
 def _verify(
-    server: str, pdu: Any, *, room_version: RoomVersion, room_id: str, expected: str | None = None
+    server: str,
+    pdu: Any,
+    *,
+    room_version: RoomVersion,
+    room_id: str,
+    expected: str | None = None,
+    get_verify_key: VerifyKeyLookup | None = None,
 ) -> Event:
     """Receipt checks 1-3 on one event of an answer (signatures of its sender's server, not the relayer's)."""
     try:
         received = check_received_pdu(
             pdu,
             room_version=room_version,
-            get_verify_key=get_keyring().get_verify_key,
+            get_verify_key=get_verify_key or get_keyring().get_verify_key,
             expected_event_id=expected,
         )
     except DroppedPdu as exc:
@@ -407,8 +413,11 @@ def join_through(server: str, *, user_id: str, room_id: str, content: Mapping[st
     if not isinstance(state_pdus, list) or not isinstance(chain_pdus, list):
         raise InvalidRemoteAnswer(server, "the send_join answer has no state and auth_chain lists")
     verified: dict[str, Event] = {}
-    for pdu in [*chain_pdus, *state_pdus]:
-        event = _verify(server, pdu, room_version=room_version, room_id=room_id)
+    answered = [*chain_pdus, *state_pdus]
+    # The answer's keys read together: one lookup, not one per event of a big room's state.
+    lookup = get_keyring().lookup_for(signature_key_requests(answered))
+    for pdu in answered:
+        event = _verify(server, pdu, room_version=room_version, room_id=room_id, get_verify_key=lookup)
         verified[event.event_id] = event
     state: dict[StateKey, Event] = {}
     for pdu in state_pdus:

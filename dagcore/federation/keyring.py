@@ -155,6 +155,28 @@ def parse_key_response(
     return out
 
 
+def signature_key_requests(pdus: Iterable[Any]) -> list[KeyRequest]:
+    """The keys of every signature on these PDUs (each valid at its PDU's ``origin_server_ts``),
+    for :meth:`Keyring.lookup_for`: the keys of a transaction or of a ``send_join`` answer are
+    read together, not once per PDU (a thousand-member room's state is a thousand PDUs)."""
+    requests: list[KeyRequest] = []
+    for pdu in pdus:
+        if not isinstance(pdu, Mapping):
+            continue
+        signatures = pdu.get("signatures")
+        ts = pdu.get("origin_server_ts")
+        if not isinstance(signatures, dict):
+            continue
+        for server, keys in signatures.items():
+            if isinstance(server, str) and isinstance(keys, dict):
+                requests.extend(
+                    KeyRequest(server, k, ts if isinstance(ts, int) else 0)
+                    for k in keys
+                    if isinstance(k, str)
+                )
+    return requests
+
+
 def _wanted(requests: Iterable[KeyRequest]) -> dict[tuple[str, str], int]:
     """``(server, key_id) -> minimum_valid_until_ts``, the strictest of duplicate requests."""
     out: dict[tuple[str, str], int] = {}

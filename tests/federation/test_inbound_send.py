@@ -229,3 +229,13 @@ def test_answered_transactions_are_forgotten_after_a_day(
     monkeypatch.setattr(inbound, "now_ms", lambda: later)
     assert inbound.do_expire_received_transactions() == 1
     assert ReceivedTransaction.objects.count() == 0
+
+
+def test_checking_known_auth_events_is_one_query(remote, room, django_assert_num_queries) -> None:
+    # Every inbound PDU goes through this check: its auth events are read once, not once per ID.
+    room_id, bob = room
+    event = _message(remote, room_id, bob)
+    assert len(event.auth_event_ids) >= 3
+    filler = inbound._GapFiller(origin=remote.server_name, room_id=room_id, version=event.room_version)
+    with django_assert_num_queries(1):
+        filler.ensure_auth_events(event)

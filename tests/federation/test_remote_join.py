@@ -249,3 +249,24 @@ def test_a_room_we_left_is_joined_again_through_the_resident_with_its_state_rene
     assert room_store.get_membership(room, bob.user_id).membership == "join"  # type: ignore[union-attr]
     assert room_store.get_membership(room, resident.creator).membership == "join"  # type: ignore[union-attr]
     assert sorted(room_store.get_joined_servers(room)) == sorted([resident.name, get_server_name()])
+
+
+def test_the_answers_signing_keys_are_read_in_one_lookup(keyring, monkeypatch) -> None:
+    # A thousand-member room's state is a thousand events: their keys are read together.
+    resident = _resident(keyring, monkeypatch, "10")
+    ring = remote_membership.get_keyring()
+    lookups: list[int] = []
+    real = ring.get_verify_keys
+
+    def counting(requests: Any) -> Any:
+        requests = list(requests)
+        lookups.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr(ring, "get_verify_keys", counting)
+    bob = make_user()
+    remote_membership.join_through_servers(
+        user_id=bob.user_id, room_id=resident.room_id, servers=[resident.name], content={}
+    )
+    assert len(resident.events) * 2 == 8  # state and auth chain: 8 signed events in the answer
+    assert lookups == [1]  # one key, one lookup
