@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from dagcore.actions.create_room import RoomSpec, create_room
+from dagcore.actions.fill_gaps import GapFiller
 from dagcore.actions.persist_event import persist_received_event, send_local_event
 from dagcore.models import InboundPdu, ReceivedTransaction
 from dagcore.store import events as event_store
@@ -236,6 +237,6 @@ def test_checking_known_auth_events_is_one_query(remote, room, django_assert_num
     room_id, bob = room
     event = _message(remote, room_id, bob)
     assert len(event.auth_event_ids) >= 3
-    filler = inbound._GapFiller(origin=remote.server_name, room_id=room_id, version=event.room_version)
+    filler = GapFiller(origin=remote.server_name, room_id=room_id, version=event.room_version)
     with django_assert_num_queries(1):
         filler.ensure_auth_events(event)
