@@ -17,6 +17,9 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.
     "federation-process-inbound": ("embassy.tasks.process_pending", 30.0),
     "federation-expire-received-txns": ("embassy.tasks.expire_received_transactions", 3600.0),
+    # Other servers mark our users offline after 30 minutes without news of them (Synapse's
+    # FEDERATION_TIMEOUT); every 25 minutes (dagcore.actions.presence.KEEPALIVE_INTERVAL_MS).
+    "federation-presence-keepalive": ("embassy.tasks.presence_keepalive", 1500.0),
 }
 
 
