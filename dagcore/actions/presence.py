@@ -183,9 +183,11 @@ def check_set_presence(*, requester: str, user_id: str, state: object, status_ms
 
 
 def access_presence(*, requester: str, user_id: str) -> dict[str, Any]:
-    """``GET /presence/{userId}/status``: yours, or of a user you share a room with."""
+    """``GET /presence/{userId}/status``: yours, or of a user you share a room with (another
+    server's user too: what their server last told us, see :func:`do_set_remote_presence`)."""
     if user_id != requester:
-        if account_store.get_user(user_id) is None:
+        local = user_id.partition(":")[2] == get_server_name()
+        if local and account_store.get_user(user_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", "No presence for this user")
         if not store.users_share_a_room(requester, user_id):
             raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to see their presence")

@@ -19,6 +19,7 @@ from dagcore.actions.presence import (
     KEEPALIVE_INTERVAL_MS,
     OFFLINE_AFTER_MS,
     REMOTE_OFFLINE_AFTER_MS,
+    access_presence,
     do_send_presence_keepalive,
     do_set_presence,
     do_sync_presence,
@@ -29,6 +30,7 @@ from dagcore.actions.typing import check_set_typing
 from dagcore.clock import now_ms
 from dagcore.federation import sender
 from dagcore.federation.ephemeral import TYPING_SEND_WINDOW_MS
+from dagcore.http.errors import MatrixError
 from dagcore.models import FederationEphemeralEdu, User
 from dagcore.store import outbox as outbox_store
 from dagcore.sync import SyncRequest, build_sync_response
@@ -131,6 +133,17 @@ def test_a_remote_users_typing_receipt_and_presence_show_in_our_users_sync(remot
     # A stop ends it at once (no waiting for the timeout).
     _edu_txn(remote, "t2", _typing(room, typing=False))
     assert _ephemeral(alice, room, "m.typing") == []
+
+
+def test_a_remote_users_presence_is_served_to_our_users_sharing_a_room(remote, alice, room) -> None:
+    """``GET /presence/{userId}/status`` of another server's user: what their server last said
+    (to users sharing a room with them; others are refused as for local users)."""
+    _edu_txn(remote, "g1", _presence(status_msg="on a train"))
+    seen = access_presence(requester=alice.user_id, user_id=BOB)
+    assert (seen["presence"], seen["status_msg"]) == ("online", "on a train")
+    with pytest.raises(MatrixError) as refused:
+        access_presence(requester=make_user("zed").user_id, user_id=BOB)
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
 
 
 def test_edus_about_other_servers_users_are_dropped(remote, alice, room) -> None:
