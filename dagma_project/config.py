@@ -853,6 +853,14 @@ OPTIONS: list[Option] = [
         False,
         section="Directory",
     ),
+    Option(
+        "allow_profile_lookup_over_federation",
+        True,
+        _bool,
+        "Let other servers look up our users' profiles (query/profile); false answers them 403.",
+        False,
+        section="Directory",
+    ),
     # Retention
     Option(
         "redaction_retention_period",
@@ -965,6 +973,7 @@ class DagmaConfig:
     allow_public_rooms_without_auth: bool
     user_directory: dict[str, Any]
     require_auth_for_profile_requests: bool
+    allow_profile_lookup_over_federation: bool
     redaction_retention_period: str
     access_token_lifetime: str | int | None
     enable_test_hooks: bool

@@ -11,6 +11,7 @@ import threading
 
 from celery import shared_task
 
+from dagcore.actions.presence import do_send_presence_keepalive
 from dagcore.federation.sender import do_contact_pending_peers, do_send_pending, do_send_to_destination
 from dagcore.store.transaction import close_old_connections
 from embassy.inbound import do_expire_received_transactions, do_process_pending, do_process_room
@@ -46,6 +47,13 @@ def process_pending() -> int:
 def expire_received_transactions() -> int:
     """Beat: forget answered transactions old enough that no sender still retries them."""
     return do_expire_received_transactions()
+
+
+@shared_task(name="embassy.tasks.presence_keepalive")
+def presence_keepalive() -> int:
+    """Beat: our present users' presence again to the servers sharing their rooms (they time
+    remote users out after 30 minutes of silence)."""
+    return do_send_presence_keepalive()
 
 
 def _contact_peers() -> None:

@@ -87,3 +87,22 @@ def test_tribunes_runner_runs_tasks_off_the_request_but_starts_no_federation_sen
     finally:
         runner.stop_in_process_runner()
     assert not runner.is_running() and not sends_in_this_process()
+
+
+def test_inbound_to_device_message_ids_are_forgotten_after_a_week() -> None:
+    """The dedupe of ``m.direct_to_device`` ``message_id``s (server-server API "Send-to-device
+    messaging") keeps a week of IDs: an older resend cannot come, and the table stays bounded."""
+    from dagcore.actions.to_device import RECEIVED_MESSAGE_ID_LIFETIME_MS, do_expire_received_message_ids
+    from dagcore.store.to_device import record_received_message_id
+
+    now = now_ms()
+    old = now - RECEIVED_MESSAGE_ID_LIFETIME_MS - 1000
+    recent = now - RECEIVED_MESSAGE_ID_LIFETIME_MS + 60_000
+    assert record_received_message_id(origin="remote.test", message_id="old", now=old)
+    assert record_received_message_id(origin="remote.test", message_id="recent", now=recent)
+    assert do_expire_received_message_ids(now=now) == 1
+    # A resend of the recent one is still recognised; the forgotten one would be taken again.
+    assert not record_received_message_id(origin="remote.test", message_id="recent", now=now)
+    assert record_received_message_id(origin="remote.test", message_id="old", now=now)
+    assert do_expire_received_message_ids(now=now) == 0
+    assert "dagcore.tasks.maintenance.expire_received_to_device_ids" in {t for t, _ in BEAT_SCHEDULE.values()}

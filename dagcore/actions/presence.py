@@ -33,6 +33,11 @@ OFFLINE_AFTER_MS = 90_000
 #: Another server's user goes offline here when their server has not said anything of them for
 #: this long (Synapse's ``FEDERATION_TIMEOUT``; it repeats an online user's presence every 25 min).
 REMOTE_OFFLINE_AFTER_MS = 30 * 60_000
+#: Our users online or unavailable have their presence sent again this often (by beat:
+#: ``federation-presence-keepalive``) to the servers sharing a room with them, which would
+#: otherwise mark them offline after :data:`REMOTE_OFFLINE_AFTER_MS` of silence (Synapse's
+#: ``FEDERATION_PING_INTERVAL``: syncing is not activity, so nothing else would be sent).
+KEEPALIVE_INTERVAL_MS = 25 * 60_000
 #: An online user's syncs refresh ``last_sync_ts`` at most this often.
 SYNC_TOUCH_MS = 15_000
 MAX_STATUS_MSG = 2048
@@ -131,6 +136,23 @@ def expire_presence(*, now: int | None = None) -> int:
     return len(users)
 
 
+def do_send_presence_keepalive(*, now: int | None = None) -> int:
+    """Beat (every :data:`KEEPALIVE_INTERVAL_MS`): queue the current presence of our users who
+    are online or unavailable for the servers sharing a room with them, through the coalescing
+    presence outbox (a row still pending for a server is replaced, not doubled). Users past
+    their sync timeout are left to :func:`expire_presence`. Returns how many users."""
+    if not presence_enabled():
+        return 0
+    now = now if now is not None else now_ms()
+    users = store.get_local_users_present(
+        local_suffix=f":{get_server_name()}", synced_after=now - OFFLINE_AFTER_MS
+    )
+    for start in range(0, len(users), 100):
+        with transaction.atomic():
+            queue_presence(user_ids=users[start : start + 100])
+    return len(users)
+
+
 def presence_content(row: PresenceRow | None, *, now: int | None = None) -> dict[str, Any]:
     """The ``m.presence`` content / ``GET .../status`` answer for a row (None: offline)."""
     if row is None:
@@ -161,9 +183,11 @@ def check_set_presence(*, requester: str, user_id: str, state: object, status_ms
 
 
 def access_presence(*, requester: str, user_id: str) -> dict[str, Any]:
-    """``GET /presence/{userId}/status``: yours, or of a user you share a room with."""
+    """``GET /presence/{userId}/status``: yours, or of a user you share a room with (another
+    server's user too: what their server last told us, see :func:`do_set_remote_presence`)."""
     if user_id != requester:
-        if account_store.get_user(user_id) is None:
+        local = user_id.partition(":")[2] == get_server_name()
+        if local and account_store.get_user(user_id) is None:
             raise MatrixError(404, "M_NOT_FOUND", "No presence for this user")
         if not store.users_share_a_room(requester, user_id):
             raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to see their presence")

@@ -12,6 +12,8 @@ import logging
 import re
 from typing import Any
 
+from django.conf import settings
+
 from dagcore.actions.persist_event import send_local_event
 from dagcore.clock import now_ms
 from dagcore.federation.queries import query_remote_profile
@@ -69,8 +71,11 @@ def get_federated_profile(*, user_id: str, field: str | None) -> dict[str, str]:
     fields this server does not store (spec: "the queried field does not exist");
     unset fields are omitted. Profiles are public to other servers, as in Synapse
     (``require_auth_for_profile_requests`` concerns clients; the asking server has
-    authenticated itself already).
+    authenticated itself already). ``allow_profile_lookup_over_federation`` off (Synapse's
+    option, default on): 403 ``M_FORBIDDEN`` for every lookup, as Synapse answers.
     """
+    if not settings.DAGMA.allow_profile_lookup_over_federation:
+        raise MatrixError(403, "M_FORBIDDEN", "Profile lookup over federation is disabled on this homeserver")
     if not is_valid_user_id(user_id) or not is_local_user_id(user_id):
         raise MatrixError(400, "M_INVALID_PARAM", "user_id must be a user of this server")
     if field is not None and field not in PROFILE_FIELDS:

@@ -30,6 +30,10 @@ MAX_MESSAGES_PER_REQUEST = 10_000
 #: Messages one /sync delivers; the rest come with the next sync, at once.
 MAX_MESSAGES_PER_SYNC = 100
 WILDCARD_DEVICE = "*"
+#: How long an inbound ``m.direct_to_device`` ``message_id`` is remembered. The spec's dedupe
+#: guards against a resent EDU, and a sender resends one only while its transaction is
+#: unanswered (minutes to hours of back-off); a week covers long outages and bounds the table.
+RECEIVED_MESSAGE_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 
 def _parse_messages(messages: object) -> list[tuple[str, str, dict[str, Any]]]:
@@ -168,6 +172,13 @@ def do_receive_direct_to_device(*, origin: str, content: Any) -> int:
         if not store.record_received_message_id(origin=origin, message_id=message_id, now=now_ms()):
             return 0
         return _deliver_local(sender=sender, event_type=event_type, messages=local)
+
+
+def do_expire_received_message_ids(*, now: int | None = None) -> int:
+    """Beat: forget inbound to-device message IDs older than
+    :data:`RECEIVED_MESSAGE_ID_LIFETIME_MS`; returns how many."""
+    now = now if now is not None else now_ms()
+    return store.delete_received_message_ids_before(before_ts=now - RECEIVED_MESSAGE_ID_LIFETIME_MS)
 
 
 def get_device_inbox(

@@ -34,3 +34,5 @@ class ReceivedToDeviceMessage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["origin", "message_id"], name="to_device_received_unique")
         ]
+        #: The expiry beat deletes by age (``do_expire_received_message_ids``).
+        indexes = [models.Index(fields=["received_ts"], name="to_device_received_ts")]

@@ -82,6 +82,20 @@ def claim_timed_out(
     )
 
 
+def get_local_users_present(*, local_suffix: str, synced_after: int) -> list[str]:
+    """Our users shown online or unavailable who synced after ``synced_after`` (the others are
+    offline, or about to be marked so by :func:`claim_timed_out`)."""
+    return list(
+        Presence.objects.filter(
+            user_id__endswith=local_suffix,
+            state__in=("online", "unavailable"),
+            last_sync_ts__gte=synced_after,
+        )
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+
+
 def set_offline(*, user_ids: Sequence[str]) -> None:
     Presence.objects.filter(user_id__in=list(user_ids)).update(state="offline", stream_id=-1)
 

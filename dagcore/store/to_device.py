@@ -84,3 +84,18 @@ def record_received_message_id(*, origin: str, message_id: str, now: int) -> boo
         origin=origin, message_id=message_id, defaults={"received_ts": now}
     )
     return bool(created)
+
+
+def delete_received_message_ids_before(*, before_ts: int, batch: int = 10_000) -> int:
+    """Forget ``m.direct_to_device`` IDs received before ``before_ts``, a batch per statement
+    (short transactions; the ``received_ts`` index finds them)."""
+    deleted = 0
+    while True:
+        ids = list(
+            ReceivedToDeviceMessage.objects.filter(received_ts__lt=before_ts).values_list("id", flat=True)[
+                :batch
+            ]
+        )
+        if not ids:
+            return deleted
+        deleted += ReceivedToDeviceMessage.objects.filter(id__in=ids).delete()[0]

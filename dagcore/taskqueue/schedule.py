@@ -9,6 +9,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "expire-client-txns": ("dagcore.tasks.maintenance.expire_client_txns", 3600.0),
     "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
     "expire-remote-profiles": ("dagcore.tasks.maintenance.expire_remote_profiles", 3600.0),
+    "expire-received-to-device-ids": ("dagcore.tasks.maintenance.expire_received_to_device_ids", 3600.0),
     "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
     "push-all": ("dagcore.tasks.push.push_all", 30.0),
     # Destinations whose back-off is over, or whose nudge was lost (the outbox is the truth).
@@ -16,6 +17,9 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.
     "federation-process-inbound": ("embassy.tasks.process_pending", 30.0),
     "federation-expire-received-txns": ("embassy.tasks.expire_received_transactions", 3600.0),
+    # Other servers mark our users offline after 30 minutes without news of them (Synapse's
+    # FEDERATION_TIMEOUT); every 25 minutes (dagcore.actions.presence.KEEPALIVE_INTERVAL_MS).
+    "federation-presence-keepalive": ("embassy.tasks.presence_keepalive", 1500.0),
 }
 
 

@@ -11,6 +11,7 @@ from dagcore.actions.maintenance import (
     do_expire_uia_sessions,
 )
 from dagcore.actions.profile import do_purge_remote_profiles
+from dagcore.actions.to_device import do_expire_received_message_ids
 
 
 @shared_task(name="dagcore.tasks.maintenance.expire_uia_sessions")
@@ -38,3 +39,9 @@ def expire_remote_profiles() -> int:
     """Forget other servers' profile answers past their few minutes (the cache is read with a
     freshness bound anyway: this only keeps the table small)."""
     return do_purge_remote_profiles()
+
+
+@shared_task(name="dagcore.tasks.maintenance.expire_received_to_device_ids")
+def expire_received_to_device_ids() -> int:
+    """Forget other servers' to-device message IDs past the week a resend could come in."""
+    return do_expire_received_message_ids()

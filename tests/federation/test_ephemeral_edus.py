@@ -12,18 +12,30 @@ from typing import Any
 
 import pytest
 
+from dagcore import clock
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import persist_received_event
-from dagcore.actions.presence import do_set_presence
+from dagcore.actions.presence import (
+    KEEPALIVE_INTERVAL_MS,
+    OFFLINE_AFTER_MS,
+    REMOTE_OFFLINE_AFTER_MS,
+    access_presence,
+    do_send_presence_keepalive,
+    do_set_presence,
+    do_sync_presence,
+    expire_presence,
+)
 from dagcore.actions.receipts import check_set_receipt
 from dagcore.actions.typing import check_set_typing
 from dagcore.clock import now_ms
 from dagcore.federation import sender
 from dagcore.federation.ephemeral import TYPING_SEND_WINDOW_MS
+from dagcore.http.errors import MatrixError
 from dagcore.models import FederationEphemeralEdu, User
 from dagcore.store import outbox as outbox_store
 from dagcore.sync import SyncRequest, build_sync_response
-from tests.actions.roomkit import make_user, say
+from dagcore.taskqueue.schedule import BEAT_SCHEDULE, beat_jobs_for_role
+from tests.actions.roomkit import dagma_with, join, make_user, say
 from tests.federation.inbound_support import send_txn, trust
 from tests.support.events import RemoteServer
 from tests.support.rooms import remote_event
@@ -121,6 +133,17 @@ def test_a_remote_users_typing_receipt_and_presence_show_in_our_users_sync(remot
     # A stop ends it at once (no waiting for the timeout).
     _edu_txn(remote, "t2", _typing(room, typing=False))
     assert _ephemeral(alice, room, "m.typing") == []
+
+
+def test_a_remote_users_presence_is_served_to_our_users_sharing_a_room(remote, alice, room) -> None:
+    """``GET /presence/{userId}/status`` of another server's user: what their server last said
+    (to users sharing a room with them; others are refused as for local users)."""
+    _edu_txn(remote, "g1", _presence(status_msg="on a train"))
+    seen = access_presence(requester=alice.user_id, user_id=BOB)
+    assert (seen["presence"], seen["status_msg"]) == ("online", "on a train")
+    with pytest.raises(MatrixError) as refused:
+        access_presence(requester=make_user("zed").user_id, user_id=BOB)
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
 
 
 def test_edus_about_other_servers_users_are_dropped(remote, alice, room) -> None:
@@ -293,3 +316,60 @@ def test_inbound_remote_updates_are_not_echoed_back(remote, alice, room) -> None
     _send()
     _edu_txn(remote, "e1", _typing(room), _receipt(room, event_id), _presence())
     assert FederationEphemeralEdu.objects.count() == 0
+
+
+# --------------------------------------------------------------------------- presence keep-alive
+
+
+@pytest.fixture
+def test_clock(settings, tmp_path, monkeypatch) -> Any:
+    """This homeserver's test clock (``dagcore.clock``, as live servers use it): every reading
+    of the time, the sender's included, moves together with ``advance_test_clock``."""
+    settings.DAGMA = dagma_with(enable_test_hooks=True, config_dir=tmp_path)
+    monkeypatch.setattr(clock, "_hooks", clock._TestHooks())
+    return clock.advance_test_clock
+
+
+def test_our_present_users_presence_is_sent_again_before_other_servers_time_it_out(
+    remote, alice, room, test_clock
+) -> None:
+    """Synapse marks a remote user offline after 30 minutes without news; syncing sends none
+    (nothing others see changes), so the keep-alive beat repeats it every 25 minutes."""
+    carol, dave = make_user("carol"), make_user("dave")
+    for user in (carol, dave):
+        join(user, room)
+    do_set_presence(user_id=alice.user_id, state="online", status_msg="here")
+    do_set_presence(user_id=carol.user_id, state="unavailable")
+    do_set_presence(user_id=dave.user_id, state="offline")
+    _edu_txn(remote, "k1", _presence())  # Bob of remote.test: his server's to repeat, not ours
+    _send()
+    assert do_send_presence_keepalive() == 2  # at once: nothing waits on the interval itself
+    _send()
+
+    test_clock(ms=KEEPALIVE_INTERVAL_MS)
+    for user in (alice, carol):  # still here: their clients keep syncing, which sends nothing
+        for _ in range(2):
+            do_sync_presence(user_id=user.user_id, set_presence=None if user is alice else "unavailable")
+    assert FederationEphemeralEdu.objects.count() == 0
+
+    assert do_send_presence_keepalive() == 2
+    pushed = {p["user_id"]: p for edu in _send().edus("m.presence") for p in edu["push"]}
+    assert set(pushed) == {alice.user_id, carol.user_id}
+    assert pushed[alice.user_id]["presence"] == "online" and pushed[alice.user_id]["status_msg"] == "here"
+    assert pushed[alice.user_id]["last_active_ago"] >= KEEPALIVE_INTERVAL_MS
+    assert pushed[alice.user_id]["currently_active"] is False
+    assert pushed[carol.user_id]["presence"] == "unavailable"
+
+    # A user who stopped syncing is left to go offline (and that change is what gets sent).
+    test_clock(ms=OFFLINE_AFTER_MS + 1)
+    do_sync_presence(user_id=alice.user_id, set_presence=None)
+    assert do_send_presence_keepalive() == 1
+    assert expire_presence() == 1  # carol
+    pushed = {p["user_id"]: p["presence"] for edu in _send().edus("m.presence") for p in edu["push"]}
+    assert pushed == {alice.user_id: "online", carol.user_id: "offline"}
+
+
+def test_the_keep_alive_runs_where_the_embassy_runs_well_within_the_remote_timeout() -> None:
+    task, every = BEAT_SCHEDULE["federation-presence-keepalive"]
+    assert (task, every) in beat_jobs_for_role("embassy").values()
+    assert every * 1000 == KEEPALIVE_INTERVAL_MS < REMOTE_OFFLINE_AFTER_MS

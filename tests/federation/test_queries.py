@@ -23,6 +23,7 @@ from dagcore.federation.client import FederationBadResponse, FederationHttpError
 from dagcore.http.errors import MatrixError
 from dagcore.models import RemoteProfileCache, User
 from dagcore.store import accounts as account_store
+from dagma_project.config import build_config
 from tests.actions.roomkit import dagma_with, make_room, make_user, set_state
 from tests.federation.inbound_support import signed_request, trust
 from tests.support.events import RemoteServer
@@ -105,6 +106,19 @@ def test_query_profile_answers_our_users_profile_and_one_field(remote, alice) ->
 def test_query_profile_refuses_bad_questions(remote, alice, query: str, status: int, errcode: str) -> None:
     got, answer = signed_request(remote, "GET", f"/_matrix/federation/v1/query/profile?{query}")
     assert (got, answer["errcode"]) == (status, errcode)
+
+
+def test_query_profile_is_refused_when_the_operator_turns_lookups_off(remote, alice, settings) -> None:
+    path = f"/_matrix/federation/v1/query/profile?user_id={alice.user_id}"
+    settings.DAGMA = dagma_with(allow_profile_lookup_over_federation=False)
+    for query in ("", "&field=displayname"):
+        status, answer = signed_request(remote, "GET", path + query)
+        assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+        assert "Alice" not in str(answer)
+    # The default (as in Synapse) is on.
+    assert build_config({"server_name": "example.com"}, env={}).allow_profile_lookup_over_federation
+    settings.DAGMA = dagma_with(allow_profile_lookup_over_federation=True)
+    assert signed_request(remote, "GET", path)[0] == 200
 
 
 def test_query_profile_needs_a_signed_request_and_hides_deactivated_users(remote, alice) -> None:

@@ -1,6 +1,6 @@
-"""Typing and read receipts between Dagma and a real Synapse, both ways (issue 11; spec
-server-server API "Typing Notifications" and "Receipts"): a Synapse user joins a Dagma room,
-and each side's typing notice and receipt show in the other side's /sync."""
+"""Typing, read receipts and presence between Dagma and a real Synapse, both ways (issue 11;
+spec server-server API "Typing Notifications", "Receipts" and "Presence"): a Synapse user joins
+a Dagma room, and each side's typing notice, receipt and presence show in the other side's /sync."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
-from tests.federation.test_live_ephemeral import _receipt, _typing, _wait_sync
+from tests.federation.test_live_ephemeral import _presence, _receipt, _typing, _wait_sync
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer
@@ -80,6 +80,36 @@ def test_typing_and_receipts_show_between_dagma_and_synapse(
         _wait_sync(dan, _typing(room_id, sam_id), "Sam typing on Dagma")
         assert sam.post(f"/rooms/{q(room_id)}/receipt/m.read/{q(from_dan)}", {}).status == 200
         _wait_sync(dan, _receipt(room_id, from_dan, sam_id), "Sam's receipt on Dagma")
+    finally:
+        dan.close()
+        sam.close()
+
+
+def test_presence_shows_between_dagma_and_synapse(dagma: LiveServer, synapse_peer: SynapsePeer) -> None:
+    """Presence goes to the servers sharing a room with the user (Synapse runs with
+    ``presence: enabled: true``); each side's status change shows in the other's /sync."""
+    tag = secrets.token_hex(3)
+    dan = MatrixClient(dagma.base_url, timeout=120).register(f"dan{tag}")
+    sam = _synapse_client(synapse_peer, f"sam{tag}")
+    try:
+        room_id = sam.create_room(preset="public_chat", room_version="11")
+        assert dan.post(f"/join/{q(room_id)}", params={"server_name": synapse_peer.server_name}).status == 200
+        dan_id, sam_id = str(dan.user_id), str(sam.user_id)
+        from_dan = dan.send(room_id, "from dan")
+        _wait_sync(sam, lambda body: from_dan in str(body.get("rooms", {})), "Dan's message on Synapse")
+
+        # Dagma -> Synapse
+        status = {"presence": "online", "status_msg": f"on Dagma {tag}"}
+        assert dan.put(f"/presence/{q(dan_id)}/status", status).status == 200
+        _wait_sync(sam, _presence(dan_id, f"on Dagma {tag}"), "Dan's presence on Synapse")
+        assert sam.get(f"/presence/{q(dan_id)}/status").json["status_msg"] == f"on Dagma {tag}"
+
+        # Synapse -> Dagma
+        status = {"presence": "unavailable", "status_msg": f"on Synapse {tag}"}
+        assert sam.put(f"/presence/{q(sam_id)}/status", status).status == 200
+        _wait_sync(dan, _presence(sam_id, f"on Synapse {tag}"), "Sam's presence on Dagma")
+        seen = dan.get(f"/presence/{q(sam_id)}/status").json
+        assert (seen["presence"], seen["status_msg"]) == ("unavailable", f"on Synapse {tag}")
     finally:
         dan.close()
         sam.close()

@@ -1,10 +1,12 @@
 """Dagma and a real Synapse answering each other's queries: media (authenticated federation
-media, multipart answers both ways) and profiles, each side asked through its own client API."""
+media, multipart answers both ways), profiles and the public room directory, each side asked
+through its own client API."""
 
 from __future__ import annotations
 
 import io
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +36,11 @@ def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         root / "d",
         federation_tls=(cert.cert_path, cert.key_path),
         redis=False,
-        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+        config={
+            "federation_custom_ca_list": [str(test_ca.cert_path)],
+            "ip_range_whitelist": LOOPBACK,
+            "allow_public_rooms_over_federation": True,
+        },
     )
     try:
         yield server.start()
@@ -100,6 +106,51 @@ def test_media_and_profiles_resolve_both_ways(dagma: LiveServer, synapse_peer: S
             f"{V1}/thumbnail/{_media_path(dan_uri)}", params={"width": 32, "height": 32, "method": "crop"}
         )
         assert Image.open(io.BytesIO(thumb.raw.content)).size[0] <= 120
+    finally:
+        sam.close()
+        dan.close()
+
+
+def _listed(client: MatrixClient, server: str, room_id: str) -> dict[str, Any]:
+    """The room's entry in ``server``'s directory as ``client``'s server fetches it. Polled with a
+    deadline: Synapse lists a published room once its room statistics have caught up."""
+    deadline = time.monotonic() + 60
+    while True:
+        chunk = client.get("/publicRooms", params={"server": server}, expect=200).json["chunk"]
+        found = [c for c in chunk if c["room_id"] == room_id]
+        if found:
+            return dict(found[0])
+        assert time.monotonic() < deadline, f"{room_id} never listed by {server}: {chunk}"
+        time.sleep(0.5)  # Synapse's background stats update: polled, with a deadline
+
+
+def test_public_rooms_of_the_other_server_are_listed_both_ways(
+    dagma: LiveServer, synapse_peer: SynapsePeer
+) -> None:
+    """``GET /publicRooms?server=`` asks the other server over federation (both sides run with
+    ``allow_public_rooms_over_federation: true``): a public room of each shows on the other."""
+    tag = secrets.token_hex(3)
+    sam = _client(synapse_peer.base_url, synapse_peer.register(f"sam{tag}"))
+    dan = MatrixClient(dagma.base_url, timeout=120).register(f"dan{tag}")
+    try:
+        sam_room = sam.create_room(preset="public_chat", name=f"Sam's lobby {tag}", visibility="public")
+        dan_room = dan.create_room(preset="public_chat", name=f"Dan's lobby {tag}", visibility="public")
+
+        on_dagma = _listed(dan, synapse_peer.server_name, sam_room)
+        assert on_dagma["name"] == f"Sam's lobby {tag}" and on_dagma["num_joined_members"] == 1
+        on_synapse = _listed(sam, dagma.server_name, dan_room)
+        assert on_synapse["name"] == f"Dan's lobby {tag}" and on_synapse["num_joined_members"] == 1
+        # A search term goes along (POST with a filter), each side answering only what matches.
+        found = dan.post(
+            "/publicRooms", {"filter": {"generic_search_term": f"lobby {tag}"}},
+            params={"server": synapse_peer.server_name},
+        ).json["chunk"]  # fmt: skip
+        assert [c["room_id"] for c in found] == [sam_room]
+        found = sam.post(
+            "/publicRooms", {"filter": {"generic_search_term": f"lobby {tag}"}},
+            params={"server": dagma.server_name},
+        ).json["chunk"]  # fmt: skip
+        assert [c["room_id"] for c in found] == [dan_room]
     finally:
         sam.close()
         dan.close()

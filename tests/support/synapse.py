@@ -14,7 +14,8 @@ from the suite's test CA, remote certificates verified against that CA
 (``federation_custom_ca_list``), loopback allowed (``ip_range_whitelist``), no
 notary (``trusted_key_servers: []``, keys fetched from each server itself), short
 destination retry intervals so an outage test does not wait ten minutes, a fresh
-C-collated PostgreSQL database, registration open and rate limits off.
+C-collated PostgreSQL database, registration open and rate limits off, presence on, and a
+public room directory users may publish to and other servers may read.
 """
 
 from __future__ import annotations
@@ -160,6 +161,11 @@ class SynapsePeer:
                 "cp_max": 10,
             },
         }
+        # Presence (Synapse's default, stated: the presence tests need it) and a directory other
+        # servers may read, where users may publish (Synapse publishes nothing by default).
+        config["presence"] = {"enabled": True}
+        config["allow_public_rooms_over_federation"] = True
+        config["room_list_publication_rules"] = [{"action": "allow"}]
         config["enable_registration"] = True
         config["enable_registration_without_verification"] = True
         unlimited = {"per_second": 10000, "burst_count": 100000}
