@@ -36,6 +36,18 @@ Scenarios (X->Y: a user of X does it towards Y):
   ``/send`` p50 with everything up, then with the Embassy and the worker stopped (only outbox
   rows written), then both restarted: seconds until D2 holds the backlog, in order. Synapse's
   figure is its ``/send`` p50 in the same room shape with its peer (S2) live.
+* ``keys`` (issue #11): 100 users of Y, each with a device that uploaded signed device keys
+  (``/keys/upload``), in a room of Y that a user of X joined; X's user ``POST /keys/query``
+  for all of them: ``cold`` (the first query: X's server asks Y), ``warm`` p50/p95 (answered
+  from what X tracks, kept fresh by ``m.device_list_update`` EDUs), ``new_device``: one user
+  of Y logs in a second device and uploads its keys, ms until X's query lists it. D->S and
+  S->S (S1 asking about S2's users), D->D.
+* ``todevice`` (issue #11): ``PUT /sendToDevice`` to a device of a user of Y (sharing a room),
+  one at a time, latency until that device's ``/sync`` long-poll holds it, p50/p95 over 30:
+  D->S, S->D, D->D and S->S.
+* ``media`` (issue #11): 1 MiB uploads on Y (5; ``--quick`` 3); a user of X ``GET
+  /_matrix/client/v1/media/download/{Y}/{id}``: the first fetch (X's server fetches it over
+  federation) and 10 more (from X's cache), bodies checked: D->S, D->D and S->S.
 
 Rooms are version 10 (Synapse's default). Set-up (registration, filling rooms) is not
 measured; Synapse hashes passwords with ``bcrypt_rounds: 4`` so a thousand registrations do
