@@ -1124,7 +1124,8 @@ async def bench_media_one(fetcher: Node, owner: Node, files: int, repeats: int, 
     """``files`` uploads of 1 MiB on ``owner``; a user of ``fetcher`` downloads each through
     ``GET /_matrix/client/v1/media/download/{owner}/{id}``: the first time (its server fetches
     it over federation), then ``repeats`` times more (from its cache). Bodies are checked."""
-    first, cached = [], []
+    first: list[float] = []
+    cached: list[float] = []
     async with client(owner.base_url) as ho, client(fetcher.base_url) as hf:
         tok_o = await fresh_user(owner, "mo")
         tok_f = await fresh_user(fetcher, "mf")
