@@ -36,6 +36,18 @@ Scenarios (X->Y: a user of X does it towards Y):
   ``/send`` p50 with everything up, then with the Embassy and the worker stopped (only outbox
   rows written), then both restarted: seconds until D2 holds the backlog, in order. Synapse's
   figure is its ``/send`` p50 in the same room shape with its peer (S2) live.
+* ``keys`` (issue #11): 100 users of Y, each with a device that uploaded signed device keys
+  (``/keys/upload``), in a room of Y that a user of X joined; X's user ``POST /keys/query``
+  for all of them: ``cold`` (the first query: X's server asks Y), ``warm`` p50/p95 (answered
+  from what X tracks, kept fresh by ``m.device_list_update`` EDUs), ``new_device``: one user
+  of Y logs in a second device and uploads its keys, ms until X's query lists it. D->S and
+  S->S (S1 asking about S2's users), D->D.
+* ``todevice`` (issue #11): ``PUT /sendToDevice`` to a device of a user of Y (sharing a room),
+  one at a time, latency until that device's ``/sync`` long-poll holds it, p50/p95 over 30:
+  D->S, S->D, D->D and S->S.
+* ``media`` (issue #11): 1 MiB uploads on Y (5; ``--quick`` 3); a user of X ``GET
+  /_matrix/client/v1/media/download/{Y}/{id}``: the first fetch (X's server fetches it over
+  federation) and 10 more (from X's cache), bodies checked: D->S, D->D and S->S.
 
 Rooms are version 10 (Synapse's default). Set-up (registration, filling rooms) is not
 measured; Synapse hashes passwords with ``bcrypt_rounds: 4`` so a thousand registrations do
@@ -77,13 +89,14 @@ from dagcore.protocol import signing  # noqa: E402
 from dagcore.protocol.canonical_json import encode_canonical_json  # noqa: E402
 from dagcore.protocol.request_auth import authorization_header  # noqa: E402
 from tests.federation.certs import TestCA  # noqa: E402
+from tests.support.e2e_keys import DeviceKeys  # noqa: E402
 from tests.support.live import REDIS_URL, LiveServer  # noqa: E402
 from tests.support.synapse import SynapsePeer, ensure_synapse  # noqa: E402
 
 ROOM_VERSION = "10"
 #: As tests/federation/conftest.py (importing it would need Django set up): peers on loopback.
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
-SCENARIOS = ("join", "send", "drain", "inbound", "embassy_stopped")
+SCENARIOS = ("join", "send", "drain", "inbound", "embassy_stopped", "keys", "todevice", "media")
 
 
 # --------------------------------------------------------------------------- servers
@@ -871,6 +884,286 @@ async def bench_embassy_stopped(
     return out
 
 
+# --------------------------------------------------------------------------- E2EE keys
+
+
+async def register_device(http: httpx.AsyncClient, prefix: str) -> tuple[str, str, str]:
+    """A new user: (user ID, access token, device ID)."""
+    body: dict[str, Any] = {"username": f"{prefix}{secrets.token_hex(4)}", "password": PASSWORD,
+                            "auth": {"type": "m.login.dummy"}}  # fmt: skip
+    r = await http.post(CS + "/register", json=body)
+    if r.status_code == 401:  # servers that want the UIA round trip first
+        body["auth"]["session"] = r.json()["session"]
+        r = await http.post(CS + "/register", json=body)
+    r.raise_for_status()
+    data = r.json()
+    return data["user_id"], data["access_token"], data["device_id"]
+
+
+PASSWORD = "bench-password-123"
+
+
+async def upload_device_keys(http: httpx.AsyncClient, user_id: str, token: str, device_id: str) -> None:
+    """Signed device keys and a few one-time keys, as a client uploads them (tests/support/e2e_keys.py)."""
+    keys = DeviceKeys(user_id, device_id)
+    body = {"device_keys": keys.device_keys(), "one_time_keys": keys.one_time_keys(5)}
+    r = await http.post(CS + "/keys/upload", json=body, headers=auth(token))
+    if r.status_code != 200:
+        raise RuntimeError(f"keys/upload for {user_id}: {r.status_code} {r.text[:300]}")
+
+
+async def wait_full_membership(
+    node: Node, http: httpx.AsyncClient, token: str, room_id: str, count: int
+) -> None:
+    """Until ``node``'s view of the room lists ``count`` members (and, on Synapse, the partial
+    state of a faster join is completed: until then it does not track the members' devices)."""
+    deadline = time.monotonic() + 600
+    while True:
+        r = await http.get(f"{CS}/rooms/{q(room_id)}/joined_members", headers=auth(token))
+        full = r.status_code == 200 and len(r.json().get("joined", {})) >= count
+        if full and node.kind == "synapse":
+            full = not node.query("SELECT 1 FROM partial_state_rooms WHERE room_id = %s", (room_id,))
+        if full:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{node.label} never saw {count} members of {room_id}")
+        await asyncio.sleep(0.1)  # polling the joiner's view, with a deadline
+
+
+async def keys_query(
+    http: httpx.AsyncClient, token: str, users: list[str], timeout_ms: int = 30000
+) -> tuple[float, dict[str, Any]]:
+    t = time.perf_counter()
+    r = await http.post(CS + "/keys/query", json={"device_keys": {u: [] for u in users}, "timeout": timeout_ms},
+                        headers=auth(token))  # fmt: skip
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 200:
+        raise RuntimeError(f"keys/query: {r.status_code} {r.text[:300]}")
+    return ms, r.json()
+
+
+def devices_answered(answer: dict[str, Any], users: list[str]) -> int:
+    """How many of ``users`` the answer gives at least one device with keys for."""
+    device_keys = answer.get("device_keys", {})
+    return sum(1 for u in users if device_keys.get(u))
+
+
+async def bench_keys_one(
+    asker: Node, owner: Node, count: int, warm_samples: int, tag: str
+) -> dict[str, float]:
+    """``count`` users of ``owner`` with device keys in a room of ``owner`` that a user of
+    ``asker`` joined; the asker's ``/keys/query`` for all of them, first (its server asks the
+    owner over federation) and then again (answered from what its server tracks); then one
+    owner user adds a device: until the asker's query lists it (the device-list EDU)."""
+    async with client(owner.base_url) as ho, client(asker.base_url) as ha:
+        owners = await gather_limited([lambda: register_device(ho, "ko") for _ in range(count)])
+        await gather_limited([lambda u=u: upload_device_keys(ho, *u) for u in owners])
+        room_id = await create_room(ho, owners[0][1])
+        await gather_limited([lambda tok=tok: join(ho, tok, room_id) for _, tok, _ in owners[1:]])
+        _, tok_a, _ = await register_device(ha, "ka")
+        await join(ha, tok_a, room_id, owner.server_name)
+        await wait_full_membership(asker, ha, tok_a, room_id, count + 1)
+        users = [u for u, _, _ in owners]
+        cold_ms, answer = await keys_query(ha, tok_a, users)
+        cold_found = devices_answered(answer, users)
+        failures = answer.get("failures", {})
+        if cold_found < count or failures:
+            print(
+                f"  keys {tag}: cold query answered {cold_found}/{count} users, failures {failures}",
+                flush=True,
+            )
+        warm = []
+        warm_found = count
+        for _ in range(warm_samples):
+            ms, answer = await keys_query(ha, tok_a, users)
+            warm.append(ms)
+            warm_found = min(warm_found, devices_answered(answer, users))
+        warm.sort()
+        # Freshness: a second device for one owner user; until the asker's server lists it.
+        user_id = users[0]
+        r = await ho.post(CS + "/login", json={"type": "m.login.password", "password": PASSWORD,
+                                               "identifier": {"type": "m.id.user", "user": user_id}})  # fmt: skip
+        r.raise_for_status()
+        tok_new, device_new = r.json()["access_token"], r.json()["device_id"]
+        t = time.perf_counter()
+        await upload_device_keys(ho, user_id, tok_new, device_new)
+        deadline = time.monotonic() + 60
+        update_ms = float("nan")
+        while time.monotonic() < deadline:
+            _, answer = await keys_query(ha, tok_a, [user_id])
+            if device_new in answer.get("device_keys", {}).get(user_id, {}):
+                update_ms = (time.perf_counter() - t) * 1000
+                break
+            await asyncio.sleep(0.05)  # polling the asker's view, with a deadline
+    res = {f"keys_{tag}_cold_ms": cold_ms, f"keys_{tag}_cold_found": float(cold_found),
+           f"keys_{tag}_warm_p50_ms": percentile(warm, 50), f"keys_{tag}_warm_p95_ms": percentile(warm, 95),
+           f"keys_{tag}_warm_found": float(warm_found), f"keys_{tag}_new_device_ms": update_ms}  # fmt: skip
+    print(f"  keys {tag}: {fmt(res)}", flush=True)
+    return res
+
+
+async def bench_keys(nodes: dict[str, Node], count: int, warm_samples: int) -> dict[str, float]:
+    d1, d2, s1, s2 = nodes["D1"], nodes["D2"], nodes.get("S1"), nodes.get("S2")
+    pairs = [("D->D", d1, d2)]
+    if s1 is not None and s2 is not None:
+        pairs += [("S->S", s1, s2), ("D->S", d1, s1)]
+    out: dict[str, float] = {}
+    for tag, asker, owner in pairs:
+        out.update(await bench_keys_one(asker, owner, count, warm_samples, tag))
+    return out
+
+
+# --------------------------------------------------------------------------- to-device
+
+
+class ToDeviceReceiver:
+    """A device long-polling ``/sync`` (rooms filtered out); records when each to-device
+    message (by its ``content.n``) arrived."""
+
+    FILTER = json.dumps({"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}},
+                        separators=(",", ":"))  # fmt: skip
+
+    def __init__(self, http: httpx.AsyncClient, token: str) -> None:
+        self.http = http
+        self.token = token
+        self.arrived: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Event] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.since = ""
+
+    async def start(self) -> ToDeviceReceiver:
+        r = await self.http.get(
+            CS + "/sync", params={"timeout": 0, "filter": self.FILTER}, headers=auth(self.token)
+        )
+        r.raise_for_status()
+        self.since = r.json()["next_batch"]
+        self.task = asyncio.create_task(self._loop())
+        return self
+
+    async def _loop(self) -> None:
+        while True:
+            params = {"timeout": 30000, "since": self.since, "filter": self.FILTER}
+            r = await self.http.get(CS + "/sync", params=params, headers=auth(self.token))
+            now = time.perf_counter()
+            r.raise_for_status()
+            data = r.json()
+            self.since = data["next_batch"]
+            for event in data.get("to_device", {}).get("events", []):
+                n = event.get("content", {}).get("n")
+                if isinstance(n, str) and n not in self.arrived:
+                    self.arrived[n] = now
+                    waiter = self.waiters.get(n)
+                    if waiter is not None:
+                        waiter.set()
+
+    async def wait(self, n: str, timeout: float = 60) -> float:
+        if n not in self.arrived:
+            event = self.waiters.setdefault(n, asyncio.Event())
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.arrived[n]
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+async def bench_todevice_one(sender: Node, receiver: Node, samples: int, tag: str) -> dict[str, float]:
+    """``PUT /sendToDevice`` to one device of a user of ``receiver``, one message at a time:
+    latency from the ``PUT`` being sent to the receiver's ``/sync`` long-poll holding the
+    message (ms). Sender and receiver share a room, as E2EE peers do."""
+    async with client(sender.base_url) as hs, client(receiver.base_url) as hr:
+        _, tok_s, _ = await register_device(hs, "tdsend")
+        user_r, tok_r, device_r = await register_device(hr, "tdrecv")
+        room_id = await create_room(hs, tok_s)
+        await join(hr, tok_r, room_id, sender.server_name)
+        recv = await ToDeviceReceiver(hr, tok_r).start()
+        latencies = []
+        lost = 0
+        try:
+            for k in range(samples + 3):
+                n = f"td{k}-{secrets.token_hex(4)}"
+                body = {"messages": {user_r: {device_r: {"n": n}}}}
+                t = time.perf_counter()
+                r = await hs.put(f"{CS}/sendToDevice/m.dagma.bench/{secrets.token_hex(8)}", json=body,
+                                 headers=auth(tok_s))  # fmt: skip
+                r.raise_for_status()
+                try:
+                    arrived = await recv.wait(n)
+                except TimeoutError:
+                    lost += 1
+                    continue
+                if k >= 3:  # the first ones warm connections and key caches
+                    latencies.append((arrived - t) * 1000)
+                await asyncio.sleep(0.05)
+        finally:
+            await recv.stop()
+    latencies.sort()
+    res = {f"todevice_{tag}_p50_ms": percentile(latencies, 50), f"todevice_{tag}_p95_ms": percentile(latencies, 95),
+           f"todevice_{tag}_lost": float(lost)}  # fmt: skip
+    print(f"  todevice {tag}: {fmt(res)}", flush=True)
+    return res
+
+
+async def bench_todevice(nodes: dict[str, Node], samples: int) -> dict[str, float]:
+    d1, d2, s1, s2 = nodes["D1"], nodes["D2"], nodes.get("S1"), nodes.get("S2")
+    pairs = [("D->D", d1, d2)]
+    if s1 is not None and s2 is not None:
+        pairs += [("S->S", s1, s2), ("D->S", d1, s1), ("S->D", s1, d1)]
+    out: dict[str, float] = {}
+    for tag, sender, receiver in pairs:
+        out.update(await bench_todevice_one(sender, receiver, samples, tag))
+    return out
+
+
+# --------------------------------------------------------------------------- remote media
+
+
+async def bench_media_one(fetcher: Node, owner: Node, files: int, repeats: int, tag: str) -> dict[str, float]:
+    """``files`` uploads of 1 MiB on ``owner``; a user of ``fetcher`` downloads each through
+    ``GET /_matrix/client/v1/media/download/{owner}/{id}``: the first time (its server fetches
+    it over federation), then ``repeats`` times more (from its cache). Bodies are checked."""
+    first: list[float] = []
+    cached: list[float] = []
+    async with client(owner.base_url) as ho, client(fetcher.base_url) as hf:
+        tok_o = await fresh_user(owner, "mo")
+        tok_f = await fresh_user(fetcher, "mf")
+        for _ in range(files):
+            data = secrets.token_bytes(1 << 20)
+            r = await ho.post("/_matrix/media/v3/upload", params={"filename": "bench.bin"}, content=data,
+                              headers={**auth(tok_o), "Content-Type": "application/octet-stream"})  # fmt: skip
+            if r.status_code != 200:
+                raise RuntimeError(f"upload on {owner.label}: {r.status_code} {r.text[:300]}")
+            server, media_id = r.json()["content_uri"].removeprefix("mxc://").split("/", 1)
+            url = f"/_matrix/client/v1/media/download/{q(server)}/{q(media_id)}"
+            for k in range(repeats + 1):
+                t = time.perf_counter()
+                r = await hf.get(url, headers=auth(tok_f))
+                ms = (time.perf_counter() - t) * 1000
+                if r.status_code != 200 or r.content != data:
+                    raise RuntimeError(f"{fetcher.label} fetching {server}/{media_id} ({'first' if not k else 'cached'}): "
+                                       f"{r.status_code}, {len(r.content)} bytes, {r.text[:200] if r.status_code != 200 else ''}")  # fmt: skip
+                (cached if k else first).append(ms)
+    first.sort()
+    cached.sort()
+    res = {f"media_{tag}_first_p50_ms": percentile(first, 50), f"media_{tag}_first_max_ms": first[-1],
+           f"media_{tag}_cached_p50_ms": percentile(cached, 50), f"media_{tag}_cached_p95_ms": percentile(cached, 95)}  # fmt: skip
+    print(f"  media {tag}: {fmt(res)}", flush=True)
+    return res
+
+
+async def bench_media(nodes: dict[str, Node], files: int, repeats: int) -> dict[str, float]:
+    d1, d2, s1, s2 = nodes["D1"], nodes["D2"], nodes.get("S1"), nodes.get("S2")
+    pairs = [("D->D", d1, d2)]
+    if s1 is not None and s2 is not None:
+        pairs += [("S->S", s1, s2), ("D->S", d1, s1)]
+    out: dict[str, float] = {}
+    for tag, fetcher, owner in pairs:
+        out.update(await bench_media_one(fetcher, owner, files, repeats, tag))
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -915,6 +1208,29 @@ def comparison_rows(sizes: list[int]) -> list[Row]:
         Row("local /send p50, Embassy up vs S peer live", "local_send_embassy_up_D_p50_ms",
             "local_send_peer_live_S_p50_ms"),
     ]  # fmt: skip
+    for tag in ("D->S", "D->D"):
+        rows += [
+            Row(f"keys/query 100 remote users cold {tag} vs S->S (ms)", f"keys_{tag}_cold_ms", "keys_S->S_cold_ms"),
+            Row(f"keys/query 100 remote users warm p50 {tag} vs S->S (ms)", f"keys_{tag}_warm_p50_ms",
+                "keys_S->S_warm_p50_ms"),
+            Row(f"keys/query warm p95 {tag} vs S->S (ms)", f"keys_{tag}_warm_p95_ms", "keys_S->S_warm_p95_ms"),
+            Row(f"keys new remote device seen {tag} vs S->S (ms)", f"keys_{tag}_new_device_ms",
+                "keys_S->S_new_device_ms"),
+        ]  # fmt: skip
+    for tag in ("D->S", "S->D", "D->D"):
+        for p in (50, 95):
+            rows.append(
+                Row(f"to-device {tag} vs S->S p{p} (ms)", f"todevice_{tag}_p{p}_ms", f"todevice_S->S_p{p}_ms")
+            )
+    for tag in ("D->S", "D->D"):
+        rows += [
+            Row(f"remote media 1 MiB first fetch p50 {tag} vs S->S (ms)", f"media_{tag}_first_p50_ms",
+                "media_S->S_first_p50_ms"),
+            Row(f"remote media 1 MiB cached p50 {tag} vs S->S (ms)", f"media_{tag}_cached_p50_ms",
+                "media_S->S_cached_p50_ms"),
+            Row(f"remote media 1 MiB cached p95 {tag} vs S->S (ms)", f"media_{tag}_cached_p95_ms",
+                "media_S->S_cached_p95_ms"),
+        ]  # fmt: skip
     return rows
 
 
@@ -1025,6 +1341,12 @@ def main() -> None:
                 results.update(asyncio.run(bench_embassy_stopped(d3, nodes["D2"], nodes.get("S1"), nodes.get("S2"),
                                                                  stopped_count)))  # fmt: skip
                 destroy(d3)
+            if "keys" in scenarios:
+                results.update(asyncio.run(bench_keys(nodes, 100, 10 if args.quick else 30)))
+            if "todevice" in scenarios:
+                results.update(asyncio.run(bench_todevice(nodes, 30)))
+            if "media" in scenarios:
+                results.update(asyncio.run(bench_media(nodes, 3 if args.quick else 5, 10)))
             print_round(results, sizes, f"round {round_no + 1} (load average now: {machine_load()})")
     finally:
         for node in [*extra, *nodes.values()]:
