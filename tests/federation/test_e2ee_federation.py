@@ -491,3 +491,24 @@ def test_the_sender_delivers_edus_in_the_destinations_transactions_and_forgets_t
     assert edu["edu_type"] == "m.direct_to_device" and edu["content"]["messages"] == {BOB: {"D": {"a": 1}}}
     assert _edus("remote.test", "m.direct_to_device") == []
     assert outbox_store.get_destinations_with_pending() == []
+
+
+def test_a_servers_device_lists_are_fetched_several_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold /keys/query about many users of one server: their /user/devices requests overlap
+    (each waits here until four are in flight at once; one after another would never get there)."""
+    import threading
+
+    from dagcore.actions import federated_keys
+
+    in_flight = threading.Barrier(4, timeout=10)
+    users = [f"@u{i}:remote.test" for i in range(8)]
+
+    def fetch(*, user_id: str, timeout: float) -> remote_api.RemoteDeviceList:
+        in_flight.wait()
+        return remote_api.parse_user_devices(
+            {"user_id": user_id, "stream_id": 1, "devices": []}, user_id=user_id, server="remote.test"
+        )
+
+    monkeypatch.setattr(remote_api, "fetch_user_devices", fetch)
+    lists = federated_keys.fetch_device_lists(users, timeout=5)
+    assert [device_list.user_id for device_list in lists] == users  # in the order asked
