@@ -46,6 +46,11 @@ MAX_TIMEOUT_MS = 30_000
 MAX_PARALLEL_SERVERS = 8
 #: ``GET /user/devices`` requests in flight at once to one server (one request per user).
 MAX_PARALLEL_PER_SERVER = 8
+#: From this many never-cached users of one server, their keys come in one ``/user/keys/query``.
+BATCH_FROM = 10
+#: The stream position of a list learnt from ``/user/keys/query`` (which has none): any update
+#: about the user then shows a gap and resyncs the list.
+UNKNOWN_STREAM_ID = 0
 
 
 def server_of(user_id: str) -> str:
@@ -157,13 +162,24 @@ def _per_server(jobs: dict[str, Callable[[], T]]) -> dict[str, T | FederationErr
         return {server: f.result() for server, f in futures.items()}
 
 
-def fetch_device_lists(users: list[str], *, timeout: float) -> list[remote_api.RemoteDeviceList]:
-    """The device lists of one server's users, ``MAX_PARALLEL_PER_SERVER`` requests at a time
-    (the spec has one ``/user/devices`` request per user): a cold ``/keys/query`` about 100
-    users of one server took 100 round trips one after another (bench/results, 11 s).
-    The first failure fails the server, as a single request would."""
-    if len(users) <= 1:
-        return [remote_api.fetch_user_devices(user_id=u, timeout=timeout) for u in users]
+def fetch_device_lists(
+    users: list[str], *, timeout: float, cold: frozenset[str] = frozenset()
+) -> list[remote_api.RemoteDeviceList]:
+    """The device lists of one server's users.
+
+    ``cold`` users (never cached), when there are ``BATCH_FROM`` or more of them, are asked in
+    one ``/user/keys/query``: one request per user (``/user/devices``) meets the peer's
+    ``rc_federation`` (Synapse's default delays each request beyond 10 a second by 500 ms),
+    so 100 users took 7-12 s (bench/results). That answer carries no stream position: the
+    list is cached at position 0, so the first ``m.device_list_update`` about the user finds a
+    gap in ``prev_id`` and resyncs it by ``/user/devices`` (spec "Device Management"), as
+    Synapse does. The others (and stale lists) are fetched one ``/user/devices`` per user,
+    ``MAX_PARALLEL_PER_SERVER`` at a time. The first failure fails the server."""
+    batched = sorted(u for u in users if u in cold) if len(cold & set(users)) >= BATCH_FROM else []
+    single = [u for u in users if u not in batched]
+    lists = _device_lists_from_keys_query(batched, timeout=timeout) if batched else []
+    if len(single) <= 1:
+        return lists + [remote_api.fetch_user_devices(user_id=u, timeout=timeout) for u in single]
 
     def one(user_id: str) -> remote_api.RemoteDeviceList:
         try:
@@ -171,8 +187,24 @@ def fetch_device_lists(users: list[str], *, timeout: float) -> list[remote_api.R
         finally:
             release_all_connections()  # discovery may have used this thread's own connection
 
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PER_SERVER, len(users))) as pool:
-        return list(pool.map(one, users))
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PER_SERVER, len(single))) as pool:
+        return lists + list(pool.map(one, single))
+
+
+def _device_lists_from_keys_query(users: list[str], *, timeout: float) -> list[remote_api.RemoteDeviceList]:
+    answer = remote_api.query_user_keys(
+        server=server_of(users[0]), device_keys={u: [] for u in users}, timeout=timeout
+    )
+    return [
+        remote_api.RemoteDeviceList(
+            user_id=u,
+            stream_id=UNKNOWN_STREAM_ID,
+            devices=[(d, keys, None) for d, keys in sorted(answer.device_keys.get(u, {}).items())],
+            master_key=answer.master_keys.get(u),
+            self_signing_key=answer.self_signing_keys.get(u),
+        )
+        for u in users
+    ]
 
 
 def get_remote_keys(*, device_keys: dict[str, list[str]], timeout_ms: object = None) -> RemoteAnswer:
@@ -195,7 +227,9 @@ def get_remote_keys(*, device_keys: dict[str, list[str]], timeout_ms: object = N
     for user_id in to_fetch:
         by_server.setdefault(server_of(user_id), []).append(user_id)
     for server, users in by_server.items():
-        fetch_jobs[server] = lambda users=users: fetch_device_lists(users, timeout=timeout)  # type: ignore[misc]
+        fetch_jobs[server] = lambda users=users: fetch_device_lists(  # type: ignore[misc]
+            users, timeout=timeout, cold=frozenset(u for u in users if u not in cached)
+        )
     query_jobs: dict[str, Callable[[], remote_api.RemoteKeys]] = {
         server: (lambda server=server, asked=asked: remote_api.query_user_keys(  # type: ignore[misc]
             server=server, device_keys=asked, timeout=timeout

@@ -512,3 +512,44 @@ def test_a_servers_device_lists_are_fetched_several_at_a_time(monkeypatch: pytes
     monkeypatch.setattr(remote_api, "fetch_user_devices", fetch)
     lists = federated_keys.fetch_device_lists(users, timeout=5)
     assert [device_list.user_id for device_list in lists] == users  # in the order asked
+
+
+def test_many_never_cached_users_of_a_server_are_asked_in_one_keys_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One /user/keys/query instead of a /user/devices per user (which the peer's rc_federation
+    would slow down); such lists have no stream position, so the first update resyncs them."""
+    from dagcore.actions import federated_keys
+
+    users = [f"@u{i:02}:remote.test" for i in range(federated_keys.BATCH_FROM)]
+    queries: list[dict[str, list[str]]] = []
+    singles: list[str] = []
+    carol = DeviceKeys(users[0], "CDEV")
+
+    def query(*, server: str, device_keys: dict[str, list[str]], timeout: float) -> remote_api.RemoteKeys:
+        queries.append(device_keys)
+        return remote_api.parse_user_keys(
+            {"device_keys": {carol.user_id: {"CDEV": carol.device_keys()}}}, server=server, asked=device_keys
+        )
+
+    def fetch(*, user_id: str, timeout: float) -> remote_api.RemoteDeviceList:
+        singles.append(user_id)
+        return remote_api.parse_user_devices(
+            {"user_id": user_id, "stream_id": 4, "devices": []}, user_id=user_id, server="remote.test"
+        )
+
+    monkeypatch.setattr(remote_api, "query_user_keys", query)
+    monkeypatch.setattr(remote_api, "fetch_user_devices", fetch)
+    stale = "@stale:remote.test"
+    lists = federated_keys.fetch_device_lists([*users, stale], timeout=5, cold=frozenset(users))
+    assert queries == [{u: [] for u in users}]
+    assert singles == [stale]  # a stale list is resynced exactly, with its stream position
+    by_user = {device_list.user_id: device_list for device_list in lists}
+    assert [d for d, _, _ in by_user[carol.user_id].devices] == ["CDEV"]
+    assert by_user[carol.user_id].stream_id == federated_keys.UNKNOWN_STREAM_ID
+    assert by_user[stale].stream_id == 4
+    # Fewer cold users than BATCH_FROM: each list by /user/devices (exact positions).
+    queries.clear()
+    singles.clear()
+    federated_keys.fetch_device_lists(users[:3], timeout=5, cold=frozenset(users[:3]))
+    assert queries == [] and sorted(singles) == users[:3]
