@@ -719,6 +719,64 @@ def persist_received_event(
         return persisted
 
 
+def persist_received_outliers(*, room: Room, events: Sequence[Event]) -> dict[str, int]:
+    """Store a batch of events from another server as outliers (signatures already verified):
+    what :func:`persist_received_event` with ``outlier=True`` does for each, in a few statements.
+    Must run inside the room's write transaction. Returns ``event_id -> nid`` of the batch.
+
+    ``events`` come in auth order (each after the events its ``auth_events`` cite). Each is
+    checked against its own auth events (spec: "Checks performed on receipt of a PDU", step 4),
+    taken from the batch itself or from the store, in memory. The first that fails raises
+    ``EventRejected`` (so does an event of the batch we hold as rejected, or one whose auth
+    events neither the batch nor the store holds): the caller refuses the whole batch. Events
+    already stored are skipped. As on the one-by-one path, an outlier gets no state group and no
+    stream position, and neither applies a redaction nor takes a pending one.
+    """
+    room_version = get_room_version(room.room_version, require_supported=False)
+
+    def auth_ids_of(event: Event) -> list[str]:
+        ids = list(event.auth_event_ids)
+        if room_version.room_id_is_create_event_hash and event.type != "m.room.create":
+            ids.append(event.create_event_id_for_v12())  # v12: the create event is implied
+        return ids
+
+    stored = event_store.get_events_by_ids(
+        [*(e.event_id for e in events), *(a for e in events for a in auth_ids_of(e))]
+    )
+    for event in events:
+        held = stored.get(event.event_id)
+        if held is not None and held.rejected_reason is not None:
+            raise EventRejected(f"{event.event_id} is rejected: {held.rejected_reason}")
+    new = [e for e in events if e.event_id not in stored]
+    # nid -> auth chain, as get_auth_chains reads it (non-state events: none).
+    chains = event_store.get_auth_chains(s.nid for s in stored.values() if s.event.is_state())
+    known: dict[str, tuple[int, Event]] = {i: (s.nid, s.effective_event) for i, s in stored.items()}
+    outliers: list[event_store.NewOutlier] = []
+    for event, nid in zip(new, event_store.allocate_event_nids(len(new)), strict=True):
+        auth_ids = auth_ids_of(event)
+        missing = [a for a in auth_ids if a not in known]
+        if missing:
+            raise EventRejected(f"unknown auth events: {', '.join(missing[:5])}")
+        try:
+            check_auth_events_list(event, [known[a][1] for a in event.auth_event_ids])
+            check_event_auth(
+                event, {known[a][1].state_tuple: known[a][1] for a in auth_ids if known[a][1].is_state()}
+            )
+        except AuthError as exc:
+            raise EventRejected(f"{event.event_id} is rejected: auth events: {exc}") from None
+        auth_chain: list[int] | None = None
+        if event.is_state():
+            auth_nids = {known[a][0] for a in event.auth_event_ids}
+            auth_chain = sorted(auth_nids.union(*(chains.get(n, ()) for n in auth_nids)))
+            chains[nid] = auth_chain
+        known[event.event_id] = (nid, event)
+        outliers.append(
+            event_store.NewOutlier(nid, event, auth_chain, encode_canonical_json(event.pdu).decode())
+        )
+    event_store.insert_outliers(room=room, outliers=outliers, received_ts=now_ms())
+    return {e.event_id: known[e.event_id][0] for e in events}
+
+
 def _note_gaps(room: Room, event: Event, *, in_timeline: bool, given_state: bool) -> None:
     """Keep the room's backward extremities true: the event fills its own gap, and an event
     persisted on a given state leaves one for each prev event we do not hold."""

@@ -210,6 +210,78 @@ def allocate_event_nid() -> int:
     return int(row[0])
 
 
+def allocate_event_nids(count: int) -> list[int]:
+    """Reserve ``count`` internal IDs at once, ascending (:func:`allocate_event_nid` for a batch)."""
+    if count <= 0:
+        return []
+    if not is_postgres():
+        first = allocate_event_nid()  # SQLite serialises writers: the next IDs are ours too
+        return list(range(first, first + count))
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)", [count]
+        )
+        return sorted(int(r[0]) for r in cur.fetchall())
+
+
+def _relation_of(event: Event) -> tuple[str | None, str | None]:
+    """``(relates_to, relation_type)`` columns: ``m.relates_to`` of the content, when usable."""
+    relates = event.content.get("m.relates_to")
+    if (
+        isinstance(relates, dict)
+        and isinstance(relates.get("event_id"), str)
+        and len(relates["event_id"]) <= 255
+    ):
+        rel = relates.get("rel_type")
+        return relates["event_id"], rel[:64] if isinstance(rel, str) else None
+    return None, None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutlier:
+    """An outlier checked and ready to write: its reserved nid, auth chain (state events) and PDU text."""
+
+    nid: int
+    event: Event
+    auth_chain: Sequence[int] | None
+    canonical_json: str
+
+
+#: Rows per INSERT of a batch: psycopg binds parameters server-side, at most 65,535 a statement
+#: (an event row has 21 columns, an edge 2).
+_EVENT_BATCH = 500
+_EDGE_BATCH = 5000
+
+
+def insert_outliers(*, room: Room, outliers: Sequence[NewOutlier], received_ts: int) -> None:
+    """Write a batch of outliers (IDs from :func:`allocate_event_nids`) and their edges in a few
+    statements: the rows :func:`insert_event` writes for each with ``outlier=True`` and no state
+    group, no rejection, no stream position. A remote join stores a room's whole state so."""
+    rows = []
+    for o in outliers:
+        relates_to, relation_type = _relation_of(o.event)
+        rows.append(
+            EventRow(
+                id=o.nid, event_id=o.event.event_id, room=room, type=o.event.type,
+                state_key=o.event.state_key, sender=o.event.sender, depth=o.event.depth,
+                origin_server_ts=o.event.origin_server_ts, received_ts=received_ts, stream_ordering=None,
+                json=o.canonical_json, outlier=True, rejected_reason=None, soft_failed=False,
+                redacted_by=None, redacts=o.event.redacts, relates_to=relates_to, relation_type=relation_type,
+                state_group_before=None, state_group=None,
+                auth_chain=json.dumps(list(o.auth_chain)) if o.auth_chain is not None else None,
+            )
+        )  # fmt: skip
+    EventRow.objects.bulk_create(rows, batch_size=_EVENT_BATCH)
+    EventEdge.objects.bulk_create(
+        [EventEdge(event_id=o.nid, prev_event_id=p) for o in outliers for p in o.event.prev_event_ids],
+        batch_size=_EDGE_BATCH,
+    )
+    EventAuthEdge.objects.bulk_create(
+        [EventAuthEdge(event_id=o.nid, auth_event_id=a) for o in outliers for a in o.event.auth_event_ids],
+        batch_size=_EDGE_BATCH,
+    )
+
+
 def insert_event(
     *,
     nid: int,
@@ -235,16 +307,7 @@ def insert_event(
     ``backfilled_position``: the (negative) position reserved for a backfilled event
     (``dagcore.store.backfill.reserve_backfill_positions``), written as it is.
     """
-    relates = event.content.get("m.relates_to")
-    relates_to = relation_type = None
-    if (
-        isinstance(relates, dict)
-        and isinstance(relates.get("event_id"), str)
-        and len(relates["event_id"]) <= 255
-    ):
-        relates_to = relates["event_id"]
-        rel = relates.get("rel_type")
-        relation_type = rel[:64] if isinstance(rel, str) else None
+    relates_to, relation_type = _relation_of(event)
     fields: dict[str, Any] = dict(
         id=nid,
         event_id=event.event_id,
