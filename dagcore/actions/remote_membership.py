@@ -427,6 +427,9 @@ def join_through(server: str, *, user_id: str, room_id: str, content: Mapping[st
             raise InvalidRemoteAnswer(server, f"{event.event_id} in the state is not a state event")
         state[event.state_tuple] = event
     create = _check_create(server, state.get(CREATE_KEY), room_id=room_id, room_version=room_version)
+    if any(e.event_id == join.event_id for e in state.values()):
+        # Spec "send_join" v2: ``state`` is the room's state *before* the join event.
+        raise InvalidRemoteAnswer(server, "the state before our join contains our join")
     verified.pop(join.event_id, None)
     _persist_joined_room(
         server, room_version=room_version, creator=create.sender, events=verified, state=state, join=join

@@ -140,6 +140,8 @@ class FakeResident:
         state = list(self.events)
         if "state" in self.tamper:
             state = self.tamper["state"](state)
+        if self.tamper.get("join_in_state"):
+            state.append(content)  # the state *after* our join, not before it
         return {"state": state, "auth_chain": list(self.events), "event": content, "members_omitted": False}
 
 
@@ -207,6 +209,7 @@ def _forge(state: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ("forged state event", {"state": _forge}),
         ("no create event", {"state": lambda s: s[1:]}),
         ("create of another room", {"state": lambda s: [FakeResident("far.test:8448", "12").create, *s[1:]]}),
+        ("state containing our join", {"join_in_state": True}),
         (
             "state with a foreign event",
             {"state": lambda s: [*s, FakeResident("far.test:8448", "12").events[1]]},
