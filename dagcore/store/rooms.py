@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from dagcore.models import ForgottenRoom, Room, RoomMembership, RoomServer
+from django.db.models import Exists, OuterRef
+
+from dagcore.models import BackwardExtremity, EventEdge, ForgottenRoom, Room, RoomMembership, RoomServer
+from dagcore.models import Event as EventRow
 from dagcore.store.dialect import advisory_xact_lock
 
 
@@ -25,6 +29,47 @@ def get_room(room_id: str) -> Room | None:
 def get_room_for_update(room_id: str) -> Room | None:
     """The room row, read after ``lock_room_for_writing`` (so current_state_group is settled)."""
     return Room.objects.filter(room_id=room_id).first()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivingProbe:
+    """What persisting a received event must know about it besides the room row."""
+
+    stored: bool  # the event is stored already (another path got there first)
+    has_children: bool  # a stored event cites it as a prev event (it arrives late: backfill)
+    has_pending_redactions: bool  # an accepted redaction of it arrived before it
+    is_backward_extremity: bool  # it is a gap of the room's timeline we were waiting for
+
+
+def get_room_for_receiving(room_id: str, event_id: str) -> tuple[Room, ReceivingProbe] | None:
+    """The room row (read after ``lock_room_for_writing``) and, in the same statement, the
+    :class:`ReceivingProbe` of ``event_id``: one round trip per received event instead of five."""
+    row = (
+        Room.objects.filter(room_id=room_id)
+        .annotate(
+            probe_stored=Exists(EventRow.objects.filter(event_id=event_id)),
+            probe_children=Exists(EventEdge.objects.filter(prev_event_id=event_id)),
+            probe_redactions=Exists(
+                EventRow.objects.filter(
+                    room=OuterRef("pk"),
+                    redacts=event_id,
+                    type="m.room.redaction",
+                    rejected_reason__isnull=True,
+                )
+            ),
+            probe_gap=Exists(BackwardExtremity.objects.filter(room=OuterRef("pk"), event_id=event_id)),
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    probe = ReceivingProbe(
+        stored=bool(row.probe_stored),
+        has_children=bool(row.probe_children),
+        has_pending_redactions=bool(row.probe_redactions),
+        is_backward_extremity=bool(row.probe_gap),
+    )
+    return row, probe
 
 
 def insert_room(*, room_id: str, room_version: str, creator: str, created_ts: int) -> Room:
