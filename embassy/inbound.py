@@ -107,19 +107,14 @@ def _check_envelope(*, origin: str, body: Any) -> tuple[list[Any], list[Any]]:
     return pdus, edus
 
 
-def _room_version_of(
-    room_id: object, rooms: dict[str, Room | None] | None = None
-) -> tuple[RoomVersion, Room] | str:
+def _room_version_of(room_id: object, rooms: dict[str, Room | None]) -> tuple[RoomVersion, Room] | str:
     """The room's version and row, or why a PDU for it is refused. ``rooms``: rows already
     read for this transaction (a room's row is read once, not once per PDU)."""
     if not isinstance(room_id, str):
         return "no room_id"
-    if rooms is None:
-        room = room_store.get_room(room_id)
-    else:
-        if room_id not in rooms:
-            rooms[room_id] = room_store.get_room(room_id)
-        room = rooms[room_id]
+    if room_id not in rooms:
+        rooms[room_id] = room_store.get_room(room_id)
+    room = rooms[room_id]
     if room is None:
         return "this server is not in the room"
     if not room_federates.get(room.room_id, room.pk):
