@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef
+from django.db import connection
 
-from dagcore.models import BackwardExtremity, EventEdge, ForgottenRoom, Room, RoomMembership, RoomServer
-from dagcore.models import Event as EventRow
+from dagcore.models import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.store.dialect import advisory_xact_lock
+from dagcore.store.sql import fetch_rows
 
 
 def lock_room_for_writing(room_id: str) -> None:
@@ -41,35 +41,34 @@ class ReceivingProbe:
     is_backward_extremity: bool  # it is a gap of the room's timeline we were waiting for
 
 
+_ROOM_FIELDS = Room._meta.concrete_fields
+_RECEIVING_SQL = (
+    "SELECT "
+    + ", ".join(f"r.{f.column}" for f in _ROOM_FIELDS)
+    + ", EXISTS (SELECT 1 FROM events WHERE event_id = %s)"
+    ", EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = %s)"
+    ", EXISTS (SELECT 1 FROM events WHERE room_id = r.id AND redacts = %s AND type = 'm.room.redaction'"
+    " AND rejected_reason IS NULL)"
+    ", EXISTS (SELECT 1 FROM backward_extremities WHERE room_id = r.id AND event_id = %s)"
+    " FROM rooms r WHERE r.room_id = %s"
+)
+
+
 def get_room_for_receiving(room_id: str, event_id: str) -> tuple[Room, ReceivingProbe] | None:
     """The room row (read after ``lock_room_for_writing``) and, in the same statement, the
-    :class:`ReceivingProbe` of ``event_id``: one round trip per received event instead of five."""
-    row = (
-        Room.objects.filter(room_id=room_id)
-        .annotate(
-            probe_stored=Exists(EventRow.objects.filter(event_id=event_id)),
-            probe_children=Exists(EventEdge.objects.filter(prev_event_id=event_id)),
-            probe_redactions=Exists(
-                EventRow.objects.filter(
-                    room=OuterRef("pk"),
-                    redacts=event_id,
-                    type="m.room.redaction",
-                    rejected_reason__isnull=True,
-                )
-            ),
-            probe_gap=Exists(BackwardExtremity.objects.filter(room=OuterRef("pk"), event_id=event_id)),
-        )
-        .first()
-    )
-    if row is None:
+    :class:`ReceivingProbe` of ``event_id``: one round trip per received event instead of five.
+    Raw SQL: this runs for every received event, and compiling the ORM's four subqueries
+    took a third of the inbound /send CPU (py-spy, bench/results/README.md)."""
+    rows = fetch_rows(_RECEIVING_SQL, [event_id, event_id, event_id, event_id, room_id])
+    if not rows:
         return None
-    probe = ReceivingProbe(
-        stored=bool(row.probe_stored),
-        has_children=bool(row.probe_children),
-        has_pending_redactions=bool(row.probe_redactions),
-        is_backward_extremity=bool(row.probe_gap),
+    values = rows[0]
+    n = len(_ROOM_FIELDS)
+    room = Room.from_db(connection.alias, [f.attname for f in _ROOM_FIELDS], list(values[:n]))
+    stored, children, redactions, gap = (bool(v) for v in values[n:])
+    return room, ReceivingProbe(
+        stored=stored, has_children=children, has_pending_redactions=redactions, is_backward_extremity=gap
     )
-    return row, probe
 
 
 def insert_room(*, room_id: str, room_version: str, creator: str, created_ts: int) -> Room:

@@ -15,6 +15,7 @@ from dagcore.actions.fill_gaps import GapFiller
 from dagcore.actions.persist_event import persist_received_event, send_local_event
 from dagcore.models import InboundPdu, ReceivedTransaction
 from dagcore.store import events as event_store
+from dagcore.store.dialect import is_postgres
 from embassy import http as embassy_http
 from embassy import inbound
 from tests.federation.inbound_support import send_txn, signed_request, trust
@@ -262,7 +263,9 @@ def test_processing_an_ordinary_message_pdu_takes_eight_statements(
     context = inbound.RoomContext.load(room_id)  # once per room and transaction, not per PDU
     assert context is not None
     assert inbound._process_pdu(_staged_item(remote, first), context) is None
-    with django_assert_num_queries(8):
+    # SQLite (the embedded default) takes no advisory lock but writes the row, its position
+    # and its edges in four statements instead of PostgreSQL's one.
+    with django_assert_num_queries(8 if is_postgres() else 10):
         assert inbound._process_pdu(_staged_item(remote, event), context) is None
     assert _in_timeline(event.event_id)
     head = inbound.RoomContext.load(room_id)
