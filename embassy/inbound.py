@@ -42,6 +42,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dagcore.actions.fill_gaps import GapFiller, TransientFailure, key_lookup
@@ -59,10 +60,10 @@ from dagcore.protocol.events import Event, InvalidEvent
 from dagcore.protocol.identifiers import parse_user_id
 from dagcore.protocol.received_pdu import DroppedPdu, check_received_pdu
 from dagcore.protocol.room_versions import RoomVersion, get_room_version
-from dagcore.store import events as event_store
 from dagcore.store import inbound as inbound_store
 from dagcore.store import rooms as room_store
 from dagcore.store import transaction
+from dagcore.store.events import StoredEvent
 from dagcore.store.inbound import StagedPdu
 from dagcore.taskqueue.dispatch import enqueue
 
@@ -106,11 +107,14 @@ def _check_envelope(*, origin: str, body: Any) -> tuple[list[Any], list[Any]]:
     return pdus, edus
 
 
-def _room_version_of(room_id: object) -> tuple[RoomVersion, Room] | str:
-    """The room's version and row, or why a PDU for it is refused."""
+def _room_version_of(room_id: object, rooms: dict[str, Room | None]) -> tuple[RoomVersion, Room] | str:
+    """The room's version and row, or why a PDU for it is refused. ``rooms``: rows already
+    read for this transaction (a room's row is read once, not once per PDU)."""
     if not isinstance(room_id, str):
         return "no room_id"
-    room = room_store.get_room(room_id)
+    if room_id not in rooms:
+        rooms[room_id] = room_store.get_room(room_id)
+    room = rooms[room_id]
     if room is None:
         return "this server is not in the room"
     if not room_federates.get(room.room_id, room.pk):
@@ -142,10 +146,11 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
     results: dict[str, dict[str, str]] = {}
     acl = AclCache()
     candidates: list[tuple[Mapping[str, Any], RoomVersion]] = []
+    rooms: dict[str, Room | None] = {}
     for pdu in pdus:
         if not isinstance(pdu, dict):
             continue  # nothing to name it by: dropped without an entry
-        found = _room_version_of(pdu.get("room_id"))
+        found = _room_version_of(pdu.get("room_id"), rooms)
         if isinstance(found, str):
             results[_claimed_id(pdu)] = {"error": found}
             continue
@@ -261,6 +266,10 @@ def do_process_room(
     """
     owner = f"{os.getpid()}:{secrets.token_hex(4)}"
     settled = 0
+    context = RoomContext.load(room_id)
+    # Settled rows are deleted together, before the next claim and on the way out: a crash in
+    # between processes them again, which finds their events stored and changes nothing.
+    finished: list[int] = []
     try:
         while True:
             now = now_ms()
@@ -273,11 +282,11 @@ def do_process_room(
                 if deadline is not None and time.monotonic() > deadline:
                     return settled
                 try:
-                    error = _process_pdu(item)
+                    error = _process_pdu(item, context)
                 except TransientFailure as exc:
                     if item.attempts + 1 >= MAX_ATTEMPTS:
                         logger.warning("giving up on %s from %s: %s", item.event_id, item.origin, exc)
-                        inbound_store.finish_pdu(item.row_id)
+                        finished.append(item.row_id)
                         settled += 1
                         if verdicts is not None:
                             verdicts[item.event_id] = f"not processed: {exc}"
@@ -288,11 +297,14 @@ def do_process_room(
                     return settled
                 if error is not None:
                     logger.info("%s from %s: %s", item.event_id, item.origin, error)
-                inbound_store.finish_pdu(item.row_id)
+                finished.append(item.row_id)
                 settled += 1
                 if verdicts is not None:
                     verdicts[item.event_id] = error
+            inbound_store.finish_pdus(finished)
+            finished.clear()
     finally:
+        inbound_store.finish_pdus(finished)
         inbound_store.release_room(room_id=room_id, owner=owner)
 
 
@@ -310,26 +322,48 @@ def do_expire_received_transactions() -> int:
     return inbound_store.expire_transactions(before_ts=now_ms() - RECEIVED_TXN_TTL_MS)
 
 
-def _process_pdu(item: inbound_store.ClaimedPdu) -> str | None:
-    room = room_store.get_room(item.room_id)
-    if room is None:
+@dataclass(frozen=True)
+class RoomContext:
+    """What processing a room's PDUs needs of the room, read once per room and transaction
+    (it was read once per PDU): the row (ID, version; its head is read again under the room's
+    write lock for each event) and the room version."""
+
+    room: Room
+    version: RoomVersion
+
+    @classmethod
+    def load(cls, room_id: str) -> RoomContext | None:
+        room = room_store.get_room(room_id)
+        if room is None:
+            return None
+        return cls(room, get_room_version(room.room_version, require_supported=False))
+
+
+def _process_pdu(item: inbound_store.ClaimedPdu, context: RoomContext | None) -> str | None:
+    """One staged PDU: gaps filled, then checked and persisted. Its prev and auth events are
+    read once (with the event itself, to skip one already stored) and passed along: in the
+    usual case (nothing missing) that is the only read before the event's own transaction."""
+    if context is None:
         return "this server is not in the room"
-    version = get_room_version(room.room_version, require_supported=False)
     try:
-        event = Event(item.pdu, version, item.event_id)
+        event = Event(item.pdu, context.version, item.event_id)
     except InvalidEvent as exc:
         return f"dropped: {exc}"
-    if event_store.get_event_by_id(event.event_id) is not None:
+    filler = GapFiller(origin=item.origin, room_id=context.room.room_id, version=context.version)
+    read = filler.read_known(event)
+    if event.event_id in read:
         return None
-    filler = GapFiller(origin=item.origin, room_id=room.room_id, version=version)
+    known: dict[str, StoredEvent] | None = read
     state_before: dict[tuple[str, str], str] | None = None
-    if filler.unknown_prevs(event):
+    if filler.unknown_prevs(event, known):
         filler.fetch_missing_events(event)
+        known = None  # events were stored since: let each step read what it needs
         if filler.unknown_prevs(event):
             state_before = filler.state_before(event)
-    filler.ensure_auth_events(event)
+    if filler.ensure_auth_events(event, known):
+        known = None
     try:
-        persisted = persist_received_event(event, state_before=state_before)
+        persisted = persist_received_event(event, state_before=state_before, known=known)
     except (EventRejected, RoomNotFound) as exc:
         return f"rejected: {exc}"
     if persisted.rejected_reason is not None:

@@ -29,6 +29,7 @@ from dagcore.protocol.room_versions import RoomVersion
 from dagcore.protocol.signing import VerifyKeyLookup
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
+from dagcore.store.events import StoredEvent
 
 logger = logging.getLogger("embassy.inbound")
 
@@ -91,8 +92,18 @@ class GapFiller:
                 logger.info("%s sent a PDU we drop: %s", self.origin, exc.reason)
         return events
 
-    def unknown_prevs(self, event: Event) -> list[str]:
-        known = event_store.get_events_by_ids(event.prev_event_ids)
+    def read_known(self, event: Event) -> dict[str, StoredEvent]:
+        """The stored ones among the event itself, its prev events and its auth events: one
+        query, whose answer :meth:`unknown_prevs`, :meth:`ensure_auth_events` and
+        ``persist_received_event`` share (each used to read them again)."""
+        return event_store.get_events_by_ids(
+            [event.event_id, *event.prev_event_ids, *self._required_auth_ids(event)]
+        )
+
+    def unknown_prevs(self, event: Event, known: Mapping[str, StoredEvent] | None = None) -> list[str]:
+        """Prev events we lack in the timeline; ``known``: from :meth:`read_known` (no query)."""
+        if known is None:
+            known = event_store.get_events_by_ids(event.prev_event_ids)
         return [p for p in event.prev_event_ids if p not in known or known[p].outlier]
 
     def fetch_missing_events(self, event: Event) -> None:
@@ -177,16 +188,19 @@ class GapFiller:
             ids.append(event.create_event_id_for_v12())
         return ids
 
-    def ensure_auth_events(self, event: Event) -> None:
-        """Unknown auth events of the event: its auth chain from ``event_auth``, stored as outliers."""
+    def ensure_auth_events(self, event: Event, known: Mapping[str, StoredEvent] | None = None) -> bool:
+        """Unknown auth events of the event: its auth chain from ``event_auth``, stored as
+        outliers. ``known``: from :meth:`read_known` (no query). Whether it fetched any."""
         ids = self._required_auth_ids(event)
-        known = event_store.get_events_by_ids(ids)  # once: every inbound PDU passes here
+        if known is None:
+            known = event_store.get_events_by_ids(ids)  # once: every inbound PDU passes here
         if all(i in known for i in ids):
-            return
+            return False
         answer = self._call(
             "GET", encode_path("/_matrix/federation/v1/event_auth/{}/{}", self.room_id, event.event_id)
         )
         self._persist_outliers(self.checked(answer.get("auth_chain", [])))
+        return True
 
     def _persist_outliers(self, events: Iterable[Event]) -> None:
         """Store events whose auth events we hold, as outliers, until nothing more can be stored."""

@@ -26,7 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagcore.actions.redaction_rules import check_may_redact, do_apply_pending_redactions, do_apply_redaction
+from dagcore.actions.redaction_rules import (
+    check_may_redact,
+    do_apply_pending_redactions,
+    do_apply_redaction,
+    get_pending_redaction,
+)
 from dagcore.actions.txns import ClientTxn, get_answered_event_id, record_answer
 from dagcore.clock import now_ms
 from dagcore.events_persisted import EventsPersisted, announce_persisted
@@ -439,6 +444,7 @@ def _persist(
     relayed_for: str | None = None,
     nid: int | None = None,
     backfilled_position: int | None = None,
+    pending_redactions: bool = True,
 ) -> PersistedEvent:
     """Write an event whose checks are done. Must run inside the room's write transaction.
 
@@ -447,7 +453,8 @@ def _persist(
     ``canonical_json`` the PDU's encoding if the caller made it already (local events,
     for the size check); ``nid`` the event's internal ID if the caller reserved it
     (``allocate_event_nid``) before taking the room's lock; ``backfilled_position`` the
-    negative stream position of a historical event (``dagcore.actions.backfill``).
+    negative stream position of a historical event (``dagcore.actions.backfill``);
+    ``pending_redactions=False``: the caller knows no redaction of the event is stored.
     """
     stored_json = (
         canonical_json if canonical_json is not None else encode_canonical_json(event.pdu)
@@ -461,6 +468,8 @@ def _persist(
         state_group_after = state_store.create_state_group(
             room, prev_group=state_group_before, delta={event.state_tuple: nid}
         )
+
+    redacted_by: str | None = None
 
     def write_row(*, assign_stream_ordering: bool) -> int | None:
         return event_store.insert_event(
@@ -477,6 +486,7 @@ def _persist(
             canonical_json=stored_json,
             assign_stream_ordering=assign_stream_ordering,
             backfilled_position=backfilled_position if assign_stream_ordering else None,
+            redacted_by=redacted_by,
         )
 
     if outlier or rejected_reason is not None:
@@ -492,9 +502,10 @@ def _persist(
 
     if event.type == "m.room.redaction":
         do_apply_redaction(room=room, redaction=event, state_group_before=state_group_before)
-    if not local:
-        # A redaction can arrive over federation before its target: it applies now.
-        do_apply_pending_redactions(room=room, event=event)
+    if not local and pending_redactions:
+        # A redaction can arrive over federation before its target: it applies now (spec
+        # v1.19 server-server API "Redactions"), written with the row.
+        redacted_by = get_pending_redaction(room=room, event=event)
 
     memberships_changed = False
     if becomes_current and not soft_failed:
@@ -601,6 +612,7 @@ def persist_received_event(
     local: bool = False,
     relayed_for: str | None = None,
     backfilled_position: int | None = None,
+    known: Mapping[str, StoredEvent] | None = None,
 ) -> PersistedEvent:
     """Check and store an event from another server (signatures already verified).
 
@@ -625,13 +637,19 @@ def persist_received_event(
 
     An event persisted on a given ``state_before`` whose prev events we do not hold leaves
     a gap, noted as backward extremities (``dagcore.store.backfill``).
+
+    ``known``: stored events the caller has just read (the event's prev and auth events, as
+    the Embassy reads them to decide whether a gap must be filled): they are not read again.
+    Stored events never change but for redaction, and a redaction committed between that read
+    and this transaction is one that could as well have come just after the event.
     """
     with transaction.atomic():
         room_store.lock_room_for_writing(event.room_id)
-        room = room_store.get_room_for_update(event.room_id)
-        if room is None:
+        found = room_store.get_room_for_receiving(event.room_id, event.event_id)
+        if found is None:
             raise RoomNotFound(event.room_id)
-        existing = event_store.get_event_by_id(event.event_id)
+        room, probe = found
+        existing = event_store.get_event_by_id(event.event_id) if probe.stored else None
         if existing is not None:
             if backfilled_position is not None and existing.outlier and existing.rejected_reason is None:
                 return _promote_backfilled_outlier(room, existing, state_before, backfilled_position)
@@ -642,7 +660,7 @@ def persist_received_event(
         auth_ids = list(event.auth_event_ids)
         if room_version.room_id_is_create_event_hash and event.type != "m.room.create":
             auth_ids.append(event.create_event_id_for_v12())
-        stored_auth = event_store.get_events_by_ids(auth_ids)
+        stored_auth = _stored_events(auth_ids, known, outliers=True)
         missing = [a for a in auth_ids if a not in stored_auth]
         if missing:
             raise EventRejected(f"unknown auth events: {', '.join(missing[:5])}")
@@ -671,6 +689,7 @@ def persist_received_event(
                 becomes_current=False,
                 local=False,
                 outlier=True,
+                pending_redactions=probe.has_pending_redactions,
             )
 
         keys = auth_types_for_event(
@@ -681,18 +700,25 @@ def persist_received_event(
             content=event.content,
         )
         # Step 5: against the state before the event.
-        state_group_before = _state_group_before(room, room_version, event, state_before)
+        state_group_before = _state_group_before(room, room_version, event, state_before, known=known)
+        state_before_auth: dict[StateKey, Event] | None = None
         if rejected_reason is None:
+            state_before_auth = _state_events_for_auth(room, state_group_before, keys)
             try:
-                check_event_auth(event, _state_events_for_auth(room, state_group_before, keys))
+                check_event_auth(event, state_before_auth)
             except AuthError as exc:
                 rejected_reason = f"state before: {exc}"
 
         # Step 6: against the current state (soft fail: stored, but not part of the room's head).
         soft_failed = False
         if rejected_reason is None and backfilled_position is None:
+            current_auth = (
+                state_before_auth
+                if state_before_auth is not None and state_group_before == room.current_state_group
+                else _state_events_for_auth(room, room.current_state_group, keys)
+            )
             try:
-                check_event_auth(event, _state_events_for_auth(room, room.current_state_group, keys))
+                check_event_auth(event, current_auth)
             except AuthError as exc:
                 soft_failed = True
                 logger.info("soft-failing %s: %s", event.event_id, exc)
@@ -709,13 +735,14 @@ def persist_received_event(
             replaced_extremities=[e for e in extremities if e.event_id in prev_ids],
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
-            becomes_current=backfilled_position is None and not _has_known_children(event),
+            becomes_current=backfilled_position is None and not probe.has_children,
             local=local,
             relayed_for=relayed_for,
             backfilled_position=backfilled_position,
+            pending_redactions=probe.has_pending_redactions,
         )
         _note_gaps(room, event, in_timeline=persisted.stream_ordering is not None and not soft_failed,
-                   given_state=state_before is not None)  # fmt: skip
+                   given_state=state_before is not None, was_gap=probe.is_backward_extremity)  # fmt: skip
         return persisted
 
 
@@ -777,10 +804,31 @@ def persist_received_outliers(*, room: Room, events: Sequence[Event]) -> dict[st
     return {e.event_id: known[e.event_id][0] for e in events}
 
 
-def _note_gaps(room: Room, event: Event, *, in_timeline: bool, given_state: bool) -> None:
+def _stored_events(
+    event_ids: Sequence[str], known: Mapping[str, StoredEvent] | None, *, outliers: bool
+) -> dict[str, StoredEvent]:
+    """The stored events among ``event_ids``: from ``known`` where it has them, the rest read
+    (one query, none when ``known`` covers them). ``outliers=False``: a known outlier is read
+    again (it may have joined the timeline since: backfill)."""
+    out = {
+        i: known[i]
+        for i in event_ids
+        if known is not None and i in known and (outliers or not known[i].outlier)
+    }
+    rest = [i for i in event_ids if i not in out]
+    if rest:
+        out.update(event_store.get_events_by_ids(rest))
+    return out
+
+
+def _note_gaps(
+    room: Room, event: Event, *, in_timeline: bool, given_state: bool, was_gap: bool = True
+) -> None:
     """Keep the room's backward extremities true: the event fills its own gap, and an event
-    persisted on a given state leaves one for each prev event we do not hold."""
-    backfill_store.remove_backward_extremity(room, event.event_id)
+    persisted on a given state leaves one for each prev event we do not hold. ``was_gap=False``:
+    the caller knows the event is no backward extremity (nothing to remove)."""
+    if was_gap:
+        backfill_store.remove_backward_extremity(room, event.event_id)
     if in_timeline and given_state and event.prev_event_ids:
         missing = backfill_store.get_missing_timeline_prevs(room, list(event.prev_event_ids))
         backfill_store.add_backward_extremities(room, missing, depth=event.depth)
@@ -820,13 +868,13 @@ def _promote_backfilled_outlier(
     return PersistedEvent(event=event, nid=existing.nid, stream_ordering=position)
 
 
-def _has_known_children(event: Event) -> bool:
-    """An event arriving after its children (backfill) does not move the room's head."""
-    return event_store.has_children(event.event_id)
-
-
 def _state_group_before(
-    room: Room, room_version: RoomVersion, event: Event, state_before: Mapping[StateKey, str] | None
+    room: Room,
+    room_version: RoomVersion,
+    event: Event,
+    state_before: Mapping[StateKey, str] | None,
+    *,
+    known: Mapping[str, StoredEvent] | None = None,
 ) -> int | None:
     if state_before is not None:
         nids = event_store.get_nids_for_event_ids(state_before.values())
@@ -836,7 +884,7 @@ def _state_group_before(
         return state_store.create_state_group_for_state(
             room, state={k: nids[e] for k, e in state_before.items()}, near_group=room.current_state_group
         )
-    prevs = event_store.get_events_by_ids(event.prev_event_ids)
+    prevs = _stored_events(event.prev_event_ids, known, outliers=False)
     unknown = [p for p in event.prev_event_ids if p not in prevs or prevs[p].outlier]
     if unknown:
         raise EventRejected(f"unknown prev events (fill the gap first): {', '.join(unknown[:5])}")

@@ -66,7 +66,7 @@ def do_apply_redaction(*, room: Room, redaction: Event, state_group_before: int 
 
     Called by the event pipeline inside the room's write transaction, for local
     and received redactions alike. A target we do not have yet is handled when
-    it arrives (:func:`do_apply_pending_redactions`).
+    it arrives (:func:`get_pending_redaction`).
     """
     target_id = redaction.redacts
     if target_id is None:
@@ -81,14 +81,25 @@ def do_apply_redaction(*, room: Room, redaction: Event, state_group_before: int 
     )
 
 
-def do_apply_pending_redactions(*, room: Room, event: Event) -> bool:
-    """For an event that arrives after a redaction of it (federation): apply the first that applies."""
+def get_pending_redaction(*, room: Room, event: Event) -> str | None:
+    """For an event that arrives after a redaction of it (federation): the first stored
+    redaction that applies to it. The event pipeline writes it with the event's row (written
+    last in its transaction, so there is no row to mark before)."""
     for redaction_id in redaction_store.get_redactions_of(room, event.event_id):
         stored = event_store.get_event_by_id(redaction_id)
         if stored is None:
             continue
         if redaction_applies(stored.event, event, _state_for_redaction(stored.state_group_before)):
-            return redaction_store.mark_redacted(
-                room=room, target_event_id=event.event_id, redaction_event_id=redaction_id
-            )
-    return False
+            return redaction_id
+    return None
+
+
+def do_apply_pending_redactions(*, room: Room, event: Event) -> bool:
+    """For a stored event that joins the timeline after a redaction of it (a backfilled
+    outlier): apply the first that applies."""
+    redaction_id = get_pending_redaction(room=room, event=event)
+    if redaction_id is None:
+        return False
+    return redaction_store.mark_redacted(
+        room=room, target_event_id=event.event_id, redaction_event_id=redaction_id
+    )

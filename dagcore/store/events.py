@@ -297,6 +297,7 @@ def insert_event(
     canonical_json: str,
     assign_stream_ordering: bool,
     backfilled_position: int | None = None,
+    redacted_by: str | None = None,
 ) -> int | None:
     """Write the event row (ID from :func:`allocate_event_nid`) and its edges; return its stream position.
 
@@ -306,6 +307,7 @@ def insert_event(
     (see ``dagcore.models.streams``). Rejected events and outliers get no position.
     ``backfilled_position``: the (negative) position reserved for a backfilled event
     (``dagcore.store.backfill.reserve_backfill_positions``), written as it is.
+    ``redacted_by``: a redaction of the event that arrived before it and applies to it.
     """
     relates_to, relation_type = _relation_of(event)
     fields: dict[str, Any] = dict(
@@ -327,6 +329,7 @@ def insert_event(
         state_group_before=state_group_before,
         state_group=state_group,
         auth_chain=json.dumps(list(auth_chain)) if auth_chain is not None else None,
+        redacted_by=redacted_by,
     )
     if backfilled_position is not None:
         assert assign_stream_ordering
@@ -366,7 +369,7 @@ def insert_event(
 _INSERT_COLUMNS = (
     "id", "event_id", "room_id", "type", "state_key", "sender", "depth", "origin_server_ts", "received_ts",
     "json", "outlier", "rejected_reason", "soft_failed", "redacts", "relates_to", "relation_type",
-    "state_group_before", "state_group", "auth_chain",
+    "state_group_before", "state_group", "auth_chain", "redacted_by",
 )  # fmt: skip
 _EDGES_SQL = (
     "prev AS (INSERT INTO event_edges (event_id, prev_event_id) "
@@ -377,9 +380,9 @@ _EDGES_SQL = (
 _INSERT_EVENT_SQL = (
     "WITH ev AS (INSERT INTO events ("
     + ", ".join(_INSERT_COLUMNS)
-    + ", stream_ordering, redacted_by) VALUES ("
+    + ", stream_ordering) VALUES ("
     + ", ".join(["%s"] * len(_INSERT_COLUMNS))
-    + ", NULL, NULL) RETURNING id, stream_ordering), "
+    + ", NULL) RETURNING id, stream_ordering), "
     + _EDGES_SQL
     + "SELECT stream_ordering FROM ev"
 )
@@ -387,17 +390,12 @@ _INSERT_WITH_POSITION_SQL = (
     "WITH s AS (UPDATE stream_counters SET position = position + 1 WHERE name = 'events' RETURNING position), "
     "ev AS (INSERT INTO events ("
     + ", ".join(_INSERT_COLUMNS)
-    + ", stream_ordering, redacted_by) VALUES ("
+    + ", stream_ordering) VALUES ("
     + ", ".join(["%s"] * len(_INSERT_COLUMNS))
-    + ", (SELECT position FROM s), NULL) RETURNING id, stream_ordering), "
+    + ", (SELECT position FROM s)) RETURNING id, stream_ordering), "
     + _EDGES_SQL
     + "SELECT stream_ordering FROM ev"
 )
-
-
-def has_children(event_id: str) -> bool:
-    """Whether any stored event lists ``event_id`` among its prev_events."""
-    return EventEdge.objects.filter(prev_event_id=event_id).exists()
 
 
 def get_auth_chains(nids: Iterable[int]) -> dict[int, list[int]]:

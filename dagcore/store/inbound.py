@@ -112,8 +112,11 @@ def claim_room_pdus(*, room_id: str, owner: str, now: int, until: int, limit: in
     return [ClaimedPdu(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
 
-def finish_pdu(row_id: int) -> None:
-    InboundPdu.objects.filter(id=row_id).delete()
+def finish_pdus(row_ids: Sequence[int]) -> None:
+    """Forget settled PDUs (one statement for a batch; processing one again is harmless: its
+    event is found stored)."""
+    if row_ids:
+        InboundPdu.objects.filter(id__in=list(row_ids)).delete()
 
 
 def note_pdu_attempt(row_id: int) -> None:
