@@ -37,7 +37,7 @@ from dagcore.media import content_types, thumbnailer
 from dagcore.media import preview as preview_fetcher
 from dagcore.media.filestore import StoredBlob, TooLarge, get_file_store
 from dagcore.media.ids import is_valid_media_id, mxc_uri, new_media_id
-from dagcore.models import LocalMedia, MediaThumbnail
+from dagcore.models import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail
 from dagcore.protocol.identifiers import is_valid_server_name
 from dagcore.server_keys import get_server_name
 from dagcore.store import media as media_store
@@ -390,7 +390,7 @@ def access_thumbnail_source(
     return media, _content_of(media)
 
 
-def _stored_thumbnail(media: LocalMedia, request: ThumbnailRequest) -> MediaContent | None:
+def _stored_thumbnail(media: LocalMedia | RemoteMedia, request: ThumbnailRequest) -> MediaContent | None:
     row = media_store.get_thumbnail(
         media=media,
         target_width=request.width,
@@ -427,11 +427,11 @@ def render_thumbnail(*, source: Path, request: ThumbnailRequest) -> thumbnailer.
 
 def do_record_thumbnail(
     *,
-    media: LocalMedia,
+    media: LocalMedia | RemoteMedia,
     request: ThumbnailRequest,
     thumb: thumbnailer.Thumbnail,
     blob: StoredBlob,
-) -> MediaThumbnail:
+) -> MediaThumbnail | RemoteMediaThumbnail:
     """Keep a rendered thumbnail (its bytes are already in the file store)."""
     return media_store.insert_thumbnail(
         media=media,
@@ -463,13 +463,21 @@ async def access_thumbnail(
     media, source = await sync_to_async(access_thumbnail_source)(
         server_name=server_name, media_id=media_id, legacy=legacy
     )
+    assert source.path is not None
+    return await thumbnail_from(media, source=source.path, request=request)
+
+
+async def thumbnail_from(
+    media: LocalMedia | RemoteMedia, *, source: Path, request: ThumbnailRequest
+) -> MediaContent:
+    """A stored thumbnail of ``media`` (ours, or another server's cached here), else one
+    rendered from ``source`` now and kept unless the media has enough of them already."""
     if not _conf("dynamic_thumbnails"):
         request = choose_standard_size(request)
     stored = await sync_to_async(_stored_thumbnail)(media, request)
     if stored is not None:
         return stored
-    assert source.path is not None
-    thumb = await asyncio.to_thread(render_thumbnail, source=source.path, request=request)
+    thumb = await asyncio.to_thread(render_thumbnail, source=source, request=request)
     if (
         is_standard_thumbnail(request)
         or await sync_to_async(media_store.count_thumbnails)(media) < MAX_STORED_THUMBNAILS

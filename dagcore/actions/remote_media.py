@@ -324,41 +324,6 @@ async def get_remote_download(*, server_name: str, media_id: str) -> MediaConten
     return _content_of(await access_remote_media(server_name=server_name, media_id=media_id))
 
 
-def _stored_thumbnail(row: RemoteMedia, request: ThumbnailRequest) -> MediaContent | None:
-    thumb = media_store.get_remote_thumbnail(
-        media=row,
-        target_width=request.width,
-        target_height=request.height,
-        method=request.method,
-        animated=request.animated,
-    )
-    if thumb is None:
-        return None
-    path = get_file_store().blob_path(thumb.sha256)
-    if not path.is_file():
-        return None
-    return MediaContent(path=path, size=thumb.size, content_type=thumb.content_type)
-
-
-def do_record_remote_thumbnail(
-    *, row: RemoteMedia, request: ThumbnailRequest, thumb: thumbnailer.Thumbnail, blob: StoredBlob
-) -> None:
-    media_store.insert_remote_thumbnail(
-        media=row,
-        thumb=media_store.NewThumbnail(
-            target_width=request.width,
-            target_height=request.height,
-            method=request.method,
-            animated=request.animated,
-            width=thumb.width,
-            height=thumb.height,
-            content_type=thumb.content_type,
-            sha256=blob.sha256,
-            size=blob.size,
-        ),
-    )
-
-
 async def access_remote_thumbnail(
     *, server_name: str, media_id: str, request: ThumbnailRequest
 ) -> MediaContent:
@@ -367,20 +332,9 @@ async def access_remote_thumbnail(
     row = await access_remote_media(server_name=server_name, media_id=media_id)
     if content_types.essence(row.content_type) not in thumbnailer.THUMBNAILABLE_CONTENT_TYPES:
         raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content")
-    if not settings.DAGMA.dynamic_thumbnails:
-        request = media_actions.choose_standard_size(request)
-    stored = await sync_to_async(_stored_thumbnail)(row, request)
-    if stored is not None:
-        return stored
-    source = get_file_store().blob_path(row.sha256)
-    thumb = await asyncio.to_thread(media_actions.render_thumbnail, source=source, request=request)
-    if (
-        media_actions.is_standard_thumbnail(request)
-        or await sync_to_async(media_store.count_remote_thumbnails)(row) < media_actions.MAX_STORED_THUMBNAILS
-    ):
-        blob = await asyncio.to_thread(get_file_store().write_bytes, thumb.data)
-        await sync_to_async(do_record_remote_thumbnail)(row=row, request=request, thumb=thumb, blob=blob)
-    return MediaContent(path=None, size=len(thumb.data), content_type=thumb.content_type, data=thumb.data)
+    return await media_actions.thumbnail_from(
+        row, source=get_file_store().blob_path(row.sha256), request=request
+    )
 
 
 # --------------------------------------------------------------------------- retention

@@ -144,20 +144,30 @@ def unquarantine_media(*, server_name: str, media_id: str) -> bool:
 # --------------------------------------------------------------------------- thumbnails
 
 
+def _thumbnails_of(media: LocalMedia | RemoteMedia) -> Any:
+    """The thumbnail rows of local or cached remote media (one table each, the same columns)."""
+    if isinstance(media, RemoteMedia):
+        return RemoteMediaThumbnail.objects.filter(media=media)
+    return MediaThumbnail.objects.filter(media=media)
+
+
 def get_thumbnail(
-    *, media: LocalMedia, target_width: int, target_height: int, method: str, animated: bool
-) -> MediaThumbnail | None:
-    return MediaThumbnail.objects.filter(
-        media=media, target_width=target_width, target_height=target_height, method=method, animated=animated
-    ).first()
+    *, media: LocalMedia | RemoteMedia, target_width: int, target_height: int, method: str, animated: bool
+) -> MediaThumbnail | RemoteMediaThumbnail | None:
+    row: MediaThumbnail | RemoteMediaThumbnail | None = (
+        _thumbnails_of(media)
+        .filter(target_width=target_width, target_height=target_height, method=method, animated=animated)
+        .first()
+    )
+    return row
 
 
 def get_thumbnails(media: LocalMedia) -> list[MediaThumbnail]:
     return list(MediaThumbnail.objects.filter(media=media).order_by("width", "height"))
 
 
-def count_thumbnails(media: LocalMedia) -> int:
-    return MediaThumbnail.objects.filter(media=media).count()
+def count_thumbnails(media: LocalMedia | RemoteMedia) -> int:
+    return int(_thumbnails_of(media).count())
 
 
 @dataclass(frozen=True)
@@ -173,11 +183,13 @@ class NewThumbnail:
     size: int
 
 
-def insert_thumbnail(*, media: LocalMedia, thumb: NewThumbnail) -> MediaThumbnail:
+def insert_thumbnail(
+    *, media: LocalMedia | RemoteMedia, thumb: NewThumbnail
+) -> MediaThumbnail | RemoteMediaThumbnail:
     """Store a thumbnail row; if another process stored the same one first, return theirs."""
     try:
         with transaction.atomic():
-            return MediaThumbnail.objects.create(
+            row: MediaThumbnail | RemoteMediaThumbnail = _thumbnails_of(media).create(
                 media=media,
                 target_width=thumb.target_width,
                 target_height=thumb.target_height,
@@ -190,6 +202,7 @@ def insert_thumbnail(*, media: LocalMedia, thumb: NewThumbnail) -> MediaThumbnai
                 size=thumb.size,
                 created_ts=now_ms(),
             )
+            return row
     except IntegrityError:
         existing = get_thumbnail(
             media=media,
@@ -286,47 +299,6 @@ def touch_remote_media_access(media: RemoteMedia, *, now: int) -> None:
     if now - media.last_access_ts >= ACCESS_TOUCH_INTERVAL_MS:
         RemoteMedia.objects.filter(pk=media.pk).update(last_access_ts=now)
         media.last_access_ts = now
-
-
-def get_remote_thumbnail(
-    *, media: RemoteMedia, target_width: int, target_height: int, method: str, animated: bool
-) -> RemoteMediaThumbnail | None:
-    return RemoteMediaThumbnail.objects.filter(
-        media=media, target_width=target_width, target_height=target_height, method=method, animated=animated
-    ).first()
-
-
-def count_remote_thumbnails(media: RemoteMedia) -> int:
-    return RemoteMediaThumbnail.objects.filter(media=media).count()
-
-
-def insert_remote_thumbnail(*, media: RemoteMedia, thumb: NewThumbnail) -> RemoteMediaThumbnail:
-    try:
-        with transaction.atomic():
-            return RemoteMediaThumbnail.objects.create(
-                media=media,
-                target_width=thumb.target_width,
-                target_height=thumb.target_height,
-                method=thumb.method,
-                animated=thumb.animated,
-                width=thumb.width,
-                height=thumb.height,
-                content_type=thumb.content_type,
-                sha256=thumb.sha256,
-                size=thumb.size,
-                created_ts=now_ms(),
-            )
-    except IntegrityError:
-        existing = get_remote_thumbnail(
-            media=media,
-            target_width=thumb.target_width,
-            target_height=thumb.target_height,
-            method=thumb.method,
-            animated=thumb.animated,
-        )
-        if existing is None:
-            raise
-        return existing
 
 
 def get_unaccessed_remote_media(*, before_ts: int, limit: int) -> list[RemoteMedia]:
