@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,7 @@ from dagma_project.config import DEFAULT_IP_RANGE_BLACKLIST
 from tests.federation.certs import TestCA
 from tests.federation.fakes import DictCache, FakeDns, FakeWellKnown
 from tests.federation.https_server import FakeHomeserver
+from tests.support.live import LiveServer
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
@@ -54,3 +58,30 @@ def make_client(
             srv=dns or FakeDns(), well_known=well_known or FakeWellKnown(), cache=DictCache()
         ),
     )
+
+
+def federating_dagma(
+    ca: TestCA, workdir: Path, *, stem: str, config: dict[str, Any] | None = None, **kwargs: Any
+) -> LiveServer:
+    """A Dagma (not started) whose federation listener has a certificate of the suite's CA, which
+    trusts that CA and may reach loopback: its server name is ``localhost:<port>``."""
+    cert = ca.issue("localhost", "127.0.0.1", stem=stem)
+    return LiveServer(
+        workdir,
+        federation_tls=(cert.cert_path, cert.key_path),
+        config={
+            "federation_custom_ca_list": [str(ca.cert_path)],
+            "ip_range_whitelist": LOOPBACK,
+            **(config or {}),
+        },
+        **kwargs,
+    )
+
+
+@contextmanager
+def running(server: LiveServer) -> Iterator[LiveServer]:
+    """``server`` started, and destroyed (its database too) afterwards."""
+    try:
+        yield server.start()
+    finally:
+        server.destroy()

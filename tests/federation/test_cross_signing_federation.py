@@ -15,18 +15,18 @@ his identity, Dee's signature on the old master key is gone.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.federation.certs import TestCA
-from tests.federation.conftest import LOOPBACK
+from tests.federation.conftest import federating_dagma, running
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
 from tests.support.e2e_keys import CrossSigningKeys, DeviceKeys, public, sign
 from tests.support.live import LiveServer
+from tests.support.live import wait_for as _wait_for
 from tests.support.synapse import SynapsePeer
 
 pytestmark = pytest.mark.live
@@ -39,28 +39,11 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("dagma-xsign")
-    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-xsign")
-    server = LiveServer(
-        root / "d",
-        federation_tls=(cert.cert_path, cert.key_path),
-        redis=False,
-        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+    server = federating_dagma(
+        test_ca, tmp_path_factory.mktemp("dagma-xsign") / "d", stem="dagma-xsign", redis=False
     )
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers answer, with a deadline
+    with running(server):
+        yield server
 
 
 def _with_keys(client: MatrixClient) -> tuple[DeviceKeys, CrossSigningKeys]:

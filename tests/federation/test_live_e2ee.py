@@ -11,8 +11,7 @@ cache). Spec: server-server API "End-to-End Encryption", "Device Management",
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from tests.federation.conftest import LOOPBACK
 from tests.support.client import MatrixClient, q
 from tests.support.e2e_keys import DeviceKeys
 from tests.support.live import LiveServer
+from tests.support.live import wait_for as _wait_for
 
 pytestmark = pytest.mark.live
 
@@ -46,16 +46,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     finally:
         for server in made:
             server.destroy()
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers answer, with a deadline
 
 
 def _upload(client: MatrixClient, *, one_time: int = 5) -> DeviceKeys:

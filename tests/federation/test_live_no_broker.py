@@ -11,16 +11,14 @@ runs, from its in-process beat re-scan of the outbox.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, wait_for
 
 pytestmark = pytest.mark.live
 
@@ -51,16 +49,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServ
         embassy.stop()
         b.destroy()
         tribune.destroy()
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers stored, with a deadline
 
 
 def stored_bodies(server: LiveServer, room_id: str) -> list[str]:

@@ -30,7 +30,7 @@ from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
 from tests.federation.tcp_proxy import TcpProxy
 from tests.support.client import MatrixClient, q
-from tests.support.live import CeleryWorker, LiveServer, advance_clock, free_port
+from tests.support.live import CeleryWorker, LiveServer, advance_clock, free_port, wait_for
 
 pytestmark = pytest.mark.live
 
@@ -87,16 +87,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SplitSer
         embassy.stop()
         b.destroy()
         tribune.destroy()
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers stored, with a deadline
 
 
 def stored_bodies(server: LiveServer, room_id: str) -> list[str]:

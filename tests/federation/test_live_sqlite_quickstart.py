@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, wait_for
 
 pytestmark = pytest.mark.live
 
@@ -49,16 +48,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     finally:
         for server in made:
             server.destroy()
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers answer, with a deadline
 
 
 def timeline(client: MatrixClient, room_id: str) -> list[dict[str, Any]]:

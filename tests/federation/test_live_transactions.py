@@ -8,9 +8,7 @@ make_join/send_join); everything after that goes through A's and B's outboxes.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +16,7 @@ from tests.federation.certs import TestCA
 from tests.federation.conftest import LOOPBACK
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer, advance_clock
+from tests.support.live import wait_for as _wait_for
 
 pytestmark = pytest.mark.live
 
@@ -42,16 +41,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     finally:
         for server in made:
             server.destroy()
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the servers stored, with a deadline
 
 
 def _bodies(server: LiveServer, room_id: str) -> list[str]:

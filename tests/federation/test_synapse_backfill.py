@@ -5,7 +5,6 @@ missing events")."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,11 +12,11 @@ from typing import Any
 import pytest
 
 from tests.federation.certs import TestCA
-from tests.federation.conftest import LOOPBACK
+from tests.federation.conftest import federating_dagma, running
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer
-from tests.support.synapse import SynapsePeer
+from tests.support.synapse import SynapsePeer, people_of
 
 pytestmark = pytest.mark.live
 
@@ -29,39 +28,18 @@ HISTORY = 30
 
 @pytest.fixture(scope="module")
 def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("dagma-syn-backfill")
-    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-backfill")
-    server = LiveServer(
-        root / "d",
-        federation_tls=(cert.cert_path, cert.key_path),
-        redis=False,
-        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+    server = federating_dagma(
+        test_ca, tmp_path_factory.mktemp("dagma-syn-backfill") / "d", stem="dagma-backfill", redis=False
     )
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
+    with running(server):
+        yield server
 
 
 @pytest.fixture
 def people(dagma: LiveServer, synapse_peer: SynapsePeer) -> Iterator[Callable[[str], MatrixClient]]:
     """``"dagma"`` or ``"synapse"`` -> a fresh user of that server."""
-    made: list[MatrixClient] = []
-
-    def factory(where: str) -> MatrixClient:
-        name = f"u{secrets.token_hex(4)}"
-        if where == "dagma":
-            client = MatrixClient(dagma.base_url, timeout=120).register(name)
-        else:
-            login = synapse_peer.register(name)
-            client = MatrixClient(synapse_peer.base_url, login["access_token"], timeout=120)
-            client.user_id = login["user_id"]
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
+    with people_of(dagma, synapse_peer) as factory:
+        yield factory
 
 
 def walk_back(client: MatrixClient, room_id: str, *, limit: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import nio
 import pytest
 
 from tests.federation.certs import TestCA
-from tests.federation.conftest import LOOPBACK
+from tests.federation.conftest import federating_dagma, running
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient
 from tests.support.live import LiveServer
@@ -35,18 +35,11 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("dagma-syn-e2ee")
-    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-e2ee")
-    server = LiveServer(
-        root / "d",
-        federation_tls=(cert.cert_path, cert.key_path),
-        redis=False,
-        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+    server = federating_dagma(
+        test_ca, tmp_path_factory.mktemp("dagma-syn-e2ee") / "d", stem="dagma-e2ee", redis=False
     )
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
+    with running(server):
+        yield server
 
 
 async def _client(base_url: str, user_id: str, store: Path) -> nio.AsyncClient:

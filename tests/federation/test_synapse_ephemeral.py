@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.federation.certs import TestCA
-from tests.federation.conftest import LOOPBACK
+from tests.federation.conftest import federating_dagma, running
 from tests.federation.test_live_ephemeral import _presence, _receipt, _typing, _wait_sync
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
@@ -26,18 +26,11 @@ synapse_peer = synapse_support.synapse_peer
 
 @pytest.fixture(scope="module")
 def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("dagma-syn-eph")
-    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-eph")
-    server = LiveServer(
-        root / "d",
-        federation_tls=(cert.cert_path, cert.key_path),
-        redis=False,
-        config={"federation_custom_ca_list": [str(test_ca.cert_path)], "ip_range_whitelist": LOOPBACK},
+    server = federating_dagma(
+        test_ca, tmp_path_factory.mktemp("dagma-syn-eph") / "d", stem="dagma-eph", redis=False
     )
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
+    with running(server):
+        yield server
 
 
 def _synapse_client(peer: SynapsePeer, localpart: str) -> MatrixClient:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import secrets
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from tests.federation.conftest import LOOPBACK
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer, advance_clock
+from tests.support.live import wait_for as _wait_for
 from tests.support.synapse import SynapsePeer
 
 pytestmark = pytest.mark.live
@@ -50,16 +50,6 @@ def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def _https(ca: TestCA) -> httpx.Client:
     return httpx.Client(verify=ssl.create_default_context(cafile=str(ca.cert_path)), timeout=60)
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)  # polling what the server stored, with a deadline
 
 
 def test_dagma_fetches_synapses_keys_over_tls(

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.federation.certs import TestCA
-from tests.federation.conftest import LOOPBACK
+from tests.federation.conftest import federating_dagma, running
 from tests.support import synapse as synapse_support
 from tests.support.client import MatrixClient, q
 from tests.support.live import LiveServer
@@ -30,22 +30,15 @@ V1 = "/_matrix/client/v1/media"
 
 @pytest.fixture(scope="module")
 def dagma(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("dagma-synq")
-    cert = test_ca.issue("localhost", "127.0.0.1", stem="dagma-q")
-    server = LiveServer(
-        root / "d",
-        federation_tls=(cert.cert_path, cert.key_path),
+    server = federating_dagma(
+        test_ca,
+        tmp_path_factory.mktemp("dagma-synq") / "d",
+        stem="dagma-q",
+        config={"allow_public_rooms_over_federation": True},
         redis=False,
-        config={
-            "federation_custom_ca_list": [str(test_ca.cert_path)],
-            "ip_range_whitelist": LOOPBACK,
-            "allow_public_rooms_over_federation": True,
-        },
     )
-    try:
-        yield server.start()
-    finally:
-        server.destroy()
+    with running(server):
+        yield server
 
 
 def _client(base_url: str, login: dict[str, Any]) -> MatrixClient:

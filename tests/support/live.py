@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,18 @@ class LiveServer:
         assert self.database == "postgres", "query() reads a PostgreSQL test server"
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.db_name}") as conn:
             return list(conn.execute(sql, params).fetchall())
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """``check()``'s first truthy value, polled every 0.2 s; fails naming ``what`` after
+    ``timeout`` seconds. Tests wait on what the servers store or answer, never on a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)  # polling, with a deadline
 
 
 # --------------------------------------------------------------------------- test hooks

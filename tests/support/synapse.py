@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +256,29 @@ def synapse_peer(
         yield peer.start()
     finally:
         peer.destroy()
+
+
+@contextlib.contextmanager
+def people_of(dagma: Any, peer: SynapsePeer) -> Iterator[Callable[[str], Any]]:
+    """``"dagma"`` or ``"synapse"`` -> a fresh logged-in user of that server (a ``MatrixClient``);
+    every client made is closed at the end."""
+    from tests.support.client import MatrixClient
+
+    made: list[MatrixClient] = []
+
+    def factory(where: str) -> MatrixClient:
+        name = f"u{secrets.token_hex(4)}"
+        if where == "dagma":
+            client = MatrixClient(dagma.base_url, timeout=120).register(name)
+        else:
+            login = peer.register(name)
+            client = MatrixClient(peer.base_url, login["access_token"], timeout=120)
+            client.user_id = login["user_id"]
+        made.append(client)
+        return client
+
+    try:
+        yield factory
+    finally:
+        for client in made:
+            client.close()
