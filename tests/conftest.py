@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that ran real servers reports what they were doing: each process's
+    threads (``serve`` dumps them on SIGUSR1) and the end of its log. A request that timed
+    out in CI is then explained by the report, not guessed at."""
+    outcome = yield
+    report = outcome.get_result()
+    live = sys.modules.get("tests.support.live")
+    if report.when != "call" or not report.failed or live is None:
+        return
+    for server in live.running_servers():
+        name = f"{server.role} {server.server_name}"
+        log = server.log_tail(6000)
+        report.sections.append((f"threads of {name}", server.dump_threads()[-20000:]))
+        report.sections.append((f"log of {name}", log))
 
 
 @pytest.fixture(scope="session", autouse=True)

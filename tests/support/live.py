@@ -34,6 +34,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Server processes running now (a failed test's report shows their threads and logs).
+_running: set[LiveServer] = set()
+
+
+def running_servers() -> list[LiveServer]:
+    return [server for server in _running if server.proc is not None and server.proc.poll() is None]
+
+
 def _pg_admin(sql: str) -> None:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(sql)
@@ -193,6 +201,7 @@ class LiveServer:
             [sys.executable, str(ROOT / "manage.py"), "serve", self.role],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
         )  # fmt: skip
+        _running.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -235,6 +244,7 @@ class LiveServer:
         return other
 
     def stop(self) -> int | None:
+        _running.discard(self)
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -253,6 +263,25 @@ class LiveServer:
         if self.database == "postgres" and self.owns_db:
             with contextlib.suppress(psycopg.Error):
                 _pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    def dump_threads(self, timeout: float = 5.0) -> str:
+        """Every thread's stack, as ``serve`` writes it to its log on SIGUSR1 (what a request
+        that timed out was waiting on). Waits until the dump stops growing."""
+        if self.proc is None or self.proc.poll() is not None or not self.log_path.exists():
+            return ""
+        start = self.log_path.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        size = start
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            grown = self.log_path.stat().st_size
+            if grown > start and grown == size:
+                break
+            size = grown
+        with open(self.log_path, "rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text()[-n:] if self.log_path.exists() else ""

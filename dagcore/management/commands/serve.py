@@ -13,8 +13,10 @@ migrations are applied at start; on PostgreSQL run ``manage.py migrate`` first.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -160,6 +162,9 @@ class Command(BaseCommand):
         # which must happen in the serving process before anything imports twisted.
         import daphne.server
 
+        # `kill -USR1 <pid>` writes every thread's stack to the log: what a stuck request is
+        # waiting on, without stopping the server.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         config = settings.DAGMA
         tls_files: tuple[Path, Path] | None = None
         try:
