@@ -28,7 +28,13 @@ app.conf.beat_schedule = {
 # dagcore's task modules are named by area, not ``<package>.tasks``: named one by one. Loaded
 # lazily like the others, once Django is set up (they import the actions, which import models).
 app.autodiscover_tasks(
-    ["dagcore.tasks.e2e", "dagcore.tasks.maintenance", "dagcore.tasks.media", "dagcore.tasks.push"],
+    [
+        "dagcore.tasks.admin_jobs",
+        "dagcore.tasks.e2e",
+        "dagcore.tasks.maintenance",
+        "dagcore.tasks.media",
+        "dagcore.tasks.push",
+    ],
     related_name=None,
 )
 

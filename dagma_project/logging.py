@@ -24,6 +24,7 @@ class JsonFormatter(logging.Formatter):
             "method",
             "path",
             "status",
+            "audit",
         ):
             value = getattr(record, key, None)
             if value is not None:

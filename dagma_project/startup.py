@@ -32,6 +32,10 @@ def on_process_start() -> None:
         # (dagcore.taskqueue.dispatch); without it they would go to Celery's default app.
         importlib.import_module("dagma_project.broker")
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
+    if not getattr(settings, "DAGMA_NO_HEARTBEAT", False):
+        from dagcore.actions.heartbeat import start_heartbeat
+
+        start_heartbeat(role)
     for module in ROLE_HOOKS[role]:
         importlib.import_module(module).on_start()
     logger.info("dagma %s process started for %s", role, settings.SERVER_NAME)

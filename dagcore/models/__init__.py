@@ -38,6 +38,7 @@ from dagcore.models.federation import (
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
+from dagcore.models.operations import AdminJob, AuditEntry, CheckResult, ProcessHeartbeat, ScheduledJobRun
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
@@ -49,7 +50,10 @@ from dagcore.models.userdata import AccountData, RemoteProfileCache, UserFilter
 __all__ = [
     "AccessToken",
     "AccountData",
+    "AdminJob",
+    "AuditEntry",
     "BackwardExtremity",
+    "CheckResult",
     "ClientTxn",
     "ContentReport",
     "CrossSigningKey",
@@ -75,6 +79,7 @@ __all__ = [
     "MediaThumbnail",
     "OneTimeKey",
     "Presence",
+    "ProcessHeartbeat",
     "PushRule",
     "Pusher",
     "Receipt",
@@ -93,6 +98,7 @@ __all__ = [
     "RoomAlias",
     "RoomMembership",
     "RoomServer",
+    "ScheduledJobRun",
     "StateGroup",
     "StateGroupEntry",
     "StreamCounter",

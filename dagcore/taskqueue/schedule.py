@@ -10,6 +10,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "expire-login-tokens": ("dagcore.tasks.maintenance.expire_login_tokens", 3600.0),
     "expire-remote-profiles": ("dagcore.tasks.maintenance.expire_remote_profiles", 3600.0),
     "expire-received-to-device-ids": ("dagcore.tasks.maintenance.expire_received_to_device_ids", 3600.0),
+    "admin-jobs-rescan": ("dagcore.tasks.admin_jobs.run_scheduled_jobs", 60.0),
     "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
     "push-all": ("dagcore.tasks.push.push_all", 30.0),
     # Destinations whose back-off is over, or whose nudge was lost (the outbox is the truth).

@@ -17,3 +17,4 @@ from dagma_project.settings.base import *  # noqa: E402, F403
 
 ROOT_URLCONF = "dagma_project.urls_all"
 DAGMA_SERVER_ROLE = "all"
+DAGMA_NO_HEARTBEAT = True  # a test process is not a server: no heartbeat thread
