@@ -346,7 +346,9 @@ def test_a_worker_killed_mid_transaction_loses_nothing_and_its_transaction_is_re
         # The sender lets go of its lease once it has looked for more work (it re-checks the
         # outbox after releasing, so a row written meanwhile is not stranded).
         wait_for(lambda: in_flight(a.tribune, b.server_name) == ("", ""), "A's sender idle again")
-        assert sum(sent_pdus_per_run(a.worker)) == 3  # k0 again (as txn_id), then k1 and k2
+        # k0 again (as txn_id), then k1 and k2. Celery logs a run's result after the run has
+        # released the lease: wait for the line, not only for the database.
+        wait_for(lambda: sum(sent_pdus_per_run(a.worker)) == 3, "the new worker's runs logged")
         after = received_txns(b, a.server_name)
         # One new transaction (k1, k2): the resent one was not recorded twice, nor renamed.
         assert len(after) == recorded + 1 and after.count(txn_id) == 1

@@ -143,13 +143,13 @@ def test_a_synapse_user_joins_a_dagma_room_and_they_talk(
         _talk(dan, sam, room_id, tag)
         # Synapse answered every transaction 200 (nothing dead-lettered, nothing left), having
         # checked our X-Matrix signatures with Dagma's key fetched from Dagma's Embassy.
+        _wait_for(lambda: _pending(dagma, synapse_peer.server_name) == 0, "Dagma's outbox drained")
         [(success, dead, error)] = dagma.query(
             "SELECT last_success_ts, dead_lettered, last_error FROM federation_destinations "
             "WHERE server_name = %s",
             (synapse_peer.server_name,),
         )
         assert success is not None and dead == 0 and error == ""
-        assert _pending(dagma, synapse_peer.server_name) == 0
         assert synapse_peer.query(
             "SELECT 1 FROM server_keys_json WHERE server_name = %s", (dagma.server_name,)
         )
