@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from politburo.api import register, users
+from politburo.api import federation, register, users
 from politburo.console import pages
 
 urlpatterns = [
@@ -14,4 +14,14 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.user),
     re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.reset_password),
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.deactivate),
+    # -- Federation (issue 13: destinations API; the console's Federation page) --
+    re_path(r"^_synapse/admin/v1/federation/destinations$", federation.destinations),
+    re_path(r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)$", federation.destination),
+    re_path(
+        r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/rooms$", federation.destination_rooms
+    ),
+    re_path(
+        r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/reset_connection$",
+        federation.reset_connection,
+    ),
 ]
