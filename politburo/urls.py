@@ -18,7 +18,8 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v1/federation/destinations$", federation.destinations),
     re_path(r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)$", federation.destination),
     re_path(
-        r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/rooms$", federation.destination_rooms
+        r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/rooms$",
+        federation.destination_rooms,
     ),
     re_path(
         r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/reset_connection$",

@@ -587,7 +587,8 @@ def check_key_response(
     key_ids = sorted(str(k) for k in verify_keys)
     for kid, entry in verify_keys.items():
         try:
-            key = signing.decode_verify_key_base64(kid, entry.get("key") if isinstance(entry, dict) else "")
+            encoded = entry.get("key") if isinstance(entry, dict) else None
+            key = signing.decode_verify_key_base64(kid, encoded if isinstance(encoded, str) else "")
             signing.verify_json_signature(body, server_name=server_name, key_id=kid, verify_key=key)
         except (ValueError, AttributeError, signing.SignatureError) as exc:
             return Step(

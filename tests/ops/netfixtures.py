@@ -27,7 +27,7 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-class SrvZone(BaseResolver):  # type: ignore[misc]
+class SrvZone(BaseResolver):
     """SRV records by name (``_matrix-fed._tcp.localhost`` -> [(priority, weight, port, target)]);
     every other question is NXDOMAIN. Tests change ``records`` between runs."""
 
@@ -80,15 +80,18 @@ class Certs:
         self.ca_path = directory / "trustme-ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_path))
 
-    def issue(
-        self, stem: str, *names: str, days_valid: float = 90.0, expired: bool = False
-    ) -> ServerCert:
+    def issue(self, stem: str, *names: str, days_valid: float = 90.0, expired: bool = False) -> ServerCert:
         now = datetime.datetime.now(datetime.UTC)
         if expired:
             not_before, not_after = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
         else:
-            not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days_valid)
-        leaf = self.ca.issue_cert(*(names or ("localhost", "127.0.0.1")), not_before=not_before, not_after=not_after)
+            not_before, not_after = (
+                now - datetime.timedelta(hours=1),
+                now + datetime.timedelta(days=days_valid),
+            )
+        leaf = self.ca.issue_cert(
+            *(names or ("localhost", "127.0.0.1")), not_before=not_before, not_after=not_after
+        )
         out = ServerCert(self.directory / f"{stem}.crt", self.directory / f"{stem}.key")
         out.cert_path.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
         leaf.private_key_pem.write_to_path(str(out.key_path))
@@ -116,13 +119,15 @@ def key_answer(
         signer = signed_by or key
         if signed_by is not None:
             # The signature claims the listed key's ID but comes from another key.
-            signer.version = key.version  # type: ignore[attr-defined]
+            signer.version = key.version
         return json_answer(signing.sign_json(body, server_name=server_name, signing_key=signer))
 
     return handler
 
 
-def fake_homeserver(cert: ServerCert, *, server_name_of: Callable[[int], str], signed_by: SigningKey | None = None) -> FakeHomeserver:
+def fake_homeserver(
+    cert: ServerCert, *, server_name_of: Callable[[int], str], signed_by: SigningKey | None = None
+) -> FakeHomeserver:
     """An HTTPS server playing a homeserver's federation listener (keys and version)."""
     server = FakeHomeserver(cert)
     key = signing.generate_signing_key()

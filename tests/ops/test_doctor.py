@@ -46,7 +46,11 @@ def test_disk_warns_at_80_percent_and_fails_at_90(used: int, status: str) -> Non
 
 def _room(room_id: str, extremities: int, version: str = "10") -> None:
     Room.objects.create(
-        room_id=room_id, room_version=version, creator="@a:test", created_ts=0, forward_extremity_count=extremities
+        room_id=room_id,
+        room_version=version,
+        creator="@a:test",
+        created_ts=0,
+        forward_extremity_count=extremities,
     )
 
 
@@ -128,7 +132,9 @@ def test_a_failing_destination_warns(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_the_last_verified_backup_must_be_recent(capsys: pytest.CaptureFixture[str]) -> None:
     assert doctor_stdout("backup", capsys=capsys)[0] == 1  # none on record
-    ops_store.insert_check_result(name="backup_verify", status="ok", summary="restored", details={}, ts=now_ms())
+    ops_store.insert_check_result(
+        name="backup_verify", status="ok", summary="restored", details={}, ts=now_ms()
+    )
     assert doctor_stdout("backup", capsys=capsys)[0] == 0
     old = now_ms() - 36 * 24 * HOUR_MS
     ops_store.insert_check_result(name="backup_verify", status="ok", summary="restored", details={}, ts=old)
@@ -144,7 +150,12 @@ def test_every_result_is_kept_under_its_check_name(capsys: pytest.CaptureFixture
     code, out = doctor_stdout("database", "migrations", "bloat", "queues", capsys=capsys)
     assert code == 0, out
     kept = {r.name: r.status for r in ops_store.latest_check_results(prefix="doctor.")}
-    assert kept == {"doctor.database": "ok", "doctor.migrations": "ok", "doctor.bloat": "ok", "doctor.queues": "ok"}
+    assert kept == {
+        "doctor.database": "ok",
+        "doctor.migrations": "ok",
+        "doctor.bloat": "ok",
+        "doctor.queues": "ok",
+    }
 
 
 def test_an_unknown_check_is_refused_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

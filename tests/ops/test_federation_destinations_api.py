@@ -35,11 +35,13 @@ class Api:
     def call(self, method: str, path: str, token: str | None = "", **params: str) -> httpx.Response:
         auth = self.token if token == "" else token
         headers = {"Authorization": f"Bearer {auth}"} if auth else {}
-        body = {} if method == "POST" else None
+        body: dict[str, Any] | None = {} if method == "POST" else None
         return httpx.request(method, self.base + path, headers=headers, json=body, params=params or None)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.dagma.db_name}", autocommit=True) as c:
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{self.dagma.db_name}", autocommit=True
+        ) as c:
             c.execute(sql, params)
 
 
@@ -77,7 +79,8 @@ def _fail_destination(api: Api) -> tuple[int, str]:
     (the room's newest event), the room shared with it. Returns (failing since, event ID)."""
     (room_nid,) = api.dagma.query("SELECT id FROM rooms WHERE room_id = %s", (api.room_id,))[0]
     event_nid, event_id = api.dagma.query(
-        "SELECT id, event_id FROM events WHERE room_id = %s ORDER BY stream_ordering DESC LIMIT 1", (room_nid,)
+        "SELECT id, event_id FROM events WHERE room_id = %s ORDER BY stream_ordering DESC LIMIT 1",
+        (room_nid,),
     )[0]
     now = int(api.dagma.query("SELECT (extract(epoch from now()) * 1000)::bigint")[0][0])
     since = now - 2 * HOUR_MS
@@ -93,7 +96,8 @@ def _fail_destination(api: Api) -> tuple[int, str]:
         (api.peer_name, event_nid, room_nid, since),
     )
     api.execute(
-        "INSERT INTO room_servers (room_id, server_name, joined_count) VALUES (%s, %s, 1)", (room_nid, api.peer_name)
+        "INSERT INTO room_servers (room_id, server_name, joined_count) VALUES (%s, %s, 1)",
+        (room_nid, api.peer_name),
     )
     api.execute(
         "INSERT INTO federation_destinations (server_name, next_attempt_ts, failures, last_success_ts, "
@@ -166,7 +170,9 @@ def test_destinations_their_rooms_and_reset_connection(api: Api) -> None:
         lambda: (d := api.call("GET", f"{path}/{q(api.peer_name)}").json())["queued_pdus"] == 0 and d,
         "the outbox row deleted after the peer's 200",
     )
-    assert after["failure_ts"] is None and after["retry_last_ts"] == 0 and after["last_success_ts"] is not None
+    assert (
+        after["failure_ts"] is None and after["retry_last_ts"] == 0 and after["last_success_ts"] is not None
+    )
     audit = api.dagma.query(
         "SELECT actor, via, target, counts FROM audit_log WHERE action = 'federation.reset_connection'"
     )

@@ -237,5 +237,10 @@ def test_an_invalid_server_name_fails_without_touching_the_network(setup: Setup)
     code, report = setup.tester("not a server!")
     assert code == 2
     assert report["steps"] == [
-        {"step": "name", "status": "fail", "summary": "'not a server!' is not a valid server name", "details": {}}
+        {
+            "step": "name",
+            "status": "fail",
+            "summary": "'not a server!' is not a valid server name",
+            "details": {},
+        }
     ]
