@@ -9,6 +9,7 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 from django.urls import path, re_path
 
 from politburo.api import federation, register, users
+from politburo.console import federation as federation_pages
 from politburo.console import login, pages, static
 
 urlpatterns = [
@@ -28,8 +29,14 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.ResetPassword.as_view()),
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
     # -- admin API + console: federation destinations, the federation tester (helper health)
+    path("federation", federation_pages.federation, name="federation"),
+    path("federation/retry", federation_pages.retry, name="federation_retry"),
+    path("federation/test", federation_pages.tester, name="federation_test"),
     re_path(r"^_synapse/admin/v1/federation/destinations$", federation.Destinations.as_view()),
-    re_path(r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)$", federation.Destination.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)$",
+        federation.Destination.as_view(),
+    ),
     re_path(
         r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/rooms$",
         federation.DestinationRooms.as_view(),
