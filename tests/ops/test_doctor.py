@@ -163,3 +163,19 @@ def test_an_unknown_check_is_refused_with_exit_2(capsys: pytest.CaptureFixture[s
         call_command("doctor", "--only", "disk,nonsense")
     assert exited.value.code == 2
     assert "unknown check 'nonsense'" in capsys.readouterr().err
+
+
+@pytest.mark.django_db(transaction=True)  # VACUUM runs outside a transaction
+def test_vacuum_reclaims_and_refuses_an_unknown_table(capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("vacuum")
+    assert capsys.readouterr().out.startswith("vacuumed ")
+    from dagcore.models import AuditEntry
+
+    assert AuditEntry.objects.filter(action="vacuum", via="cli").count() == 1
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        call_command("vacuum", "rooms", "events")
+        assert "vacuumed rooms, events" in capsys.readouterr().out
+        with pytest.raises(SystemExit) as exited:
+            call_command("vacuum", "no_such_table")
+        assert exited.value.code == 2
+        assert "no table named 'no_such_table'" in capsys.readouterr().err
