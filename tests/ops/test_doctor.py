@@ -179,3 +179,49 @@ def test_vacuum_reclaims_and_refuses_an_unknown_table(capsys: pytest.CaptureFixt
             call_command("vacuum", "no_such_table")
         assert exited.value.code == 2
         assert "no table named 'no_such_table'" in capsys.readouterr().err
+
+
+def test_the_nightly_job_runs_every_check_and_keeps_the_results() -> None:
+    from dagcore.doctor.run import CHECKS
+    from dagcore.tasks.doctor import run_doctor
+
+    assert BEAT_SCHEDULE["doctor-nightly"] == ("dagcore.tasks.doctor.run_doctor", 86400.0)
+    status = run_doctor.run()
+    assert status in ("ok", "warn", "fail")
+    kept = {r.name for r in ops_store.latest_check_results(prefix="doctor.")}
+    assert kept == {f"doctor.{name}" for name in CHECKS}
+
+
+def test_beat_runs_are_recorded_and_a_failed_run_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    from dagcore.taskqueue.beat_runs import run_recorded
+
+    _beat("all", seen_ago_ms=1000)
+    for name in BEAT_SCHEDULE:
+        run_recorded(name, lambda: None)
+    assert {r.outcome for r in ScheduledJobRun.objects.all()} == {"ok"}
+    assert doctor_stdout("beat", capsys=capsys)[0] == 0
+
+    def broken() -> None:
+        raise RuntimeError("the disk is on fire")
+
+    with pytest.raises(RuntimeError):
+        run_recorded("push-all", broken)
+    run = ScheduledJobRun.objects.get(name="push-all")
+    assert run.outcome == "failed" and "the disk is on fire" in run.message
+    code, out = doctor_stdout("beat", capsys=capsys)
+    assert (
+        code == 1 and "push-all failed: RuntimeError: the disk is on fire" in verdict(out, "beat")["summary"]
+    )
+
+
+def test_dns_resolvers_must_be_ip_addresses_with_optional_ports() -> None:
+    from dagma_project.config import ConfigError, build_config
+
+    ok = build_config(
+        {"server_name": "example.org", "dns_resolvers": ["127.0.0.1:5353", "[::1]:53", "9.9.9.9"]}, env={}
+    )
+    assert ok.dns_resolvers == ["127.0.0.1:5353", "[::1]:53", "9.9.9.9"]
+    for bad in (["dns.example:53"], ["127.0.0.1:99999"], "127.0.0.1"):
+        with pytest.raises(ConfigError) as err:
+            build_config({"server_name": "example.org", "dns_resolvers": bad}, env={})
+        assert str(err.value).startswith("dns_resolvers")
