@@ -225,3 +225,15 @@ def test_dns_resolvers_must_be_ip_addresses_with_optional_ports() -> None:
         with pytest.raises(ConfigError) as err:
             build_config({"server_name": "example.org", "dns_resolvers": bad}, env={})
         assert str(err.value).startswith("dns_resolvers")
+
+
+def test_a_celery_worker_records_the_runs_of_beat_tasks() -> None:
+    import dagma_project.celery  # noqa: F401 - a worker's entry: connects the task signals
+    from dagcore.tasks.admin_jobs import run_admin_job
+    from dagcore.tasks.maintenance import expire_uia_sessions
+
+    expire_uia_sessions.apply()  # as a worker runs it
+    run = ScheduledJobRun.objects.get(name="expire-uia-sessions")
+    assert run.outcome == "ok" and run.last_started_ts and run.last_success_ts
+    run_admin_job.apply(args=["no-such-job"])  # not a beat job: not recorded
+    assert set(ScheduledJobRun.objects.values_list("name", flat=True)) == {"expire-uia-sessions"}
