@@ -45,7 +45,7 @@ from dagcore.federation.client import (
     FederationPolicy,
     HttpsTransport,
     RawAnswer,
-    _ssl_context,
+    federation_ssl_context,
 )
 from dagcore.federation.discovery import (
     DEFAULT_PORT,
@@ -185,7 +185,7 @@ class FederationTester:
         if parts is None:
             steps.append(Step("name", FAIL, f"{server_name[:255]!r} is not a valid server name"))
             return
-        if not policy.allows(server_name):
+        if not is_self and not policy.allows(server_name):
             steps.append(Step("name", FAIL, "not in federation_domain_whitelist: we never contact it"))
             return
         steps.append(Step("name", OK, f"{server_name} is a valid server name"))
@@ -364,7 +364,7 @@ class FederationTester:
         steps: list[Step],
     ) -> tuple[str, int] | None:
         """The TLS and certificate steps; returns the (address, port) that worked."""
-        verifying = _ssl_context(policy)
+        verifying = federation_ssl_context(policy)
         errors: list[str] = []
         for _host, port, addresses in resolved:
             for address in addresses:
@@ -532,7 +532,7 @@ def _plain_get(url: str, policy: FederationPolicy) -> tuple[int, Any]:
         raise _GetError(str(exc)) from None
     default = 443 if parsed.scheme == "https" else 80
     host_header = _url_host(parsed.host) if port == default else f"{_url_host(parsed.host)}:{port}"
-    with httpx.Client(verify=_ssl_context(policy), follow_redirects=False, trust_env=False,
+    with httpx.Client(verify=federation_ssl_context(policy), follow_redirects=False, trust_env=False,
                       timeout=TIMEOUT_S) as client:  # fmt: skip
         last = "no address"
         for address in addresses:

@@ -166,6 +166,12 @@ def _ssl_context(policy: FederationPolicy) -> ssl.SSLContext:
     return context
 
 
+def federation_ssl_context(policy: FederationPolicy) -> ssl.SSLContext:
+    """The TLS client context federation requests use under ``policy`` (the federation tester
+    checks certificates exactly as other requests do)."""
+    return _ssl_context(policy)
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
