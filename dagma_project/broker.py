@@ -30,6 +30,7 @@ app.conf.beat_schedule = {
 app.autodiscover_tasks(
     [
         "dagcore.tasks.admin_jobs",
+        "dagcore.tasks.doctor",
         "dagcore.tasks.e2e",
         "dagcore.tasks.maintenance",
         "dagcore.tasks.media",

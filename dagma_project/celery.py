@@ -11,8 +11,11 @@ including the beat schedule.
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from typing import Any
 
+from celery.signals import task_postrun, task_prerun, worker_process_init
+
+from dagcore.taskqueue.beat_runs import JOB_OF_TASK, record_end, record_start
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 from dagma_project.broker import app
 from dagma_project.startup import on_process_start
@@ -24,3 +27,19 @@ __all__ = ["BEAT_SCHEDULE", "app"]
 def _on_worker_start(**_: object) -> None:
     """Workers write too (media, maintenance): register the cross-process notifier publisher."""
     on_process_start()
+
+
+@task_prerun.connect
+def _beat_job_started(sender: Any = None, **_: object) -> None:
+    """A task of the beat schedule starts: kept for ``doctor``'s "beat jobs on time"."""
+    job = JOB_OF_TASK.get(getattr(sender, "name", ""))
+    if job is not None:
+        record_start(job)
+
+
+@task_postrun.connect
+def _beat_job_finished(sender: Any = None, state: str | None = None, retval: Any = None, **_: object) -> None:
+    job = JOB_OF_TASK.get(getattr(sender, "name", ""))
+    if job is not None:
+        ok = state == "SUCCESS"
+        record_end(job, ok=ok, message="" if ok else f"{state}: {str(retval)[:500]}")

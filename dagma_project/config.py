@@ -331,6 +331,37 @@ def _opt_str_list(key: str, value: Any) -> list[str] | None:
     return None if value is None else _str_list(key, value)
 
 
+def _dns_resolvers(key: str, value: Any) -> list[str]:
+    """``host`` or ``host:port`` (IPv6: ``[addr]:port``): IP addresses of DNS servers."""
+    entries = _str_list(key, value)
+    for i, entry in enumerate(entries):
+        host, port = split_resolver(entry)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(
+                f"{key}[{i}]: expected an IP address with an optional :port; got {entry!r}"
+            ) from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"{key}[{i}]: port out of range in {entry!r}")
+    return entries
+
+
+def split_resolver(entry: str) -> tuple[str, int]:
+    """``("1.2.3.4", 53)`` for ``1.2.3.4``, ``("::1", 5353)`` for ``[::1]:5353``."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    try:
+        return host, int(port) if port else 53
+    except ValueError:
+        return host, -1
+
+
 def _publication_rules(key: str, value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise ConfigError(
@@ -450,6 +481,30 @@ OPTIONS: list[Option] = [
         _int(1, 65535),
         "Port Politburo (admin console) listens on, always on 127.0.0.1, when no listener has the admin resource.",
         8009,
+    ),
+    Option(
+        "admin_allowed_hosts",
+        [],
+        _str_list,
+        "Host names (besides localhost, 127.0.0.1 and [::1]) under which Politburo answers, e.g. the "
+        "name of an SSH tunnel or VPN address. Any other Host header gets 400: a web page elsewhere "
+        "cannot reach the console through DNS rebinding.",
+        ["admin.internal.example.com"],
+    ),
+    Option(
+        "admin_session_idle_timeout",
+        "30m",
+        _duration,
+        "A Politburo console session ends after this long without a request (and always 8 h after login).",
+        "15m",
+    ),
+    Option(
+        "admin_idle_shutdown",
+        None,
+        _duration,
+        "If set, a Politburo process stops by itself after this long without a request "
+        "(offline by default: start it when needed, it goes away when forgotten).",
+        "30m",
     ),
     Option(
         "log_level",
@@ -820,6 +875,25 @@ OPTIONS: list[Option] = [
         True,
         section="Federation",
     ),
+    Option(
+        "dns_resolvers",
+        [],
+        _dns_resolvers,
+        "DNS servers (IP[:port]) asked for federation SRV records (_matrix-fed._tcp, _matrix._tcp) by "
+        "server discovery and the federation tester; empty: the system's resolver (/etc/resolv.conf).",
+        ["127.0.0.1:5353"],
+        section="Federation",
+    ),
+    # Operations
+    Option(
+        "forward_extremities_warn",
+        10,
+        _int(1, 1_000_000),
+        "`manage.py doctor` warns about rooms with more forward extremities than this (each one is "
+        "state resolution work on every new event).",
+        10,
+        section="Operations",
+    ),
     # Directory
     Option(
         "room_list_publication_rules",
@@ -891,12 +965,25 @@ OPTIONS: list[Option] = [
     ),
 ]
 
+OPTIONS.append(
+    Option(
+        "federation_well_known_port",
+        443,
+        _int(1, 65535),
+        "TEST-ONLY: the port https://<name>/.well-known/matrix/server and .../client are fetched from "
+        "(the spec's is 443); the suite serves them on loopback ports.",
+        443,
+        section="Testing",
+    )
+)
+
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
 #: Options that may be left unset (None); build_config fills public_baseurl and signing_key_path.
 OPTIONAL_OPTIONS = frozenset(
     {
         "access_token_lifetime",
+        "admin_idle_shutdown",
         "federation_custom_ca_list",
         "federation_domain_whitelist",
         "form_secret",
@@ -927,6 +1014,9 @@ class DagmaConfig:
     form_secret: str | None
     listeners: list[dict[str, Any]]
     admin_listener_port: int
+    admin_allowed_hosts: list[str]
+    admin_session_idle_timeout: str | int
+    admin_idle_shutdown: str | int | None
     log_level: str
     default_room_version: str
     presence: dict[str, Any]
@@ -977,6 +1067,9 @@ class DagmaConfig:
     redaction_retention_period: str
     access_token_lifetime: str | int | None
     enable_test_hooks: bool
+    dns_resolvers: list[str]
+    forward_extremities_warn: int
+    federation_well_known_port: int
     #: The file it was read from (None: built from defaults and the environment only).
     path: Path | None = None
     #: Relative paths in the file are relative to its folder.

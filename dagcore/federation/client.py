@@ -108,6 +108,10 @@ class FederationPolicy:
     verify_certificates: bool = True
     #: PEM files of the only authorities trusted for federation (``None``: the system's).
     custom_ca_files: tuple[str, ...] | None = None
+    #: DNS servers for SRV look-ups (``dns_resolvers``); empty: the system's.
+    dns_resolvers: tuple[tuple[str, int], ...] = ()
+    #: Where ``.well-known`` is fetched (the spec's 443; tests serve it elsewhere).
+    well_known_port: int = 443
 
     def allows(self, server_name: str) -> bool:
         return self.domain_whitelist is None or server_name in self.domain_whitelist
@@ -125,7 +129,20 @@ class FederationPolicy:
             domain_whitelist=None if whitelist is None else frozenset(whitelist),
             verify_certificates=bool(config.federation_verify_certificates),
             custom_ca_files=None if not ca_files else tuple(str(config.resolve_path(f)) for f in ca_files),
+            dns_resolvers=tuple(_split_resolver(entry) for entry in getattr(config, "dns_resolvers", [])),
+            well_known_port=int(getattr(config, "federation_well_known_port", 443)),
         )
+
+
+def _split_resolver(entry: str) -> tuple[str, int]:
+    """``("::1", 5353)`` for ``[::1]:5353``; port 53 when none is given (validated by the config)."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest.removeprefix(":") or 53)
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, int(port)
+    return entry, 53
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,12 @@ def _ssl_context(policy: FederationPolicy) -> ssl.SSLContext:
     else:
         context.load_default_certs()
     return context
+
+
+def federation_ssl_context(policy: FederationPolicy) -> ssl.SSLContext:
+    """The TLS client context federation requests use under ``policy`` (the federation tester
+    checks certificates exactly as other requests do)."""
+    return _ssl_context(policy)
 
 
 def _url_host(host: str) -> str:
@@ -353,7 +376,9 @@ class FederationClient:
         self.policy = policy
         self.transport = transport or HttpsTransport(policy)
         self.resolver = resolver or ServerResolver(
-            srv=DnsSrvResolver(), well_known=HttpsWellKnownFetcher(self.transport), cache=DbWellKnownCache()
+            srv=DnsSrvResolver(policy.dns_resolvers),
+            well_known=HttpsWellKnownFetcher(self.transport, port=policy.well_known_port),
+            cache=DbWellKnownCache(),
         )
 
     def close(self) -> None:

@@ -247,11 +247,23 @@ class ServerResolver:
 
 
 class DnsSrvResolver:
-    """SRV lookups with dnspython (the system resolver configuration)."""
+    """SRV lookups with dnspython: the system resolver configuration, or the DNS servers of
+    ``dns_resolvers`` (``(address, port)`` pairs; a test runs its own DNS server)."""
+
+    def __init__(self, nameservers: Sequence[tuple[str, int]] = ()) -> None:
+        self._resolver: dns.resolver.Resolver | None = None
+        if nameservers:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [host for host, _ in nameservers]
+            resolver.nameserver_ports = {host: port for host, port in nameservers}
+            self._resolver = resolver
 
     def lookup_srv(self, name: str) -> list[SrvTarget]:
         try:
-            answer = dns.resolver.resolve(name, "SRV", lifetime=DNS_LIFETIME_S)
+            if self._resolver is not None:
+                answer = self._resolver.resolve(name, "SRV", lifetime=DNS_LIFETIME_S)
+            else:
+                answer = dns.resolver.resolve(name, "SRV", lifetime=DNS_LIFETIME_S)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except dns.exception.DNSException as exc:

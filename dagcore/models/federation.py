@@ -67,6 +67,8 @@ class FederationDestination(models.Model):
     failures = models.IntegerField(default=0)
     last_success_ts = models.BigIntegerField(null=True)
     last_failure_ts = models.BigIntegerField(null=True)
+    #: The first failure since the last success (Synapse's ``failure_ts``); null while it works.
+    failing_since_ts = models.BigIntegerField(null=True)
     last_error = models.TextField(default="")
     #: PDUs the destination refused for good (a 4xx other than 429): kept in the outbox, counted here.
     dead_lettered = models.IntegerField(default=0)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from dagcore.models import (
     CurrentStateEvent,
@@ -232,7 +233,7 @@ def reset_backoff(server_name: str) -> bool:
     return (
         FederationDestination.objects.filter(server_name=server_name)
         .filter(Q(failures__gt=0) | Q(next_attempt_ts__gt=0))
-        .update(failures=0, next_attempt_ts=0)
+        .update(failures=0, next_attempt_ts=0, failing_since_ts=None)
         == 1
     )
 
@@ -243,6 +244,7 @@ def record_failure(*, server_name: str, now: int, next_attempt_ts: int, error: s
         failures=F("failures") + (1 if count else 0),
         next_attempt_ts=next_attempt_ts,
         last_failure_ts=now,
+        failing_since_ts=Coalesce(F("failing_since_ts"), Value(now)),
         last_error=error[:1000],
     )
 
@@ -364,7 +366,7 @@ def complete_transaction(*, server_name: str, txn: PendingTransaction, now: int)
         FederationOutboxEdu.objects.filter(id__in=[e[0] for e in txn.edus]).delete()
     _delete_sent_ephemeral(txn)
     FederationDestination.objects.filter(server_name=server_name).update(
-        txn_id="", failures=0, next_attempt_ts=0, last_success_ts=now, last_error=""
+        txn_id="", failures=0, next_attempt_ts=0, last_success_ts=now, last_error="", failing_since_ts=None
     )
 
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagcore.store.transaction import close_old_connections
+from dagcore.taskqueue.beat_runs import run_recorded
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
@@ -60,7 +61,7 @@ def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
             if now >= next_run[name]:
                 next_run[name] = now + every
                 module, _, attr = task_name.rpartition(".")
-                submit(getattr(importlib.import_module(module), attr).run)
+                submit(run_recorded, name, getattr(importlib.import_module(module), attr).run)
 
 
 def start_in_process_runner(

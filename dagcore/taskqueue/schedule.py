@@ -13,6 +13,8 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "admin-jobs-rescan": ("dagcore.tasks.admin_jobs.run_scheduled_jobs", 60.0),
     "purge-media-retention": ("dagcore.tasks.media.purge_media_retention", 3600.0),
     "push-all": ("dagcore.tasks.push.push_all", 30.0),
+    # manage.py doctor's checks, kept as check results for the dashboard and metrics.
+    "doctor-nightly": ("dagcore.tasks.doctor.run_doctor", 86400.0),
     # Destinations whose back-off is over, or whose nudge was lost (the outbox is the truth).
     "federation-send-pending": ("embassy.tasks.send_pending", 10.0),
     # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.

@@ -1,0 +1,1 @@
+"""One module per area of ``doctor``'s checks; each ``check_*`` returns a :class:`dagcore.doctor.Verdict`."""
