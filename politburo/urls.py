@@ -8,7 +8,7 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 
 from django.urls import path, re_path
 
-from politburo.api import federation, register, users
+from politburo.api import federation, register, server, users
 from politburo.console import federation as federation_pages
 from politburo.console import login, pages, static
 
@@ -44,5 +44,20 @@ urlpatterns = [
     re_path(
         r"^_synapse/admin/v1/federation/destinations/(?P<destination>[^/]+)/reset_connection$",
         federation.ResetConnection.as_view(),
+    ),
+    # -- admin API: the server itself (background updates, scheduled tasks, features, counts) (lead)
+    re_path(r"^_synapse/admin/v1/background_updates/status$", server.BackgroundUpdatesStatus.as_view()),
+    re_path(r"^_synapse/admin/v1/background_updates/enabled$", server.BackgroundUpdatesEnabled.as_view()),
+    re_path(r"^_synapse/admin/v1/background_updates/start_job$", server.BackgroundUpdatesStartJob.as_view()),
+    re_path(r"^_synapse/admin/v1/scheduled_tasks$", server.ScheduledTasks.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/experimental_features/(?P<user_id>[^/]+)$", server.ExperimentalFeatures.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/sent_invite_count$", server.SentInviteCount.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
+        server.CumulativeJoinedRoomCount.as_view(),
     ),
 ]
