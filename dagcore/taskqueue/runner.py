@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagcore.store.transaction import close_old_connections
+from dagcore.taskqueue.outcomes import note_task_end, note_task_start
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
@@ -37,10 +38,17 @@ def sends_federation() -> bool:
 
 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # Task names are their module and function (``embassy.tasks.send_pending``), as in Celery.
+    task = f"{getattr(func, '__module__', '?')}.{getattr(func, '__name__', '?')}"
+    started = time.monotonic()
+    note_task_start(task)
     try:
         func(*args, **kwargs)
-    except Exception:
+    except Exception as exc:
         logger.exception("in-process task %s failed", getattr(func, "__name__", func))
+        note_task_end(task, outcome="failed", seconds=time.monotonic() - started, error=repr(exc))
+    else:
+        note_task_end(task, outcome="ok", seconds=time.monotonic() - started)
     finally:
         close_old_connections()
 

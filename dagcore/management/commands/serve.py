@@ -32,6 +32,7 @@ from dagcore.taskqueue.runner import start_in_process_runner
 from dagcore.taskqueue.schedule import beat_jobs_for_role
 from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
 from dagma_project.config import ConfigError, check_tls_files
+from dagma_project.metrics import MetricsListenerError
 
 ROLES = ("tribune", "embassy", "politburo", "all")
 ROLE_RESOURCES = {
@@ -130,6 +131,12 @@ class Command(BaseCommand):
             default="localhost",
             help="server name for a config generated on first start (default localhost)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="serve this process's Prometheus metrics on this port (turns enable_metrics on; "
+            "one port per process when several share a host)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         role = options["role"]
@@ -151,6 +158,13 @@ class Command(BaseCommand):
                 DJANGO_SETTINGS_MODULE=settings_module,
                 DAGMA_SERVE_CHILD="1",
             )
+            if options["metrics_port"] is not None:
+                if not 1 <= options["metrics_port"] <= 65535:
+                    raise CommandError(
+                        f"--metrics-port: expected a port from 1 to 65535, got {options['metrics_port']}"
+                    )
+                # The config's environment overrides (dagma_project.config), for this process only.
+                env.update(DAGMA_METRICS_PORT=str(options["metrics_port"]), DAGMA_ENABLE_METRICS="true")
             argv = [sys.executable, str(Path(__file__).resolve().parents[3] / "manage.py"), "serve", role]
             os.execve(sys.executable, argv, env)
         self._serve(role)
@@ -174,7 +188,10 @@ class Command(BaseCommand):
         self._prepare_database(role)
 
         module = "all" if role == "all" else role
-        base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
+        try:
+            base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
+        except MetricsListenerError as exc:
+            raise CommandError(str(exc)) from None
         apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
