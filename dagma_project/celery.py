@@ -24,12 +24,12 @@ from typing import Any
 
 from celery.signals import beat_init, task_postrun, task_prerun, worker_init, worker_process_init
 
-from dagcore.store.timing import install_query_timing
-from dagcore.taskqueue.outcomes import note_task_end, note_task_start
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 from dagma_project.broker import app
-from dagma_project.metrics import start_metrics
 from dagma_project.startup import on_process_start
+
+# What the signal handlers below import (models, through the store) is imported when they run:
+# the worker loads this module before Django's apps are ready.
 
 __all__ = ["BEAT_SCHEDULE", "app"]
 
@@ -49,6 +49,9 @@ def _on_worker_start(**_: object) -> None:
 
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: object) -> None:
+    from dagcore.store.timing import install_query_timing
+    from dagma_project.metrics import start_metrics
+
     install_query_timing()
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool or ""))
@@ -61,11 +64,15 @@ def _on_worker_init(sender: Any = None, **_: object) -> None:
 
 @beat_init.connect
 def _on_beat_init(**_: object) -> None:
+    from dagma_project.metrics import start_metrics
+
     start_metrics("beat")
 
 
 @task_prerun.connect
 def _on_task_start(task_id: str | None = None, task: Any = None, **_: object) -> None:
+    from dagcore.taskqueue.outcomes import note_task_start
+
     if task_id is not None:
         _started[task_id] = time.monotonic()
     note_task_start(getattr(task, "name", "?"))
@@ -74,6 +81,8 @@ def _on_task_start(task_id: str | None = None, task: Any = None, **_: object) ->
 @task_postrun.connect
 def _on_task_end(task_id: str | None = None, task: Any = None, state: str | None = None,
                  retval: Any = None, **_: object) -> None:  # fmt: skip
+    from dagcore.taskqueue.outcomes import note_task_end
+
     started = _started.pop(task_id or "", None)
     seconds = time.monotonic() - started if started is not None else 0.0
     outcome = _OUTCOMES.get(state or "", "failed")

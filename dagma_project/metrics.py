@@ -51,6 +51,10 @@ class RoleLabelled(Collector):
         self.registry = registry
         self.role = role
 
+    def restricted_registry(self, names: Iterable[str]) -> RoleLabelled:
+        """``/metrics?name[]=...`` (prometheus-client asks the registry it serves for this)."""
+        return RoleLabelled(self.registry.restricted_registry(names), self.role)
+
     def collect(self) -> Iterable[Metric]:
         for family in self.registry.collect():
             family.samples = [s._replace(labels={**s.labels, "role": self.role}) for s in family.samples]

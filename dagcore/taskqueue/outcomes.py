@@ -12,7 +12,6 @@ import logging
 
 from dagcore.clock import now_ms
 from dagcore.observability.metrics import TASK_RUNS, TASK_SECONDS
-from dagcore.store import operations as operations_store
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
@@ -25,6 +24,8 @@ def note_task_start(task: str) -> None:
     job = BEAT_JOB_OF_TASK.get(task)
     if job is None:
         return
+    from dagcore.store import operations as operations_store  # models: loaded once the app is ready
+
     try:
         operations_store.record_job_start(job, now=now_ms())
     except Exception:
@@ -39,6 +40,8 @@ def note_task_end(task: str, *, outcome: str, seconds: float, error: str = "") -
     job = BEAT_JOB_OF_TASK.get(task)
     if job is None or outcome == "retry":
         return
+    from dagcore.store import operations as operations_store
+
     try:
         operations_store.record_job_end(job, now=now_ms(), ok=outcome == "ok", message=error[:500])
     except Exception:
