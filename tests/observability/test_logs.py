@@ -15,7 +15,7 @@ import pytest
 from dagma_project.config import ConfigError, build_config
 from dagma_project.logging import JsonFormatter, TextFormatter
 from tests.support.client import MatrixClient
-from tests.support.live import LiveServer, free_port, wait_for
+from tests.support.live import LiveServer, Politburo, free_port, wait_for
 
 
 def record(level: int, msg: str, *, exc: bool = False, **extra: object) -> logging.LogRecord:
@@ -89,11 +89,12 @@ def test_a_quick_start_server_under_journald_logs_text_lines_with_priorities(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite, no Redis, ``log_format: text``, started as a systemd unit would (JOURNAL_STREAM),
-    metrics on from ``serve --metrics-port``."""
+    metrics on from ``serve --metrics-port``; a Politburo beside it logs its requests too."""
     monkeypatch.setenv("JOURNAL_STREAM", "8:4242")
     server = LiveServer(tmp_path, database="sqlite", redis=False, config={"log_format": "text"})
     metrics_port = free_port()
     server.write_config()
+    politburo = Politburo(server).add_listener()
     try:
         # What LiveServer.start does, with the command-line option.
         import subprocess
@@ -125,10 +126,32 @@ def test_a_quick_start_server_under_journald_logs_text_lines_with_priorities(
         # Every line Dagma logs carries a priority (the "listening on" lines of serve are stderr text).
         logged = [ln for ln in server.log_path.read_text().splitlines() if " dagma" in ln and ": " in ln]
         assert logged and all(re.match(r"<[2-7]>", ln) for ln in logged if not ln.startswith("dagma "))
+        # Politburo's requests have their access line too (its own process, its own log).
+        politburo.start()
+        assert (
+            httpx.get(politburo.base_url + "/_synapse/admin/v1/server_version", timeout=10).status_code == 200
+        )
+        politburo_log = tmp_path / "politburo.log"
+        admin_line = wait_for(
+            lambda: next(
+                (
+                    ln
+                    for ln in politburo_log.read_text().splitlines()
+                    if "GET /_synapse/admin/v1/server_version" in ln
+                ),
+                None,
+            ),
+            "Politburo's access line",
+        )
+        assert re.fullmatch(
+            r"<6>\S+ INFO dagma\.access: GET /_synapse/admin/v1/server_version 200 [\d.]+ms db=[\d.]+ms/\d+q -",
+            admin_line,
+        ), admin_line
         # The metrics listener of the command-line option, on SQLite.
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10.0).text
         size = re.search(r'^dagma_database_size_bytes\{role="all"\} (\S+)$', text, re.MULTILINE)
         assert size and float(size.group(1)) > 0
         assert 'dagma_disk_free_bytes{path="database",role="all"}' in text
     finally:
+        politburo.stop()
         server.destroy()

@@ -293,6 +293,27 @@ def test_the_access_line_names_route_status_times_and_user_never_the_token(obser
     assert isinstance(entry["db_ms"], float) and entry["db_ms"] > 0  # the token's look-up
     assert entry["db_queries"] >= 1
     assert entry["msg"].startswith("GET /_matrix/client/v3/account/whoami 200 ")
+    # The direct views (served ahead of Django's handler) have theirs: PUT /send, and a /sync
+    # long-poll whose client went away first (499).
+    room = alice.create_room()
+    alice.send(room, "direct")
+    with pytest.raises(httpx.TimeoutException):
+        httpx.get(
+            f"{observed.dagma.base_url}/_matrix/client/v3/sync",
+            params={"timeout": "30000", "since": alice.sync()["next_batch"]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=1.5,
+        )
+
+    def direct_lines() -> dict[str, dict[str, Any]] | None:
+        mine = {a["route"]: a for a in access_lines(observed.dagma) if a.get("requester") == alice.user_id}
+        send = "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}"
+        sync = "/_matrix/client/v3/sync"
+        return mine if send in mine and mine.get(sync, {}).get("status") == 499 else None
+
+    direct = wait_for(direct_lines, "the access lines of PUT /send and of the abandoned /sync")
+    assert direct["/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}"]["status"] == 200
+    assert direct["/_matrix/client/v3/sync"]["duration_ms"] >= 1000
     log = observed.dagma.log_path.read_text()
     assert token not in log
     assert "access_token" not in log
