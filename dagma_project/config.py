@@ -491,7 +491,7 @@ OPTIONS: list[Option] = [
         "metrics_bind_address",
         "127.0.0.1",
         _str,
-        "Address of the metrics listener. Metrics name rooms' load and servers we federate with: "
+        "Address of the metrics listener. Metrics show traffic and the server's internals: "
         "keep it private (loopback, or a monitoring network).",
         "10.0.0.5",
         section="Logging and monitoring",

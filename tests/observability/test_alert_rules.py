@@ -43,3 +43,29 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_case() -> None:
     fired = {c["alertname"] for t in tests for c in t["alert_rule_test"] if c["exp_alerts"]}
     quiet = {c["alertname"] for t in tests for c in t["alert_rule_test"] if not c["exp_alerts"]}
     assert alerts == fired == quiet
+
+
+def test_the_dashboard_has_synapses_rows_and_every_panel_queries_prometheus() -> None:
+    """Which series it names is checked live (test_metrics_live); here, its shape."""
+    import json
+
+    dashboard = json.loads((ROOT / "contrib" / "grafana" / "dagma.json").read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows == [
+        "Overview", "Requests", "Events", "Federation", "Database", "Caches", "Background tasks",
+        "Storage and identity",
+    ]  # fmt: skip
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        assert all(t["expr"] and t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"])
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+    # No two panels overlap on the grid.
+    cells = [
+        (x, y)
+        for p in dashboard["panels"]
+        for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+        for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells))
