@@ -147,6 +147,22 @@ def test_a_quick_start_server_under_journald_logs_text_lines_with_priorities(
             r"<6>\S+ INFO dagma\.access: GET /_synapse/admin/v1/server_version 200 [\d.]+ms db=[\d.]+ms/\d+q -",
             admin_line,
         ), admin_line
+        # The admin API names who asked, even when refused (Alice is no server admin).
+        r = httpx.get(
+            politburo.base_url + "/_synapse/admin/v2/users",
+            params={"access_token": str(alice.access_token)},
+            timeout=10,
+        )
+        assert r.status_code == 403
+        refused = wait_for(
+            lambda: next(
+                (ln for ln in politburo_log.read_text().splitlines() if "GET /_synapse/admin/v2/users" in ln),
+                None,
+            ),
+            "the refused admin request's access line",
+        )
+        assert refused.endswith(" " + str(alice.user_id)) and " 403 " in refused, refused
+        assert str(alice.access_token) not in politburo_log.read_text()
         # The metrics listener of the command-line option, on SQLite.
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10.0).text
         size = re.search(r'^dagma_database_size_bytes\{role="all"\} (\S+)$', text, re.MULTILINE)
