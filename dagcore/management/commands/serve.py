@@ -2,7 +2,8 @@
 
 The same on every install (systemd units and our tests use it): listeners come
 from the config (``--config`` or ``$DAGMA_CONFIG``, default ``./dagma.yaml``),
-logs go to stdout as JSON lines, SIGTERM stops gracefully (in-flight requests
+logs go to stdout as JSON (or text: ``log_format``) lines, one access line per request,
+``--metrics-port N`` serves this process's Prometheus metrics on N, SIGTERM stops gracefully (in-flight requests
 finish, then the process exits 0).
 
 ``all`` is the quick start: Tribune + Embassy in one process plus the
@@ -211,6 +212,12 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"dagma {role}: listening on {', '.join(listener.bind_addresses)} port {listener.port}"
                 f"{' (TLS)' if listener.tls else ''} ({listener.urlconf})\n"
+            )
+        if any("metrics" in listener["names"] for listener in config.listeners):
+            # Synapse serves /_synapse/metrics on such listeners; Dagma has one of its own.
+            self.stderr.write(
+                "dagma: listeners: the metrics resource is not served on HTTP listeners; metrics have "
+                "their own listener (enable_metrics: true, metrics_port)\n"
             )
         if role in ("all", "tribune"):
             self._hint_first_account()
