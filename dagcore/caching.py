@@ -55,6 +55,9 @@ class BoundedCache(Generic[K, V]):
         self.name = name
         self._data: LRUCache[K, V] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
+        #: Look-ups answered from the cache, and not (``dagma_cache_*`` metrics).
+        self.hits = 0
+        self.misses = 0
         _registry[name] = self
 
     @property
@@ -67,7 +70,12 @@ class BoundedCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            return self._data.get(key)
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return value
 
     def put(self, key: K, value: V) -> None:
         with self._lock:

@@ -510,8 +510,46 @@ OPTIONS: list[Option] = [
         "log_level",
         "INFO",
         _log_level,
-        "Log level for the JSON logs on stdout: DEBUG, INFO, WARNING or ERROR.",
+        "Log level for the logs on stdout: DEBUG, INFO, WARNING or ERROR.",
         "INFO",
+        section="Logging and monitoring",
+    ),
+    Option(
+        "log_format",
+        "json",
+        _choice("json", "text"),
+        "Log lines on stdout: json (one object per line, for Loki/ELK) or text (for people). Under "
+        "systemd (JOURNAL_STREAM set) each line starts with its syslog priority (<3> errors, <4> "
+        "warnings, <6> info, <7> debug), so `journalctl -u 'dagma-*' -p err` lists the errors.",
+        "text",
+        section="Logging and monitoring",
+    ),
+    Option(
+        "enable_metrics",
+        False,
+        _bool,
+        "Serve Prometheus metrics (dagma_* series, process CPU/memory) on metrics_port, one "
+        "listener per process. Several processes on one host: give each its own port "
+        "(`serve --metrics-port N`, DAGMA_METRICS_PORT=N for Celery workers and beat).",
+        True,
+        section="Logging and monitoring",
+    ),
+    Option(
+        "metrics_port",
+        9000,
+        _int(1, 65535),
+        "Port of the metrics listener (any path answers, e.g. /metrics).",
+        9000,
+        section="Logging and monitoring",
+    ),
+    Option(
+        "metrics_bind_address",
+        "127.0.0.1",
+        _str,
+        "Address of the metrics listener. Metrics show traffic and the server's internals: "
+        "keep it private (loopback, or a monitoring network).",
+        "10.0.0.5",
+        section="Logging and monitoring",
     ),
     Option(
         "default_room_version",
@@ -1018,6 +1056,10 @@ class DagmaConfig:
     admin_session_idle_timeout: str | int
     admin_idle_shutdown: str | int | None
     log_level: str
+    log_format: str
+    enable_metrics: bool
+    metrics_port: int
+    metrics_bind_address: str
     default_room_version: str
     presence: dict[str, Any]
     database: dict[str, Any]

@@ -8,6 +8,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from dagcore.observability.requests import note_route
+
 CORS_HEADERS = {
     # Spec: client-server API "Web Browser Clients" — every client endpoint, errors included.
     "Access-Control-Allow-Origin": "*",
@@ -66,3 +68,28 @@ class ListenerUrlconfMiddleware(_AsyncCapableMiddleware):
         if scope and scope.get("dagma_urlconf"):
             request.urlconf = scope["dagma_urlconf"]
         return self.get_response(request)
+
+
+class RouteMiddleware(_AsyncCapableMiddleware):
+    """Tell the request observer which URL pattern answered (``request.resolver_match``, set
+    once Django resolved the path): the route label of the access line and the metrics."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        response = self.get_response(request)
+        self._note(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = await self.get_response(request)
+        self._note(request)
+        return response
+
+    @staticmethod
+    def _note(request: HttpRequest) -> None:
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.route:
+            note_route(match.route)
+        elif request.method == "OPTIONS":
+            note_route("preflight")

@@ -32,6 +32,15 @@ def on_process_start() -> None:
         # (dagcore.taskqueue.dispatch); without it they would go to Celery's default app.
         importlib.import_module("dagma_project.broker")
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
+    # Imported here: the Celery worker loads this module before Django's apps are ready.
+    from dagcore.store.timing import install_query_timing
+    from dagma_project.metrics import start_metrics
+
+    # Every statement's time (the access line's db time, dagma_db_query_duration_seconds).
+    install_query_timing()
+    if role != "worker":
+        # A worker's listener is its main process's (dagma_project.celery), not its pool's.
+        start_metrics(role)
     if not getattr(settings, "DAGMA_NO_HEARTBEAT", False):
         from dagcore.actions.heartbeat import start_heartbeat
 

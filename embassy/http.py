@@ -35,6 +35,7 @@ from dagcore.federation.keyring import Keyring, get_keyring
 from dagcore.federation.sender import note_peer_contact
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
+from dagcore.observability.requests import note_requester
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.protocol.request_auth import RequestAuthError, parse_x_matrix, verify_request
 from dagcore.server_keys import get_server_name
@@ -137,6 +138,7 @@ def federation_endpoint(
                 body = parse_body(request)
                 origin = authenticate_request(request, body=body) if authenticated else None
                 if origin is not None:
+                    note_requester(origin)  # the access line's requester
                     # The origin is up (it signed a request to us): what waits for it goes now,
                     # not after our back-off (issue #10: "reset ... when the peer contacts us";
                     # Synapse does the same for every authenticated request).

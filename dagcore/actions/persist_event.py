@@ -37,6 +37,7 @@ from dagcore.clock import now_ms
 from dagcore.events_persisted import EventsPersisted, announce_persisted
 from dagcore.http.errors import MatrixError, not_in_room
 from dagcore.models import Room
+from dagcore.observability.metrics import STATE_RESOLUTION_SECONDS
 from dagcore.protocol.auth_rules import (
     AuthError,
     auth_types_for_event,
@@ -139,7 +140,8 @@ def _resolve_groups(
         id_of[pending.nid] = pending.event.event_id
     nid_of = {v: k for k, v in id_of.items()}
     state_sets = [{k: id_of[n] for k, n in s.items()} for s in state_sets_nids]
-    resolved = resolve_state(room_version, state_sets, DatabaseStateResStore(pending))
+    with STATE_RESOLUTION_SECONDS.time():
+        resolved = resolve_state(room_version, state_sets, DatabaseStateResStore(pending))
     resolved_nids = {k: nid_of[e] for k, e in resolved.items()}
     for g, s in zip(unique, state_sets_nids, strict=True):
         if s == resolved_nids:

@@ -31,6 +31,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Protocol
 
 from dagcore.clock import now_ms
@@ -46,6 +47,7 @@ from dagcore.federation.ephemeral import (
     build_ephemeral_edus,
     count_ephemeral_edus,
 )
+from dagcore.observability.metrics import FEDERATION_SEND_SECONDS
 from dagcore.protocol.redaction import redact_pdu
 from dagcore.server_keys import get_server_name
 from dagcore.store import events as event_store
@@ -177,6 +179,7 @@ def do_send_to_destination(
                 "pdus": _load_pdus(txn),
                 "edus": _load_edus(txn, now=now),
             }
+            sending = perf_counter()
             try:
                 answer = client.put_json(
                     destination,
@@ -185,6 +188,8 @@ def do_send_to_destination(
                     timeout=SEND_TIMEOUT_S,
                 )
             except FederationHttpError as exc:
+                refused = 400 <= exc.status < 500 and exc.status != 429
+                _observe_send(sending, "refused" if refused else "failed")
                 retry_after = _retry_after_ms(exc) if exc.status == 429 else None
                 if exc.status == 429:
                     wait = retry_after if retry_after is not None else backoff_ms(state.failures + 1)
@@ -211,13 +216,16 @@ def do_send_to_destination(
                 outcome = "failed"
                 break
             except FederationBlocked as exc:
+                _observe_send(sending, "refused")
                 # Our own policy refuses the destination (whitelist, address ranges): retrying cannot help.
                 outbox_store.dead_letter_transaction(server_name=destination, txn=txn, reason=exc.reason)
                 continue
             except FederationError as exc:
+                _observe_send(sending, "failed")
                 _failed(destination, state.failures, exc)
                 outcome = "failed"
                 break
+            _observe_send(sending, "ok")
             _log_pdu_errors(destination, txn.txn_id, answer)
             outbox_store.complete_transaction(server_name=destination, txn=txn, now=now_ms())
             sent_txns += 1
@@ -239,6 +247,10 @@ def do_send_to_destination(
         # the release, so any later row's own nudge finds the lease free.
         enqueue(SEND_TASK, destination)
     return SendResult(sent_txns, sent_pdus, outcome)
+
+
+def _observe_send(started: float, outcome: str) -> None:
+    FEDERATION_SEND_SECONDS.labels(outcome).observe(perf_counter() - started)
 
 
 def _failed(destination: str, failures: int, exc: FederationError) -> None:

@@ -44,6 +44,7 @@ from django.http.response import HttpResponseBase
 from dagcore.http.errors import MatrixError
 from dagcore.http.responses import error_response, json_response
 from dagcore.models import Device, User
+from dagcore.observability.requests import note_requester
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.ratelimit import check_rate_limit
 from dagcore.store.transaction import DataError
@@ -284,6 +285,8 @@ class Endpoints:
     def _prepare(self, ctx: RequestContext, options: EndpointOptions) -> None:
         if options.auth != "none":
             self.authenticator(ctx, options.auth == "required", options.allow_guest)
+            if ctx.user is not None:
+                note_requester(ctx.user.user_id)  # the access line's requester
         if options.rate_limit is not None:
             rate_limit(ctx, options.rate_limit)
         if ctx.request.method in options.body_methods:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagcore.store.transaction import close_old_connections
-from dagcore.taskqueue.beat_runs import run_recorded
+from dagcore.taskqueue.outcomes import note_task_end, note_task_start
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
@@ -38,10 +38,17 @@ def sends_federation() -> bool:
 
 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # Task names are their module and function (``embassy.tasks.send_pending``), as in Celery.
+    task = f"{getattr(func, '__module__', '?')}.{getattr(func, '__name__', '?')}"
+    started = time.monotonic()
+    note_task_start(task)
     try:
         func(*args, **kwargs)
-    except Exception:
+    except Exception as exc:
         logger.exception("in-process task %s failed", getattr(func, "__name__", func))
+        note_task_end(task, outcome="failed", seconds=time.monotonic() - started, error=repr(exc))
+    else:
+        note_task_end(task, outcome="ok", seconds=time.monotonic() - started)
     finally:
         close_old_connections()
 
@@ -61,7 +68,7 @@ def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
             if now >= next_run[name]:
                 next_run[name] = now + every
                 module, _, attr = task_name.rpartition(".")
-                submit(run_recorded, name, getattr(importlib.import_module(module), attr).run)
+                submit(getattr(importlib.import_module(module), attr).run)
 
 
 def start_in_process_runner(

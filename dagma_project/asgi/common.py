@@ -9,6 +9,7 @@ import inspect
 import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
 from typing import Any
 
 from asgiref.typing import (
@@ -25,12 +26,94 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 
 from dagcore.http.endpoint import MAX_JSON_BODY
+from dagcore.observability.metrics import HTTP_DB_SECONDS, HTTP_REQUESTS, HTTP_SECONDS, method_label
+from dagcore.observability.requests import RequestObservation, begin_request, note_route
 from dagma_project.middleware import CORS_HEADERS
 from dagma_project.startup import on_process_start
 
 logger = logging.getLogger("dagma.asgi")
+access_logger = logging.getLogger("dagma.access")
 
 Scope = dict[str, Any]
+
+
+#: The status of a request whose client went away before its answer (as nginx logs it).
+CLIENT_GONE = 499
+
+
+class ObserveRequests:
+    """Outermost layer of every server: one access line and the HTTP metrics per request.
+
+    It times the request to the end of its answer and takes the status from the answer's
+    start; what only inner layers know — the route pattern, who asked, the database time —
+    they note into the request's :class:`RequestObservation` (``dagcore.observability.requests``).
+    The line names the route *pattern*, never the path or query string (which may hold an
+    access token or a room alias), and the requester: a user ID, or a federation origin.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        observation = begin_request(str(scope.get("method", "")))
+        status = CLIENT_GONE
+
+        async def observed_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception:
+            # Answered 500 by the server (daphne) if nothing was sent; a cancellation (the
+            # client went away) is no Exception and stays 499.
+            status = 500 if status == CLIENT_GONE else status
+            raise
+        finally:
+            _finish(observation, status, perf_counter() - started)
+
+
+#: ``(route, method, status)`` -> its three series (``labels()`` validates and locks each time:
+#: a third of the observer's cost). Bounded: routes are the URLconfs' patterns.
+_series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+
+def _finish(observation: RequestObservation, status: int, seconds: float) -> None:
+    method = method_label(observation.method)
+    route = observation.route
+    series = _series.get((route, method, status))
+    if series is None:
+        series = _series[(route, method, status)] = (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_SECONDS.labels(route, method),
+            HTTP_DB_SECONDS.labels(route, method),
+        )
+    requests, durations, db_durations = series
+    requests.inc()
+    durations.observe(seconds)
+    db_durations.observe(observation.clock.seconds)
+    if access_logger.isEnabledFor(logging.INFO):
+        duration_ms = round(seconds * 1000, 1)
+        db_ms = round(observation.clock.seconds * 1000, 1)
+        access_logger.info(
+            "%s %s %d %.1fms db=%.1fms/%dq %s",
+            method, route, status, duration_ms, db_ms, observation.clock.count, observation.requester or "-",
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+                "db_ms": db_ms,
+                "db_queries": observation.clock.count,
+                "requester": observation.requester,
+            },
+        )  # fmt: skip
 
 
 class RawPathMiddleware:
@@ -113,8 +196,8 @@ class DirectViews:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        #: ``(urlconf, path) -> (view, kwargs, methods)`` for paths that resolved to a marked view.
-        self._direct: dict[tuple[str, str], tuple[Any, dict[str, Any], tuple[str, ...]]] = {}
+        #: ``(urlconf, path) -> (view, kwargs, methods, route)`` for paths that resolved to a marked view.
+        self._direct: dict[tuple[str, str], tuple[Any, dict[str, Any], tuple[str, ...], str]] = {}
 
     def _match(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
         urlconf = scope.get("dagma_urlconf") or settings.ROOT_URLCONF
@@ -128,12 +211,15 @@ class DirectViews:
             methods = getattr(match.func, "asgi_direct", ())
             if not methods:
                 return None
-            found = (match.func, dict(match.kwargs), tuple(methods))
+            found = (match.func, dict(match.kwargs), tuple(methods), str(match.route))
             if "<" not in str(match.route) and len(self._direct) < 64:
                 # Only fixed paths (``/sync``): paths with parameters are resolved every time.
                 self._direct[key] = found
-        view, kwargs, methods = found
-        return (view, kwargs) if scope["method"] in methods else None
+        view, kwargs, methods, route = found
+        if scope["method"] not in methods:
+            return None
+        note_route(route)
+        return view, kwargs
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         found = self._match(scope) if scope["type"] == "http" else None
@@ -196,4 +282,4 @@ def django_app() -> Any:
     app = get_asgi_application()
 
     on_process_start()
-    return RawPathMiddleware(DirectViews(app))
+    return ObserveRequests(RawPathMiddleware(DirectViews(app)))

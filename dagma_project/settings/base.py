@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dagma_project.config import DagmaConfig, load_config
+from dagma_project.logging import formatter_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -35,6 +36,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE: list[str] = [
+    # First: it sees every request Django answers, preflights included (route for the metrics).
+    "dagma_project.middleware.RouteMiddleware",
     "dagma_project.middleware.CorsMiddleware",
     "dagma_project.middleware.ListenerUrlconfMiddleware",
 ]
@@ -131,9 +134,10 @@ MEDIA_STORE_PATH = DAGMA.resolve_path(DAGMA.media_store_path)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "dagma_project.logging.JsonFormatter"}},
+    # log_format: json (default) or text; under journald each line carries its priority.
+    "formatters": {"dagma": formatter_settings(DAGMA.log_format)},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "dagma"}
     },
     "root": {"handlers": ["stdout"], "level": os.environ.get("DAGMA_LOG_LEVEL", DAGMA.log_level)},
     "loggers": {

@@ -11,6 +11,8 @@ ROOT_URLCONF = "politburo.urls"
 DAGMA_SERVER_ROLE = "politburo"
 
 MIDDLEWARE = [
+    # First, as on the public servers: the route of the access line and the metrics.
+    "dagma_project.middleware.RouteMiddleware",
     "politburo.middleware.PolitburoMiddleware",
     "dagma_project.middleware.ListenerUrlconfMiddleware",
 ]

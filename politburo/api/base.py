@@ -56,6 +56,7 @@ from dagcore.http.errors import MatrixError
 from dagcore.http.params import count_param
 from dagcore.http.tokens import extract_access_token
 from dagcore.models import User
+from dagcore.observability.requests import note_requester
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 
 logger = logging.getLogger("dagma.politburo.api")
@@ -77,6 +78,7 @@ class AdminTokenAuthentication(BaseAuthentication):
         if token is None:
             return None
         owner = account_actions.access_token_owner(token)
+        note_requester(owner.user.user_id)  # the access line's requester
         return owner.user, token
 
     def authenticate_header(self, request: Request) -> str:

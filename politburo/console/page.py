@@ -49,6 +49,7 @@ from dagcore.actions import console_sessions
 from dagcore.actions.audit import Actor
 from dagcore.http.errors import MatrixError
 from dagcore.models import ConsoleSession, User
+from dagcore.observability.requests import note_requester
 from politburo.console.nav import nav_links
 
 SESSION_COOKIE = "politburo_session"
@@ -142,6 +143,7 @@ def console_page(
                 return response
             req = cast(ConsoleRequest, request)
             req.admin = session.user
+            note_requester(session.user.user_id)  # the access line's requester
             req.console_session = session
             req.csrf_token = console_sessions.csrf_token_for(secret)
             if request.method not in methods:

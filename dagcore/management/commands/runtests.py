@@ -1,8 +1,9 @@
 """``python3 manage.py runtests`` — the whole test suite, the way CI runs it.
 
 On a fresh Debian machine it installs what it needs: Python packages (done by
-``manage.py``'s bootstrap), PostgreSQL, Redis and Chromium (Playwright's browser for the
-console tests) via apt-get when missing and root, starts them when installed but stopped, then runs: ruff, mypy, the pytest
+``manage.py``'s bootstrap), PostgreSQL, Redis, Chromium (Playwright's browser for the
+console tests) and Prometheus (the metrics tests) via apt-get when missing and root, starts
+them when installed but stopped, then runs: ruff, mypy, the pytest
 suite on PostgreSQL + Redis, and the SQLite-backed tests again on SQLite.
 (Lint is ruff, ruff format, mypy and import-linter's layer contracts.)
 Extra arguments go to pytest (``runtests -k sync``); ``--fast`` skips lint;
@@ -33,14 +34,15 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _apt_install(*packages: str) -> None:
+def _apt_install(*packages: str, recommends: bool = True) -> None:
     if os.geteuid() != 0:
         raise CommandError(
             f"{', '.join(packages)} missing and not root: install with apt-get install -y {' '.join(packages)}"
         )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env)
+    extra = [] if recommends else ["--no-install-recommends"]
+    subprocess.run(["apt-get", "install", "-y", "-q", *extra, *packages], check=True, env=env)
 
 
 def _wait_for(port: int, what: str, seconds: float = 30) -> None:
@@ -93,6 +95,15 @@ def ensure_redis(log: Any) -> None:
     _wait_for(6379, "Redis")
 
 
+def ensure_prometheus(log: Any) -> None:
+    """The metrics tests check the alert rules with promtool and scrape a live server with a
+    real Prometheus (Debian's ``prometheus`` package has both; its service is not needed)."""
+    if shutil.which("promtool") and shutil.which("prometheus"):
+        return
+    log("Prometheus not installed: installing with apt-get")
+    _apt_install("prometheus", recommends=False)
+
+
 def ensure_node(log: Any) -> None:
     """The matrix-js-sdk tests need npm (they install their own Node 22 binary from npm)."""
     if shutil.which("npm"):
@@ -139,6 +150,7 @@ class Command(BaseCommand):
         ensure_redis(log)
         ensure_node(log)
         ensure_chromium(log)
+        ensure_prometheus(log)
         env = dict(os.environ, DAGMA_NO_BOOTSTRAP="1", DJANGO_SETTINGS_MODULE="dagma_project.settings.test")
         env.pop("DAGMA_CONFIG", None)
         py = sys.executable

@@ -2,7 +2,8 @@
 
 The same on every install (systemd units and our tests use it): listeners come
 from the config (``--config`` or ``$DAGMA_CONFIG``, default ``./dagma.yaml``),
-logs go to stdout as JSON lines, SIGTERM stops gracefully (in-flight requests
+logs go to stdout as JSON (or text: ``log_format``) lines, one access line per request,
+``--metrics-port N`` serves this process's Prometheus metrics on N, SIGTERM stops gracefully (in-flight requests
 finish, then the process exits 0).
 
 ``all`` is the quick start: Tribune + Embassy in one process plus the
@@ -34,6 +35,7 @@ from dagcore.taskqueue.runner import start_in_process_runner
 from dagcore.taskqueue.schedule import beat_jobs_for_role
 from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
 from dagma_project.config import ConfigError, check_tls_files
+from dagma_project.metrics import MetricsListenerError
 
 ROLES = ("tribune", "embassy", "politburo", "all")
 ROLE_RESOURCES = {
@@ -132,6 +134,12 @@ class Command(BaseCommand):
             default="localhost",
             help="server name for a config generated on first start (default localhost)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="serve this process's Prometheus metrics on this port (turns enable_metrics on; "
+            "one port per process when several share a host)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         role = options["role"]
@@ -153,6 +161,13 @@ class Command(BaseCommand):
                 DJANGO_SETTINGS_MODULE=settings_module,
                 DAGMA_SERVE_CHILD="1",
             )
+            if options["metrics_port"] is not None:
+                if not 1 <= options["metrics_port"] <= 65535:
+                    raise CommandError(
+                        f"--metrics-port: expected a port from 1 to 65535, got {options['metrics_port']}"
+                    )
+                # The config's environment overrides (dagma_project.config), for this process only.
+                env.update(DAGMA_METRICS_PORT=str(options["metrics_port"]), DAGMA_ENABLE_METRICS="true")
             argv = [sys.executable, str(Path(__file__).resolve().parents[3] / "manage.py"), "serve", role]
             os.execve(sys.executable, argv, env)
         self._serve(role)
@@ -179,7 +194,10 @@ class Command(BaseCommand):
         self._prepare_database(role)
 
         module = "all" if role == "all" else role
-        base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
+        try:
+            base_app = importlib.import_module(f"dagma_project.asgi.{module}").application
+        except MetricsListenerError as exc:
+            raise CommandError(str(exc)) from None
         apps = {listener.port: UrlconfMiddleware(base_app, listener.urlconf) for listener in plan}
         app = PortRouter(apps, default=base_app)
 
@@ -199,6 +217,12 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"dagma {role}: listening on {', '.join(listener.bind_addresses)} port {listener.port}"
                 f"{' (TLS)' if listener.tls else ''} ({listener.urlconf})\n"
+            )
+        if any("metrics" in listener["names"] for listener in config.listeners):
+            # Synapse serves /_synapse/metrics on such listeners; Dagma has one of its own.
+            self.stderr.write(
+                "dagma: listeners: the metrics resource is not served on HTTP listeners; metrics have "
+                "their own listener (enable_metrics: true, metrics_port)\n"
             )
         if role in ("all", "tribune"):
             self._hint_first_account()
