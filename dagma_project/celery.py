@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from celery.signals import worker_process_init
 
+import dagma_project.beat  # noqa: F401 - connects the beat job records to the task signals
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 from dagma_project.broker import app
 from dagma_project.startup import on_process_start
