@@ -38,6 +38,7 @@ app.autodiscover_tasks(
         "dagcore.tasks.e2e",
         "dagcore.tasks.maintenance",
         "dagcore.tasks.media",
+        "dagcore.tasks.operations",
         "dagcore.tasks.push",
     ],
     related_name=None,

@@ -464,3 +464,58 @@ def backup_verify_age(*, now: int) -> tuple[str, str]:
     if now - last.ts > BACKUP_VERIFY_MAX_AGE_MS:
         return WARN, f"the last verified backup is {age_days:.0f} days old (more than 35)"
     return OK, f"backup verified {age_days:.1f} days ago"
+
+
+# --------------------------------------------------------------------------- scheduled (beat)
+
+BACKUP_PREFIX = "dagma-"
+
+
+def _schedule() -> dict[str, Any]:
+    return dict(settings.DAGMA.backup_schedule or {})
+
+
+def list_scheduled_backups(root: Path) -> list[Path]:
+    """The backups beat made under ``root`` (those with a manifest), oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(BACKUP_PREFIX) and (p / MANIFEST).is_file())
+
+
+def do_scheduled_backup(*, now: int, actor: Actor) -> str:
+    """Nightly: a backup into ``backup_schedule.dir``/dagma-<UTC time>, then only the newest
+    ``keep`` of them are kept (a half-written one, without a manifest, is removed too)."""
+    schedule = _schedule()
+    if not schedule.get("dir"):
+        return "backup_schedule.dir is not set: no scheduled backups"
+    root = settings.DAGMA.resolve_path(str(schedule["dir"]))
+    root.mkdir(parents=True, exist_ok=True)
+    from dagcore.clock import from_ms
+
+    dest = root / f"{BACKUP_PREFIX}{from_ms(now).strftime('%Y%m%dT%H%M%SZ')}"
+    try:
+        do_create_backup(dest=dest, include_media=bool(schedule.get("media", True)), actor=actor)
+    except BackupError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    for stale in [p for p in root.iterdir() if p.name.startswith(BACKUP_PREFIX) and not (p / MANIFEST).is_file()]:
+        shutil.rmtree(stale, ignore_errors=True)  # a run that died half-way
+    kept = list_scheduled_backups(root)
+    removed = kept[: max(0, len(kept) - int(schedule.get("keep", 7)))]
+    for old in removed:
+        shutil.rmtree(old)
+    if removed:
+        record_audit(actor=actor, action="backup.rotate", target=str(root), counts={"removed": len(removed)})
+    return f"{dest.name} written; {len(removed)} old backup(s) removed"
+
+
+def do_scheduled_verify(*, now: int) -> str:
+    """Weekly: verify the newest scheduled backup (recorded as ``backup_verify``)."""
+    schedule = _schedule()
+    if not schedule.get("dir") or not schedule.get("verify", True):
+        return "scheduled verification is off"
+    backups = list_scheduled_backups(settings.DAGMA.resolve_path(str(schedule["dir"])))
+    if not backups:
+        return "no scheduled backup to verify yet"
+    report = check_backup(src=backups[-1], sample=None)
+    return f"{backups[-1].name}: {report.status.upper()}"
