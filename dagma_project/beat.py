@@ -1,4 +1,4 @@
-"""Celery beat and workers over the database's job leases (``dagcore.actions.scheduled_jobs``).
+"""Celery beat and workers over the database's job leases (``dagcore.taskqueue.jobs``).
 
 ``LeasedScheduler`` (the app's ``beat_scheduler``) sends a due job only if it claims the job's
 lease: a second ``celery beat`` of the same homeserver sends nothing the first one sent. The
@@ -23,14 +23,14 @@ HEADER = "dagma_beat_job"
 class LeasedScheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         django.setup()  # beat is not a worker: nothing else sets Django up before the first claim
-        from dagcore.actions.scheduled_jobs import runner_id
+        from dagcore.taskqueue.jobs import runner_id
 
         self.dagma_owner = f"celery-beat:{runner_id()}"
         super().setup_schedule()
 
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
-        from dagcore.actions.scheduled_jobs import UnknownJob, claim_due_job
         from dagcore.store.transaction import close_old_connections
+        from dagcore.taskqueue.jobs import UnknownJob, claim_due_job
 
         try:
             claimed = claim_due_job(entry.name, owner=self.dagma_owner)
@@ -55,7 +55,7 @@ def _job_of(task: Any) -> str | None:
 def _job_started(task: Any = None, **_: Any) -> None:
     name = _job_of(task)
     if name:
-        from dagcore.actions.scheduled_jobs import note_job_started
+        from dagcore.taskqueue.jobs import note_job_started
 
         note_job_started(name)
 
@@ -64,7 +64,7 @@ def _job_started(task: Any = None, **_: Any) -> None:
 def _job_failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
     name = _job_of(sender)
     if name:
-        from dagcore.actions.scheduled_jobs import note_job_finished
+        from dagcore.taskqueue.jobs import note_job_finished
 
         note_job_finished(name, ok=False, message=f"{type(exception).__name__}: {exception}")
 
@@ -73,6 +73,6 @@ def _job_failed(sender: Any = None, exception: BaseException | None = None, **_:
 def _job_finished(task: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
     name = _job_of(task)
     if name and state == "SUCCESS":
-        from dagcore.actions.scheduled_jobs import note_job_finished
+        from dagcore.taskqueue.jobs import note_job_finished
 
         note_job_finished(name, ok=True, message="" if retval is None else str(retval)[:500])

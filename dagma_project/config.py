@@ -358,7 +358,9 @@ def _retention(key: str, value: Any) -> dict[str, Any]:
     """Synapse's ``retention`` block: enabled, default_policy {min_lifetime, max_lifetime},
     allowed_lifetime_min/max, purge_jobs [{shortest_max_lifetime?, longest_max_lifetime?, interval}]."""
     if not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping (enabled, default_policy, allowed_lifetime_min/max, purge_jobs)")
+        raise ConfigError(
+            f"{key}: expected a mapping (enabled, default_policy, allowed_lifetime_min/max, purge_jobs)"
+        )
     allowed = {"enabled", "default_policy", "allowed_lifetime_min", "allowed_lifetime_max", "purge_jobs"}
     for sub in value:
         if sub not in allowed:
@@ -367,18 +369,24 @@ def _retention(key: str, value: Any) -> dict[str, Any]:
     policy = value.get("default_policy") or {}
     if not isinstance(policy, dict) or set(policy) - {"min_lifetime", "max_lifetime"}:
         raise ConfigError(f"{key}.default_policy: expected {{min_lifetime, max_lifetime}}; got {policy!r}")
-    out["default_policy"] = {k: _duration(f"{key}.default_policy.{k}", v) for k, v in policy.items() if v is not None}
+    out["default_policy"] = {
+        k: _duration(f"{key}.default_policy.{k}", v) for k, v in policy.items() if v is not None
+    }
     for sub in ("allowed_lifetime_min", "allowed_lifetime_max"):
         if value.get(sub) is not None:
             out[sub] = _duration(f"{key}.{sub}", value[sub])
     jobs = value.get("purge_jobs")
     if jobs is not None:
         if not isinstance(jobs, list):
-            raise ConfigError(f"{key}.purge_jobs: expected a list of {{shortest_max_lifetime, longest_max_lifetime, interval}}")
+            raise ConfigError(
+                f"{key}.purge_jobs: expected a list of {{shortest_max_lifetime, longest_max_lifetime, interval}}"
+            )
         for i, job in enumerate(jobs):
-            if not isinstance(job, dict) or "interval" not in job or set(job) - {
-                "shortest_max_lifetime", "longest_max_lifetime", "interval"
-            }:
+            if (
+                not isinstance(job, dict)
+                or "interval" not in job
+                or set(job) - {"shortest_max_lifetime", "longest_max_lifetime", "interval"}
+            ):
                 raise ConfigError(
                     f"{key}.purge_jobs[{i}]: expected interval, with optional shortest_max_lifetime and longest_max_lifetime"
                 )
@@ -960,8 +968,12 @@ OPTIONS: list[Option] = [
         "longest_max_lifetime, interval}]}. Rooms' m.room.retention state (clamped to the allowed "
         "range) or the default policy decide when a message expires; expired messages lose their "
         "content (the room's current state and its newest events are never touched).",
-        {"enabled": True, "default_policy": {"max_lifetime": "1y"}, "allowed_lifetime_max": "1y",
-         "purge_jobs": [{"interval": "1d"}]},
+        {
+            "enabled": True,
+            "default_policy": {"max_lifetime": "1y"},
+            "allowed_lifetime_max": "1y",
+            "purge_jobs": [{"interval": "1d"}],
+        },
         section="Operations",
     ),
     Option(

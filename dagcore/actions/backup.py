@@ -238,7 +238,9 @@ class VerifyReport:
         }
 
 
-def check_backup(*, src: Path, sample: int | None, run_dag_check: Callable[[str], Finding] | None = None) -> VerifyReport:
+def check_backup(
+    *, src: Path, sample: int | None, run_dag_check: Callable[[str], Finding] | None = None
+) -> VerifyReport:
     """Verify the backup in ``src`` (``sample``: check that many media blobs, None = all) and
     record the verdict as the check result ``backup_verify``."""
     report = VerifyReport(backup=str(src))
@@ -255,7 +257,9 @@ def check_backup(*, src: Path, sample: int | None, run_dag_check: Callable[[str]
     return report
 
 
-def _verify(report: VerifyReport, src: Path, *, sample: int | None, run_dag_check: Callable[[str], Finding]) -> None:
+def _verify(
+    report: VerifyReport, src: Path, *, sample: int | None, run_dag_check: Callable[[str], Finding]
+) -> None:
     try:
         manifest = json.loads((src / MANIFEST).read_text())
         db = manifest["database"]
@@ -268,7 +272,11 @@ def _verify(report: VerifyReport, src: Path, *, sample: int | None, run_dag_chec
     if not dump.is_file():
         report.add("database_dump", FAIL, f"database dump {dump.name} is missing")
     elif _sha256_file(dump) != db["sha256"]:
-        report.add("database_dump", FAIL, f"database dump {dump.name} is damaged (its SHA-256 differs from the manifest)")
+        report.add(
+            "database_dump",
+            FAIL,
+            f"database dump {dump.name} is damaged (its SHA-256 differs from the manifest)",
+        )
     else:
         report.add("database_dump", OK, f"{dump.name} intact")
         _verify_database(report, dump, db, run_dag_check=run_dag_check)
@@ -282,7 +290,11 @@ def _verify_database(
 ) -> None:
     if db["engine"] != store.database_engine():
         # A PostgreSQL backup is restored on PostgreSQL; we verify on the engine we run.
-        report.add("restore", FAIL, f"the backup is a {db['engine']} dump; this server runs {store.database_engine()}")
+        report.add(
+            "restore",
+            FAIL,
+            f"the backup is a {db['engine']} dump; this server runs {store.database_engine()}",
+        )
         return
     try:
         with store.restore_scratch(dump=dump, engine=db["engine"]) as scratch:
@@ -297,7 +309,11 @@ def _verify_database(
                     report.add("dag_consistency", FAIL, f"DAG problems in the copy: {', '.join(sorted(problems))}",
                                problems=problems, note=finding.message)  # fmt: skip
                 else:
-                    report.add("dag_consistency", OK, f"extremities, current state and edges consistent ({finding.message})")
+                    report.add(
+                        "dag_consistency",
+                        OK,
+                        f"extremities, current state and edges consistent ({finding.message})",
+                    )
             else:
                 report.findings.append(finding)
             _verify_key_backup(report, facts.row_counts, db)
@@ -314,9 +330,15 @@ def _verify_schema(report: VerifyReport, migrations: list[str], db: dict[str, An
     unknown = sorted(set(migrations) - code)
     behind = sorted(m for m in code - set(migrations) if m.startswith("dagcore."))
     if unknown:
-        report.add("schema", FAIL, f"made by a newer Dagma: migrations {', '.join(unknown[:5])} are unknown to this code")
+        report.add(
+            "schema",
+            FAIL,
+            f"made by a newer Dagma: migrations {', '.join(unknown[:5])} are unknown to this code",
+        )
     elif behind:
-        report.add("schema", WARN, f"older schema: run `manage.py migrate` after restoring ({', '.join(behind[:5])})")
+        report.add(
+            "schema", WARN, f"older schema: run `manage.py migrate` after restoring ({', '.join(behind[:5])})"
+        )
     else:
         report.add("schema", OK, f"migrations up to {db.get('latest_migration')}")
 
@@ -372,7 +394,9 @@ def _verify_media(report: VerifyReport, src: Path, media: dict[str, Any], *, sam
         report.add("media", WARN, f"{len(media['missing_at_backup'])} blob(s) were already missing when the backup was made",
                    missing=media["missing_at_backup"][:20])  # fmt: skip
     elif not copied:
-        report.add("media", WARN, f"{len(names)} of {len(blobs)} blobs intact in {where}: the backup holds no media")
+        report.add(
+            "media", WARN, f"{len(names)} of {len(blobs)} blobs intact in {where}: the backup holds no media"
+        )
     else:
         report.add("media", OK, f"{len(names)} of {len(blobs)} blobs intact (SHA-256 checked)")
 
@@ -415,7 +439,11 @@ def _verify_config(report: VerifyReport, src: Path, config: dict[str, Any]) -> N
     if missing:
         report.add("config", FAIL, f"secrets listed in the manifest are absent from the config: {missing}")
     else:
-        report.add("config", OK, f"configuration present; secrets: {', '.join(config.get('secret_keys', [])) or 'none'}")
+        report.add(
+            "config",
+            OK,
+            f"configuration present; secrets: {', '.join(config.get('secret_keys', [])) or 'none'}",
+        )
 
 
 # --------------------------------------------------------------------------- DAG check on the copy
@@ -434,12 +462,16 @@ def dag_check_on(database_url: str) -> Finding:
     """``manage.py dag check --all`` against the restored copy (a subprocess whose
     ``DAGMA_DATABASE_URL`` names the copy); ``dag_check_unavailable`` when the command is absent."""
     if not dag_check_available():
-        return Finding("dag_check_unavailable", OK, "`manage.py dag check` is not in this tree: SQL consistency checks ran instead")
+        return Finding(
+            "dag_check_unavailable",
+            OK,
+            "`manage.py dag check` is not in this tree: SQL consistency checks ran instead",
+        )
     env = {**os.environ, "DAGMA_DATABASE_URL": database_url, "DAGMA_NO_BOOTSTRAP": "1"}
     if settings.DAGMA.path is not None:
         env["DAGMA_CONFIG"] = str(settings.DAGMA.path)
     manage = Path(settings.BASE_DIR) / "manage.py"
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
         [sys.executable, str(manage), "dag", "check", "--all"],
         env=env, capture_output=True, text=True, check=False, timeout=3600,
     )  # fmt: skip
@@ -498,7 +530,9 @@ def do_scheduled_backup(*, now: int, actor: Actor) -> str:
     except BackupError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    for stale in [p for p in root.iterdir() if p.name.startswith(BACKUP_PREFIX) and not (p / MANIFEST).is_file()]:
+    for stale in [
+        p for p in root.iterdir() if p.name.startswith(BACKUP_PREFIX) and not (p / MANIFEST).is_file()
+    ]:
         shutil.rmtree(stale, ignore_errors=True)  # a run that died half-way
     kept = list_scheduled_backups(root)
     removed = kept[: max(0, len(kept) - int(schedule.get("keep", 7)))]

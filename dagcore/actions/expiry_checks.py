@@ -46,7 +46,10 @@ def check_signing_keys(*, now: int) -> tuple[str, str]:
     if future:
         # An old key "expiring" later still vouches for events until then: most likely a typo.
         return "warn", f"old_signing_keys {future} have an expired_ts in the future"
-    return "ok", f"signing with {', '.join(sorted(published['verify_keys']))}; {len(published['old_verify_keys'])} old keys published"
+    return (
+        "ok",
+        f"signing with {', '.join(sorted(published['verify_keys']))}; {len(published['old_verify_keys'])} old keys published",
+    )
 
 
 def do_check_expiry(*, now: int) -> dict[str, str]:

@@ -29,7 +29,10 @@ from dagcore.store import scheduled_jobs as job_store
 from dagcore.store import transaction
 
 #: Synapse's purge jobs when the config names none.
-DEFAULT_PURGE_JOBS = [{"longest_max_lifetime": "3d", "interval": "12h"}, {"shortest_max_lifetime": "3d", "interval": "1d"}]
+DEFAULT_PURGE_JOBS = [
+    {"longest_max_lifetime": "3d", "interval": "12h"},
+    {"shortest_max_lifetime": "3d", "interval": "1d"},
+]
 _BATCH = 500
 
 
@@ -62,7 +65,11 @@ class RetentionSettings:
         if policy is not None:
             room_max = policy.get("max_lifetime")
             # A room's policy without a (valid) max_lifetime keeps messages forever, as in Synapse.
-            value = room_max if isinstance(room_max, int) and not isinstance(room_max, bool) and room_max > 0 else None
+            value = (
+                room_max
+                if isinstance(room_max, int) and not isinstance(room_max, bool) and room_max > 0
+                else None
+            )
         if value is None:
             return None
         if self.allowed_min is not None:
@@ -89,7 +96,12 @@ def _in_job(job: dict[str, Any] | None, lifetime: int) -> bool:
 
 
 def do_purge_expired_events(
-    *, now: int, dry_run: bool, actor: Actor, job: dict[str, Any] | None = None, config: RetentionSettings | None = None
+    *,
+    now: int,
+    dry_run: bool,
+    actor: Actor,
+    job: dict[str, Any] | None = None,
+    config: RetentionSettings | None = None,
 ) -> RetentionOutcome:
     """Erase the content of messages past their room's ``max_lifetime`` (``job``: only rooms
     whose lifetime is in that purge job's range). ``dry_run`` counts without changing."""
@@ -106,7 +118,11 @@ def do_purge_expired_events(
         after = 0
         while True:
             batch = store.expired_messages(
-                room_nid=room.room_nid, before_ts=now - lifetime, keep=room.extremities, after_nid=after, limit=_BATCH
+                room_nid=room.room_nid,
+                before_ts=now - lifetime,
+                keep=room.extremities,
+                after_nid=after,
+                limit=_BATCH,
             )
             if not batch:
                 break
@@ -139,7 +155,9 @@ def do_run_retention_purge_jobs(*, now: int, actor: Actor, owner: str) -> dict[s
     for i, job in enumerate(config.purge_jobs):
         name = f"retention-purge-{i}"
         interval = _ms(job.get("interval")) or 86_400_000
-        if not job_store.claim_job_lease(name, owner=owner, now=now, lease_ms=3_600_000, min_interval_ms=interval):
+        if not job_store.claim_job_lease(
+            name, owner=owner, now=now, lease_ms=3_600_000, min_interval_ms=interval
+        ):
             continue
         try:
             outcome = do_purge_expired_events(now=now, dry_run=False, actor=actor, job=job, config=config)
@@ -190,5 +208,7 @@ def do_delete_stale_devices(*, now: int, dry_run: bool, actor: Actor) -> int:
         user = account_store.get_user(user_id)
         if user is not None:
             deleted += do_delete_devices(user=user, device_ids=device_ids)
-    record_audit(actor=actor, action="devices.delete_stale", counts={"deleted": deleted, "users": len(by_user)})
+    record_audit(
+        actor=actor, action="devices.delete_stale", counts={"deleted": deleted, "users": len(by_user)}
+    )
     return deleted

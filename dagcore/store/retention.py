@@ -51,7 +51,11 @@ def expired_messages(
     messages = Event.objects.filter(room_id=room_nid, state_key__isnull=True, outlier=False)
     newest = messages.order_by("-stream_ordering").values_list("id", flat=True).first()
     excluded = set(keep) | ({newest} if newest is not None else set())
-    qs = messages.filter(origin_server_ts__lt=before_ts, id__gt=after_nid).exclude(id__in=excluded).order_by("id")
+    qs = (
+        messages.filter(origin_server_ts__lt=before_ts, id__gt=after_nid)
+        .exclude(id__in=excluded)
+        .order_by("id")
+    )
     return list(qs.values_list("id", "json")[:limit])
 
 
@@ -62,7 +66,9 @@ def replace_event_json(nid: int, text: str) -> None:
 def expired_registration_tokens(*, now: int) -> list[str]:
     """Tokens past their expiry that no registration in progress holds."""
     return list(
-        RegistrationToken.objects.filter(expiry_time__lt=now, pending=0).order_by("id").values_list("token", flat=True)
+        RegistrationToken.objects.filter(expiry_time__lt=now, pending=0)
+        .order_by("id")
+        .values_list("token", flat=True)
     )
 
 

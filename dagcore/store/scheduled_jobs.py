@@ -29,7 +29,9 @@ def mark_job_started(name: str, *, now: int) -> None:
     """A worker began the job the beat sent (Celery: ``task_prerun``)."""
     updated = ScheduledJobRun.objects.filter(name=name).update(last_started_ts=now)
     if not updated:
-        ScheduledJobRun.objects.bulk_create([ScheduledJobRun(name=name, last_started_ts=now)], ignore_conflicts=True)
+        ScheduledJobRun.objects.bulk_create(
+            [ScheduledJobRun(name=name, last_started_ts=now)], ignore_conflicts=True
+        )
 
 
 def finish_job(name: str, *, now: int, ok: bool, message: str, owner: str | None = None) -> None:

@@ -54,8 +54,8 @@ def submit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 def _run_beat_job(name: str, task_name: str) -> None:
     """One beat job: through its database lease (no second runner of this homeserver runs it
-    too), with its start, end and outcome recorded (``dagcore.actions.scheduled_jobs``)."""
-    from dagcore.actions.scheduled_jobs import UnknownJob, run_job
+    too), with its start, end and outcome recorded (``dagcore.taskqueue.jobs``)."""
+    from dagcore.taskqueue.jobs import UnknownJob, run_job
 
     try:
         run_job(name)

@@ -6,8 +6,8 @@ from celery import shared_task
 
 from dagcore.actions import backup, expiry_checks, retention
 from dagcore.actions.audit import Actor
-from dagcore.actions.scheduled_jobs import runner_id
 from dagcore.clock import now_ms
+from dagcore.taskqueue.jobs import runner_id
 
 
 @shared_task(name="dagcore.tasks.operations.purge_expired_events")
@@ -27,7 +27,9 @@ def expire_registration_tokens() -> int:
 
 @shared_task(name="dagcore.tasks.operations.delete_stale_devices")
 def delete_stale_devices() -> int:
-    return retention.do_delete_stale_devices(now=now_ms(), dry_run=False, actor=Actor.beat("delete-stale-devices"))
+    return retention.do_delete_stale_devices(
+        now=now_ms(), dry_run=False, actor=Actor.beat("delete-stale-devices")
+    )
 
 
 @shared_task(name="dagcore.tasks.operations.check_expiry")

@@ -61,7 +61,9 @@ def copy_of(backup: Path, tmp_path: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module", params=["postgres", "sqlite"])
-def backed_up(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Path, dict[str, Any]]]:
+def backed_up(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, Path, dict[str, Any]]]:
     database = request.param
     root = tmp_path_factory.mktemp(f"backup-{database}")
     server = LiveServer(root / "server", database=database, redis=database == "postgres")
@@ -101,7 +103,9 @@ def test_a_backup_of_a_used_server_restores_and_verifies_ok(backed_up) -> None:
         # Recorded for doctor; the scratch database is gone.
         rows = server.query("SELECT status FROM check_results WHERE name = 'backup_verify' ORDER BY id DESC")
         assert rows[0] == ("ok",)
-        assert not server.query("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{server.db_name}_verify_%",))
+        assert not server.query(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{server.db_name}_verify_%",)
+        )
 
 
 def test_a_damaged_dump_fails_verification_by_name(backed_up, tmp_path: Path) -> None:
@@ -139,7 +143,9 @@ def test_a_lost_media_file_fails_verification_by_name(backed_up, tmp_path: Path)
 def test_a_signing_key_other_than_the_published_one_fails_verification(backed_up, tmp_path: Path) -> None:
     server, backup, data = backed_up
     foreign = copy_of(backup, tmp_path, "foreign-key")
-    (foreign / data["manifest"]["keys"]["file"]).write_text(signing.write_signing_keys([signing.generate_signing_key()]))
+    (foreign / data["manifest"]["keys"]["file"]).write_text(
+        signing.write_signing_keys([signing.generate_signing_key()])
+    )
     code, report = run(server, "verify", str(foreign))
     assert (code, checks(report)["signing_keys"]) == (2, "fail"), report
     assert "mismatch" in next(c for c in report["checks"] if c["name"] == "signing_keys")["message"]

@@ -58,23 +58,33 @@ def test_retention_erases_expired_messages_but_never_state_extremities_or_the_ne
     )
 
     # 1.5 days on: the short room's 1 h policy is clamped to the 1-day minimum, the default is 2 days.
-    preview = retention.do_purge_expired_events(now=now_ms() + 36 * 3_600_000, dry_run=True, actor=BEAT, config=config)
+    preview = retention.do_purge_expired_events(
+        now=now_ms() + 36 * 3_600_000, dry_run=True, actor=BEAT, config=config
+    )
     assert (preview.rooms, preview.events, preview.per_room) == (1, 2, {short: 2})
     assert all("body" in content_of(e) for e in old[short])  # a preview changes nothing
-    done = retention.do_purge_expired_events(now=now_ms() + 36 * 3_600_000, dry_run=False, actor=BEAT, config=config)
+    done = retention.do_purge_expired_events(
+        now=now_ms() + 36 * 3_600_000, dry_run=False, actor=BEAT, config=config
+    )
     assert (done.rooms, done.events) == (preview.rooms, preview.events)
     assert [content_of(e) for e in old[short]] == [{}, {}, {"msgtype": "m.text", "body": f"{short} 2"}]
 
-    later = retention.do_purge_expired_events(now=now_ms() + 3 * DAY, dry_run=False, actor=BEAT, config=config)
+    later = retention.do_purge_expired_events(
+        now=now_ms() + 3 * DAY, dry_run=False, actor=BEAT, config=config
+    )
     assert later.per_room == {plain: 2}  # the short room is done; "forever" keeps everything
     assert all("body" in content_of(e) for e in old[forever])
     # State is never touched; the event keeps its ID, type and DAG links (the redacted form).
     assert sorted(CurrentStateEvent.objects.values_list("event__event_id", flat=True)) == state_before
     purged = json.loads(Event.objects.get(event_id=old[plain][0]).json)
     assert purged["type"] == "m.room.message" and purged["prev_events"] and purged["hashes"]
-    again = retention.do_purge_expired_events(now=now_ms() + 3 * DAY, dry_run=False, actor=BEAT, config=config)
+    again = retention.do_purge_expired_events(
+        now=now_ms() + 3 * DAY, dry_run=False, actor=BEAT, config=config
+    )
     assert again.events == 0  # idempotent
-    results = list(AuditEntry.objects.filter(action="retention.purge").values_list("result", flat=True).order_by("id"))
+    results = list(
+        AuditEntry.objects.filter(action="retention.purge").values_list("result", flat=True).order_by("id")
+    )
     assert results == ["dry-run", "ok", "ok"]
 
 
@@ -83,13 +93,28 @@ def test_retention_does_nothing_unless_enabled_and_purge_jobs_pick_rooms_by_life
     room = make_room(alice)
     say(alice, room, "one")
     say(alice, room, "two")
-    off = retention.RetentionSettings.from_config({"enabled": False, "default_policy": {"max_lifetime": "1d"}})
-    assert retention.do_purge_expired_events(now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=off).events == 0
+    off = retention.RetentionSettings.from_config(
+        {"enabled": False, "default_policy": {"max_lifetime": "1d"}}
+    )
+    assert (
+        retention.do_purge_expired_events(now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=off).events
+        == 0
+    )
     on = retention.RetentionSettings.from_config({"enabled": True, "default_policy": {"max_lifetime": "5d"}})
     short_job = {"longest_max_lifetime": "3d", "interval": "12h"}
     long_job = {"shortest_max_lifetime": "3d", "interval": "1d"}
-    assert retention.do_purge_expired_events(now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=on, job=short_job).events == 0
-    assert retention.do_purge_expired_events(now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=on, job=long_job).events == 1
+    assert (
+        retention.do_purge_expired_events(
+            now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=on, job=short_job
+        ).events
+        == 0
+    )
+    assert (
+        retention.do_purge_expired_events(
+            now=now_ms() + 9 * DAY, dry_run=True, actor=BEAT, config=on, job=long_job
+        ).events
+        == 1
+    )
 
 
 def test_the_retention_beat_job_runs_each_purge_job_once_per_interval() -> None:
@@ -100,8 +125,12 @@ def test_the_retention_beat_job_runs_each_purge_job_once_per_interval() -> None:
     say(alice, room, "new")
     with override_settings(DAGMA=dagma_with(retention=raw)):
         now = now_ms() + 2 * DAY
-        assert retention.do_run_retention_purge_jobs(now=now, actor=BEAT, owner="t") == {"retention-purge-0": 1}
-        assert retention.do_run_retention_purge_jobs(now=now + 3_600_000, actor=BEAT, owner="t") == {}  # not due
+        assert retention.do_run_retention_purge_jobs(now=now, actor=BEAT, owner="t") == {
+            "retention-purge-0": 1
+        }
+        assert (
+            retention.do_run_retention_purge_jobs(now=now + 3_600_000, actor=BEAT, owner="t") == {}
+        )  # not due
         assert content_of(first) == {}
 
 
@@ -161,7 +190,10 @@ def test_the_certificate_expiry_check_warns_three_weeks_ahead_and_fails_once_exp
     tmp_path: Path, days: float, status: str
 ) -> None:
     with override_settings(DAGMA=dagma_with(tls_certificate_path=str(certificate(tmp_path, days)))):
-        assert expiry_checks.do_check_expiry(now=now_ms()) == {"tls_certificate_expiry": status, "signing_keys": "ok"}
+        assert expiry_checks.do_check_expiry(now=now_ms()) == {
+            "tls_certificate_expiry": status,
+            "signing_keys": "ok",
+        }
     [result] = operations.latest_check_results(["tls_certificate_expiry"])
     assert result.status == status
 
@@ -171,14 +203,18 @@ def test_the_certificate_expiry_check_warns_three_weeks_ahead_and_fails_once_exp
 
 def test_scheduled_backups_keep_the_newest_n_and_the_weekly_verify_checks_the_newest(tmp_path: Path) -> None:
     schedule = {"dir": str(tmp_path / "backups"), "keep": 2, "media": True, "verify": True}
-    with override_settings(DAGMA=dagma_with(backup_schedule={"dir": None, "keep": 7, "media": True, "verify": True})):
+    with override_settings(
+        DAGMA=dagma_with(backup_schedule={"dir": None, "keep": 7, "media": True, "verify": True})
+    ):
         assert "not set" in backup.do_scheduled_backup(now=now_ms(), actor=BEAT)
     with override_settings(DAGMA=dagma_with(backup_schedule=schedule)):
         (tmp_path / "backups" / "dagma-19990101T000000Z").mkdir(parents=True)  # a run that died half-way
         for day in range(3):
             backup.do_scheduled_backup(now=now_ms() + day * DAY, actor=BEAT)
         kept = backup.list_scheduled_backups(tmp_path / "backups")
-        assert len(kept) == 2 and sorted(p.name for p in (tmp_path / "backups").iterdir()) == [p.name for p in kept]
+        assert len(kept) == 2 and sorted(p.name for p in (tmp_path / "backups").iterdir()) == [
+            p.name for p in kept
+        ]
         assert backup.do_scheduled_verify(now=now_ms()).startswith(kept[-1].name)
     [result] = operations.latest_check_results([backup.CHECK_NAME])
     assert result.details["backup"] == str(kept[-1])

@@ -22,7 +22,11 @@ def render_units(out: Path) -> list[Path]:
     """The units as installed under a prefix that exists here: this checkout and its Python."""
     paths = []
     for src in sorted((CONTRIB / "systemd").iterdir()):
-        text = src.read_text().replace("/opt/dagma/.venv/bin/python", sys.executable).replace("/opt/dagma", str(ROOT))
+        text = (
+            src.read_text()
+            .replace("/opt/dagma/.venv/bin/python", sys.executable)
+            .replace("/opt/dagma", str(ROOT))
+        )
         dest = out / src.name.replace("@.service", "@8008.service")
         dest.write_text(text)
         paths.append(dest)
@@ -58,7 +62,9 @@ def test_politburo_is_never_started_by_the_target_nor_enabled() -> None:
         assert name in target
 
 
-def test_the_proxies_send_client_and_media_to_tribune_and_federation_to_the_embassy_never_to_politburo() -> None:
+def test_the_proxies_send_client_and_media_to_tribune_and_federation_to_the_embassy_never_to_politburo() -> (
+    None
+):
     nginx = (CONTRIB / "nginx" / "dagma.conf").read_text()
     routes = dict(re.findall(r"location\s+(?:=\s+)?(\S+)\s*\{\s*proxy_pass\s+http://(\w+);", nginx))
     assert routes == {
@@ -90,19 +96,23 @@ def test_a_production_server_refuses_sqlite_unless_forced() -> None:
     check_database_for_production(config())
     assert production_reasons(config(listeners=public)) == ["listener port 8008 binds 0.0.0.0"]
     for prod in (config(environment="production"), config(listeners=public)):
-        with pytest.raises(ConfigError, match=r"^database: SQLite is for trying Dagma.*allow_sqlite_in_production"):
+        with pytest.raises(
+            ConfigError, match=r"^database: SQLite is for trying Dagma.*allow_sqlite_in_production"
+        ):
             check_database_for_production(prod)
     check_database_for_production(config(environment="production", allow_sqlite_in_production=True))
     check_database_for_production(
         config(environment="production", database={"name": "psycopg2", "args": {"database": "dagma"}})
     )
-    with pytest.raises(ConfigError, match="^environment: expected one of development, production"):
+    with pytest.raises(ConfigError, match=r"^environment: expected one of development, production"):
         config(environment="prod")
 
 
 @pytest.mark.live
 def test_serve_stops_on_sqlite_in_production_naming_the_option_and_starts_when_forced(tmp_path: Path) -> None:
-    refused = LiveServer(tmp_path / "refused", database="sqlite", redis=False, config={"environment": "production"})
+    refused = LiveServer(
+        tmp_path / "refused", database="sqlite", redis=False, config={"environment": "production"}
+    )
     with pytest.raises(RuntimeError, match="database: SQLite is for trying Dagma"):
         refused.start()
     assert not (tmp_path / "refused" / "homeserver.db").exists()  # nothing was created

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dagcore.actions import scheduled_jobs
 from dagcore.store import scheduled_jobs as store
+from dagcore.taskqueue import jobs as scheduled_jobs
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 from tests.support.live import LiveServer, wait_for
 
@@ -28,7 +28,12 @@ def test_a_job_lease_goes_to_one_runner_until_released_or_expired() -> None:
     assert not store.claim_job_lease("j", owner="b", now=4_000, lease_ms=60_000)
     store.finish_job("j", now=5_000, ok=True, message="3 rows", owner="a")
     run = store.get_job_run("j")
-    assert run is not None and (run.outcome, run.message, run.last_success_ts, run.lease_owner) == ("ok", "3 rows", 5_000, "")
+    assert run is not None and (run.outcome, run.message, run.last_success_ts, run.lease_owner) == (
+        "ok",
+        "3 rows",
+        5_000,
+        "",
+    )
     # Free again, but a beat finds it ran within its period (another beat ran it): skipped.
     assert not store.claim_job_lease("j", owner="b", now=6_000, lease_ms=60_000, min_interval_ms=9_000)
     assert store.claim_job_lease("j", owner="b", now=11_000, lease_ms=60_000, min_interval_ms=9_000)
@@ -74,7 +79,9 @@ def test_jobs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.sqlite
 def test_two_runners_never_run_one_job_at_once_and_both_outcomes_are_recorded(test_jobs) -> None:
     results: list[scheduled_jobs.JobRun] = []
-    first = threading.Thread(target=lambda: results.append(scheduled_jobs.run_job("test-blocking")), name="beat-1")
+    first = threading.Thread(
+        target=lambda: results.append(scheduled_jobs.run_job("test-blocking")), name="beat-1"
+    )
     first.start()
     assert STARTED.wait(30)
     # The second beat (another process in production: the lease is in the database).
@@ -107,7 +114,9 @@ def test_celery_beat_sends_a_job_only_when_it_holds_the_lease_and_the_worker_rec
     sent: list[str] = []
 
     class Captured(LeasedScheduler):
-        def apply_async(self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kw: Any) -> None:
+        def apply_async(
+            self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kw: Any
+        ) -> None:
             sent.append(entry.name)
 
     def scheduler(tmp: str) -> Captured:
@@ -119,7 +128,9 @@ def test_celery_beat_sends_a_job_only_when_it_holds_the_lease_and_the_worker_rec
 
     with tempfile.TemporaryDirectory() as tmp:
         one, two = scheduler(f"{tmp}/one"), scheduler(f"{tmp}/two")
-        entry = ScheduleEntry(name="expire-uia-sessions", task=BEAT_SCHEDULE["expire-uia-sessions"][0], schedule=3600.0, app=app)
+        entry = ScheduleEntry(
+            name="expire-uia-sessions", task=BEAT_SCHEDULE["expire-uia-sessions"][0], schedule=3600.0, app=app
+        )
         one.apply_entry(entry)
         two.apply_entry(entry)
         one.close()
@@ -147,7 +158,9 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 def job_runs(server: LiveServer) -> dict[str, tuple[Any, ...]]:
     with sqlite3.connect(Path(server.workdir) / "homeserver.db") as conn:
-        rows = conn.execute("SELECT name, outcome, last_started_ts, last_finished_ts, lease_owner FROM scheduled_job_runs")
+        rows = conn.execute(
+            "SELECT name, outcome, last_started_ts, last_finished_ts, lease_owner FROM scheduled_job_runs"
+        )
         return {r[0]: r[1:] for r in rows}
 
 

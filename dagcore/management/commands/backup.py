@@ -36,9 +36,13 @@ class Command(BaseCommand):
         create.add_argument("dir")
         create.add_argument("--no-media", action="store_true", help="list media in the manifest, copy none")
         create.add_argument("--json", action="store_true", help="print the manifest as JSON")
-        verify = sub.add_parser("verify", help="restore the backup in DIR into a scratch database and check it")
+        verify = sub.add_parser(
+            "verify", help="restore the backup in DIR into a scratch database and check it"
+        )
         verify.add_argument("dir")
-        verify.add_argument("--sample", type=int, default=None, help="check N random media blobs (default all)")
+        verify.add_argument(
+            "--sample", type=int, default=None, help="check N random media blobs (default all)"
+        )
         verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -70,7 +74,9 @@ class Command(BaseCommand):
                 f"secrets in the config: {', '.join(manifest['config']['secret_keys']) or 'none'}"
             )
             if media["missing_at_backup"]:
-                self.stderr.write(f"warning: {len(media['missing_at_backup'])} referenced media blobs were missing")
+                self.stderr.write(
+                    f"warning: {len(media['missing_at_backup'])} referenced media blobs were missing"
+                )
         return 0
 
     def _verify(self, options: dict[str, Any]) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from dagcore.actions import scheduled_jobs
 from dagcore.management.commands.backup import logs_to_stderr
+from dagcore.taskqueue import jobs as scheduled_jobs
 
 
 class Command(BaseCommand):
@@ -39,7 +39,12 @@ class Command(BaseCommand):
             self._emit(options, out, f"{name}: failed: {out['error']}")
             sys.exit(1)
         out = {"job": name, "ran": run.ran, "ok": run.ok, "result": run.message}
-        self._emit(options, out, f"{name}: {'done' if run.ran else run.message}" + (f" ({run.message})" if run.ran and run.message else ""))
+        self._emit(
+            options,
+            out,
+            f"{name}: {'done' if run.ran else run.message}"
+            + (f" ({run.message})" if run.ran and run.message else ""),
+        )
         sys.exit(0 if run.ran else 1)
 
     def _emit(self, options: dict[str, Any], out: dict[str, Any], text: str) -> None:

@@ -12,6 +12,7 @@ run is recorded finished (Celery: ``task_postrun``), or expires if the runner di
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import socket
@@ -20,7 +21,6 @@ from typing import Any
 
 from dagcore.clock import now_ms
 from dagcore.store import scheduled_jobs as store
-from dagcore.taskqueue.dispatch import resolve_task
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 #: A job longer than its lease may be started again by another beat (jobs are idempotent).
@@ -41,6 +41,12 @@ class JobRun:
     ok: bool
     result: Any = None
     message: str = ""
+
+
+def _task(name: str) -> Any:
+    # As dispatch.resolve_task; not imported from there, which imports the runner that imports us.
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
 
 
 def runner_id() -> str:
@@ -89,9 +95,11 @@ def run_job(name: str, *, manual: bool = False, owner: str | None = None) -> Job
     if not claim_due_job(name, owner=owner, manual=manual):
         run = store.get_job_run(name)
         holder = f" (held by {run.lease_owner} until {run.lease_until_ts})" if run and run.lease_owner else ""
-        return JobRun(name, ran=False, ok=True, message=f"not run: another runner has it or it ran recently{holder}")
+        return JobRun(
+            name, ran=False, ok=True, message=f"not run: another runner has it or it ran recently{holder}"
+        )
     try:
-        result = resolve_task(BEAT_SCHEDULE[name][0]).run()
+        result = _task(BEAT_SCHEDULE[name][0]).run()
     except Exception as exc:
         note_job_finished(name, ok=False, message=f"{type(exc).__name__}: {exc}", owner=owner)
         raise
