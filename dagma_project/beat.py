@@ -10,6 +10,7 @@ worker side records each beat job's start, end and outcome from Celery's signals
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import django
@@ -18,11 +19,22 @@ from celery.signals import task_failure, task_postrun, task_prerun
 
 logger = logging.getLogger("dagma.tasks")
 HEADER = "dagma_beat_job"
+#: The process that imported this module; beat embedded in a worker (-B) is a fork of it.
+_IMPORTED_IN = os.getpid()
 
 
 class LeasedScheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
-        django.setup()  # beat is not a worker: nothing else sets Django up before the first claim
+        from django.apps import apps
+
+        if not apps.ready:
+            # `celery beat` is not a worker: nothing else sets Django up before the first claim.
+            # (Not again when embedded in a worker: setup() would replace Celery's logging.)
+            django.setup()
+        if os.getpid() != _IMPORTED_IN:
+            from dagcore.store.transaction import forget_inherited_connections
+
+            forget_inherited_connections()  # the worker's, shared by fork: never ours to use
         from dagcore.taskqueue.jobs import runner_id
 
         self.dagma_owner = f"celery-beat:{runner_id()}"
@@ -39,7 +51,11 @@ class LeasedScheduler(PersistentScheduler):
         finally:
             close_old_connections()
         if not claimed:
-            logger.info("beat job %s skipped: another beat sent it or it is still running", entry.name)
+            # Normal when a run outlasts its period; otherwise a second beat runs for this
+            # homeserver (it does no harm, but one is enough).
+            logger.warning(
+                "beat job %s skipped: another beat sent it within its period or it is still running", entry.name
+            )
             return
         super().apply_entry(entry, producer=producer)
 

@@ -26,6 +26,7 @@ from tests.support.live import CeleryWorker, LiveServer, advance_clock, wait_for
 pytestmark = pytest.mark.live
 
 NOTIFY = "/_matrix/push/v1/notify"
+QUEUES = "federation,push,media,maintenance"
 
 
 class HoldingGateway:
@@ -78,7 +79,8 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
                          config={"ip_range_whitelist": ["127.0.0.1/32"]})  # fmt: skip
     gateway = HoldingGateway()
     tribune.start()
-    running = Layout(tribune, CeleryWorker(tribune, "push,media,maintenance").start(), gateway)
+    # The worker embeds beat (-B), as `celery beat` beside it would run.
+    running = Layout(tribune, CeleryWorker(tribune, QUEUES, beat=True).start(), gateway)
     try:
         yield running
     finally:
@@ -183,7 +185,7 @@ def test_a_worker_killed_mid_push_loses_nothing_and_resends_nothing_recorded(lay
     gateway.release.set()
 
     during = alice.send(room, "sent while no worker runs")  # Tribune does not need the worker
-    layout.worker = CeleryWorker(tribune, "push,media,maintenance", name="worker-after-kill").start()
+    layout.worker = CeleryWorker(tribune, QUEUES, beat=True, name="worker-after-kill").start()
     # The dead worker's claim on the pusher expires; then a nudge (a new message) resumes it.
     advance_clock(tribune.base_url, CLAIM_MS + 1000)
     after = alice.send(room, "after the restart")
@@ -194,3 +196,29 @@ def test_a_worker_killed_mid_push_loses_nothing_and_resends_nothing_recorded(lay
     assert all(counts[e] == 1 for e in (during, after)), counts
     # Only what the killed run had in flight (sent, never recorded) may come twice.
     assert all(counts[e] <= 2 for e in held), counts
+
+
+def test_beat_jobs_sent_by_celery_beat_are_recorded_and_a_second_beat_sends_nothing_twice(layout: Layout) -> None:
+    """The worker's embedded beat sends ``federation-send-pending`` every 10 s; its runs are
+    recorded by the worker's signals. A second beat of the same homeserver finds the job's
+    lease taken or its period not over, and skips it."""
+    tribune = layout.tribune
+
+    def recorded() -> Any:
+        rows = tribune.query(
+            "SELECT outcome, last_started_ts, last_finished_ts, lease_owner FROM scheduled_job_runs "
+            "WHERE name = 'federation-send-pending'"
+        )
+        return rows and rows[0][0] == "ok" and rows[0][2] >= rows[0][1] and rows[0]
+
+    outcome, _, _, lease_owner = wait_for(recorded, "a beat run recorded by the worker", timeout=40)
+    assert lease_owner == ""  # freed when the run ended
+    second = CeleryWorker(tribune, QUEUES, beat=True, name="second-beat").start()
+    try:
+        wait_for(
+            lambda: "federation-send-pending skipped" in second.log_text() + layout.worker.log_text(),
+            "one beat skipping the job the other sent",
+            timeout=40,
+        )
+    finally:
+        second.stop()
