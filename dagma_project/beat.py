@@ -54,7 +54,8 @@ class LeasedScheduler(PersistentScheduler):
             # Normal when a run outlasts its period; otherwise a second beat runs for this
             # homeserver (it does no harm, but one is enough).
             logger.warning(
-                "beat job %s skipped: another beat sent it within its period or it is still running", entry.name
+                "beat job %s skipped: another beat sent it within its period or it is still running",
+                entry.name,
             )
             return
         super().apply_entry(entry, producer=producer)

@@ -157,3 +157,12 @@ def test_backup_create_refuses_a_directory_that_is_not_empty(backed_up) -> None:
     result = server.manage("backup", "create", str(backup))
     assert result.returncode == 2 and b"not an empty directory" in result.stderr
     assert sorted(p.name for p in backup.iterdir()) == before
+
+
+def test_a_backup_without_media_checks_the_live_store_and_warns(backed_up, tmp_path: Path) -> None:
+    server, _, _ = backed_up
+    code, manifest = run(server, "create", str(tmp_path / "no-media"), "--no-media")
+    assert code == 0 and manifest["media"]["copied"] is False and manifest["media"]["blobs"]
+    assert not (tmp_path / "no-media" / "media").exists()
+    code, report = run(server, "verify", str(tmp_path / "no-media"))
+    assert (code, report["verdict"], checks(report)["media"]) == (1, "WARN", "warn"), report

@@ -219,3 +219,22 @@ def test_scheduled_backups_keep_the_newest_n_and_the_weekly_verify_checks_the_ne
     [result] = operations.latest_check_results([backup.CHECK_NAME])
     assert result.details["backup"] == str(kept[-1])
     assert result.status in ("ok", "warn"), result.summary  # warn: the test server runs without a config file
+
+
+def test_doctor_is_told_when_the_last_verified_backup_is_older_than_35_days() -> None:
+    now = now_ms()
+    assert backup.backup_verify_age(now=now)[0] == "warn"  # never verified
+    operations.insert_check_result(
+        name=backup.CHECK_NAME, status="ok", summary="", details={}, ts=now - 36 * DAY
+    )
+    status, message = backup.backup_verify_age(now=now)
+    assert status == "warn" and "36 days old" in message
+    operations.insert_check_result(name=backup.CHECK_NAME, status="ok", summary="", details={}, ts=now - DAY)
+    assert backup.backup_verify_age(now=now)[0] == "ok"
+    operations.insert_check_result(
+        name=backup.CHECK_NAME, status="fail", summary="media: lost", details={}, ts=now
+    )
+    assert backup.backup_verify_age(now=now) == (
+        "fail",
+        "the last backup verification failed 0 days ago: media: lost",
+    )

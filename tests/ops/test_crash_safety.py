@@ -198,7 +198,9 @@ def test_a_worker_killed_mid_push_loses_nothing_and_resends_nothing_recorded(lay
     assert all(counts[e] <= 2 for e in held), counts
 
 
-def test_beat_jobs_sent_by_celery_beat_are_recorded_and_a_second_beat_sends_nothing_twice(layout: Layout) -> None:
+def test_beat_jobs_sent_by_celery_beat_are_recorded_and_a_second_beat_sends_nothing_twice(
+    layout: Layout,
+) -> None:
     """The worker's embedded beat sends ``federation-send-pending`` every 10 s; its runs are
     recorded by the worker's signals. A second beat of the same homeserver finds the job's
     lease taken or its period not over, and skips it."""
