@@ -213,7 +213,7 @@ def test_beat_jobs_sent_by_celery_beat_are_recorded_and_a_second_beat_sends_noth
         )
         return rows and rows[0][0] == "ok" and rows[0][2] >= rows[0][1] and rows[0]
 
-    outcome, _, _, lease_owner = wait_for(recorded, "a beat run recorded by the worker", timeout=40)
+    _, _, _, lease_owner = wait_for(recorded, "a beat run recorded by the worker", timeout=40)
     assert lease_owner == ""  # freed when the run ended
     second = CeleryWorker(tribune, QUEUES, beat=True, name="second-beat").start()
     try:
