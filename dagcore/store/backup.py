@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from django.db import connection
@@ -261,8 +262,13 @@ def restore_scratch(*, dump: Path, engine: str) -> Iterator[ScratchDatabase]:
         params = _pg_params()
         scratch = f"{params['dbname'][:40]}_verify_{secrets.token_hex(4)}"
         admin = _pg_conninfo(params, dbname="postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{scratch}"')
+        try:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{scratch}"')
+        except psycopg.Error as exc:
+            raise BackupDatabaseError(
+                f"cannot create the scratch database {scratch} (the database user needs CREATEDB): {exc}"
+            ) from None
         try:
             result = subprocess.run(  # noqa: S603 - arguments we build, not input
                 [  # noqa: S607 - PostgreSQL's client from PATH
@@ -273,7 +279,9 @@ def restore_scratch(*, dump: Path, engine: str) -> Iterator[ScratchDatabase]:
             )  # fmt: skip
             if result.returncode != 0:
                 raise BackupDatabaseError(f"pg_restore failed: {result.stderr.strip()[-500:]}")
-            auth = params["user"] + (f":{params['password']}" if params["password"] else "")
+            auth = quote(params["user"], safe="") + (
+                f":{quote(params['password'], safe='')}" if params["password"] else ""
+            )
             host = params["host"] or "localhost"
             port = f":{params['port']}" if params["port"] else ""
             yield ScratchDatabase(
