@@ -98,6 +98,11 @@ def run_job(name: str, *, manual: bool = False, owner: str | None = None) -> Job
         return JobRun(
             name, ran=False, ok=True, message=f"not run: another runner has it or it ran recently{holder}"
         )
+    return run_claimed_job(name, owner=owner)
+
+
+def run_claimed_job(name: str, *, owner: str) -> JobRun:
+    """Run job ``name`` whose lease ``owner`` holds; record the outcome and free the lease."""
     try:
         result = _task(BEAT_SCHEDULE[name][0]).run()
     except Exception as exc:

@@ -52,27 +52,47 @@ def submit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     _executor.submit(_run, func, args, kwargs)
 
 
-def _run_beat_job(name: str, task_name: str) -> None:
-    """One beat job: through its database lease (no second runner of this homeserver runs it
-    too), with its start, end and outcome recorded (``dagcore.taskqueue.jobs``)."""
-    from dagcore.taskqueue.jobs import UnknownJob, run_job
+def _claim(name: str, owner: str) -> bool:
+    """Take the job's lease in the database, on the beat thread at the tick: a second runner
+    of this homeserver (another process) then skips the job (``dagcore.taskqueue.jobs``)."""
+    from dagcore.taskqueue.jobs import UnknownJob, claim_due_job
 
     try:
-        run_job(name)
+        return claim_due_job(name, owner=owner)
     except UnknownJob:
-        # A job given to this runner but not in BEAT_SCHEDULE (tests pass their own): no lease.
+        return True  # a job given to this runner but not in BEAT_SCHEDULE (tests pass their own)
+    except Exception:
+        logger.exception("beat job %s: cannot take its lease", name)
+        return False
+    finally:
+        close_old_connections()
+
+
+def _run_beat_job(name: str, task_name: str, owner: str) -> None:
+    """Run a claimed job, recording its end and outcome (and freeing the lease)."""
+    from dagcore.taskqueue.jobs import run_claimed_job
+
+    if name in BEAT_SCHEDULE:
+        run_claimed_job(name, owner=owner)
+    else:
         module, _, attr = task_name.rpartition(".")
         getattr(importlib.import_module(module), attr).run()
 
 
 def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
+    from dagcore.taskqueue.jobs import runner_id
+
+    owner = f"in-process:{runner_id()}"
     next_run = {name: time.monotonic() + every for name, (_, every) in jobs.items()}
     while not _stop.wait(1.0):
         now = time.monotonic()
         for name, (task_name, every) in jobs.items():
             if now >= next_run[name]:
                 next_run[name] = now + every
-                submit(_run_beat_job, name, task_name)
+                if _claim(name, owner):
+                    submit(_run_beat_job, name, task_name, owner)
+                else:
+                    logger.info("beat job %s skipped: another runner has it or ran it within its period", name)
 
 
 def start_in_process_runner(
