@@ -92,7 +92,9 @@ def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
                 if _claim(name, owner):
                     submit(_run_beat_job, name, task_name, owner)
                 else:
-                    logger.info("beat job %s skipped: another runner has it or ran it within its period", name)
+                    logger.info(
+                        "beat job %s skipped: another runner has it or ran it within its period", name
+                    )
 
 
 def start_in_process_runner(
