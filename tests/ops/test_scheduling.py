@@ -103,6 +103,21 @@ def test_two_runners_never_run_one_job_at_once_and_both_outcomes_are_recorded(te
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.sqlite
+def test_two_in_process_runners_take_a_due_job_once_and_the_run_frees_it(test_jobs) -> None:
+    """What each runner's beat thread does at a tick (two ``serve`` processes of one homeserver)."""
+    from dagcore.taskqueue import runner
+
+    RELEASE.set()
+    assert runner._claim("test-blocking", "in-process:one")
+    assert not runner._claim("test-blocking", "in-process:two")
+    runner._run_beat_job("test-blocking", BEAT_SCHEDULE["test-blocking"][0], "in-process:one")
+    run = store.get_job_run("test-blocking")
+    assert run is not None and run.outcome == "ok" and not run.lease_owner
+    assert not runner._claim("test-blocking", "in-process:two")  # it ran within its period
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.sqlite
 def test_celery_beat_sends_a_job_only_when_it_holds_the_lease_and_the_worker_records_it(test_jobs) -> None:
     """Two ``celery beat`` schedulers of one homeserver: the second sends nothing the first sent.
     The sends are captured at Celery's transport boundary; the lease is our database's."""
