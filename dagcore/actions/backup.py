@@ -269,6 +269,7 @@ def _verify(
         return
     report.add("manifest", OK, f"Dagma {manifest.get('dagma_version')}, made at {manifest.get('created_ts')}")
     dump = src / str(db["file"])
+    db_keys: list[store.OwnKeyRow] = []
     if not dump.is_file():
         report.add("database_dump", FAIL, f"database dump {dump.name} is missing")
     elif _sha256_file(dump) != db["sha256"]:
@@ -279,15 +280,16 @@ def _verify(
         )
     else:
         report.add("database_dump", OK, f"{dump.name} intact")
-        _verify_database(report, dump, db, run_dag_check=run_dag_check)
+        db_keys = _verify_database(report, dump, db, run_dag_check=run_dag_check)
     _verify_media(report, src, manifest.get("media") or {}, sample=sample)
-    _verify_keys(report, src, manifest.get("keys") or {})
+    _verify_keys(report, src, manifest.get("keys") or {}, db_keys=db_keys)
     _verify_config(report, src, manifest.get("config") or {})
 
 
 def _verify_database(
     report: VerifyReport, dump: Path, db: dict[str, Any], *, run_dag_check: Callable[[str], Finding]
-) -> None:
+) -> list[store.OwnKeyRow]:
+    """Restore and check the dump; returns the signing keys the copy holds (if it keeps any)."""
     if db["engine"] != store.database_engine():
         # A PostgreSQL backup is restored on PostgreSQL; we verify on the engine we run.
         report.add(
@@ -295,7 +297,7 @@ def _verify_database(
             FAIL,
             f"the backup is a {db['engine']} dump; this server runs {store.database_engine()}",
         )
-        return
+        return []
     try:
         with store.restore_scratch(dump=dump, engine=db["engine"]) as scratch:
             report.add("restore", OK, "restored into a scratch database")
@@ -317,8 +319,10 @@ def _verify_database(
             else:
                 report.findings.append(finding)
             _verify_key_backup(report, facts.row_counts, db)
+            return scratch.own_signing_keys()
     except store.BackupDatabaseError as exc:
         report.add("restore", FAIL, str(exc))
+    return []
 
 
 def _verify_schema(report: VerifyReport, migrations: list[str], db: dict[str, Any]) -> None:
@@ -401,24 +405,35 @@ def _verify_media(report: VerifyReport, src: Path, media: dict[str, Any], *, sam
         report.add("media", OK, f"{len(names)} of {len(blobs)} blobs intact (SHA-256 checked)")
 
 
-def _verify_keys(report: VerifyReport, src: Path, keys: dict[str, Any]) -> None:
+def _verify_keys(
+    report: VerifyReport, src: Path, keys: dict[str, Any], *, db_keys: list[store.OwnKeyRow]
+) -> None:
+    """The keys a restore gets back (the key file, and the database's key table where keys are
+    kept there) against what the server publishes: every published key, current or old, must
+    be in the backup — current ones with their private half — and the backup must hold no
+    key the server does not publish."""
     try:
         backed_up = signing.read_signing_keys((src / str(keys["file"])).read_text())
     except (OSError, KeyError, TypeError, ValueError) as exc:
         report.add("signing_keys", FAIL, f"the backup's signing key file is missing or unreadable ({exc!r})")
         return
-    ours = {signing.key_id(k): signing.encode_verify_key_base64(k) for k in backed_up}
+    private = {signing.key_id(k): signing.encode_verify_key_base64(k) for k in backed_up}
+    private.update({k.key_id: k.verify_key for k in db_keys if k.has_private_half})
+    backed_old = {kid: v["key"] for kid, v in (keys.get("old_verify_keys") or {}).items()}
+    backed_old.update({k.key_id: k.verify_key for k in db_keys if k.expired_ts is not None})
     published = build_server_key_response(now_ms=now_ms())
     current = {kid: v["key"] for kid, v in published["verify_keys"].items()}
     old = {kid: v["key"] for kid, v in published.get("old_verify_keys", {}).items()}
-    if ours != current:
+    missing = sorted(kid for kid, vk in current.items() if private.get(kid) != vk)
+    foreign = sorted(kid for kid, vk in private.items() if current.get(kid, old.get(kid)) != vk)
+    if missing or foreign:
         report.add("signing_keys", FAIL,
-                   f"signing key mismatch: the backup holds {sorted(ours)}, the server publishes {sorted(current)} "
-                   "(a restore would sign with a key other servers do not know)",
-                   backup=ours, published=current)  # fmt: skip
+                   f"signing key mismatch: the server publishes {sorted(current)}, the backup holds "
+                   f"{sorted(private)} (missing {missing}, not published {foreign}): a restore would "
+                   "sign with a key other servers do not know",
+                   backup=private, published=current)  # fmt: skip
         return
-    backed_old = {kid: v["key"] for kid, v in (keys.get("old_verify_keys") or {}).items()}
-    lost_old = sorted(kid for kid in old if backed_old.get(kid) != old[kid])
+    lost_old = sorted(kid for kid in old if backed_old.get(kid, private.get(kid)) != old[kid])
     if lost_old:
         report.add("signing_keys", FAIL, f"old verify keys {lost_old} are published but not in the backup")
         return

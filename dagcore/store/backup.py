@@ -204,6 +204,12 @@ class ScratchDatabase:
             tables = _pg_tables(cur) if self.engine == "postgresql" else _sqlite_tables(cur)
             return _facts(cur, tables=tables)
 
+    def own_signing_keys(self) -> list[OwnKeyRow]:
+        """This server's keys kept in the copy's database (where a version keeps them there)."""
+        with self.cursor() as cur:
+            tables = _pg_tables(cur) if self.engine == "postgresql" else _sqlite_tables(cur)
+            return _own_signing_keys(cur, tables)
+
     def dag_problems(self, *, limit: int = 20) -> dict[str, list[str]]:
         """DAG consistency of the copy, by SQL (used when ``manage.py dag check`` is absent):
         forward extremities that are not stored events, current state naming events of another
@@ -248,6 +254,23 @@ class ScratchDatabase:
             for event_id, prev in cur.fetchall():
                 problems.setdefault("prev_event_unknown_gap", []).append(f"{event_id} -> {prev}")
         return {name: rows[:limit] for name, rows in problems.items()}
+
+
+@dataclass(frozen=True)
+class OwnKeyRow:
+    key_id: str
+    verify_key: str
+    has_private_half: bool
+    expired_ts: int | None
+
+
+def _own_signing_keys(cur: Any, tables: list[str]) -> list[OwnKeyRow]:
+    if "server_signing_keys" not in tables:
+        return []  # keys live only in the key file
+    cur.execute("SELECT key_id, verify_key, seed IS NOT NULL, expired_ts FROM server_signing_keys")
+    return [
+        OwnKeyRow(str(k), str(v), bool(p), None if e is None else int(e)) for k, v, p, e in cur.fetchall()
+    ]
 
 
 def _mark(engine: str) -> str:
