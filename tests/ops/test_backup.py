@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from dagcore.protocol import signing
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, _pg_admin
 
 pytestmark = pytest.mark.live
 
@@ -40,7 +41,7 @@ def populate(server: LiveServer) -> dict[str, Any]:
                      headers={"Content-Type": "image/png"}).json["content_uri"]  # fmt: skip
     version = alice.post("/room_keys/version", KEY_BACKUP).json["version"]
     alice.put(f"/room_keys/keys/{q(room)}/{q('session1')}", ROOM_KEY, params={"version": version})
-    return {"room": room, "sent": sent, "mxc": mxc}
+    return {"room": room, "sent": sent, "mxc": mxc, "alice": alice.user_id, "version": version}
 
 
 def run(server: LiveServer, *args: str) -> tuple[int, dict[str, Any]]:
@@ -166,3 +167,40 @@ def test_a_backup_without_media_checks_the_live_store_and_warns(backed_up, tmp_p
     assert not (tmp_path / "no-media" / "media").exists()
     code, report = run(server, "verify", str(tmp_path / "no-media"))
     assert (code, report["verdict"], checks(report)["media"]) == (1, "WARN", "warn"), report
+
+
+def test_a_backup_restored_as_the_readme_says_serves_the_same_accounts_rooms_media_and_key_backup(
+    backed_up, tmp_path: Path
+) -> None:
+    """The README's restore steps, done by hand into a new server: database, media, keys."""
+    server, backup, data = backed_up
+    manifest = data["manifest"]
+    restored = LiveServer(tmp_path / "restored", database=server.database, redis=server.redis,
+                          db_name=f"{server.db_name}_restored")  # fmt: skip
+    restored.write_config()
+    if server.database == "postgres":
+        _pg_admin(f'CREATE DATABASE "{restored.db_name}"')
+        subprocess.run(["pg_restore", "--no-owner", "-h", "127.0.0.1", "-U", "postgres", "-d", restored.db_name,
+                        str(backup / manifest["database"]["file"])], check=True, capture_output=True)  # fmt: skip
+    else:
+        shutil.copyfile(backup / manifest["database"]["file"], restored.workdir / "homeserver.db")
+    shutil.copytree(backup / "media" / "content", restored.workdir / "media_store" / "content")
+    shutil.copyfile(backup / manifest["keys"]["file"], restored.workdir / "localhost.signing.key")
+    try:
+        restored.start()
+        alice = MatrixClient(restored.base_url)
+        login = alice.post("/login", {"type": "m.login.password", "password": "correct horse battery",
+                                      "identifier": {"type": "m.id.user", "user": data["alice"]}}, auth=False)  # fmt: skip
+        alice.access_token = login.json["access_token"]
+        page = alice.get(f"/rooms/{q(data['room'])}/messages", params={"dir": "b", "limit": 50}).json
+        assert set(data["sent"]) <= {e["event_id"] for e in page["chunk"]}
+        server_name, media_id = data["mxc"].removeprefix("mxc://").split("/")
+        media = alice.get(f"/_matrix/client/v1/media/download/{server_name}/{media_id}")
+        assert media.raw.content == MEDIA_BYTES
+        assert alice.get("/room_keys/version").json["version"] == data["version"]
+        keys = alice.get("/_matrix/key/v2/server").json["verify_keys"]
+        assert keys == {kid: {"key": key} for kid, key in manifest["keys"]["verify_keys"].items()}
+    finally:
+        restored.destroy()
+        if server.database == "postgres":
+            _pg_admin(f'DROP DATABASE IF EXISTS "{restored.db_name}" WITH (FORCE)')
