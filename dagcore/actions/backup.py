@@ -102,13 +102,26 @@ def _check_destination(dest: Path) -> None:
 def do_create_backup(*, dest: Path, include_media: bool, actor: Actor) -> dict[str, Any]:
     """Write a backup into ``dest`` (a new or empty directory); returns its manifest."""
     _check_destination(dest)
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     os.chmod(dest, 0o700)  # keys and secrets inside
     started = now_ms()
     try:
         manifest = _write_backup(dest, include_media=include_media, started=started)
     except (store.BackupDatabaseError, OSError) as exc:
-        record_audit(actor=actor, action="backup.create", target=str(dest), result="failed", error=str(exc))
+        # Nothing half-written stays behind to be mistaken for a backup.
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for entry in dest.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        if not isinstance(exc, store.DatabaseUnreachable):  # else there is nowhere to record it
+            record_audit(
+                actor=actor, action="backup.create", target=str(dest), result="failed", error=str(exc)
+            )
         raise BackupError(str(exc)) from exc
     record_audit(
         actor=actor, action="backup.create", target=str(dest), params={"media": include_media},

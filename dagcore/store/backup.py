@@ -39,6 +39,10 @@ class BackupDatabaseError(Exception):
     """pg_dump / pg_restore / SQLite failed; the message says which and why."""
 
 
+class DatabaseUnreachable(BackupDatabaseError):
+    """The database does not answer at all (nothing can be recorded in it either)."""
+
+
 @dataclass
 class DatabaseFacts:
     """What a database holds, as recorded in (and checked against) the manifest."""
@@ -128,15 +132,22 @@ def _sqlite_tables(cur: Any) -> list[str]:
 def dump_database(*, dest_dir: Path) -> tuple[str, DatabaseFacts]:
     """Write the database into ``dest_dir``; returns the file's name and the facts of exactly
     the dumped snapshot."""
-    if database_engine() == "postgresql":
-        return _pg_dump(dest_dir)
-    return _sqlite_dump(dest_dir)
+    try:
+        if database_engine() == "postgresql":
+            return _pg_dump(dest_dir)
+        return _sqlite_dump(dest_dir)
+    except (psycopg.Error, sqlite3.Error) as exc:
+        raise BackupDatabaseError(f"cannot read the database: {exc}") from None
 
 
 def _pg_dump(dest_dir: Path) -> tuple[str, DatabaseFacts]:
     params = _pg_params()
     name = "database.pgdump"
-    with psycopg.connect(_pg_conninfo(params)) as conn:
+    try:
+        conn = psycopg.connect(_pg_conninfo(params))
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachable(f"cannot read the database: {exc}") from None
+    with conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 
 from dagcore.protocol import signing
 from tests.support.client import MatrixClient, q
-from tests.support.live import LiveServer, _pg_admin
+from tests.support.live import ROOT, LiveServer, _pg_admin
 
 pytestmark = pytest.mark.live
 
@@ -158,6 +160,19 @@ def test_backup_create_refuses_a_directory_that_is_not_empty(backed_up) -> None:
     result = server.manage("backup", "create", str(backup))
     assert result.returncode == 2 and b"not an empty directory" in result.stderr
     assert sorted(p.name for p in backup.iterdir()) == before
+
+
+def test_a_backup_that_cannot_read_the_database_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGMA_") or k == "DAGMA_VENV"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(DAGMA_CONFIG=str(tmp_path / "dagma.yaml"), DAGMA_NO_BOOTSTRAP="1",
+               DAGMA_DATABASE_URL="postgres://postgres@127.0.0.1:5432/dagma_no_such_database")  # fmt: skip
+    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "backup", "create", str(tmp_path / "b")],
+                            env=env, capture_output=True, check=False)  # fmt: skip
+    assert result.returncode == 2 and b"backup create: cannot read the database" in result.stderr, (
+        result.stderr
+    )
+    assert not (tmp_path / "b").exists()
 
 
 def test_a_backup_without_media_checks_the_live_store_and_warns(backed_up, tmp_path: Path) -> None:
