@@ -49,7 +49,8 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_every_service_is_sandboxed_runs_as_dagma_and_restarts_on_failure(name: str) -> None:
     text = (CONTRIB / "systemd" / name).read_text()
     for line in ("ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
-                 "ReadWritePaths=/var/lib/dagma", "User=dagma", "Restart=on-failure"):  # fmt: skip
+                 "ReadWritePaths=/var/lib/dagma", "User=dagma", "Restart=on-failure",
+                 "Environment=DAGMA_ENVIRONMENT=production"):  # fmt: skip
         assert re.search(rf"^{re.escape(line)}$", text, re.M), f"{name}: {line}"
 
 
@@ -123,3 +124,23 @@ def test_serve_stops_on_sqlite_in_production_naming_the_option_and_starts_when_f
         assert forced.answers()
     finally:
         forced.destroy()
+
+
+def test_a_tribune_instance_listens_on_its_own_port_behind_the_proxy() -> None:
+    """``dagma-tribune@8010.service``: its DAGMA_LISTENERS (instance name as the port) is a valid
+    listener for Tribune alone, on loopback, trusting the proxy's X-Forwarded-For."""
+    unit = (CONTRIB / "systemd" / "dagma-tribune@.service").read_text()
+    match = re.search(r'^Environment="DAGMA_LISTENERS=(.*)"$', unit, re.M)
+    assert match is not None
+    env = {"DAGMA_LISTENERS": match.group(1).replace("%i", "8010")}
+    config = build_config({"server_name": "example.com"}, env=env)
+    assert config.listeners == [
+        {
+            "port": 8010,
+            "bind_addresses": ["127.0.0.1"],
+            "names": ["client", "media"],
+            "x_forwarded": True,
+            "tls": False,
+        }
+    ]
+    assert production_reasons(config) == []  # loopback: the proxy is the public side
