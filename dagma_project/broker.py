@@ -22,8 +22,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["dagcore.tasks", "embassy", "politburo"], related_name="tasks")
 
 app.conf.beat_schedule = {
-    name: {"task": task, "schedule": every} for name, (task, every) in BEAT_SCHEDULE.items()
+    # The header tells the worker's signal handlers which beat job a message runs
+    # (dagma_project.beat records its start, end and outcome).
+    name: {"task": task, "schedule": every, "options": {"headers": {"dagma_beat_job": name}}}
+    for name, (task, every) in BEAT_SCHEDULE.items()
 }
+#: Beat sends a job only when it holds the job's lease in the database (no second beat sends it).
+app.conf.beat_scheduler = "dagma_project.beat:LeasedScheduler"
 
 # dagcore's task modules are named by area, not ``<package>.tasks``: named one by one. Loaded
 # lazily like the others, once Django is set up (they import the actions, which import models).
@@ -34,6 +39,7 @@ app.autodiscover_tasks(
         "dagcore.tasks.e2e",
         "dagcore.tasks.maintenance",
         "dagcore.tasks.media",
+        "dagcore.tasks.operations",
         "dagcore.tasks.push",
     ],
     related_name=None,

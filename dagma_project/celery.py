@@ -24,6 +24,7 @@ from typing import Any
 
 from celery.signals import beat_init, task_postrun, task_prerun, worker_init, worker_process_init
 
+import dagma_project.beat  # noqa: F401 - connects the beat job records to the task signals
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 from dagma_project.broker import app
 from dagma_project.startup import on_process_start
@@ -71,11 +72,8 @@ def _on_beat_init(**_: object) -> None:
 
 @task_prerun.connect
 def _on_task_start(task_id: str | None = None, task: Any = None, **_: object) -> None:
-    from dagcore.taskqueue.outcomes import note_task_start
-
     if task_id is not None:
         _started[task_id] = time.monotonic()
-    note_task_start(getattr(task, "name", "?"))
 
 
 @task_postrun.connect

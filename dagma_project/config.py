@@ -385,6 +385,67 @@ def _any_mapping(key: str, value: Any) -> dict[str, Any]:
     raise ConfigError(f"{key}: expected a mapping; got {value!r}")
 
 
+def _retention(key: str, value: Any) -> dict[str, Any]:
+    """Synapse's ``retention`` block: enabled, default_policy {min_lifetime, max_lifetime},
+    allowed_lifetime_min/max, purge_jobs [{shortest_max_lifetime?, longest_max_lifetime?, interval}]."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{key}: expected a mapping (enabled, default_policy, allowed_lifetime_min/max, purge_jobs)"
+        )
+    allowed = {"enabled", "default_policy", "allowed_lifetime_min", "allowed_lifetime_max", "purge_jobs"}
+    for sub in value:
+        if sub not in allowed:
+            raise ConfigError(f"{key}.{sub}: unknown setting; allowed: {', '.join(sorted(allowed))}")
+    out: dict[str, Any] = {"enabled": _bool(f"{key}.enabled", value.get("enabled", False))}
+    policy = value.get("default_policy") or {}
+    if not isinstance(policy, dict) or set(policy) - {"min_lifetime", "max_lifetime"}:
+        raise ConfigError(f"{key}.default_policy: expected {{min_lifetime, max_lifetime}}; got {policy!r}")
+    out["default_policy"] = {
+        k: _duration(f"{key}.default_policy.{k}", v) for k, v in policy.items() if v is not None
+    }
+    for sub in ("allowed_lifetime_min", "allowed_lifetime_max"):
+        if value.get(sub) is not None:
+            out[sub] = _duration(f"{key}.{sub}", value[sub])
+    jobs = value.get("purge_jobs")
+    if jobs is not None:
+        if not isinstance(jobs, list):
+            raise ConfigError(
+                f"{key}.purge_jobs: expected a list of {{shortest_max_lifetime, longest_max_lifetime, interval}}"
+            )
+        for i, job in enumerate(jobs):
+            if (
+                not isinstance(job, dict)
+                or "interval" not in job
+                or set(job) - {"shortest_max_lifetime", "longest_max_lifetime", "interval"}
+            ):
+                raise ConfigError(
+                    f"{key}.purge_jobs[{i}]: expected interval, with optional shortest_max_lifetime and longest_max_lifetime"
+                )
+            for k, v in job.items():
+                _duration(f"{key}.purge_jobs[{i}].{k}", v)
+        out["purge_jobs"] = jobs
+    return out
+
+
+def _opt_duration(key: str, value: Any) -> str | int | None:
+    return None if value is None else _duration(key, value)
+
+
+def _backup_schedule(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping {{dir, keep, media, verify}}; got {value!r}")
+    allowed = {"dir", "keep", "media", "verify"}
+    for sub in value:
+        if sub not in allowed:
+            raise ConfigError(f"{key}.{sub}: unknown setting; allowed: {', '.join(sorted(allowed))}")
+    return {
+        "dir": _opt_str(f"{key}.dir", value.get("dir")),
+        "keep": _int(1, 1000)(f"{key}.keep", value.get("keep", 7)),
+        "media": _bool(f"{key}.media", value.get("media", True)),
+        "verify": _bool(f"{key}.verify", value.get("verify", True)),
+    }
+
+
 # --------------------------------------------------------------------------- the table
 
 # Synapse's private-range defaults for outbound requests (SSRF), spec-agnostic.
@@ -990,6 +1051,60 @@ OPTIONS: list[Option] = [
         "60m",
         section="Accounts",
     ),
+    # Operations
+    Option(
+        "environment",
+        "development",
+        _choice("development", "production"),
+        "production: this server is for real users. A server is production when this says so or "
+        "when any listener binds an address other than loopback (127.0.0.1, ::1); a production "
+        "server refuses to start on SQLite unless allow_sqlite_in_production is true.",
+        "production",
+        section="Operations",
+    ),
+    Option(
+        "allow_sqlite_in_production",
+        False,
+        _bool,
+        "Start a production server (see environment) on SQLite anyway. SQLite serialises every "
+        "write and cannot be shared by several processes: use PostgreSQL for real users.",
+        False,
+        section="Operations",
+    ),
+    Option(
+        "retention",
+        {"enabled": False},
+        _retention,
+        "Message retention, as in Synapse: {enabled, default_policy: {min_lifetime, max_lifetime}, "
+        "allowed_lifetime_min, allowed_lifetime_max, purge_jobs: [{shortest_max_lifetime, "
+        "longest_max_lifetime, interval}]}. Rooms' m.room.retention state (clamped to the allowed "
+        "range) or the default policy decide when a message expires; expired messages lose their "
+        "content (the room's current state and its newest events are never touched).",
+        {
+            "enabled": True,
+            "default_policy": {"max_lifetime": "1y"},
+            "allowed_lifetime_max": "1y",
+            "purge_jobs": [{"interval": "1d"}],
+        },
+        section="Operations",
+    ),
+    Option(
+        "delete_stale_devices_after",
+        None,
+        _opt_duration,
+        "Delete devices (and their access tokens) not seen for this long, as in Synapse; unset keeps them.",
+        "1y",
+        section="Operations",
+    ),
+    Option(
+        "backup_schedule",
+        {"dir": None},
+        _backup_schedule,
+        "Nightly backup by beat: {dir, keep: 7, media: true, verify: true} writes dir/dagma-<time> every "
+        "night, keeps the newest keep of them and verifies the newest once a week (manage.py backup).",
+        {"dir": "/var/backups/dagma", "keep": 7, "media": True, "verify": True},
+        section="Operations",
+    ),
     # Testing
     Option(
         "enable_test_hooks",
@@ -1022,6 +1137,7 @@ OPTIONAL_OPTIONS = frozenset(
     {
         "access_token_lifetime",
         "admin_idle_shutdown",
+        "delete_stale_devices_after",
         "federation_custom_ca_list",
         "federation_domain_whitelist",
         "form_secret",
@@ -1108,6 +1224,11 @@ class DagmaConfig:
     allow_profile_lookup_over_federation: bool
     redaction_retention_period: str
     access_token_lifetime: str | int | None
+    environment: str
+    allow_sqlite_in_production: bool
+    retention: dict[str, Any]
+    delete_stale_devices_after: str | int | None
+    backup_schedule: dict[str, Any]
     enable_test_hooks: bool
     dns_resolvers: list[str]
     forward_extremities_warn: int
@@ -1227,6 +1348,33 @@ def build_config(
             "also set enable_registration_without_verification: true, or registration_requires_token: true"
         )
     return DagmaConfig(**values, path=path, config_dir=config_dir)
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def production_reasons(config: DagmaConfig) -> list[str]:
+    """Why ``config`` is a production server (empty: it is not): ``environment: production``,
+    or a listener binding a public (non-loopback) address."""
+    reasons = ["environment: production"] if config.environment == "production" else []
+    for listener in config.listeners:
+        public = [a for a in listener["bind_addresses"] if a not in _LOOPBACK]
+        if public:
+            reasons.append(f"listener port {listener['port']} binds {', '.join(public)}")
+    return reasons
+
+
+def check_database_for_production(config: DagmaConfig) -> None:
+    """A production server refuses SQLite unless ``allow_sqlite_in_production`` forces it."""
+    if config.uses_postgres or config.allow_sqlite_in_production:
+        return
+    reasons = production_reasons(config)
+    if reasons:
+        raise ConfigError(
+            f"database: SQLite is for trying Dagma, and this is a production server ({'; '.join(reasons)}). "
+            "Use PostgreSQL (database: {name: psycopg2, args: {...}}, then `manage.py migrate`), "
+            "or set allow_sqlite_in_production: true to start anyway"
+        )
 
 
 def check_tls_files(config: DagmaConfig) -> tuple[Path, Path]:

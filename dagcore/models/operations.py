@@ -99,6 +99,11 @@ class ScheduledJobRun(models.Model):
     outcome = models.CharField(max_length=16, default="")
     message = models.TextField(default="")
     last_success_ts = models.BigIntegerField(null=True)
+    #: Who runs (or was sent) the job now, until when: a second beat (two ``celery beat``
+    #: processes, two in-process runners of one homeserver) finds the lease taken and skips
+    #: the job; a crashed runner's lease simply expires.
+    lease_owner = models.CharField(max_length=255, default="")
+    lease_until_ts = models.BigIntegerField(null=True)
 
     class Meta:
         db_table = "scheduled_job_runs"

@@ -30,3 +30,23 @@ def release_connection() -> None:
 
 def release_all_connections() -> None:
     connections.close_all()
+
+
+#: Connections a forked child inherited: kept referenced, never closed or collected there —
+#: closing (or a finaliser) would send the server a Terminate and end the *parent's* session.
+_INHERITED: list[object] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a process forked from one that had used the database (Celery's embedded beat, ``-B``):
+    drop the parent's connections and pool so this process opens its own."""
+    wrappers = list(connections.all(initialized_only=True))
+    for wrapper in wrappers:
+        if wrapper.connection is not None:
+            _INHERITED.append(wrapper.connection)
+            wrapper.connection = None
+    for cls in {type(w) for w in wrappers}:
+        pools = getattr(cls, "_connection_pools", None)
+        if pools:
+            _INHERITED.extend(pools.values())
+            pools.clear()

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagcore.store.transaction import close_old_connections
-from dagcore.taskqueue.outcomes import note_task_end, note_task_start
+from dagcore.taskqueue.outcomes import note_task_end
 from dagcore.taskqueue.schedule import BEAT_SCHEDULE
 
 logger = logging.getLogger("dagma.tasks")
@@ -40,8 +40,9 @@ def sends_federation() -> bool:
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     # Task names are their module and function (``embassy.tasks.send_pending``), as in Celery.
     task = f"{getattr(func, '__module__', '?')}.{getattr(func, '__name__', '?')}"
+    if func is _run_beat_job:
+        task = args[1]  # the beat job's own task, not its wrapper
     started = time.monotonic()
-    note_task_start(task)
     try:
         func(*args, **kwargs)
     except Exception as exc:
@@ -60,15 +61,49 @@ def submit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     _executor.submit(_run, func, args, kwargs)
 
 
+def _claim(name: str, owner: str) -> bool:
+    """Take the job's lease in the database, on the beat thread at the tick: a second runner
+    of this homeserver (another process) then skips the job (``dagcore.taskqueue.jobs``)."""
+    from dagcore.taskqueue.jobs import UnknownJob, claim_due_job
+
+    try:
+        return claim_due_job(name, owner=owner)
+    except UnknownJob:
+        return True  # a job given to this runner but not in BEAT_SCHEDULE (tests pass their own)
+    except Exception:
+        logger.exception("beat job %s: cannot take its lease", name)
+        return False
+    finally:
+        close_old_connections()
+
+
+def _run_beat_job(name: str, task_name: str, owner: str) -> None:
+    """Run a claimed job, recording its end and outcome (and freeing the lease)."""
+    from dagcore.taskqueue.jobs import run_claimed_job
+
+    if name in BEAT_SCHEDULE:
+        run_claimed_job(name, owner=owner)
+    else:
+        module, _, attr = task_name.rpartition(".")
+        getattr(importlib.import_module(module), attr).run()
+
+
 def _beat_loop(jobs: dict[str, tuple[str, float]]) -> None:
+    from dagcore.taskqueue.jobs import runner_id
+
+    owner = f"in-process:{runner_id()}"
     next_run = {name: time.monotonic() + every for name, (_, every) in jobs.items()}
     while not _stop.wait(1.0):
         now = time.monotonic()
         for name, (task_name, every) in jobs.items():
             if now >= next_run[name]:
                 next_run[name] = now + every
-                module, _, attr = task_name.rpartition(".")
-                submit(getattr(importlib.import_module(module), attr).run)
+                if _claim(name, owner):
+                    submit(_run_beat_job, name, task_name, owner)
+                else:
+                    logger.info(
+                        "beat job %s skipped: another runner has it or ran it within its period", name
+                    )
 
 
 def start_in_process_runner(

@@ -15,6 +15,13 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "push-all": ("dagcore.tasks.push.push_all", 30.0),
     # manage.py doctor's checks, kept as check results for the dashboard and metrics.
     "doctor-nightly": ("dagcore.tasks.doctor.run_doctor", 86400.0),
+    # Operations (issue 14). Retention runs its configured purge_jobs at their own intervals.
+    "purge-expired-events": ("dagcore.tasks.operations.purge_expired_events", 3600.0),
+    "expire-registration-tokens": ("dagcore.tasks.operations.expire_registration_tokens", 3600.0),
+    "delete-stale-devices": ("dagcore.tasks.operations.delete_stale_devices", 86400.0),
+    "check-expiry": ("dagcore.tasks.operations.check_expiry", 86400.0),
+    "backup-nightly": ("dagcore.tasks.operations.backup_nightly", 86400.0),
+    "backup-verify-weekly": ("dagcore.tasks.operations.backup_verify_weekly", 7 * 86400.0),
     # Destinations whose back-off is over, or whose nudge was lost (the outbox is the truth).
     "federation-send-pending": ("embassy.tasks.send_pending", 10.0),
     # Staged inbound PDUs a /send could not finish in its time budget, or a dead worker left.

@@ -193,18 +193,17 @@ def test_the_nightly_job_runs_every_check_and_keeps_the_results() -> None:
 
 
 def test_beat_runs_are_recorded_and_a_failed_run_warns(capsys: pytest.CaptureFixture[str]) -> None:
-    from dagcore.taskqueue.outcomes import note_task_end, note_task_start
+    from dagcore.taskqueue.jobs import note_job_finished, note_job_started
 
     _beat("all", seen_ago_ms=1000)
-    for task, _every in BEAT_SCHEDULE.values():
-        note_task_start(task)
-        note_task_end(task, outcome="ok", seconds=0.01)
+    for name in BEAT_SCHEDULE:
+        note_job_started(name)
+        note_job_finished(name, ok=True)
     assert {r.outcome for r in ScheduledJobRun.objects.all()} == {"ok"}
     assert doctor_stdout("beat", capsys=capsys)[0] == 0
 
-    push_all = BEAT_SCHEDULE["push-all"][0]
-    note_task_start(push_all)
-    note_task_end(push_all, outcome="failed", seconds=0.01, error="RuntimeError: the disk is on fire")
+    note_job_started("push-all")
+    note_job_finished("push-all", ok=False, message="RuntimeError: the disk is on fire")
     run = ScheduledJobRun.objects.get(name="push-all")
     assert run.outcome == "failed" and "the disk is on fire" in run.message
     code, out = doctor_stdout("beat", capsys=capsys)

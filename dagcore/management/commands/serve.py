@@ -34,7 +34,7 @@ from dagcore.store import schema
 from dagcore.taskqueue.runner import start_in_process_runner
 from dagcore.taskqueue.schedule import beat_jobs_for_role
 from dagma_project.asgi.common import PortRouter, UrlconfMiddleware
-from dagma_project.config import ConfigError, check_tls_files
+from dagma_project.config import ConfigError, check_database_for_production, check_tls_files
 from dagma_project.metrics import MetricsListenerError
 
 ROLES = ("tribune", "embassy", "politburo", "all")
@@ -187,6 +187,7 @@ class Command(BaseCommand):
             if any(listener.tls for listener in plan):
                 # Before anything else: a bad certificate must stop start-up, naming the option.
                 tls_files = check_tls_files(config)
+            check_database_for_production(config)
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         if not plan:
