@@ -34,6 +34,7 @@ from dagcore.models.federation import (
     InboundPdu,
     ReceivedTransaction,
     RemoteServerKey,
+    ServerSigningKey,
     WellKnownDelegation,
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
@@ -99,6 +100,7 @@ __all__ = [
     "RoomMembership",
     "RoomServer",
     "ScheduledJobRun",
+    "ServerSigningKey",
     "StateGroup",
     "StateGroupEntry",
     "StreamCounter",
