@@ -1,32 +1,44 @@
-"""Politburo's URLconf: the admin console and admin API. Only ever served on 127.0.0.1."""
+"""Politburo's URLconf: the admin console and admin API. Only ever served on 127.0.0.1.
 
-from django.urls import re_path
+Each area keeps its routes in one block below, marked with a comment naming it (simple merges).
+Console pages are named (``name="users"``...): ``politburo.console.nav`` shows an area in the
+navigation as soon as its index page's name is routed. Admin API paths are Synapse's, matched
+on the raw path (``[^/]+`` for a user ID, decoded by the view).
+"""
+
+from django.urls import path, re_path
 
 from politburo.api import media, register, users
-from politburo.console import pages
+from politburo.console import login, pages, static
 
 urlpatterns = [
-    re_path(r"^$", pages.dashboard),
-    re_path(r"^health$", pages.health),
-    re_path(r"^_synapse/admin/v1/register$", register.register),
-    re_path(r"^_synapse/admin/v1/server_version$", users.server_version),
-    re_path(r"^_synapse/admin/v2/users$", users.users),
-    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.user),
-    re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.reset_password),
-    re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.deactivate),
-    # --- media administration (helper mediakeys): Synapse's media admin API ---
-    re_path(r"^_synapse/admin/v1/media/delete$", media.delete_before),
-    re_path(r"^_synapse/admin/v1/media/quarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.quarantine),
-    re_path(r"^_synapse/admin/v1/media/unquarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.unquarantine),
-    re_path(r"^_synapse/admin/v1/media/protect/(?P<media_id>[^/]+)$", media.protect),
-    re_path(r"^_synapse/admin/v1/media/unprotect/(?P<media_id>[^/]+)$", media.unprotect),
-    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/delete$", media.delete_before),
-    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.media),
-    re_path(r"^_synapse/admin/v1/purge_media_cache$", media.purge_media_cache),
-    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media/quarantine$", media.quarantine_room),
-    re_path(r"^_synapse/admin/v1/quarantine_media/(?P<room_id>[^/]+)$", media.quarantine_room),
-    re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/media/quarantine$", media.quarantine_user),
-    re_path(r"^_synapse/admin/v1/statistics/users/media$", media.usage),
-    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/media$", media.user_media),
-    # --- end media administration ---
+    # -- console: skeleton (login, logout, the admin's account, static files, health)
+    path("login", login.login, name="login"),
+    path("logout", login.logout, name="logout"),
+    path("account", login.account, name="account"),
+    re_path(r"^static/(?P<name>[a-z0-9_.-]+)$", static.static_file, name="static"),
+    path("health", pages.health, name="health"),
+    # -- console: dashboard, users, jobs, audit (helper console)
+    path("", pages.dashboard, name="dashboard"),
+    # -- admin API: users (helper console)
+    re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
+    re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),
+    re_path(r"^_synapse/admin/v2/users$", users.Users.as_view()),
+    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.UserDetail.as_view()),
+    re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.ResetPassword.as_view()),
+    re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
+    # -- admin API: media (helper mediakeys)
+    re_path(r"^_synapse/admin/v1/media/delete$", media.DeleteBefore.as_view()),
+    re_path(r"^_synapse/admin/v1/media/quarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.Quarantine.as_view()),
+    re_path(r"^_synapse/admin/v1/media/unquarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.Unquarantine.as_view()),
+    re_path(r"^_synapse/admin/v1/media/protect/(?P<media_id>[^/]+)$", media.Protect.as_view()),
+    re_path(r"^_synapse/admin/v1/media/unprotect/(?P<media_id>[^/]+)$", media.Unprotect.as_view()),
+    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/delete$", media.DeleteBefore.as_view()),
+    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.MediaItem.as_view()),
+    re_path(r"^_synapse/admin/v1/purge_media_cache$", media.PurgeMediaCache.as_view()),
+    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media/quarantine$", media.QuarantineRoom.as_view()),
+    re_path(r"^_synapse/admin/v1/quarantine_media/(?P<room_id>[^/]+)$", media.QuarantineRoom.as_view()),
+    re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/media/quarantine$", media.QuarantineUser.as_view()),
+    re_path(r"^_synapse/admin/v1/statistics/users/media$", media.UsersMediaStatistics.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/media$", media.UserMedia.as_view()),
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,6 @@ from dagcore.store.server_keys import OwnKey
 #: holding it (it re-reads within ``KEY_REFRESH_S``) may sign an event meanwhile, and that
 #: event must stay valid for everyone.
 ROTATION_OVERLAP_MS = 10 * server_keys.KEY_REFRESH_S * 1000
-#: Console sessions and other logins that are not access tokens: interfaces that keep such
-#: sessions (Politburo's console) register a function here that ends them all and returns how
-#: many it ended. ``do_compromised`` calls every one.
-SESSION_REVOKERS: list[Callable[[], int]] = []
 
 
 class KeyAdminError(ValueError):
@@ -402,7 +397,7 @@ class CompromiseReport:
     new_key_id: str | None
     access_tokens: int
     refresh_tokens: int
-    console_sessions: int | None
+    console_sessions: int
     events: list[dict[str, Any]]
     checklist: list[str]
     key_file: str = ""
@@ -418,14 +413,13 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
     if since_ts < 0:
         raise KeyAdminError("--since is before 1970")
     current = [k.key_id for k in list_our_keys() if k.state == "current"]
-    access, refresh = compromise_store.count_tokens()
+    access, refresh, sessions = compromise_store.count_sessions()
     events = [
         asdict(e)
         for e in compromise_store.local_events_since(
             since_ts=since_ts, server_name=server_keys.get_server_name()
         )
     ]
-    sessions: int | None = None
     new_id: str | None = None
     key_file = ""
     if not dry_run:
@@ -435,8 +429,7 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
         new_id, key_file = rotation.new_key_id, rotation.key_file
         # Nobody may sign with a leaked key again, not even us: only its public half stays.
         key_store.forget_private_halves(key_ids=current)
-        access, refresh = compromise_store.delete_all_tokens()
-        sessions = sum(revoke() for revoke in SESSION_REVOKERS) if SESSION_REVOKERS else None
+        access, refresh, sessions = compromise_store.delete_all_sessions()
     report = CompromiseReport(
         dry_run=dry_run,
         since_ts=since_ts,
@@ -446,9 +439,7 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
         refresh_tokens=refresh,
         console_sessions=sessions,
         events=events,
-        checklist=compromise_checklist(
-            expired=current, since_ts=since_ts, sessions_hooked=bool(SESSION_REVOKERS)
-        ),
+        checklist=compromise_checklist(expired=current, since_ts=since_ts),
         key_file=key_file,
     )
     record_audit(
@@ -457,13 +448,13 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
         target=",".join(current),
         params={"since_ts": since_ts},
         counts={"access_tokens": access, "refresh_tokens": refresh, "event_groups": len(events),
-                "console_sessions": sessions or 0},
+                "console_sessions": sessions},
         result="dry-run" if dry_run else "ok",
     )  # fmt: skip
     return report
 
 
-def compromise_checklist(*, expired: list[str], since_ts: int, sessions_hooked: bool) -> list[str]:
+def compromise_checklist(*, expired: list[str], since_ts: int) -> list[str]:
     """What the operator still has to do by hand after :func:`do_compromised`."""
     keys = ", ".join(expired) or "the old key"
     steps = [
@@ -477,15 +468,10 @@ def compromise_checklist(*, expired: list[str], since_ts: int, sessions_hooked: 
         "Compare the events listed above with what your users really sent; forged events signed with "
         "the stolen key exist only on other servers — redact what is not yours "
         "(`manage.py dag redact`) and tell the rooms' admins.",
-        "Your users must log in again (every access and refresh token was revoked); tell them why.",
+        "Your users and admins must log in again (every access and refresh token and every console "
+        "session was revoked); tell them why.",
         "Rotate the other secrets that lived beside the key: registration_shared_secret, "
         "macaroon/form secrets, the TLS private key, database and Redis passwords.",
         "Find out how the key leaked before trusting the host again.",
     ]
-    if not sessions_hooked:
-        steps.insert(
-            4,
-            "No console session store is registered here (SESSION_REVOKERS): end Politburo console "
-            "sessions by restarting Politburo or clearing its session table.",
-        )
     return steps

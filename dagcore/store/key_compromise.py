@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Count, Max, Min
 
-from dagcore.models import AccessToken, Event, RefreshToken
+from dagcore.models import AccessToken, ConsoleSession, Event, RefreshToken
 
 
 @dataclass(frozen=True)
@@ -21,20 +21,22 @@ class SentSince:
     last_ts: int
 
 
-def count_tokens() -> tuple[int, int]:
-    """``(access tokens, refresh tokens)`` of every local user."""
-    return AccessToken.objects.count(), RefreshToken.objects.count()
+def count_sessions() -> tuple[int, int, int]:
+    """``(access tokens, refresh tokens, console sessions)`` of every local user and admin."""
+    return AccessToken.objects.count(), RefreshToken.objects.count(), ConsoleSession.objects.count()
 
 
-def delete_all_tokens() -> tuple[int, int]:
-    """Log out every device of every user: ``(access tokens, refresh tokens)`` deleted.
+def delete_all_sessions() -> tuple[int, int, int]:
+    """Log out every device of every user and every console session, in one transaction:
+    ``(access tokens, refresh tokens, console sessions)`` deleted.
 
     Devices (and their end-to-end keys) stay: their owners log in again to get a token.
     """
     with transaction.atomic():
         access, _ = AccessToken.objects.all().delete()
         refresh, _ = RefreshToken.objects.all().delete()
-    return access, refresh
+        console, _ = ConsoleSession.objects.all().delete()
+    return access, refresh, console
 
 
 def local_events_since(*, since_ts: int, server_name: str, limit: int = 1000) -> list[SentSince]:
