@@ -28,6 +28,7 @@ from django.conf import settings
 from dagcore.clock import now_ms as _now_ms
 from dagcore.protocol import signing
 from dagcore.protocol.signing import SigningKey, VerifyKey
+from dagcore.store import server_keys as key_store
 
 #: How stale a process's copy of our keys may be: a rotation is picked up by every process
 #: within this time. A normal rotation keeps the old key valid a little longer
@@ -65,8 +66,6 @@ def read_key_file(path: Path | None = None) -> list[SigningKey]:
 
 
 def _read_database() -> OurKeys:
-    from dagcore.store import server_keys as key_store  # the store imports this module
-
     rows = key_store.list_own_keys()
     if not any(r.expired_ts is None for r in rows):
         seeded = [

@@ -29,12 +29,20 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
     # -- admin API: media (helper mediakeys)
     re_path(r"^_synapse/admin/v1/media/delete$", media.DeleteBefore.as_view()),
-    re_path(r"^_synapse/admin/v1/media/quarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.Quarantine.as_view()),
-    re_path(r"^_synapse/admin/v1/media/unquarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.Unquarantine.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/media/quarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$",
+        media.Quarantine.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/media/unquarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$",
+        media.Unquarantine.as_view(),
+    ),
     re_path(r"^_synapse/admin/v1/media/protect/(?P<media_id>[^/]+)$", media.Protect.as_view()),
     re_path(r"^_synapse/admin/v1/media/unprotect/(?P<media_id>[^/]+)$", media.Unprotect.as_view()),
     re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/delete$", media.DeleteBefore.as_view()),
-    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.MediaItem.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.MediaItem.as_view()
+    ),
     re_path(r"^_synapse/admin/v1/purge_media_cache$", media.PurgeMediaCache.as_view()),
     re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media/quarantine$", media.QuarantineRoom.as_view()),
     re_path(r"^_synapse/admin/v1/quarantine_media/(?P<room_id>[^/]+)$", media.QuarantineRoom.as_view()),

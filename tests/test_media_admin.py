@@ -34,7 +34,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     assert made.returncode == 0, made.stderr
     login = MatrixClient(server.base_url).post(
         "/login",
-        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "root"}, "password": PASSWORD},
+        {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "root"},
+            "password": PASSWORD,
+        },
         auth=False,
     )
     try:
@@ -95,8 +99,16 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
     protected = upload(alice, images.png(33, 33, (10, 11, 12)))
     quarantined = upload(alice, images.png(34, 34, (13, 14, 15)))
     alice.put(f"/profile/{q(alice.user_id or '')}/avatar_url", {"avatar_url": avatar})
-    assert admin(base, token, "POST", f"/_synapse/admin/v1/media/protect/{media_id(protected)}").status_code == 200
-    assert admin(base, token, "POST", f"/_synapse/admin/v1/media/quarantine/{quarantined.removeprefix('mxc://')}").status_code == 200
+    assert (
+        admin(base, token, "POST", f"/_synapse/admin/v1/media/protect/{media_id(protected)}").status_code
+        == 200
+    )
+    assert (
+        admin(
+            base, token, "POST", f"/_synapse/admin/v1/media/quarantine/{quarantined.removeprefix('mxc://')}"
+        ).status_code
+        == 200
+    )
     age(server, old_copy, lonely, avatar, protected, quarantined)
     assert blob(server, old_copy) == blob(server, new_copy)
     lonely_file = blob(server, lonely)
@@ -111,7 +123,9 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
     assert status(alice, old_copy) == 404 and status(alice, lonely) == 404
     assert status(alice, new_copy) == 200 and blob(server, new_copy).is_file()
     assert status(alice, avatar) == 200 and status(alice, protected) == 200
-    assert server.query("SELECT count(*) FROM local_media WHERE media_id = %s", (media_id(quarantined),)) == [(1,)]
+    assert server.query("SELECT count(*) FROM local_media WHERE media_id = %s", (media_id(quarantined),)) == [
+        (1,)
+    ]
     assert not lonely_file.exists()
 
     # Once the last row using the shared bytes goes, so does the file.
@@ -120,8 +134,14 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
     again = purge(server, "--before", "30d", "--local")  # without --keep-profiles the avatar goes too
     assert again["local_media"] == 2 and again["files"] == 2
     assert not shared_file.exists() and status(alice, avatar) == 404
-    audit = server.query("SELECT action, result, counts FROM audit_log WHERE action = 'media.purge' ORDER BY id")
-    assert [(a, r) for a, r, _ in audit] == [("media.purge", "dry-run"), ("media.purge", "ok"), ("media.purge", "ok")]
+    audit = server.query(
+        "SELECT action, result, counts FROM audit_log WHERE action = 'media.purge' ORDER BY id"
+    )
+    assert [(a, r) for a, r, _ in audit] == [
+        ("media.purge", "dry-run"),
+        ("media.purge", "ok"),
+        ("media.purge", "ok"),
+    ]
     assert audit[1][2]["files"] == 1
 
 
@@ -193,7 +213,9 @@ def test_media_admin_api_lists_deletes_and_counts_usage(site) -> None:
     r = admin(base, token, "DELETE", f"/_synapse/admin/v1/media/{one.removeprefix('mxc://')}")
     assert r.json() == {"deleted_media": [media_id(one)], "total": 1}
     assert not file_one.exists() and status(carol, one) == 404
-    assert admin(base, token, "GET", f"/_synapse/admin/v1/media/{one.removeprefix('mxc://')}").status_code == 404
+    assert (
+        admin(base, token, "GET", f"/_synapse/admin/v1/media/{one.removeprefix('mxc://')}").status_code == 404
+    )
     # Delete by date and size through the API (keep_profiles defaults to true).
     age(server, two, three)
     before = str(server_now(server))
@@ -201,7 +223,9 @@ def test_media_admin_api_lists_deletes_and_counts_usage(site) -> None:
     assert r.json() == {"deleted_media": [media_id(three)], "total": 1}  # the PNG is smaller than 1000 bytes
     r = admin(base, token, "DELETE", f"/_synapse/admin/v1/users/{user}/media")
     assert r.json() == {"deleted_media": [media_id(two)], "total": 1}
-    assert admin(base, token, "POST", "/_synapse/admin/v1/purge_media_cache", before_ts=before).json() == {"deleted": 0}
+    assert admin(base, token, "POST", "/_synapse/admin/v1/purge_media_cache", before_ts=before).json() == {
+        "deleted": 0
+    }
 
 
 def test_bad_input_and_non_admins_get_matrix_errors(site) -> None:

@@ -34,7 +34,7 @@ from dagcore.store.server_keys import OwnKey
 #: A normal rotation leaves the old key valid this much longer than "now": a process still
 #: holding it (it re-reads within ``KEY_REFRESH_S``) may sign an event meanwhile, and that
 #: event must stay valid for everyone.
-ROTATION_OVERLAP_MS = 10 * server_keys.KEY_REFRESH_S * 1000
+ROTATION_OVERLAP_MS = int(10 * server_keys.KEY_REFRESH_S * 1000)
 
 
 class KeyAdminError(ValueError):

@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import quote, urlencode, urljoin
 
 import httpx
-import nacl.signing
 from django.conf import settings
 
 from dagcore.federation.discovery import (
@@ -352,7 +351,9 @@ class FederationClient:
         """``signing_key``: a key, or a function answering the current one (this server's
         client follows rotations: ``dagcore.server_keys.get_signing_key``)."""
         self.server_name = server_name
-        self._signing_key = signing_key
+        self._signing_key: Callable[[], SigningKey] = (
+            signing_key if callable(signing_key) else (lambda: signing_key)
+        )
         self.policy = policy
         self.transport = transport or HttpsTransport(policy)
         self.resolver = resolver or ServerResolver(
@@ -361,8 +362,7 @@ class FederationClient:
 
     @property
     def signing_key(self) -> SigningKey:
-        key = self._signing_key
-        return key if isinstance(key, nacl.signing.SigningKey) else key()  # type: ignore[return-value]
+        return self._signing_key()
 
     def close(self) -> None:
         self.transport.close()

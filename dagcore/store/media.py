@@ -6,18 +6,23 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from dagcore.clock import now_ms
 from dagcore.models import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
-from dagcore.server_keys import get_server_name
 
 #: ``last_access_ts`` is refreshed at most this often (a download is a read, not a write).
 ACCESS_TOUCH_INTERVAL_MS = 10 * 60 * 1000
 
 
 # --------------------------------------------------------------------------- local media
+
+
+def _our_server_name() -> str:
+    # Not ``dagcore.server_keys.get_server_name``: that module reads our keys through the store.
+    return str(settings.SERVER_NAME)
 
 
 def get_local_media(media_id: str) -> LocalMedia | None:
@@ -120,7 +125,7 @@ def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | N
     Media of other servers is quarantined in the remote-media cache (never fetched again
     while the row stays).
     """
-    if server_name != get_server_name():
+    if server_name != _our_server_name():
         updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
             quarantined=True, quarantined_by=quarantined_by
         )
@@ -132,7 +137,7 @@ def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | N
 
 
 def unquarantine_media(*, server_name: str, media_id: str) -> bool:
-    if server_name != get_server_name():
+    if server_name != _our_server_name():
         updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
             quarantined=False, quarantined_by=None
         )

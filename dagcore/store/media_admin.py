@@ -45,7 +45,7 @@ def mxc_uris_in(text: str) -> set[tuple[str, str]]:
 def avatar_media_ids(*, server_name: str) -> set[str]:
     """Our media IDs used as an avatar: users' profiles, per-room member avatars and the current
     ``m.room.avatar`` of every room (Synapse's ``keep_profiles``)."""
-    uris: set[str] = set()
+    uris: set[str | None] = set()
     uris.update(User.objects.filter(avatar_url__startswith="mxc://").values_list("avatar_url", flat=True))
     uris.update(
         RoomMembership.objects.filter(avatar_url__startswith="mxc://")
@@ -86,7 +86,11 @@ def select_local_purge(*, before_ts: int, size_gt: int, exclude_media_ids: set[s
         .order_by("last_access_ts", "id")
         .values_list("id", "media_id", "sha256", "size")
     )
-    return [Candidate(pk, mid, sha, size or 0) for pk, mid, sha, size in rows if mid not in exclude_media_ids]
+    return [
+        Candidate(pk, mid, sha or "", size or 0)
+        for pk, mid, sha, size in rows
+        if mid not in exclude_media_ids
+    ]
 
 
 def select_remote_purge(*, before_ts: int, size_gt: int) -> list[Candidate]:
@@ -103,13 +107,13 @@ def local_candidates(pks: list[int]) -> list[Candidate]:
     rows = LocalMedia.objects.filter(pk__in=pks, sha256__isnull=False).values_list(
         "id", "media_id", "sha256", "size"
     )
-    return [Candidate(pk, mid, sha, size or 0) for pk, mid, sha, size in rows]
+    return [Candidate(pk, mid, sha or "", size or 0) for pk, mid, sha, size in rows]
 
 
 def blobs_freed_by(*, local_pks: list[int], remote_pks: list[int]) -> dict[str, int]:
     """``sha256 -> bytes`` of the files no row would use once these rows (and their thumbnails)
     are gone: what a purge of exactly these rows frees. The same computation serves the dry run."""
-    sizes: dict[str, int] = {}
+    sizes: dict[str | None, int | None] = {}
     local, remote = set(local_pks), set(remote_pks)
     for chunk in _chunks(sorted(local)):
         sizes.update(
@@ -119,8 +123,8 @@ def blobs_freed_by(*, local_pks: list[int], remote_pks: list[int]) -> dict[str, 
     for chunk in _chunks(sorted(remote)):
         sizes.update(RemoteMedia.objects.filter(pk__in=chunk).values_list("sha256", "size"))
         sizes.update(RemoteMediaThumbnail.objects.filter(media_id__in=chunk).values_list("sha256", "size"))
-    used: set[str] = set()
-    for chunk in _chunks(sorted(sizes)):
+    used: set[str | None] = set()
+    for chunk in _chunks(sorted(h for h in sizes if h)):
         used.update(
             LocalMedia.objects.filter(sha256__in=chunk).exclude(pk__in=local).values_list("sha256", flat=True)
         )
@@ -160,7 +164,7 @@ def quarantine_local(*, media_ids: Iterable[str] | None = None, uploader: str | 
             qs = qs.filter(media_id__in=list(media_ids))
         if uploader is not None:
             qs = qs.filter(uploader=uploader)
-        hashes = set(qs.exclude(sha256__isnull=True).values_list("sha256", flat=True))
+        hashes = {h for h in qs.exclude(sha256__isnull=True).values_list("sha256", flat=True) if h}
         count = qs.update(quarantined=True, quarantined_by=by)
         count += _quarantine_hashes(hashes, by=by)
     return count
@@ -266,9 +270,9 @@ def media_usage(
         term = search_term.lower()
         rows = [
             r for r in rows
-            if term in r["user_id"][1:].split(":", 1)[0].lower() or term in (r["displayname"] or "").lower()
+            if term in str(r["user_id"])[1:].split(":", 1)[0].lower() or term in str(r["displayname"] or "").lower()
         ]  # fmt: skip
-    key = order_by if order_by != "user_id" else "user_id"
+    key = order_by
     rows.sort(
         key=lambda r: (r[key] is None, r[key] if r[key] is not None else "", r["user_id"]), reverse=backwards
     )

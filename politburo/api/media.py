@@ -40,7 +40,9 @@ class MediaItem(AdminAPIView):
         return Response(actions.media_info(server_name=server_name, media_id=media_id))
 
     def delete(self, request: Request, server_name: str, media_id: str) -> Response:
-        result = actions.check_delete_one(actor=api_actor(request), server_name=server_name, media_id=media_id)
+        result = actions.check_delete_one(
+            actor=api_actor(request), server_name=server_name, media_id=media_id
+        )
         return Response({"deleted_media": result.deleted_media, "total": len(result.deleted_media)})
 
 
@@ -90,14 +92,18 @@ class QuarantineRoom(AdminAPIView):
     /_synapse/admin/v1/quarantine_media/{roomId})"""
 
     def post(self, request: Request, room_id: str) -> Response:
-        return Response({"num_quarantined": actions.do_quarantine_room_media(actor=api_actor(request), room_id=room_id)})
+        return Response(
+            {"num_quarantined": actions.do_quarantine_room_media(actor=api_actor(request), room_id=room_id)}
+        )
 
 
 class QuarantineUser(AdminAPIView):
     """POST /_synapse/admin/v1/user/{userId}/media/quarantine"""
 
     def post(self, request: Request, user_id: str) -> Response:
-        return Response({"num_quarantined": actions.do_quarantine_user_media(actor=api_actor(request), user_id=user_id)})
+        return Response(
+            {"num_quarantined": actions.do_quarantine_user_media(actor=api_actor(request), user_id=user_id)}
+        )
 
 
 class Protect(AdminAPIView):
@@ -131,5 +137,7 @@ class UserMedia(AdminAPIView):
 
     def delete(self, request: Request, user_id: str) -> Response:
         return Response(
-            actions.check_delete_user_media(actor=api_actor(request), user_id=user_id, query=request.query_params)
+            actions.check_delete_user_media(
+                actor=api_actor(request), user_id=user_id, query=request.query_params
+            )
         )

@@ -76,7 +76,9 @@ def test_a_rotation_reaches_the_running_embassy_and_the_other_server_verifies_wi
     assert rotated["expired"] == [old_id] and new_id != old_id
 
     # The running process switches without a restart (it re-reads the keys every few seconds).
-    answer = wait_for(lambda: (p := published(a, ca)) and new_id in p["verify_keys"] and p, "the new key published")
+    answer = wait_for(
+        lambda: (p := published(a, ca)) and new_id in p["verify_keys"] and p, "the new key published"
+    )
     assert list(answer["verify_keys"]) == [new_id]
     assert answer["old_verify_keys"][old_id]["expired_ts"] == rotated["expired_ts"]
     assert set(answer["signatures"][a.server_name]) == {new_id}
@@ -108,7 +110,9 @@ def test_after_a_compromise_old_key_events_dated_later_are_refused_and_every_tok
     assert any("old_verify_keys" in step for step in report["checklist"])
     r = alice.get("/account/whoami", expect=None)
     assert r.status == 401 and r.json["errcode"] == "M_UNKNOWN_TOKEN"
-    answer = wait_for(lambda: (p := published(a, ca)) and report["new_key_id"] in p["verify_keys"] and p, "new key")
+    answer = wait_for(
+        lambda: (p := published(a, ca)) and report["new_key_id"] in p["verify_keys"] and p, "new key"
+    )
     assert answer["old_verify_keys"][stolen_id]["expired_ts"] == since
     assert a.query("SELECT seed FROM server_signing_keys WHERE key_id = %s", (stolen_id,)) == [(None,)]
 
@@ -117,7 +121,9 @@ def test_after_a_compromise_old_key_events_dated_later_are_refused_and_every_tok
     b.query("DELETE FROM remote_server_keys WHERE server_name = %s RETURNING id", (a.server_name,))
     attacker = RemoteServer(a.server_name)
     attacker.key = stolen
-    [(version_id, extremities)] = b.query("SELECT room_version, forward_extremities FROM rooms WHERE room_id = %s", (room,))
+    [(version_id, extremities)] = b.query(
+        "SELECT room_version, forward_extremities FROM rooms WHERE room_id = %s", (room,)
+    )
     version = get_room_version(version_id)
     prev = [e[1] for e in json.loads(extremities)]
     depth = max(e[2] for e in json.loads(extremities)) + 1

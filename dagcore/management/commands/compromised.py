@@ -41,8 +41,7 @@ class Command(BaseCommand):
             f"{head} expire {', '.join(report.expired)} at {report.since_ts}"
             + (f"; {report.new_key_id} signs from now on. {report.key_file}" if report.new_key_id else ""),
             f"{'Would revoke' if report.dry_run else 'Revoked'} {report.access_tokens} access tokens, "
-            f"{report.refresh_tokens} refresh tokens"
-            + f", {report.console_sessions} console sessions",
+            f"{report.refresh_tokens} refresh tokens" + f", {report.console_sessions} console sessions",
             f"Events our users sent since {report.since_ts} (sender, room, count, first ts, last ts):",
         ]
         lines += [
