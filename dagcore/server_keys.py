@@ -98,6 +98,16 @@ def _read_database() -> OurKeys:
     return OurKeys(signing=current, old=old)
 
 
+def _read_database_then_close() -> OurKeys:
+    """On the reader thread: give the connection back (to the pool) after each read."""
+    from django.db import connection
+
+    try:
+        return _read_database()
+    finally:
+        connection.close()
+
+
 def get_our_keys() -> OurKeys:
     """Our keys, re-read from the database when this process's copy is older than
     :data:`KEY_REFRESH_S`."""
@@ -113,7 +123,7 @@ def get_our_keys() -> OurKeys:
         except RuntimeError:
             keys = _read_database()
         else:  # called on an event loop: one short read on the reader thread
-            keys = _reader.submit(_read_database).result()
+            keys = _reader.submit(_read_database_then_close).result()
         _loaded = (time.monotonic(), keys)
         return keys
 
