@@ -9,7 +9,8 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 from django.urls import path, re_path
 
 from politburo.api import media, register, users
-from politburo.console import login, pages, static
+from politburo.console import keys, login, pages, static
+from politburo.console import media as media_pages
 
 urlpatterns = [
     # -- console: skeleton (login, logout, the admin's account, static files, health)
@@ -27,6 +28,16 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.UserDetail.as_view()),
     re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.ResetPassword.as_view()),
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
+    # -- console: media and keys (helper mediakeys)
+    path("media", media_pages.media, name="media"),
+    path("media/view", media_pages.media_view, name="media_view"),
+    re_path(r"^media/raw/(?P<media_id>[A-Za-z0-9_-]{1,255})$", media_pages.media_raw, name="media_raw"),
+    path("media/item", media_pages.media_item, name="media_item"),
+    path("media/quarantine", media_pages.media_bulk_quarantine, name="media_quarantine"),
+    path("media/purge", media_pages.media_purge, name="media_purge"),
+    path("keys", keys.keys, name="keys"),
+    path("keys/rotate", keys.keys_rotate, name="keys_rotate"),
+    path("keys/compromised", keys.keys_compromised, name="keys_compromised"),
     # -- admin API: media (helper mediakeys)
     re_path(r"^_synapse/admin/v1/media/delete$", media.DeleteBefore.as_view()),
     re_path(

@@ -43,7 +43,9 @@ def synapse_identity(tmp_path: Path) -> tuple[Path, Path, signing.SigningKey, di
     old = signing.generate_signing_key()
     key_path = tmp_path / "matrix.example.signing.key"
     key_path.write_text(signing.write_signing_keys([key]))
-    old_keys = {signing.key_id(old): {"key": signing.encode_verify_key_base64(old), "expired_ts": 1_600_000_000_000}}
+    old_keys = {
+        signing.key_id(old): {"key": signing.encode_verify_key_base64(old), "expired_ts": 1_600_000_000_000}
+    }
     config = tmp_path / "homeserver.yaml"
     config.write_text(yaml.safe_dump({"server_name": "matrix.example", "old_signing_keys": old_keys}))
     return key_path, config, key, old_keys
@@ -53,7 +55,9 @@ def test_a_synapse_key_file_and_its_old_keys_round_trip_through_import_and_expor
     key_path, config, key, old_keys = synapse_identity(tmp_path)
     ours_before = signing.key_id(server_keys.get_signing_key())
 
-    preview = actions.do_import_synapse_keys(actor=CLI, key_file=key_path, synapse_config=config, dry_run=True)
+    preview = actions.do_import_synapse_keys(
+        actor=CLI, key_file=key_path, synapse_config=config, dry_run=True
+    )
     assert preview.key_id == signing.key_id(key) and server_keys.get_signing_key() is not None
     assert signing.key_id(server_keys.get_signing_key()) == ours_before  # the dry run changed nothing
 

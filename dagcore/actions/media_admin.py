@@ -77,10 +77,12 @@ def do_purge_media(
     remote: bool = True,
     keep_profiles: bool = True,
     dry_run: bool = False,
+    at_most: int | None = None,
 ) -> PurgeResult:
     """Media last accessed before ``before_ts`` and larger than ``size_gt`` bytes: local media
     (minus quarantined, protected and, with ``keep_profiles``, avatars) and/or cached remote media
-    (minus quarantined). The dry run counts the same selection."""
+    (minus quarantined). The dry run counts the same selection. ``at_most``: the item count a
+    preview showed; a selection that grew since is refused (nothing is deleted)."""
     if before_ts <= 0 or size_gt < 0:
         raise MatrixError(400, "M_INVALID_PARAM", "before_ts must be positive and size_gt not negative")
     if before_ts < 30_000_000_000:
@@ -95,6 +97,13 @@ def do_purge_media(
         result.kept_avatars = len(everything) - len(local_rows)
     remote_rows = store.select_remote_purge(before_ts=before_ts, size_gt=size_gt) if remote else []
     result.local_media, result.remote_media = len(local_rows), len(remote_rows)
+    if at_most is not None and len(local_rows) + len(remote_rows) > at_most:
+        raise MatrixError(
+            409,
+            "M_UNKNOWN",
+            f"{len(local_rows) + len(remote_rows)} items match now, {at_most} did in the preview: "
+            "preview again (nothing was deleted)",
+        )
     result.deleted_media = [c.media_id for c in local_rows]
     _delete_rows(
         local_pks=[c.pk for c in local_rows],

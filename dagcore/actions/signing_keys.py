@@ -121,12 +121,12 @@ def fetch_published_keys(*, url: str | None = None, timeout: float = 10.0) -> di
     return {"ok": True, "url": base, "answer": answer}
 
 
-def key_overview(*, fetch: bool = True) -> dict[str, Any]:
+def key_overview(*, fetch: bool = True, timeout: float = 10.0) -> dict[str, Any]:
     """Ours beside what is published (the CLI's ``list`` and the console's Keys page)."""
     ours = [asdict(k) for k in list_our_keys()]
     out: dict[str, Any] = {"server_name": server_keys.get_server_name(), "keys": ours}
     if fetch:
-        published = fetch_published_keys()
+        published = fetch_published_keys(timeout=timeout)
         out["published"] = published
         if published["ok"]:
             answer = published["answer"]
