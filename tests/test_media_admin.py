@@ -99,6 +99,9 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
     protected = upload(alice, images.png(33, 33, (10, 11, 12)))
     quarantined = upload(alice, images.png(34, 34, (13, 14, 15)))
     alice.put(f"/profile/{q(alice.user_id or '')}/avatar_url", {"avatar_url": avatar})
+    room_avatar = upload(alice, images.png(35, 35, (16, 17, 18)))
+    room = alice.create_room()
+    alice.put(f"/rooms/{q(room)}/state/m.room.avatar", {"url": room_avatar})
     assert (
         admin(base, token, "POST", f"/_synapse/admin/v1/media/protect/{media_id(protected)}").status_code
         == 200
@@ -109,7 +112,7 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
         ).status_code
         == 200
     )
-    age(server, old_copy, lonely, avatar, protected, quarantined)
+    age(server, old_copy, lonely, avatar, room_avatar, protected, quarantined)
     assert blob(server, old_copy) == blob(server, new_copy)
     lonely_file = blob(server, lonely)
 
@@ -117,12 +120,14 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
     done = purge(server, "--before", "30 days ago", "--local", "--keep-profiles")
     # The old copy and the lonely item go; only the lonely item's file is freed (the other is shared).
     expected = {"local_media": 2, "remote_media": 0, "files": 1, "bytes": len(images.png(31, 31, (4, 5, 6))),
-                "kept_avatars": 1}  # fmt: skip
+                "kept_avatars": 2}  # fmt: skip
     assert {k: preview[k] for k in expected} == expected and preview["dry_run"] is True
     assert {k: done[k] for k in expected} == expected and done["dry_run"] is False
     assert status(alice, old_copy) == 404 and status(alice, lonely) == 404
     assert status(alice, new_copy) == 200 and blob(server, new_copy).is_file()
-    assert status(alice, avatar) == 200 and status(alice, protected) == 200
+    assert (
+        status(alice, avatar) == 200 and status(alice, room_avatar) == 200 and status(alice, protected) == 200
+    )
     assert server.query("SELECT count(*) FROM local_media WHERE media_id = %s", (media_id(quarantined),)) == [
         (1,)
     ]
@@ -130,9 +135,9 @@ def test_purge_media_counts_what_it_frees_and_keeps_shared_protected_quarantined
 
     # Once the last row using the shared bytes goes, so does the file.
     shared_file = blob(server, new_copy)
-    age(server, new_copy, avatar)  # the downloads above refreshed the avatar's last access
-    again = purge(server, "--before", "30d", "--local")  # without --keep-profiles the avatar goes too
-    assert again["local_media"] == 2 and again["files"] == 2
+    age(server, new_copy, avatar, room_avatar)  # the downloads above refreshed the avatars' last access
+    again = purge(server, "--before", "30d", "--local")  # without --keep-profiles the avatars go too
+    assert again["local_media"] == 3 and again["files"] == 3
     assert not shared_file.exists() and status(alice, avatar) == 404
     audit = server.query(
         "SELECT action, result, counts FROM audit_log WHERE action = 'media.purge' ORDER BY id"

@@ -18,7 +18,9 @@ def test_an_admin_quarantines_media_previews_a_purge_and_rotates_the_key(
     page.on("dialog", lambda dialog: dialog.accept())
     alice = console.register()
     mxc = alice.post(
-        "/_matrix/media/v3/upload", content=images.png(80, 60, (10, 200, 30)), headers={"Content-Type": "image/png"}
+        "/_matrix/media/v3/upload",
+        content=images.png(80, 60, (10, 200, 30)),
+        headers={"Content-Type": "image/png"},
     ).json["content_uri"]
     path = mxc.removeprefix("mxc://")
 
@@ -55,9 +57,11 @@ def test_an_admin_quarantines_media_previews_a_purge_and_rotates_the_key(
     admin_page.shot("keys-rotated")
     # The running server picks the new key up within seconds, without a restart.
     published = wait_for(
-        lambda: (p := httpx.get(console.server.base_url + "/_matrix/key/v2/server").json())
-        and old_id in p["old_verify_keys"]
-        and p,
+        lambda: (
+            (p := httpx.get(console.server.base_url + "/_matrix/key/v2/server").json())
+            and old_id in p["old_verify_keys"]
+            and p
+        ),
         "the old key under old_verify_keys",
     )
     assert old_id in published["old_verify_keys"] and old_id not in published["verify_keys"]
