@@ -100,12 +100,10 @@ def _read_database() -> OurKeys:
 
 def _read_database_then_close() -> OurKeys:
     """On the reader thread: give the connection back (to the pool) after each read."""
-    from django.db import connection
-
     try:
         return _read_database()
     finally:
-        connection.close()
+        key_store.release_connection()
 
 
 def get_our_keys() -> OurKeys:

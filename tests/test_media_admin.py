@@ -186,6 +186,8 @@ def test_quarantine_a_rooms_and_a_users_media_sparing_protected_items(site) -> N
     for mxc in (in_room, sticker):
         alice.put(f"/rooms/{q(room)}/send/m.room.message/{secrets.token_hex(4)}",
                   {"msgtype": "m.image", "body": "pic", "url": mxc})  # fmt: skip
+    listed = admin(base, token, "GET", f"/_synapse/admin/v1/room/{q(room)}/media").json()
+    assert listed == {"local": sorted([in_room, sticker]), "remote": []}
     admin(base, token, "POST", f"/_synapse/admin/v1/media/protect/{media_id(sticker)}")
     r = admin(base, token, "POST", f"/_synapse/admin/v1/room/{q(room)}/media/quarantine")
     assert r.json() == {"num_quarantined": 1}

@@ -131,3 +131,15 @@ def test_operators_times_and_sizes() -> None:
             parse_point_in_time(bad, now=now)
     with pytest.raises(ValueError, match="not a size"):
         parse_size("ten")
+
+
+def test_the_text_outputs_name_the_keys_the_counts_and_the_steps_left(key_file, capsys) -> None:
+    current = signing.key_id(server_keys.get_signing_key())
+    call_command("signing_key", "list", "--no-fetch")
+    listing = capsys.readouterr().out
+    assert current in listing and "current" in listing
+    call_command("compromised", "--since", "1 hour ago", "--dry-run")
+    out = capsys.readouterr().out
+    assert out.startswith("[dry run] would expire " + current)
+    assert "Would revoke" in out and "Remaining steps:" in out and "[ ] " in out
+    assert signing.key_id(server_keys.get_signing_key()) == current  # a dry run

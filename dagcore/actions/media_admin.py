@@ -251,6 +251,19 @@ def do_quarantine_room_media(*, actor: Actor, room_id: str) -> int:
     return n
 
 
+def list_room_media(*, room_id: str) -> dict[str, list[str]]:
+    """``GET /_synapse/admin/v1/room/{roomId}/media``: the ``mxc://`` URIs in the room's events
+    (unencrypted ones: an encrypted file's URI is inside the ciphertext), ours and others'."""
+    if not room_id.startswith("!") or len(room_id) > 255:
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid room ID")
+    found = sorted(store.room_media(room_id=room_id))
+    ours = get_server_name()
+    return {
+        "local": [f"mxc://{s}/{m}" for s, m in found if s == ours],
+        "remote": [f"mxc://{s}/{m}" for s, m in found if s != ours],
+    }
+
+
 def do_quarantine_user_media(*, actor: Actor, user_id: str) -> int:
     """Every local item ``user_id`` uploaded (protected ones spared)."""
     if not user_id.startswith("@") or len(user_id) > 255:

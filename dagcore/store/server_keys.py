@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from dagcore.models import RemoteServerKey, ServerSigningKey, WellKnownDelegation
@@ -192,3 +192,8 @@ def _defaults(k: OwnKey) -> dict[str, object]:
 def forget_private_halves(*, key_ids: list[str]) -> None:
     """Keys whose private half is lost: only their public half stays (published as old keys)."""
     ServerSigningKey.objects.filter(key_id__in=key_ids, expired_ts__isnull=False).update(seed=None)
+
+
+def release_connection() -> None:
+    """Close this thread's database connection (a helper thread giving it back to the pool)."""
+    connection.close()

@@ -141,3 +141,10 @@ class UserMedia(AdminAPIView):
                 actor=api_actor(request), user_id=user_id, query=request.query_params
             )
         )
+
+
+class RoomMedia(AdminAPIView):
+    """GET /_synapse/admin/v1/room/{roomId}/media"""
+
+    def get(self, request: Request, room_id: str) -> Response:
+        return Response(actions.list_room_media(room_id=room_id))
