@@ -61,11 +61,13 @@ def _delete_rows(*, local_pks: list[int], remote_pks: list[int], dry_run: bool, 
     for i in range(0, len(remote_pks), BATCH):
         media_store.delete_remote_media(remote_pks[i : i + BATCH])
     # Re-checked after the rows went: a row added meanwhile with the same bytes keeps the file.
-    for sha256 in media_store.unreferenced_hashes(set(freed)):
-        size = file_store.delete_unless_touched_since(sha256, since=started)
-        if size is not None:
-            result.files += 1
-            result.bytes += size
+    hashes = sorted(freed)
+    for i in range(0, len(hashes), 1000):
+        for sha256 in media_store.unreferenced_hashes(set(hashes[i : i + 1000])):
+            size = file_store.delete_unless_touched_since(sha256, since=started)
+            if size is not None:
+                result.files += 1
+                result.bytes += size
 
 
 def do_purge_media(

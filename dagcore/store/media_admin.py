@@ -123,26 +123,18 @@ def blobs_freed_by(*, local_pks: list[int], remote_pks: list[int]) -> dict[str, 
     for chunk in _chunks(sorted(remote)):
         sizes.update(RemoteMedia.objects.filter(pk__in=chunk).values_list("sha256", "size"))
         sizes.update(RemoteMediaThumbnail.objects.filter(media_id__in=chunk).values_list("sha256", "size"))
+    # Who else uses these bytes, found per chunk of hashes and compared here, so no query
+    # carries the (possibly huge) list of rows being purged.
     used: set[str | None] = set()
     for chunk in _chunks(sorted(h for h in sizes if h)):
-        used.update(
-            LocalMedia.objects.filter(sha256__in=chunk).exclude(pk__in=local).values_list("sha256", flat=True)
+        users = (
+            (LocalMedia.objects.filter(sha256__in=chunk).values_list("sha256", "id"), local),
+            (MediaThumbnail.objects.filter(sha256__in=chunk).values_list("sha256", "media_id"), local),
+            (RemoteMedia.objects.filter(sha256__in=chunk).values_list("sha256", "id"), remote),
+            (RemoteMediaThumbnail.objects.filter(sha256__in=chunk).values_list("sha256", "media_id"), remote),
         )
-        used.update(
-            MediaThumbnail.objects.filter(sha256__in=chunk)
-            .exclude(media_id__in=local)
-            .values_list("sha256", flat=True)
-        )
-        used.update(
-            RemoteMedia.objects.filter(sha256__in=chunk)
-            .exclude(pk__in=remote)
-            .values_list("sha256", flat=True)
-        )
-        used.update(
-            RemoteMediaThumbnail.objects.filter(sha256__in=chunk)
-            .exclude(media_id__in=remote)
-            .values_list("sha256", flat=True)
-        )
+        for rows, purged in users:
+            used.update(sha for sha, owner in rows if owner not in purged)
     return {h: int(s or 0) for h, s in sizes.items() if h and h not in used}
 
 
@@ -158,43 +150,45 @@ def quarantine_local(*, media_ids: Iterable[str] | None = None, uploader: str | 
     """Quarantine local media by IDs or uploader; protected media is skipped (Synapse's
     ``safe_from_quarantine``). The same bytes elsewhere are quarantined too. Returns how many
     rows were newly quarantined."""
+    base = LocalMedia.objects.filter(quarantined=False, safe_from_quarantine=False)
+    if uploader is not None:
+        base = base.filter(uploader=uploader)
+    batches = [base] if media_ids is None else [base.filter(media_id__in=c) for c in _chunks(list(media_ids))]
+    count = 0
     with transaction.atomic():
-        qs = LocalMedia.objects.filter(quarantined=False, safe_from_quarantine=False)
-        if media_ids is not None:
-            qs = qs.filter(media_id__in=list(media_ids))
-        if uploader is not None:
-            qs = qs.filter(uploader=uploader)
-        hashes = {h for h in qs.exclude(sha256__isnull=True).values_list("sha256", flat=True) if h}
-        count = qs.update(quarantined=True, quarantined_by=by)
-        count += _quarantine_hashes(hashes, by=by)
+        for qs in batches:
+            hashes = {h for h in qs.exclude(sha256__isnull=True).values_list("sha256", flat=True) if h}
+            count += qs.update(quarantined=True, quarantined_by=by)
+            count += _quarantine_hashes(hashes, by=by)
     return count
 
 
 def quarantine_remote(*, keys: Iterable[tuple[str, str]], by: str) -> int:
-    keys = list(keys)
-    if not keys:
-        return 0
-    condition = Q()
-    for server_name, media_id in keys:
-        condition |= Q(server_name=server_name, media_id=media_id)
+    """Quarantine cached copies of other servers' media (and the same bytes elsewhere)."""
+    wanted = list(keys)
+    count = 0
     with transaction.atomic():
-        qs = RemoteMedia.objects.filter(condition, quarantined=False)
-        hashes = set(qs.values_list("sha256", flat=True))
-        count = qs.update(quarantined=True, quarantined_by=by)
-        count += _quarantine_hashes(hashes, by=by)
+        for start in range(0, len(wanted), 100):  # one OR of 100 pairs per statement
+            condition = Q()
+            for server_name, media_id in wanted[start : start + 100]:
+                condition |= Q(server_name=server_name, media_id=media_id)
+            qs = RemoteMedia.objects.filter(condition, quarantined=False)
+            hashes = set(qs.values_list("sha256", flat=True))
+            count += qs.update(quarantined=True, quarantined_by=by)
+            count += _quarantine_hashes(hashes, by=by)
     return count
 
 
 def _quarantine_hashes(hashes: set[str], *, by: str) -> int:
     """Other rows holding the same bytes (Synapse >= 1.128: quarantine follows the content)."""
-    if not hashes:
-        return 0
-    n = LocalMedia.objects.filter(sha256__in=hashes, quarantined=False, safe_from_quarantine=False).update(
-        quarantined=True, quarantined_by=by
-    )
-    n += RemoteMedia.objects.filter(sha256__in=hashes, quarantined=False).update(
-        quarantined=True, quarantined_by=by
-    )
+    n = 0
+    for chunk in _chunks(sorted(hashes)):
+        n += LocalMedia.objects.filter(
+            sha256__in=chunk, quarantined=False, safe_from_quarantine=False
+        ).update(quarantined=True, quarantined_by=by)
+        n += RemoteMedia.objects.filter(sha256__in=chunk, quarantined=False).update(
+            quarantined=True, quarantined_by=by
+        )
     return n
 
 

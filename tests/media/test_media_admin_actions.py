@@ -106,3 +106,26 @@ def test_a_purge_refuses_to_delete_more_than_its_preview_showed() -> None:
     with pytest.raises(actions.MatrixError) as exc:
         actions.do_purge_media(actor=ADMIN, before_ts=before, at_most=preview.local_media)
     assert exc.value.status == 409 and LocalMedia.objects.count() == 2
+
+
+def test_a_purge_of_more_rows_than_one_query_may_name_counts_and_frees_the_same() -> None:
+    store = get_file_store()
+    blobs = [store.write_bytes(f"item {i}".encode()) for i in range(1100)]
+    LocalMedia.objects.bulk_create(
+        LocalMedia(
+            media_id=f"bulk{i}",
+            uploader=f"@alice:{SERVER}",
+            sha256=b.sha256,
+            size=b.size,
+            created_ts=LONG_AGO,
+            uploaded_ts=LONG_AGO,
+            last_access_ts=LONG_AGO,
+        )  # fmt: skip
+        for i, b in enumerate(blobs)
+    )
+    local(b"item 0", old=False)  # a recent row shares the first file
+    before = int(time.time() * 1000) - 30 * DAY
+    preview = actions.do_purge_media(actor=ADMIN, before_ts=before, dry_run=True)
+    done = actions.do_purge_media(actor=ADMIN, before_ts=before)
+    assert (preview.local_media, preview.files) == (done.local_media, done.files) == (1100, 1099)
+    assert store.exists(blobs[0].sha256) and not store.exists(blobs[1].sha256)
