@@ -315,6 +315,11 @@ def do_import_synapse_keys(
     known = {k.key_id: k for k in list_our_keys()}
     if new_id in known and known[new_id].verify_key != signing.encode_verify_key_base64(key):
         raise KeyAdminError(f"{new_id} is already one of our keys, with another public key")
+    if new_id in known and known[new_id].state == "old":
+        # An expired key (maybe a leaked one) must not sign again: rotate to a new key instead.
+        raise KeyAdminError(
+            f"{new_id} is one of our old keys (expired_ts {known[new_id].expired_ts}): not made current again"
+        )
     old_rows = [
         OwnKey(
             key_id=kid,

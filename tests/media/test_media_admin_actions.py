@@ -120,7 +120,7 @@ def test_a_purge_of_more_rows_than_one_query_may_name_counts_and_frees_the_same(
             created_ts=LONG_AGO,
             uploaded_ts=LONG_AGO,
             last_access_ts=LONG_AGO,
-        )  # fmt: skip
+        )
         for i, b in enumerate(blobs)
     )
     local(b"item 0", old=False)  # a recent row shares the first file

@@ -66,4 +66,20 @@ def test_an_admin_quarantines_media_previews_a_purge_and_rotates_the_key(
     )
     assert old_id in published["old_verify_keys"] and old_id not in published["verify_keys"]
     assert published["old_verify_keys"][old_id]["expired_ts"] > 0
+
+    # The compromise flow: a preview first (nothing changes), then the run logs everyone out.
+    admin_page.goto("/keys")
+    page.fill("#since", "1 hour ago")
+    page.click("#compromised-preview")
+    page.wait_for_load_state()
+    assert "preview" in page.locator("h1").inner_text() and page.locator("#checklist li").count() >= 5
+    assert alice.get("/account/whoami", expect=None).status == 200
+    page.fill('input[name="confirm_password"]', console.admin_password)
+    page.click("#compromised-run")
+    page.wait_for_load_state()
+    assert "Revoked" in page.locator("#compromise-summary").inner_text()
+    admin_page.shot("keys-compromised")
+    assert alice.get("/account/whoami", expect=None).json["errcode"] == "M_UNKNOWN_TOKEN"
+    admin_page.goto("/keys")
+    assert page.url.startswith(console.url("/login"))  # the admin's console session went too
     assert admin_page.errors == []
