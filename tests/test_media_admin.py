@@ -256,3 +256,39 @@ def server_now(server: LiveServer) -> int:
     """30 days ago by the database's clock (what was aged 40 days is older)."""
     [(ts,)] = server.query("SELECT (extract(epoch FROM now()) * 1000)::bigint")
     return int(ts) - 30 * DAY_MS
+
+
+def test_the_media_command_quarantines_protects_deletes_and_counts(site) -> None:
+    server, _, _ = site
+    dave = MatrixClient(server.base_url).register()
+    keep, drop = upload(dave, images.png(50, 50, (5, 6, 7))), upload(dave, images.png(50, 51, (5, 6, 8)))
+
+    def media(*args: str) -> dict[str, Any]:
+        return purge_like(server, "media", *args)
+
+    assert media("protect", media_id(keep)) == {}
+    assert media("quarantine-user", dave.user_id or "") == {"num_quarantined": 1}
+    assert status(dave, keep) == 200 and status(dave, drop) == 404
+    assert media("unquarantine", drop) == {"unquarantined": True} and status(dave, drop) == 200
+    file_drop = blob(server, drop)
+    preview = media("delete", drop, "--dry-run")
+    assert (preview["local_media"], preview["files"], preview["dry_run"]) == (
+        1,
+        1,
+        True,
+    ) and file_drop.exists()
+    done = media("delete", drop)
+    assert (done["local_media"], done["files"]) == (1, 1) and not file_drop.exists()
+    usage = media("usage", "--search", (dave.user_id or "")[1:9])
+    assert usage["users"] == [
+        {"user_id": dave.user_id, "displayname": usage["users"][0]["displayname"], "media_count": 1,
+         "media_length": len(images.png(50, 50, (5, 6, 7)))}
+    ]  # fmt: skip
+    bad = server.manage("media", "quarantine", "not-an-mxc")
+    assert bad.returncode == 2 and b"not mxc://" in bad.stderr
+
+
+def purge_like(server: LiveServer, command: str, *args: str) -> dict[str, Any]:
+    done = server.manage(command, *args, "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
