@@ -404,6 +404,8 @@ class CompromiseReport:
     refresh_tokens: int
     console_sessions: int
     events: list[dict[str, Any]]
+    #: Servers sharing rooms with us (name, rooms), most first: whom to ask to drop the old key.
+    servers: list[tuple[str, int]]
     checklist: list[str]
     key_file: str = ""
 
@@ -425,6 +427,7 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
             since_ts=since_ts, server_name=server_keys.get_server_name()
         )
     ]
+    servers = compromise_store.federating_servers(our_server=server_keys.get_server_name())
     new_id: str | None = None
     key_file = ""
     if not dry_run:
@@ -444,7 +447,10 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
         refresh_tokens=refresh,
         console_sessions=sessions,
         events=events,
-        checklist=compromise_checklist(expired=current, since_ts=since_ts),
+        servers=servers,
+        checklist=compromise_checklist(
+            expired=current, since_ts=since_ts, servers=[name for name, _ in servers]
+        ),
         key_file=key_file,
     )
     record_audit(
@@ -459,7 +465,7 @@ def do_compromised(*, actor: Actor, since_ts: int, dry_run: bool = False) -> Com
     return report
 
 
-def compromise_checklist(*, expired: list[str], since_ts: int) -> list[str]:
+def compromise_checklist(*, expired: list[str], since_ts: int, servers: list[str]) -> list[str]:
     """What the operator still has to do by hand after :func:`do_compromised`."""
     keys = ", ".join(expired) or "the old key"
     steps = [
@@ -467,7 +473,8 @@ def compromise_checklist(*, expired: list[str], since_ts: int) -> list[str]:
         f"{keys} under old_verify_keys with expired_ts {since_ts}.",
         f"Servers that cached {keys} before now trust it until their cached valid_until_ts (we publish "
         "keys for 24 hours; servers cap at 7 days), and rooms v1-v4 never check key validity: ask the "
-        "admins of the servers you federate with most to drop their cached keys of this server.",
+        "admins of the servers you federate with most to drop their cached keys of this server"
+        + (f" ({', '.join(servers[:10])}{', ...' if len(servers) > 10 else ''})." if servers else "."),
         "Delete every copy of the old private key: the old key file on other hosts, backups, config "
         "management; ship the new key file (`manage.py signing_key export`) where it is needed.",
         "Compare the events listed above with what your users really sent; forged events signed with "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Count, Max, Min
 
-from dagcore.models import AccessToken, ConsoleSession, Event, RefreshToken
+from dagcore.models import AccessToken, ConsoleSession, Event, RefreshToken, RoomServer
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,14 @@ def local_events_since(*, since_ts: int, server_name: str, limit: int = 1000) ->
         )
         for r in rows
     ]
+
+
+def federating_servers(*, our_server: str, limit: int = 20) -> list[tuple[str, int]]:
+    """Other servers sharing rooms with us, by how many rooms (most first): whom to tell."""
+    rows = (
+        RoomServer.objects.exclude(server_name=our_server)
+        .values("server_name")
+        .annotate(rooms=Count("room_id"))
+        .order_by("-rooms", "server_name")[:limit]
+    )
+    return [(r["server_name"], int(r["rooms"])) for r in rows]

@@ -108,6 +108,8 @@ def test_after_a_compromise_old_key_events_dated_later_are_refused_and_every_tok
     assert report["expired"] == [stolen_id] and report["access_tokens"] == preview["access_tokens"]
     assert {(e["sender"], e["room_id"]) for e in report["events"]} >= {(alice.user_id, room)}
     assert any("old_verify_keys" in step for step in report["checklist"])
+    assert [b.server_name, 1] in report["servers"]
+    assert any(b.server_name in step for step in report["checklist"])  # whom to ask to drop the key
     r = alice.get("/account/whoami", expect=None)
     assert r.status == 401 and r.json["errcode"] == "M_UNKNOWN_TOKEN"
     answer = wait_for(

@@ -50,6 +50,10 @@ class Command(BaseCommand):
         ]
         if not report.events:
             lines.append("  none")
+        if report.servers:
+            lines.append(
+                "Servers sharing rooms with us (rooms): " + ", ".join(f"{n} ({c})" for n, c in report.servers)
+            )
         lines.append("Remaining steps:")
         lines += [f"  [ ] {step}" for step in report.checklist]
         self.stdout.write("\n".join(lines))
