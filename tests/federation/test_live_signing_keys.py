@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,7 +50,11 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def published(server: LiveServer, ca: TestCA) -> dict[str, Any]:
-    r = httpx.get(f"{server.federation_url}/_matrix/key/v2/server", verify=str(ca.cert_path), timeout=10)
+    r = httpx.get(
+        f"{server.federation_url}/_matrix/key/v2/server",
+        verify=ssl.create_default_context(cafile=str(ca.cert_path)),
+        timeout=10,
+    )
     r.raise_for_status()
     return dict(r.json())
 
@@ -158,7 +163,7 @@ def test_after_a_compromise_old_key_events_dated_later_are_refused_and_every_tok
     path = f"/_matrix/federation/v1/send/{secrets.token_hex(6)}"
     header = authorization_header(method="PUT", uri=path, origin=a.server_name, destination=b.server_name,
                                   signing_key=own_key(a, report["new_key_id"]), content=body)  # fmt: skip
-    r = httpx.put(b.federation_url + path, content=encode_canonical_json(body), verify=str(ca.cert_path),
+    r = httpx.put(b.federation_url + path, content=encode_canonical_json(body), verify=ssl.create_default_context(cafile=str(ca.cert_path)),
                   headers={"Authorization": header, "Content-Type": "application/json"}, timeout=60)  # fmt: skip
     assert r.status_code == 200, r.text
     verdicts = r.json()["pdus"]
