@@ -39,7 +39,8 @@ def keys_rotate(request: ConsoleRequest) -> HttpResponseBase:
     return redirect_with_notice(
         reverse("keys"),
         f"{result.new_key_id} signs from now on; {', '.join(result.expired)} published as old "
-        f"(expired_ts {result.expired_ts}). Every process switches within seconds.",
+        f"(expired_ts {result.expired_ts}). Every process switches within seconds: reload this page "
+        "to see the key endpoint publish it.",
     )
 
 
