@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,6 +35,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "politburo"
 ADMIN = "boss"
 ADMIN_PASSWORD = "politburo correct horse"
+USER_PASSWORD = "correct horse battery"
+#: The homeserver of the console tests: registration needs a token (made in the console).
+CONSOLE_CONFIG = {"registration_requires_token": True}
 _SESSION_START = time.time()
 
 
@@ -65,10 +70,26 @@ class Console:
         headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
         return httpx.request(method, self.url(path), headers=headers, timeout=30.0, **kwargs)
 
-    def register(self, localpart: str | None = None) -> MatrixClient:
-        """A new ordinary user on the homeserver."""
+    def register(self, localpart: str | None = None, password: str = USER_PASSWORD) -> MatrixClient:
+        """A new ordinary user, made through the admin API (registration needs a token here),
+        logged in on the homeserver."""
+        localpart = localpart or f"user{secrets.token_hex(4)}"
+        user_id = f"@{localpart}:{self.server.server_name}"
+        made = self.api("PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", json={"password": password})
+        assert made.status_code == 201, made.text
         client = MatrixClient(self.server.base_url)
-        client.register(localpart)
+        login = client.post(
+            "/login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": localpart},
+                "password": password,
+            },
+            auth=False,
+        )
+        assert login.status == 200, login.json
+        client.access_token, client.user_id = login.json["access_token"], login.json["user_id"]
+        client.device_id = login.json["device_id"]
         return client
 
 
@@ -100,7 +121,7 @@ def start_console(workdir: Path, config: dict[str, Any] | None = None) -> Consol
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    running = start_console(tmp_path_factory.mktemp("politburo"))
+    running = start_console(tmp_path_factory.mktemp("politburo"), CONSOLE_CONFIG)
     try:
         yield running
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.politburo.conftest import ADMIN, Console, ConsolePage
+from tests.politburo.conftest import ADMIN, USER_PASSWORD, Console, ConsolePage
 
 
 def test_an_admin_logs_in_and_out_and_a_post_without_csrf_token_is_refused(
@@ -56,7 +56,7 @@ def test_an_admin_logs_in_and_out_and_a_post_without_csrf_token_is_refused(
 
 def test_an_ordinary_user_cannot_log_into_the_console(page: ConsolePage, console: Console) -> None:
     user = console.register()
-    page.login(str(user.user_id), "correct horse battery")  # MatrixClient.register's default
+    page.login(str(user.user_id), USER_PASSWORD)
     assert page.page.url.startswith(console.url("/login"))
     assert "not a server admin" in page.page.locator("#login-error").inner_text()
 
