@@ -155,8 +155,7 @@ def test_suspension_lock_shadow_ban_and_rate_limit_take_effect_in_tribune(consol
 
     # Locked: every request with the token is 401 M_USER_LOCKED, until unlocked.
     console.api("PUT", f"/_synapse/admin/v2/users/{u(str(eve.user_id))}", json={"locked": True})
-    r = eve.get("/account/whoami", expect=401)
-    assert r.json["errcode"] == "M_USER_LOCKED"
+    assert eve.get("/account/whoami", expect=401).json["errcode"] == "M_USER_LOCKED"
     console.api("PUT", f"/_synapse/admin/v2/users/{u(str(eve.user_id))}", json={"locked": False})
     assert eve.get("/account/whoami").json["user_id"] == eve.user_id
 
