@@ -185,8 +185,12 @@ def _new_page(browser: Any, console: Console, request: pytest.FixtureRequest) ->
     wrapped = ConsolePage(page, console, request.node.name)
     page.on("console", lambda msg: wrapped.errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: wrapped.errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the forms' data-confirm questions
     try:
         yield wrapped
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            wrapped.shot("failure")  # where the browser was when the test failed
     finally:
         context.close()
 
@@ -201,6 +205,13 @@ def admin_page(page: ConsolePage, console: Console) -> ConsolePage:
     page.login(ADMIN, console.admin_password)
     assert page.page.locator("#whoami").inner_text() == console.admin_user_id
     return page
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -3,9 +3,12 @@ how Politburo answers strangers (foreign Host, the public servers, non-admin tok
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 
 from tests.politburo.conftest import ADMIN, USER_PASSWORD, Console, ConsolePage
+from tests.support.client import MatrixClient
 
 
 def test_an_admin_logs_in_and_out_and_a_post_without_csrf_token_is_refused(
@@ -96,3 +99,114 @@ def test_politburo_answers_only_loopback_hosts_and_admin_tokens(console: Console
             console.server.base_url + path, headers={"Authorization": f"Bearer {console.admin_token}"}
         )
         assert r.status_code == 404, path
+
+
+def test_deactivating_a_user_in_the_console_ends_their_access_token(
+    admin_page: ConsolePage, console: Console
+) -> None:
+    user = console.register()
+    user_id = str(user.user_id)
+    user.create_room()
+    page = admin_page.page
+
+    admin_page.goto("/users")
+    page.fill('input[name="q"]', user_id.split(":")[0][1:])
+    page.click('#user-search button[type="submit"]')
+    page.click(f'a.user-link:text-is("{user_id}")')
+    assert page.locator("#user-id").inner_text() == user_id
+    preview = page.locator("#deactivate-preview").inner_text()
+    assert "Ends 1 device and 1 access token, leaves 1 joined room" in preview
+    admin_page.shot("user-detail")
+
+    # The password is asked again; a wrong one changes nothing.
+    page.fill('#deactivate input[name="confirm_password"]', "not my password")
+    page.click("#deactivate-submit")
+    assert "password you confirmed with is wrong" in page.locator("#error-message").inner_text()
+    assert user.get("/account/whoami").json["user_id"] == user_id
+
+    page.go_back()
+    page.reload()
+    page.check("#erase")
+    page.fill('#deactivate input[name="confirm_password"]', console.admin_password)
+    page.click("#deactivate-submit")
+    assert page.locator(".notice").inner_text() == "Deactivated and erased."
+    assert page.locator("#flag-deactivated").inner_text() == "yes (erased)"
+    admin_page.shot("user-deactivated")
+    assert user.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
+
+    # The audit trail has it, with the counts the preview showed.
+    admin_page.goto("/audit?action=user_deactivate")
+    row = page.locator("#audit-table tbody tr").first.inner_text()
+    assert user_id in row and "console" in row and "devices=1" in row and "erase=True" in row
+    admin_page.shot("audit")
+
+
+def test_a_registration_token_created_in_the_console_lets_someone_register(
+    admin_page: ConsolePage, console: Console
+) -> None:
+    page = admin_page.page
+    admin_page.goto("/users")
+    page.click("#registration-tokens")
+    page.fill("#new-token", "welcome-1")
+    page.fill("#new-uses", "1")
+    page.click("#create-token-submit")
+    assert page.locator(".notice").inner_text() == "Created token welcome-1."
+    admin_page.shot("token-created")
+
+    client = MatrixClient(console.server.base_url)
+    body = {"username": "newcomer", "password": USER_PASSWORD}
+    session = client.post("/register", body, auth=False, expect=401).json["session"]
+    auth = {"type": "m.login.registration_token", "token": "welcome-1", "session": session}
+    done = client.post("/register", {**body, "auth": auth}, auth=False)
+    assert done.json["user_id"] == f"@newcomer:{console.server.server_name}"
+
+    page.reload()
+    row = page.locator("#tokens tbody tr", has_text="welcome-1").inner_text()
+    assert "\t1\t0\t1\t" in row  # uses allowed 1, pending 0, completed 1
+    # Used up: the next registration with it is refused.
+    other = {"username": "latecomer", "password": USER_PASSWORD}
+    session = client.post("/register", other, auth=False, expect=401).json["session"]
+    refused = client.post(
+        "/register", {**other, "auth": {**auth, "session": session}}, auth=False, expect=401
+    )
+    assert refused.json["errcode"] == "M_FORBIDDEN"
+
+
+def test_a_tour_of_every_console_page_finds_no_error_and_no_dead_link(
+    admin_page: ConsolePage, console: Console
+) -> None:
+    """Every page reachable from the navigation and its links (other areas' pages too, as they
+    register in the nav): no 4xx/5xx, no browser console error, every link alive."""
+    someone = console.register()
+    someone.create_room()
+    spam = console.register()
+    spam.create_room()
+    console.api(
+        "POST", f"/_synapse/admin/v1/user/{quote(str(spam.user_id), safe='')}/redact", json={"rooms": []}
+    )
+    page = admin_page.page
+    admin_page.goto("/")
+    nav = page.eval_on_selector_all("nav.main a", "els => els.map(e => [e.textContent, e.href])")
+    labels = [label for label, _ in nav]
+    assert {"Dashboard", "Users", "Jobs", "Audit"} <= set(labels)
+
+    origin = console.base_url
+    queue: list[str] = [href for _, href in nav]
+    seen: set[str] = set(queue)
+    visited: dict[str, int] = {}
+    while queue and len(visited) < 80:
+        url = queue.pop(0)
+        response = page.goto(url)
+        assert response is not None
+        visited[url] = response.status
+        assert response.status < 400, f"{url} answered {response.status}"
+        if url in {href for _, href in nav}:
+            admin_page.shot("tour-" + (url[len(origin) :].strip("/").replace("/", "-") or "dashboard"))
+        for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            href = href.split("#")[0]
+            if href.startswith(origin) and "notice=" not in href and href not in seen:
+                seen.add(href)
+                queue.append(href)
+    assert len(visited) >= 8
+    assert not queue or len(visited) == 80
+    assert admin_page.errors == [], admin_page.errors
