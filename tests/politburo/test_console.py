@@ -3,12 +3,15 @@ how Politburo answers strangers (foreign Host, the public servers, non-admin tok
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 import httpx
+import pyotp
 
-from tests.politburo.conftest import ADMIN, USER_PASSWORD, Console, ConsolePage
+from tests.politburo.conftest import ADMIN, USER_PASSWORD, Console, ConsolePage, make_admin
 from tests.support.client import MatrixClient
+from tests.support.live import advance_clock
 
 
 def test_an_admin_logs_in_and_out_and_a_post_without_csrf_token_is_refused(
@@ -210,3 +213,51 @@ def test_a_tour_of_every_console_page_finds_no_error_and_no_dead_link(
     assert len(visited) >= 8
     assert not queue or len(visited) == 80
     assert admin_page.errors == [], admin_page.errors
+
+
+def test_totp_guards_the_console_login_once_set_up(page: ConsolePage, console: Console) -> None:
+    make_admin(console.server, "second", console.admin_password)
+    offset_ms = advance_clock(console.server.base_url, 0)  # the homeserver's clock, for the codes
+
+    def code_now() -> str:
+        return str(pyotp.TOTP(secret).at(time.time() + offset_ms / 1000))
+
+    page.login("second", console.admin_password)
+    page.goto("/account")
+    page.page.fill('input[name="confirm_password"]', console.admin_password)
+    page.page.click("#totp-start")
+    secret = page.page.locator("#totp-secret").inner_text()
+    page.shot("totp-setup")
+    page.page.fill("#code", code_now())
+    page.page.click("#totp-confirm")
+    assert page.page.locator("#totp-state").inner_text().startswith("On")
+    page.page.click("#logout")
+
+    page.login("second", console.admin_password)  # no code
+    assert "authentication code" in page.page.locator("#login-error").inner_text()
+    page.login("second", console.admin_password, totp=code_now())  # the code just used: never twice
+    assert "authentication code" in page.page.locator("#login-error").inner_text()
+    offset_ms = advance_clock(console.server.base_url, 30_000)  # the next code
+    page.login("second", console.admin_password, totp=code_now())
+    assert page.page.locator("#whoami").inner_text() == f"@second:{console.server.server_name}"
+
+
+def test_failed_console_logins_are_rate_limited_per_account(console: Console) -> None:
+    make_admin(console.server, "third", console.admin_password)
+    with httpx.Client(base_url=console.base_url) as browser:
+
+        def attempt(password: str) -> httpx.Response:
+            form = browser.get("/login").text
+            token = form.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
+            return browser.post(
+                "/login", data={"login_csrf": token, "user": "third", "password": password, "next": "/"}
+            )
+
+        assert attempt("wrong").status_code == 200  # the form again, with the reason
+        without_token = browser.post("/login", data={"user": "third", "password": console.admin_password})
+        assert without_token.status_code == 403 and "politburo_session" not in browser.cookies
+        for _ in range(4):
+            attempt("wrong")
+        limited = attempt(console.admin_password)  # even the right password waits now
+        assert limited.status_code == 429 and "Too many failed attempts" in limited.text
+        assert "politburo_session" not in browser.cookies
