@@ -3,7 +3,9 @@ how Politburo answers strangers (foreign Host, the public servers, non-admin tok
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -261,3 +263,29 @@ def test_failed_console_logins_are_rate_limited_per_account(console: Console) ->
         limited = attempt(console.admin_password)  # even the right password waits now
         assert limited.status_code == 429 and "Too many failed attempts" in limited.text
         assert "politburo_session" not in browser.cookies
+
+
+@contextlib.contextmanager
+def _console_session(console: Console, user: str, password: str) -> Iterator[httpx.Client]:
+    """A console session made the way a browser does (the login form and its token)."""
+    with httpx.Client(base_url=console.base_url) as client:
+        form = client.get("/login").text
+        token = form.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
+        data = {"login_csrf": token, "user": user, "password": password, "next": "/users"}
+        r = client.post("/login", data=data)
+        assert r.status_code == 302 and r.headers["location"] == "/users", r.text
+        yield client
+
+
+def test_a_console_session_ends_when_its_admin_changes_password_or_loses_admin(console: Console) -> None:
+    user_id, _ = make_admin(console.server, "fifth", console.admin_password)
+    path = f"/_synapse/admin/v1/reset_password/{quote(user_id, safe='')}"
+    with _console_session(console, "fifth", console.admin_password) as browser:
+        assert browser.get("/users").status_code == 200
+        console.api("POST", path, json={"new_password": "another one", "logout_devices": False})
+        gone = browser.get("/users")
+        assert gone.status_code == 302 and gone.headers["location"].startswith("/login")
+    with _console_session(console, "fifth", "another one") as browser:
+        assert browser.get("/").status_code == 200
+        console.api("PUT", f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/admin", json={"admin": False})
+        assert browser.get("/").status_code == 302
