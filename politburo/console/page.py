@@ -155,7 +155,9 @@ def console_page(
                     )
             try:
                 # Routes match the raw path (a user ID's "@" and ":" arrive percent-encoded).
-                kwargs = {k: unquote(v, errors="strict") if isinstance(v, str) else v for k, v in kwargs.items()}
+                kwargs = {
+                    k: unquote(v, errors="strict") if isinstance(v, str) else v for k, v in kwargs.items()
+                }
                 return fn(req, *args, **kwargs)
             except UnicodeDecodeError:
                 return _error_page(request, 400, "The address is not valid UTF-8.")
