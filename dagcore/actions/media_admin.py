@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagcore.actions import admin_users
 from dagcore.actions.audit import Actor, record_audit
 from dagcore.http.errors import MatrixError
 from dagcore.media.filestore import get_file_store
@@ -308,62 +309,12 @@ def _direction(query: Any) -> bool | None:
     return value == "b"
 
 
-def check_user_media_query(query: Any) -> dict[str, Any]:
-    order_by = query.get("order_by")
-    if order_by is not None and order_by not in store.USER_MEDIA_ORDER:
-        raise MatrixError(
-            400, "M_INVALID_PARAM", f"order_by must be one of {', '.join(store.USER_MEDIA_ORDER)}"
-        )
-    backwards = _direction(query)
-    if order_by is None and backwards is None:
-        order_by, backwards = "created_ts", True  # newest first (Synapse's default)
-    return {
-        "order_by": order_by or "created_ts",
-        "backwards": bool(backwards),
-        "offset": _int_param(query, "from", 0),
-        "limit": _int_param(query, "limit", 100, minimum=1),
-    }
-
-
-def access_local_user(user_id: str) -> None:
-    if not user_id.startswith("@") or ":" not in user_id or len(user_id) > 255:
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid user ID")
-    if user_id.split(":", 1)[1] != get_server_name():
-        raise MatrixError(400, "M_INVALID_PARAM", "Can only look up local users")
-
-
-def list_user_media(*, user_id: str, query: Any) -> dict[str, Any]:
-    """``GET /_synapse/admin/v1/users/{userId}/media``."""
-    access_local_user(user_id)
-    params = check_user_media_query(query)
-    rows, total = store.user_media(user_id=user_id, **params)
-    out: dict[str, Any] = {
-        "media": [
-            {
-                "created_ts": r.created_ts,
-                "last_access_ts": r.last_access_ts,
-                "media_id": r.media_id,
-                "media_length": r.size,
-                "media_type": r.content_type,
-                "quarantined_by": r.quarantined_by if r.quarantined else None,
-                "safe_from_quarantine": r.safe_from_quarantine,
-                "upload_name": r.upload_name,
-            }
-            for r in rows
-        ],
-        "total": total,
-    }
-    if params["offset"] + len(rows) < total:
-        out["next_token"] = params["offset"] + len(rows)
-    return out
-
-
 def check_delete_user_media(*, actor: Actor, user_id: str, query: Any) -> dict[str, Any]:
-    """``DELETE /_synapse/admin/v1/users/{userId}/media``: the page the same parameters list."""
-    access_local_user(user_id)
-    params = check_user_media_query(query)
-    rows, _ = store.user_media(user_id=user_id, **params)
-    result = do_delete_local_media(actor=actor, media_ids=[r.media_id for r in rows])
+    """``DELETE /_synapse/admin/v1/users/{userId}/media``: the page the same parameters list
+    (``GET``, ``admin_users.list_media_json``), deleted here. No ``next_token``: what remains
+    has a new order."""
+    page = admin_users.list_media_json(user=admin_users.access_user(user_id), query=query)
+    result = do_delete_local_media(actor=actor, media_ids=[m["media_id"] for m in page["media"]])
     return {"deleted_media": result.deleted_media, "total": len(result.deleted_media)}
 
 

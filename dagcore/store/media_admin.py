@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, Sum
 
 from dagcore.models import (
     CurrentStateEvent,
@@ -205,28 +205,6 @@ def room_media(*, room_id: str) -> set[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- listing, usage
-
-USER_MEDIA_ORDER = {
-    "media_id": "media_id",
-    "upload_name": "upload_name",
-    "created_ts": "created_ts",
-    "last_access_ts": "last_access_ts",
-    "media_length": "size",
-    "media_type": "content_type",
-    "quarantined_by": "quarantined_by",
-    "safe_from_quarantine": "safe_from_quarantine",
-}
-
-
-def user_media(
-    *, user_id: str, order_by: str, backwards: bool, offset: int, limit: int
-) -> tuple[list[LocalMedia], int]:
-    """A page of the media ``user_id`` uploaded (second order: media ID ascending), and the total."""
-    qs: QuerySet[LocalMedia] = LocalMedia.objects.filter(uploader=user_id)
-    column = USER_MEDIA_ORDER[order_by]
-    ordered = qs.order_by(f"-{column}" if backwards else column, "media_id")
-    return list(ordered[offset : offset + limit]), qs.count()
-
 
 USAGE_ORDER = {"user_id": "uploader", "displayname": "displayname", "media_length": "media_length",
                "media_count": "media_count"}  # fmt: skip

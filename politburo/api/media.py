@@ -129,20 +129,6 @@ class UsersMediaStatistics(AdminAPIView):
         return Response(actions.media_usage(request.query_params))
 
 
-class UserMedia(AdminAPIView):
-    """GET / DELETE /_synapse/admin/v1/users/{userId}/media"""
-
-    def get(self, request: Request, user_id: str) -> Response:
-        return Response(actions.list_user_media(user_id=user_id, query=request.query_params))
-
-    def delete(self, request: Request, user_id: str) -> Response:
-        return Response(
-            actions.check_delete_user_media(
-                actor=api_actor(request), user_id=user_id, query=request.query_params
-            )
-        )
-
-
 class RoomMedia(AdminAPIView):
     """GET /_synapse/admin/v1/room/{roomId}/media"""
 
