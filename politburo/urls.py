@@ -8,9 +8,11 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 
 from django.urls import path, re_path
 
-from politburo.api import federation, register, server, users
+from politburo.api import federation, media, register, registration_tokens, server, users
 from politburo.console import federation as federation_pages
-from politburo.console import login, pages, static
+from politburo.console import keys, login, operations, pages, static
+from politburo.console import media as media_pages
+from politburo.console import users as users_pages
 
 urlpatterns = [
     # -- console: skeleton (login, logout, the admin's account, static files, health)
@@ -19,13 +21,43 @@ urlpatterns = [
     path("account", login.account, name="account"),
     re_path(r"^static/(?P<name>[a-z0-9_.-]+)$", static.static_file, name="static"),
     path("health", pages.health, name="health"),
-    # -- console: dashboard, users, jobs, audit (helper console)
+    # -- console: dashboard, users, registration tokens, jobs, audit (helper console)
     path("", pages.dashboard, name="dashboard"),
-    # -- admin API: users (helper console)
+    path("users", users_pages.users, name="users"),
+    path("users/new", users_pages.create_user, name="user_new"),
+    path("users/<str:user_id>", users_pages.user_detail, name="user"),
+    path("users/<str:user_id>/action", users_pages.user_action, name="user_action"),
+    path("registration-tokens", users_pages.registration_tokens, name="registration_tokens"),
+    path("jobs", operations.jobs, name="jobs"),
+    path("jobs/<str:job_id>", operations.job_detail, name="job"),
+    path("audit", operations.audit, name="audit"),
+    # -- admin API: users and registration tokens (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),
     re_path(r"^_synapse/admin/v2/users$", users.Users.as_view()),
+    re_path(r"^_synapse/admin/v3/users$", users.UsersV3.as_view()),
     re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.UserDetail.as_view()),
+    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/devices$", users.Devices.as_view()),
+    re_path(
+        r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/devices/(?P<device_id>[^/]+)$", users.Device.as_view()
+    ),
+    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/delete_devices$", users.DeleteDevices.as_view()),
+    re_path(r"^_synapse/admin/v1/whois/(?P<user_id>[^/]+)$", users.Whois.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/joined_rooms$", users.JoinedRooms.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/memberships$", users.Memberships.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/pushers$", users.Pushers.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/accountdata$", users.AccountData.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/media$", users.Media.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/admin$", users.Admin.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/shadow_ban$", users.ShadowBan.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/override_ratelimit$", users.OverrideRatelimit.as_view()
+    ),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/login$", users.LoginAs.as_view()),
+    re_path(r"^_synapse/admin/v1/suspend/(?P<user_id>[^/]+)$", users.Suspend.as_view()),
+    re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/redact$", users.Redact.as_view()),
+    re_path(r"^_synapse/admin/v1/user/redact_status/(?P<redact_id>[^/]+)$", users.RedactStatus.as_view()),
+    re_path(r"^_synapse/admin/v1/username_available$", users.UsernameAvailable.as_view()),
     re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.ResetPassword.as_view()),
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
     # -- admin API + console: federation destinations, the federation tester (helper health)
@@ -60,4 +92,45 @@ urlpatterns = [
         r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
         server.CumulativeJoinedRoomCount.as_view(),
     ),
+    re_path(r"^_synapse/admin/v1/registration_tokens$", registration_tokens.RegistrationTokens.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/registration_tokens/new$", registration_tokens.NewRegistrationToken.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/registration_tokens/(?P<token>[^/]+)$",
+        registration_tokens.RegistrationToken.as_view(),
+    ),
+    # -- console: media and keys (helper mediakeys)
+    path("media", media_pages.media, name="media"),
+    path("media/view", media_pages.media_view, name="media_view"),
+    re_path(r"^media/raw/(?P<media_id>[A-Za-z0-9_-]{1,255})$", media_pages.media_raw, name="media_raw"),
+    path("media/item", media_pages.media_item, name="media_item"),
+    path("media/quarantine", media_pages.media_bulk_quarantine, name="media_quarantine"),
+    path("media/purge", media_pages.media_purge, name="media_purge"),
+    path("keys", keys.keys, name="keys"),
+    path("keys/rotate", keys.keys_rotate, name="keys_rotate"),
+    path("keys/compromised", keys.keys_compromised, name="keys_compromised"),
+    # -- admin API: media (helper mediakeys)
+    re_path(r"^_synapse/admin/v1/media/delete$", media.DeleteBefore.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/media/quarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$",
+        media.Quarantine.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/media/unquarantine/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$",
+        media.Unquarantine.as_view(),
+    ),
+    re_path(r"^_synapse/admin/v1/media/protect/(?P<media_id>[^/]+)$", media.Protect.as_view()),
+    re_path(r"^_synapse/admin/v1/media/unprotect/(?P<media_id>[^/]+)$", media.Unprotect.as_view()),
+    re_path(r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/delete$", media.DeleteBefore.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.MediaItem.as_view()
+    ),
+    re_path(r"^_synapse/admin/v1/purge_media_cache$", media.PurgeMediaCache.as_view()),
+    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media$", media.RoomMedia.as_view()),
+    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media/quarantine$", media.QuarantineRoom.as_view()),
+    re_path(r"^_synapse/admin/v1/quarantine_media/(?P<room_id>[^/]+)$", media.QuarantineRoom.as_view()),
+    re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/media/quarantine$", media.QuarantineUser.as_view()),
+    re_path(r"^_synapse/admin/v1/statistics/users/media$", media.UsersMediaStatistics.as_view()),
+    # DELETE /_synapse/admin/v1/users/{userId}/media: users.Media above (its GET lists the page)
 ]

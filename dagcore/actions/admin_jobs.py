@@ -29,7 +29,10 @@ logger = logging.getLogger("dagma.admin_jobs")
 JobFunction = Callable[..., dict[str, Any]]
 
 #: ``kind -> "package.module.function"`` of the work. Add a kind here with its function.
-JOB_KINDS: dict[str, str] = {}
+JOB_KINDS: dict[str, str] = {
+    # Synapse's POST /_synapse/admin/v1/user/{userId}/redact
+    "redact_user_events": "dagcore.actions.admin_users.run_redact_user_events",
+}
 
 #: A ``scheduled`` job older than this with no runner is started again by beat.
 STALE_SCHEDULED_MS = 60_000

@@ -41,6 +41,7 @@ from dagcore.models import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaT
 from dagcore.protocol.identifiers import is_valid_server_name
 from dagcore.server_keys import get_server_name
 from dagcore.store import media as media_store
+from dagcore.store import media_admin as media_admin_store
 from dagcore.taskqueue.dispatch import enqueue
 
 logger = logging.getLogger(__name__)
@@ -646,7 +647,8 @@ def parse_duration_ms(value: Any) -> int | None:
 
 
 def do_purge_media_retention(*, batch: int = 500) -> int:
-    """Beat job: delete local media nobody downloaded within ``media_retention.local_media_lifetime``,
+    """Beat job: delete local media nobody downloaded within ``media_retention.local_media_lifetime``
+    (except quarantined and protected media and avatars),
     pending uploads past their deadline, expired preview cache rows and abandoned temp files.
 
     Returns how many media items were deleted. Blobs are removed only once no
@@ -657,8 +659,10 @@ def do_purge_media_retention(*, batch: int = 500) -> int:
     deleted = 0
     lifetime = parse_duration_ms((_conf("media_retention") or {}).get("local_media_lifetime"))
     if lifetime:
+        # Avatars stay, as with Synapse's media retention (its ``keep_profiles``).
+        keep = frozenset(media_admin_store.avatar_media_ids(server_name=get_server_name()))
         while True:
-            rows = media_store.get_unaccessed_media(before_ts=now - lifetime, limit=batch)
+            rows = media_store.get_unaccessed_media(before_ts=now - lifetime, limit=batch, keep=keep)
             if not rows:
                 break
             hashes = media_store.delete_local_media([m.pk for m in rows])

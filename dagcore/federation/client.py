@@ -29,7 +29,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin
@@ -366,13 +366,17 @@ class FederationClient:
         self,
         *,
         server_name: str,
-        signing_key: SigningKey,
+        signing_key: SigningKey | Callable[[], SigningKey],
         policy: FederationPolicy,
         resolver: ServerResolver | None = None,
         transport: HttpsTransport | None = None,
     ) -> None:
+        """``signing_key``: a key, or a function answering the current one (this server's
+        client follows rotations: ``dagcore.server_keys.get_signing_key``)."""
         self.server_name = server_name
-        self.signing_key = signing_key
+        self._signing_key: Callable[[], SigningKey] = (
+            signing_key if callable(signing_key) else (lambda: signing_key)
+        )
         self.policy = policy
         self.transport = transport or HttpsTransport(policy)
         self.resolver = resolver or ServerResolver(
@@ -380,6 +384,10 @@ class FederationClient:
             well_known=HttpsWellKnownFetcher(self.transport, port=policy.well_known_port),
             cache=DbWellKnownCache(),
         )
+
+    @property
+    def signing_key(self) -> SigningKey:
+        return self._signing_key()
 
     def close(self) -> None:
         self.transport.close()
@@ -541,6 +549,6 @@ def get_federation_client() -> FederationClient:
     """This process's client, configured from ``dagma.yaml``."""
     return FederationClient(
         server_name=get_server_name(),
-        signing_key=get_signing_key(),
+        signing_key=get_signing_key,
         policy=FederationPolicy.from_config(settings.DAGMA),
     )

@@ -149,6 +149,21 @@ class MediaFileStore:
             return False
         return True
 
+    def delete_unless_touched_since(self, sha256: str, *, since: float) -> int | None:
+        """Delete an unreferenced blob for an admin's purge; bytes freed, or None if absent or
+        written since ``since`` (epoch seconds: when the purge began). A concurrent upload of
+        the same bytes refreshes the mtime before inserting its row, so it keeps its file;
+        older blobs go at once, not after the retention job's grace period."""
+        path = self.blob_path(sha256)
+        try:
+            st = path.stat()
+            if st.st_mtime >= since:
+                return None
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        return int(st.st_size)
+
     def delete_stale_temp_files(self, *, older_than_seconds: float = 86400.0) -> int:
         """Temp files of uploads that crashed half-way."""
         removed = 0

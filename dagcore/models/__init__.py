@@ -35,6 +35,7 @@ from dagcore.models.federation import (
     InboundPdu,
     ReceivedTransaction,
     RemoteServerKey,
+    ServerSigningKey,
     WellKnownDelegation,
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
@@ -103,6 +104,7 @@ __all__ = [
     "RoomMembership",
     "RoomServer",
     "ScheduledJobRun",
+    "ServerSigningKey",
     "StateGroup",
     "StateGroupEntry",
     "StreamCounter",

@@ -201,3 +201,29 @@ class InboundPdu(models.Model):
     class Meta:
         db_table = "federation_inbound_pdus"
         indexes = [models.Index(fields=["room_id", "id"], name="federation_inbound_room")]
+
+
+class ServerSigningKey(models.Model):
+    """One of *our* Ed25519 keys: the current one (``expired_ts`` null) and the old ones.
+
+    Shared by every process (Tribune, Embassy, workers, Politburo) through the database, so a
+    rotation reaches them all without a restart (``dagcore.server_keys`` re-reads this table
+    every few seconds). The configured key file seeds the table on first use. Old keys stay
+    published under ``old_verify_keys`` with their ``expired_ts`` (spec: server-server API
+    "Publishing Keys"), so other servers can still check what we signed before.
+    """
+
+    key_id = models.CharField(max_length=255, unique=True)
+    #: Unpadded Base64 of the public key.
+    verify_key = models.CharField(max_length=64)
+    #: Unpadded Base64 of the 32-byte seed; null for a key whose private half is lost (only its
+    #: public half is published, synapse#11373) or that came from ``old_signing_keys``.
+    seed = models.CharField(max_length=64, null=True)
+    created_ts = models.BigIntegerField()
+    #: Null while the key signs; afterwards the time after which nothing it signed is valid.
+    expired_ts = models.BigIntegerField(null=True)
+    #: Where the key came from: ``file`` (seeded), ``rotate``, ``import``, ``lost``, ``compromised``.
+    origin = models.CharField(max_length=16)
+
+    class Meta:
+        db_table = "server_signing_keys"

@@ -38,6 +38,9 @@ class LocalMedia(models.Model):
     #: Quarantined media is never served (admins: Politburo).
     quarantined = models.BooleanField(default=False)
     quarantined_by = models.CharField(max_length=255, null=True)
+    #: Protected by an admin (Synapse's ``safe_from_quarantine``): never quarantined in bulk
+    #: (a room's or a user's media) and never deleted by a date/size purge or retention.
+    safe_from_quarantine = models.BooleanField(default=False)
     #: Pixel size of images (probed at upload), for URL previews' og:image:width/height.
     width = models.IntegerField(null=True)
     height = models.IntegerField(null=True)

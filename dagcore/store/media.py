@@ -6,18 +6,23 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from dagcore.clock import now_ms
 from dagcore.models import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
-from dagcore.server_keys import get_server_name
 
 #: ``last_access_ts`` is refreshed at most this often (a download is a read, not a write).
 ACCESS_TOUCH_INTERVAL_MS = 10 * 60 * 1000
 
 
 # --------------------------------------------------------------------------- local media
+
+
+def _our_server_name() -> str:
+    # Not ``dagcore.server_keys.get_server_name``: that module reads our keys through the store.
+    return str(settings.SERVER_NAME)
 
 
 def get_local_media(media_id: str) -> LocalMedia | None:
@@ -108,7 +113,12 @@ def touch_media_access(media: LocalMedia, *, now: int) -> None:
 
 
 def is_content_quarantined(sha256: str) -> bool:
-    return LocalMedia.objects.filter(sha256=sha256, quarantined=True).exists()
+    """Whether these bytes are quarantined anywhere here (ours, or a cached copy of another
+    server's): an upload of the same bytes is then quarantined too (as Synapse >= 1.128)."""
+    return (
+        LocalMedia.objects.filter(sha256=sha256, quarantined=True).exists()
+        or RemoteMedia.objects.filter(sha256=sha256, quarantined=True).exists()
+    )
 
 
 # --------------------------------------------------------------------------- quarantine (Politburo)
@@ -120,7 +130,7 @@ def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | N
     Media of other servers is quarantined in the remote-media cache (never fetched again
     while the row stays).
     """
-    if server_name != get_server_name():
+    if server_name != _our_server_name():
         updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
             quarantined=True, quarantined_by=quarantined_by
         )
@@ -132,7 +142,7 @@ def quarantine_media(*, server_name: str, media_id: str, quarantined_by: str | N
 
 
 def unquarantine_media(*, server_name: str, media_id: str) -> bool:
-    if server_name != get_server_name():
+    if server_name != _our_server_name():
         updated = RemoteMedia.objects.filter(server_name=server_name, media_id=media_id).update(
             quarantined=False, quarantined_by=None
         )
@@ -219,12 +229,18 @@ def insert_thumbnail(
 # --------------------------------------------------------------------------- retention
 
 
-def get_unaccessed_media(*, before_ts: int, limit: int) -> list[LocalMedia]:
-    """Uploaded local media not downloaded since ``before_ts`` (oldest first)."""
+def get_unaccessed_media(
+    *, before_ts: int, limit: int, keep: frozenset[str] = frozenset()
+) -> list[LocalMedia]:
+    """Uploaded local media not downloaded since ``before_ts`` (oldest first). Quarantined and
+    protected media are kept, as by Synapse's media retention (and ``manage.py purge_media``),
+    and so are the media IDs in ``keep`` (avatars)."""
     return list(
-        LocalMedia.objects.filter(sha256__isnull=False, last_access_ts__lt=before_ts).order_by(
-            "last_access_ts"
-        )[:limit]
+        LocalMedia.objects.filter(
+            sha256__isnull=False, last_access_ts__lt=before_ts, quarantined=False, safe_from_quarantine=False
+        )
+        .exclude(media_id__in=keep)
+        .order_by("last_access_ts")[:limit]
     )
 
 
@@ -285,8 +301,7 @@ def insert_remote_media(
                 size=size,
                 created_ts=now,
                 last_access_ts=now,
-                quarantined=is_content_quarantined(sha256)
-                or RemoteMedia.objects.filter(sha256=sha256, quarantined=True).exists(),
+                quarantined=is_content_quarantined(sha256),
             )
     except IntegrityError:
         existing = get_remote_media(server_name=server_name, media_id=media_id)
@@ -303,7 +318,12 @@ def touch_remote_media_access(media: RemoteMedia, *, now: int) -> None:
 
 def get_unaccessed_remote_media(*, before_ts: int, limit: int) -> list[RemoteMedia]:
     """Cached remote media none of our users read since ``before_ts`` (oldest first)."""
-    return list(RemoteMedia.objects.filter(last_access_ts__lt=before_ts).order_by("last_access_ts")[:limit])
+    # Quarantined copies stay (as Synapse): dropping one would let the next request fetch it again.
+    return list(
+        RemoteMedia.objects.filter(last_access_ts__lt=before_ts, quarantined=False).order_by(
+            "last_access_ts"
+        )[:limit]
+    )
 
 
 def delete_remote_media(media_pks: list[int]) -> set[str]:

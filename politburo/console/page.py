@@ -23,6 +23,7 @@ What the decorator does:
 * refuses a POST whose ``csrf_token`` form field (or ``X-CSRF-Token`` header) is not the
   session's (403);
 * answers 405 for methods not in ``methods`` (default GET and POST);
+* percent-decodes the path parameters (routes match the raw path);
 * turns a :class:`ConsoleError` or a :class:`dagcore.http.errors.MatrixError` raised by the
   view or an action into an error page with that status and message (so views may call the
   same actions as the admin API and let them refuse bad input).
@@ -39,7 +40,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any, cast, overload
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
@@ -155,7 +156,13 @@ def console_page(
                         request, 403, "The form's CSRF token is missing or wrong; reload the page."
                     )
             try:
+                # Routes match the raw path (a user ID's "@" and ":" arrive percent-encoded).
+                kwargs = {
+                    k: unquote(v, errors="strict") if isinstance(v, str) else v for k, v in kwargs.items()
+                }
                 return fn(req, *args, **kwargs)
+            except UnicodeDecodeError:
+                return _error_page(request, 400, "The address is not valid UTF-8.")
             except ConsoleError as exc:
                 return _error_page(request, exc.status, exc.message)
             except MatrixError as exc:
