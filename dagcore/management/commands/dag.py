@@ -1,7 +1,8 @@
 """``python manage.py dag <subcommand>`` — operator tools over the protocol core.
 
 The interface is fixed (other tooling depends on it): ``resolve FILE``,
-``auth-check FILE``, ``redact FILE``, ``inspect EVENT_ID``. Bad input exits
+``auth-check FILE``, ``redact FILE``, ``inspect EVENT_ID``; the DAG doctor adds
+``check``, ``repair`` and ``forks`` (issues 13 and 14). Bad input exits
 with code 2 and one line on stderr, never a traceback. Each subcommand lives in
 ``dagcore/cli/<name>.py`` and exposes ``run(args) -> int``.
 """
@@ -20,11 +21,14 @@ SUBCOMMANDS = {
     "auth-check": ("dagcore.cli.auth_check", "check the event in FILE against the auth rules"),
     "redact": ("dagcore.cli.redact", "print the redacted form of the event in FILE"),
     "inspect": ("dagcore.cli.inspect", "show a stored event, its DAG neighbours and state"),
+    "check": ("dagcore.cli.check", "diagnose rooms' stored DAG and state (read-only; exit 0/1/2)"),
+    "repair": ("dagcore.cli.repair", "plan (and with --apply, make) the repair of a room's DAG and state"),
+    "forks": ("dagcore.cli.forks", "a room's forward extremities and how their states resolve"),
 }
 
 
 class Command(BaseCommand):
-    help = "Operator tools over the protocol core: resolve, auth-check, redact, inspect."
+    help = "Operator tools over the protocol core and the DAG doctor: resolve, auth-check, redact, inspect, check, repair, forks."
 
     def run_from_argv(self, argv: list[str]) -> None:
         # Our own parser: the exit-code contract (2 + one line) must hold for bad usage too.
