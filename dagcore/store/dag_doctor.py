@@ -227,9 +227,7 @@ def find_bad_state_entries(room: Room, *, groups: Iterable[int], limit: int) -> 
     unknown events, or events of another ``(type, state_key)``."""
     out: list[BadStateEntry] = []
     wanted = sorted(set(groups))
-    bad_entry = (
-        "(e.id IS NULL OR e.room_id <> %s OR e.type <> x.type OR e.state_key IS NULL OR e.state_key <> x.state_key)"
-    )
+    bad_entry = "(e.id IS NULL OR e.room_id <> %s OR e.type <> x.type OR e.state_key IS NULL OR e.state_key <> x.state_key)"
     for start in range(0, len(wanted), 500):
         params: list[Any] = []
         cond = in_list("x.group_id", wanted[start : start + 500], params)
@@ -239,7 +237,10 @@ def find_bad_state_entries(room: Room, *, groups: Iterable[int], limit: int) -> 
             f"LEFT JOIN rooms r ON r.id = e.room_id WHERE {cond} AND x.event_nid <> 0 AND {bad_entry} LIMIT %s",
             [*params, room.pk, limit],
         )
-        out.extend(_bad(room, f"state group {gid}", t, s, n, eid, eroom, rid) for gid, t, s, n, eid, eroom, rid in rows)
+        out.extend(
+            _bad(room, f"state group {gid}", t, s, n, eid, eroom, rid)
+            for gid, t, s, n, eid, eroom, rid in rows
+        )
     rows = fetch_rows(
         "SELECT x.type, x.state_key, x.event_id, e.event_id, e.room_id, r.room_id FROM current_state_events x "
         f"LEFT JOIN events e ON e.id = x.event_id LEFT JOIN rooms r ON r.id = e.room_id "
@@ -259,7 +260,14 @@ def find_bad_state_entries(room: Room, *, groups: Iterable[int], limit: int) -> 
 
 
 def _bad(
-    room: Room, where: str, etype: str, skey: str, nid: int, eid: str | None, eroom: int | None, rid: str | None
+    room: Room,
+    where: str,
+    etype: str,
+    skey: str,
+    nid: int,
+    eid: str | None,
+    eroom: int | None,
+    rid: str | None,
 ) -> BadStateEntry:
     kind = "dangling" if eid is None else "foreign" if int(eroom or 0) != room.pk else "mislabelled"
     return BadStateEntry(where, str(etype), str(skey), int(nid), eid, rid, kind)

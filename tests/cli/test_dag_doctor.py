@@ -63,7 +63,10 @@ def _nid(event_id: str) -> int:
 
 def _msg(room_id: str, body: str = "hi", sender: str = ALICE) -> str:
     return send_local_event(
-        room_id=room_id, sender=sender, event_type="m.room.message", content={"msgtype": "m.text", "body": body}
+        room_id=room_id,
+        sender=sender,
+        event_type="m.room.message",
+        content={"msgtype": "m.text", "body": body},
     ).event.event_id
 
 
@@ -99,7 +102,9 @@ def _repair_and_recheck(capsys: pytest.CaptureFixture[str], room_id: str) -> dic
     code, out, err = _run(repair, capsys, room_id)
     assert code == 0, out + err
     assert "dry run" in out and "--apply" in out
-    assert _check(capsys, room_id)[1]["rooms"][0]["findings"] == before["rooms"][0]["findings"]  # nothing changed
+    assert (
+        _check(capsys, room_id)[1]["rooms"][0]["findings"] == before["rooms"][0]["findings"]
+    )  # nothing changed
     code, out, err = _run(repair, capsys, room_id, "--apply", "--json")
     assert code == 0, out + err
     applied = json.loads(out)
@@ -132,7 +137,10 @@ def test_bad_input_exits_2_with_one_line(capsys) -> None:
 
 
 def test_an_event_without_state_is_found_and_its_state_recomputed(capsys, room) -> None:
-    _sql("UPDATE events SET state_group = NULL, state_group_before = NULL WHERE id = %s", [_nid(room["middle"])])
+    _sql(
+        "UPDATE events SET state_group = NULL, state_group_before = NULL WHERE id = %s",
+        [_nid(room["middle"])],
+    )
     code, report = _check(capsys, room["room_id"])
     assert code == 2 and "event_without_state" in _codes(report)
     applied = _repair_and_recheck(capsys, room["room_id"])
@@ -267,8 +275,12 @@ def test_an_accepted_event_citing_a_rejected_auth_event_is_rejected_with_its_rea
 def test_membership_rows_disagreeing_with_state_are_rewritten(capsys, room) -> None:
     r = room_store.get_room(room["room_id"])
     assert r is not None
-    _sql("UPDATE room_memberships SET membership = 'leave' WHERE room_id = %s AND user_id = %s", [r.pk, ALICE])
-    _sql("UPDATE room_servers SET joined_count = 7 WHERE room_id = %s AND server_name = 'remote.test'", [r.pk])
+    _sql(
+        "UPDATE room_memberships SET membership = 'leave' WHERE room_id = %s AND user_id = %s", [r.pk, ALICE]
+    )
+    _sql(
+        "UPDATE room_servers SET joined_count = 7 WHERE room_id = %s AND server_name = 'remote.test'", [r.pk]
+    )
     code, report = _check(capsys, room["room_id"])
     assert code == 2 and _codes(report) == {"membership_mismatch"}
     _repair_and_recheck(capsys, room["room_id"])
@@ -309,7 +321,9 @@ def test_too_many_extremities_warn_and_a_dummy_event_merges_them(capsys, room) -
 def test_a_repair_is_undone_by_its_record(capsys, room) -> None:
     r = room_store.get_room(room["room_id"])
     assert r is not None
-    _sql("UPDATE room_memberships SET membership = 'leave' WHERE room_id = %s AND user_id = %s", [r.pk, ALICE])
+    _sql(
+        "UPDATE room_memberships SET membership = 'leave' WHERE room_id = %s AND user_id = %s", [r.pk, ALICE]
+    )
     code, out, _ = _run(repair, capsys, room["room_id"], "--apply", "--json")
     repair_id = json.loads(out)["repair_id"]
     assert DagRepair.objects.filter(id=repair_id, room_id=room["room_id"]).exists()
@@ -321,7 +335,9 @@ def test_a_repair_is_undone_by_its_record(capsys, room) -> None:
     assert code == 2 and "undone already" in err
 
 
-def test_forks_explains_the_resolution_and_its_input_reproduces_it_offline(capsys, room, tmp_path: Path) -> None:
+def test_forks_explains_the_resolution_and_its_input_reproduces_it_offline(
+    capsys, room, tmp_path: Path
+) -> None:
     room_id = room["room_id"]
     fork_point = forward_extremities(room_id)
     state = current_state_ids(room_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import Any
 
@@ -27,6 +28,18 @@ SUBCOMMANDS = {
 }
 
 
+def _logs_to_stderr() -> None:
+    """stdout is the command's answer (JSON that tools parse): log lines (the audit trail's
+    ``dagma.audit`` line of a repair, say) go to stderr instead."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+
+
 class Command(BaseCommand):
     help = "Operator tools over the protocol core and the DAG doctor: resolve, auth-check, redact, inspect, check, repair, forks."
 
@@ -39,6 +52,7 @@ class Command(BaseCommand):
             module = importlib.import_module(module_name)
             module.add_arguments(p)
         args = parser.parse_args(argv[2:])
+        _logs_to_stderr()
         module = importlib.import_module(SUBCOMMANDS[args.subcommand][0])
         try:
             code = module.run(args)

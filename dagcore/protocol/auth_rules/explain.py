@@ -33,7 +33,7 @@ class _RecordingState(Mapping[StateKey, Event]):
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, tuple):
-            self._note(key)  # type: ignore[arg-type]
+            self._note(key)
         return key in self._state
 
     def __iter__(self) -> Iterator[StateKey]:
