@@ -81,4 +81,4 @@ def test_the_svg_parses_and_marks_status_extremities_and_edges() -> None:
 def test_labels_are_escaped() -> None:
     svg = render_svg([PictureNode("$<x>", "<script>", "a&b", 1, 1, (), href='/e?a="1"')])
     root = ET.fromstring(svg)
-    assert "<script>" not in svg and [t.text for t in root.iter(f"{SVG}text")][0] == "<script>"
+    assert "<script>" not in svg and next(t.text for t in root.iter(f"{SVG}text")) == "<script>"
