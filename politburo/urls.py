@@ -9,7 +9,7 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 from django.urls import path, re_path
 
 from politburo.api import register, users
-from politburo.console import login, pages, static
+from politburo.console import dag, login, pages, static
 
 urlpatterns = [
     # -- console: skeleton (login, logout, the admin's account, static files, health)
@@ -20,6 +20,12 @@ urlpatterns = [
     path("health", pages.health, name="health"),
     # -- console: dashboard, users, jobs, audit (helper console)
     path("", pages.dashboard, name="dashboard"),
+    # -- console: DAG inspector, event page, forks (helper dag)
+    path("dag", dag.dag_index, name="dag"),
+    path("dag/room", dag.dag_room, name="dag_room"),
+    path("dag/event", dag.dag_event, name="dag_event"),
+    path("dag/forks", dag.dag_forks, name="dag_forks"),
+    path("dag/forks/resolve.json", dag.dag_forks_input, name="dag_forks_input"),
     # -- admin API: users (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),

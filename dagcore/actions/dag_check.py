@@ -705,3 +705,12 @@ def do_record_dag_check(report: DagCheckReport) -> None:
         },
         ts=now_ms(),
     )
+
+
+def get_latest_dag_check() -> dict[str, Any] | None:
+    """The newest recorded ``dag check`` outcome (the console's DAG page), or None."""
+    found = operations_store.latest_check_results(["dag_check"])
+    if not found:
+        return None
+    result = found[0]
+    return {"status": result.status, "summary": result.summary, "details": result.details, "ts": result.ts}

@@ -82,3 +82,11 @@ def test_labels_are_escaped() -> None:
     svg = render_svg([PictureNode("$<x>", "<script>", "a&b", 1, 1, (), href='/e?a="1"')])
     root = ET.fromstring(svg)
     assert "<script>" not in svg and next(t.text for t in root.iter(f"{SVG}text")) == "<script>"
+
+
+def test_an_ancestry_layout_puts_auth_events_below_the_events_they_authorise() -> None:
+    nodes = [node("C", 1), node("P", 2, auth_ids=("C",)), node("M", 3, ("P",), auth_ids=("C", "P"))]
+    by_prev = layout(nodes)
+    assert by_prev.positions["C"][0] == by_prev.positions["P"][0] == 0  # no prev edge between them
+    with_auth = layout(nodes, include_auth=True)
+    assert with_auth.positions["C"][0] < with_auth.positions["P"][0] < with_auth.positions["M"][0]
