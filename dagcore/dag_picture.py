@@ -69,11 +69,17 @@ class Layout:
         return max((len(layer) for layer in self.layers), default=0)
 
 
-def layout(nodes: Sequence[PictureNode]) -> Layout:
-    """Layers by longest path over the prev edges inside the picture, barycentre order."""
+def layout(nodes: Sequence[PictureNode], *, include_auth: bool = False) -> Layout:
+    """Layers by longest path over the prev edges inside the picture (and the auth edges with
+    ``include_auth``: an event's ancestry, where auth events are ancestors too), barycentre order."""
     by_id = {n.event_id: n for n in nodes}
     prevs = {
-        n.event_id: [p for p in dict.fromkeys(n.prev_ids) if p in by_id and p != n.event_id] for n in nodes
+        n.event_id: [
+            p
+            for p in dict.fromkeys([*n.prev_ids, *(n.auth_ids if include_auth else ())])
+            if p in by_id and p != n.event_id
+        ]
+        for n in nodes
     }
     children: dict[str, list[str]] = {}
     waiting: dict[str, int] = {}
