@@ -58,7 +58,7 @@ def test_the_svg_parses_and_marks_status_extremities_and_edges() -> None:
     assert "outlier" in (links["O"].get("class") or "")
     assert "redacted" in (links["D"].get("class") or "")
     rings = [
-        a.get("data-event-id")
+        str(a.get("data-event-id"))
         for a in links.values()
         if any(r.get("class") == "ring" for r in a.iter(f"{SVG}rect"))
     ]

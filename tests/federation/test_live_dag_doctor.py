@@ -107,7 +107,12 @@ def test_a_message_b_lost_is_fetched_back_from_a_and_b_shows_the_whole_history(p
         return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
 
     seen: list[str] = []
-    wait_for(lambda: seen.extend(news()) or "after the repair" in seen, "the next message in B's /sync")
+
+    def arrived() -> bool:
+        seen.extend(news())
+        return "after the repair" in seen
+
+    wait_for(arrived, "the next message in B's /sync")
     assert "m2" not in seen  # the refetched history is not news
 
 
