@@ -160,10 +160,17 @@ def _servers(room: Room, from_server: str | None) -> list[str]:
     return backfill_servers(room)
 
 
-def plan_repair(room_id: str, *, from_server: str | None = None) -> RepairPlan:
-    """The dry run: what ``do_apply_repair`` would change now (read-only)."""
+def plan_repair(room_id: str, *, from_server: str | None = None, actor: Actor | None = None) -> RepairPlan:
+    """The dry run: what ``do_apply_repair`` would change now. Changes nothing in the room;
+    with ``actor``, the preview is recorded in the audit trail (``result="dry-run"``)."""
     room = _get_room(room_id)
-    return _compute(room, from_server=from_server, planning=True).plan
+    plan = _compute(room, from_server=from_server, planning=True).plan
+    if actor is not None:
+        record_audit(
+            actor=actor, action="dag_repair", target=room_id, result="dry-run",
+            params={"from_server": from_server} if from_server else {}, counts=plan.counts(),
+        )  # fmt: skip
+    return plan
 
 
 def _compute(room: Room, *, from_server: str | None, planning: bool) -> _Writes:
@@ -461,13 +468,19 @@ def _apply(room: Room, *, actor: Actor, from_server: str | None, fetched: int) -
         for n in analysis.expected_extremities
     ]
     current_group = room.current_state_group
-    if writes.expected_current is not None:
-        if plan.current_group_changes:
-            groups = [e.state_group for e in extremities if e.state_group is not None]
-            match = next((g for g in groups if _content_of_group(g) == writes.expected_current), None)
-            current_group = match or state_store.create_state_group_for_state(
+    if writes.expected_current is not None and (plan.current_group_changes or plan.current_state_changes):
+        # Always a new group, even when one with this content exists: running processes cache
+        # what they read of current state by (room, current state group), and entries read
+        # while the rows were wrong must not outlive the repair.
+        groups = [e.state_group for e in extremities if e.state_group is not None]
+        near = next((g for g in groups if _content_of_group(g) == writes.expected_current), None)
+        current_group = (
+            state_store.create_state_group(room, prev_group=near, delta={})
+            if near is not None
+            else state_store.create_state_group_for_state(
                 room, state=writes.expected_current, near_group=groups[0] if groups else None
             )
+        )
         if plan.current_state_changes:
             store.replace_current_state(room, writes.expected_current)
     store.set_room_head_raw(

@@ -55,7 +55,7 @@ def _repair(args: argparse.Namespace) -> int:
         fail("give a room ID (or --undo ID)")
     try:
         if not args.apply:
-            plan = plan_repair(args.room, from_server=args.from_server)
+            plan = plan_repair(args.room, from_server=args.from_server, actor=Actor.cli())
             if args.json:
                 print_json({"dry_run": True, "plan": plan.as_dict()})
             else:

@@ -112,6 +112,7 @@ def _repair_and_recheck(capsys: pytest.CaptureFixture[str], room_id: str) -> dic
     code, report = _check(capsys, room_id)
     assert code == 0 and report["status"] == "ok", report
     assert AuditEntry.objects.filter(action="dag_repair", target=room_id, result="ok", via="cli").exists()
+    assert AuditEntry.objects.filter(action="dag_repair", target=room_id, result="dry-run").exists()
     # The room still takes events, on a clean single head.
     _msg(room_id, "after the repair")
     assert _check(capsys, room_id)[0] == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -31,8 +32,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     ca = TestCA(root / "ca")
     made = [federating_dagma(ca, root / name, stem=name, redis=False) for name in ("a", "b")]
     try:
-        for server in made:
-            server.start()
+        with ThreadPoolExecutor(max_workers=2) as pool:  # most of a start is migrating its database
+            list(pool.map(LiveServer.start, made))
         yield made[0], made[1]
     finally:
         for server in made:
