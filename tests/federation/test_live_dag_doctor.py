@@ -60,28 +60,38 @@ def test_a_message_b_lost_is_fetched_back_from_a_and_b_shows_the_whole_history(p
     alice = MatrixClient(a.base_url, timeout=120).register("alice1")
     bob = MatrixClient(b.base_url, timeout=120).register("bob1")
     room_id = alice.create_room(preset="public_chat", room_version="11")
+    # The first power levels, replaced before bob joins: B holds it only as an auth event (an outlier).
+    state = alice.get(f"/rooms/{q(room_id)}/state").json
+    first_levels = next(e for e in state if e["type"] == "m.room.power_levels")
+    alice.put(
+        f"/rooms/{q(room_id)}/state/m.room.power_levels", {**first_levels["content"], "state_default": 60}
+    )
     assert bob.post(f"/join/{q(room_id)}", params={"server_name": a.server_name}).json == {"room_id": room_id}
     sent = [alice.send(room_id, f"m{i}") for i in range(5)]
     wait_for(
         lambda: b.query("SELECT 1 FROM events WHERE event_id = %s", (sent[-1],)), "the last message on B"
     )
-    assert bodies(bob, room_id) == [f"m{i}" for i in range(5)]
+    # (No /messages on B yet: walking back would backfill the history before bob's join, which
+    # makes the first power levels a timeline event instead of an auth-chain outlier.)
     since = bob.sync()["next_batch"]
 
-    lost = sent[2]
-    [(nid,)] = b.query("SELECT id FROM events WHERE event_id = %s", (lost,))
-    for sql in ("DELETE FROM event_edges WHERE event_id = %s", "DELETE FROM event_auth_edges WHERE event_id = %s",
-                "DELETE FROM events WHERE id = %s"):  # fmt: skip
-        b.query(sql + " RETURNING 1", (nid,))
+    # B loses a message of the timeline and an auth event (their rows, as a botched purge leaves them).
+    lost, lost_auth = sent[2], first_levels["event_id"]
+    assert b.query("SELECT outlier FROM events WHERE event_id = %s", (lost_auth,)) == [(True,)]
+    for gone in (lost, lost_auth):
+        [(nid,)] = b.query("SELECT id FROM events WHERE event_id = %s", (gone,))
+        for sql in ("DELETE FROM event_edges WHERE event_id = %s", "DELETE FROM event_auth_edges WHERE event_id = %s",
+                    "DELETE FROM events WHERE id = %s"):  # fmt: skip
+            b.query(sql + " RETURNING 1", (nid,))
     code, report = dag(b, "check", room_id)
-    assert code == 2 and "missing_prev_events" in codes(report)
-    assert (
-        lost
-        in next(f for f in report["rooms"][0]["findings"] if f["code"] == "missing_prev_events")["event_ids"]
-    )
+    assert code == 2 and {"missing_prev_events", "missing_auth_events"} <= codes(report)
+    findings = {f["code"]: f for f in report["rooms"][0]["findings"]}
+    assert findings["missing_prev_events"]["event_ids"] == [lost]
+    assert findings["missing_auth_events"]["event_ids"] == [lost_auth]
 
     code, plan = dag(b, "repair", room_id, "--from-server", a.server_name)
     assert code == 0 and plan["dry_run"] and plan["plan"]["fetch_prev_events"] == [lost]
+    assert plan["plan"]["fetch_auth_events"] == [lost_auth]
     assert not b.query("SELECT 1 FROM events WHERE event_id = %s", (lost,))  # a dry run changes nothing
     code, applied = dag(b, "repair", room_id, "--apply", "--from-server", a.server_name)
     assert code == 0, applied
@@ -90,6 +100,9 @@ def test_a_message_b_lost_is_fetched_back_from_a_and_b_shows_the_whole_history(p
         "SELECT outlier, rejected_reason FROM events WHERE event_id = %s", (lost,)
     )
     assert outlier is False and rejected is None
+    # The auth event is back too, checked like any received event (the /backfill answer that
+    # brought the message also placed the history before bob's join, this event with it).
+    assert b.query("SELECT rejected_reason FROM events WHERE event_id = %s", (lost_auth,)) == [(None,)]
     assert b.query(
         "SELECT 1 FROM audit_log WHERE action = 'dag_repair' AND target = %s AND result = 'ok'", (room_id,)
     )
