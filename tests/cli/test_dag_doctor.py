@@ -144,6 +144,9 @@ def test_an_event_without_state_is_found_and_its_state_recomputed(capsys, room) 
     )
     code, report = _check(capsys, room["room_id"])
     assert code == 2 and "event_without_state" in _codes(report)
+    code, out, _ = _run(check, capsys, room["room_id"])  # readable
+    assert code == 2 and "[fail] event_without_state" in out and room["middle"] in out
+    assert "manage.py dag repair ROOM" in out
     applied = _repair_and_recheck(capsys, room["room_id"])
     assert room["middle"] in [c["event_id"] for c in applied["plan"]["state_changes"]]
     stored = event_store.get_event_by_id(room["middle"])
