@@ -348,7 +348,16 @@ def analyse_room(room: Room, *, apply_due_rejections: bool = False) -> RoomAnaly
         ))  # fmt: skip
 
     # ---- missing auth events
-    missing_auth = store.find_missing_auth_events(room, limit=QUERY_LIMIT)
+    outlier_nids = {n.nid for n in all_nodes if n.outlier}
+    # An out-of-band membership event (an invite of our user to a room we are not in) comes
+    # without its auth events: not a loss.
+    membership_nids = {r.event_nid for r in store.get_membership_rows(room).values()}
+    out_of_band = {
+        n.event_id for n in all_nodes if n.outlier and n.type == "m.room.member" and n.nid in membership_nids
+    }
+    missing_auth = [
+        p for p in store.find_missing_auth_events(room, limit=QUERY_LIMIT) if p[0] not in out_of_band
+    ]
     if missing_auth:
         wanted = sorted({a for _, a in missing_auth})
         findings.append(Finding(
@@ -478,7 +487,7 @@ def analyse_room(room: Room, *, apply_due_rejections: bool = False) -> RoomAnaly
 
     # ---- forward extremities
     listed = event_store.get_forward_extremities(room)
-    expected = _expected_extremities(nodes.values())
+    expected = _expected_extremities(nodes.values(), listed={e.event_id for e in listed})
     expected_ids = {n.event_id for n in expected}
     stale = []
     for ex in listed:
@@ -543,7 +552,7 @@ def analyse_room(room: Room, *, apply_due_rejections: bool = False) -> RoomAnaly
         ))  # fmt: skip
 
     # ---- memberships against current state
-    member_diff = _membership_diff(room, current_rows)
+    member_diff = _membership_diff(room, current_rows, outlier_nids)
     if member_diff:
         findings.append(Finding(
             "membership_mismatch",
@@ -574,21 +583,50 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return list(out.values())
 
 
-def _expected_extremities(nodes: Iterable[DagNode]) -> list[DagNode]:
-    """Events that may head the room and that no accepted timeline event cites: deepest first."""
+def _expected_extremities(nodes: Iterable[DagNode], *, listed: set[str]) -> list[DagNode]:
+    """Events that may head the room and that no accepted timeline event cites: deepest first.
+
+    Where an event joined the timeline on a state it was given (its prev events not held: a
+    remote join, a gap ``/send`` could not fill), what came before it may or may not still
+    head the room: a remote (re)join makes its join the only extremity, a gap keeps the old
+    ones. Older childless events are kept if ``listed`` holds them and not required otherwise."""
     every = list(nodes)
+    in_timeline = {n.event_id for n in every if not n.outlier}
     candidates = [n for n in every if n.in_head]
     cited: set[str] = set()
     for n in every:
         if n.accepted and not n.outlier and not n.soft_failed:
             cited.update(n.prev_ids)
-    return sorted((n for n in candidates if n.event_id not in cited), key=lambda n: (-n.depth, n.nid))
+    resets = [
+        n.stream_ordering
+        for n in every
+        if not n.outlier and n.stream_ordering is not None and any(p not in in_timeline for p in n.prev_ids)
+    ]
+    reset_at = max(resets, default=None)
+    return sorted(
+        (
+            n
+            for n in candidates
+            if n.event_id not in cited
+            and (reset_at is None or (n.stream_ordering or 0) >= reset_at or n.event_id in listed)
+        ),
+        key=lambda n: (-n.depth, n.nid),
+    )
 
 
 def _diff(
     a: Mapping[StateKey, int], b: Mapping[StateKey, int]
 ) -> dict[StateKey, tuple[int | None, int | None]]:
     return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+def out_of_band_rows(
+    rows: Mapping[str, store.MemberRow], current: Mapping[StateKey, int], outliers: set[int]
+) -> dict[str, store.MemberRow]:
+    """Membership rows of events we hold outside the room's DAG: an invite or knock of our
+    user in a room we are not in, or its rejection (spec: out-of-band memberships). Current
+    state has no say over them."""
+    return {u: r for u, r in rows.items() if r.event_nid in outliers and ("m.room.member", u) not in current}
 
 
 def expected_memberships(
@@ -619,11 +657,13 @@ def joined_counts(rows: Mapping[str, store.MemberRow]) -> dict[str, int]:
     return counts
 
 
-def _membership_diff(room: Room, current: Mapping[StateKey, int]) -> list[dict[str, Any]]:
+def _membership_diff(room: Room, current: Mapping[StateKey, int], outliers: set[int]) -> list[dict[str, Any]]:
     from dagcore.server_keys import get_server_name
 
     expected = expected_memberships(room, current, get_server_name())
     stored = store.get_membership_rows(room)
+    for user_id in out_of_band_rows(stored, current, outliers):
+        del stored[user_id]
     out: list[dict[str, Any]] = []
     for user_id in sorted(set(expected) | set(stored)):
         want, have = expected.get(user_id), stored.get(user_id)

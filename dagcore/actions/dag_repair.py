@@ -38,6 +38,7 @@ from dagcore.actions.dag_check import (
     analyse_room,
     expected_memberships,
     joined_counts,
+    out_of_band_rows,
 )
 from dagcore.actions.fill_gaps import GapFiller, TransientFailure
 from dagcore.actions.persist_event import EventRejected, send_local_event
@@ -223,7 +224,8 @@ def _compute(room: Room, *, from_server: str | None, planning: bool) -> _Writes:
                 f"the recomputed current state still names {len(foreign)} event(s) that are not this room's "
                 "(the state came from another server with them)"
             )
-        memberships, server_counts = _memberships(room, expected_current)
+        outliers = {n.nid for n in analysis.nodes.values() if n.outlier}
+        memberships, server_counts = _memberships(room, expected_current, outliers)
         stored = store.get_membership_rows(room)
         for user_id in sorted(set(stored) | set(memberships)):
             have, want = stored.get(user_id), memberships.get(user_id)
@@ -291,12 +293,15 @@ def _content_of_group(group: int | None) -> dict[StateKey, int] | None:
         return None
 
 
-def _memberships(room: Room, current: dict[StateKey, int]) -> tuple[dict[str, MemberRow], dict[str, int]]:
+def _memberships(
+    room: Room, current: dict[StateKey, int], outliers: set[int]
+) -> tuple[dict[str, MemberRow], dict[str, int]]:
     """The membership rows of ``current``: unchanged rows kept as stored (their stream positions
-    are when /sync saw them change), changed ones at their member event's position."""
+    are when /sync saw them change), changed ones at their member event's position, and
+    out-of-band ones (an invite to a room we are not in) left alone."""
     wanted = expected_memberships(room, current, get_server_name())
     stored = store.get_membership_rows(room)
-    rows: dict[str, MemberRow] = {}
+    rows: dict[str, MemberRow] = dict(out_of_band_rows(stored, current, outliers))
     for user_id, row in wanted.items():
         have = stored.get(user_id)
         if have is not None and (have.membership, have.event_nid) == (row.membership, row.event_nid):
