@@ -73,6 +73,11 @@ def _pdu_for_file(event: Event) -> dict[str, Any]:
 
 def get_room_forks(room_id: str, *, explain: bool = True) -> ForksReport:
     """The room's extremities, the resolution of their states (explained) and its input file."""
+    with dag_store.consistent_reads():
+        return _room_forks(room_id, explain=explain)
+
+
+def _room_forks(room_id: str, *, explain: bool) -> ForksReport:
     room = room_store.get_room(room_id)
     if room is None:
         raise RoomUnknown(room_id)

@@ -164,8 +164,9 @@ def _servers(room: Room, from_server: str | None) -> list[str]:
 def plan_repair(room_id: str, *, from_server: str | None = None, actor: Actor | None = None) -> RepairPlan:
     """The dry run: what ``do_apply_repair`` would change now. Changes nothing in the room;
     with ``actor``, the preview is recorded in the audit trail (``result="dry-run"``)."""
-    room = _get_room(room_id)
-    plan = _compute(room, from_server=from_server, planning=True).plan
+    with store.consistent_reads():
+        room = _get_room(room_id)
+        plan = _compute(room, from_server=from_server, planning=True).plan
     if actor is not None:
         record_audit(
             actor=actor, action="dag_repair", target=room_id, result="dry-run",

@@ -9,9 +9,12 @@ long. The writers run inside the repair's transaction, under the room's write lo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection, transaction
 
 from dagcore.models import (
     BackwardExtremity,
@@ -25,6 +28,7 @@ from dagcore.models import (
 )
 from dagcore.models import Event as EventRow
 from dagcore.protocol.events import StateKey
+from dagcore.store.dialect import is_postgres
 from dagcore.store.sql import fetch_rows, in_list
 
 #: Events read per statement when a whole room is walked.
@@ -162,6 +166,24 @@ def get_child_nodes(event_id: str, *, limit: int = 50) -> list[DagNode]:
         [event_id, limit],
     )
     return _nodes(rows, with_auth=False)
+
+
+@contextmanager
+def consistent_reads() -> Iterator[None]:
+    """Make the reads inside see one moment of the database, without holding anyone up.
+
+    PostgreSQL: one ``REPEATABLE READ, READ ONLY`` transaction — a snapshot (MVCC): no row
+    is locked, writers never wait for it. Inside a transaction already (a repair holds the
+    room's write lock, so nothing moves), and on SQLite (whose transactions here take the
+    write lock), the reads run as they are; ``dag check`` re-reads a room whose head moved.
+    """
+    if not is_postgres() or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 # --------------------------------------------------------------------------- rooms
