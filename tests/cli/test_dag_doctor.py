@@ -153,6 +153,15 @@ def test_an_event_without_state_is_found_and_its_state_recomputed(capsys, room) 
     assert stored is not None and stored.state_group is not None
 
 
+def test_an_event_naming_a_state_group_that_does_not_exist_gets_its_state_recomputed(capsys, room) -> None:
+    _sql("UPDATE events SET state_group = 987654321 WHERE id = %s", [_nid(room["topic1"])])
+    code, report = _check(capsys, room["room_id"])
+    assert code == 2 and "unknown_state_group" in _codes(report)
+    _repair_and_recheck(capsys, room["room_id"])
+    stored = event_store.get_event_by_id(room["topic1"])
+    assert stored is not None and stored.state_group != 987654321
+
+
 def test_a_wrong_state_before_an_event_is_a_state_mismatch_and_is_recomputed(capsys, room) -> None:
     create_group = event_store.get_event_by_id(current_state_ids(room["room_id"])[("m.room.create", "")])
     assert create_group is not None
