@@ -29,7 +29,9 @@ logger = logging.getLogger("dagma.admin_jobs")
 JobFunction = Callable[..., dict[str, Any]]
 
 #: ``kind -> "package.module.function"`` of the work. Add a kind here with its function.
-JOB_KINDS: dict[str, str] = {}
+JOB_KINDS: dict[str, str] = {
+    "dag_check": "dagcore.actions.dag_check.run_dag_check_job",
+}
 
 #: A ``scheduled`` job older than this with no runner is started again by beat.
 STALE_SCHEDULED_MS = 60_000

@@ -34,12 +34,12 @@ checks clean by construction.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagcore.clock import now_ms
-from dagcore.models import Room
+from dagcore.models import AdminJob, Room
 from dagcore.protocol.events import StateKey
 from dagcore.protocol.room_versions import RoomVersion, get_room_version
 from dagcore.protocol.state_res import StateResolutionError, resolve_state
@@ -727,11 +727,22 @@ def _check(room: Room) -> RoomCheck:
     )
 
 
-def check_dag(*, room_ids: list[str] | None = None) -> DagCheckReport:
-    """Check the given rooms, or every room (paged). Raises :class:`RoomUnknown`."""
-    if room_ids is not None:
-        return DagCheckReport([check_room_dag(r) for r in room_ids])
+def check_dag(
+    *, room_ids: list[str] | None = None, on_room: Callable[[RoomCheck], None] | None = None
+) -> DagCheckReport:
+    """Check the given rooms, or every room (paged); ``on_room`` hears of each room checked.
+    Raises :class:`RoomUnknown`."""
     checks: list[RoomCheck] = []
+
+    def checked(result: RoomCheck) -> None:
+        checks.append(result)
+        if on_room is not None:
+            on_room(result)
+
+    if room_ids is not None:
+        for room_id in room_ids:
+            checked(check_room_dag(room_id))
+        return DagCheckReport(checks)
     after = 0
     while True:
         page = store.list_room_ids(after_nid=after)
@@ -740,8 +751,24 @@ def check_dag(*, room_ids: list[str] | None = None) -> DagCheckReport:
         for nid, room_id in page:
             room = room_store.get_room(room_id)
             if room is not None:
-                checks.append(_check(room))
+                checked(_check(room))
             after = nid
+
+
+def run_dag_check_job(*, job: AdminJob, progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Admin job ``dag_check`` (the console's "check every room"): ``dag check --all``, its
+    outcome recorded like the command's; progress is the count of rooms checked."""
+    done = {"rooms_checked": 0, "rooms_with_problems": 0}
+
+    def on_room(result: RoomCheck) -> None:
+        done["rooms_checked"] += 1
+        done["rooms_with_problems"] += result.status != "ok"
+        if done["rooms_checked"] % 20 == 0:
+            progress(dict(done))
+
+    report = check_dag(on_room=on_room)
+    do_record_dag_check(report)
+    return {**done, "status": report.status, "counts": report.counts()}
 
 
 def do_record_dag_check(report: DagCheckReport) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
+from dagcore.actions.admin_jobs import do_start_job, list_jobs
 from dagcore.actions.dag_check import RoomUnknown, check_room_dag, get_latest_dag_check
 from dagcore.actions.dag_forks import get_room_forks
 from dagcore.actions.dag_inspector import (
@@ -26,7 +27,14 @@ from dagcore.actions.dag_inspector import (
 )
 from dagcore.dag_picture import PictureNode, layout, render_svg
 from dagcore.store.dag_doctor import DagNode
-from politburo.console.page import ConsoleError, ConsoleRequest, console_page, render_page
+from politburo.console.page import (
+    ConsoleError,
+    ConsoleRequest,
+    console_actor,
+    console_page,
+    redirect_with_notice,
+    render_page,
+)
 
 MAX_ID = 255
 
@@ -77,12 +85,18 @@ def _picture_node(node: DagNode, *, extremities: set[str], focus: str | None = N
     )  # fmt: skip
 
 
-@console_page(methods=("GET",))
-def dag_index(request: ConsoleRequest) -> HttpResponse:
-    """GET /dag — the last ``dag check`` outcome, and a room to inspect (``?room_id=``)."""
+@console_page
+def dag_index(request: ConsoleRequest) -> HttpResponseBase:
+    """GET /dag — the last ``dag check`` outcome, and a room to inspect (``?room_id=``).
+    POST /dag — check every room, as an admin job (read-only: no password asked)."""
+    if request.method == "POST":
+        job = do_start_job(kind="dag_check", target="all rooms", params={}, actor=console_actor(request))
+        return redirect_with_notice(reverse("dag"), f"The check of every room started (job {job.job_id}).")
     if request.GET.get("room_id"):
         return HttpResponseRedirect(room_url(_id_param(request, "room_id", "!")))
-    return render_page(request, "politburo/dag/index.html", {"latest": get_latest_dag_check()}, title="DAG")
+    jobs = list_jobs(kind="dag_check", limit=1)
+    context = {"latest": get_latest_dag_check(), "job": jobs[0] if jobs else None}
+    return render_page(request, "politburo/dag/index.html", context, title="DAG")
 
 
 @console_page(methods=("GET",))

@@ -78,6 +78,19 @@ def test_the_inspector_draws_the_fork_rejections_and_soft_fails_and_explains_the
     # The DAG area in the navigation, then the room by its ID.
     page.goto("/")
     page.page.click("nav.main >> text=DAG")
+    # Check every room: an admin job (run here as the worker would), its outcome on the page.
+    page.page.click("#check-all")
+    notice = page.page.locator(".notice").inner_text()
+    job_id = notice.split("(job ")[1].rstrip(").")
+    ran = console.server.manage(
+        "shell",
+        "-c",
+        f"from dagcore.actions.admin_jobs import do_run_admin_job; do_run_admin_job({job_id!r})",
+    )
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    page.page.reload()
+    assert page.page.locator("#dag-check-status").inner_text().startswith("OK")
+    assert "complete" in page.page.locator("#check-job").inner_text()
     page.page.fill("#room-id", room_id)
     page.page.click("#inspect")
     page.page.wait_for_selector("#dag-picture svg")
