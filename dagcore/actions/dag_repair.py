@@ -408,6 +408,8 @@ def _apply(room: Room, *, actor: Actor, from_server: str | None, fetched: int) -
     plan.gaps = first.plan.gaps
     plan.fetch_auth, plan.fetch_prev = first.plan.fetch_auth, first.plan.fetch_prev
     analysis = writes.analysis
+    if not plan.changes_anything:
+        return RepairOutcome(plan=plan, repair_id=None, fetched=fetched, dummy_event_id=None)
     undo: dict[str, Any] = {"gaps_added": sorted(plan.gaps)}
     head = store.get_room_head(room.room_id)
     assert head is not None

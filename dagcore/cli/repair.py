@@ -73,7 +73,8 @@ def _repair(args: argparse.Namespace) -> int:
         print(f"fetched {outcome.fetched} event(s) from other servers")
         if outcome.dummy_event_id:
             print(f"sent {outcome.dummy_event_id} to merge the forward extremities")
-        print(f"undo record: {outcome.repair_id} (manage.py dag repair --undo {outcome.repair_id})")
+        if outcome.repair_id is not None:
+            print(f"undo record: {outcome.repair_id} (manage.py dag repair --undo {outcome.repair_id})")
         print(
             f"check after the repair: {after.status.upper()}"
             + "".join(f"\n  {f.code}: {f.message}" for f in after.findings)

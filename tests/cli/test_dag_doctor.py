@@ -128,6 +128,9 @@ def test_a_healthy_room_checks_clean_and_the_outcome_is_recorded(capsys, room) -
     assert code == 0 and "no problems" in out
     code, out, _ = _run(repair, capsys, room["room_id"])
     assert code == 0 and "nothing to change" in out
+    code, out, _ = _run(repair, capsys, room["room_id"], "--apply", "--json")
+    assert code == 0 and json.loads(out)["repair_id"] is None  # no change, no undo record
+    assert not DagRepair.objects.exists()
 
 
 def test_bad_input_exits_2_with_one_line(capsys) -> None:
