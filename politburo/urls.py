@@ -52,6 +52,21 @@ urlpatterns = [
         r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/override_ratelimit$", users.OverrideRatelimit.as_view()
     ),
     re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/login$", users.LoginAs.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/sent_invite_count$", users.SentInviteCount.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
+        users.CumulativeJoinedRoomCount.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/auth_providers/(?P<provider>[^/]+)/users/(?P<external_id>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/threepid/(?P<medium>[^/]+)/users/(?P<address>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
     re_path(r"^_synapse/admin/v1/suspend/(?P<user_id>[^/]+)$", users.Suspend.as_view()),
     re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/redact$", users.Redact.as_view()),
     re_path(r"^_synapse/admin/v1/user/redact_status/(?P<redact_id>[^/]+)$", users.RedactStatus.as_view()),

@@ -586,6 +586,36 @@ def list_media_json(*, user: User, query: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _from_ts(value: str | None) -> int:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 16:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'from_ts' must be a timestamp in ms")
+    return int(value)
+
+
+def _membership(event_json: str) -> str | None:
+    content = json.loads(event_json).get("content")
+    return content.get("membership") if isinstance(content, dict) else None
+
+
+def count_sent_invites(*, user: User, from_ts: str | None) -> int:
+    """``GET /_synapse/admin/v1/users/{userId}/sent_invite_count``: invites sent since ``from_ts``."""
+    rows = admin_store.get_member_events_since(
+        user_id=user.user_id, since_ts=_from_ts(from_ts), as_sender=True
+    )
+    return sum(
+        1 for _room, state_key, js in rows if state_key != user.user_id and _membership(js) == "invite"
+    )
+
+
+def count_joined_rooms_since(*, user: User, from_ts: str | None) -> int:
+    """``GET /_synapse/admin/v1/users/{userId}/cumulative_joined_room_count``: rooms joined since
+    ``from_ts``, even if left since."""
+    rows = admin_store.get_member_events_since(
+        user_id=user.user_id, since_ts=_from_ts(from_ts), as_sender=False
+    )
+    return len({room for room, _key, js in rows if _membership(js) == "join"})
+
+
 def check_username_available(*, username: str | None) -> dict[str, bool]:
     """``GET /_synapse/admin/v1/username_available`` (works with registration closed)."""
     if not username:
