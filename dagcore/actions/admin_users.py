@@ -192,12 +192,10 @@ def check_put_user(
     password = body.get("password")
     if password is not None:
         password = account_actions.check_new_password(password)
-    displayname = body.get("displayname")
-    if displayname is not None:
-        displayname = profile_actions.check_profile_value(field="displayname", value=displayname)
-    avatar_url = body.get("avatar_url")
-    if avatar_url is not None:
-        avatar_url = profile_actions.check_profile_value(field="avatar_url", value=avatar_url)
+    # Present and "" (or null): the field is removed, as Synapse does.
+    set_displayname, set_avatar = "displayname" in body, "avatar_url" in body
+    displayname = profile_actions.check_profile_value(field="displayname", value=body.get("displayname"))
+    avatar_url = profile_actions.check_profile_value(field="avatar_url", value=body.get("avatar_url"))
     make_admin = _bool(body, "admin")
     deactivate = _bool(body, "deactivated")
     lock = _bool(body, "locked")
@@ -239,9 +237,9 @@ def check_put_user(
             user=user, new_password=password, logout_devices=logout_devices is not False, keep_device=None,
             keep_token_id=None,
         )  # fmt: skip
-    if displayname is not None and displayname != (user.displayname or ""):
+    if set_displayname and displayname != user.displayname and not user.deactivated:
         profile_actions.do_set_profile_field(user=user, field="displayname", value=displayname)
-    if avatar_url is not None and avatar_url != (user.avatar_url or ""):
+    if set_avatar and avatar_url != user.avatar_url and not user.deactivated:
         profile_actions.do_set_profile_field(user=user, field="avatar_url", value=avatar_url)
     if deactivate and not user.deactivated:
         account_actions.do_deactivate_user(user=user)

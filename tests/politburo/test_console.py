@@ -216,6 +216,13 @@ def test_a_tour_of_every_console_page_finds_no_error_and_no_dead_link(
     assert not queue or len(visited) == 80
     assert admin_page.errors == [], admin_page.errors
 
+    # "Run now" queues a scheduled job at once, audited.
+    admin_page.goto("/jobs")
+    page.locator("#scheduled-jobs tr", has_text="expire-login-tokens").locator("button").click()
+    assert page.locator(".notice").inner_text() == "Queued expire-login-tokens."
+    audited = console.server.query("SELECT actor, via FROM audit_log WHERE action = 'job_run_now'")
+    assert audited == [(console.admin_user_id, "console")]
+
 
 def test_totp_guards_the_console_login_once_set_up(page: ConsolePage, console: Console) -> None:
     make_admin(console.server, "second", console.admin_password)
