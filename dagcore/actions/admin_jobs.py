@@ -30,6 +30,9 @@ JobFunction = Callable[..., dict[str, Any]]
 
 #: ``kind -> "package.module.function"`` of the work. Add a kind here with its function.
 JOB_KINDS: dict[str, str] = {
+    # Synapse's POST /_synapse/admin/v1/user/{userId}/redact
+    "redact_user_events": "dagcore.actions.admin_users.run_redact_user_events",
+    # The console's "check every room" (helper dag)
     "dag_check": "dagcore.actions.dag_check.run_dag_check_job",
 }
 
