@@ -9,8 +9,8 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 from django.urls import path, re_path
 
 from politburo.api import federation, media, register, registration_tokens, server, users
+from politburo.console import dag, keys, login, operations, pages, static
 from politburo.console import federation as federation_pages
-from politburo.console import keys, login, operations, pages, static
 from politburo.console import media as media_pages
 from politburo.console import users as users_pages
 
@@ -31,6 +31,12 @@ urlpatterns = [
     path("jobs", operations.jobs, name="jobs"),
     path("jobs/<str:job_id>", operations.job_detail, name="job"),
     path("audit", operations.audit, name="audit"),
+    # -- console: DAG inspector, event page, forks (helper dag)
+    path("dag", dag.dag_index, name="dag"),
+    path("dag/room", dag.dag_room, name="dag_room"),
+    path("dag/event", dag.dag_event, name="dag_event"),
+    path("dag/forks", dag.dag_forks, name="dag_forks"),
+    path("dag/forks/resolve.json", dag.dag_forks_input, name="dag_forks_input"),
     # -- admin API: users and registration tokens (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),
@@ -54,6 +60,21 @@ urlpatterns = [
         r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/override_ratelimit$", users.OverrideRatelimit.as_view()
     ),
     re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/login$", users.LoginAs.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/sent_invite_count$", users.SentInviteCount.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
+        users.CumulativeJoinedRoomCount.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/auth_providers/(?P<provider>[^/]+)/users/(?P<external_id>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/threepid/(?P<medium>[^/]+)/users/(?P<address>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
     re_path(r"^_synapse/admin/v1/suspend/(?P<user_id>[^/]+)$", users.Suspend.as_view()),
     re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/redact$", users.Redact.as_view()),
     re_path(r"^_synapse/admin/v1/user/redact_status/(?P<redact_id>[^/]+)$", users.RedactStatus.as_view()),

@@ -32,6 +32,8 @@ JobFunction = Callable[..., dict[str, Any]]
 JOB_KINDS: dict[str, str] = {
     # Synapse's POST /_synapse/admin/v1/user/{userId}/redact
     "redact_user_events": "dagcore.actions.admin_users.run_redact_user_events",
+    # The console's "check every room" (helper dag)
+    "dag_check": "dagcore.actions.dag_check.run_dag_check_job",
 }
 
 #: A ``scheduled`` job older than this with no runner is started again by beat.

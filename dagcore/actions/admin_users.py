@@ -192,12 +192,10 @@ def check_put_user(
     password = body.get("password")
     if password is not None:
         password = account_actions.check_new_password(password)
-    displayname = body.get("displayname")
-    if displayname is not None:
-        displayname = profile_actions.check_profile_value(field="displayname", value=displayname)
-    avatar_url = body.get("avatar_url")
-    if avatar_url is not None:
-        avatar_url = profile_actions.check_profile_value(field="avatar_url", value=avatar_url)
+    # Present and "" (or null): the field is removed, as Synapse does.
+    set_displayname, set_avatar = "displayname" in body, "avatar_url" in body
+    displayname = profile_actions.check_profile_value(field="displayname", value=body.get("displayname"))
+    avatar_url = profile_actions.check_profile_value(field="avatar_url", value=body.get("avatar_url"))
     make_admin = _bool(body, "admin")
     deactivate = _bool(body, "deactivated")
     lock = _bool(body, "locked")
@@ -239,9 +237,9 @@ def check_put_user(
             user=user, new_password=password, logout_devices=logout_devices is not False, keep_device=None,
             keep_token_id=None,
         )  # fmt: skip
-    if displayname is not None and displayname != (user.displayname or ""):
+    if set_displayname and displayname != user.displayname and not user.deactivated:
         profile_actions.do_set_profile_field(user=user, field="displayname", value=displayname)
-    if avatar_url is not None and avatar_url != (user.avatar_url or ""):
+    if set_avatar and avatar_url != user.avatar_url and not user.deactivated:
         profile_actions.do_set_profile_field(user=user, field="avatar_url", value=avatar_url)
     if deactivate and not user.deactivated:
         account_actions.do_deactivate_user(user=user)
@@ -584,6 +582,36 @@ def list_media_json(*, user: User, query: Mapping[str, str]) -> dict[str, Any]:
     if offset + len(media) < total:
         out["next_token"] = offset + len(media)
     return out
+
+
+def _from_ts(value: str | None) -> int:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 16:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameter 'from_ts' must be a timestamp in ms")
+    return int(value)
+
+
+def _membership(event_json: str) -> str | None:
+    content = json.loads(event_json).get("content")
+    return content.get("membership") if isinstance(content, dict) else None
+
+
+def count_sent_invites(*, user: User, from_ts: str | None) -> int:
+    """``GET /_synapse/admin/v1/users/{userId}/sent_invite_count``: invites sent since ``from_ts``."""
+    rows = admin_store.get_member_events_since(
+        user_id=user.user_id, since_ts=_from_ts(from_ts), as_sender=True
+    )
+    return sum(
+        1 for _room, state_key, js in rows if state_key != user.user_id and _membership(js) == "invite"
+    )
+
+
+def count_joined_rooms_since(*, user: User, from_ts: str | None) -> int:
+    """``GET /_synapse/admin/v1/users/{userId}/cumulative_joined_room_count``: rooms joined since
+    ``from_ts``, even if left since."""
+    rows = admin_store.get_member_events_since(
+        user_id=user.user_id, since_ts=_from_ts(from_ts), as_sender=False
+    )
+    return len({room for room, _key, js in rows if _membership(js) == "join"})
 
 
 def check_username_available(*, username: str | None) -> dict[str, bool]:

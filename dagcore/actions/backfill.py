@@ -232,3 +232,27 @@ def _persist_history(room: Room, filler: GapFiller, events: Sequence[Event], *, 
         if persisted.stream_ordering is not None and persisted.rejected_reason is None:
             added += 1
     return added
+
+
+def do_backfill_from(room: Room, *, server: str, event_ids: Sequence[str], deadline: float) -> int:
+    """Ask ``server`` for ``event_ids`` and the history before them (``/backfill``) and persist
+    what we lack, every event checked as backfilled events are; returns how many joined the
+    timeline. ``dag repair`` fetches events the DAG cites but the store lost with it."""
+    version = get_room_version(room.room_version, require_supported=False)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not event_ids:
+        return 0
+    try:
+        answer = get_federation_client().get_json(
+            server,
+            encode_path("/_matrix/federation/v1/backfill/{}", room.room_id),
+            query={"v": list(event_ids), "limit": str(BACKFILL_LIMIT)},
+            timeout=min(REQUEST_TIMEOUT_S, remaining),
+        )
+    except FederationError as exc:
+        logger.info("backfilling %s from %s failed: %s", room.room_id, server[:255], exc)
+        return 0
+    filler = GapFiller(origin=server, room_id=room.room_id, version=version, deadline=deadline)
+    pdus = answer.get("pdus")
+    events = filler.checked(pdus[:BACKFILL_LIMIT] if isinstance(pdus, list) else [])
+    return _persist_history(room, filler, events, deadline=deadline)

@@ -40,7 +40,14 @@ from dagcore.models.federation import (
 )
 from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
-from dagcore.models.operations import AdminJob, AuditEntry, CheckResult, ProcessHeartbeat, ScheduledJobRun
+from dagcore.models.operations import (
+    AdminJob,
+    AuditEntry,
+    CheckResult,
+    DagRepair,
+    ProcessHeartbeat,
+    ScheduledJobRun,
+)
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
 from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
@@ -63,6 +70,7 @@ __all__ = [
     "CrossSigningKey",
     "CrossSigningSignature",
     "CurrentStateEvent",
+    "DagRepair",
     "Device",
     "DeviceKeys",
     "DeviceListChange",

@@ -107,3 +107,22 @@ class ScheduledJobRun(models.Model):
 
     class Meta:
         db_table = "scheduled_job_runs"
+
+
+class DagRepair(models.Model):
+    """One applied ``manage.py dag repair``: what it changed and the values it replaced, so
+    ``dag repair --undo ID`` can put them back (events it fetched or sent stay: events are
+    never deleted)."""
+
+    room_id = models.CharField(max_length=255, db_index=True)
+    actor = models.CharField(max_length=255)
+    created_ts = models.BigIntegerField()
+    #: The plan that was carried out, as ``dag repair --json`` prints it.
+    plan = models.JSONField(default=dict)
+    #: The previous values: event state groups and rejections, the room's head, current-state
+    #: rows, membership rows, room server counts, the gaps added.
+    undo = models.JSONField(default=dict)
+    undone_ts = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "dag_repairs"

@@ -216,3 +216,15 @@ def find_user_events_to_redact(
             for e in qs.order_by("-stream_ordering").values_list("event_id", flat=True)[:limit_per_room]
         ]
     return out
+
+
+def get_member_events_since(
+    *, user_id: str, since_ts: int, as_sender: bool
+) -> list[tuple[str, str | None, str]]:
+    """(room ID, state key, JSON) of the accepted ``m.room.member`` events received since
+    ``since_ts`` sent by the user (``as_sender``) or about the user."""
+    from dagcore.models import Event
+
+    qs = Event.objects.filter(type="m.room.member", received_ts__gte=since_ts, rejected_reason__isnull=True)
+    qs = qs.filter(sender=user_id) if as_sender else qs.filter(state_key=user_id)
+    return list(qs.values_list("room__room_id", "state_key", "json"))

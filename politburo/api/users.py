@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from dagcore import __version__
 from dagcore.actions import admin_users as actions
 from dagcore.actions import media_admin as media_actions
+from dagcore.http.errors import MatrixError
 from politburo.api.base import AdminAPIView, PublicAPIView, api_actor, json_body
 
 
@@ -269,3 +270,32 @@ class UsernameAvailable(AdminAPIView):
 
     def get(self, request: Request) -> Response:
         return Response(actions.check_username_available(username=request.query_params.get("username")))
+
+
+class SentInviteCount(AdminAPIView):
+    """GET /_synapse/admin/v1/users/{userId}/sent_invite_count?from_ts={ms}"""
+
+    def get(self, request: Request, user_id: str) -> Response:
+        count = actions.count_sent_invites(
+            user=actions.access_user(user_id), from_ts=request.query_params.get("from_ts")
+        )
+        return Response({"invite_count": count})
+
+
+class CumulativeJoinedRoomCount(AdminAPIView):
+    """GET /_synapse/admin/v1/users/{userId}/cumulative_joined_room_count?from_ts={ms}"""
+
+    def get(self, request: Request, user_id: str) -> Response:
+        count = actions.count_joined_rooms_since(
+            user=actions.access_user(user_id), from_ts=request.query_params.get("from_ts")
+        )
+        return Response({"cumulative_joined_room_count": count})
+
+
+class UserByExternalId(AdminAPIView):
+    """GET /_synapse/admin/v1/auth_providers/{provider}/users/{externalId} and
+    GET /_synapse/admin/v1/threepid/{medium}/users/{address}: Dagma has no SSO providers and
+    stores no third-party IDs, so no user is ever found (Synapse's 404)."""
+
+    def get(self, request: Request, **_ids: str) -> Response:
+        raise MatrixError(404, "M_NOT_FOUND", "User not found")

@@ -24,6 +24,7 @@ NAV: list[NavEntry] = [
     NavEntry("Dashboard", "dashboard"),
     NavEntry("Users", "users"),
     NavEntry("Rooms", "rooms"),
+    NavEntry("DAG", "dag"),
     NavEntry("Media", "media"),
     NavEntry("Reports", "reports"),
     NavEntry("Federation", "federation"),

@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote, urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from dagcore.actions import console_sessions
 from dagcore.actions.audit import Actor
@@ -110,8 +111,18 @@ def login_url(next_path: str) -> str:
 
 
 def safe_next(value: str | None) -> str:
-    """A local path to go back to after login (never another site: no ``//host``, no scheme)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """A local path to go back to after login (never another site: no ``//host``, no scheme,
+    no whitespace or control character, which browsers drop and so could turn ``/\t/x`` into
+    ``//x``)."""
+    if (
+        not value
+        or len(value) > 2000
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        or not url_has_allowed_host_and_scheme(value, allowed_hosts=None)
+    ):
         return "/"
     return value
 
@@ -147,7 +158,7 @@ def console_page(
             note_requester(session.user.user_id)  # the access line's requester
             req.console_session = session
             req.csrf_token = console_sessions.csrf_token_for(secret)
-            if request.method not in methods:
+            if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
                 return _error_page(request, 405, f"{request.method} is not allowed here.")
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 sent = request.POST.get(CSRF_FIELD) or request.META.get("HTTP_X_CSRF_TOKEN")

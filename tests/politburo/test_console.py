@@ -106,19 +106,40 @@ def test_politburo_answers_only_loopback_hosts_and_admin_tokens(console: Console
         assert r.status_code == 404, path
 
 
-def test_deactivating_a_user_in_the_console_ends_their_access_token(
+def test_creating_restricting_and_deactivating_a_user_in_the_console(
     admin_page: ConsolePage, console: Console
 ) -> None:
-    user = console.register()
-    user_id = str(user.user_id)
-    user.create_room()
     page = admin_page.page
-
     admin_page.goto("/users")
-    page.fill('input[name="q"]', user_id.split(":")[0][1:])
+    page.click("#new-user")
+    page.fill("#localpart", "zoe")
+    page.fill("#password", USER_PASSWORD)
+    page.fill("#displayname", "Zoë")
+    admin_page.shot("user-new")
+    page.click("#create-submit")
+    user_id = f"@zoe:{console.server.server_name}"
+    assert page.locator(".notice").inner_text() == f"Created {user_id}."
+    user = MatrixClient(console.server.base_url)
+    login = user.post("/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "zoe"},
+                                 "password": USER_PASSWORD}, auth=False)  # fmt: skip
+    user.access_token = login.json["access_token"]
+    room_id = user.create_room()
+
+    # Found by search; suspended (sends refused), then not.
+    admin_page.goto("/users")
+    page.fill('input[name="q"]', "Zoë")
     page.click('#user-search button[type="submit"]')
     page.click(f'a.user-link:text-is("{user_id}")')
     assert page.locator("#user-id").inner_text() == user_id
+    page.click("#toggle-suspend")
+    assert page.locator("#flag-suspended").inner_text() == "yes"
+    sent = user.put(
+        f"/rooms/{quote(room_id)}/send/m.room.message/t1", {"msgtype": "m.text", "body": "x"}, expect=403
+    )
+    assert sent.json["errcode"] == "M_USER_SUSPENDED"
+    page.click("#toggle-suspend")
+    assert page.locator("#flag-suspended").inner_text() == "no"
+
     preview = page.locator("#deactivate-preview").inner_text()
     assert "Ends 1 device and 1 access token, leaves 1 joined room" in preview
     admin_page.shot("user-detail")
@@ -194,6 +215,11 @@ def test_a_tour_of_every_console_page_finds_no_error_and_no_dead_link(
     nav = page.eval_on_selector_all("nav.main a", "els => els.map(e => [e.textContent, e.href])")
     labels = [label for label, _ in nav]
     assert {"Dashboard", "Users", "Jobs", "Audit"} <= set(labels)
+    # The dashboard sees this homeserver's processes by their heartbeats, and its storage.
+    processes = page.locator("#processes").inner_text()
+    assert "politburo" in processes and "all" in processes and "alive" in processes
+    assert "up to date" in page.locator("#migrations").inner_text()
+    assert "PostgreSQL" in page.locator("#card-versions").inner_text()
 
     origin = console.base_url
     queue: list[str] = [href for _, href in nav]
@@ -215,6 +241,13 @@ def test_a_tour_of_every_console_page_finds_no_error_and_no_dead_link(
     assert len(visited) >= 8
     assert not queue or len(visited) == 80
     assert admin_page.errors == [], admin_page.errors
+
+    # "Run now" queues a scheduled job at once, audited.
+    admin_page.goto("/jobs")
+    page.locator("#scheduled-jobs tr", has_text="expire-login-tokens").locator("button").click()
+    assert page.locator(".notice").inner_text() == "Queued expire-login-tokens."
+    audited = console.server.query("SELECT actor, via FROM audit_log WHERE action = 'job_run_now'")
+    assert audited == [(console.admin_user_id, "console")]
 
 
 def test_totp_guards_the_console_login_once_set_up(page: ConsolePage, console: Console) -> None:
