@@ -136,6 +136,10 @@ def _not_more_than_previewed(request: ConsoleRequest, current: dict[str, int]) -
             )  # fmt: skip
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @console_page(methods=("POST",))
 def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
     """POST /users/{userId}/action — one change (``action`` field), audited."""
@@ -149,13 +153,15 @@ def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
             body={"new_password": str(request.POST.get("new_password", "")),
                   "logout_devices": request.POST.get("logout_devices") == "on"},
         )  # fmt: skip
-        return redirect_with_notice(url, f"Password reset; logged out {counts.get('devices', 0)} devices.")
+        return redirect_with_notice(
+            url, f"Password reset; logged out {_n(counts.get('devices', 0), 'device')}."
+        )
     if what == "logout_all":
         _not_more_than_previewed(request, actions.preview_logout_all(user=user))
         counts = actions.do_logout_everywhere(actor=actor, user=user)
         return redirect_with_notice(
             url,
-            f"Logged out everywhere: {counts['devices']} devices, {counts['access_tokens']} access tokens.",
+            f"Logged out everywhere: {_n(counts['devices'], 'device')}, {_n(counts['access_tokens'], 'access token')}.",
         )
     if what == "deactivate":
         require_password_confirmation(request)

@@ -167,6 +167,13 @@ def test_suspension_lock_shadow_ban_and_rate_limit_take_effect_in_tribune(consol
     }  # fmt: skip
     assert console.api("GET", rl).json() == {"messages_per_second": 0, "burst_count": 0}
     assert console.api("POST", rl, json={"messages_per_second": -1}).status_code == 400
+    # A tight override takes effect on the next send: one message, then 429.
+    console.api("POST", rl, json={"messages_per_second": 1, "burst_count": 1})
+    eve.put(f"{path}/r1", {"msgtype": "m.text", "body": "one"})
+    assert (
+        eve.put(f"{path}/r2", {"msgtype": "m.text", "body": "two"}, expect=429).json["errcode"]
+        == "M_LIMIT_EXCEEDED"
+    )
     assert console.api("DELETE", rl).json() == {}
     assert console.api("GET", rl).json() == {}
 

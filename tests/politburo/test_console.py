@@ -140,6 +140,16 @@ def test_creating_restricting_and_deactivating_a_user_in_the_console(
     page.click("#toggle-suspend")
     assert page.locator("#flag-suspended").inner_text() == "no"
 
+    # Log out everywhere: the preview's counts, then exactly those ended.
+    assert page.locator("#logout-preview").inner_text() == "Ends 1 device and 1 access token."
+    page.click("#logout-all-submit")
+    assert page.locator(".notice").inner_text() == "Logged out everywhere: 1 device, 1 access token."
+    assert user.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
+    login = user.post("/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "zoe"},
+                                 "password": USER_PASSWORD}, auth=False)  # fmt: skip
+    user.access_token = login.json["access_token"]
+    page.reload()
+
     preview = page.locator("#deactivate-preview").inner_text()
     assert "Ends 1 device and 1 access token, leaves 1 joined room" in preview
     admin_page.shot("user-detail")
