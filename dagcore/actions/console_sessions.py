@@ -123,11 +123,13 @@ def check_console_login(
 ) -> NewSession:
     """Log a server admin in; :class:`ConsoleLoginError` (one message for every wrong input,
     so the form does not tell which accounts exist or are admins)."""
-    account = user_identifier.strip().lower()[:255]
+    identifier = user_identifier.strip()[:255]
+    user = account_actions.get_user_for_login(identifier) if identifier else None
+    # One bucket per account however it is spelled (``boss``, ``@boss:server``).
+    account = user.user_id if user is not None else identifier.lower()
     wait = _rate_limited(ip, account)
     if wait:
         raise ConsoleLoginError("Too many failed attempts; try again later.", retry_after_ms=wait)
-    user = account_actions.get_user_for_login(user_identifier.strip()) if account else None
     if user is None or not user.is_admin or user.locked:
         # The same argon2 work as a real check: the answer's timing does not tell which
         # accounts exist or are admins.

@@ -291,18 +291,18 @@ def test_failed_console_logins_are_rate_limited_per_account(console: Console) ->
     make_admin(console.server, "third", console.admin_password)
     with httpx.Client(base_url=console.base_url) as browser:
 
-        def attempt(password: str) -> httpx.Response:
+        def attempt(password: str, user: str = "third") -> httpx.Response:
             form = browser.get("/login").text
             token = form.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
             return browser.post(
-                "/login", data={"login_csrf": token, "user": "third", "password": password, "next": "/"}
+                "/login", data={"login_csrf": token, "user": user, "password": password, "next": "/"}
             )
 
         assert attempt("wrong").status_code == 200  # the form again, with the reason
         without_token = browser.post("/login", data={"user": "third", "password": console.admin_password})
         assert without_token.status_code == 403 and "politburo_session" not in browser.cookies
-        for _ in range(4):
-            attempt("wrong")
+        for _ in range(4):  # the user ID or the localpart: the same account, the same bucket
+            attempt("wrong", user=f"@third:{console.server.server_name}")
         limited = attempt(console.admin_password)  # even the right password waits now
         assert limited.status_code == 429 and "Too many failed attempts" in limited.text
         assert "politburo_session" not in browser.cookies
