@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 from django.http import HttpResponse, HttpResponseBase
 
 from dagcore.actions import admin_users as actions
+from dagcore.actions import console_sessions
 from politburo.console.page import (
     ConsoleError,
     ConsoleRequest,
@@ -117,6 +118,7 @@ def user_detail(request: ConsoleRequest, user_id: str) -> HttpResponse:
             "logout_preview": actions.preview_logout_all(user=user),
             "deactivate_preview": actions.preview_deactivate(user=user),
             "is_self": user.user_id == request.admin.user_id,
+            "has_totp": console_sessions.get_totp_state(user=user) is not None,
         },
         title=user.user_id,
     )
@@ -186,6 +188,10 @@ def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
         return redirect_with_notice(
             url, f"{flag.replace('_', '-').capitalize()}: {'yes' if value else 'no'}."
         )
+    if what == "remove_totp":
+        require_password_confirmation(request)
+        console_sessions.do_remove_totp(user=user, actor=actor)
+        return redirect_with_notice(url, "Two-factor authentication removed.")
     if what == "delete_device":
         device_id = form_str(request, "device_id", max_length=255, required=True)
         deleted = actions.check_delete_devices(actor=actor, user=user, device_ids=[device_id])

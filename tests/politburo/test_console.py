@@ -285,6 +285,17 @@ def test_totp_guards_the_console_login_once_set_up(page: ConsolePage, console: C
     offset_ms = advance_clock(console.server.base_url, 30_000)  # the next code
     page.login("second", console.admin_password, totp=code_now())
     assert page.page.locator("#whoami").inner_text() == f"@second:{console.server.server_name}"
+    stored = console.server.query("SELECT secret FROM admin_totp")
+    assert stored and secret not in stored[0][0]  # sealed at rest
+
+    # Lost the phone: another admin removes the second factor (password asked again).
+    page.page.click("#logout")
+    page.login(ADMIN, console.admin_password)
+    page.goto(f"/users/{quote(f'@second:{console.server.server_name}', safe='')}")
+    page.page.fill('#remove-totp input[name="confirm_password"]', console.admin_password)
+    page.page.click("#remove-totp-submit")
+    assert page.page.locator(".notice").inner_text() == "Two-factor authentication removed."
+    assert not console.server.query("SELECT 1 FROM admin_totp")
 
 
 def test_failed_console_logins_are_rate_limited_per_account(console: Console) -> None:
