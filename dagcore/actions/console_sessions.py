@@ -7,12 +7,15 @@ argon2 check as ``/login``) and, when set up, a TOTP code (RFC 6238).
   is deactivated, locked or is no longer an admin (checked on every request, so it holds
   whichever process or API made the change).
 * Failed logins are rate-limited per address and per account; only failures count.
+* TOTP secrets are stored sealed with a key derived from ``form_secret``; an admin who lost
+  their authenticator is helped by another admin (the user page's "remove two-factor").
 * The CSRF token of a session is an HMAC of its secret: nothing more to store, and it cannot
   be guessed from the digest.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -109,7 +112,7 @@ def _totp_step(totp: AdminTotp, code: str) -> int | None:
     code = code.strip().replace(" ", "")
     if not code.isascii() or not code.isdigit() or len(code) != 6:
         return None
-    otp = pyotp.TOTP(totp.secret)
+    otp = pyotp.TOTP(totp_secret(totp=totp))
     now_s = now_ms() // 1000
     for drift in (0, -1, 1):  # one step either way: clocks and typing take time
         at = now_s + drift * otp.interval
@@ -123,11 +126,13 @@ def check_console_login(
 ) -> NewSession:
     """Log a server admin in; :class:`ConsoleLoginError` (one message for every wrong input,
     so the form does not tell which accounts exist or are admins)."""
-    account = user_identifier.strip().lower()[:255]
+    identifier = user_identifier.strip()[:255]
+    user = account_actions.get_user_for_login(identifier) if identifier else None
+    # One bucket per account however it is spelled (``boss``, ``@boss:server``).
+    account = user.user_id if user is not None else identifier.lower()
     wait = _rate_limited(ip, account)
     if wait:
         raise ConsoleLoginError("Too many failed attempts; try again later.", retry_after_ms=wait)
-    user = account_actions.get_user_for_login(user_identifier.strip()) if account else None
     if user is None or not user.is_admin or user.locked:
         # The same argon2 work as a real check: the answer's timing does not tell which
         # accounts exist or are admins.
@@ -203,6 +208,26 @@ def check_password_confirmation(*, user: User, password: str, ip: str) -> None:
 # --------------------------------------------------------------------------- TOTP set-up
 
 
+def _keystream(user_id: str, created_ts: int) -> bytes:
+    return hmac.new(
+        settings.SECRET_KEY.encode(), f"totp-secret:{user_id}:{created_ts}".encode(), hashlib.sha256
+    ).digest()
+
+
+def _seal(secret_b32: str, *, user_id: str, created_ts: int) -> str:
+    """The TOTP secret as stored: XORed with a key derived from ``form_secret`` (a database
+    dump alone does not give the second factor away). Hex, 40 characters."""
+    raw = base64.b32decode(secret_b32)
+    return bytes(a ^ b for a, b in zip(raw, _keystream(user_id, created_ts), strict=False)).hex()
+
+
+def totp_secret(*, totp: AdminTotp) -> str:
+    """The base32 secret of a stored row (what the authenticator app holds)."""
+    sealed = bytes.fromhex(totp.secret)
+    raw = bytes(a ^ b for a, b in zip(sealed, _keystream(totp.user.user_id, totp.created_ts), strict=False))
+    return base64.b32encode(raw).decode()
+
+
 def get_totp_state(*, user: User) -> AdminTotp | None:
     return store.get_totp(user)
 
@@ -210,8 +235,9 @@ def get_totp_state(*, user: User) -> AdminTotp | None:
 def do_start_totp_setup(*, user: User) -> tuple[AdminTotp, str]:
     """A fresh secret to enter into an authenticator app; (the row, its ``otpauth://`` URI).
     Not in force until confirmed with a code."""
-    totp = store.replace_totp(user=user, secret=pyotp.random_base32(), now=now_ms())
-    uri = pyotp.TOTP(totp.secret).provisioning_uri(name=user.user_id, issuer_name=TOTP_ISSUER)
+    secret, now = pyotp.random_base32(), now_ms()
+    totp = store.replace_totp(user=user, secret=_seal(secret, user_id=user.user_id, created_ts=now), now=now)
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.user_id, issuer_name=TOTP_ISSUER)
     return totp, uri
 
 
@@ -227,12 +253,13 @@ def check_confirm_totp(*, user: User, code: str, actor: Actor) -> None:
 
 
 def do_remove_totp(*, user: User, actor: Actor) -> None:
+    """Turn the second factor off (the admin themself, or another admin for one who lost it)."""
     removed = store.delete_totp(user)
     record_audit(actor=actor, action="totp_disable", target=user.user_id, counts={"removed": removed})
 
 
 def totp_provisioning_uri(*, totp: AdminTotp, user: User) -> str:
-    return pyotp.TOTP(totp.secret).provisioning_uri(name=user.user_id, issuer_name=TOTP_ISSUER)
+    return pyotp.TOTP(totp_secret(totp=totp)).provisioning_uri(name=user.user_id, issuer_name=TOTP_ISSUER)
 
 
 def list_sessions(*, user: User) -> list[ConsoleSession]:

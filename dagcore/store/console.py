@@ -54,7 +54,7 @@ def list_console_sessions(user: User) -> list[ConsoleSession]:
 
 
 def get_totp(user: User) -> AdminTotp | None:
-    return AdminTotp.objects.filter(user=user).first()
+    return AdminTotp.objects.select_related("user").filter(user=user).first()
 
 
 def replace_totp(*, user: User, secret: str, now: int) -> AdminTotp:

@@ -116,10 +116,18 @@ def account(request: ConsoleRequest) -> HttpResponseBase:
             return redirect_with_notice("/account", "Two-factor authentication is off.")
         raise ConsoleError(400, "Unknown action.")
     totp = console_sessions.get_totp_state(user=request.admin)
-    uri = console_sessions.totp_provisioning_uri(totp=totp, user=request.admin) if totp else ""
+    # The secret is shown only while the set-up is unconfirmed.
+    pending = totp is not None and not totp.confirmed
+    uri = console_sessions.totp_provisioning_uri(totp=totp, user=request.admin) if totp and pending else ""
+    secret = console_sessions.totp_secret(totp=totp) if totp and pending else ""
     return render_page(
         request,
         "politburo/account.html",
-        {"totp": totp, "totp_uri": uri, "sessions": console_sessions.list_sessions(user=request.admin)},
+        {
+            "totp": totp,
+            "totp_uri": uri,
+            "totp_secret": secret,
+            "sessions": console_sessions.list_sessions(user=request.admin),
+        },
         title="Your account",
     )

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 from django.http import HttpResponse, HttpResponseBase
 
 from dagcore.actions import admin_users as actions
+from dagcore.actions import console_sessions
 from politburo.console.page import (
     ConsoleError,
     ConsoleRequest,
@@ -117,6 +118,7 @@ def user_detail(request: ConsoleRequest, user_id: str) -> HttpResponse:
             "logout_preview": actions.preview_logout_all(user=user),
             "deactivate_preview": actions.preview_deactivate(user=user),
             "is_self": user.user_id == request.admin.user_id,
+            "has_totp": console_sessions.get_totp_state(user=user) is not None,
         },
         title=user.user_id,
     )
@@ -136,6 +138,10 @@ def _not_more_than_previewed(request: ConsoleRequest, current: dict[str, int]) -
             )  # fmt: skip
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @console_page(methods=("POST",))
 def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
     """POST /users/{userId}/action — one change (``action`` field), audited."""
@@ -149,13 +155,15 @@ def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
             body={"new_password": str(request.POST.get("new_password", "")),
                   "logout_devices": request.POST.get("logout_devices") == "on"},
         )  # fmt: skip
-        return redirect_with_notice(url, f"Password reset; logged out {counts.get('devices', 0)} devices.")
+        return redirect_with_notice(
+            url, f"Password reset; logged out {_n(counts.get('devices', 0), 'device')}."
+        )
     if what == "logout_all":
         _not_more_than_previewed(request, actions.preview_logout_all(user=user))
         counts = actions.do_logout_everywhere(actor=actor, user=user)
         return redirect_with_notice(
             url,
-            f"Logged out everywhere: {counts['devices']} devices, {counts['access_tokens']} access tokens.",
+            f"Logged out everywhere: {_n(counts['devices'], 'device')}, {_n(counts['access_tokens'], 'access token')}.",
         )
     if what == "deactivate":
         require_password_confirmation(request)
@@ -180,6 +188,10 @@ def user_action(request: ConsoleRequest, user_id: str) -> HttpResponseBase:
         return redirect_with_notice(
             url, f"{flag.replace('_', '-').capitalize()}: {'yes' if value else 'no'}."
         )
+    if what == "remove_totp":
+        require_password_confirmation(request)
+        console_sessions.do_remove_totp(user=user, actor=actor)
+        return redirect_with_notice(url, "Two-factor authentication removed.")
     if what == "delete_device":
         device_id = form_str(request, "device_id", max_length=255, required=True)
         deleted = actions.check_delete_devices(actor=actor, user=user, device_ids=[device_id])

@@ -49,6 +49,21 @@ def test_the_user_list_filters_sorts_and_pages_as_synapse(console: Console) -> N
     assert [x["name"] for x in only_gone["users"]] == [gone.user_id] and only_gone["users"][0]["deactivated"]
     admins = console.api("GET", "/_synapse/admin/v2/users", params={"admins": "true"}).json()
     assert [x["name"] for x in admins["users"]] == [console.admin_user_id]
+    newest_first = console.api(
+        "GET", "/_synapse/admin/v2/users", params={"name": "pager", "order_by": "creation_ts", "dir": "b"}
+    )
+    assert [x["name"] for x in newest_first.json()["users"]] == names[::-1]
+    for order_by in (
+        "last_seen_ts",
+        "displayname",
+        "admin",
+        "is_guest",
+        "shadow_banned",
+        "avatar_url",
+        "user_type",
+    ):
+        r = console.api("GET", "/_synapse/admin/v2/users", params={"name": "pager", "order_by": order_by})
+        assert r.status_code == 200 and r.json()["total"] == 5, order_by
     for bad in ({"order_by": "nope"}, {"dir": "x"}, {"from": "-1"}, {"guests": "maybe"}):
         r = console.api("GET", "/_synapse/admin/v2/users", params=bad)
         assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM"), bad
@@ -167,6 +182,13 @@ def test_suspension_lock_shadow_ban_and_rate_limit_take_effect_in_tribune(consol
     }  # fmt: skip
     assert console.api("GET", rl).json() == {"messages_per_second": 0, "burst_count": 0}
     assert console.api("POST", rl, json={"messages_per_second": -1}).status_code == 400
+    # A tight override takes effect on the next send: one message, then 429.
+    console.api("POST", rl, json={"messages_per_second": 1, "burst_count": 1})
+    eve.put(f"{path}/r1", {"msgtype": "m.text", "body": "one"})
+    assert (
+        eve.put(f"{path}/r2", {"msgtype": "m.text", "body": "two"}, expect=429).json["errcode"]
+        == "M_LIMIT_EXCEEDED"
+    )
     assert console.api("DELETE", rl).json() == {}
     assert console.api("GET", rl).json() == {}
 

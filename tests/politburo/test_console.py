@@ -140,6 +140,16 @@ def test_creating_restricting_and_deactivating_a_user_in_the_console(
     page.click("#toggle-suspend")
     assert page.locator("#flag-suspended").inner_text() == "no"
 
+    # Log out everywhere: the preview's counts, then exactly those ended.
+    assert page.locator("#logout-preview").inner_text() == "Ends 1 device and 1 access token."
+    page.click("#logout-all-submit")
+    assert page.locator(".notice").inner_text() == "Logged out everywhere: 1 device, 1 access token."
+    assert user.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
+    login = user.post("/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "zoe"},
+                                 "password": USER_PASSWORD}, auth=False)  # fmt: skip
+    user.access_token = login.json["access_token"]
+    page.reload()
+
     preview = page.locator("#deactivate-preview").inner_text()
     assert "Ends 1 device and 1 access token, leaves 1 joined room" in preview
     admin_page.shot("user-detail")
@@ -275,24 +285,35 @@ def test_totp_guards_the_console_login_once_set_up(page: ConsolePage, console: C
     offset_ms = advance_clock(console.server.base_url, 30_000)  # the next code
     page.login("second", console.admin_password, totp=code_now())
     assert page.page.locator("#whoami").inner_text() == f"@second:{console.server.server_name}"
+    stored = console.server.query("SELECT secret FROM admin_totp")
+    assert stored and secret not in stored[0][0]  # sealed at rest
+
+    # Lost the phone: another admin removes the second factor (password asked again).
+    page.page.click("#logout")
+    page.login(ADMIN, console.admin_password)
+    page.goto(f"/users/{quote(f'@second:{console.server.server_name}', safe='')}")
+    page.page.fill('#remove-totp input[name="confirm_password"]', console.admin_password)
+    page.page.click("#remove-totp-submit")
+    assert page.page.locator(".notice").inner_text() == "Two-factor authentication removed."
+    assert not console.server.query("SELECT 1 FROM admin_totp")
 
 
 def test_failed_console_logins_are_rate_limited_per_account(console: Console) -> None:
     make_admin(console.server, "third", console.admin_password)
     with httpx.Client(base_url=console.base_url) as browser:
 
-        def attempt(password: str) -> httpx.Response:
+        def attempt(password: str, user: str = "third") -> httpx.Response:
             form = browser.get("/login").text
             token = form.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
             return browser.post(
-                "/login", data={"login_csrf": token, "user": "third", "password": password, "next": "/"}
+                "/login", data={"login_csrf": token, "user": user, "password": password, "next": "/"}
             )
 
         assert attempt("wrong").status_code == 200  # the form again, with the reason
         without_token = browser.post("/login", data={"user": "third", "password": console.admin_password})
         assert without_token.status_code == 403 and "politburo_session" not in browser.cookies
-        for _ in range(4):
-            attempt("wrong")
+        for _ in range(4):  # the user ID or the localpart: the same account, the same bucket
+            attempt("wrong", user=f"@third:{console.server.server_name}")
         limited = attempt(console.admin_password)  # even the right password waits now
         assert limited.status_code == 429 and "Too many failed attempts" in limited.text
         assert "politburo_session" not in browser.cookies
