@@ -106,13 +106,6 @@ urlpatterns = [
     re_path(
         r"^_synapse/admin/v1/experimental_features/(?P<user_id>[^/]+)$", server.ExperimentalFeatures.as_view()
     ),
-    re_path(
-        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/sent_invite_count$", server.SentInviteCount.as_view()
-    ),
-    re_path(
-        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
-        server.CumulativeJoinedRoomCount.as_view(),
-    ),
     re_path(r"^_synapse/admin/v1/registration_tokens$", registration_tokens.RegistrationTokens.as_view()),
     re_path(
         r"^_synapse/admin/v1/registration_tokens/new$", registration_tokens.NewRegistrationToken.as_view()

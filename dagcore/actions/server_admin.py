@@ -1,5 +1,5 @@
 """Synapse admin API answers about the server itself: background updates, scheduled tasks,
-experimental features, per-user activity counts (issue 13: "``background_updates/*``
+experimental features (issue 13: "``background_updates/*``
 answered truthfully; ``scheduled_tasks``").
 
 Dagma has no background database updates: every schema change is a migration applied
@@ -16,7 +16,6 @@ from typing import Any
 from dagcore.actions import admin_jobs
 from dagcore.http.errors import MatrixError
 from dagcore.models import User
-from dagcore.store import admin_counts
 
 # Synapse: "This won't persist over restarts" — a flag of the answering process.
 _enabled = True
@@ -97,22 +96,3 @@ def check_set_experimental_features(user: User, body: Mapping[str, Any]) -> None
     for name in features:
         if name not in EXPERIMENTAL_FEATURES:
             raise MatrixError(400, "M_INVALID_PARAM", f"{name[:100]!r} is not recognised by Dagma")
-
-
-def _since(query: Mapping[str, str]) -> int:
-    value = query.get("from_ts")
-    if value is None or not value.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "from_ts must be a non-negative integer")
-    return int(value)
-
-
-def sent_invite_count(user: User, query: Mapping[str, str]) -> int:
-    """Invites ``user`` sent since ``from_ts`` (Synapse's ``sent_invite_count``)."""
-    events = admin_counts.member_events_since(sender=user.user_id, since_ts=_since(query))
-    return sum(1 for e in events if e["membership"] == "invite" and e["state_key"] != user.user_id)
-
-
-def cumulative_joined_room_count(user: User, query: Mapping[str, str]) -> int:
-    """Rooms ``user`` joined since ``from_ts``, those left since included."""
-    events = admin_counts.member_events_since(state_key=user.user_id, since_ts=_since(query))
-    return len({e["room_id"] for e in events if e["membership"] == "join"})

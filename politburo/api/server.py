@@ -1,5 +1,5 @@
 """Synapse admin API about the server itself: background updates, scheduled tasks,
-experimental features, and per-user activity counts (``dagcore.actions.server_admin``)."""
+and experimental features (``dagcore.actions.server_admin``)."""
 
 from __future__ import annotations
 
@@ -52,21 +52,3 @@ class ExperimentalFeatures(AdminAPIView):
     def put(self, request: Request, user_id: str) -> Response:
         actions.check_set_experimental_features(admin_users.access_user(user_id), json_body(request))
         return Response({})
-
-
-class SentInviteCount(AdminAPIView):
-    """GET /_synapse/admin/v1/users/{userId}/sent_invite_count"""
-
-    def get(self, request: Request, user_id: str) -> Response:
-        user = admin_users.access_user(user_id)
-        return Response({"invite_count": actions.sent_invite_count(user, request.query_params)})
-
-
-class CumulativeJoinedRoomCount(AdminAPIView):
-    """GET /_synapse/admin/v1/users/{userId}/cumulative_joined_room_count"""
-
-    def get(self, request: Request, user_id: str) -> Response:
-        user = admin_users.access_user(user_id)
-        return Response(
-            {"cumulative_joined_room_count": actions.cumulative_joined_room_count(user, request.query_params)}
-        )
