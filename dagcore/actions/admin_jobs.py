@@ -29,7 +29,10 @@ logger = logging.getLogger("dagma.admin_jobs")
 JobFunction = Callable[..., dict[str, Any]]
 
 #: ``kind -> "package.module.function"`` of the work. Add a kind here with its function.
-JOB_KINDS: dict[str, str] = {}
+JOB_KINDS: dict[str, str] = {
+    "purge_history": "dagcore.actions.purge_history.run_purge_history_job",
+    "delete_room": "dagcore.actions.room_admin.run_delete_room_job",
+}
 
 #: A ``scheduled`` job older than this with no runner is started again by beat.
 STALE_SCHEDULED_MS = 60_000

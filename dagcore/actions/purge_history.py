@@ -119,6 +119,7 @@ def get_purge_preview(
     boundary = PurgeBoundary(
         room_id=room_id, before_key=key, max_stream=max_stream, max_nid=max_nid,
         delete_local_events=delete_local_events, server_name=get_server_name(),
+        protected_nids=tuple(sorted(store.get_protected_nids(room))),
     )  # fmt: skip
     return PurgePreview(
         room_id=room_id, boundary=boundary, boundary_event_id=boundary_event_id,

@@ -40,7 +40,7 @@ from dagcore.models.key_backup import KeyBackupSession, KeyBackupVersion
 from dagcore.models.media import LocalMedia, MediaThumbnail, RemoteMedia, RemoteMediaThumbnail, UrlPreview
 from dagcore.models.operations import AdminJob, AuditEntry, CheckResult, ProcessHeartbeat, ScheduledJobRun
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
-from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
+from dagcore.models.rooms import BlockedRoom, ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
 from dagcore.models.to_device import ReceivedToDeviceMessage, ToDeviceMessage
 from dagcore.models.txns import ClientTxn
@@ -70,6 +70,7 @@ __all__ = [
     "FederationEphemeralEdu",
     "FederationOutboxEdu",
     "FederationOutboxEntry",
+    "BlockedRoom",
     "ForgottenRoom",
     "InboundPdu",
     "KeyBackupSession",

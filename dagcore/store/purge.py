@@ -46,10 +46,14 @@ class PurgeBoundary:
     max_nid: int
     delete_local_events: bool
     server_name: str
+    #: The forward extremities and latest event at the preview: still kept when newer events
+    #: have come since (the action's protected events are these and the current ones).
+    protected_nids: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["before_key"] = list(self.before_key) if self.before_key is not None else None
+        data["protected_nids"] = list(self.protected_nids)
         return data
 
     @classmethod
@@ -62,6 +66,7 @@ class PurgeBoundary:
             max_nid=int(data["max_nid"]),
             delete_local_events=bool(data["delete_local_events"]),
             server_name=str(data["server_name"]),
+            protected_nids=tuple(int(n) for n in data.get("protected_nids") or ()),
         )
 
 
@@ -69,9 +74,12 @@ def get_max_event_nid() -> int:
     return int(EventRow.objects.aggregate(m=Max("id"))["m"] or 0)
 
 
-def get_protected_nids(room: Room) -> set[int]:
-    """Timeline events a purge never touches: the forward extremities and the latest event."""
+def get_protected_nids(room: Room, boundary: PurgeBoundary | None = None) -> set[int]:
+    """Timeline events a purge never touches: the forward extremities and the latest event
+    (now, and at the preview when a ``boundary`` is given)."""
     protected = {int(row[0]) for row in json.loads(room.forward_extremities or "[]")}
+    if boundary is not None:
+        protected.update(boundary.protected_nids)
     latest = (
         EventRow.objects.filter(room=room, outlier=False, stream_ordering__isnull=False)
         .order_by("-stream_ordering")
@@ -112,7 +120,7 @@ class PurgeCounts:
 
 def count_purge(room: Room, boundary: PurgeBoundary) -> PurgeCounts:
     """What :func:`purge_batch` calls would do, from the same selection."""
-    protected = get_protected_nids(room)
+    protected = get_protected_nids(room, boundary)
     qs = _selection(room, boundary).exclude(id__in=list(protected))
     events = qs.filter(state_key__isnull=True).count()
     state_events = qs.filter(state_key__isnull=False).count()
@@ -131,7 +139,7 @@ def purge_batch(room: Room, boundary: PurgeBoundary, *, limit: int = BATCH) -> t
     client transaction IDs); state events leave the timeline (``outlier``) and lose their
     state group references, as Synapse's purge does with the state events it must keep.
     """
-    protected = get_protected_nids(room)
+    protected = get_protected_nids(room, boundary)
     rows = list(
         _selection(room, boundary)
         .exclude(id__in=list(protected))
@@ -253,7 +261,7 @@ def check_room_integrity(room: Room) -> list[str]:
             "event_nid", flat=True
         )
     )
-    stored = set()
+    stored: set[int] = set()
     wanted = sorted(entry_nids)
     for start in range(0, len(wanted), 1000):
         stored.update(EventRow.objects.filter(id__in=wanted[start : start + 1000]).values_list("id", flat=True))
