@@ -105,3 +105,34 @@ def test_purge_by_date_keeps_the_latest_event_and_bad_input_changes_nothing(live
         assert result.returncode != 0 and b"Traceback" not in result.stderr, result.stderr
     missing = live.manage("purge_history", "!nowhere:localhost", "--before", "30d")
     assert missing.returncode != 0 and b"Unknown room" in missing.stderr
+
+
+def run_json(server: LiveServer, *args: str) -> dict[str, Any]:
+    done = server.manage(*args, "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+def test_room_versions_flags_old_rooms_and_upgrade_room_moves_them_to_a_new_version(live: LiveServer) -> None:
+    alice = MatrixClient(live.base_url).register()
+    old = alice.create_room(room_version="5", name="ancient")
+    alice.create_room(room_version="10", name="recent")
+    versions = {row["version"]: row for row in run_json(live, "room_versions")["versions"]}
+    assert versions["5"]["flag"] == "old" and old in versions["5"]["room_ids"]
+    assert versions["5"]["local_members"] >= 1 and versions["10"]["flag"] is None
+    text = live.manage("room_versions")
+    assert text.returncode == 0 and b"upgrade_room --all-below 6" in text.stdout
+
+    plan = run_json(live, "upgrade_room", "--all-below", "6", "--version", "12", "--dry-run")["rooms"]
+    mine = [p for p in plan if p["room_id"] == old]
+    assert mine == [{"room_id": old, "from_version": "5", "to_version": "12", "upgrader": alice.user_id,
+                     "refusal": None}]  # fmt: skip
+    assert alice.get(f"/rooms/{q(old)}/state/m.room.tombstone/", expect=404).status == 404  # dry run: unchanged
+    done = run_json(live, "upgrade_room", old, "--version", "12")["rooms"][0]
+    new_room = done["new_room_id"]
+    assert alice.get(f"/rooms/{q(old)}/state/m.room.tombstone/").json["replacement_room"] == new_room
+    assert alice.get(f"/rooms/{q(new_room)}/state/m.room.create/").json.get("room_version") == "12"
+    again = run_json(live, "upgrade_room", old, "--version", "12", "--dry-run")["rooms"][0]
+    assert again["upgrader"] is None and "tombstone" in again["refusal"]
+    bad = live.manage("upgrade_room", old, "--version", "99")
+    assert bad.returncode != 0 and b"Unsupported room version" in bad.stderr
