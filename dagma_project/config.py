@@ -452,6 +452,30 @@ OPTIONS: list[Option] = [
         8009,
     ),
     Option(
+        "admin_allowed_hosts",
+        [],
+        _str_list,
+        "Host names (besides localhost, 127.0.0.1 and [::1]) under which Politburo answers, e.g. the "
+        "name of an SSH tunnel or VPN address. Any other Host header gets 400: a web page elsewhere "
+        "cannot reach the console through DNS rebinding.",
+        ["admin.internal.example.com"],
+    ),
+    Option(
+        "admin_session_idle_timeout",
+        "30m",
+        _duration,
+        "A Politburo console session ends after this long without a request (and always 8 h after login).",
+        "15m",
+    ),
+    Option(
+        "admin_idle_shutdown",
+        None,
+        _duration,
+        "If set, a Politburo process stops by itself after this long without a request "
+        "(offline by default: start it when needed, it goes away when forgotten).",
+        "30m",
+    ),
+    Option(
         "log_level",
         "INFO",
         _log_level,
@@ -897,6 +921,7 @@ OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 OPTIONAL_OPTIONS = frozenset(
     {
         "access_token_lifetime",
+        "admin_idle_shutdown",
         "federation_custom_ca_list",
         "federation_domain_whitelist",
         "form_secret",
@@ -927,6 +952,9 @@ class DagmaConfig:
     form_secret: str | None
     listeners: list[dict[str, Any]]
     admin_listener_port: int
+    admin_allowed_hosts: list[str]
+    admin_session_idle_timeout: str | int
+    admin_idle_shutdown: str | int | None
     log_level: str
     default_room_version: str
     presence: dict[str, Any]

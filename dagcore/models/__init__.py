@@ -4,6 +4,7 @@ Only ``dagcore.store`` queries these models; everything else calls store functio
 """
 
 from dagcore.models.accounts import AccessToken, Device, LoginToken, RefreshToken, User
+from dagcore.models.console import AdminTotp, ConsoleSession, RatelimitOverride
 from dagcore.models.directory import ContentReport, RoomAlias
 from dagcore.models.e2e import (
     CrossSigningKey,
@@ -51,10 +52,12 @@ __all__ = [
     "AccessToken",
     "AccountData",
     "AdminJob",
+    "AdminTotp",
     "AuditEntry",
     "BackwardExtremity",
     "CheckResult",
     "ClientTxn",
+    "ConsoleSession",
     "ContentReport",
     "CrossSigningKey",
     "CrossSigningSignature",
@@ -83,6 +86,7 @@ __all__ = [
     "ProcessHeartbeat",
     "PushRule",
     "Pusher",
+    "RatelimitOverride",
     "Receipt",
     "ReceivedToDeviceMessage",
     "ReceivedTransaction",

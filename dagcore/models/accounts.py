@@ -15,6 +15,14 @@ class User(models.Model):
     #: Profile of a local user (spec: client-server "Profiles").
     displayname = models.CharField(max_length=256, null=True)
     avatar_url = models.CharField(max_length=512, null=True)
+    #: Operator restrictions (Synapse's admin API): a suspended account may read but not send
+    #: (``M_USER_SUSPENDED``); a locked one cannot use its tokens (401 ``M_USER_LOCKED``); a
+    #: shadow-banned one's sends succeed but nobody else sees them.
+    suspended = models.BooleanField(default=False)
+    locked = models.BooleanField(default=False)
+    shadow_banned = models.BooleanField(default=False)
+    #: Deactivated with ``erase``: its messages are hidden from users joining later (GDPR).
+    erased = models.BooleanField(default=False)
 
     class Meta:
         db_table = "users"

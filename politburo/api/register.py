@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from dagcore.actions import shared_secret_registration as actions
-from dagcore.http.endpoint import RequestContext
-from politburo.api.http import api_endpoint
+from politburo.api.base import PublicAPIView, json_body
 
 
-@api_endpoint("GET", "POST", admin=False)
-def register(ctx: RequestContext) -> dict[str, Any]:
-    """GET: a nonce. POST: an account, if the body's HMAC proves the shared secret."""
-    if ctx.request.method == "GET":
-        return {"nonce": actions.issue_nonce()}
-    return actions.check_register_with_shared_secret(ctx.json_object())
+class Register(PublicAPIView):
+    """GET /_synapse/admin/v1/register: a nonce. POST: an account, if the body's HMAC proves the
+    shared secret (no access token: the secret is the authentication)."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"nonce": actions.issue_nonce()})
+
+    def post(self, request: Request) -> Response:
+        return Response(actions.check_register_with_shared_secret(json_body(request)))

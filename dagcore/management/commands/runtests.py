@@ -1,8 +1,8 @@
 """``python3 manage.py runtests`` — the whole test suite, the way CI runs it.
 
 On a fresh Debian machine it installs what it needs: Python packages (done by
-``manage.py``'s bootstrap), PostgreSQL and Redis via apt-get when missing and
-root, starts them when installed but stopped, then runs: ruff, mypy, the pytest
+``manage.py``'s bootstrap), PostgreSQL, Redis and Chromium (Playwright's browser for the
+console tests) via apt-get when missing and root, starts them when installed but stopped, then runs: ruff, mypy, the pytest
 suite on PostgreSQL + Redis, and the SQLite-backed tests again on SQLite.
 (Lint is ruff, ruff format, mypy and import-linter's layer contracts.)
 Extra arguments go to pytest (``runtests -k sync``); ``--fast`` skips lint;
@@ -101,6 +101,19 @@ def ensure_node(log: Any) -> None:
     _apt_install("nodejs", "npm")
 
 
+#: Debian's Chromium, driven by Playwright for the Politburo console tests (Playwright's own
+#: ``playwright install`` downloads a browser build, which this project never relies on).
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_chromium(log: Any) -> None:
+    """The console's browser tests need Chromium: a missing one is installed, not skipped."""
+    if os.path.exists(CHROMIUM):
+        return
+    log("chromium not installed: installing with apt-get")
+    _apt_install("chromium")
+
+
 class Command(BaseCommand):
     help = "Run the whole test suite (installs and starts PostgreSQL and Redis when needed)."
 
@@ -125,6 +138,7 @@ class Command(BaseCommand):
         ensure_postgres(log)
         ensure_redis(log)
         ensure_node(log)
+        ensure_chromium(log)
         env = dict(os.environ, DAGMA_NO_BOOTSTRAP="1", DJANGO_SETTINGS_MODULE="dagma_project.settings.test")
         env.pop("DAGMA_CONFIG", None)
         py = sys.executable
