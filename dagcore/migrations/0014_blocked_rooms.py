@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dagcore', '0012_operations'),
+        ('dagcore', '0013_console'),
     ]
 
     operations = [

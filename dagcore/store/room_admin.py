@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Sum
+from django.db.models.functions import Length
 
 from dagcore.models import (
     BackwardExtremity,
     BlockedRoom,
     ClientTxn,
+    ContentReport,
     CurrentStateEvent,
     Device,
     ForgottenRoom,
@@ -251,3 +253,103 @@ def members_still_joined(room: Room, *, local: bool) -> list[str]:
     return list(
         RoomMembership.objects.filter(room=room, membership="join", is_local=local).values_list("user_id", flat=True)
     )
+
+
+# --------------------------------------------------------------------------- reads for admins
+
+
+def iter_room_event_json(room: Room, *, batch: int = 1000) -> Iterable[str]:
+    """The JSON of the room's unencrypted timeline events that may name media, in batches."""
+    last = 0
+    while True:
+        rows = list(
+            EventRow.objects.filter(room=room, id__gt=last)
+            .exclude(type="m.room.encrypted")
+            .order_by("id")
+            .values_list("id", "json")[:batch]
+        )
+        if not rows:
+            return
+        for _nid, body in rows:
+            yield body
+        last = rows[-1][0]
+
+
+def get_room_sizes(*, limit: int) -> list[tuple[str, int]]:
+    """Rooms by the length of their events' JSON (largest first): an estimate of what each
+    room's history takes in the database, on any database."""
+
+    rows = (
+        EventRow.objects.values("room__room_id")
+        .annotate(size=Sum(Length("json")))
+        .order_by("-size")[:limit]
+    )
+    return [(str(r["room__room_id"]), int(r["size"] or 0)) for r in rows]
+
+
+def list_event_reports(
+    *,
+    offset: int,
+    limit: int,
+    newest_first: bool,
+    reporter_contains: str | None,
+    room_contains: str | None,
+    sender: str | None,
+) -> tuple[list[ContentReport], int]:
+    qs = ContentReport.objects.filter(event_id__isnull=False)
+    if reporter_contains:
+        qs = qs.filter(reporter__contains=reporter_contains)
+    if room_contains:
+        qs = qs.filter(room_id__contains=room_contains)
+    if sender:
+        qs = qs.filter(event_id__in=EventRow.objects.filter(sender=sender).values("event_id"))
+    total = qs.count()
+    order = ("-received_ts", "-id") if newest_first else ("received_ts", "id")
+    return list(qs.order_by(*order)[offset : offset + limit]), total
+
+
+def list_reports(*, kind: str | None = None, unresolved_only: bool = False, limit: int = 200) -> list[ContentReport]:
+    """Every kind of report for the console: ``event``, ``room`` or ``user`` (all if ``None``), newest first."""
+    qs = ContentReport.objects.all()
+    if kind == "event":
+        qs = qs.filter(event_id__isnull=False)
+    elif kind == "room":
+        qs = qs.filter(event_id__isnull=True, room_id__isnull=False)
+    elif kind == "user":
+        qs = qs.filter(reported_user_id__isnull=False)
+    if unresolved_only:
+        qs = qs.filter(resolved_ts__isnull=True)
+    return list(qs.order_by("-received_ts", "-id")[:limit])
+
+
+def get_event_report(report_id: int) -> ContentReport | None:
+    return ContentReport.objects.filter(id=report_id).first()
+
+
+def get_report(report_id: int) -> ContentReport | None:
+    return ContentReport.objects.filter(id=report_id).first()
+
+
+def delete_report(report_id: int) -> None:
+    ContentReport.objects.filter(id=report_id).delete()
+
+
+def resolve_report(report_id: int, *, ts: int) -> None:
+    ContentReport.objects.filter(id=report_id).update(resolved_ts=ts)
+
+
+def get_event_senders(event_ids: Sequence[str]) -> dict[str, str]:
+    return dict(EventRow.objects.filter(event_id__in=list(event_ids)).values_list("event_id", "sender"))
+
+
+def get_shared_room_created_by(*, creator: str, user_id: str) -> str | None:
+    """A room ``creator`` made, is joined to, and ``user_id`` is invited to or joined (newest first)."""
+    mine = RoomMembership.objects.filter(user_id=creator, membership="join").values("room_id")
+    theirs = (
+        RoomMembership.objects.filter(user_id=user_id, membership__in=["join", "invite"], room_id__in=mine)
+        .filter(room__creator=creator)
+        .order_by("-room_id")
+        .values_list("room__room_id", flat=True)
+        .first()
+    )
+    return str(theirs) if theirs is not None else None
