@@ -10,6 +10,7 @@ from django.urls import path, re_path
 
 from politburo.api import register, rooms, users
 from politburo.console import login, pages, static
+from politburo.console import rooms as room_pages
 
 urlpatterns = [
     # -- console: skeleton (login, logout, the admin's account, static files, health)
@@ -20,6 +21,17 @@ urlpatterns = [
     path("health", pages.health, name="health"),
     # -- console: dashboard, users, jobs, audit (helper console)
     path("", pages.dashboard, name="dashboard"),
+    # -- console: rooms, reports (helper rooms)
+    path("rooms", room_pages.rooms, name="rooms"),
+    path("rooms/<str:room_id>", room_pages.room, name="room"),
+    path("rooms/<str:room_id>/block", room_pages.room_block, name="room_block"),
+    path("rooms/<str:room_id>/make_admin", room_pages.room_make_admin, name="room_make_admin"),
+    path("rooms/<str:room_id>/delete", room_pages.room_delete, name="room_delete"),
+    path("rooms/<str:room_id>/purge", room_pages.room_purge, name="room_purge"),
+    path("rooms/<str:room_id>/extremities", room_pages.room_drop_extremities, name="room_drop_extremities"),
+    path("rooms/<str:room_id>/upgrade", room_pages.room_upgrade, name="room_upgrade"),
+    path("reports", room_pages.reports, name="reports"),
+    path("reports/<int:report_id>", room_pages.report_action, name="report_action"),
     # -- admin API: users (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),

@@ -8,6 +8,7 @@ API, the console and ``manage.py`` commands call these; each change is one audit
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from dagcore.http.errors import MatrixError
 from dagcore.models import AdminJob
 from dagcore.protocol.auth_rules import get_user_power_level
 from dagcore.protocol.identifiers import is_valid_room_id, is_valid_user_id
+from dagcore.protocol.room_versions import get_room_version
 from dagcore.server_keys import get_server_name
 from dagcore.store import directory as directory_store
 from dagcore.store import room_admin as store
@@ -507,3 +509,100 @@ def check_delete_forward_extremities(*, room_id_or_alias: str, actor: Actor) -> 
             deleted = len(extremities) - 1
     record_audit(actor=actor, action="delete_forward_extremities", target=room_id, counts={"deleted": deleted})
     return {"deleted": deleted}
+
+
+# --------------------------------------------------------------------------- acting in a room as the server
+
+
+def _most_powerful_local_member(room: Any) -> tuple[str, dict[Any, Any]]:
+    state = state_store.get_current_state_events(room)
+    server = get_server_name()
+    local = [
+        skey for (etype, skey), ev in state.items()
+        if etype == "m.room.member" and ev.membership == "join" and skey.split(":", 1)[-1] == server
+    ]  # fmt: skip
+    if not local:
+        raise MatrixError(400, "M_UNKNOWN", "No local member in the room can act for the server")
+    return max(local, key=lambda u: (get_user_power_level(u, state), u)), state
+
+
+def check_admin_redact_event(*, room_id: str, event_id: str, reason: str | None, actor: Actor) -> str:
+    """Redact an event for the server admins: sent by the room's most powerful local member
+    (who must hold the redact level: the event pipeline checks it, as for any redaction)."""
+    room = access_room(room_id)
+    sender, _state = _most_powerful_local_member(room)
+    content: dict[str, Any] = {"reason": reason} if reason else {}
+    try:
+        sent = send_local_event(room_id=room_id, sender=sender, event_type="m.room.redaction", content=content,
+                                redacts=event_id)  # fmt: skip
+    except MatrixError as exc:
+        record_audit(actor=actor, action="redact_event", target=event_id, params={"room_id": room_id},
+                     result="failed", error=exc.error)  # fmt: skip
+        raise
+    record_audit(actor=actor, action="redact_event", target=event_id, params={"room_id": room_id, "by": sender})
+    return sent.event.event_id
+
+
+def check_remove_from_room(*, room_id: str, user_id: str, reason: str | None, actor: Actor) -> None:
+    """Kick ``user_id`` from the room, sent by its most powerful local member (kick level needed)."""
+    if not is_valid_user_id(user_id):
+        raise MatrixError(400, "M_INVALID_PARAM", "Not a user ID")
+    room = access_room(room_id)
+    sender, _state = _most_powerful_local_member(room)
+    content: dict[str, Any] = {"membership": "leave"}
+    if reason:
+        content["reason"] = reason
+    send_local_event(room_id=room_id, sender=sender, event_type="m.room.member", content=content, state_key=user_id)
+    record_audit(actor=actor, action="remove_from_room", target=room_id, params={"user_id": user_id, "by": sender})
+
+
+# --------------------------------------------------------------------------- the console's room page
+
+
+def get_power_table(room_id: str) -> dict[str, Any]:
+    """Who may do what: each action's required level and the users with an explicit level."""
+    room = access_room(room_id)
+    state = state_store.get_current_state_events(room)
+    pl = state.get(("m.room.power_levels", ""))
+    content = dict(pl.content) if pl is not None else {}
+    actions = [
+        (name, content.get(name, default))
+        for name, default in (("ban", 50), ("kick", 50), ("redact", 50), ("invite", 0), ("state_default", 50),
+                              ("events_default", 0), ("users_default", 0))
+    ]  # fmt: skip
+    events = sorted((str(k), v) for k, v in (content.get("events") or {}).items())
+    create = state.get(("m.room.create", ""))
+    creators: list[str] = []
+    version = get_room_version(room.room_version, require_supported=False)
+    if create is not None and version.privileged_creators:
+        extra = create.content.get("additional_creators")
+        creators = [create.sender, *[u for u in (extra if isinstance(extra, list) else []) if isinstance(u, str)]]
+    users = sorted(((str(u), v) for u, v in (content.get("users") or {}).items()), key=lambda x: (-int(x[1]) if isinstance(x[1], int) else 0, x[0]))
+    return {"actions": actions, "events": events, "users": users, "creators": creators}
+
+
+def get_room_page(room_id: str) -> dict[str, Any]:
+    """Everything the console's room page shows (besides the actions' forms)."""
+    room = access_room(room_id)
+    details = get_room_details(room_id)
+    state = sorted(state_store.get_current_state_events(room).items())
+    now = now_ms()
+    state_rows = [
+        {"type": etype, "state_key": skey, "sender": ev.sender, "event_id": ev.event_id,
+         "content": json.dumps(ev.content, sort_keys=True, ensure_ascii=False)[:300],
+         "raw": json.dumps(dict(ev.pdu), indent=2, sort_keys=True, ensure_ascii=False)}
+        for (etype, skey), ev in state
+    ]  # fmt: skip
+    extremities = [
+        {"event_id": e.event_id, "depth": e.depth, "state_group": e.state_group, "age_ms": max(0, now - e.received_ts)}
+        for e in store.get_extremity_facts(room)
+    ]
+    return {
+        "details": details,
+        "state": state_rows,
+        "members": store.get_room_member_rows(room),
+        "power": get_power_table(room_id),
+        "aliases": store.get_local_aliases(room_id),
+        "extremities": extremities,
+        "block": get_block_status(room_id),
+    }

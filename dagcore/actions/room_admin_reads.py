@@ -21,6 +21,7 @@ from dagcore.actions.audit import Actor, record_audit
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import send_local_event
 from dagcore.actions.room_admin import access_room, resolve_room_id_or_alias
+from dagcore.clock import now_ms
 from dagcore.events_format import serialize_event
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.identifiers import is_valid_user_id
@@ -371,3 +372,59 @@ def check_send_server_notice(*, body: dict[str, Any], actor: Actor) -> dict[str,
     record_audit(actor=actor, action="send_server_notice", target=user_id,
                  params={"type": event_type, "room_id": room_id, "event_id": event_id})  # fmt: skip
     return {"event_id": event_id}
+
+
+# --------------------------------------------------------------------------- the console's reports page
+
+
+def get_reports_for_console(*, kind: str | None, unresolved_only: bool) -> list[dict[str, Any]]:
+    """Event, room and user reports with what a moderator needs to judge them: reporter, sender,
+    reason, score, age, and the event (its ciphertext and algorithm when it is encrypted)."""
+    if kind not in (None, "event", "room", "user"):
+        raise MatrixError(400, "M_INVALID_PARAM", "kind must be event, room or user")
+    rows = store.list_reports(kind=kind, unresolved_only=unresolved_only)
+    events = event_store.get_events_by_ids([r.event_id for r in rows if r.event_id])
+    names = _room_names([r.room_id for r in rows if r.room_id])
+    now = now_ms()
+    out = []
+    for r in rows:
+        stored = events.get(r.event_id or "")
+        event = stored.effective_event if stored is not None else None
+        encrypted = event is not None and event.type == "m.room.encrypted"
+        out.append({
+            "id": r.id,
+            "kind": "event" if r.event_id else ("user" if r.reported_user_id else "room"),
+            "room_id": r.room_id, "room_name": names.get(r.room_id or "", {}).get("name"),
+            "event_id": r.event_id, "reported_user_id": r.reported_user_id,
+            "reporter": r.reporter, "reason": r.reason, "score": r.score,
+            "received_ts": r.received_ts, "age_ms": max(0, now - r.received_ts), "resolved_ts": r.resolved_ts,
+            "sender": event.sender if event is not None else r.reported_user_id,
+            "event_type": event.type if event is not None else None,
+            "encrypted": encrypted,
+            "algorithm": event.content.get("algorithm") if encrypted and event is not None else None,
+            "content": json.dumps(event.content, sort_keys=True, ensure_ascii=False)[:2000] if event is not None else None,
+            "redacted": bool(stored.redacted_by) if stored is not None else False,
+            "event_gone": bool(r.event_id) and stored is None,
+        })  # fmt: skip
+    return out
+
+
+def check_dismiss_report(*, report_id: int, actor: Actor) -> None:
+    """Mark a report handled (it stays listed under "all")."""
+    row = store.get_report(report_id)
+    if row is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Report not found")
+    store.resolve_report(report_id, ts=now_ms())
+    record_audit(actor=actor, action="dismiss_report", target=str(report_id))
+
+
+def get_report_row(report_id: int) -> Any:
+    row = store.get_report(report_id)
+    if row is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Report not found")
+    return row
+
+
+def record_deactivation(*, user_id: str, actor: Actor) -> None:
+    """The audit entry of a deactivation decided on the reports page."""
+    record_audit(actor=actor, action="deactivate_user", target=user_id, params={"from": "reports"})
