@@ -526,8 +526,11 @@ OPTIONS: list[Option] = [
         "Server notices (Synapse's option): a room per user where the admin API's send_server_notice "
         "posts, from system_mxid_localpart (with system_mxid_display_name, system_mxid_avatar_url); "
         "room_name, room_avatar_url, room_topic, auto_join. Off when unset.",
-        {"system_mxid_localpart": "notices", "system_mxid_display_name": "Server Notices",
-         "room_name": "Server Notices"},
+        {
+            "system_mxid_localpart": "notices",
+            "system_mxid_display_name": "Server Notices",
+            "room_name": "Server Notices",
+        },
         section="Rooms",
     ),
     # Database & Redis

@@ -45,19 +45,35 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/members$", rooms.RoomMembers.as_view()),
     re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/state$", rooms.RoomState.as_view()),
     re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/messages$", rooms.RoomMessages.as_view()),
-    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/context/(?P<event_id>[^/]+)$", rooms.RoomContext.as_view()),
-    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/timestamp_to_event$", rooms.RoomTimestampToEvent.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/context/(?P<event_id>[^/]+)$",
+        rooms.RoomContext.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/timestamp_to_event$",
+        rooms.RoomTimestampToEvent.as_view(),
+    ),
     re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/block$", rooms.RoomBlock.as_view()),
-    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/forward_extremities$", rooms.ForwardExtremities.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/forward_extremities$",
+        rooms.ForwardExtremities.as_view(),
+    ),
     re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/make_room_admin$", rooms.MakeRoomAdmin.as_view()),
     re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media$", rooms.RoomMedia.as_view()),
     re_path(r"^_synapse/admin/v1/join/(?P<room_id>[^/]+)$", rooms.JoinRoom.as_view()),
-    re_path(r"^_synapse/admin/v2/rooms/delete_status/(?P<delete_id>[^/]+)$", rooms.DeleteStatusById.as_view()),
+    re_path(
+        r"^_synapse/admin/v2/rooms/delete_status/(?P<delete_id>[^/]+)$", rooms.DeleteStatusById.as_view()
+    ),
     re_path(r"^_synapse/admin/v2/rooms/(?P<room_id>[^/]+)$", rooms.RoomDeleteV2.as_view()),
     re_path(r"^_synapse/admin/v2/rooms/(?P<room_id>[^/]+)/delete_status$", rooms.RoomDeleteStatus.as_view()),
     re_path(r"^_synapse/admin/v1/purge_history/(?P<room_id>[^/]+)$", rooms.PurgeHistory.as_view()),
-    re_path(r"^_synapse/admin/v1/purge_history/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$", rooms.PurgeHistory.as_view()),
-    re_path(r"^_synapse/admin/v1/purge_history_status/(?P<purge_id>[^/]+)$", rooms.PurgeHistoryStatus.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/purge_history/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$",
+        rooms.PurgeHistory.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/purge_history_status/(?P<purge_id>[^/]+)$", rooms.PurgeHistoryStatus.as_view()
+    ),
     re_path(r"^_synapse/admin/v1/event_reports$", rooms.EventReports.as_view()),
     re_path(r"^_synapse/admin/v1/event_reports/(?P<report_id>[^/]+)$", rooms.EventReportDetail.as_view()),
     re_path(r"^_synapse/admin/v1/fetch_event/(?P<event_id>[^/]+)$", rooms.FetchEvent.as_view()),

@@ -35,10 +35,13 @@ from dagcore.models import AdminJob
 from dagcore.server_keys import get_server_name
 from dagcore.store import purge as store
 from dagcore.store import rooms as room_store
-from dagcore.store import timeline
-from dagcore.store import transaction
+from dagcore.store import timeline, transaction
 from dagcore.store.purge import PurgeBoundary
 from dagcore.store.streams import get_stream_position
+
+#: The stream part of a boundary key: before *every* event of the boundary's depth, so the
+#: boundary event and the others at its depth stay (Synapse's purge keeps that depth too).
+BEFORE_DEPTH = -(2**62)
 
 _DAYS = re.compile(r"^\s*(\d+)\s*(d|days?)(\s+ago)?\s*$", re.IGNORECASE)
 _HOURS = re.compile(r"^\s*(\d+)\s*(h|hours?)(\s+ago)?\s*$", re.IGNORECASE)
@@ -106,16 +109,20 @@ def get_purge_preview(
     if before_event_id is not None:
         event = timeline.get_room_event(room, before_event_id)
         if event is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Event {before_event_id} is not in the timeline of {room_id}")
-        key, boundary_event_id = (event.depth, event.stream_ordering or 0), event.event_id
+            raise MatrixError(
+                404, "M_NOT_FOUND", f"Event {before_event_id} is not in the timeline of {room_id}"
+            )
+        key, boundary_event_id = (event.depth, BEFORE_DEPTH), event.event_id
     else:
         assert before_ts is not None
         # Synapse turns a time into the first event at or after it: what comes before goes.
-        first_after = timeline.get_event_closest_to_ts(room, ts=before_ts, direction="f", max_stream=max_stream)
+        first_after = timeline.get_event_closest_to_ts(
+            room, ts=before_ts, direction="f", max_stream=max_stream
+        )
         if first_after is None:
             key, boundary_event_id = None, None
         else:
-            key, boundary_event_id = (first_after.depth, first_after.stream_ordering or 0), first_after.event_id
+            key, boundary_event_id = (first_after.depth, BEFORE_DEPTH), first_after.event_id
     boundary = PurgeBoundary(
         room_id=room_id, before_key=key, max_stream=max_stream, max_nid=max_nid,
         delete_local_events=delete_local_events, server_name=get_server_name(),

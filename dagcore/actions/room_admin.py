@@ -35,7 +35,9 @@ from dagcore.store.events import get_forward_extremities
 from dagcore.store.room_admin import RoomFacts
 
 DEFAULT_ROOM_NAME = "Content Violation Notification"
-DEFAULT_MESSAGE = "Sharing illegal content on this server is not permitted and rooms in violation will be blocked."
+DEFAULT_MESSAGE = (
+    "Sharing illegal content on this server is not permitted and rooms in violation will be blocked."
+)
 
 
 def list_room_ids() -> list[str]:
@@ -129,7 +131,9 @@ def _bool_param(query: Mapping[str, str], name: str) -> bool | None:
     if raw is None:
         return None
     if raw not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", f"Boolean query parameter {name!r} must be one of ['true', 'false']")
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"Boolean query parameter {name!r} must be one of ['true', 'false']"
+        )
     return raw == "true"
 
 
@@ -203,7 +207,9 @@ def get_room_facts_for_console(room_ids: list[str] | None = None) -> list[dict[s
     out = []
     for f in store.get_room_facts(room_ids, with_event_counts=True):
         row = _summary(f)
-        row.update(events=f.events or 0, forward_extremities=f.forward_extremities, invited_members=f.invited_members)
+        row.update(
+            events=f.events or 0, forward_extremities=f.forward_extremities, invited_members=f.invited_members
+        )
         out.append(row)
     return out
 
@@ -285,7 +291,7 @@ def parse_delete_room(room_id: str, body: Any) -> DeleteRoomRequest:
         if not isinstance(new_user, str) or not is_valid_user_id(new_user):
             raise MatrixError(400, "M_INVALID_PARAM", "new_room_user_id must be a user ID")
         if new_user.split(":", 1)[1] != get_server_name():
-            raise MatrixError(400, "M_INVALID_PARAM", "User must be our own: %s" % new_user)
+            raise MatrixError(400, "M_INVALID_PARAM", f"User must be our own: {new_user}")
     texts: dict[str, str] = {}
     for name, default in (("room_name", DEFAULT_ROOM_NAME), ("message", DEFAULT_MESSAGE)):
         value = body.get(name, default)
@@ -339,7 +345,12 @@ def do_delete_room(
     """Shut a room down as Synapse does: block (optional), move local members out (into a new
     room with a message, if asked), move or drop local aliases, unpublish, then purge (optional).
     Returns ``shutdown_room``: kicked_users, failed_to_kick_users, local_aliases, new_room_id."""
-    shutdown: dict[str, Any] = {"kicked_users": [], "failed_to_kick_users": [], "local_aliases": [], "new_room_id": None}
+    shutdown: dict[str, Any] = {
+        "kicked_users": [],
+        "failed_to_kick_users": [],
+        "local_aliases": [],
+        "new_room_id": None,
+    }
     if request.block:
         store.block_room(room_id=request.room_id, user_id=actor.user_id, ts=now_ms())
     room = room_store.get_room(request.room_id)
@@ -375,7 +386,10 @@ def do_delete_room(
         room_store.set_room_public(room, False)
     if progress is not None:
         progress({"shutdown_room": shutdown})
-    counts: dict[str, Any] = {"kicked": len(shutdown["kicked_users"]), "failed_to_kick": len(shutdown["failed_to_kick_users"])}
+    counts: dict[str, Any] = {
+        "kicked": len(shutdown["kicked_users"]),
+        "failed_to_kick": len(shutdown["failed_to_kick_users"]),
+    }
     if request.purge:
         still = store.members_still_joined(room, local=True)
         if still and not request.force_purge:
@@ -384,7 +398,9 @@ def do_delete_room(
                          counts=counts, result="failed", error=error)  # fmt: skip
             raise MatrixError(400, "M_UNKNOWN", error)
         counts.update(purge_room(request.room_id))
-    record_audit(actor=actor, action="delete_room", target=request.room_id, params=request.as_json(), counts=counts)
+    record_audit(
+        actor=actor, action="delete_room", target=request.room_id, params=request.as_json(), counts=counts
+    )
     return shutdown
 
 
@@ -467,7 +483,11 @@ def check_make_room_admin(*, room_id_or_alias: str, user_id: Any, admin_user_id:
             send_local_event(room_id=room_id, sender=admin, event_type="m.room.power_levels", content=content,
                              state_key="")  # fmt: skip
         except MatrixError as exc:
-            raise MatrixError(400, "M_UNKNOWN", f"No local admin user in room with power to update power levels: {exc.error}") from None
+            raise MatrixError(
+                400,
+                "M_UNKNOWN",
+                f"No local admin user in room with power to update power levels: {exc.error}",
+            ) from None
     member = state.get(("m.room.member", target))
     join_rule = (state.get(("m.room.join_rules", "")) or pl_event).content.get("join_rule")
     if (member is None or member.membership != "join") and join_rule != "public":
@@ -507,7 +527,9 @@ def check_delete_forward_extremities(*, room_id_or_alias: str, actor: Actor) -> 
             keep = max(extremities, key=lambda e: (streams.get(e.nid) or 0, e.depth))
             store.keep_only_extremity(room, keep)
             deleted = len(extremities) - 1
-    record_audit(actor=actor, action="delete_forward_extremities", target=room_id, counts={"deleted": deleted})
+    record_audit(
+        actor=actor, action="delete_forward_extremities", target=room_id, counts={"deleted": deleted}
+    )
     return {"deleted": deleted}
 
 
@@ -539,7 +561,9 @@ def check_admin_redact_event(*, room_id: str, event_id: str, reason: str | None,
         record_audit(actor=actor, action="redact_event", target=event_id, params={"room_id": room_id},
                      result="failed", error=exc.error)  # fmt: skip
         raise
-    record_audit(actor=actor, action="redact_event", target=event_id, params={"room_id": room_id, "by": sender})
+    record_audit(
+        actor=actor, action="redact_event", target=event_id, params={"room_id": room_id, "by": sender}
+    )
     return sent.event.event_id
 
 
@@ -552,8 +576,12 @@ def check_remove_from_room(*, room_id: str, user_id: str, reason: str | None, ac
     content: dict[str, Any] = {"membership": "leave"}
     if reason:
         content["reason"] = reason
-    send_local_event(room_id=room_id, sender=sender, event_type="m.room.member", content=content, state_key=user_id)
-    record_audit(actor=actor, action="remove_from_room", target=room_id, params={"user_id": user_id, "by": sender})
+    send_local_event(
+        room_id=room_id, sender=sender, event_type="m.room.member", content=content, state_key=user_id
+    )
+    record_audit(
+        actor=actor, action="remove_from_room", target=room_id, params={"user_id": user_id, "by": sender}
+    )
 
 
 # --------------------------------------------------------------------------- the console's room page
@@ -576,8 +604,14 @@ def get_power_table(room_id: str) -> dict[str, Any]:
     version = get_room_version(room.room_version, require_supported=False)
     if create is not None and version.privileged_creators:
         extra = create.content.get("additional_creators")
-        creators = [create.sender, *[u for u in (extra if isinstance(extra, list) else []) if isinstance(u, str)]]
-    users = sorted(((str(u), v) for u, v in (content.get("users") or {}).items()), key=lambda x: (-int(x[1]) if isinstance(x[1], int) else 0, x[0]))
+        creators = [
+            create.sender,
+            *[u for u in (extra if isinstance(extra, list) else []) if isinstance(u, str)],
+        ]
+    users = sorted(
+        ((str(u), v) for u, v in (content.get("users") or {}).items()),
+        key=lambda x: (-int(x[1]) if isinstance(x[1], int) else 0, x[0]),
+    )
     return {"actions": actions, "events": events, "users": users, "creators": creators}
 
 
@@ -594,7 +628,12 @@ def get_room_page(room_id: str) -> dict[str, Any]:
         for (etype, skey), ev in state
     ]  # fmt: skip
     extremities = [
-        {"event_id": e.event_id, "depth": e.depth, "state_group": e.state_group, "age_ms": max(0, now - e.received_ts)}
+        {
+            "event_id": e.event_id,
+            "depth": e.depth,
+            "state_group": e.state_group,
+            "age_ms": max(0, now - e.received_ts),
+        }
         for e in store.get_extremity_facts(room)
     ]
     return {

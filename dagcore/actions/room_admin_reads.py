@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +33,6 @@ from dagcore.store import room_admin as store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
 from dagcore.store.events import StoredEvent
-from dagcore.sync.tokens import RoomToken, SyncToken, parse_pagination_token
 
 MAX_LIMIT = 1000
 _MXC = re.compile(r"^mxc://([^/]+)/([A-Za-z0-9_-]+)$")
@@ -42,21 +42,23 @@ def _client_events(events: list[StoredEvent]) -> list[dict[str, Any]]:
     return [serialize_event(s.effective_event) for s in events]
 
 
-def _key(room: Any, token: str | None, direction: str) -> timeline.TopoKey | None:
+#: Parses a pagination token: a room position ``(depth, stream)``, or a sync token's events
+#: stream position (an ``int``). The interface passes it with :data:`FormatToken`: this
+#: module stays below ``dagcore.sync``, which owns the token formats.
+ParseToken = Callable[[str], "tuple[int, int] | int"]
+FormatToken = Callable[[tuple[int, int]], str]
+
+
+def _key(room: Any, token: str | None, direction: str, parse: ParseToken) -> timeline.TopoKey | None:
     if not token:
         return None
-    parsed = parse_pagination_token(token)
-    if isinstance(parsed, RoomToken):
-        return (parsed.depth, parsed.stream)
-    assert isinstance(parsed, SyncToken)
-    key = timeline.get_topological_key_at_stream(room, parsed.events)
+    parsed = parse(token)
+    if isinstance(parsed, tuple):
+        return parsed
+    key = timeline.get_topological_key_at_stream(room, parsed)
     if key is None:
         return (-1, 0) if direction == "b" else None
     return key
-
-
-def _token(key: timeline.TopoKey) -> str:
-    return str(RoomToken(key[0], key[1]))
 
 
 def _event_filter(raw: str | None) -> timeline.EventFilter | None:
@@ -91,7 +93,9 @@ def _limit(raw: str | None, default: int) -> int:
     return min(int(raw), MAX_LIMIT)
 
 
-def get_room_messages(room_id: str, query: dict[str, str]) -> dict[str, Any]:
+def get_room_messages(
+    room_id: str, query: dict[str, str], *, parse_token: ParseToken, format_token: FormatToken
+) -> dict[str, Any]:
     """``GET /_synapse/admin/v1/rooms/<room_id>/messages`` (from, to, limit, filter, dir)."""
     room = access_room(room_id)
     direction = query.get("dir", "f")
@@ -99,26 +103,28 @@ def get_room_messages(room_id: str, query: dict[str, str]) -> dict[str, Any]:
         raise MatrixError(400, "M_INVALID_PARAM", "dir must be 'f' or 'b'")
     limit = _limit(query.get("limit"), 10)
     from_token = query.get("from") or None
-    from_key = _key(room, from_token, direction)
-    to_key = _key(room, query.get("to") or None, "f" if direction == "b" else "b")
+    from_key = _key(room, from_token, direction, parse_token)
+    to_key = _key(room, query.get("to") or None, "f" if direction == "b" else "b", parse_token)
     events = timeline.paginate_room_events(
         room, from_key=from_key, direction=direction, limit=limit, to_key=to_key,
         event_filter=_event_filter(query.get("filter")),
     )  # fmt: skip
     if from_token is None:
         end = timeline.get_room_end_key(room) if direction == "b" else None
-        start = _token(end) if end is not None else "t0_0"
+        start = format_token(end) if end is not None else format_token((0, 0))
     else:
         start = from_token
     out: dict[str, Any] = {"chunk": _client_events(events), "start": start}
     if events and len(events) == limit:
         last = events[-1]
         stream = last.stream_ordering or 0
-        out["end"] = _token((last.depth, stream - 1) if direction == "b" else (last.depth, stream))
+        out["end"] = format_token((last.depth, stream - 1) if direction == "b" else (last.depth, stream))
     return out
 
 
-def get_event_context(room_id: str, event_id: str, query: dict[str, str]) -> dict[str, Any]:
+def get_event_context(
+    room_id: str, event_id: str, query: dict[str, str], *, format_token: FormatToken
+) -> dict[str, Any]:
     """``GET /_synapse/admin/v1/rooms/<room_id>/context/<event_id>``: as the client API's /context."""
     room = access_room(room_id)
     target = timeline.get_room_event(room, event_id)
@@ -141,8 +147,8 @@ def get_event_context(room_id: str, event_id: str, query: dict[str, str]) -> dic
         "event": _client_events([target])[0],
         "events_before": _client_events(before),
         "events_after": _client_events(after),
-        "start": _token(start),
-        "end": _token(end),
+        "start": format_token(start),
+        "end": format_token(end),
         "state": _client_events(state),
     }
 
@@ -252,7 +258,11 @@ def list_event_reports(query: dict[str, str]) -> dict[str, Any]:
 
 def _report(report_id: str) -> Any:
     if not report_id.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "The report_id parameter must be a string representing a positive integer.")
+        raise MatrixError(
+            400,
+            "M_INVALID_PARAM",
+            "The report_id parameter must be a string representing a positive integer.",
+        )
     row = store.get_event_report(int(report_id))
     if row is None:
         raise MatrixError(404, "M_NOT_FOUND", "Event report not found")
@@ -302,7 +312,9 @@ def check_join_user_to_room(*, room_id_or_alias: Any, user_id: Any, admin_user_i
     ):
         admin = state.get(("m.room.member", admin_user_id))
         if admin is None or admin.membership != "join":
-            raise MatrixError(403, "M_FORBIDDEN", "You are not in the room: you can only join users to public rooms")
+            raise MatrixError(
+                403, "M_FORBIDDEN", "You are not in the room: you can only join users to public rooms"
+            )
         send_local_event(room_id=room_id, sender=admin_user_id, event_type="m.room.member",
                          content={"membership": "invite"}, state_key=user_id)  # fmt: skip
     send_local_event(room_id=room_id, sender=user_id, event_type="m.room.member", content={"membership": "join"},

@@ -75,7 +75,9 @@ def plan_upgrade(*, room_id: str, to_version: str) -> UpgradePlan:
     try:
         get_room_version(to_version)
     except UnsupportedRoomVersion:
-        raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version: {to_version!r}") from None
+        raise MatrixError(
+            400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version: {to_version!r}"
+        ) from None
     room = room_store.get_room(room_id)
     if room is None:
         raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {room_id}")
@@ -111,5 +113,10 @@ def check_upgrade_planned_room(*, plan: UpgradePlan, actor: Actor) -> str:
         record_audit(actor=actor, action="upgrade_room", target=plan.room_id, params=plan.as_json(),
                      result="failed", error=exc.error)  # fmt: skip
         raise
-    record_audit(actor=actor, action="upgrade_room", target=plan.room_id, params={**plan.as_json(), "new_room_id": new_room})
+    record_audit(
+        actor=actor,
+        action="upgrade_room",
+        target=plan.room_id,
+        params={**plan.as_json(), "new_room_id": new_room},
+    )
     return new_room

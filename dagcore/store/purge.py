@@ -176,7 +176,9 @@ def _chains_of(groups: Iterable[int]) -> set[int]:
     wanted = sorted({g for g in groups if g is not None})
     out: set[int] = set()
     for start in range(0, len(wanted), 500):
-        for chain in StateGroup.objects.filter(id__in=wanted[start : start + 500]).values_list("chain", flat=True):
+        for chain in StateGroup.objects.filter(id__in=wanted[start : start + 500]).values_list(
+            "chain", flat=True
+        ):
             out.update(int(g) for g in json.loads(chain))
     return out
 
@@ -184,9 +186,11 @@ def _chains_of(groups: Iterable[int]) -> set[int]:
 def get_unneeded_state_groups(room: Room) -> list[int]:
     """State groups of the room no event, the current state or another group's chain needs."""
     referenced: set[int] = set()
-    for before, after in EventRow.objects.filter(room=room).filter(
-        Q(state_group__isnull=False) | Q(state_group_before__isnull=False)
-    ).values_list("state_group_before", "state_group"):
+    for before, after in (
+        EventRow.objects.filter(room=room)
+        .filter(Q(state_group__isnull=False) | Q(state_group_before__isnull=False))
+        .values_list("state_group_before", "state_group")
+    ):
         referenced.update(g for g in (before, after) if g is not None)
     if room.current_state_group is not None:
         referenced.add(room.current_state_group)
@@ -257,13 +261,15 @@ def check_room_integrity(room: Room) -> list[str]:
     existing = set(StateGroup.objects.filter(id__in=sorted(chains)).values_list("id", flat=True))
     problems += [f"state group {g} of a chain is missing" for g in sorted(chains - existing)]
     entry_nids = set(
-        StateGroupEntry.objects.filter(group_id__in=sorted(existing)).exclude(event_nid=0).values_list(
-            "event_nid", flat=True
-        )
+        StateGroupEntry.objects.filter(group_id__in=sorted(existing))
+        .exclude(event_nid=0)
+        .values_list("event_nid", flat=True)
     )
     stored: set[int] = set()
     wanted = sorted(entry_nids)
     for start in range(0, len(wanted), 1000):
-        stored.update(EventRow.objects.filter(id__in=wanted[start : start + 1000]).values_list("id", flat=True))
+        stored.update(
+            EventRow.objects.filter(id__in=wanted[start : start + 1000]).values_list("id", flat=True)
+        )
     problems += [f"state entry names missing event nid {n}" for n in sorted(entry_nids - stored)][:20]
     return problems

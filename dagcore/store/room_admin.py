@@ -93,7 +93,9 @@ class RoomFacts:
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def get_room_facts(room_ids: Sequence[str] | None = None, *, with_event_counts: bool = False) -> list[RoomFacts]:
+def get_room_facts(
+    room_ids: Sequence[str] | None = None, *, with_event_counts: bool = False
+) -> list[RoomFacts]:
     """Facts of these rooms (all rooms if ``None``): a handful of queries whatever their number."""
     rooms = Room.objects.all() if room_ids is None else Room.objects.filter(room_id__in=list(room_ids))
     facts = {
@@ -130,7 +132,9 @@ def get_room_facts(room_ids: Sequence[str] | None = None, *, with_event_counts: 
         except (ValueError, AttributeError):
             continue
     if with_event_counts:
-        for room_nid, n in EventRow.objects.filter(room_id__in=nids).values_list("room_id").annotate(n=Count("id")):
+        for room_nid, n in (
+            EventRow.objects.filter(room_id__in=nids).values_list("room_id").annotate(n=Count("id"))
+        ):
             facts[room_nid].events = n
     return list(facts.values())
 
@@ -161,7 +165,9 @@ def all_local_members_forgot(room: Room) -> bool:
     local = set(RoomMembership.objects.filter(room=room, is_local=True).values_list("user_id", flat=True))
     if not local:
         return False
-    forgot = set(ForgottenRoom.objects.filter(room=room, user_id__in=list(local)).values_list("user_id", flat=True))
+    forgot = set(
+        ForgottenRoom.objects.filter(room=room, user_id__in=list(local)).values_list("user_id", flat=True)
+    )
     return forgot == local
 
 
@@ -186,7 +192,9 @@ def get_extremity_facts(room: Room) -> list[ExtremityFacts]:
         )
     }
     return [
-        ExtremityFacts(e.event_id, e.state_group, e.depth, rows.get(e.nid, (0, None))[0], rows.get(e.nid, (0, None))[1])
+        ExtremityFacts(
+            e.event_id, e.state_group, e.depth, rows.get(e.nid, (0, None))[0], rows.get(e.nid, (0, None))[1]
+        )
         for e in extremities
     ]
 
@@ -226,7 +234,14 @@ def delete_room_rows(room: Room) -> None:
         chunk = groups[start : start + 500]
         StateGroupEntry.objects.filter(group_id__in=chunk).delete()
         StateGroup.objects.filter(id__in=chunk).delete()
-    for model in (BackwardExtremity, UnreadCounter, Receipt, ForgottenRoom, RoomMembership, CurrentStateEvent):
+    for model in (
+        BackwardExtremity,
+        UnreadCounter,
+        Receipt,
+        ForgottenRoom,
+        RoomMembership,
+        CurrentStateEvent,
+    ):
         model.objects.filter(room=room).delete()
     Room.objects.filter(pk=room.pk).delete()
 
@@ -251,7 +266,9 @@ def count_room_rows(room: Room) -> dict[str, int]:
 
 def members_still_joined(room: Room, *, local: bool) -> list[str]:
     return list(
-        RoomMembership.objects.filter(room=room, membership="join", is_local=local).values_list("user_id", flat=True)
+        RoomMembership.objects.filter(room=room, membership="join", is_local=local).values_list(
+            "user_id", flat=True
+        )
     )
 
 
@@ -280,9 +297,7 @@ def get_room_sizes(*, limit: int) -> list[tuple[str, int]]:
     room's history takes in the database, on any database."""
 
     rows = (
-        EventRow.objects.values("room__room_id")
-        .annotate(size=Sum(Length("json")))
-        .order_by("-size")[:limit]
+        EventRow.objects.values("room__room_id").annotate(size=Sum(Length("json"))).order_by("-size")[:limit]
     )
     return [(str(r["room__room_id"]), int(r["size"] or 0)) for r in rows]
 
@@ -308,7 +323,9 @@ def list_event_reports(
     return list(qs.order_by(*order)[offset : offset + limit]), total
 
 
-def list_reports(*, kind: str | None = None, unresolved_only: bool = False, limit: int = 200) -> list[ContentReport]:
+def list_reports(
+    *, kind: str | None = None, unresolved_only: bool = False, limit: int = 200
+) -> list[ContentReport]:
     """Every kind of report for the console: ``event``, ``room`` or ``user`` (all if ``None``), newest first."""
     qs = ContentReport.objects.all()
     if kind == "event":

@@ -16,7 +16,20 @@ from rest_framework.response import Response
 
 from dagcore.actions import admin_jobs, purge_history, room_admin, room_admin_reads
 from dagcore.http.errors import MatrixError
+from dagcore.sync.tokens import RoomToken, parse_pagination_token
 from politburo.api.base import AdminAPIView, api_actor, json_body
+
+
+def _parse_token(token: str) -> tuple[int, int] | int:
+    """A ``/messages`` token: a room token's position, or a sync token's events position."""
+    parsed = parse_pagination_token(token)
+    if isinstance(parsed, RoomToken):
+        return (parsed.depth, parsed.stream)
+    return parsed.events
+
+
+def _format_token(key: tuple[int, int]) -> str:
+    return str(RoomToken(key[0], key[1]))
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -47,7 +60,10 @@ class RoomDeleteV2(AdminAPIView):
     def delete(self, request: Request, room_id: str) -> Response:
         parsed = room_admin.parse_delete_room(room_id, request.data)
         job = admin_jobs.do_start_job(
-            kind="delete_room", target=room_id, params={**parsed.as_json(), "via": "api"}, actor=api_actor(request)
+            kind="delete_room",
+            target=room_id,
+            params={**parsed.as_json(), "via": "api"},
+            actor=api_actor(request),
         )
         return Response({"delete_id": job.job_id})
 
@@ -94,14 +110,20 @@ class RoomMessages(AdminAPIView):
     """GET /_synapse/admin/v1/rooms/{roomId}/messages"""
 
     def get(self, request: Request, room_id: str) -> Response:
-        return Response(room_admin_reads.get_room_messages(room_id, _query(request)))
+        return Response(
+            room_admin_reads.get_room_messages(
+                room_id, _query(request), parse_token=_parse_token, format_token=_format_token
+            )
+        )
 
 
 class RoomContext(AdminAPIView):
     """GET /_synapse/admin/v1/rooms/{roomId}/context/{eventId}"""
 
     def get(self, request: Request, room_id: str, event_id: str) -> Response:
-        return Response(room_admin_reads.get_event_context(room_id, event_id, _query(request)))
+        return Response(
+            room_admin_reads.get_event_context(room_id, event_id, _query(request), format_token=_format_token)
+        )
 
 
 class RoomTimestampToEvent(AdminAPIView):
@@ -119,7 +141,9 @@ class RoomBlock(AdminAPIView):
 
     def put(self, request: Request, room_id: str) -> Response:
         body = json_body(request)
-        return Response(room_admin.check_set_block(room_id=room_id, block=body.get("block"), actor=api_actor(request)))
+        return Response(
+            room_admin.check_set_block(room_id=room_id, block=body.get("block"), actor=api_actor(request))
+        )
 
 
 class ForwardExtremities(AdminAPIView):
@@ -129,7 +153,9 @@ class ForwardExtremities(AdminAPIView):
         return Response(room_admin.get_forward_extremities_json(room_id))
 
     def delete(self, request: Request, room_id: str) -> Response:
-        return Response(room_admin.check_delete_forward_extremities(room_id_or_alias=room_id, actor=api_actor(request)))
+        return Response(
+            room_admin.check_delete_forward_extremities(room_id_or_alias=room_id, actor=api_actor(request))
+        )
 
 
 class MakeRoomAdmin(AdminAPIView):
@@ -201,7 +227,7 @@ class PurgeHistoryStatus(AdminAPIView):
         except MatrixError:
             job = None
         if job is None or job.kind != "purge_history":
-            raise MatrixError(404, "M_NOT_FOUND", "purge id '%s' not found" % purge_id)
+            raise MatrixError(404, "M_NOT_FOUND", f"purge id '{purge_id}' not found")
         status = {"scheduled": "purging", "active": "purging"}.get(job.status, job.status)
         out: dict[str, Any] = {"status": status}
         if job.status == "failed":
@@ -223,7 +249,9 @@ class EventReportDetail(AdminAPIView):
         return Response(room_admin_reads.get_event_report(report_id))
 
     def delete(self, request: Request, report_id: str) -> Response:
-        return Response(room_admin_reads.check_delete_event_report(report_id=report_id, actor=api_actor(request)))
+        return Response(
+            room_admin_reads.check_delete_event_report(report_id=report_id, actor=api_actor(request))
+        )
 
 
 class FetchEvent(AdminAPIView):
@@ -244,4 +272,6 @@ class SendServerNotice(AdminAPIView):
     """POST /_synapse/admin/v1/send_server_notice"""
 
     def post(self, request: Request) -> Response:
-        return Response(room_admin_reads.check_send_server_notice(body=json_body(request), actor=api_actor(request)))
+        return Response(
+            room_admin_reads.check_send_server_notice(body=json_body(request), actor=api_actor(request))
+        )

@@ -115,7 +115,9 @@ def room_block(request: ConsoleRequest, room_id: str) -> HttpResponse:
     """POST /rooms/{roomId}/block — block (``block=1``) or unblock."""
     block = request.POST.get("block") == "1"
     room_admin.check_set_block(room_id=room_id, block=block, actor=console_actor(request))
-    target = _room_url(room_id) if room_admin.get_block_status(room_id) and _known(room_id) else reverse("rooms")
+    target = (
+        _room_url(room_id) if room_admin.get_block_status(room_id) and _known(room_id) else reverse("rooms")
+    )
     return redirect_with_notice(target, "Blocked." if block else "Unblocked.")
 
 

@@ -86,10 +86,13 @@ def test_deleting_and_blocking_a_room_from_the_console(
     assert "Deleting" in page.locator(".notice").inner_text()
     result = _job_result(worker, admin_page, "/rooms")
     shutdown = result["shutdown_room"]
-    assert sorted(shutdown["kicked_users"]) == sorted([alice.user_id, bob.user_id])
+    assert sorted(shutdown["kicked_users"]) == sorted([str(alice.user_id), str(bob.user_id)])
     assert bob.post(f"/rooms/{q(room_id)}/join", expect=403).json["errcode"] == "M_FORBIDDEN"
     new_room = shutdown["new_room_id"]
-    bodies = [e["content"].get("body") for e in bob.get(f"/rooms/{q(new_room)}/messages", params={"dir": "b"}).json["chunk"]]
+    bodies = [
+        e["content"].get("body")
+        for e in bob.get(f"/rooms/{q(new_room)}/messages", params={"dir": "b"}).json["chunk"]
+    ]
     assert "Closed by the admins" in bodies
     # A wrong password changes nothing.
     other = alice.create_room(name="survivor")
@@ -100,7 +103,9 @@ def test_deleting_and_blocking_a_room_from_the_console(
     assert other in alice.get("/joined_rooms").json["joined_rooms"]
 
 
-def test_the_reports_page_shows_a_report_and_redacts_the_event(admin_page: ConsolePage, console: Console) -> None:
+def test_the_reports_page_shows_a_report_and_redacts_the_event(
+    admin_page: ConsolePage, console: Console
+) -> None:
     alice = console.register()
     bob = console.register()
     room_id = alice.create_room(preset="public_chat", name="reported in console")
@@ -110,7 +115,9 @@ def test_the_reports_page_shows_a_report_and_redacts_the_event(admin_page: Conso
     page = admin_page.page
     admin_page.goto("/reports?kind=event")
     row = page.locator(".report-row", has_text="rude words")
-    assert row.locator(".sender").inner_text() == bob.user_id and row.locator(".reason").inner_text() == "rude"
+    assert (
+        row.locator(".sender").inner_text() == bob.user_id and row.locator(".reason").inner_text() == "rude"
+    )
     row.locator("button[value=redact]").click()
     assert "redacted" in page.locator(".notice").inner_text()
     assert alice.get(f"/rooms/{q(room_id)}/event/{q(bad)}").json["content"] == {}

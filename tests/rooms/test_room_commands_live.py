@@ -46,12 +46,16 @@ def walk_back(client: MatrixClient, room_id: str) -> list[dict[str, Any]]:
     raise AssertionError("/messages never reached the start of what is left")
 
 
-def test_purge_before_an_event_removes_what_the_preview_counted_and_the_room_still_works(live: LiveServer) -> None:
+def test_purge_before_an_event_removes_what_the_preview_counted_and_the_room_still_works(
+    live: LiveServer,
+) -> None:
     alice = MatrixClient(live.base_url).register()
     bob = MatrixClient(live.base_url).register()
     room_id = alice.create_room(preset="public_chat", name="old times")
     bob.join(room_id)
-    old = [alice.send(room_id, f"old {i}") for i in range(6)] + [bob.send(room_id, f"bob old {i}") for i in range(4)]
+    old = [alice.send(room_id, f"old {i}") for i in range(6)] + [
+        bob.send(room_id, f"bob old {i}") for i in range(4)
+    ]
     alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "before the purge"})
     early_token = alice.sync()["next_batch"]
     old.append(alice.send(room_id, "old last"))
@@ -74,13 +78,17 @@ def test_purge_before_an_event_removes_what_the_preview_counted_and_the_room_sti
     assert done["problems"] == []
 
     for event_id in old:
-        assert alice.get(f"/rooms/{q(room_id)}/event/{q(event_id)}", expect=404).json["errcode"] == "M_NOT_FOUND"
+        assert (
+            alice.get(f"/rooms/{q(room_id)}/event/{q(event_id)}", expect=404).json["errcode"] == "M_NOT_FOUND"
+        )
     # /messages walks back to the purge point and stops there.
     walked = [e["event_id"] for e in walk_back(alice, room_id)]
     assert walked[-1] == boundary and set(newer) <= set(walked) and not set(old) & set(walked)
     # /sync: initial, from before the purge point, and from after it.
     initial = alice.sync()["rooms"]["join"][room_id]
-    state = {(e["type"], e.get("state_key")) for e in initial["state"]["events"] + initial["timeline"]["events"]}
+    state = {
+        (e["type"], e.get("state_key")) for e in initial["state"]["events"] + initial["timeline"]["events"]
+    }
     assert ("m.room.topic", "") in state and ("m.room.member", bob.user_id) in state
     for since in (early_token, late_token):
         assert "next_batch" in alice.sync(since=since)
@@ -127,7 +135,9 @@ def test_room_versions_flags_old_rooms_and_upgrade_room_moves_them_to_a_new_vers
     mine = [p for p in plan if p["room_id"] == old]
     assert mine == [{"room_id": old, "from_version": "5", "to_version": "12", "upgrader": alice.user_id,
                      "refusal": None}]  # fmt: skip
-    assert alice.get(f"/rooms/{q(old)}/state/m.room.tombstone/", expect=404).status == 404  # dry run: unchanged
+    assert (
+        alice.get(f"/rooms/{q(old)}/state/m.room.tombstone/", expect=404).status == 404
+    )  # dry run: unchanged
     done = run_json(live, "upgrade_room", old, "--version", "12")["rooms"][0]
     new_room = done["new_room_id"]
     assert alice.get(f"/rooms/{q(old)}/state/m.room.tombstone/").json["replacement_room"] == new_room

@@ -14,7 +14,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dagcore.actions.audit import Actor
-from dagcore.actions.room_versions_admin import check_upgrade_planned_room, get_room_versions_report, plan_upgrade
+from dagcore.actions.room_versions_admin import (
+    check_upgrade_planned_room,
+    get_room_versions_report,
+    plan_upgrade,
+)
 from dagcore.cli.json_output import logs_to_stderr
 from dagcore.http.errors import MatrixError
 
@@ -30,7 +34,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("room", nargs="?", help="the room ID")
         parser.add_argument("--all-below", type=int, metavar="N", help="every room of a version below N")
-        parser.add_argument("--version", required=True, dest="to_version", help="the new room version, e.g. 12")
+        parser.add_argument(
+            "--version", required=True, dest="to_version", help="the new room version, e.g. 12"
+        )
         parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         parser.add_argument("--json", action="store_true", help="print JSON")
 
