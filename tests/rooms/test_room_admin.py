@@ -194,17 +194,24 @@ def test_a_room_can_be_blocked_before_it_is_known_and_unblocked() -> None:
     )
 
 
-def test_purging_a_room_with_local_members_left_needs_force_purge() -> None:
+def test_a_room_whose_local_members_could_not_be_removed_is_purged_only_with_force_purge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     room_id, _ = create_room(RoomSpec(creator=ALICE, room_version="11", preset="public_chat"))
-    request = room_admin.DeleteRoomRequest(room_id=room_id, purge=True)
-    # A member who cannot be removed (simulated: the leave of a user of this server always works,
-    # so we check the guard directly by keeping purge off first, then forcing).
+
+    def refused_leave(room_id: str, user_id: str) -> None:
+        raise MatrixError(403, "M_FORBIDDEN", "the leave was refused")
+
+    # A member the server fails to remove (what a refused leave looks like to the deletion).
+    monkeypatch.setattr(room_admin, "_leave", refused_leave)
+    with pytest.raises(MatrixError) as refused:
+        room_admin.do_delete_room(room_admin.DeleteRoomRequest(room_id=room_id), actor=ADMIN)
+    assert "still joined" in refused.value.error and room_store.get_room(room_id) is not None
+    assert AuditEntry.objects.filter(action="delete_room", result="failed").count() == 1
     shutdown = room_admin.do_delete_room(
-        room_admin.DeleteRoomRequest(room_id=room_id, purge=False), actor=ADMIN
+        room_admin.DeleteRoomRequest(room_id=room_id, force_purge=True), actor=ADMIN
     )
-    assert shutdown["kicked_users"] == [ALICE] and room_store.get_room(room_id) is not None
-    room_admin.do_delete_room(request, actor=ADMIN)
-    assert room_store.get_room(room_id) is None
+    assert shutdown["failed_to_kick_users"] == [ALICE] and room_store.get_room(room_id) is None
 
 
 def test_the_room_list_pages_orders_and_searches_as_synapse() -> None:
