@@ -76,7 +76,10 @@ urlpatterns = [
     ),
     re_path(r"^_synapse/admin/v1/event_reports$", rooms.EventReports.as_view()),
     re_path(r"^_synapse/admin/v1/event_reports/(?P<report_id>[^/]+)$", rooms.EventReportDetail.as_view()),
+    re_path(r"^_synapse/admin/v1/room_reports$", rooms.RoomReports.as_view()),
+    re_path(r"^_synapse/admin/v1/room_reports/(?P<report_id>[^/]+)$", rooms.RoomReportDetail.as_view()),
     re_path(r"^_synapse/admin/v1/fetch_event/(?P<event_id>[^/]+)$", rooms.FetchEvent.as_view()),
     re_path(r"^_synapse/admin/v1/statistics/database/rooms$", rooms.DatabaseRoomStatistics.as_view()),
     re_path(r"^_synapse/admin/v1/send_server_notice$", rooms.SendServerNotice.as_view()),
+    re_path(r"^_synapse/admin/v1/send_server_notice/(?P<txn_id>[^/]+)$", rooms.SendServerNotice.as_view()),
 ]

@@ -22,6 +22,7 @@ from dagcore.actions.audit import Actor, record_audit
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import send_local_event
 from dagcore.actions.room_admin import access_room, resolve_room_id_or_alias
+from dagcore.actions.txns import ClientTxn, check_txn_id, get_answered_event_id
 from dagcore.clock import now_ms
 from dagcore.events_format import serialize_event
 from dagcore.http.errors import MatrixError
@@ -231,6 +232,7 @@ def _room_names(room_ids: list[str]) -> dict[str, dict[str, Any]]:
         out[f.room_id] = {
             "name": f.state.get("m.room.name", {}).get("name"),
             "alias": f.state.get("m.room.canonical_alias", {}).get("alias"),
+            "topic": f.state.get("m.room.topic", {}).get("topic"),
         }
     return out
 
@@ -359,9 +361,22 @@ def _notices_room_for(user_id: str, config: dict[str, Any]) -> str:
     return room_id
 
 
-def check_send_server_notice(*, body: dict[str, Any], actor: Actor) -> dict[str, str]:
-    """``POST /_synapse/admin/v1/send_server_notice``: ``user_id``, ``content``, ``type``, ``state_key``."""
+def check_send_server_notice(
+    *, body: dict[str, Any], actor: Actor, txn_id: str | None = None
+) -> dict[str, str]:
+    """``POST /_synapse/admin/v1/send_server_notice`` (or ``PUT .../{txnId}``: a retry with the
+    same admin and transaction ID answers the first notice again): ``user_id``, ``content``,
+    ``type``, ``state_key``."""
     config = _notices_config()
+    txn = None
+    if txn_id is not None:
+        check_txn_id(txn_id)
+        txn = ClientTxn(
+            user_id=actor.user_id, device_key="admin-api", txn_id=txn_id, scope="send_server_notice"
+        )
+        answered = get_answered_event_id(txn)
+        if answered is not None:
+            return {"event_id": answered}
     user_id = body.get("user_id")
     content = body.get("content")
     event_type = body.get("type", "m.room.message")
@@ -379,7 +394,7 @@ def check_send_server_notice(*, body: dict[str, Any], actor: Actor) -> dict[str,
     room_id = _notices_room_for(user_id, config)
     system = f"@{config['system_mxid_localpart']}:{get_server_name()}"
     sent = send_local_event(room_id=room_id, sender=system, event_type=event_type, content=content,
-                            state_key=state_key)  # fmt: skip
+                            state_key=state_key, txn=txn)  # fmt: skip
     event_id = sent.event.event_id
     record_audit(actor=actor, action="send_server_notice", target=user_id,
                  params={"type": event_type, "room_id": room_id, "event_id": event_id})  # fmt: skip
@@ -440,3 +455,44 @@ def get_report_row(report_id: int) -> Any:
 def record_deactivation(*, user_id: str, actor: Actor) -> None:
     """The audit entry of a deactivation decided on the reports page."""
     record_audit(actor=actor, action="deactivate_user", target=user_id, params={"from": "reports"})
+
+
+# --------------------------------------------------------------------------- room reports
+
+
+def _room_report_json(row: Any, facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    room = facts.get(row.room_id or "", {})
+    return {
+        "id": row.id, "received_ts": row.received_ts, "room_id": row.room_id, "user_id": row.reporter,
+        "reason": row.reason, "canonical_alias": room.get("alias"), "name": room.get("name"),
+        "topic": room.get("topic"),
+    }  # fmt: skip
+
+
+def list_room_reports(query: dict[str, str]) -> dict[str, Any]:
+    """``GET /_synapse/admin/v1/room_reports`` (from: a report ID, newest first; limit, user_id, room_id)."""
+    start = query.get("from")
+    if start is not None and not start.isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "from must be a report ID")
+    limit = _limit(query.get("limit"), 100)
+    if limit < 1:
+        raise MatrixError(400, "M_INVALID_PARAM", "limit must be a positive integer")
+    rows, total, following = store.list_room_reports(
+        before_id=int(start) if start is not None else None, limit=limit,
+        reporter=query.get("user_id"), room_id=query.get("room_id"),
+    )  # fmt: skip
+    facts = _room_names([r.room_id for r in rows if r.room_id])
+    out: dict[str, Any] = {"room_reports": [_room_report_json(r, facts) for r in rows], "total": total}
+    if following is not None:
+        out["next_batch"] = following
+    return out
+
+
+def get_room_report(report_id: str) -> dict[str, Any]:
+    """``GET /_synapse/admin/v1/room_reports/<report_id>``."""
+    if not report_id.isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "The report_id parameter must be a positive integer.")
+    row = store.get_report(int(report_id))
+    if row is None or row.event_id is not None or row.room_id is None or row.reported_user_id is not None:
+        raise MatrixError(404, "M_NOT_FOUND", "Room report not found")
+    return _room_report_json(row, _room_names([row.room_id]))

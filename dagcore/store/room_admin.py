@@ -370,3 +370,24 @@ def get_shared_room_created_by(*, creator: str, user_id: str) -> str | None:
         .first()
     )
     return str(theirs) if theirs is not None else None
+
+
+def list_room_reports(
+    *, before_id: int | None, limit: int, reporter: str | None, room_id: str | None
+) -> tuple[list[ContentReport], int, int | None]:
+    """Room reports of rooms we still hold, newest first from ``before_id`` (inclusive):
+    ``(page, total, the next page's first id)``."""
+    qs = ContentReport.objects.filter(
+        event_id__isnull=True, room_id__isnull=False, reported_user_id__isnull=True
+    )
+    qs = qs.filter(room_id__in=Room.objects.values("room_id"))
+    if reporter:
+        qs = qs.filter(reporter=reporter)
+    if room_id:
+        qs = qs.filter(room_id=room_id)
+    total = qs.count()
+    if before_id is not None:
+        qs = qs.filter(id__lte=before_id)
+    rows = list(qs.order_by("-id")[: limit + 1])
+    following = rows[limit].id if len(rows) > limit else None
+    return rows[:limit], total, following

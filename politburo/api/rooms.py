@@ -254,6 +254,20 @@ class EventReportDetail(AdminAPIView):
         )
 
 
+class RoomReports(AdminAPIView):
+    """GET /_synapse/admin/v1/room_reports"""
+
+    def get(self, request: Request) -> Response:
+        return Response(room_admin_reads.list_room_reports(_query(request)))
+
+
+class RoomReportDetail(AdminAPIView):
+    """GET /_synapse/admin/v1/room_reports/{reportId}"""
+
+    def get(self, request: Request, report_id: str) -> Response:
+        return Response(room_admin_reads.get_room_report(report_id))
+
+
 class FetchEvent(AdminAPIView):
     """GET /_synapse/admin/v1/fetch_event/{eventId}"""
 
@@ -269,7 +283,14 @@ class DatabaseRoomStatistics(AdminAPIView):
 
 
 class SendServerNotice(AdminAPIView):
-    """POST /_synapse/admin/v1/send_server_notice"""
+    """POST /_synapse/admin/v1/send_server_notice; PUT /_synapse/admin/v1/send_server_notice/{txnId}"""
+
+    def put(self, request: Request, txn_id: str) -> Response:
+        return Response(
+            room_admin_reads.check_send_server_notice(
+                body=json_body(request), actor=api_actor(request), txn_id=txn_id
+            )
+        )
 
     def post(self, request: Request) -> Response:
         return Response(

@@ -145,6 +145,10 @@ def test_make_room_admin_join_and_server_notices(env) -> None:
         {"user_id": carol.user_id, "content": {"msgtype": "m.text", "body": "2"}},
     )
     assert again["event_id"] and not carol.sync()["rooms"].get("invite")  # the same room again
+    notice = {"user_id": carol.user_id, "content": {"msgtype": "m.text", "body": "once"}}
+    first = admin.ok("PUT", "/v1/send_server_notice/txn1", notice)
+    assert admin.ok("PUT", "/v1/send_server_notice/txn1", notice) == first  # a retry sends nothing new
+    assert admin.ok("PUT", "/v1/send_server_notice/txn2", notice) != first
     bad = admin.call("POST", "/v1/send_server_notice", {"user_id": "@x:elsewhere", "content": {}})
     assert bad.status_code == 400
 
@@ -226,3 +230,18 @@ def test_a_reported_event_reaches_the_admin_who_reads_and_deletes_the_report(env
     assert admin.ok("DELETE", f"/v1/event_reports/{report['id']}") == {}
     assert admin.call("GET", f"/v1/event_reports/{report['id']}").status_code == 404
     assert admin.call("GET", "/v1/event_reports/abc").status_code == 400
+    # A room report is listed apart, with the room's name and topic.
+    alice.put(f"/rooms/{q(room_id)}/state/m.room.topic/", {"topic": "spam topic"})
+    alice.post(f"/rooms/{q(room_id)}/report", {"reason": "the whole room"})
+    bob.post(f"/rooms/{q(room_id)}/report", {"reason": "me too"})
+    rooms = admin.ok("GET", "/v1/room_reports", room_id=room_id, limit=1)
+    assert rooms["total"] == 2 and [r["user_id"] for r in rooms["room_reports"]] == [bob.user_id]
+    assert (
+        rooms["room_reports"][0]["topic"] == "spam topic"
+        and rooms["room_reports"][0]["name"] == "reported room"
+    )
+    rest = admin.ok("GET", "/v1/room_reports", room_id=room_id, **{"from": rooms["next_batch"]})
+    assert [r["reason"] for r in rest["room_reports"]] == ["the whole room"] and "next_batch" not in rest
+    one = admin.ok("GET", f"/v1/room_reports/{rest['room_reports'][0]['id']}")
+    assert one["user_id"] == alice.user_id
+    assert admin.call("GET", f"/v1/room_reports/{report['id']}").status_code == 404
