@@ -10,11 +10,11 @@ removes at most what the preview showed); long work runs as an admin job.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from django.core import signing
 from django.http import HttpResponse
 from django.urls import reverse
 
@@ -33,6 +33,11 @@ from politburo.console.page import (
     render_page,
     require_password_confirmation,
 )
+
+#: The purge preview's boundary travels in the confirmation form, signed (Django's signing,
+#: keyed by the project's secret), so the purge runs on exactly what was previewed.
+PREVIEW_SALT = "politburo.purge-preview"
+PREVIEW_MAX_AGE_S = 3600
 
 #: ``?sort=`` of the room list -> (column, largest first).
 SORTS = {
@@ -183,16 +188,19 @@ def room_purge(request: ConsoleRequest, room_id: str) -> HttpResponse:
     purge_history.record_purge_dry_run(preview=preview, actor=console_actor(request))
     return render_page(request, "politburo/rooms/purge_preview.html", {
         "room_id": room_id, "preview": preview, "before": request.GET.get("before", ""),
-        "boundary": json.dumps(preview.boundary.as_json()),
+        "boundary": signing.dumps(preview.boundary.as_json(), salt=PREVIEW_SALT),
     }, title="Purge history")  # fmt: skip
 
 
 def _run_purge(request: ConsoleRequest, room_id: str) -> HttpResponse:
     require_password_confirmation(request)
     try:
-        boundary = PurgeBoundary.from_json(json.loads(request.POST.get("boundary", "")))
-    except (ValueError, KeyError, TypeError):
-        raise ConsoleError(400, "The preview's boundary is missing or damaged: preview again.") from None
+        data = signing.loads(request.POST.get("boundary", ""), salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE_S)
+        boundary = PurgeBoundary.from_json(data)
+    except (signing.BadSignature, ValueError, KeyError, TypeError):
+        raise ConsoleError(
+            400, "The preview is missing, altered or older than an hour: preview again."
+        ) from None
     if boundary.room_id != room_id:
         raise ConsoleError(400, "The preview is of another room: preview again.")
     job = admin_jobs.do_start_job(kind="purge_history", target=room_id,

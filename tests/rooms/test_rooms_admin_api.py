@@ -193,6 +193,8 @@ def test_deleting_a_room_v2_kicks_blocks_and_moves_members_with_both_status_form
     new_room = shutdown["new_room_id"]
     assert new_room in bob.get("/joined_rooms").json["joined_rooms"]
     assert room_id not in bob.get("/joined_rooms").json["joined_rooms"]
+    synced = bob.sync()["rooms"]  # the purged room is gone from sync, without an error
+    assert room_id not in synced.get("join", {}) and new_room in synced["join"]
     chunk = bob.get(f"/rooms/{q(new_room)}/messages", params={"dir": "b"}).json["chunk"]
     assert "Bad room was shut down" in [e["content"].get("body") for e in chunk]
     refused = bob.post(f"/rooms/{q(room_id)}/join", expect=403).json
