@@ -645,3 +645,20 @@ def get_room_page(room_id: str) -> dict[str, Any]:
         "extremities": extremities,
         "block": get_block_status(room_id),
     }
+
+
+def get_delete_preview(request: DeleteRoomRequest) -> dict[str, Any]:
+    """What deleting a room as asked would do (nothing changes): the local members removed,
+    the remote ones left alone, the local aliases moved or dropped, and with ``purge`` the
+    rows removed from the database."""
+    room = access_room(request.room_id)
+    server = get_server_name()
+    members = store.get_room_member_ids(room, ("join", "invite", "knock"))
+    return {
+        "request": request.as_json(),
+        "local_members": [u for u in members if u.split(":", 1)[-1] == server],
+        "remote_members": [u for u in members if u.split(":", 1)[-1] != server],
+        "aliases": store.get_local_aliases(request.room_id),
+        "published": room.is_public,
+        "purged": store.count_room_rows(room) if request.purge else None,
+    }

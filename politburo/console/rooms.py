@@ -144,22 +144,39 @@ def room_make_admin(request: ConsoleRequest, room_id: str) -> HttpResponse:
     return redirect_with_notice(_room_url(room_id), f"{user_id} is now an admin of the room.")
 
 
-@console_page(methods=("POST",))
-@_decoded
-def room_delete(request: ConsoleRequest, room_id: str) -> HttpResponse:
-    """POST /rooms/{roomId}/delete — kick local members, optionally block, purge, move them to a new room."""
-    require_password_confirmation(request)
+def _delete_request(request: ConsoleRequest, room_id: str) -> room_admin.DeleteRoomRequest:
+    data = request.POST if request.method == "POST" else request.GET
+
+    def text(name: str, max_length: int) -> str:
+        value = str(data.get(name, "")).strip()
+        if len(value) > max_length:
+            raise ConsoleError(400, f"{name} is too long (at most {max_length} characters).")
+        return value
+
     body: dict[str, Any] = {
-        "block": request.POST.get("block") == "1",
-        "purge": request.POST.get("purge") == "1",
-        "force_purge": request.POST.get("force_purge") == "1",
+        "block": data.get("block") == "1",
+        "purge": data.get("purge") == "1",
+        "force_purge": data.get("force_purge") == "1",
     }
-    new_user = form_str(request, "new_room_user_id", max_length=255)
+    new_user = text("new_room_user_id", 255)
     if new_user:
         body["new_room_user_id"] = new_user
-        body["room_name"] = form_str(request, "room_name", max_length=255) or room_admin.DEFAULT_ROOM_NAME
-        body["message"] = form_str(request, "message", max_length=4000) or room_admin.DEFAULT_MESSAGE
-    parsed = room_admin.parse_delete_room(room_id, body)
+        body["room_name"] = text("room_name", 255) or room_admin.DEFAULT_ROOM_NAME
+        body["message"] = text("message", 4000) or room_admin.DEFAULT_MESSAGE
+    return room_admin.parse_delete_room(room_id, body)
+
+
+@console_page
+@_decoded
+def room_delete(request: ConsoleRequest, room_id: str) -> HttpResponse:
+    """GET /rooms/{roomId}/delete?... — what deleting the room would do (nothing changes);
+    POST — kick local members, optionally block, purge, move them to a new room (a job)."""
+    parsed = _delete_request(request, room_id)
+    if request.method != "POST":
+        preview = room_admin.get_delete_preview(parsed)
+        return render_page(request, "politburo/rooms/delete_preview.html", {"room_id": room_id, "preview": preview,
+                                                                             "req": parsed}, title="Delete room")  # fmt: skip
+    require_password_confirmation(request)
     job = admin_jobs.do_start_job(kind="delete_room", target=room_id, params={**parsed.as_json(), "via": "console"},
                                   actor=console_actor(request))  # fmt: skip
     return redirect_with_notice(reverse("rooms"), f"Deleting {room_id}: job {job.job_id}.")

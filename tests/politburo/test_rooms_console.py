@@ -81,8 +81,11 @@ def test_deleting_and_blocking_a_room_from_the_console(
     admin_page.goto(f"/rooms/{q(room_id)}")
     page.fill("#delete-form input[name=new_room_user_id]", f"@mod:{console.server.server_name}")
     page.fill("#delete-form textarea[name=message]", "Closed by the admins")
-    page.fill("#delete-form input[name=confirm_password]", console.admin_password)
     page.click("#delete-form button")
+    assert page.locator("#preview-local").inner_text().startswith("2")  # nothing deleted yet
+    assert alice.get(f"/rooms/{q(room_id)}/joined_members").status == 200
+    page.fill("#delete-confirm input[name=confirm_password]", console.admin_password)
+    page.click("#delete-confirm button")
     assert "Deleting" in page.locator(".notice").inner_text()
     result = _job_result(worker, admin_page, "/rooms")
     shutdown = result["shutdown_room"]
@@ -97,8 +100,9 @@ def test_deleting_and_blocking_a_room_from_the_console(
     # A wrong password changes nothing.
     other = alice.create_room(name="survivor")
     admin_page.goto(f"/rooms/{q(other)}")
-    page.fill("#delete-form input[name=confirm_password]", "wrong password")
     page.click("#delete-form button")
+    page.fill("#delete-confirm input[name=confirm_password]", "wrong password")
+    page.click("#delete-confirm button")
     assert alice.get(f"/rooms/{q(other)}/joined_members").status == 200
     assert other in alice.get("/joined_rooms").json["joined_rooms"]
 
