@@ -33,6 +33,7 @@ from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
 from dagcore.models import AdminJob
 from dagcore.server_keys import get_server_name
+from dagcore.store import events as event_store
 from dagcore.store import purge as store
 from dagcore.store import rooms as room_store
 from dagcore.store import timeline, transaction
@@ -109,9 +110,12 @@ def get_purge_preview(
     if before_event_id is not None:
         event = timeline.get_room_event(room, before_event_id)
         if event is None:
+            # Synapse answers 400 for an event of another room (or outside the timeline), 404 for none.
+            known = event_store.get_event_by_id(before_event_id) is not None
             raise MatrixError(
-                404, "M_NOT_FOUND", f"Event {before_event_id} is not in the timeline of {room_id}"
-            )
+                400 if known else 404, "M_UNKNOWN" if known else "M_NOT_FOUND",
+                f"Event {before_event_id} is not in the timeline of {room_id}",
+            )  # fmt: skip
         key, boundary_event_id = (event.depth, BEFORE_DEPTH), event.event_id
     else:
         assert before_ts is not None

@@ -122,6 +122,29 @@ def test_before_accepts_dates_durations_and_event_ids_and_refuses_the_rest() -> 
     with pytest.raises(MatrixError) as unknown:
         purge_history.get_purge_preview(room_id="!nope:test", before_ts=1)
     assert unknown.value.status == 404
+    room_a, _ = create_room(RoomSpec(creator=ALICE, room_version="11", preset="public_chat"))
+    room_b, _ = create_room(RoomSpec(creator=ALICE, room_version="11", preset="public_chat"))
+    with pytest.raises(MatrixError) as elsewhere:
+        purge_history.get_purge_preview(room_id=room_a, before_event_id=_msg(room_b))
+    assert elsewhere.value.status == 400
+    with pytest.raises(MatrixError) as both:
+        purge_history.get_purge_preview(room_id=room_a, before_ts=1, before_event_id="$x")
+    assert both.value.status == 400
+
+
+def test_the_server_notices_option_is_off_by_default_and_checked() -> None:
+    from dagma_project.config import ConfigError, build_config
+
+    assert build_config({"server_name": "example.com"}, env={}).server_notices is None
+    on = build_config(
+        {"server_name": "example.com", "server_notices": {"system_mxid_localpart": "notices"}}, env={}
+    )
+    assert on.server_notices == {"system_mxid_localpart": "notices"}
+    for bad in ({"room_name": "x"}, {"system_mxid_localpart": "n", "colour": "red"}, "yes",
+                {"system_mxid_localpart": "n", "auto_join": "yes"}):  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            build_config({"server_name": "example.com", "server_notices": bad}, env={})
+        assert str(err.value).startswith("server_notices")
 
 
 def test_a_purge_runs_as_an_admin_job_with_its_counts() -> None:
