@@ -138,6 +138,7 @@ def _known(room_id: str) -> bool:
 @_decoded
 def room_make_admin(request: ConsoleRequest, room_id: str) -> HttpResponse:
     """POST /rooms/{roomId}/make_admin — give a local user the highest local power in the room."""
+    require_password_confirmation(request)  # power given in a room cannot be taken back
     user_id = form_str(request, "user_id") or request.admin.user_id
     room_admin.check_make_room_admin(room_id_or_alias=room_id, user_id=user_id, admin_user_id=request.admin.user_id,
                                      actor=console_actor(request))  # fmt: skip
@@ -266,6 +267,8 @@ def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
     row = room_admin_reads.get_report_row(report_id)
     actor = console_actor(request)
     sender = _report_sender(row)
+    if action in ("redact", "deactivate"):
+        require_password_confirmation(request)  # neither can be undone
     if action == "redact":
         if not row.event_id or not row.room_id:
             raise ConsoleError(400, "Only an event report has an event to redact.")
@@ -280,7 +283,6 @@ def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
                                           actor=actor)  # fmt: skip
         notice = f"{sender} removed from the room."
     elif action == "deactivate":
-        require_password_confirmation(request)
         if not sender:
             raise ConsoleError(400, "This report names no user.")
         admin_users.check_deactivate(admin=request.admin, user_id=sender, body={"erase": False})

@@ -122,6 +122,14 @@ def test_the_reports_page_shows_a_report_and_redacts_the_event(
     assert (
         row.locator(".sender").inner_text() == bob.user_id and row.locator(".reason").inner_text() == "rude"
     )
+    row.locator("button[value=redact]").click()  # without the password: refused, nothing redacted
+    assert alice.get(f"/rooms/{q(room_id)}/event/{q(bad)}").json["content"] == {
+        "msgtype": "m.text",
+        "body": "rude words",
+    }
+    admin_page.goto("/reports?kind=event")
+    row = page.locator(".report-row", has_text="rude words")
+    row.locator("form.confirmed input[name=confirm_password]").fill(console.admin_password)
     row.locator("button[value=redact]").click()
     assert "redacted" in page.locator(".notice").inner_text()
     assert alice.get(f"/rooms/{q(room_id)}/event/{q(bad)}").json["content"] == {}
