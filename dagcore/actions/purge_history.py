@@ -1,23 +1,24 @@
-"""History purge: remove a room's older timeline events (issue 14; Synapse's Purge History API).
+"""History purge: remove a room's older timeline (issue 14; Synapse's Purge History API).
 
-What stays, always: the room's current state and everything that authorises it (state
-events are never deleted — those in the purged range leave the timeline and are kept as
-outliers, as Synapse does, because state groups and auth chains name them), the latest
-event and the forward extremities (the next event's prev_events). What goes: the older
-non-state events of remote senders — and of local ones only with ``delete_local_events``,
-since they may be the only copy anywhere (Synapse's default too) — with their prev/auth
-edges, their federation outbox entries and client transaction IDs, the state groups only
-they needed, backward extremities whose gap is gone, and the room's cached unread counts.
+Synapse's semantics, event by event in the purged range (before the boundary's depth):
+non-state events of remote senders — and of local ones with ``delete_local_events`` — are
+deleted, with their prev/auth edges, federation outbox entries and client transaction IDs;
+every other event leaves the timeline but stays stored as an outlier: state events (state
+groups and auth chains name them) and, by default, local users' events (they may be the
+only copy anywhere). What always stays in the timeline: the latest event and the forward
+extremities (the next event's prev_events); the current state and its auth chain are never
+deleted. Afterwards: state groups no event needs any more are deleted, backward extremities
+whose gap was purged away dropped, the prev events the new oldest events cite recorded as
+gaps (as Synapse: ``dag check`` then sees a known gap, not a lost event; a federated room may
+backfill them again from another server), and the room's cached unread counts reset.
 
 Receipts are kept: a receipt is a user's read position, which its stream position still
 orders after its event is gone; dropping it would reset the user's unread counts.
-Purged history is not backfilled again: no backward extremity is recorded for it, so
-``/messages`` stops cleanly at the purge point (Synapse would ask other servers for it).
 
-Preview first (:func:`get_purge_preview`): its counts come from the selection the action
+Preview first (:func:`get_purge_preview`): its counts come from the selections the action
 runs, bounded by a :class:`~dagcore.store.purge.PurgeBoundary` (a topological key plus the
-stream position and event nid at the preview) that the action receives, so it can never
-remove more than the preview counted.
+stream position, event nid and protected events at the preview) that the action receives,
+so it never removes more than the preview counted.
 """
 
 from __future__ import annotations
@@ -142,19 +143,23 @@ def do_purge_history(
     *, boundary: PurgeBoundary, progress: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, int]:
     """Purge what ``boundary`` (from a preview) selects, a batch per transaction; the counts."""
-    totals = {"events": 0, "state_events": 0, "state_groups": 0, "backward_extremities": 0}
+    totals = {
+        "events": 0, "state_events": 0, "local_events_kept": 0, "state_groups": 0, "backward_extremities": 0,
+        "gaps": 0,
+    }  # fmt: skip
     while True:
         with transaction.atomic():
             room_store.lock_room_for_writing(boundary.room_id)
             room = room_store.get_room_for_update(boundary.room_id)
             if room is None:
                 raise MatrixError(404, "M_NOT_FOUND", f"Unknown room {boundary.room_id}")
-            deleted, hidden = store.purge_batch(room, boundary)
+            deleted, hidden_state, hidden_local = store.purge_batch(room, boundary)
         totals["events"] += deleted
-        totals["state_events"] += hidden
+        totals["state_events"] += hidden_state
+        totals["local_events_kept"] += hidden_local
         if progress is not None:
             progress(dict(totals))
-        if deleted + hidden < store.BATCH:
+        if deleted < store.BATCH and hidden_state + hidden_local < store.BATCH:
             break
     with transaction.atomic():
         room_store.lock_room_for_writing(boundary.room_id)
@@ -162,6 +167,7 @@ def do_purge_history(
         assert room is not None
         totals["state_groups"] = store.delete_state_groups(store.get_unneeded_state_groups(room))
         totals["backward_extremities"] = store.drop_unreachable_backward_extremities(room)
+        totals["gaps"] = store.record_purge_gaps(room)
         store.reset_unread_counters(room)
     return totals
 

@@ -91,21 +91,33 @@ def get_protected_nids(room: Room, boundary: PurgeBoundary | None = None) -> set
     return protected
 
 
-def _selection(room: Room, boundary: PurgeBoundary) -> QuerySet[EventRow]:
-    """Timeline events of the room inside the boundary that this purge is about."""
-    qs = EventRow.objects.filter(
-        room=room,
-        outlier=False,
-        stream_ordering__isnull=False,
-        stream_ordering__lte=boundary.max_stream,
-        id__lte=boundary.max_nid,
+def _in_range(room: Room, boundary: PurgeBoundary) -> QuerySet[EventRow]:
+    """The room's events inside the boundary: before its key, known at the preview."""
+    qs = EventRow.objects.filter(room=room, id__lte=boundary.max_nid).filter(
+        Q(stream_ordering__isnull=True) | Q(stream_ordering__lte=boundary.max_stream)
     )
     if boundary.before_key is not None:
         depth, stream = boundary.before_key
         qs = qs.filter(Q(depth__lt=depth) | Q(depth=depth, stream_ordering__lt=stream))
+    return qs.exclude(id__in=sorted(get_protected_nids(room, boundary)))
+
+
+def _to_delete(room: Room, boundary: PurgeBoundary) -> QuerySet[EventRow]:
+    """Non-state events in range (timeline events, and outliers: no state or auth needs a
+    non-state event), of remote senders unless ``delete_local_events``."""
+    qs = _in_range(room, boundary).filter(state_key__isnull=True)
     if not boundary.delete_local_events:
         qs = qs.exclude(sender__endswith=":" + boundary.server_name)
     return qs
+
+
+def _to_hide(room: Room, boundary: PurgeBoundary) -> QuerySet[EventRow]:
+    """Timeline events in range that stay stored but leave the timeline: state events (state
+    groups and auth chains name them) and, without ``delete_local_events``, local events."""
+    qs = _in_range(room, boundary).filter(outlier=False, stream_ordering__isnull=False)
+    if boundary.delete_local_events:
+        return qs.filter(state_key__isnull=False)
+    return qs.filter(Q(state_key__isnull=False) | Q(sender__endswith=":" + boundary.server_name))
 
 
 @dataclass(frozen=True)
@@ -114,47 +126,58 @@ class PurgeCounts:
     events: int
     #: State events taken out of the timeline (kept as outliers: state and auth need them).
     state_events: int
-    #: Local events in the range left alone (without ``delete_local_events``).
+    #: Local users' events taken out of the timeline but kept (without ``delete_local_events``).
     local_events_kept: int
 
 
 def count_purge(room: Room, boundary: PurgeBoundary) -> PurgeCounts:
-    """What :func:`purge_batch` calls would do, from the same selection."""
-    protected = get_protected_nids(room, boundary)
-    qs = _selection(room, boundary).exclude(id__in=list(protected))
-    events = qs.filter(state_key__isnull=True).count()
-    state_events = qs.filter(state_key__isnull=False).count()
-    local_kept = 0
-    if not boundary.delete_local_events:
-        local = PurgeBoundary(**{**asdict(boundary), "delete_local_events": True})
-        local_kept = _selection(room, local).exclude(id__in=list(protected)).count() - events - state_events
-    return PurgeCounts(events=events, state_events=state_events, local_events_kept=local_kept)
-
-
-def purge_batch(room: Room, boundary: PurgeBoundary, *, limit: int = BATCH) -> tuple[int, int]:
-    """Remove up to ``limit`` selected events (oldest first): ``(deleted, hidden)``.
-
-    Call inside ``transaction.atomic()`` after ``lock_room_for_writing``. Non-state events are
-    deleted with their edges and the rows that point at them (federation outbox entries,
-    client transaction IDs); state events leave the timeline (``outlier``) and lose their
-    state group references, as Synapse's purge does with the state events it must keep.
-    """
-    protected = get_protected_nids(room, boundary)
-    rows = list(
-        _selection(room, boundary)
-        .exclude(id__in=list(protected))
-        .order_by("depth", "stream_ordering")
-        .values_list("id", "event_id", "state_key")[:limit]
+    """What :func:`purge_batch` calls would do, from the same selections."""
+    hidden = _to_hide(room, boundary)
+    return PurgeCounts(
+        events=_to_delete(room, boundary).count(),
+        state_events=hidden.filter(state_key__isnull=False).count(),
+        local_events_kept=hidden.filter(state_key__isnull=True).count(),
     )
-    delete = [(nid, eid) for nid, eid, skey in rows if skey is None]
-    hide = [nid for nid, _eid, skey in rows if skey is not None]
+
+
+def purge_batch(room: Room, boundary: PurgeBoundary, *, limit: int = BATCH) -> tuple[int, int, int]:
+    """Remove up to ``limit`` selected events, then take up to ``limit`` out of the timeline
+    (oldest first): ``(deleted, state events hidden, other (local) events hidden)``.
+
+    Call inside ``transaction.atomic()`` after ``lock_room_for_writing``. Deleted events go
+    with their edges and the rows that point at them (federation outbox entries, client
+    transaction IDs); hidden ones become outliers without state group references, as
+    Synapse's purge does with the events it keeps.
+    """
+    delete = list(_to_delete(room, boundary).order_by("depth", "id").values_list("id", "event_id")[:limit])
     if delete:
         ClientTxn.objects.filter(event_id__in=[eid for _nid, eid in delete]).delete()
         # The ORM's delete follows the CASCADE foreign keys: prev/auth edges and outbox rows.
         EventRow.objects.filter(id__in=[nid for nid, _eid in delete]).delete()
+    hide = list(_to_hide(room, boundary).order_by("depth", "id").values_list("id", "state_key")[:limit])
     if hide:
-        EventRow.objects.filter(id__in=hide).update(outlier=True, state_group=None, state_group_before=None)
-    return len(delete), len(hide)
+        EventRow.objects.filter(id__in=[nid for nid, _skey in hide]).update(
+            outlier=True, state_group=None, state_group_before=None
+        )
+    hidden_state = sum(1 for _nid, skey in hide if skey is not None)
+    return len(delete), hidden_state, len(hide) - hidden_state
+
+
+def record_purge_gaps(room: Room) -> int:
+    """Record as backward extremities the prev events that remaining timeline events cite and
+    that are gone or out of the timeline (Synapse does too): the room's history is known to
+    end there, and ``dag check`` sees a gap, not a lost event. Returns how many."""
+    rows = fetch_rows(
+        "SELECT ee.prev_event_id, MAX(e.depth) FROM event_edges ee JOIN events e ON e.id = ee.event_id "
+        "WHERE e.room_id = %s AND NOT e.outlier AND e.stream_ordering IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ee.prev_event_id AND NOT p.outlier) "
+        "AND NOT EXISTS (SELECT 1 FROM backward_extremities b WHERE b.room_id = e.room_id "
+        "AND b.event_id = ee.prev_event_id) GROUP BY ee.prev_event_id",
+        [room.pk],
+    )
+    for event_id, depth in rows:
+        BackwardExtremity.objects.get_or_create(room=room, event_id=event_id, defaults={"depth": int(depth)})
+    return len(rows)
 
 
 def drop_unreachable_backward_extremities(room: Room) -> int:

@@ -76,16 +76,16 @@ class Command(BaseCommand):
         head = "would remove" if dry_run else "preview"
         stop = entry["boundary_event_id"] or "the room's latest event"
         self.stdout.write(
-            f"{entry['room_id']}: {head} {counts['events']} events, take {counts['state_events']} state events "
-            f"out of the timeline (kept for state), keep {counts['local_events_kept']} local events; "
+            f"{entry['room_id']}: {head} {counts['events']} events; take out of the timeline but keep "
+            f"{counts['state_events']} state events and {counts['local_events_kept']} local users' events; "
             f"stops at {stop} (stream position {entry['boundary']['max_stream']})"
         )
         if "deleted" in entry:
             done = entry["deleted"]
             self.stdout.write(
-                f"  purged: {done['events']} events removed, {done['state_events']} state events hidden, "
-                f"{done['state_groups']} state groups and {done['backward_extremities']} backward "
-                "extremities dropped"
+                f"  purged: {done['events']} events removed, {done['state_events']} state events and "
+                f"{done['local_events_kept']} local events out of the timeline, {done['state_groups']} state "
+                f"groups and {done['backward_extremities']} old gaps dropped, {done['gaps']} gaps recorded"
             )
             for problem in entry["problems"]:
                 self.stderr.write(f"  problem: {problem}")
