@@ -520,17 +520,17 @@ def check_delete_forward_extremities(*, room_id_or_alias: str, actor: Actor) -> 
         room = room_store.get_room_for_update(room_id)
         assert room is not None
         extremities = get_forward_extremities(room)
-        if len(extremities) <= 1:
-            deleted = 0
-        else:
+        dropped: list[str] = []
+        if len(extremities) > 1:
             streams = store.get_event_stream_orderings([e.nid for e in extremities])
             keep = max(extremities, key=lambda e: (streams.get(e.nid) or 0, e.depth))
             store.keep_only_extremity(room, keep)
-            deleted = len(extremities) - 1
-    record_audit(
-        actor=actor, action="delete_forward_extremities", target=room_id, counts={"deleted": deleted}
-    )
-    return {"deleted": deleted}
+            dropped = [e.event_id for e in extremities if e.nid != keep.nid]
+    # The dropped events stay childless for good (their branches are abandoned): their IDs
+    # are kept in the audit entry, for whoever later wonders why.
+    record_audit(actor=actor, action="delete_forward_extremities", target=room_id, params={"dropped": dropped},
+                 counts={"deleted": len(dropped)})  # fmt: skip
+    return {"deleted": len(dropped)}
 
 
 # --------------------------------------------------------------------------- acting in a room as the server
