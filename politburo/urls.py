@@ -8,9 +8,10 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 
 from django.urls import path, re_path
 
-from politburo.api import register, rooms, users
-from politburo.console import login, pages, static
+from politburo.api import register, registration_tokens, rooms, users
+from politburo.console import login, operations, pages, static
 from politburo.console import rooms as room_pages
+from politburo.console import users as users_pages
 
 urlpatterns = [
     # -- console: skeleton (login, logout, the admin's account, static files, health)
@@ -19,8 +20,16 @@ urlpatterns = [
     path("account", login.account, name="account"),
     re_path(r"^static/(?P<name>[a-z0-9_.-]+)$", static.static_file, name="static"),
     path("health", pages.health, name="health"),
-    # -- console: dashboard, users, jobs, audit (helper console)
+    # -- console: dashboard, users, registration tokens, jobs, audit (helper console)
     path("", pages.dashboard, name="dashboard"),
+    path("users", users_pages.users, name="users"),
+    path("users/new", users_pages.create_user, name="user_new"),
+    path("users/<str:user_id>", users_pages.user_detail, name="user"),
+    path("users/<str:user_id>/action", users_pages.user_action, name="user_action"),
+    path("registration-tokens", users_pages.registration_tokens, name="registration_tokens"),
+    path("jobs", operations.jobs, name="jobs"),
+    path("jobs/<str:job_id>", operations.job_detail, name="job"),
+    path("audit", operations.audit, name="audit"),
     # -- console: rooms, reports (helper rooms)
     path("rooms", room_pages.rooms, name="rooms"),
     path("rooms/<str:room_id>", room_pages.room, name="room"),
@@ -32,11 +41,48 @@ urlpatterns = [
     path("rooms/<str:room_id>/upgrade", room_pages.room_upgrade, name="room_upgrade"),
     path("reports", room_pages.reports, name="reports"),
     path("reports/<int:report_id>", room_pages.report_action, name="report_action"),
-    # -- admin API: users (helper console)
+    # -- admin API: users and registration tokens (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),
     re_path(r"^_synapse/admin/v2/users$", users.Users.as_view()),
+    re_path(r"^_synapse/admin/v3/users$", users.UsersV3.as_view()),
     re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)$", users.UserDetail.as_view()),
+    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/devices$", users.Devices.as_view()),
+    re_path(
+        r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/devices/(?P<device_id>[^/]+)$", users.Device.as_view()
+    ),
+    re_path(r"^_synapse/admin/v2/users/(?P<user_id>[^/]+)/delete_devices$", users.DeleteDevices.as_view()),
+    re_path(r"^_synapse/admin/v1/whois/(?P<user_id>[^/]+)$", users.Whois.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/joined_rooms$", users.JoinedRooms.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/memberships$", users.Memberships.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/pushers$", users.Pushers.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/accountdata$", users.AccountData.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/media$", users.Media.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/admin$", users.Admin.as_view()),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/shadow_ban$", users.ShadowBan.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/override_ratelimit$", users.OverrideRatelimit.as_view()
+    ),
+    re_path(r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/login$", users.LoginAs.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/sent_invite_count$", users.SentInviteCount.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/users/(?P<user_id>[^/]+)/cumulative_joined_room_count$",
+        users.CumulativeJoinedRoomCount.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/auth_providers/(?P<provider>[^/]+)/users/(?P<external_id>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/threepid/(?P<medium>[^/]+)/users/(?P<address>[^/]+)$",
+        users.UserByExternalId.as_view(),
+    ),
+    re_path(r"^_synapse/admin/v1/suspend/(?P<user_id>[^/]+)$", users.Suspend.as_view()),
+    re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/redact$", users.Redact.as_view()),
+    re_path(r"^_synapse/admin/v1/user/redact_status/(?P<redact_id>[^/]+)$", users.RedactStatus.as_view()),
+    re_path(r"^_synapse/admin/v1/username_available$", users.UsernameAvailable.as_view()),
     re_path(r"^_synapse/admin/v1/reset_password/(?P<user_id>[^/]+)$", users.ResetPassword.as_view()),
     re_path(r"^_synapse/admin/v1/deactivate/(?P<user_id>[^/]+)$", users.Deactivate.as_view()),
     # -- admin API: rooms, history purge, event reports, server notices (helper rooms)
@@ -82,4 +128,12 @@ urlpatterns = [
     re_path(r"^_synapse/admin/v1/statistics/database/rooms$", rooms.DatabaseRoomStatistics.as_view()),
     re_path(r"^_synapse/admin/v1/send_server_notice$", rooms.SendServerNotice.as_view()),
     re_path(r"^_synapse/admin/v1/send_server_notice/(?P<txn_id>[^/]+)$", rooms.SendServerNotice.as_view()),
+    re_path(r"^_synapse/admin/v1/registration_tokens$", registration_tokens.RegistrationTokens.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/registration_tokens/new$", registration_tokens.NewRegistrationToken.as_view()
+    ),
+    re_path(
+        r"^_synapse/admin/v1/registration_tokens/(?P<token>[^/]+)$",
+        registration_tokens.RegistrationToken.as_view(),
+    ),
 ]

@@ -123,6 +123,9 @@ def access_token_owner(token: str | None) -> account_store.TokenOwner:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
     if owner.user.deactivated:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "This account has been deactivated", soft_logout=False)
+    if owner.user.locked:
+        # MSC3939 (account locking), as Synapse: the client keeps its token and tells the user.
+        raise MatrixError(401, "M_USER_LOCKED", "User account has been locked", soft_logout=True)
     return owner
 
 
@@ -458,3 +461,23 @@ def do_leave_all_rooms(*, user_id: str) -> list[str]:
             continue
         left.append(room_id)
     return left
+
+
+# --------------------------------------------------------------------------- operator restrictions
+
+
+def check_not_suspended(user: User | None) -> None:
+    """What a suspended account may not do (send, join, invite, knock, change its profile):
+    403 ``M_USER_SUSPENDED`` (MSC3823, as Synapse). Reading and leaving rooms stay allowed."""
+    if user is not None and user.suspended:
+        raise MatrixError(403, "M_USER_SUSPENDED", "Your account has been suspended by a server admin")
+
+
+def is_shadow_banned(user: User | None) -> bool:
+    """A shadow-banned account's sends and invites "succeed" and go nowhere (Synapse's shadow ban)."""
+    return user is not None and user.shadow_banned
+
+
+def fake_event_id() -> str:
+    """What a shadow-banned sender is told its event got (nothing was stored)."""
+    return "$" + secrets.token_urlsafe(32)

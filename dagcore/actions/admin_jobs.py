@@ -32,6 +32,8 @@ JobFunction = Callable[..., dict[str, Any]]
 JOB_KINDS: dict[str, str] = {
     "purge_history": "dagcore.actions.purge_history.run_purge_history_job",
     "delete_room": "dagcore.actions.room_admin.run_delete_room_job",
+    # Synapse's POST /_synapse/admin/v1/user/{userId}/redact
+    "redact_user_events": "dagcore.actions.admin_users.run_redact_user_events",
 }
 
 #: A ``scheduled`` job older than this with no runner is started again by beat.

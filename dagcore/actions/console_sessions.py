@@ -13,6 +13,7 @@ argon2 check as ``/login``) and, when set up, a TOTP code (RFC 6238).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -25,6 +26,7 @@ from dagcore.actions import accounts as account_actions
 from dagcore.actions.audit import Actor, record_audit
 from dagcore.clock import duration_ms, now_ms
 from dagcore.models import AdminTotp, ConsoleSession, User
+from dagcore.passwords import check_password, hash_password
 from dagcore.ratelimit import check_rate_limit
 from dagcore.store import console as store
 
@@ -97,6 +99,11 @@ def _count_failure(ip: str, account: str) -> None:
         check_rate_limit("console_login", key, per_second=rate, burst_count=burst)
 
 
+@functools.cache
+def _timing_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def _totp_step(totp: AdminTotp, code: str) -> int | None:
     """The time step ``code`` is valid for (this one or the adjacent ones), or None."""
     code = code.strip().replace(" ", "")
@@ -121,12 +128,13 @@ def check_console_login(
     if wait:
         raise ConsoleLoginError("Too many failed attempts; try again later.", retry_after_ms=wait)
     user = account_actions.get_user_for_login(user_identifier.strip()) if account else None
-    ok = (
-        user is not None
-        and user.is_admin
-        and not user.locked
-        and account_actions.check_user_password(user=user, password=password)
-    )
+    if user is None or not user.is_admin or user.locked:
+        # The same argon2 work as a real check: the answer's timing does not tell which
+        # accounts exist or are admins.
+        check_password(password, _timing_hash())
+        ok = False
+    else:
+        ok = account_actions.check_user_password(user=user, password=password)
     if not ok or user is None:
         _count_failure(ip, account)
         raise ConsoleLoginError("Wrong user name or password, or not a server admin.")

@@ -452,11 +452,6 @@ def get_report_row(report_id: int) -> Any:
     return row
 
 
-def record_deactivation(*, user_id: str, actor: Actor) -> None:
-    """The audit entry of a deactivation decided on the reports page."""
-    record_audit(actor=actor, action="deactivate_user", target=user_id, params={"from": "reports"})
-
-
 # --------------------------------------------------------------------------- room reports
 
 

@@ -152,11 +152,21 @@ def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None
     conf = getattr(settings.DAGMA, f"rc_{action}", None)
     if not conf:
         return
+    per_second, burst_count = conf["per_second"], conf["burst_count"]
+    if action == "message" and ctx.user is not None:
+        # An operator's override for this user (Synapse's override_ratelimit; 0/0: none).
+        from dagcore.store.console import get_ratelimit_override
+
+        override = get_ratelimit_override(ctx.user)
+        if override is not None:
+            if override.messages_per_second == 0 and override.burst_count == 0:
+                return
+            per_second, burst_count = override.messages_per_second, override.burst_count
     result = check_rate_limit(
         action,
         key or (ctx.user.user_id if ctx.user else ctx.client_ip),
-        per_second=conf["per_second"],
-        burst_count=conf["burst_count"],
+        per_second=per_second,
+        burst_count=burst_count,
     )
     if not result.allowed:
         raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=result.retry_after_ms)

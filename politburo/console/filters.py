@@ -57,3 +57,15 @@ def duration(value: object) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+@register.filter
+def datetime_local(value: object) -> str:
+    """ms since the epoch as an ``<input type=datetime-local>`` value (UTC), "" for none."""
+    if value is None or value == "":
+        return ""
+    try:
+        ms = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M")

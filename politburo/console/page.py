@@ -23,6 +23,7 @@ What the decorator does:
 * refuses a POST whose ``csrf_token`` form field (or ``X-CSRF-Token`` header) is not the
   session's (403);
 * answers 405 for methods not in ``methods`` (default GET and POST);
+* percent-decodes the path parameters (routes match the raw path);
 * turns a :class:`ConsoleError` or a :class:`dagcore.http.errors.MatrixError` raised by the
   view or an action into an error page with that status and message (so views may call the
   same actions as the admin API and let them refuse bad input).
@@ -39,11 +40,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any, cast, overload
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from dagcore.actions import console_sessions
 from dagcore.actions.audit import Actor
@@ -108,8 +110,18 @@ def login_url(next_path: str) -> str:
 
 
 def safe_next(value: str | None) -> str:
-    """A local path to go back to after login (never another site: no ``//host``, no scheme)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """A local path to go back to after login (never another site: no ``//host``, no scheme,
+    no whitespace or control character, which browsers drop and so could turn ``/\t/x`` into
+    ``//x``)."""
+    if (
+        not value
+        or len(value) > 2000
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+        or not url_has_allowed_host_and_scheme(value, allowed_hosts=None)
+    ):
         return "/"
     return value
 
@@ -144,7 +156,7 @@ def console_page(
             req.admin = session.user
             req.console_session = session
             req.csrf_token = console_sessions.csrf_token_for(secret)
-            if request.method not in methods:
+            if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
                 return _error_page(request, 405, f"{request.method} is not allowed here.")
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 sent = request.POST.get(CSRF_FIELD) or request.META.get("HTTP_X_CSRF_TOKEN")
@@ -153,7 +165,13 @@ def console_page(
                         request, 403, "The form's CSRF token is missing or wrong; reload the page."
                     )
             try:
+                # Routes match the raw path (a user ID's "@" and ":" arrive percent-encoded).
+                kwargs = {
+                    k: unquote(v, errors="strict") if isinstance(v, str) else v for k, v in kwargs.items()
+                }
                 return fn(req, *args, **kwargs)
+            except UnicodeDecodeError:
+                return _error_page(request, 400, "The address is not valid UTF-8.")
             except ConsoleError as exc:
                 return _error_page(request, exc.status, exc.message)
             except MatrixError as exc:

@@ -1,18 +1,22 @@
-"""Console pages of the console helper's areas: the dashboard and the health probe."""
+"""Console pages of the dashboard and the health probe."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from dagcore.store import overview
+from dagcore.actions import admin_users
+from dagcore.actions.server_status import get_server_status
 from politburo.console.page import ConsoleRequest, console_page, render_page
 
 
 @console_page(methods=("GET",))
 def dashboard(request: ConsoleRequest) -> HttpResponse:
-    """GET / — the server at a glance."""
+    """GET / — the server at a glance (``dagcore.actions.server_status``)."""
     return render_page(
-        request, "politburo/dashboard.html", {"overview": overview.get_server_overview()}, title="Dashboard"
+        request,
+        "politburo/dashboard.html",
+        {"status": get_server_status(), "users": admin_users.get_user_counts()},
+        title="Dashboard",
     )
 
 

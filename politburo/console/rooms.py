@@ -261,8 +261,8 @@ def reports(request: ConsoleRequest) -> HttpResponse:
 
 @console_page(methods=("POST",))
 def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
-    """POST /reports/{id} — ``action``: redact, remove (the sender from the room), deactivate
-    (the sender's account, local senders), dismiss, delete (the report)."""
+    """POST /reports/{id} — ``action``: redact, remove (the sender from the room), suspend or
+    deactivate (the sender's account, local senders), dismiss, delete (the report)."""
     action = request.POST.get("action", "")
     row = room_admin_reads.get_report_row(report_id)
     actor = console_actor(request)
@@ -285,9 +285,13 @@ def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
     elif action == "deactivate":
         if not sender:
             raise ConsoleError(400, "This report names no user.")
-        admin_users.check_deactivate(admin=request.admin, user_id=sender, body={"erase": False})
-        room_admin_reads.record_deactivation(user_id=sender, actor=actor)
+        admin_users.check_deactivate(actor=actor, admin=request.admin, user_id=sender, body={"erase": False})
         notice = f"{sender} deactivated."
+    elif action == "suspend":
+        if not sender:
+            raise ConsoleError(400, "This report names no user.")
+        admin_users.check_suspend(actor=actor, admin=request.admin, user_id=sender, body={"suspend": True})
+        notice = f"{sender} suspended."
     elif action == "dismiss":
         room_admin_reads.check_dismiss_report(report_id=report_id, actor=actor)
         notice = "Report dismissed."

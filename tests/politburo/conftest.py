@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,6 +35,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "politburo"
 ADMIN = "boss"
 ADMIN_PASSWORD = "politburo correct horse"
+USER_PASSWORD = "correct horse battery"
+#: The homeserver of the console tests: registration needs a token (made in the console).
+CONSOLE_CONFIG = {"registration_requires_token": True}
 _SESSION_START = time.time()
 
 
@@ -65,10 +70,26 @@ class Console:
         headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
         return httpx.request(method, self.url(path), headers=headers, timeout=30.0, **kwargs)
 
-    def register(self, localpart: str | None = None) -> MatrixClient:
-        """A new ordinary user on the homeserver."""
+    def register(self, localpart: str | None = None, password: str = USER_PASSWORD) -> MatrixClient:
+        """A new ordinary user, made through the admin API (registration needs a token here),
+        logged in on the homeserver."""
+        localpart = localpart or f"user{secrets.token_hex(4)}"
+        user_id = f"@{localpart}:{self.server.server_name}"
+        made = self.api("PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", json={"password": password})
+        assert made.status_code == 201, made.text
         client = MatrixClient(self.server.base_url)
-        client.register(localpart)
+        login = client.post(
+            "/login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": localpart},
+                "password": password,
+            },
+            auth=False,
+        )
+        assert login.status == 200, login.json
+        client.access_token, client.user_id = login.json["access_token"], login.json["user_id"]
+        client.device_id = login.json["device_id"]
         return client
 
 
@@ -100,7 +121,7 @@ def start_console(workdir: Path, config: dict[str, Any] | None = None) -> Consol
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    running = start_console(tmp_path_factory.mktemp("politburo"))
+    running = start_console(tmp_path_factory.mktemp("politburo"), CONSOLE_CONFIG)
     try:
         yield running
     finally:
@@ -164,8 +185,12 @@ def _new_page(browser: Any, console: Console, request: pytest.FixtureRequest) ->
     wrapped = ConsolePage(page, console, request.node.name)
     page.on("console", lambda msg: wrapped.errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: wrapped.errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the forms' data-confirm questions
     try:
         yield wrapped
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            wrapped.shot("failure")  # where the browser was when the test failed
     finally:
         context.close()
 
@@ -180,6 +205,13 @@ def admin_page(page: ConsolePage, console: Console) -> ConsolePage:
     page.login(ADMIN, console.admin_password)
     assert page.page.locator("#whoami").inner_text() == console.admin_user_id
     return page
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -133,5 +133,9 @@ def test_the_reports_page_shows_a_report_and_redacts_the_event(
     row.locator("button[value=redact]").click()
     assert "redacted" in page.locator(".notice").inner_text()
     assert alice.get(f"/rooms/{q(room_id)}/event/{q(bad)}").json["content"] == {}
+    page.locator(".report-row", has_text="rude").locator("button[value=suspend]").click()
+    assert "suspended" in page.locator(".notice").inner_text()
+    assert bob.put(f"/rooms/{q(room_id)}/send/m.room.message/t1", {"msgtype": "m.text", "body": "x"},
+                   expect=403).json["errcode"] == "M_USER_SUSPENDED"  # fmt: skip
     page.locator(".report-row", has_text="rude").locator("button[value=dismiss]").click()
     assert page.locator(".report-row", has_text="rude").count() == 0

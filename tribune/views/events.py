@@ -11,6 +11,7 @@ from typing import Any
 
 from django.urls import URLPattern
 
+from dagcore.actions import accounts as account_actions
 from dagcore.actions import backfill as backfill_actions
 from dagcore.actions import redact as redact_actions
 from dagcore.actions import room_access
@@ -113,6 +114,9 @@ def _reader(ctx: RequestContext, room_id: str) -> RoomReader:
 @endpoint(allow_guest=True, rate_limit="message")
 def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
+    account_actions.check_not_suspended(ctx.user)
+    if account_actions.is_shadow_banned(ctx.user):
+        return {"event_id": account_actions.fake_event_id()}  # stored nowhere, seen by nobody
     event_id = send_actions.check_send_event(
         txn=_client_txn(ctx, txn_id), room_id=room_id, event_type=event_type, content=ctx.body
     )
@@ -122,6 +126,9 @@ def send_message(ctx: RequestContext, room_id: str, event_type: str, txn_id: str
 @endpoint(allow_guest=True, rate_limit="message")
 def put_state(ctx: RequestContext, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    account_actions.check_not_suspended(ctx.user)
+    if account_actions.is_shadow_banned(ctx.user):
+        return {"event_id": account_actions.fake_event_id()}  # stored nowhere, seen by nobody
     event_id = send_actions.check_send_state(
         user_id=ctx.user_id, room_id=room_id, event_type=event_type, state_key=state_key, content=ctx.body
     )

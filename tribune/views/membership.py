@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from django.urls import URLPattern
 
+from dagcore.actions import accounts as account_actions
 from dagcore.actions import membership as membership_actions
 from dagcore.actions import room_access
 from dagcore.events_format import serialize_stored_events
@@ -25,6 +26,7 @@ def _via(ctx: RequestContext) -> list[str]:
 @endpoint(allow_guest=True, rate_limit="joins")
 def join_room_by_id_or_alias(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
+    account_actions.check_not_suspended(ctx.user)
     body = ctx.json_object()
     room_id = membership_actions.check_join_room(
         user=ctx.require_user(), room_id_or_alias=room_id_or_alias, reason=body.get("reason"), via=_via(ctx)
@@ -35,6 +37,7 @@ def join_room_by_id_or_alias(ctx: RequestContext, room_id_or_alias: str) -> dict
 @endpoint(allow_guest=True, rate_limit="joins")
 def join_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
+    account_actions.check_not_suspended(ctx.user)
     body = ctx.json_object()
     if not room_id.startswith("!"):
         raise MatrixError(400, "M_INVALID_PARAM", "Expected a room ID")
@@ -47,6 +50,7 @@ def join_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
 @endpoint(rate_limit="joins")
 def knock_room(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+    account_actions.check_not_suspended(ctx.user)
     body = ctx.json_object()
     room_id = membership_actions.check_knock_room(
         user=ctx.require_user(), room_id_or_alias=room_id_or_alias, reason=body.get("reason"), via=_via(ctx)
@@ -72,6 +76,9 @@ def forget_room(ctx: RequestContext, room_id: str) -> dict[str, Any]:
 @endpoint()
 def invite_user(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+    account_actions.check_not_suspended(ctx.user)
+    if account_actions.is_shadow_banned(ctx.user):
+        return {}  # a shadow-banned user's invite "succeeds" and reaches nobody
     body = ctx.json_object()
     if "user_id" not in body:
         # Third-party (3PID) invites carry id_server/medium/address instead.

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import URLPattern
 
+from dagcore.actions import accounts as account_actions
 from dagcore.actions import profile as profile_actions
 from dagcore.actions import user_directory as directory_actions
 from dagcore.http.errors import MatrixError
@@ -58,6 +59,7 @@ def get_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[
 @endpoint(allow_guest=True)
 def set_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[str, Any]:
     """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
+    account_actions.check_not_suspended(ctx.user)
     user = _own_field(ctx, user_id, key_name)
     body = ctx.json_object()
     if key_name not in body:
@@ -70,6 +72,7 @@ def set_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[
 @endpoint(allow_guest=True)
 def delete_profile_field(ctx: RequestContext, user_id: str, key_name: str) -> dict[str, Any]:
     """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
+    account_actions.check_not_suspended(ctx.user)
     user = _own_field(ctx, user_id, key_name)
     profile_actions.do_set_profile_field(user=user, field=key_name, value=None)
     return {}

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.urls import URLPattern
 
+from dagcore.actions import accounts as account_actions
 from dagcore.actions import reports as report_actions
 from dagcore.actions.create_room import check_create_room
 from dagcore.actions.upgrade_room import check_upgrade_room
@@ -20,6 +21,7 @@ from tribune.http import RequestContext, client_route, endpoint, methods
 @endpoint(rate_limit="message")
 def create_room(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/createRoom"""
+    account_actions.check_not_suspended(ctx.user)
     room_id = check_create_room(user=ctx.require_user(), request=inputs.parse_create_room(ctx.json_object()))
     return {"room_id": room_id}
 
