@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from django.core import signing
 from django.http import HttpResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from dagcore.actions import admin_jobs, admin_users, purge_history, room_admin, room_admin_reads
 from dagcore.actions import room_versions_admin as versions
@@ -110,7 +110,7 @@ def room(request: ConsoleRequest, room_id: str) -> HttpResponse:
     page["jobs"] = [j for j in admin_jobs.list_jobs(target=room_id, limit=10)]
     page["versions"] = sorted(KNOWN_ROOM_VERSIONS, key=int)
     page["room_id"] = room_id
-    page["dag_url"] = f"/rooms/{room_id}/dag"
+    page["dag_url"] = _dag_inspector_url(room_id)
     return render_page(request, "politburo/rooms/detail.html", page, title=page["details"]["name"] or room_id)
 
 
@@ -124,6 +124,14 @@ def room_block(request: ConsoleRequest, room_id: str) -> HttpResponse:
         _room_url(room_id) if room_admin.get_block_status(room_id) and _known(room_id) else reverse("rooms")
     )
     return redirect_with_notice(target, "Blocked." if block else "Unblocked.")
+
+
+def _dag_inspector_url(room_id: str) -> str | None:
+    """The DAG inspector's page of the room (helper dag's ``dag_room``), when it is routed."""
+    try:
+        return reverse("dag_room") + "?" + urlencode({"room_id": room_id})
+    except NoReverseMatch:
+        return None
 
 
 def _known(room_id: str) -> bool:
