@@ -422,6 +422,7 @@ def get_reports_for_console(*, kind: str | None, unresolved_only: bool) -> list[
             "id": r.id,
             "kind": "event" if r.event_id else ("user" if r.reported_user_id else "room"),
             "room_id": r.room_id, "room_name": names.get(r.room_id or "", {}).get("name"),
+            "room_known": (r.room_id or "") in names,
             "event_id": r.event_id, "reported_user_id": r.reported_user_id,
             "reporter": r.reporter, "reason": r.reason, "score": r.score,
             "received_ts": r.received_ts, "age_ms": max(0, now - r.received_ts), "resolved_ts": r.resolved_ts,
