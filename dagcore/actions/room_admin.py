@@ -202,16 +202,25 @@ def get_room_details(room_id: str) -> dict[str, Any]:
     return details
 
 
-def get_room_facts_for_console(room_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """The room list with the console's extra columns (events, extremities, invited members)."""
+def get_room_facts_for_console(
+    room_ids: list[str] | None = None, *, with_event_counts: bool = True
+) -> list[dict[str, Any]]:
+    """The room list with the console's extra columns (events, extremities, invited members).
+    Counting events reads every event of the rooms: leave it out (``events`` None) and ask
+    :func:`count_room_events` for the rows shown."""
     out = []
-    for f in store.get_room_facts(room_ids, with_event_counts=True):
+    for f in store.get_room_facts(room_ids, with_event_counts=with_event_counts):
         row = _summary(f)
         row.update(
-            events=f.events or 0, forward_extremities=f.forward_extremities, invited_members=f.invited_members
+            events=f.events, forward_extremities=f.forward_extremities, invited_members=f.invited_members
         )
         out.append(row)
     return out
+
+
+def count_room_events(room_ids: list[str]) -> dict[str, int]:
+    """How many events each of these rooms holds (one grouped query)."""
+    return store.count_events_by_room(room_ids)
 
 
 def get_room_members(room_id: str) -> dict[str, Any]:

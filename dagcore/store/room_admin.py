@@ -139,6 +139,17 @@ def get_room_facts(
     return list(facts.values())
 
 
+def count_events_by_room(room_ids: Sequence[str]) -> dict[str, int]:
+    counts = dict.fromkeys(room_ids, 0)
+    rows = (
+        EventRow.objects.filter(room__room_id__in=list(room_ids))
+        .values_list("room__room_id")
+        .annotate(n=Count("id"))
+    )
+    counts.update({str(room_id): int(n) for room_id, n in rows})
+    return counts
+
+
 def get_room_member_ids(room: Room, memberships: Iterable[str] = ("join",)) -> list[str]:
     return list(
         RoomMembership.objects.filter(room=room, membership__in=list(memberships))

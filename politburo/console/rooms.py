@@ -39,6 +39,9 @@ from politburo.console.page import (
 PREVIEW_SALT = "politburo.purge-preview"
 PREVIEW_MAX_AGE_S = 3600
 
+#: Rooms per page of the room list.
+PAGE_SIZE = 100
+
 #: ``?sort=`` of the room list -> (column, largest first).
 SORTS = {
     "name": ("name", False),
@@ -87,18 +90,31 @@ def rooms(request: ConsoleRequest) -> HttpResponse:
     if sort not in SORTS:
         raise ConsoleError(400, f"Unknown sort {sort!r}: one of {', '.join(SORTS)}")
     term = request.GET.get("q", "").strip()
-    rows = room_admin.get_room_facts_for_console()
+    page_no = request.GET.get("page", "1")
+    if not page_no.isdigit() or int(page_no) < 1:
+        raise ConsoleError(400, "page must be a positive integer")
+    # Events are counted for the rows shown only, unless they are what the list is sorted by.
+    rows = room_admin.get_room_facts_for_console(with_event_counts=sort == "events")
     if term:
         low = term.lower()
         rows = [r for r in rows if low in (r["name"] or "").lower() or low in (r["canonical_alias"] or "").lower()
                 or term in r["room_id"]]  # fmt: skip
     column, largest_first = SORTS[sort]
     rows.sort(key=lambda r: (_sort_key(r, column, largest_first), r["room_id"]))
-    for row in rows:
+    start = (int(page_no) - 1) * PAGE_SIZE
+    shown = rows[start : start + PAGE_SIZE]
+    if sort != "events":
+        counts = room_admin.count_room_events([r["room_id"] for r in shown])
+        for row in shown:
+            row["events"] = counts.get(row["room_id"], 0)
+    for row in shown:
         row["old_version"] = versions.version_flag(row["version"])
     jobs = [j for j in admin_jobs.list_jobs(limit=20) if j.kind in ("delete_room", "purge_history")]
-    return render_page(request, "politburo/rooms/list.html", {"rooms": rows, "sort": sort, "sorts": list(SORTS),
-                                                               "q": term, "jobs": jobs}, title="Rooms")  # fmt: skip
+    return render_page(request, "politburo/rooms/list.html", {
+        "rooms": shown, "sort": sort, "sorts": list(SORTS), "q": term, "jobs": jobs, "total": len(rows),
+        "page": int(page_no), "next_page": int(page_no) + 1 if start + PAGE_SIZE < len(rows) else None,
+        "prev_page": int(page_no) - 1 if int(page_no) > 1 else None,
+    }, title="Rooms")  # fmt: skip
 
 
 @console_page(methods=("GET",))
