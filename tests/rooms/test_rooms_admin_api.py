@@ -161,6 +161,16 @@ def test_purge_history_through_the_api_reports_its_status_and_leaves_sync_workin
     old = [alice.send(room_id, f"old {i}") for i in range(5)]
     boundary = alice.send(room_id, "keep from here")
     assert admin.call("POST", f"/v1/purge_history/{q(room_id)}", {}).status_code == 400
+    assert (
+        admin.call("POST", f"/v1/purge_history/{q(room_id)}", {"purge_up_to_ts": "soon"}).status_code == 400
+    )
+    assert (
+        admin.call("POST", f"/v1/purge_history/{q('!nope:localhost')}", {"purge_up_to_ts": 1}).status_code
+        == 404
+    )
+    by_ts = admin.ok("POST", f"/v1/purge_history/{q(room_id)}", {"purge_up_to_ts": 1})  # before everything
+    assert wait_for(lambda: admin.ok("GET", f"/v1/purge_history_status/{by_ts['purge_id']}")["status"] == "complete",
+                    "the purge by time")  # fmt: skip
     started = admin.ok("POST", f"/v1/purge_history/{q(room_id)}/{q(boundary)}", {"delete_local_events": True})
     status = wait_for(lambda: (s := admin.ok("GET", f"/v1/purge_history_status/{started['purge_id']}"))["status"] != "purging" and s,
                       "the purge job")  # fmt: skip
