@@ -379,6 +379,27 @@ def _log_level(key: str, value: Any) -> str:
     )
 
 
+def _server_notices(key: str, value: Any) -> dict[str, Any] | None:
+    """Synapse's ``server_notices``: off unless ``system_mxid_localpart`` is given."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping; got {value!r}")
+    known = {"system_mxid_localpart", "system_mxid_display_name", "system_mxid_avatar_url", "room_name",
+             "room_avatar_url", "room_topic", "auto_join"}  # fmt: skip
+    for name, item in value.items():
+        if name not in known:
+            raise ConfigError(f"{key}.{name}: unknown option (known: {', '.join(sorted(known))})")
+        if name == "auto_join":
+            if not isinstance(item, bool):
+                raise ConfigError(f"{key}.auto_join: expected true or false; got {item!r}")
+        elif item is not None and not isinstance(item, str):
+            raise ConfigError(f"{key}.{name}: expected a string; got {item!r}")
+    if not value.get("system_mxid_localpart"):
+        raise ConfigError(f"{key}.system_mxid_localpart: required to enable server notices")
+    return dict(value)
+
+
 def _any_mapping(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
@@ -626,6 +647,20 @@ OPTIONS: list[Option] = [
         _any_mapping,
         "Presence: {enabled: true|false}.",
         {"enabled": False},
+        section="Rooms",
+    ),
+    Option(
+        "server_notices",
+        None,
+        _server_notices,
+        "Server notices (Synapse's option): a room per user where the admin API's send_server_notice "
+        "posts, from system_mxid_localpart (with system_mxid_display_name, system_mxid_avatar_url); "
+        "room_name, room_avatar_url, room_topic, auto_join. Off when unset.",
+        {
+            "system_mxid_localpart": "notices",
+            "system_mxid_display_name": "Server Notices",
+            "room_name": "Server Notices",
+        },
         section="Rooms",
     ),
     # Database & Redis
@@ -1143,6 +1178,7 @@ OPTIONAL_OPTIONS = frozenset(
         "form_secret",
         "public_baseurl",
         "registration_shared_secret",
+        "server_notices",
         "signing_key_path",
         "tls_certificate_path",
         "tls_private_key_path",
@@ -1178,6 +1214,7 @@ class DagmaConfig:
     metrics_bind_address: str
     default_room_version: str
     presence: dict[str, Any]
+    server_notices: dict[str, Any] | None
     database: dict[str, Any]
     redis: dict[str, Any]
     enable_registration: bool

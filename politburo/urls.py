@@ -8,10 +8,11 @@ on the raw path (``[^/]+`` for a user ID, decoded by the view).
 
 from django.urls import path, re_path
 
-from politburo.api import federation, media, register, registration_tokens, server, users
+from politburo.api import federation, media, register, registration_tokens, rooms, server, users
 from politburo.console import dag, keys, login, operations, pages, static
 from politburo.console import federation as federation_pages
 from politburo.console import media as media_pages
+from politburo.console import rooms as room_pages
 from politburo.console import users as users_pages
 
 urlpatterns = [
@@ -37,6 +38,17 @@ urlpatterns = [
     path("dag/event", dag.dag_event, name="dag_event"),
     path("dag/forks", dag.dag_forks, name="dag_forks"),
     path("dag/forks/resolve.json", dag.dag_forks_input, name="dag_forks_input"),
+    # -- console: rooms, reports (helper rooms)
+    path("rooms", room_pages.rooms, name="rooms"),
+    path("rooms/<str:room_id>", room_pages.room, name="room"),
+    path("rooms/<str:room_id>/block", room_pages.room_block, name="room_block"),
+    path("rooms/<str:room_id>/make_admin", room_pages.room_make_admin, name="room_make_admin"),
+    path("rooms/<str:room_id>/delete", room_pages.room_delete, name="room_delete"),
+    path("rooms/<str:room_id>/purge", room_pages.room_purge, name="room_purge"),
+    path("rooms/<str:room_id>/extremities", room_pages.room_drop_extremities, name="room_drop_extremities"),
+    path("rooms/<str:room_id>/upgrade", room_pages.room_upgrade, name="room_upgrade"),
+    path("reports", room_pages.reports, name="reports"),
+    path("reports/<int:report_id>", room_pages.report_action, name="report_action"),
     # -- admin API: users and registration tokens (helper console)
     re_path(r"^_synapse/admin/v1/register$", register.Register.as_view()),
     re_path(r"^_synapse/admin/v1/server_version$", users.ServerVersion.as_view()),
@@ -106,6 +118,49 @@ urlpatterns = [
     re_path(
         r"^_synapse/admin/v1/experimental_features/(?P<user_id>[^/]+)$", server.ExperimentalFeatures.as_view()
     ),
+    # -- admin API: rooms, history purge, event reports, server notices (helper rooms)
+    re_path(r"^_synapse/admin/v1/rooms$", rooms.Rooms.as_view()),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)$", rooms.RoomDetail.as_view()),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/members$", rooms.RoomMembers.as_view()),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/state$", rooms.RoomState.as_view()),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/messages$", rooms.RoomMessages.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/context/(?P<event_id>[^/]+)$",
+        rooms.RoomContext.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/timestamp_to_event$",
+        rooms.RoomTimestampToEvent.as_view(),
+    ),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/block$", rooms.RoomBlock.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/forward_extremities$",
+        rooms.ForwardExtremities.as_view(),
+    ),
+    re_path(r"^_synapse/admin/v1/rooms/(?P<room_id>[^/]+)/make_room_admin$", rooms.MakeRoomAdmin.as_view()),
+    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media$", rooms.RoomMedia.as_view()),
+    re_path(r"^_synapse/admin/v1/join/(?P<room_id>[^/]+)$", rooms.JoinRoom.as_view()),
+    re_path(
+        r"^_synapse/admin/v2/rooms/delete_status/(?P<delete_id>[^/]+)$", rooms.DeleteStatusById.as_view()
+    ),
+    re_path(r"^_synapse/admin/v2/rooms/(?P<room_id>[^/]+)$", rooms.RoomDeleteV2.as_view()),
+    re_path(r"^_synapse/admin/v2/rooms/(?P<room_id>[^/]+)/delete_status$", rooms.RoomDeleteStatus.as_view()),
+    re_path(r"^_synapse/admin/v1/purge_history/(?P<room_id>[^/]+)$", rooms.PurgeHistory.as_view()),
+    re_path(
+        r"^_synapse/admin/v1/purge_history/(?P<room_id>[^/]+)/(?P<event_id>[^/]+)$",
+        rooms.PurgeHistory.as_view(),
+    ),
+    re_path(
+        r"^_synapse/admin/v1/purge_history_status/(?P<purge_id>[^/]+)$", rooms.PurgeHistoryStatus.as_view()
+    ),
+    re_path(r"^_synapse/admin/v1/event_reports$", rooms.EventReports.as_view()),
+    re_path(r"^_synapse/admin/v1/event_reports/(?P<report_id>[^/]+)$", rooms.EventReportDetail.as_view()),
+    re_path(r"^_synapse/admin/v1/room_reports$", rooms.RoomReports.as_view()),
+    re_path(r"^_synapse/admin/v1/room_reports/(?P<report_id>[^/]+)$", rooms.RoomReportDetail.as_view()),
+    re_path(r"^_synapse/admin/v1/fetch_event/(?P<event_id>[^/]+)$", rooms.FetchEvent.as_view()),
+    re_path(r"^_synapse/admin/v1/statistics/database/rooms$", rooms.DatabaseRoomStatistics.as_view()),
+    re_path(r"^_synapse/admin/v1/send_server_notice$", rooms.SendServerNotice.as_view()),
+    re_path(r"^_synapse/admin/v1/send_server_notice/(?P<txn_id>[^/]+)$", rooms.SendServerNotice.as_view()),
     re_path(r"^_synapse/admin/v1/registration_tokens$", registration_tokens.RegistrationTokens.as_view()),
     re_path(
         r"^_synapse/admin/v1/registration_tokens/new$", registration_tokens.NewRegistrationToken.as_view()

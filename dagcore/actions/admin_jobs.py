@@ -30,6 +30,8 @@ JobFunction = Callable[..., dict[str, Any]]
 
 #: ``kind -> "package.module.function"`` of the work. Add a kind here with its function.
 JOB_KINDS: dict[str, str] = {
+    "purge_history": "dagcore.actions.purge_history.run_purge_history_job",
+    "delete_room": "dagcore.actions.room_admin.run_delete_room_job",
     # Synapse's POST /_synapse/admin/v1/user/{userId}/redact
     "redact_user_events": "dagcore.actions.admin_users.run_redact_user_events",
     # The console's "check every room" (helper dag)

@@ -27,6 +27,7 @@ from dagcore.server_keys import get_server_name
 from dagcore.store import accounts as account_store
 from dagcore.store import events as event_store
 from dagcore.store import remote_rooms as remote_room_store
+from dagcore.store import room_admin as room_admin_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
@@ -173,10 +174,17 @@ def _restricted_join_authoriser(room: Room, user_id: str) -> str | None:
     return None
 
 
+def _refuse_blocked_room(room_id: str) -> None:
+    """A room a server admin blocked takes no local joins, knocks or invites (Synapse's Block Room API)."""
+    if room_admin_store.is_room_blocked(room_id):
+        raise MatrixError(403, "M_FORBIDDEN", "This room has been blocked on this server")
+
+
 def check_join_room(*, user: User, room_id_or_alias: str, reason: Any = None, via: Sequence[str] = ()) -> str:
     """Join a room (by ID or local alias); already joined with the same profile changes nothing."""
     reason = _check_reason(reason)
     room_id, alias_servers = resolve_room_and_servers(room_id_or_alias)
+    _refuse_blocked_room(room_id)
     user_id = user.user_id
     known = room_store.get_room(room_id)
     if _is_remote_room(known, room_id):
@@ -218,6 +226,7 @@ def check_knock_room(
     """Knock on a room whose join rule allows it (room versions 7+)."""
     reason = _check_reason(reason)
     room_id, alias_servers = resolve_room_and_servers(room_id_or_alias)
+    _refuse_blocked_room(room_id)
     known = room_store.get_room(room_id)
     if _is_remote_room(known, room_id):
         servers = remote_membership.membership_candidates(
@@ -289,6 +298,7 @@ def check_invite_user(
     invitee = _check_target(invitee)
     reason = _check_reason(reason)
     room = _get_local_room(room_id)
+    _refuse_blocked_room(room_id)
     if _current_membership(room, inviter) != "join":
         # Before any question about the invitee: outsiders learn nothing about the room.
         raise not_in_room()

@@ -59,6 +59,7 @@ from dagcore.server_keys import get_server_name, get_signing_key
 from dagcore.store import accounts as account_store
 from dagcore.store import events as event_store
 from dagcore.store import remote_rooms as remote_room_store
+from dagcore.store import room_admin as room_admin_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline, transaction
@@ -412,6 +413,9 @@ def do_receive_invite(*, origin: str, room_id: str, event_id: str, body: Any) ->
     """``PUT /_matrix/federation/v2/invite``: sign the invite of our user and keep it for their /sync."""
     if not isinstance(body, dict):
         raise bad_json("Expected a JSON object")
+    if room_admin_store.is_room_blocked(room_id):
+        # Synapse's Block Room API: a blocked room takes no local members, invited ones included.
+        raise MatrixError(403, "M_FORBIDDEN", "This room has been blocked on this server")
     known = room_store.get_room(room_id)
     if known is not None:
         # A room we hold state of: its ACL applies to invites into it too (Synapse checks it).

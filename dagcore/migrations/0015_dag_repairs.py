@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dagcore', '0013_console'),
+        ('dagcore', '0014_blocked_rooms'),
     ]
 
     operations = [

@@ -49,7 +49,7 @@ from dagcore.models.operations import (
     ScheduledJobRun,
 )
 from dagcore.models.push import Pusher, PushRule, UnreadCounter
-from dagcore.models.rooms import ForgottenRoom, Room, RoomMembership, RoomServer
+from dagcore.models.rooms import BlockedRoom, ForgottenRoom, Room, RoomMembership, RoomServer
 from dagcore.models.streams import StreamCounter
 from dagcore.models.to_device import ReceivedToDeviceMessage, ToDeviceMessage
 from dagcore.models.txns import ClientTxn
@@ -63,6 +63,7 @@ __all__ = [
     "AdminTotp",
     "AuditEntry",
     "BackwardExtremity",
+    "BlockedRoom",
     "CheckResult",
     "ClientTxn",
     "ConsoleSession",

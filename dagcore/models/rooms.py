@@ -81,3 +81,16 @@ class ForgottenRoom(models.Model):
         db_table = "forgotten_rooms"
         constraints = [models.UniqueConstraint(fields=["room", "user_id"], name="forgotten_room_unique")]
         indexes = [models.Index(fields=["user_id"], name="forgotten_rooms_user")]
+
+
+class BlockedRoom(models.Model):
+    """A room local users may not join (Synapse's Block Room API): blocked by a server admin,
+    possibly before this server knows the room."""
+
+    room_id = models.CharField(max_length=255, unique=True)
+    #: The admin who blocked it.
+    user_id = models.CharField(max_length=255)
+    blocked_ts = models.BigIntegerField()
+
+    class Meta:
+        db_table = "blocked_rooms"

@@ -394,3 +394,15 @@ def test_an_invite_into_a_room_we_are_in_is_persisted_as_an_event_of_the_room(re
     assert stored is not None and not stored.outlier and stored.stream_ordering is not None
     assert _membership(room_id, carol.user_id) == "invite"
     assert get_server_name() in answer["event"]["signatures"]
+
+
+def test_an_invite_into_a_room_the_admins_blocked_is_refused_and_stores_nothing(remote) -> None:
+    from dagcore.actions.audit import Actor
+    from dagcore.actions.room_admin import check_set_block
+
+    user = make_user()
+    room_id, event_id, body = _invite_body(remote, "10", user.user_id)
+    check_set_block(room_id=room_id, block=True, actor=Actor(user_id="@root:test", via="api"))
+    status, answer = remote.call("PUT", f"/_matrix/federation/v2/invite/{room_id}/{event_id}", body)
+    assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+    assert room_store.get_room(room_id) is None and event_store.get_event_by_id(event_id) is None
