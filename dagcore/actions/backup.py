@@ -23,7 +23,6 @@ gives when the last good verification is older than ``BACKUP_VERIFY_MAX_AGE_MS``
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import random
@@ -317,20 +316,7 @@ def _verify_database(
             facts = scratch.facts()
             _verify_schema(report, facts.migrations, db)
             _verify_counts(report, facts.row_counts, facts.stream_positions, db)
-            finding = run_dag_check(scratch.url)
-            if finding.name == "dag_check_unavailable":
-                problems = scratch.dag_problems()
-                if problems:
-                    report.add("dag_consistency", FAIL, f"DAG problems in the copy: {', '.join(sorted(problems))}",
-                               problems=problems, note=finding.message)  # fmt: skip
-                else:
-                    report.add(
-                        "dag_consistency",
-                        OK,
-                        f"extremities, current state and edges consistent ({finding.message})",
-                    )
-            else:
-                report.findings.append(finding)
+            report.findings.append(run_dag_check(scratch.url))
             _verify_key_backup(report, facts.row_counts, db)
             return scratch.own_signing_keys()
     except store.BackupDatabaseError as exc:
@@ -477,24 +463,9 @@ def _verify_config(report: VerifyReport, src: Path, config: dict[str, Any]) -> N
 # --------------------------------------------------------------------------- DAG check on the copy
 
 
-def dag_check_available() -> bool:
-    """Whether this tree has ``manage.py dag check`` (written by another part of issue 14)."""
-    try:
-        module = importlib.import_module("dagcore.management.commands.dag")
-    except ImportError:
-        return False
-    return "check" in getattr(module, "SUBCOMMANDS", {})
-
-
 def dag_check_on(database_url: str) -> Finding:
     """``manage.py dag check --all`` against the restored copy (a subprocess whose
-    ``DAGMA_DATABASE_URL`` names the copy); ``dag_check_unavailable`` when the command is absent."""
-    if not dag_check_available():
-        return Finding(
-            "dag_check_unavailable",
-            OK,
-            "`manage.py dag check` is not in this tree: SQL consistency checks ran instead",
-        )
+    ``DAGMA_DATABASE_URL`` names the copy)."""
     env = {**os.environ, "DAGMA_DATABASE_URL": database_url, "DAGMA_NO_BOOTSTRAP": "1"}
     if settings.DAGMA.path is not None:
         env["DAGMA_CONFIG"] = str(settings.DAGMA.path)

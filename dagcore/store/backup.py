@@ -14,7 +14,6 @@ the server runs; counts are read from the copy. A verify works on a copy of the 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -221,51 +220,6 @@ class ScratchDatabase:
             tables = _pg_tables(cur) if self.engine == "postgresql" else _sqlite_tables(cur)
             return _own_signing_keys(cur, tables)
 
-    def dag_problems(self, *, limit: int = 20) -> dict[str, list[str]]:
-        """DAG consistency of the copy, by SQL (used when ``manage.py dag check`` is absent):
-        forward extremities that are not stored events, current state naming events of another
-        room, rooms whose current state group is missing, timeline events whose prev events are
-        neither stored nor recorded as backward extremities (a gap nobody knows about)."""
-        problems: dict[str, list[str]] = {}
-        with self.cursor() as cur:
-            cur.execute("SELECT room_id, forward_extremities, current_state_group, id FROM rooms")
-            rooms = cur.fetchall()
-            cur.execute("SELECT id FROM state_groups")
-            groups = {int(r[0]) for r in cur.fetchall()}
-            for room_id, extremities, current_group, room_nid in rooms:
-                ext_ids = [str(e[1]) for e in json.loads(extremities or "[]")]
-                if ext_ids:
-                    marks = ", ".join(["%s" if self.engine == "postgresql" else "?"] * len(ext_ids))
-                    cur.execute(
-                        f"SELECT event_id FROM events WHERE room_id = {_mark(self.engine)} "
-                        f"AND event_id IN ({marks})",
-                        [room_nid, *ext_ids],
-                    )
-                    found = {str(r[0]) for r in cur.fetchall()}
-                    for missing in sorted(set(ext_ids) - found):
-                        problems.setdefault("forward_extremity_missing", []).append(f"{room_id} {missing}")
-                if current_group is not None and int(current_group) not in groups:
-                    problems.setdefault("current_state_group_missing", []).append(
-                        f"{room_id} group {current_group}"
-                    )
-            cur.execute(
-                "SELECT r.room_id, e.event_id FROM current_state_events c "
-                "JOIN events e ON e.id = c.event_id JOIN rooms r ON r.id = c.room_id "
-                "WHERE e.room_id <> c.room_id"
-            )
-            for room_id, event_id in cur.fetchall():
-                problems.setdefault("current_state_foreign_event", []).append(f"{room_id} {event_id}")
-            cur.execute(
-                "SELECT e.event_id, x.prev_event_id FROM event_edges x JOIN events e ON e.id = x.event_id "
-                "WHERE e.outlier = " + ("false" if self.engine == "postgresql" else "0") + " "
-                "AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = x.prev_event_id) "
-                "AND NOT EXISTS (SELECT 1 FROM backward_extremities b "
-                "WHERE b.event_id = x.prev_event_id AND b.room_id = e.room_id)"
-            )
-            for event_id, prev in cur.fetchall():
-                problems.setdefault("prev_event_unknown_gap", []).append(f"{event_id} -> {prev}")
-        return {name: rows[:limit] for name, rows in problems.items()}
-
 
 @dataclass(frozen=True)
 class OwnKeyRow:
@@ -282,10 +236,6 @@ def _own_signing_keys(cur: Any, tables: list[str]) -> list[OwnKeyRow]:
     return [
         OwnKeyRow(str(k), str(v), bool(p), None if e is None else int(e)) for k, v, p, e in cur.fetchall()
     ]
-
-
-def _mark(engine: str) -> str:
-    return "%s" if engine == "postgresql" else "?"
 
 
 @contextlib.contextmanager
