@@ -40,6 +40,7 @@ from dagcore.actions.dag_check import (
     joined_counts,
     out_of_band_rows,
 )
+from dagcore.actions.extremities import DUMMY_EVENT_TYPE
 from dagcore.actions.fill_gaps import GapFiller, TransientFailure
 from dagcore.actions.persist_event import EventRejected, send_local_event
 from dagcore.clock import now_ms
@@ -58,7 +59,6 @@ from dagcore.store.events import Extremity
 
 logger = logging.getLogger("dagma.dag_doctor")
 
-DUMMY_EVENT_TYPE = "org.matrix.dummy_event"
 #: All the fetching of one repair, at most (seconds).
 FETCH_BUDGET_S = 60.0
 UPGRADE_HINT = (

@@ -19,6 +19,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "purge-expired-events": ("dagcore.tasks.operations.purge_expired_events", 3600.0),
     "expire-registration-tokens": ("dagcore.tasks.operations.expire_registration_tokens", 3600.0),
     "delete-stale-devices": ("dagcore.tasks.operations.delete_stale_devices", 86400.0),
+    "merge-extremities": ("dagcore.tasks.operations.merge_extremities", 3600.0),
     "check-expiry": ("dagcore.tasks.operations.check_expiry", 86400.0),
     "backup-nightly": ("dagcore.tasks.operations.backup_nightly", 86400.0),
     "backup-verify-weekly": ("dagcore.tasks.operations.backup_verify_weekly", 7 * 86400.0),

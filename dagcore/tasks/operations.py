@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from dagcore.actions import backup, expiry_checks, retention
+from dagcore.actions import backup, expiry_checks, extremities, retention
 from dagcore.actions.audit import Actor
 from dagcore.clock import now_ms
 from dagcore.taskqueue.jobs import runner_id
@@ -45,3 +45,9 @@ def backup_nightly() -> str:
 @shared_task(name="dagcore.tasks.operations.backup_verify_weekly")
 def backup_verify_weekly() -> str:
     return backup.do_scheduled_verify(now=now_ms())
+
+
+@shared_task(name="dagcore.tasks.operations.merge_extremities")
+def merge_extremities() -> int:
+    """A dummy event in each room over 10 forward extremities (as Synapse sends them)."""
+    return extremities.do_merge_extremities()

@@ -334,6 +334,26 @@ def test_too_many_extremities_warn_and_a_dummy_event_merges_them(capsys, room) -
     assert sorted(dummy.event.prev_event_ids) == sorted(branches)
 
 
+def test_the_beat_job_merges_a_room_over_ten_extremities_and_leaves_the_others(room) -> None:
+    """Beat "merge-extremities": a dummy event by a local member cites every branch (Synapse's
+    dummy events); a room at or under 10 is left alone; an audit entry per merge."""
+    from dagcore.actions.extremities import do_merge_extremities
+
+    quiet_room, _ = create_room(
+        RoomSpec(creator=ALICE, room_version="11", preset="public_chat", name="quiet")
+    )
+    quiet_before = forward_extremities(quiet_room)
+    branches = _fork(room, 12)
+    assert do_merge_extremities() == 1
+    (merged,) = forward_extremities(room["room_id"])
+    dummy = event_store.get_event_by_id(merged)
+    assert dummy is not None and dummy.event.type == "org.matrix.dummy_event" and dummy.event.sender == ALICE
+    assert sorted(dummy.event.prev_event_ids) == sorted(branches)
+    assert forward_extremities(quiet_room) == quiet_before
+    assert AuditEntry.objects.filter(action="extremities.merge", target=room["room_id"]).count() == 1
+    assert do_merge_extremities() == 0  # nothing left to merge
+
+
 def test_a_repair_is_undone_by_its_record(capsys, room) -> None:
     r = room_store.get_room(room["room_id"])
     assert r is not None
