@@ -233,6 +233,45 @@ def do_quarantine_one(*, actor: Actor, server_name: str, media_id: str) -> int:
     return n
 
 
+def media_of_event_content(content: Any) -> list[tuple[str, str]]:
+    """``(server_name, media_id)`` of every ``mxc://`` URI an event's content names: the file
+    (``url``, or ``file.url`` when encrypted) and its thumbnail (``info.thumbnail_url`` /
+    ``info.thumbnail_file.url``), as the spec's m.image/m.file/m.video/m.audio/m.sticker put them."""
+    if not isinstance(content, dict):
+        return []
+
+    def field(container: Any, key: str) -> Any:
+        return container.get(key) if isinstance(container, dict) else None
+
+    info = field(content, "info")
+    candidates = [
+        field(content, "url"),
+        field(field(content, "file"), "url"),
+        field(info, "thumbnail_url"),
+        field(field(info, "thumbnail_file"), "url"),
+    ]
+    found: list[tuple[str, str]] = []
+    for uri in candidates:
+        if isinstance(uri, str) and uri.startswith("mxc://"):
+            server_name, _, media_id = uri.removeprefix("mxc://").partition("/")
+            if server_name and media_id and "/" not in media_id and (server_name, media_id) not in found:
+                found.append((server_name, media_id))
+    return found
+
+
+def do_quarantine_event_media(*, actor: Actor, content: Any) -> int:
+    """Quarantine the media a reported event shows (the reports page's action); returns how
+    many rows were quarantined. Media this server never stored is skipped."""
+    quarantined = 0
+    for server_name, media_id in media_of_event_content(content):
+        try:
+            quarantined += do_quarantine_one(actor=actor, server_name=server_name, media_id=media_id)
+        except MatrixError as exc:
+            if exc.status != 404:
+                raise
+    return quarantined
+
+
 def do_unquarantine_one(*, actor: Actor, server_name: str, media_id: str) -> bool:
     check_location(server_name=server_name, media_id=media_id)
     done = media_store.unquarantine_media(server_name=server_name, media_id=media_id)

@@ -18,7 +18,7 @@ from django.core import signing
 from django.http import HttpResponse
 from django.urls import NoReverseMatch, reverse
 
-from dagcore.actions import admin_jobs, admin_users, purge_history, room_admin, room_admin_reads
+from dagcore.actions import admin_jobs, admin_users, media_admin, purge_history, room_admin, room_admin_reads
 from dagcore.actions import room_versions_admin as versions
 from dagcore.http.errors import MatrixError
 from dagcore.protocol.room_versions import KNOWN_ROOM_VERSIONS
@@ -286,7 +286,8 @@ def reports(request: ConsoleRequest) -> HttpResponse:
 @console_page(methods=("POST",))
 def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
     """POST /reports/{id} — ``action``: redact, remove (the sender from the room), suspend or
-    deactivate (the sender's account, local senders), dismiss, delete (the report)."""
+    deactivate (the sender's account, local senders), quarantine (the media reported), dismiss,
+    delete (the report)."""
     action = request.POST.get("action", "")
     row = room_admin_reads.get_report_row(report_id)
     actor = console_actor(request)
@@ -316,6 +317,18 @@ def report_action(request: ConsoleRequest, report_id: int) -> HttpResponse:
             raise ConsoleError(400, "This report names no user.")
         admin_users.check_suspend(actor=actor, admin=request.admin, user_id=sender, body={"suspend": True})
         notice = f"{sender} suspended."
+    elif action == "quarantine":
+        # The media the report is about: the event's files, else the room's, else the user's uploads.
+        if row.event_id:
+            content = room_admin_reads.fetch_event(row.event_id)["event"].get("content")
+            count = media_admin.do_quarantine_event_media(actor=actor, content=content)
+        elif row.room_id:
+            count = media_admin.do_quarantine_room_media(actor=actor, room_id=row.room_id)
+        elif sender:
+            count = media_admin.do_quarantine_user_media(actor=actor, user_id=sender)
+        else:
+            raise ConsoleError(400, "This report names no media.")
+        notice = f"{count} media item(s) quarantined."
     elif action == "dismiss":
         room_admin_reads.check_dismiss_report(report_id=report_id, actor=actor)
         notice = "Report dismissed."

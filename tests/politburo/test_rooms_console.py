@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.media import images
 from tests.politburo.conftest import Console, ConsolePage
 from tests.support.client import q
 from tests.support.live import CeleryWorker, wait_for
@@ -141,3 +142,18 @@ def test_the_reports_page_shows_a_report_and_redacts_the_event(
                    expect=403).json["errcode"] == "M_USER_SUSPENDED"  # fmt: skip
     page.locator(".report-row", has_text="rude").locator("button[value=dismiss]").click()
     assert page.locator(".report-row", has_text="rude").count() == 0
+
+    # A reported image: "Quarantine its media" makes the upload 404 for everyone.
+    carol = console.register()
+    carol.join(room_id)
+    mxc = carol.post("/_matrix/media/v3/upload", content=images.png(20, 20, (200, 10, 10)),
+                     headers={"Content-Type": "image/png"}).json["content_uri"]  # fmt: skip
+    shown = carol.put(f"/rooms/{q(room_id)}/send/m.room.message/pic1",
+                      {"msgtype": "m.image", "body": "pic.png", "url": mxc}).json["event_id"]  # fmt: skip
+    alice.post(f"/rooms/{q(room_id)}/report/{q(shown)}", {"reason": "gross picture"})
+    media_path = "/_matrix/client/v1/media/download/" + mxc.removeprefix("mxc://")
+    assert alice.get(media_path, expect=None).status == 200
+    admin_page.goto("/reports?kind=event")
+    page.locator(".report-row", has_text="gross picture").locator("button[value=quarantine]").click()
+    assert "1 media item(s) quarantined" in page.locator(".notice").inner_text()
+    assert alice.get(media_path, expect=None).status == 404
