@@ -196,7 +196,6 @@ urlpatterns = [
         r"^_synapse/admin/v1/media/(?P<server_name>[^/]+)/(?P<media_id>[^/]+)$", media.MediaItem.as_view()
     ),
     re_path(r"^_synapse/admin/v1/purge_media_cache$", media.PurgeMediaCache.as_view()),
-    re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media$", media.RoomMedia.as_view()),
     re_path(r"^_synapse/admin/v1/room/(?P<room_id>[^/]+)/media/quarantine$", media.QuarantineRoom.as_view()),
     re_path(r"^_synapse/admin/v1/quarantine_media/(?P<room_id>[^/]+)$", media.QuarantineRoom.as_view()),
     re_path(r"^_synapse/admin/v1/user/(?P<user_id>[^/]+)/media/quarantine$", media.QuarantineUser.as_view()),

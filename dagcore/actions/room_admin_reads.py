@@ -11,13 +11,13 @@ Synapse docs: ``docs/admin_api/rooms.md`` (Room Messages, Timestamp to Event, Ev
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 
 from dagcore.actions import account_data as account_data_actions
+from dagcore.actions import media_admin
 from dagcore.actions.audit import Actor, record_audit
 from dagcore.actions.create_room import RoomSpec, create_room
 from dagcore.actions.persist_event import send_local_event
@@ -36,7 +36,6 @@ from dagcore.store import timeline
 from dagcore.store.events import StoredEvent
 
 MAX_LIMIT = 1000
-_MXC = re.compile(r"^mxc://([^/]+)/([A-Za-z0-9_-]+)$")
 
 
 def _client_events(events: list[StoredEvent]) -> list[dict[str, Any]]:
@@ -179,34 +178,11 @@ def fetch_event(event_id: str) -> dict[str, Any]:
     return {"event": serialize_event(stored.effective_event)}
 
 
-def _mxc_uris(content: Any, out: list[str]) -> None:
-    if isinstance(content, dict):
-        for key, value in content.items():
-            if key in ("url", "thumbnail_url", "avatar_url") and isinstance(value, str) and _MXC.match(value):
-                out.append(value)
-            else:
-                _mxc_uris(value, out)
-    elif isinstance(content, list):
-        for item in content:
-            _mxc_uris(item, out)
-
-
 def get_room_media(room_id: str) -> dict[str, list[str]]:
-    """``GET /_synapse/admin/v1/room/<room_id>/media``: mxc URIs in the room's (unencrypted) events,
-    split into ``local`` and ``remote`` media."""
-    room = access_room(room_id)
-    found: list[str] = []
-    for body in store.iter_room_event_json(room):
-        try:
-            _mxc_uris(json.loads(body).get("content"), found)
-        except (ValueError, AttributeError):
-            continue
-    server = get_server_name()
-    unique = list(dict.fromkeys(found))
-    return {
-        "local": [u for u in unique if _MXC.match(u).group(1) == server],  # type: ignore[union-attr]
-        "remote": [u for u in unique if _MXC.match(u).group(1) != server],  # type: ignore[union-attr]
-    }
+    """``GET /_synapse/admin/v1/room/<room_id>/media``: the room's media (404 for a room this
+    server does not hold), listed by ``media_admin.list_room_media``."""
+    access_room(room_id)
+    return media_admin.list_room_media(room_id=room_id)
 
 
 def get_largest_rooms() -> dict[str, Any]:

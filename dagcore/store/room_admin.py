@@ -286,23 +286,6 @@ def members_still_joined(room: Room, *, local: bool) -> list[str]:
 # --------------------------------------------------------------------------- reads for admins
 
 
-def iter_room_event_json(room: Room, *, batch: int = 1000) -> Iterable[str]:
-    """The JSON of the room's unencrypted timeline events that may name media, in batches."""
-    last = 0
-    while True:
-        rows = list(
-            EventRow.objects.filter(room=room, id__gt=last)
-            .exclude(type="m.room.encrypted")
-            .order_by("id")
-            .values_list("id", "json")[:batch]
-        )
-        if not rows:
-            return
-        for _nid, body in rows:
-            yield body
-        last = rows[-1][0]
-
-
 def get_room_sizes(*, limit: int) -> list[tuple[str, int]]:
     """Rooms by the length of their events' JSON (largest first): an estimate of what each
     room's history takes in the database, on any database."""

@@ -127,10 +127,3 @@ class UsersMediaStatistics(AdminAPIView):
 
     def get(self, request: Request) -> Response:
         return Response(actions.media_usage(request.query_params))
-
-
-class RoomMedia(AdminAPIView):
-    """GET /_synapse/admin/v1/room/{roomId}/media"""
-
-    def get(self, request: Request, room_id: str) -> Response:
-        return Response(actions.list_room_media(room_id=room_id))

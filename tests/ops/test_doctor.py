@@ -230,8 +230,10 @@ def test_a_celery_worker_records_the_runs_of_beat_tasks() -> None:
     from dagcore.tasks.admin_jobs import run_admin_job
     from dagcore.tasks.maintenance import expire_uia_sessions
 
-    expire_uia_sessions.apply()  # as a worker runs it
+    # As a worker runs what beat sent: beat marks its messages with the job's name.
+    expire_uia_sessions.apply(headers={"dagma_beat_job": "expire-uia-sessions"})
     run = ScheduledJobRun.objects.get(name="expire-uia-sessions")
     assert run.outcome == "ok" and run.last_started_ts and run.last_success_ts
-    run_admin_job.apply(args=["no-such-job"])  # not a beat job: not recorded
+    run_admin_job.apply(args=["no-such-job"])  # not sent by beat: not recorded
+    expire_uia_sessions.apply()  # a nudge of a beat task, not a scheduled run: not recorded either
     assert set(ScheduledJobRun.objects.values_list("name", flat=True)) == {"expire-uia-sessions"}

@@ -3,7 +3,7 @@ process on the same database, an admin account, and Playwright driving Debian's 
 
 * ``console`` (module): the running pair and the admin (:class:`Console`): ``console.api(...)``
   calls the admin JSON API with the admin's token, ``console.url(path)`` is a console URL.
-* ``browser`` (session): Chromium (``/usr/bin/chromium``; missing is a failure, not a skip:
+* ``browser`` (module): Chromium (``/usr/bin/chromium``; missing is a failure, not a skip:
   ``manage.py runtests`` apt-installs it).
 * ``page`` (function): a fresh browser context on the console, not logged in
   (:class:`ConsolePage`: ``.page`` the Playwright page, ``.errors`` the browser console's
@@ -129,8 +129,11 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         running.server.destroy()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    lives, and Django refuses database access from a thread with a running loop, so a worker's
+    later non-browser tests must not inherit it."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (manage.py runtests does)")
     from playwright.sync_api import sync_playwright
