@@ -19,7 +19,7 @@ them in (or sent them out). ``/messages``, ``/context``, ``/event``, ``/state``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagcore.events_format import ClientEventExtras
@@ -27,12 +27,14 @@ from dagcore.http.errors import MatrixError
 from dagcore.models import Room
 from dagcore.protocol.events import Event, StateKey
 from dagcore.protocol.redaction import redact_pdu
+from dagcore.server_keys import get_server_name
+from dagcore.store import accounts as account_store
 from dagcore.store import events as event_store
 from dagcore.store import rooms as room_store
 from dagcore.store import state as state_store
 from dagcore.store import timeline
 from dagcore.store import txns as txn_store
-from dagcore.store.events import StoredEvent
+from dagcore.store.events import StoredEvent, as_redacted
 
 HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
 #: Most permissive first.
@@ -135,6 +137,8 @@ def filter_visible_events(reader: RoomReader, events: Sequence[StoredEvent]) -> 
     loaded = {n: s.event for n, s in event_store.get_events_by_nids(nids).items()} if nids else {}
 
     visible: list[StoredEvent] = []
+    #: Visible events the reader was not joined for: an erased sender's are served pruned.
+    not_joined_for: set[str] = set()
     for stored in candidates:
         event = stored.event
         st = at_groups.get(stored.state_group_before, {}) if stored.state_group_before is not None else {}
@@ -162,15 +166,37 @@ def filter_visible_events(reader: RoomReader, events: Sequence[StoredEvent]) -> 
             or (visibility == "invited" and membership == "invite")
         ):
             visible.append(stored)
-    return visible
+            if membership != "join":
+                not_joined_for.add(stored.event_id)
+    return _pruned_for_erased_senders(visible, not_joined_for)
+
+
+def _pruned_for_erased_senders(visible: list[StoredEvent], not_joined_for: set[str]) -> list[StoredEvent]:
+    """An erased user's events (deactivated with ``erase``) reach only those who were in the
+    room when they were sent; everyone else gets them pruned, as redacted (Synapse's GDPR
+    erasure: ``filter_events_for_client``). One query, and only when such events are visible."""
+    suffix = ":" + get_server_name()
+    senders = {
+        e.event.sender for e in visible if e.event_id in not_joined_for and e.event.sender.endswith(suffix)
+    }
+    erased = account_store.get_erased_users(senders) if senders else set()
+    if not erased:
+        return visible
+    return [
+        replace(e, event=as_redacted(e.event))
+        if e.event_id in not_joined_for and e.event.sender in erased
+        else e
+        for e in visible
+    ]
 
 
 def access_event(reader: RoomReader, event_id: str) -> StoredEvent:
     """One visible event of the room, or 404 (unknown and invisible look the same)."""
     stored = timeline.get_room_event(reader.room, event_id)
-    if stored is None or not filter_visible_events(reader, [stored]):
+    visible = filter_visible_events(reader, [stored]) if stored is not None else []
+    if not visible:
         raise MatrixError(404, "M_NOT_FOUND", "Event not found")
-    return stored
+    return visible[0]  # as served (an erased sender's event may be pruned)
 
 
 def get_visible_state(reader: RoomReader, *, types: Sequence[str] | None = None) -> list[StoredEvent]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, models
@@ -30,6 +31,14 @@ def new_token(prefix: str) -> str:
 
 def get_user(user_id: str) -> User | None:
     return User.objects.filter(user_id=user_id).first()
+
+
+def get_erased_users(user_ids: Iterable[str]) -> set[str]:
+    """Which of ``user_ids`` are erased accounts (deactivated with ``erase``: GDPR)."""
+    wanted = set(user_ids)
+    if not wanted:
+        return set()
+    return set(User.objects.filter(user_id__in=wanted, erased=True).values_list("user_id", flat=True))
 
 
 def get_user_by_localpart(localpart: str) -> User | None:

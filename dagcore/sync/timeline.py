@@ -104,11 +104,12 @@ def filter_visibility(ctx: SyncContext, plans: Mapping[int, RoomPlan], timelines
         state_group=room.current_state_group,
     )
     candidates = [e for nid in needing for e in timelines.rooms[nid].events]
-    visible = {e.nid for e in filter_visible_events(reader, candidates)}
+    # The visible events as served: an erased sender's may come back pruned.
+    visible = {e.nid: e for e in filter_visible_events(reader, candidates)}
     rooms = dict(timelines.rooms)
     for nid in needing:
         t = rooms[nid]
-        rooms[nid] = replace(t, events=[e for e in t.events if e.nid in visible])
+        rooms[nid] = replace(t, events=[visible[e.nid] for e in t.events if e.nid in visible])
     return replace(timelines, rooms=rooms)
 
 
