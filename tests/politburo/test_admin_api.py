@@ -163,6 +163,15 @@ def test_suspension_lock_shadow_ban_and_rate_limit_take_effect_in_tribune(consol
     ghost = eve.put(f"{path}/s3", {"msgtype": "m.text", "body": "unseen"}).json["event_id"]
     seen = bob.get(f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": "20"}).json["chunk"]
     assert ghost not in [e["event_id"] for e in seen] and "unseen" not in json.dumps(seen)
+    # Its typing notice and a new room's invites "succeed" too, and reach nobody.
+    assert (
+        eve.put(f"/rooms/{q(room_id)}/typing/{q(str(eve.user_id))}", {"typing": True, "timeout": 30000}).json
+        == {}
+    )
+    joined = bob.sync()["rooms"]["join"][room_id]
+    assert str(eve.user_id) not in json.dumps(joined.get("ephemeral", {}))
+    lonely = eve.create_room(preset="private_chat", invite=[str(bob.user_id)])
+    assert lonely not in bob.sync()["rooms"].get("invite", {})
     assert (
         console.api("GET", f"/_synapse/admin/v2/users/{u(str(eve.user_id))}").json()["shadow_banned"] is True
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.urls import URLPattern
 
+from dagcore.actions import accounts as account_actions
 from dagcore.actions.receipts import check_set_read_markers, check_set_receipt
 from dagcore.actions.typing import check_set_typing
 from dagcore.http.errors import MatrixError
@@ -27,6 +28,8 @@ def put_typing(ctx: RequestContext, room_id: str, user_id: str) -> dict[str, Any
     timeout = body.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
         raise MatrixError(400, "M_BAD_JSON", "timeout must be a non-negative integer (milliseconds)")
+    if account_actions.is_shadow_banned(ctx.user):
+        return {}  # Synapse's shadow ban: the notice "succeeds" and nobody sees it
     check_set_typing(user_id=user_id, room_id=room_id, typing=typing, timeout_ms=timeout)
     return {}
 
