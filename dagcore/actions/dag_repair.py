@@ -491,7 +491,7 @@ def _apply(room: Room, *, actor: Actor, from_server: str | None, fetched: int) -
         )
         if plan.current_state_changes:
             store.replace_current_state(room, writes.expected_current)
-    store.set_room_head_raw(
+    room_store.set_room_head(
         room, forward_extremities=event_store.encode_forward_extremities(extremities),
         extremity_count=len(extremities), current_state_group=current_group,
     )  # fmt: skip
@@ -537,7 +537,7 @@ def do_undo_repair(repair_id: int, *, actor: Actor) -> dict[str, Any]:
             store.set_event_state_groups(nid=nid, state_group_before=before, state_group=after)
             store.set_event_rejection(nid=nid, rejected_reason=reason, stream_ordering=stream)
         extremities, count, group = undo["head"]
-        store.set_room_head_raw(
+        room_store.set_room_head(
             room, forward_extremities=extremities, extremity_count=count, current_state_group=group
         )
         store.replace_current_state(room, {(t, s): n for t, s, n in undo.get("current_state", [])})

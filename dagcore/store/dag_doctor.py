@@ -424,19 +424,6 @@ def set_event_rejection(*, nid: int, rejected_reason: str | None, stream_orderin
     EventRow.objects.filter(id=nid).update(rejected_reason=rejected_reason, stream_ordering=stream_ordering)
 
 
-def set_room_head_raw(
-    room: Room, *, forward_extremities: str, extremity_count: int, current_state_group: int | None
-) -> None:
-    Room.objects.filter(pk=room.pk).update(
-        forward_extremities=forward_extremities,
-        forward_extremity_count=extremity_count,
-        current_state_group=current_state_group,
-    )
-    room.forward_extremities = forward_extremities
-    room.forward_extremity_count = extremity_count
-    room.current_state_group = current_state_group
-
-
 def replace_current_state(room: Room, state: Mapping[StateKey, int]) -> None:
     """Make the room's current-state rows exactly ``state`` (only changed rows are written)."""
     existing = {
