@@ -51,6 +51,7 @@ def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = Tru
     ctx.user = owner.user
     ctx.device = owner.device
     ctx.token_id = owner.token_id
+    ctx.ratelimit_override = owner.ratelimit_override
     ctx.access_token = token
     if owner.device is not None:
         # "Last seen" of GET /devices: a write at most once a minute per device.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import connection, models
 
 from dagcore.clock import now_ms
-from dagcore.models import AccessToken, Device, LoginToken, RefreshToken, User
+from dagcore.models import AccessToken, Device, LoginToken, RatelimitOverride, RefreshToken, User
 from dagcore.store.e2e_keys import delete_keys_of_deleted_devices
 
 LOGIN_TOKEN_PREFIX = "dgm_lt_"  # noqa: S105 - a prefix, not a secret
@@ -177,6 +177,9 @@ class TokenOwner:
     device: Device | None
     token_id: int
     valid_until_ms: int | None
+    #: An operator's message rate limit for the user (messages per second, burst), read in
+    #: the same query so ``PUT /send`` pays no statement of its own for it; None: none set.
+    ratelimit_override: tuple[int, int] | None = None
 
 
 def create_access_token(
@@ -232,7 +235,8 @@ def _token_owner_sql() -> tuple[str, list[str], list[str]]:
     than the database spent answering it)."""
     user_fields = [f.attname for f in User._meta.concrete_fields]
     device_fields = [f.attname for f in Device._meta.concrete_fields]
-    columns = ["t.id", "t.valid_until_ms"]
+    override_meta = RatelimitOverride._meta
+    columns = ["t.id", "t.valid_until_ms", "o.messages_per_second", "o.burst_count"]
     columns += [f"u.{f.column}" for f in User._meta.concrete_fields]
     columns += [f"d.{f.column}" for f in Device._meta.concrete_fields]
     token_meta = AccessToken._meta
@@ -240,7 +244,9 @@ def _token_owner_sql() -> tuple[str, list[str], list[str]]:
         f"SELECT {', '.join(columns)} FROM {token_meta.db_table} t "
         f"JOIN {User._meta.db_table} u ON u.{User._meta.pk.column} = t.{token_meta.get_field('user').column} "
         f"LEFT JOIN {Device._meta.db_table} d ON d.{Device._meta.pk.column} = "
-        f"t.{token_meta.get_field('device').column} WHERE t.token_hash = %s"
+        f"t.{token_meta.get_field('device').column} "
+        f"LEFT JOIN {override_meta.db_table} o ON o.{override_meta.get_field('user').column} = "
+        f"u.{User._meta.pk.column} WHERE t.token_hash = %s"
     )
     return sql, user_fields, device_fields
 
@@ -265,16 +271,19 @@ def get_token_owner(token: str) -> TokenOwner | None:
     n = len(user_fields)
     # SQLite answers booleans as 0/1 (the ORM converts them; raw SQL must).
     user_values = [
-        bool(v) if f in _USER_BOOLEANS else v for f, v in zip(user_fields, row[2 : 2 + n], strict=True)
+        bool(v) if f in _USER_BOOLEANS else v for f, v in zip(user_fields, row[4 : 4 + n], strict=True)
     ]
     user = User.from_db(connection.alias, user_fields, user_values)
-    device_values = row[2 + n :]
+    device_values = row[4 + n :]
     device = (
         Device.from_db(connection.alias, device_fields, device_values)
         if device_values[0] is not None
         else None
     )
-    return TokenOwner(user=user, device=device, token_id=row[0], valid_until_ms=row[1])
+    override = (int(row[2]), int(row[3])) if row[2] is not None else None
+    return TokenOwner(
+        user=user, device=device, token_id=row[0], valid_until_ms=row[1], ratelimit_override=override
+    )
 
 
 def delete_access_token(token_id: int) -> None:

@@ -110,3 +110,45 @@ def test_a_woken_rebuild_leaves_presence_alone() -> None:
     sql, result = statements(lambda: build_sync_response(request=request))
     assert timeline_bodies(result, room) == ["wake"]
     assert not any("presence" in s for s in sql), sql
+
+
+def test_put_send_through_the_endpoint_reads_the_rate_limit_override_with_the_token() -> None:
+    """The whole request as Tribune serves it (authentication, rate limit, the send): the
+    operator's ``override_ratelimit`` comes with the access token's one query, so a user with
+    an override pays no statement more per message than one without — and it still applies."""
+    import json
+
+    from django.test import RequestFactory, override_settings
+
+    from dagcore.ratelimit import reset_local_buckets
+    from dagcore.store import accounts as account_store
+    from dagcore.store import console as console_store
+    from tests.actions.roomkit import dagma_with
+    from tribune.views.events import send_message
+
+    sender, room, _, _ = room_of_members(2)
+    say(sender, room, "warm")
+    token = account_store.create_access_token(sender, None)
+    factory = RequestFactory()
+
+    def put(txn: str) -> Any:
+        request = factory.put(
+            f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
+            data=json.dumps({"msgtype": "m.text", "body": txn}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        return send_message(request, room_id=room, event_type="m.room.message", txn_id=txn)
+
+    with override_settings(DAGMA=dagma_with(rc_message={"per_second": 1000.0, "burst_count": 10000.0})):
+        reset_local_buckets()
+        plain, answer = statements(lambda: put("t1"))
+        assert answer.status_code == 200, answer.content
+        console_store.set_ratelimit_override(user=sender, messages_per_second=1, burst_count=1)
+        overridden, answer = statements(lambda: put("t2"))
+        assert answer.status_code == 200, answer.content
+        assert not any("ratelimit_overrides" in s for s in overridden[1:]), overridden
+        assert len(overridden) == len(plain), (plain, overridden)
+        assert len(plain) <= 12, plain
+        # The override (1 message, burst 1) is in force: the bucket is empty now.
+        assert put("t3").status_code == 429
