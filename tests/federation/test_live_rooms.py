@@ -219,10 +219,14 @@ def test_a_room_on_three_servers(servers, user) -> None:
     # B sends to C itself (C is in B's view of the room).
     bob.send(room_id, "from B")
     wait_for(lambda: bodies(carol, room_id)[-1:] == ["from B"], "B's message on C")
-    assert b.query(
-        "SELECT 1 FROM federation_destinations WHERE server_name = %s AND last_success_ts IS NOT NULL",
-        (c.server_name,),
-    ), "B delivered to C itself"
+    # C stores the transaction before it answers: B records its success once the 200 is back.
+    wait_for(
+        lambda: b.query(
+            "SELECT 1 FROM federation_destinations WHERE server_name = %s AND last_success_ts IS NOT NULL",
+            (c.server_name,),
+        ),
+        "B delivered to C itself",
+    )
     carol.send(room_id, "from C")
     expected = ["from A", "from B", "from C"]
     for client in (alice, bob, carol):
