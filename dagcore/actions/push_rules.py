@@ -16,7 +16,7 @@ evaluates at most ``MAX_COUNTED_EVENTS`` events per room.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagcore.actions.account_data import do_set_account_data
@@ -35,6 +35,37 @@ from dagcore.store.events import StoredEvent
 
 #: Events evaluated at most when a room's count is computed afresh (clients show "99+" anyway).
 MAX_COUNTED_EVENTS = 500
+#: A counter moved on by the events a sync had loaded anyway is written back once it has
+#: counted this many events since its row was written (else kept in this process, below).
+SAVE_COUNTER_EVERY = 25
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A user's counter in a room, newer than its row: the row as read (``base``: from_stream,
+    rules_version, upto_stream), the newer counter, and the events counted since that row."""
+
+    base: tuple[int, int, int]
+    counter: store.Counter
+    unsaved: int
+
+
+#: Counters ahead of their rows, per (user ID, room nid). Writing the row on every /sync with
+#: news was the one write of a woken long-poll (a commit, a WAL flush, per member per
+#: message). A counter is a function of (receipt fingerprint, rules version, position), so a
+#: newer one of the same fingerprint and version is as right as its row, and the row still
+#: answers every other process: it counts the few events since (at most
+#: ``SAVE_COUNTER_EVERY``). An entry is used only while its row is exactly the one it was
+#: computed from; any other write of the row (another process, a receipt, a purge) wins.
+_counters_ahead: BoundedCache[tuple[str, int], _Ahead] = BoundedCache(
+    "push_rules.counters_ahead", maxsize=20_000
+)
+
+
+def _copy_counter(c: store.Counter) -> store.Counter:
+    return replace(c, threads={root: list(v) for root, v in c.threads.items()})
+
+
 #: Events examined at most by one /notifications request.
 MAX_NOTIFICATION_SCAN = 2000
 MAX_NOTIFICATIONS_LIMIT = 100
@@ -340,8 +371,17 @@ def get_unread_counts(
     fresh: list[store.Counter] = []
     starts: dict[int, int] = {}
     to_count: dict[int, list[StoredEvent]] = {}
+    #: Per room: the row as read, and the events counted since it was written.
+    bases: dict[int, tuple[int, int, int]] = {}
+    unsaved: dict[int, int] = {}
     for nid in nids:
         counter = counters.get(nid)
+        if counter is not None:
+            bases[nid] = (counter.from_stream, counter.rules_version, counter.upto_stream)
+            ahead = _counters_ahead.get((user_id, nid))
+            if ahead is not None and ahead.base == bases[nid]:
+                counter = counters[nid] = _copy_counter(ahead.counter)
+                unsaved[nid] = ahead.unsaved
         # A counter from another read position or ruleset is recomputed; otherwise only newer events count.
         if (
             counter is None
@@ -408,7 +448,19 @@ def get_unread_counts(
         changed[nid] = counters[nid]
     for counter in fresh:
         counter.upto_stream = max(counter.upto_stream, upto)
-    store.save_unread_counters(user_id=user_id, counters=list(changed.values()))
+    # Rows written: fresh counts and counts that read events from the database (both cost
+    # reads worth keeping), and counters SAVE_COUNTER_EVERY events ahead of their rows. The
+    # others move on in this process only (``_counters_ahead``).
+    fresh_nids = {c.room_nid for c in fresh}
+    to_save: list[store.Counter] = []
+    for nid, counter in changed.items():
+        pending = unsaved.get(nid, 0) + len(to_count.get(nid, ()))
+        if nid in fresh_nids or nid in starts or nid not in bases or pending >= SAVE_COUNTER_EVERY:
+            to_save.append(counter)
+            _counters_ahead.drop([(user_id, nid)])
+        else:
+            _counters_ahead.put((user_id, nid), _Ahead(bases[nid], _copy_counter(counter), pending))
+    store.save_unread_counters(user_id=user_id, counters=to_save)
     out: dict[int, UnreadCounts] = {}
     for nid in nids:
         c = counters[nid]

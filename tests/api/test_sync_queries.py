@@ -216,12 +216,64 @@ def test_a_sync_without_new_events_in_a_room_neither_reads_events_nor_rewrites_i
     assert writes == []
     # The start (positions, memberships, account data, key counts), the receipts, the counters.
     assert len(ctx.captured_queries) <= 6, [q["sql"][:80] for q in ctx.captured_queries]
-    # A new message is counted and written as before.
+    # A new message is counted from the timeline the sync loaded; the row waits for more.
     say(sender, room, "again")
     with CaptureQueriesContext(connection) as ctx:
         result = run(members[0], result.body["next_batch"])
     assert result.body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == 3
-    assert [q for q in ctx.captured_queries if "INSERT INTO unread_counters" in q["sql"]]
+    assert not [q for q in ctx.captured_queries if "INSERT INTO unread_counters" in q["sql"]]
+
+
+def test_a_counter_moved_on_by_woken_syncs_is_written_every_few_events_and_right_everywhere() -> None:
+    """A woken sync counts the new events it loaded without writing the counter's row (the
+    write was its one commit); the row is written once SAVE_COUNTER_EVERY events were counted,
+    and a process without the newer counter (another Tribune, a restart) counts from the row
+    to the same numbers."""
+    from dagcore.actions.push_rules import SAVE_COUNTER_EVERY
+    from dagcore.caching import clear_process_caches
+
+    sender, room, members, tokens = room_of_members(1)
+    say(sender, room, "start")
+    start = run(members[0], tokens[0]).body
+    token = start["next_batch"]
+    counted = start["rooms"]["join"][room]["unread_notifications"]["notification_count"]
+
+    def row() -> tuple[int, int]:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT upto_stream, notification_count FROM unread_counters WHERE user_id = %s",
+                [members[0].user_id],
+            )
+            return cur.fetchone()
+
+    def message_and_sync(body: str) -> int:
+        """Say ``body``, sync, check the count; how many counter rows the sync wrote."""
+        nonlocal token, counted
+        say(sender, room, body)
+        with CaptureQueriesContext(connection) as ctx:
+            result = run(members[0], token)
+        token = result.body["next_batch"]
+        counted += 1
+        assert result.body["rooms"]["join"][room]["unread_notifications"]["notification_count"] == counted
+        return len([q for q in ctx.captured_queries if "INSERT INTO unread_counters" in q["sql"]])
+
+    # The events the first sync counted are pending too: the row is written within a round.
+    assert sum(message_and_sync(f"a{n}") for n in range(SAVE_COUNTER_EVERY)) >= 1
+    while not message_and_sync("until written"):
+        pass
+    written = row()
+    assert written[1] == counted
+    for n in range(SAVE_COUNTER_EVERY - 1):
+        assert message_and_sync(f"b{n}") == 0
+        assert row() == written
+    assert message_and_sync("the round's last") == 1 and row()[1] == counted
+    # Three more, counted in this process only; then another process counts from the row.
+    for n in range(3):
+        say(sender, room, f"late{n}")
+    here = run(members[0], token).body["rooms"]["join"][room]["unread_notifications"]
+    clear_process_caches()
+    elsewhere = run(members[0], token).body["rooms"]["join"][room]["unread_notifications"]
+    assert here == elsewhere and here["notification_count"] == counted + 3
 
 
 def test_a_changed_push_rule_recounts_while_an_unchanged_ruleset_is_not_read_again() -> None:
