@@ -87,7 +87,7 @@ class RequestContext:
     access_token: str | None = None
     #: The user's ``override_ratelimit`` (per second, burst) as read with their access token;
     #: None: none set; :data:`NOT_READ` when the authenticator did not read it.
-    ratelimit_override: tuple[int, int] | None | NotRead = NOT_READ
+    ratelimit_override: tuple[int, int] | NotRead | None = NOT_READ
     body: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: Steps 2-4 for a ``deferred_auth`` view (see :meth:`prepare`); None once done.
