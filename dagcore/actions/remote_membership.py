@@ -134,19 +134,24 @@ def _with_own_connection(work: Callable[[], T]) -> T:
 def run_detached(key: tuple[str, str, str], work: Callable[[], T]) -> T:
     """Run ``work`` in a worker thread and wait for it; a second call with the same ``key``
     while the first runs waits for the first's outcome instead of starting another."""
+    started = False
     with _running_lock:
         future = _running.get(key)
         if future is None:
             future = _executor.submit(_with_own_connection, work)
             _running[key] = future
-
-            def forget(done: Future[Any], key: tuple[str, str, str] = key) -> None:
-                with _running_lock:
-                    if _running.get(key) is done:
-                        del _running[key]
-
-            future.add_done_callback(forget)
+            started = True
         _waiting[key] = _waiting.get(key, 0) + 1
+    if started:
+
+        def forget(done: Future[Any], key: tuple[str, str, str] = key) -> None:
+            with _running_lock:
+                if _running.get(key) is done:
+                    del _running[key]
+
+        # Outside the lock: a handshake that is over already (a refused address fails at
+        # once) runs ``forget`` here, in this thread, and the lock is not reentrant.
+        future.add_done_callback(forget)
     try:
         result: T = future.result()
     finally:

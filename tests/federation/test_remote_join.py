@@ -267,6 +267,47 @@ def test_a_retried_handshake_attaches_to_the_one_running() -> None:
     assert remote_membership.running_handshakes() == {}
 
 
+def test_a_handshake_over_before_it_is_watched_does_not_hang_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A join through a refused address fails at once: its future can be done before the
+    caller registers the clean-up, which then runs in the caller's thread. It used to take
+    the non-reentrant lock the caller still held, and the client's /join hung (the flaky
+    ``test_ssrf`` timeout)."""
+    from concurrent.futures import Future
+
+    class AtOnce:
+        """An executor whose work is done before ``submit`` returns."""
+
+        def submit(self, fn: Any, *args: Any) -> Future[Any]:
+            future: Future[Any] = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+
+    def refused() -> str:
+        raise RuntimeError("127.0.0.2 resolves to a blocked address")
+
+    monkeypatch.setattr(remote_membership, "_executor", AtOnce())
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            remote_membership.run_detached(("join", "u", "refused"), refused)
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "run_detached hung on its own lock"
+    assert [str(e) for e in outcome] == ["127.0.0.2 resolves to a blocked address"]
+    assert remote_membership.running_handshakes() == {}
+    assert remote_membership.run_detached(("join", "u", "ok"), lambda: "!room") == "!room"
+
+
 def test_a_room_we_left_is_joined_again_through_the_resident_with_its_state_renewed(
     keyring, monkeypatch
 ) -> None:
