@@ -80,6 +80,13 @@ def _databases(config: DagmaConfig) -> dict[str, Any]:
             "HOST": args.get("host", ""),
             "PORT": str(args.get("port", "")),
             "OPTIONS": {
+                # Parameters bound by the server, and statements a connection has run twice
+                # prepared there: the hot paths run the same few statements on every request,
+                # and PostgreSQL spent more CPU planning them than running them (the token
+                # owner's join: 1.4 ms to plan, 0.1 ms to run). Measured in issue #12: the
+                # database's CPU in the sustained fan-out fell from 2.4 s to 0.9 s.
+                "server_side_binding": True,
+                "prepare_threshold": 2,
                 "pool": {
                     "min_size": int(args.get("cp_min", 2)),
                     "max_size": int(args.get("cp_max", 20)),
