@@ -203,10 +203,15 @@ def _database(key: str, value: Any) -> dict[str, Any]:
         raise ConfigError(f"{key}.args: expected a mapping; got {args!r}")
     if name == "sqlite3":
         return {"name": "sqlite3", "args": {"database": str(args.get("database", "homeserver.db"))}}
-    allowed = {"database", "dbname", "user", "password", "host", "port", "cp_min", "cp_max", "sslmode"}
+    allowed = {
+        "database", "dbname", "user", "password", "host", "port", "cp_min", "cp_max", "sslmode",
+        "prepared_statements",
+    }  # fmt: skip
     for sub in args:
         if sub not in allowed:
             raise ConfigError(f"{key}.args.{sub}: unknown setting; allowed: {', '.join(sorted(allowed))}")
+    if "prepared_statements" in args:
+        _bool(f"{key}.args.prepared_statements", args["prepared_statements"])
     return {"name": "psycopg2", "args": dict(args)}
 
 

@@ -42,6 +42,11 @@ def _manage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         ({"max_upload_size": "lots"}, "max_upload_size", "50M"),
         ({"database": {"name": "mysql"}}, "database.name", "sqlite3, psycopg2"),
         (
+            {"database": {"name": "psycopg2", "args": {"prepared_statements": "no"}}},
+            "database.args.prepared_statements",
+            "true or false",
+        ),
+        (
             {"listeners": [{"port": 99999, "resources": [{"names": ["client"]}]}]},
             "listeners[0].port",
             "1 to 65535",
