@@ -14,10 +14,11 @@ How a transaction is handled (:func:`check_send_transaction`):
 3. The answer and the staged PDUs are written in one commit, keyed by (origin,
    txnId): a retry of the transaction, even one arriving while the first attempt is
    still being processed, gets the recorded answer and stages nothing twice.
-4. **Processing** (steps 4-6 and gap filling, :func:`do_process_room`) runs inline
-   within :data:`INLINE_BUDGET_S`, so the answer usually carries every PDU's
-   verdict as Synapse's does (rejected, soft-failed); what the budget does not
-   cover stays staged and a worker (``embassy.tasks.process_inbound``, and the beat
+4. **Processing** (steps 4-6 and gap filling, :func:`do_process_room`) of a transaction
+   of at most :data:`INLINE_MAX_PDUS` PDUs runs inline within :data:`INLINE_BUDGET_S`,
+   so the answer usually carries every PDU's verdict (rejected, soft-failed); a bigger
+   transaction (a sender catching up) is answered once staged, as Synapse does. What
+   is not processed inline stays staged and a worker (``embassy.tasks.process_inbound``, and the beat
    re-scan) finishes it, one worker per room, in arrival order — its verdicts are
    logged, the 200 already given. A slow peer (gap filling) thus never holds the
    sender's request beyond the budget plus one fetch.
@@ -74,6 +75,11 @@ MAX_PDUS = 50
 MAX_EDUS = 100
 #: Time a /send request spends persisting before it answers and leaves the rest to a worker.
 INLINE_BUDGET_S = 10.0
+#: A transaction of more PDUs than this (a sender catching up after an outage, a busy
+#: room's backlog) is answered once staged, as Synapse does, and its PDUs persisted by the
+#: worker: the sender's next transaction need not wait for them. Live traffic (a few PDUs
+#: per transaction) is persisted inline and its answer carries each PDU's verdict.
+INLINE_MAX_PDUS = 10
 #: A worker's hold on a room's staged PDUs (renewed per batch); a dead worker's expires.
 ROOM_LEASE_MS = 300_000
 #: A staged PDU whose gap cannot be filled (peer unreachable) is given up after this many tries.
@@ -192,9 +198,14 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         inbound_store.record_transaction(
             origin=origin, txn_id=txn_id, now=now_ms(), response=response, staged=staged, edu_count=len(edus)
         )
+    rooms = list(dict.fromkeys(s.room_id for s in staged))
+    if len(staged) > INLINE_MAX_PDUS:
+        for room_id in rooms:
+            enqueue(PROCESS_TASK, room_id)
+        return response
     deadline = time.monotonic() + INLINE_BUDGET_S
     verdicts: dict[str, str | None] = {}
-    for room_id in dict.fromkeys(s.room_id for s in staged):
+    for room_id in rooms:
         do_process_room(room_id=room_id, deadline=deadline, verdicts=verdicts)
         if inbound_store.count_staged(room_id):
             enqueue(PROCESS_TASK, room_id)

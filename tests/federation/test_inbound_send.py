@@ -132,6 +132,32 @@ def test_pdus_beyond_the_time_budget_are_staged_and_a_worker_persists_them_in_or
     assert InboundPdu.objects.count() == 0
 
 
+def test_a_catch_up_transaction_is_answered_once_staged_and_a_worker_persists_it_in_order(
+    remote, room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than INLINE_MAX_PDUS PDUs (a sender catching up): answered after the cheap checks
+    and staging, as Synapse does, so the sender's next transaction does not wait for them."""
+    room_id, bob = room
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(inbound, "enqueue", lambda *a: queued.append(a))
+    chain = [_message(remote, room_id, bob, "c0")]
+    for n in range(1, inbound.INLINE_MAX_PDUS + 1):
+        chain.append(_after(remote, chain[-1], f"c{n}"))
+    status, body = send_txn(remote, "catch-up", [e.pdu for e in chain])
+    assert status == 200 and body == {"pdus": {e.event_id: {} for e in chain}}
+    assert all(event_store.get_event_by_id(e.event_id) is None for e in chain)
+    assert queued == [(inbound.PROCESS_TASK, room_id)]
+    # The retry of the same transaction is answered from the record, staging nothing twice.
+    assert send_txn(remote, "catch-up", [e.pdu for e in chain]) == (200, body)
+    assert InboundPdu.objects.count() == len(chain)
+    assert inbound.do_process_room(room_id=room_id) == len(chain)
+    assert all(_in_timeline(e.event_id) for e in chain)
+    # A live transaction (a few PDUs) is still persisted inline, with its verdicts.
+    live = _after(remote, chain[-1], "live")
+    assert send_txn(remote, "live", [live.pdu]) == (200, {"pdus": {live.event_id: {}}})
+    assert _in_timeline(live.event_id) and InboundPdu.objects.count() == 0
+
+
 def test_each_bad_pdu_gets_its_own_error_and_the_good_ones_are_kept(remote, room) -> None:
     room_id, bob = room
     good = _message(remote, room_id, bob, "good")
