@@ -198,14 +198,14 @@ def check_send_transaction(*, origin: str, txn_id: str, body: Any) -> dict[str, 
         inbound_store.record_transaction(
             origin=origin, txn_id=txn_id, now=now_ms(), response=response, staged=staged, edu_count=len(edus)
         )
-    rooms = list(dict.fromkeys(s.room_id for s in staged))
+    staged_rooms = list(dict.fromkeys(s.room_id for s in staged))
     if len(staged) > INLINE_MAX_PDUS:
-        for room_id in rooms:
+        for room_id in staged_rooms:
             enqueue(PROCESS_TASK, room_id)
         return response
     deadline = time.monotonic() + INLINE_BUDGET_S
     verdicts: dict[str, str | None] = {}
-    for room_id in rooms:
+    for room_id in staged_rooms:
         do_process_room(room_id=room_id, deadline=deadline, verdicts=verdicts)
         if inbound_store.count_staged(room_id):
             enqueue(PROCESS_TASK, room_id)
