@@ -16,7 +16,8 @@ the request must carry a valid ``Authorization: X-Matrix`` header:
 
 An authenticated request ends our back-off from its origin (:func:`note_peer_contact`) and
 is then held to ``rc_federation`` per origin (:mod:`embassy.ratelimit`: delayed, or 429
-``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` over the reject limit).
+``M_LIMIT_EXCEEDED`` with ``retry_after_ms`` over the reject limit); transactions are
+never delayed, as in Synapse, only queued.
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ View = Callable[..., Any]
 
 
 def federation_endpoint(
-    *, authenticated: bool, methods: tuple[str, ...] = ("GET",)
+    *, authenticated: bool, methods: tuple[str, ...] = ("GET",), transactions: bool = False
 ) -> Callable[[View], View]:
-    """Wrap a view: method check, body, X-Matrix authentication, errors as Matrix JSON."""
+    """Wrap a view: method check, body, X-Matrix authentication, errors as Matrix JSON.
+
+    ``transactions``: the view is ``PUT /send``, only queued per origin instead of held to
+    ``rc_federation``'s delays (:meth:`embassy.ratelimit.FederationRateLimiter.transaction`).
+    """
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -145,7 +150,9 @@ def federation_endpoint(
                     note_peer_contact(origin)
                     # rc_federation (embassy.ratelimit): each origin has its own budget, so a
                     # noisy server waits or gets 429 while the others are served.
-                    with get_federation_ratelimiter(settings.DAGMA.rc_federation).limit(origin):
+                    limiter = get_federation_ratelimiter(settings.DAGMA.rc_federation)
+                    held = limiter.transaction(origin) if transactions else limiter.limit(origin)
+                    with held:
                         result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)
                 else:
                     result = view(FederationRequest(request=request, origin=origin, body=body), **kwargs)

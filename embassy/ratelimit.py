@@ -11,6 +11,13 @@ Synapse's ``FederationRateLimiter`` semantics and option names, per origin serve
   (sleeping or queued) is refused at once: 429 ``M_LIMIT_EXCEEDED`` with
   ``retry_after_ms`` (``window_size / sleep_limit``, as Synapse answers).
 
+Transactions (``PUT /send``) are not held to these, as in Synapse (its ``/send`` servlet
+has ``RATELIMIT = False``): a sender's transactions are all its traffic, one at a time, and
+sleeping the eleventh of a second made every message after it half a second late. They
+are only queued (:meth:`FederationRateLimiter.transaction`): at most ``concurrent`` of an
+origin's transactions at once, and one arriving while more than ``reject_limit`` wait is
+refused with 429.
+
 The state lives in this process, as in Synapse (one Embassy process serves
 federation); an Embassy restart starts every origin afresh.
 """
@@ -59,13 +66,41 @@ class FederationRateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._origins: dict[str, _Origin] = {}
+        self._transactions: dict[str, _Origin] = {}
 
-    def _state(self, origin: str) -> _Origin:
+    def _state(self, origin: str, table: dict[str, _Origin] | None = None) -> _Origin:
+        table = self._origins if table is None else table
         with self._lock:
-            state = self._origins.get(origin)
+            state = table.get(origin)
             if state is None:
-                state = self._origins[origin] = _Origin()
+                state = table[origin] = _Origin()
             return state
+
+    @contextmanager
+    def transaction(self, origin: str) -> Iterator[None]:
+        """At most ``concurrent`` ``/send`` of ``origin`` at once, none delayed (see the module docstring)."""
+        state = self._state(origin, self._transactions)
+        with state.turn:
+            if state.waiting > self.reject_limit:
+                raise MatrixError(
+                    429,
+                    "M_LIMIT_EXCEEDED",
+                    f"Too many transactions from {origin[:255]}",
+                    retry_after_ms=self.retry_after_ms,
+                )
+            state.waiting += 1
+            try:
+                while state.running >= self.concurrent:
+                    state.turn.wait()
+                state.running += 1
+            finally:
+                state.waiting -= 1
+        try:
+            yield
+        finally:
+            with state.turn:
+                state.running -= 1
+                state.turn.notify()
 
     @contextmanager
     def limit(self, origin: str) -> Iterator[None]:

@@ -13,7 +13,7 @@ from embassy.http import FederationRequest, federation_endpoint
 from embassy.inbound import check_send_transaction
 
 
-@federation_endpoint(authenticated=True, methods=("PUT",))
+@federation_endpoint(authenticated=True, methods=("PUT",), transactions=True)
 def send_transaction(fed: FederationRequest, txn_id: str) -> dict[str, Any]:
     """PUT /_matrix/federation/v1/send/{txnId}"""
     assert fed.origin is not None  # authenticated endpoint

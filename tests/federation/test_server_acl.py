@@ -254,12 +254,12 @@ def test_an_origin_over_its_reject_limit_gets_429_from_the_embassy(remote) -> No
         holding = threading.Event()
 
         def hold() -> None:
-            with limiter.limit(REMOTE):
+            with limiter.transaction(REMOTE):
                 holding.set()
                 release.wait(10)
 
         def queue() -> None:
-            with limiter.limit(REMOTE):
+            with limiter.transaction(REMOTE):
                 pass
 
         threads = [threading.Thread(target=hold), threading.Thread(target=queue)]
@@ -267,7 +267,7 @@ def test_an_origin_over_its_reject_limit_gets_429_from_the_embassy(remote) -> No
         assert holding.wait(10)
         threads[1].start()
         deadline = now_ms() + 10_000
-        while limiter._state(REMOTE).waiting < 1 and now_ms() < deadline:
+        while limiter._state(REMOTE, limiter._transactions).waiting < 1 and now_ms() < deadline:
             threading.Event().wait(0.01)
         try:
             status, body = send_txn(remote, "rl1", [])
@@ -279,3 +279,23 @@ def test_an_origin_over_its_reject_limit_gets_429_from_the_embassy(remote) -> No
             for t in threads:
                 t.join(10)
         assert send_txn(remote, "rl3", [])[0] == 200
+
+
+@pytest.mark.django_db
+def test_transactions_are_never_delayed_by_the_sleep_limit(remote, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Synapse (its /send servlet is exempt): the eleventh transaction of a second used to
+    sleep sleep_delay (500 ms by default), so every message after it arrived half a second
+    late. Other requests of the origin are still delayed."""
+    conf = {"window_size": 1000, "sleep_limit": 2, "sleep_delay": 500, "reject_limit": 50, "concurrent": 3}
+    slept: list[float] = []
+    with override_settings(DAGMA=dagma_with(rc_federation=conf)):
+        limiter = ratelimit.get_federation_ratelimiter(conf)
+        monkeypatch.setattr(limiter, "_sleep", slept.append)
+        for n in range(6):
+            assert send_txn(remote, f"burst{n}", [])[0] == 200
+        assert slept == []
+        for _ in range(4):
+            signed_request(
+                remote, "GET", "/_matrix/federation/v1/query/profile?user_id=%40nobody%3Atest.dagma.local"
+            )
+        assert slept == [0.5, 0.5]  # the third and fourth of the second
