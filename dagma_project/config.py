@@ -830,7 +830,8 @@ OPTIONS: list[Option] = [
         "Rate limit per origin server on the federation API (Synapse's names and defaults): "
         "window_size (ms), sleep_limit (requests per window before each waits sleep_delay ms), "
         "reject_limit (the origin's waiting requests beyond which one is refused with 429), "
-        "concurrent (the origin's requests processed at once).",
+        "concurrent (the origin's requests processed at once). Transactions (PUT /send) are "
+        "never delayed, as in Synapse: only concurrent and reject_limit apply to them.",
         {"window_size": 1000, "sleep_limit": 10, "sleep_delay": 500, "reject_limit": 50, "concurrent": 3},
         section="Rate limits",
     ),
