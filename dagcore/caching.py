@@ -23,6 +23,8 @@ cache                      keyed by
 ``send_event.room_versions`` room ID (a room's version never changes)
 ``state.current_auth_entries`` (room, current state group, keys)
 ``filters.sync_filters``   an inline filter's text; (user, filter ID): stored filters never change
+``push_rules.counters_ahead`` (user, room); used only while the counter's row still holds
+                           the values it was computed from (read in the same sync)
 ========================== ============================================================
 
 For data that cannot be keyed that way, ``dagcore.cache_invalidation`` is the one path
