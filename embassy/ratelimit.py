@@ -77,47 +77,37 @@ class FederationRateLimiter:
             return state
 
     @contextmanager
-    def transaction(self, origin: str) -> Iterator[None]:
-        """At most ``concurrent`` ``/send`` of ``origin`` at once, none delayed (see the module docstring)."""
-        state = self._state(origin, self._transactions)
-        with state.turn:
-            if state.waiting > self.reject_limit:
-                raise MatrixError(
-                    429,
-                    "M_LIMIT_EXCEEDED",
-                    f"Too many transactions from {origin[:255]}",
-                    retry_after_ms=self.retry_after_ms,
-                )
-            state.waiting += 1
-            try:
-                while state.running >= self.concurrent:
-                    state.turn.wait()
-                state.running += 1
-            finally:
-                state.waiting -= 1
-        try:
+    def limit(self, origin: str) -> Iterator[None]:
+        with self._held(origin, self._origins, delayed=True, what="requests"):
             yield
-        finally:
-            with state.turn:
-                state.running -= 1
-                state.turn.notify()
 
     @contextmanager
-    def limit(self, origin: str) -> Iterator[None]:
-        state = self._state(origin)
+    def transaction(self, origin: str) -> Iterator[None]:
+        """At most ``concurrent`` ``/send`` of ``origin`` at once, none delayed (see the module docstring)."""
+        with self._held(origin, self._transactions, delayed=False, what="transactions"):
+            yield
+
+    @contextmanager
+    def _held(self, origin: str, table: dict[str, _Origin], *, delayed: bool, what: str) -> Iterator[None]:
+        """Refused over ``reject_limit`` waiting, ``sleep_delay`` past ``sleep_limit`` when
+        ``delayed``, then one of ``concurrent`` running at once."""
+        state = self._state(origin, table)
+        delay = False
         with state.turn:
-            now = self._clock()
-            while state.times and now - state.times[0] >= self.window_s:
-                state.times.popleft()
+            if delayed:
+                now = self._clock()
+                while state.times and now - state.times[0] >= self.window_s:
+                    state.times.popleft()
             if state.waiting > self.reject_limit:
                 raise MatrixError(
                     429,
                     "M_LIMIT_EXCEEDED",
-                    f"Too many requests from {origin[:255]}",
+                    f"Too many {what} from {origin[:255]}",
                     retry_after_ms=self.retry_after_ms,
                 )
-            state.times.append(now)
-            delay = len(state.times) > self.sleep_limit
+            if delayed:
+                state.times.append(now)
+                delay = len(state.times) > self.sleep_limit
             state.waiting += 1
         try:
             if delay:
