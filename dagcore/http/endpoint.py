@@ -47,7 +47,6 @@ from dagcore.models import Device, User
 from dagcore.observability.requests import note_requester
 from dagcore.protocol.canonical_json import JsonError, parse_json_body
 from dagcore.ratelimit import check_rate_limit
-from dagcore.store.console import ratelimit_override_of
 from dagcore.store.transaction import DataError
 
 logger = logging.getLogger("dagma.http")
@@ -69,13 +68,6 @@ View = Callable[..., Any]
 # --------------------------------------------------------------------------- the request
 
 
-class NotRead:
-    """The type of :data:`NOT_READ` (a user's rate-limit override not read yet)."""
-
-
-NOT_READ = NotRead()
-
-
 @dataclass
 class RequestContext:
     """What a view gets: the request, who sent it, its parsed body."""
@@ -85,9 +77,9 @@ class RequestContext:
     device: Device | None = None
     token_id: int | None = None
     access_token: str | None = None
-    #: The user's ``override_ratelimit`` (per second, burst) as read with their access token;
-    #: None: none set; :data:`NOT_READ` when the authenticator did not read it.
-    ratelimit_override: tuple[int, int] | NotRead | None = NOT_READ
+    #: The user's ``override_ratelimit`` (per second, burst), which the authenticator reads
+    #: with the access token (Tribune's, in the token owner's one query); None: none set.
+    ratelimit_override: tuple[int, int] | None = None
     body: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: Steps 2-4 for a ``deferred_auth`` view (see :meth:`prepare`); None once done.
@@ -169,8 +161,6 @@ def rate_limit(ctx: RequestContext, action: str, key: str | None = None) -> None
         # An operator's override for this user (Synapse's override_ratelimit; 0/0: not limited),
         # read with the access token (no statement of its own on PUT /send).
         override = ctx.ratelimit_override
-        if isinstance(override, NotRead):
-            override = ratelimit_override_of(ctx.user)
         if override is not None:
             if override == (0, 0):
                 return

@@ -83,14 +83,6 @@ def get_ratelimit_override(user: User) -> RatelimitOverride | None:
     return RatelimitOverride.objects.filter(user=user).first()
 
 
-def ratelimit_override_of(user: User) -> tuple[int, int] | None:
-    """The user's override as (messages per second, burst count); None: none set."""
-    row = (
-        RatelimitOverride.objects.filter(user=user).values_list("messages_per_second", "burst_count").first()
-    )
-    return (int(row[0]), int(row[1])) if row is not None else None
-
-
 def set_ratelimit_override(*, user: User, messages_per_second: int, burst_count: int) -> None:
     RatelimitOverride.objects.update_or_create(
         user=user, defaults={"messages_per_second": messages_per_second, "burst_count": burst_count}
