@@ -45,6 +45,21 @@ from bench.procstat import CpuMeter, ServerProcesses  # noqa: E402 - after the p
 
 CS = "/_matrix/client/v3"
 
+#: Called with True when a scenario's measured phase starts and False when it ends (set-up,
+#: registration and joins left out): ``profile_server.py`` samples only in between.
+MEASURE_HOOKS: list[Any] = []
+
+
+#: What the self-started Dagma changes in the test server's configuration: no test hooks
+#: (with them every reading of the clock looks at the test clock's file; production runs
+#: without them, and the bench uses only the standard client API).
+PRODUCTION_LIKE: dict[str, Any] = {"enable_test_hooks": False}
+
+
+def measuring(on: bool) -> None:
+    for hook in MEASURE_HOOKS:
+        hook(on)
+
 
 def q(s: str) -> str:
     return quote(s, safe="")
@@ -245,11 +260,13 @@ async def bench_send_one_room(
             for n in range(per_sender):
                 await send(http, tok, room, f"m{n}")
 
+        measuring(True)
         meter = CpuMeter(procs).start() if procs is not None else None
         t = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(senders)))
         elapsed = time.perf_counter() - t
         cpu = cpu_of(meter)
+        measuring(False)
     total = senders * per_sender
     out = {"send_one_room_eps": total / elapsed}
     if cpu is not None:
@@ -345,12 +362,14 @@ async def bench_sustained(
         tasks = [asyncio.create_task(receiver(i)) for i in range(receivers)]
         # Let the long-polls reach the server before the first message.
         await asyncio.sleep(1.0)
+        measuring(True)
         meter = CpuMeter(procs).start() if procs is not None else None
         t = time.perf_counter()
         await sender()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
         elapsed = time.perf_counter() - t
         cpu = cpu_of(meter)
+        measuring(False)
     latencies = sorted(max(0.0, at - sent_at[body]) * 1000 for g in got for body, at in g.items())
     key = f"sustained{receivers}"
     out = {
@@ -504,7 +523,7 @@ def main() -> None:
         from tests.support.live import LiveServer
 
         server = LiveServer(Path(tempfile.mkdtemp(prefix="dagma-bench-")), database="sqlite" if args.sqlite else "postgres",
-                            redis=not args.sqlite)  # fmt: skip
+                            redis=not args.sqlite, config=PRODUCTION_LIKE)  # fmt: skip
         server.start()
         base = server.base_url
         assert server.proc is not None

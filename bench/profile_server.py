@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.client_api_bench import SCENARIOS, run_all  # noqa: E402 - after the path set-up
+from bench.client_api_bench import MEASURE_HOOKS, PRODUCTION_LIKE, SCENARIOS, run_all  # noqa: E402 - after the path set-up
 from bench.procstat import ServerProcesses  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 
@@ -34,22 +34,30 @@ def main() -> None:
         raise SystemExit(f"usage: profile_server.py <{'|'.join(SCENARIOS)}> <output prefix>")
     scenario, prefix = sys.argv[1], Path(sys.argv[2])
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    server = LiveServer(Path(tempfile.mkdtemp(prefix="dagma-profile-")))
+    server = LiveServer(Path(tempfile.mkdtemp(prefix="dagma-profile-")), config=PRODUCTION_LIKE)
     server.start()
     assert server.proc is not None
-    procs = ServerProcesses(server.proc.pid, server.db_name)
+    pid = server.proc.pid
+    procs = ServerProcesses(pid, server.db_name)
     try:
-        # Two samplers (py-spy writes one format per run): the flame graph and the folded stacks.
-        spies = []
-        for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
-            command = [py_spy, "record", "--pid", str(server.proc.pid), "--rate", "100", "--function",
-                       "--nonblocking", "--format", fmt, "--output", f"{prefix}.{ext}"]  # fmt: skip
-            spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        # Two samplers (py-spy writes one format per run): the flame graph and the folded stacks,
+        # over the scenario's measured phase only (its set-up, registrations and joins left out).
+        spies: list[subprocess.Popen[bytes]] = []
+
+        def sample(on: bool) -> None:
+            if on and not spies:
+                for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+                    command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--function",
+                               "--nonblocking", "--format", fmt, "--output", f"{prefix}.{ext}"]  # fmt: skip
+                    spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            elif not on:
+                for spy in spies:
+                    spy.send_signal(signal.SIGINT)
+                for spy in spies:
+                    spy.wait(timeout=60)
+
+        MEASURE_HOOKS.append(sample)
         results = asyncio.run(run_all(server.base_url, procs, (scenario,)))
-        for spy in spies:
-            spy.send_signal(signal.SIGINT)
-        for spy in spies:
-            spy.wait(timeout=60)
         print({k: round(v, 1) for k, v in results.items()})
     finally:
         procs.close()

@@ -25,6 +25,9 @@ cache                      keyed by
 ``filters.sync_filters``   an inline filter's text; (user, filter ID): stored filters never change
 ``push_rules.counters_ahead`` (user, room); used only while the counter's row still holds
                            the values it was computed from (read in the same sync)
+``sync.answered``          (access token digest, ``next_batch``, filter, ``set_presence``);
+                           used only while the process's notifier has seen no change for
+                           that user or their rooms since the answer (``tribune.sync.answered``)
 ========================== ============================================================
 
 For data that cannot be keyed that way, ``dagcore.cache_invalidation`` is the one path

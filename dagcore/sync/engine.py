@@ -43,6 +43,10 @@ class SyncResult:
     next_batch: SyncToken
     #: Rooms whose changes concern this sync (the long-poll waits on them).
     room_ids: frozenset[str]
+    #: Whether ``next_batch`` is the streams' positions this sync read: False when it stops
+    #: short (a to-device backlog goes out over several syncs), so a sync from it has news
+    #: although nothing changed.
+    complete: bool = True
 
 
 def _read_start(request: SyncRequest) -> sync_store.SyncStart:
@@ -109,4 +113,4 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     has_news = bool(rooms.body or presence or account_data or to_device or device_lists)
     body["next_batch"] = str(next_batch)
     body.update(e2ee_count_fields(start.e2e_counts))
-    return SyncResult(body, has_news, next_batch, watch)
+    return SyncResult(body, has_news, next_batch, watch, complete=next_batch == ctx.now)

@@ -167,7 +167,7 @@ class PortRouter:
 #: own size check answers 413 ``M_TOO_LARGE``).
 MAX_DIRECT_BODY = MAX_JSON_BODY + 1
 #: Threads running direct plain (synchronous) views: long-lived, never one per request.
-_direct_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dagma-direct")
+_direct_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagma-direct")
 
 
 def _run_plain_view(view: Any, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse:

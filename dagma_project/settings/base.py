@@ -146,7 +146,11 @@ LOGGING = {
     # log_format: json (default) or text; under journald each line carries its priority.
     "formatters": {"dagma": formatter_settings(DAGMA.log_format)},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "dagma"}
+        "stdout": {
+            "class": "dagma_project.logging.BufferedStreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "dagma",
+        }
     },
     "root": {"handlers": ["stdout"], "level": os.environ.get("DAGMA_LOG_LEVEL", DAGMA.log_level)},
     "loggers": {

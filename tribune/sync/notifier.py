@@ -21,6 +21,7 @@ import asyncio
 import logging
 import secrets
 import sys
+import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,13 +58,16 @@ class Waiter:
 
 
 class WaiterRegistry:
-    """The waiting requests of this process, by user and by room. Used on the event loop only."""
+    """The waiting requests of this process, by user and by room. Used on the event loop,
+    except :meth:`missed_since` and :attr:`generation`, which a building thread may read."""
 
     def __init__(self) -> None:
         self.by_user: dict[str, set[Waiter]] = defaultdict(set)
         self.by_room: dict[str, set[Waiter]] = defaultdict(set)
         self.generation = 0
         self.recent: deque[tuple[int, frozenset[str], frozenset[str]]] = deque(maxlen=RECENT_CHANGES)
+        #: Guards ``generation`` and ``recent`` against a reader in another thread.
+        self._recent_lock = threading.Lock()
 
     def register(self, user_id: str, room_ids: Iterable[str]) -> Waiter:
         waiter = Waiter(user_id, frozenset(room_ids))
@@ -93,8 +97,9 @@ class WaiterRegistry:
     def dispatch(self, user_ids: Iterable[str], room_ids: Iterable[str]) -> int:
         """Wake the waiters of these users and rooms; returns how many were woken."""
         users, rooms = frozenset(user_ids), frozenset(room_ids)
-        self.generation += 1
-        self.recent.append((self.generation, users, rooms))
+        with self._recent_lock:
+            self.generation += 1
+            self.recent.append((self.generation, users, rooms))
         woken: set[Waiter] = set()
         for user_id in users:
             woken |= self.by_user.get(user_id, set())
@@ -106,14 +111,19 @@ class WaiterRegistry:
 
     def missed_since(self, generation: int, user_id: str, room_ids: frozenset[str]) -> bool:
         """Did a change for this user or these rooms arrive after ``generation``?"""
-        if generation == self.generation:
+        with self._recent_lock:
+            if generation == self.generation:
+                return False
+            oldest = self.recent[0][0] if self.recent else self.generation + 1
+            if generation + 1 < oldest:
+                return True  # too long ago to tell: assume so (a spurious rebuild is harmless)
+            # Newest first: a change worth a rebuild is most often a recent one.
+            for g, users, rooms in reversed(self.recent):
+                if g <= generation:
+                    return False
+                if user_id in users or rooms & room_ids:
+                    return True
             return False
-        oldest = self.recent[0][0] if self.recent else self.generation + 1
-        if generation + 1 < oldest:
-            return True  # too long ago to tell: assume so (a spurious rebuild is harmless)
-        return any(
-            g > generation and (user_id in users or rooms & room_ids) for g, users, rooms in self.recent
-        )
 
 
 registry = WaiterRegistry()

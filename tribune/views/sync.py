@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,38 +19,73 @@ from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
 from dagcore.actions.presence import sync_presence_wanted
+from dagcore.clock import now_ms
 from dagcore.http.errors import MatrixError
+from dagcore.http.tokens import extract_access_token
 from dagcore.store import txns as txn_store
 from dagcore.store.transaction import release_connection
 from dagcore.sync import SyncRequest, SyncResult, build_sync_response
 from tribune.http import RequestContext, client_route, endpoint
 from tribune.inputs import SyncQuery, parse_sync_query
-from tribune.sync import notifier
+from tribune.sync import answered, notifier
 
 
-def _first_pass(ctx: RequestContext, query: SyncQuery) -> tuple[SyncRequest, SyncResult]:
-    """Authenticate, resolve the filter and build, marking the user online (in a thread)."""
+def _sync_request(ctx: RequestContext, query: SyncQuery) -> SyncRequest:
+    """Authenticate and resolve the filter (in a thread: both may read the database)."""
+    ctx.prepare()
+    user_id = ctx.user_id
     try:
-        ctx.prepare()
-        user_id = ctx.user_id
-        try:
-            sync_filter = resolve_sync_filter(user_id=user_id, value=query.filter)
-        except FilterNotFound:
-            raise MatrixError(400, "M_INVALID_PARAM", "No such filter for this user") from None
-        except FilterError as exc:
-            raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
-        params = SyncRequest(
-            user_id=user_id,
-            device_id=ctx.device_id,
-            device_key=txn_store.device_key(device_id=ctx.device_id, token_id=ctx.token_id),
-            since=query.since,
-            full_state=query.full_state,
-            filter=sync_filter,
-            presence=sync_presence_wanted(query.set_presence),
-        )
+        sync_filter = resolve_sync_filter(user_id=user_id, value=query.filter)
+    except FilterNotFound:
+        raise MatrixError(400, "M_INVALID_PARAM", "No such filter for this user") from None
+    except FilterError as exc:
+        raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {exc}") from None
+    return SyncRequest(
+        user_id=user_id,
+        device_id=ctx.device_id,
+        device_key=txn_store.device_key(device_id=ctx.device_id, token_id=ctx.token_id),
+        since=query.since,
+        full_state=query.full_state,
+        filter=sync_filter,
+        presence=sync_presence_wanted(query.set_presence),
+    )
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    #: The request, authenticated; its rebuilds leave presence alone (the first pass set it).
+    params: SyncRequest
+    #: None: the request follows a remembered answer and nothing changed for it since
+    #: (``tribune.sync.answered``): nothing was built, it waits.
+    result: SyncResult | None
+    #: ``WaiterRegistry.generation`` read before ``result`` was built (or the remembered one).
+    generation: int
+    presence_checked_ms: int | None
+    #: The rooms the long-poll watches.
+    room_ids: frozenset[str]
+
+
+def _first_pass(ctx: RequestContext, query: SyncQuery, known: answered.Answered | None) -> FirstPass:
+    """Authenticate, resolve the filter and build, marking the user online (in a thread).
+
+    A request that follows a remembered answer builds only if something changed for it
+    since that answer; its presence was checked recently enough (``answered.followed``).
+    """
+    try:
+        params = _sync_request(ctx, query)
+        registry = notifier.registry
+        if known is not None and (params.user_id, params.device_id) == (known.user_id, known.device_id):
+            params = replace(params, presence=None)
+            if not registry.missed_since(known.generation, known.user_id, known.room_ids):
+                return FirstPass(params, None, known.generation, known.presence_checked_ms, known.room_ids)
+            presence_checked_ms = known.presence_checked_ms
+        else:
+            presence_checked_ms = answered.presence_checked_at(query, now_ms())
+        generation = registry.generation
         result = build_sync_response(request=params)
-        # A woken long-poll's rebuild leaves presence alone (the first pass set it).
-        return replace(params, presence=None), result
+        return FirstPass(
+            replace(params, presence=None), result, generation, presence_checked_ms, result.room_ids
+        )
     finally:
         release_connection()  # back to the pool: a long-poll must not hold a connection
 
@@ -64,11 +99,14 @@ def _rebuild(params: SyncRequest) -> SyncResult:
 
 #: Syncs built at once, by a pool of long-lived threads (never a thread per request).
 #: One event wakes every member of its room together; their builds are mostly CPU work
-#: under one interpreter lock, so running them all at once makes each take about as long
-#: as all of them, while a few at a time (enough to overlap some builds' database round
-#: trips with others' Python) lets the first answers leave early. Measured with 20 woken
-#: members (bench/client_api_bench.py): 2-6 at a time answer ~10% sooner than all at once.
-MAX_CONCURRENT_BUILDS = 6
+#: under one interpreter lock. Each build also waits on PostgreSQL a few times, and every
+#: such wait hands the interpreter lock to another thread: with many builders those
+#: hand-offs (futex calls, a third of the server's CPU as system time) cost more than the
+#: overlap of round trips gains. Two at a time overlap one build's round trip with the
+#: other's Python. Measured (bench/client_api_bench.py, without test hooks, 2 cores),
+#: 6 -> 2 builders: 20 receivers p95 66-86 -> 43-49 ms, CPU per delivered sync 5.4-5.6 ->
+#: 4.2-4.6 ms; 200 receivers p95 1,055 -> 557 ms, CPU per delivered sync 4.9 -> 3.3 ms.
+MAX_CONCURRENT_BUILDS = 2
 _builders = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_BUILDS, thread_name_prefix="dagma-sync")
 _first_pass_in_pool = sync_to_async(_first_pass, thread_sensitive=False, executor=_builders)
 _rebuild_in_pool = sync_to_async(_rebuild, thread_sensitive=False, executor=_builders)
@@ -82,36 +120,57 @@ async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
     notifier.ensure_started()
     query = parse_sync_query(ctx.request)
-    generation = notifier.registry.generation
-    params, result = await _first_pass_in_pool(ctx, query)
-    if result.has_news or query.timeout_ms == 0 or params.since is None or params.full_state:
-        return result.body
-    return await _wait_for_news(params, result, generation, query.timeout_ms)
+    token = extract_access_token(ctx.request)
+    first = await _first_pass_in_pool(ctx, query, answered.followed(token, query))
+    generation, result = first.generation, first.result
+    if result is None or not (
+        result.has_news or query.timeout_ms == 0 or query.since is None or query.full_state
+    ):
+        generation, result = await _wait_for_news(
+            first.params, result, first.room_ids, generation, query.timeout_ms
+        )
+    answered.remember(
+        token,
+        query,
+        first.params,
+        result,
+        generation=generation,
+        presence_checked_ms=first.presence_checked_ms,
+    )
+    return result.body
 
 
 async def _wait_for_news(
-    params: SyncRequest, result: SyncResult, generation: int, timeout_ms: int
-) -> dict[str, Any]:
+    params: SyncRequest, result: SyncResult | None, room_ids: frozenset[str], generation: int, timeout_ms: int
+) -> tuple[int, SyncResult]:
+    """Wait for a change to these rooms or the user, then build; ``(generation, answer)``,
+    the generation read before the answer's build. ``result`` None: nothing was built yet
+    (the request follows a remembered answer); at the timeout the answer is built then."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_ms / 1000
     registry = notifier.registry
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            return result.body
-        waiter = registry.register(params.user_id, result.room_ids)
+            break
+        waiter = registry.register(params.user_id, room_ids)
         try:
-            if not registry.missed_since(generation, params.user_id, result.room_ids):
+            if not registry.missed_since(generation, params.user_id, room_ids):
                 try:
                     await asyncio.wait_for(waiter.event.wait(), remaining)
                 except TimeoutError:
-                    return result.body
+                    break
         finally:
             registry.unregister(waiter)
         generation = registry.generation
         result = await _rebuild_in_pool(params)
+        room_ids = result.room_ids
         if result.has_news:
-            return result.body
+            return generation, result
+    if result is None:
+        generation = registry.generation
+        result = await _rebuild_in_pool(params)
+    return generation, result
 
 
 sync.asgi_direct = ("GET",)  # type: ignore[attr-defined]

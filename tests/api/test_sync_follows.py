@@ -1,0 +1,129 @@
+"""A long-poll that follows the answer it got (``tribune.sync.answered``): it authenticates and
+waits without building, and everything a build would have found still reaches it at once."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.api.test_sync import bodies, sync, timeline, uid
+from tests.api.test_to_device import to_device
+from tests.support.client import MatrixClient
+from tests.support.live import wait_for, wait_for_waiters
+
+ROUTE = "/_matrix/client/v3/sync"
+
+
+def sync_lines(log_path: Path, user_id: str) -> list[dict[str, Any]]:
+    """The access lines of this user's ``/sync`` requests, oldest first."""
+    out = []
+    for raw in log_path.read_text().splitlines():
+        if ROUTE not in raw or user_id not in raw:
+            continue
+        line = json.loads(raw[raw.index("{") :])
+        if line.get("route") == ROUTE and line.get("requester") == user_id:
+            out.append(line)
+    return out
+
+
+def long_poll(client: MatrixClient, since: str, out: dict[str, Any], **params: Any) -> threading.Thread:
+    def poll() -> None:
+        started = time.monotonic()
+        out["body"] = sync(client, since, timeout=20000, **params)
+        out["elapsed"] = time.monotonic() - started
+
+    t = threading.Thread(target=poll)
+    t.start()
+    return t
+
+
+def woken_statements(client: MatrixClient, room: str, log_path: Path, since: str, **params: Any) -> int:
+    """The statements of a long-poll from ``since``, woken by one message."""
+    out: dict[str, Any] = {}
+    before = len(sync_lines(log_path, uid(client)))
+    t = long_poll(client, since, out, **params)
+    wait_for_waiters(client.base_url, uid(client))
+    MatrixClient(client.base_url, client.access_token).send(room, "wake")
+    t.join(15)
+    assert not t.is_alive(), "the long-poll was not woken"
+    assert bodies(timeline(out["body"], room)) == ["wake"]
+    lines = wait_for(lambda: (ls := sync_lines(log_path, uid(client)))[before:] and ls, "the access line")
+    return int(lines[-1]["db_queries"])
+
+
+def test_a_long_poll_that_follows_its_answer_only_authenticates_before_it_waits(
+    make_client, dagma_server
+) -> None:
+    alice = make_client()
+    room = alice.create_room()
+    sync(alice)  # marks her online
+    first = sync(alice)  # caught up, presence checked: its answer is remembered
+    following = woken_statements(alice, room, dagma_server.log_path, first["next_batch"])
+    # The same long-poll from a token this process did not answer with these parameters
+    # (``set_presence=online`` is the default's meaning, but another key) builds before it waits.
+    again = sync(alice, first["next_batch"])
+    building = woken_statements(alice, room, dagma_server.log_path, again["next_batch"], set_presence="online")
+    # Following: the access token's owner, then the woken build (positions, memberships,
+    # account data, key counts, the new event and its relations, the sender's transaction
+    # ID, unread counts). Building adds a first build: positions, memberships, account
+    # data, key counts and presence.
+    assert following <= 9, following
+    assert building >= following + 5, (following, building)
+
+
+def test_a_change_made_between_the_answer_and_the_long_poll_is_answered_at_once(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    answer = sync(bob)
+    alice.send(room, "while you were away")
+    started = time.monotonic()
+    body = sync(bob, answer["next_batch"], timeout=20000)
+    assert time.monotonic() - started < 5
+    assert bodies(timeline(body, room)) == ["while you were away"]
+
+
+def test_a_token_logged_out_after_its_answer_is_refused_at_once(make_client) -> None:
+    alice = make_client()
+    alice.create_room()
+    answer = sync(alice)
+    token = alice.access_token
+    alice.post("/logout", {})
+    poller = MatrixClient(alice.base_url, token)
+    started = time.monotonic()
+    r = poller.get("/sync", params={"since": answer["next_batch"], "timeout": 20000}, expect=401)
+    assert time.monotonic() - started < 5
+    assert r.json["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+def test_a_to_device_backlog_is_not_remembered_its_rest_comes_at_once(make_client) -> None:
+    alice, bob = make_client(), make_client()
+    first = sync(bob)
+    total = 130  # more than one sync delivers (100)
+    for i in range(total):
+        alice.put(
+            f"/sendToDevice/m.test/n{i}-{secrets.token_hex(2)}",
+            {"messages": {bob.user_id: {bob.device_id: {"i": i}}}},
+        )
+    part = sync(bob, first["next_batch"])
+    assert len(to_device(part)) == 100
+    started = time.monotonic()
+    rest = sync(bob, part["next_batch"], timeout=20000)
+    assert time.monotonic() - started < 5
+    assert [e["content"]["i"] for e in to_device(rest)] == list(range(100, total))
+
+
+def test_a_long_poll_that_times_out_answers_a_reusable_token(make_client) -> None:
+    alice = make_client()
+    alice.create_room()
+    answer = sync(alice)
+    started = time.monotonic()
+    body = sync(alice, answer["next_batch"], timeout=700)
+    assert 0.6 <= time.monotonic() - started < 5
+    assert "join" not in body.get("rooms", {})
+    assert "device_one_time_keys_count" in body
+    assert "next_batch" in sync(alice, body["next_batch"])
