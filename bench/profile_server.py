@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.client_api_bench import MEASURE_HOOKS, PRODUCTION_LIKE, SCENARIOS, run_all  # noqa: E402 - after the path set-up
+from bench.client_api_bench import MEASURE_HOOKS, PRODUCTION_LIKE, SCENARIOS, production_python, run_all  # noqa: E402 - after the path set-up
 from bench.procstat import ServerProcesses  # noqa: E402
 from tests.support.live import LiveServer  # noqa: E402
 
@@ -34,7 +34,9 @@ def main() -> None:
         raise SystemExit(f"usage: profile_server.py <{'|'.join(SCENARIOS)}> <output prefix>")
     scenario, prefix = sys.argv[1], Path(sys.argv[2])
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    server = LiveServer(Path(tempfile.mkdtemp(prefix="dagma-profile-")), config=PRODUCTION_LIKE)
+    server = LiveServer(
+        Path(tempfile.mkdtemp(prefix="dagma-profile-")), config=PRODUCTION_LIKE, python=production_python()
+    )
     server.start()
     assert server.proc is not None
     pid = server.proc.pid

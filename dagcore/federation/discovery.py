@@ -37,15 +37,14 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import dns.exception
-import dns.rdtypes.IN.SRV
-import dns.resolver
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dagcore.clock import now_ms as _now_ms
 from dagcore.protocol.identifiers import split_server_name
 from dagcore.store import server_keys as key_store
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 logger = logging.getLogger("dagma.federation")
 
@@ -251,6 +250,10 @@ class DnsSrvResolver:
     ``dns_resolvers`` (``(address, port)`` pairs; a test runs its own DNS server)."""
 
     def __init__(self, nameservers: Sequence[tuple[str, int]] = ()) -> None:
+        # dnspython is imported by the first resolver made, not with this module: a process
+        # that never looks up a server (Tribune) does not carry its 2-3 MB of modules.
+        import dns.resolver
+
         self._resolver: dns.resolver.Resolver | None = None
         if nameservers:
             resolver = dns.resolver.Resolver(configure=False)
@@ -259,6 +262,10 @@ class DnsSrvResolver:
             self._resolver = resolver
 
     def lookup_srv(self, name: str) -> list[SrvTarget]:
+        import dns.exception
+        import dns.rdtypes.IN.SRV
+        import dns.resolver
+
         try:
             if self._resolver is not None:
                 answer = self._resolver.resolve(name, "SRV", lifetime=DNS_LIFETIME_S)

@@ -29,9 +29,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, ParamSpec, TypeVar
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported by the first image handled, not with this module: a process that
+# never makes a thumbnail does not carry its ~2 MB of modules (a Tribune serving /sync).
 
 #: The only Pillow decoders we run on uploaded bytes.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
@@ -151,6 +155,8 @@ Source = Path | str | BinaryIO
 
 
 def _open(source: Source) -> Image.Image:
+    from PIL import Image
+
     if isinstance(source, str | Path):
         return Image.open(source, formats=ALLOWED_FORMATS)
     source.seek(0)
@@ -178,6 +184,8 @@ def _guarded(func: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        from PIL import Image, UnidentifiedImageError
+
         try:
             return func(*args, **kwargs)
         except ThumbnailError:
@@ -195,6 +203,8 @@ def _guarded(func: Callable[_P, _R]) -> Callable[_P, _R]:
 @_guarded
 def probe(source: Source, *, max_pixels: int) -> ImageInfo:
     """Format and size from the header alone (no pixel is decoded)."""
+    from PIL import ExifTags
+
     with _open(source) as img:
         _check_pixels(img, max_pixels)
         assert img.format is not None
@@ -210,6 +220,8 @@ def _has_alpha(img: Image.Image) -> bool:
 
 
 def _resize(img: Image.Image, req_w: int, req_h: int, method: str) -> Image.Image:
+    from PIL import Image
+
     src_w, src_h = img.size
     if method == "crop":
         box, out = crop_geometry(src_w, src_h, req_w, req_h)
@@ -253,6 +265,8 @@ def render_thumbnail(
     source: Source, *, width: int, height: int, method: str, animated: bool, max_pixels: int
 ) -> Thumbnail:
     """A thumbnail of ``source`` for the requested bounds (see the module docstring)."""
+    from PIL import ExifTags, ImageOps
+
     if method not in METHODS:
         raise ValueError(f"unknown thumbnail method {method!r}")
     width, height = clamp_dimensions(width, height)

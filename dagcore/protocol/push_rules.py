@@ -167,6 +167,17 @@ def default_rules(user_id: str) -> dict[str, list[dict[str, Any]]]:
 #: Default rules that go before the user's rules of their kind.
 PREPENDED_DEFAULT_RULES = frozenset({".m.rule.master"})
 
+#: The default rules that name their user (their state key, mention or localpart).
+USER_SPECIFIC_DEFAULT_RULES = frozenset(
+    {".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_user_name"}
+)
+#: Every other default rule, built once and shared by every ruleset that leaves it unchanged
+#: (rulesets are read-only: a ruleset of defaults was ~14 KB per user, most of it these).
+_SHARED_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    kind: {r["rule_id"]: r for r in rules_of_kind if r["rule_id"] not in USER_SPECIFIC_DEFAULT_RULES}
+    for kind, rules_of_kind in default_rules("@_:_").items()
+}
+
 
 @dataclass(frozen=True)
 class DefaultRuleChange:
@@ -194,8 +205,9 @@ def build_ruleset(
         rules: list[dict[str, Any]] = []
         appended: list[dict[str, Any]] = []
         for rule in defaults[kind]:
-            rule = copy.deepcopy(rule)
             change = changes.get((kind, rule["rule_id"]))
+            shared = _SHARED_DEFAULTS[kind].get(rule["rule_id"])
+            rule = shared if change is None and shared is not None else copy.deepcopy(rule)
             if change is not None:
                 if change.enabled is not None:
                     rule["enabled"] = change.enabled

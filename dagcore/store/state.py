@@ -266,9 +266,10 @@ def get_current_state_pdus(
 #: redaction keeps every key the auth rules read, so the cached form is the redacted form;
 #: before v11 it drops some (``invite`` of power levels), and such rooms are not cached.
 #: Callers pass the ``current_state_group`` they read under the room's write lock and
-#: must not modify the events they get.
+#: must not modify the events they get. Only a room's newest group is asked for again, so
+#: the bound is about rooms being written to at once (4,096 held ~6 MB after a join storm).
 _current_entries: BoundedCache[tuple[int, int, tuple[StateKey, ...]], dict[StateKey, tuple[int, Event]]] = (
-    BoundedCache("state.current_auth_entries", maxsize=4096)
+    BoundedCache("state.current_auth_entries", maxsize=1024)
 )
 
 

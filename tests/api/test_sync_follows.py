@@ -66,7 +66,9 @@ def test_a_long_poll_that_follows_its_answer_only_authenticates_before_it_waits(
     # The same long-poll from a token this process did not answer with these parameters
     # (``set_presence=online`` is the default's meaning, but another key) builds before it waits.
     again = sync(alice, first["next_batch"])
-    building = woken_statements(alice, room, dagma_server.log_path, again["next_batch"], set_presence="online")
+    building = woken_statements(
+        alice, room, dagma_server.log_path, again["next_batch"], set_presence="online"
+    )
     # Following: the access token's owner, then the woken build (positions, memberships,
     # account data, key counts, the new event and its relations, the sender's transaction
     # ID, unread counts). Building adds a first build: positions, memberships, account

@@ -307,3 +307,26 @@ def test_hostile_globs_stay_fast() -> None:
     assert not pr.glob_matches(pattern, body)
     assert not pr.glob_matches("a" * 2000, "a" * 2000)  # over the pattern length cap: never matches
     assert time.monotonic() - started < 1.0
+
+
+def test_rulesets_share_the_default_rules_that_do_not_name_their_user() -> None:
+    """Memory (issue #12): a ruleset of defaults was ~14 KB per user; only the rules naming
+    the user, or the user changed, are their own."""
+    alice = pr.build_ruleset("@alice:x", {})
+    bob = pr.build_ruleset("@bob:x", {})
+    notices = (pr.find_rule(alice, "override", ".m.rule.suppress_notices"),
+               pr.find_rule(bob, "override", ".m.rule.suppress_notices"))  # fmt: skip
+    assert notices[0] is notices[1]
+    names = (
+        pr.find_rule(alice, "content", ".m.rule.contains_user_name"),
+        pr.find_rule(bob, "content", ".m.rule.contains_user_name"),
+    )
+    assert [n["pattern"] for n in names if n is not None] == ["alice", "bob"]
+    mentions = [pr.find_rule(r, "override", ".m.rule.is_user_mention") for r in (alice, bob)]
+    assert [m["conditions"][0]["value"] for m in mentions if m is not None] == ["@alice:x", "@bob:x"]
+    changed = pr.build_ruleset(
+        "@carol:x", {}, {("override", ".m.rule.suppress_notices"): pr.DefaultRuleChange(enabled=False)}
+    )
+    carol_notices = pr.find_rule(changed, "override", ".m.rule.suppress_notices")
+    assert carol_notices is not None and carol_notices["enabled"] is False
+    assert notices[0] is not None and notices[0]["enabled"] is True

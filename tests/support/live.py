@@ -59,10 +59,13 @@ class LiveServer:
         role: str = "all",
         db_name: str | None = None,
         federation_tls: tuple[Path, Path] | None = None,
+        python: str | None = None,
     ) -> None:
         """``federation_tls`` = (certificate, private key): federation is then served on its own
         TLS listener (``federation_port``, ``federation_url``) and, unless given, the server
-        name is ``localhost:<federation_port>``, so other servers find it without DNS."""
+        name is ``localhost:<federation_port>``, so other servers find it without DNS.
+        ``python``: the interpreter ``serve`` runs with (the bench's production-only venv)."""
+        self.python = python or sys.executable
         self.workdir = workdir
         self.federation_tls = federation_tls
         self.federation_port = free_port() if federation_tls else None
@@ -198,7 +201,7 @@ class LiveServer:
             self.migrate()
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "serve", self.role],
+            [self.python, str(ROOT / "manage.py"), "serve", self.role],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
         )  # fmt: skip
         _running.add(self)

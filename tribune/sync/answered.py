@@ -29,9 +29,9 @@ from dagcore.clock import now_ms
 from dagcore.sync import SyncRequest, SyncResult
 from tribune.inputs import SyncQuery
 
-#: Answers remembered (one per long-polling client: the newest replaces nothing, older ones
-#: age out of the LRU).
-MAX_ANSWERS = 20_000
+#: Answers remembered: one per long-polling client (an answer's entry goes when the request
+#: following it is answered); beyond that the least recently used go, and build as before.
+MAX_ANSWERS = 10_000
 #: How long a remembered answer stands in for the presence check of a sync that sets presence.
 PRESENCE_FRESH_MS = SYNC_TOUCH_MS // 2
 
@@ -74,7 +74,13 @@ def remember(
     presence_checked_ms: int | None,
 ) -> None:
     """Remember the answer ``result`` (built after ``generation``) for the long-poll to follow."""
-    if not access_token or not result.complete:
+    if not access_token:
+        return
+    if query.since is not None:
+        # The answer it followed is not asked for again (bar a retry, which then builds): one
+        # entry per long-polling client.
+        _answers.drop([_key(access_token, str(query.since), query)])
+    if not result.complete:
         return
     _answers.put(
         _key(access_token, str(result.next_batch), query),
