@@ -114,8 +114,10 @@ class TextFormatter(_DagmaFormatter):
 
 
 class BufferedStreamHandler(logging.StreamHandler[TextIO]):
-    """A ``StreamHandler`` that writes its lines in batches: at once for a warning or worse,
-    else when ``capacity`` lines wait or ``period`` seconds after the first of them.
+    """A ``StreamHandler`` that, in a server process (:func:`buffer_log_lines`), writes its lines
+    in batches: at once for a warning or worse, else when ``capacity`` lines wait or ``period``
+    seconds after the first of them. Elsewhere (management commands, whose ``--json``
+    document on stdout comes after their log lines) it writes each line at once.
 
     Every request writes an access line; written one by one, each is a ``write`` of its
     own, and the thread writing it gives up the interpreter lock for the system call and
@@ -130,6 +132,8 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
         super().__init__(stream)
         self.period = period
         self.capacity = capacity
+        #: Off until :func:`buffer_log_lines` (a server process) turns it on.
+        self.buffering = False
         self._lines: list[str] = []
         self._first_at = 0.0
         self._last: logging.LogRecord | None = None
@@ -147,7 +151,7 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
             self._first_at = time.monotonic()
         self._lines.append(line)
         self._last = record
-        if record.levelno >= logging.WARNING or len(self._lines) >= self.capacity:
+        if not self.buffering or record.levelno >= logging.WARNING or len(self._lines) >= self.capacity:
             self._write()
         elif self._flusher_pid != os.getpid():
             self._flusher_pid = os.getpid()
@@ -186,6 +190,13 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
             finally:
                 self.release()
             time.sleep(due)
+
+
+def buffer_log_lines() -> None:
+    """In a server process: the root logger's lines are written in batches (see above)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BufferedStreamHandler):
+            handler.buffering = True
 
 
 def formatter_settings(log_format: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ def on_process_start() -> None:
     role = getattr(settings, "DAGMA_SERVER_ROLE", "all")
     # Imported here: the Celery worker loads this module before Django's apps are ready.
     from dagcore.store.timing import install_query_timing
+    from dagma_project.logging import buffer_log_lines
     from dagma_project.metrics import start_metrics
 
     # Every statement's time (the access line's db time, dagma_db_query_duration_seconds).
@@ -41,6 +42,8 @@ def on_process_start() -> None:
     if role != "worker":
         # A worker's listener is its main process's (dagma_project.celery), not its pool's.
         start_metrics(role)
+        # A line per request: written in batches (dagma_project.logging.BufferedStreamHandler).
+        buffer_log_lines()
     if not getattr(settings, "DAGMA_NO_HEARTBEAT", False):
         from dagcore.actions.heartbeat import start_heartbeat
 
