@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,9 +67,6 @@ PRODUCTION_VENV = Path.home() / ".cache" / "dagma" / "bench-production-venv"
 
 def production_python() -> str:
     """The production venv's interpreter, made or brought up to date with ``requirements.txt``."""
-    import hashlib
-    import subprocess
-
     requirements = ROOT / "requirements.txt"
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     stamp = PRODUCTION_VENV / ".requirements.sha256"

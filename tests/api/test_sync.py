@@ -165,6 +165,9 @@ def test_long_poll_with_nothing_new_returns_after_timeout_with_a_reusable_token(
     elapsed = time.monotonic() - started
     assert 0.6 <= elapsed < 5
     assert "join" not in body.get("rooms", {})
+    # It followed its answer (tribune.sync.answered) and built nothing before waiting: the
+    # answer at the timeout is built then, key counts included.
+    assert "device_one_time_keys_count" in body
     again = sync(alice, body["next_batch"])  # the token works again
     assert "next_batch" in again
 

@@ -83,15 +83,20 @@ def test_other_devices_do_not_get_a_message_for_one_device(make_client) -> None:
     assert to_device(sync(bob2, f2["next_batch"])) == []
 
 
+def send_numbered(sender: MatrixClient, receiver: MatrixClient, total: int) -> None:
+    """``total`` to-device messages to the receiver's device, ``{"i": 0}`` to ``{"i": total - 1}``."""
+    for i in range(total):
+        sender.put(
+            f"/sendToDevice/m.test/n{i}-{secrets.token_hex(2)}",
+            {"messages": {receiver.user_id: {receiver.device_id: {"i": i}}}},
+        )
+
+
 def test_many_messages_come_in_batches_without_loss(make_client) -> None:
     alice, bob = make_client(), make_client()
     first = sync(bob)
     total = 130  # more than one sync delivers (100)
-    for i in range(total):
-        alice.put(
-            f"/sendToDevice/m.test/n{i}-{secrets.token_hex(2)}",
-            {"messages": {bob.user_id: {bob.device_id: {"i": i}}}},
-        )
+    send_numbered(alice, bob, total)
     seen: list[int] = []
     token = first["next_batch"]
     batches = 0
