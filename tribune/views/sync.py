@@ -10,11 +10,9 @@ use again, as Synapse does.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.urls import URLPattern
 
 from dagcore.actions.filters import FilterError, FilterNotFound, resolve_sync_filter
@@ -28,6 +26,7 @@ from dagcore.sync import SyncRequest, SyncResult, build_sync_response
 from tribune.http import RequestContext, client_route, endpoint
 from tribune.inputs import SyncQuery, parse_sync_query
 from tribune.sync import answered, notifier
+from tribune.sync.builds import MAX_BATCH, MAX_CONCURRENT_BUILDS, BatchedPool
 
 
 def _sync_request(ctx: RequestContext, query: SyncQuery) -> SyncRequest:
@@ -71,57 +70,43 @@ def _first_pass(ctx: RequestContext, query: SyncQuery, known: answered.Answered 
     A request that follows a remembered answer builds only if something changed for it
     since that answer; its presence was checked recently enough (``answered.followed``).
     """
-    try:
-        params = _sync_request(ctx, query)
-        registry = notifier.registry
-        if known is not None and (params.user_id, params.device_id) == (known.user_id, known.device_id):
-            params = replace(params, presence=None)
-            if not registry.missed_since(known.generation, known.user_id, known.room_ids):
-                return FirstPass(params, None, known.generation, known.presence_checked_ms, known.room_ids)
-            presence_checked_ms = known.presence_checked_ms
-        else:
-            presence_checked_ms = answered.presence_checked_at(query, now_ms())
-        generation = registry.generation
-        result = build_sync_response(request=params)
-        return FirstPass(
-            replace(params, presence=None), result, generation, presence_checked_ms, result.room_ids
-        )
-    finally:
-        release_connection()  # back to the pool: a long-poll must not hold a connection
+    params = _sync_request(ctx, query)
+    registry = notifier.registry
+    if known is not None and (params.user_id, params.device_id) == (known.user_id, known.device_id):
+        params = replace(params, presence=None)
+        if not registry.missed_since(known.generation, known.user_id, known.room_ids):
+            return FirstPass(params, None, known.generation, known.presence_checked_ms, known.room_ids)
+        presence_checked_ms = known.presence_checked_ms
+    else:
+        presence_checked_ms = answered.presence_checked_at(query, now_ms())
+    generation = registry.generation
+    result = build_sync_response(request=params)
+    return FirstPass(replace(params, presence=None), result, generation, presence_checked_ms, result.room_ids)
 
 
 def _rebuild(params: SyncRequest) -> SyncResult:
-    try:
-        return build_sync_response(request=params)
-    finally:
-        release_connection()
+    return build_sync_response(request=params)
 
 
-#: Syncs built at once, by a pool of long-lived threads (never a thread per request).
-#: One event wakes every member of its room together; their builds are mostly CPU work
-#: under one interpreter lock. Each build also waits on PostgreSQL a few times, and every
-#: such wait hands the interpreter lock to another thread: with many builders those
-#: hand-offs (futex calls, a third of the server's CPU as system time) cost more than the
-#: overlap of round trips gains. Two at a time overlap one build's round trip with the
-#: other's Python. Measured (bench/client_api_bench.py, without test hooks, 2 cores),
-#: 6 -> 2 builders: 20 receivers p95 66-86 -> 43-49 ms, CPU per delivered sync 5.4-5.6 ->
-#: 4.2-4.6 ms; 200 receivers p95 1,055 -> 557 ms, CPU per delivered sync 4.9 -> 3.3 ms.
-MAX_CONCURRENT_BUILDS = 2
-_builders = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_BUILDS, thread_name_prefix="dagma-sync")
-_first_pass_in_pool = sync_to_async(_first_pass, thread_sensitive=False, executor=_builders)
-_rebuild_in_pool = sync_to_async(_rebuild, thread_sensitive=False, executor=_builders)
+#: Syncs are built by two long-lived threads (never a thread per request), several per hop
+#: (``tribune.sync.builds``). After each batch the thread's connection goes back to the
+#: pool: a long-poll must not hold one while it waits.
+_builders = BatchedPool(
+    "dagma-sync", threads=MAX_CONCURRENT_BUILDS, max_batch=MAX_BATCH, after_batch=release_connection
+)
 
 
 # Authenticated in the thread that builds the first answer (``_first_pass``): one thread
-# hop per answer, into a pool thread, on the hottest path of the server; served without
-# Django's request handler (``asgi_direct``, see ``dagma_project.asgi.common.DirectViews``).
+# hop per answer at most, shared with other requests' builds (``tribune.sync.builds``), on
+# the hottest path of the server; served without Django's request handler (``asgi_direct``,
+# see ``dagma_project.asgi.common.DirectViews``).
 @endpoint(methods=("GET",), allow_guest=True, deferred_auth=True)
 async def sync(ctx: RequestContext) -> dict[str, Any]:
     """GET /_matrix/client/v3/sync"""
     notifier.ensure_started()
     query = parse_sync_query(ctx.request)
     token = extract_access_token(ctx.request)
-    first = await _first_pass_in_pool(ctx, query, answered.followed(token, query))
+    first = await _builders.run(_first_pass, ctx, query, answered.followed(token, query))
     generation, result = first.generation, first.result
     if result is None or not (
         result.has_news or query.timeout_ms == 0 or query.since is None or query.full_state
@@ -163,13 +148,13 @@ async def _wait_for_news(
         finally:
             registry.unregister(waiter)
         generation = registry.generation
-        result = await _rebuild_in_pool(params)
+        result = await _builders.run(_rebuild, params)
         room_ids = result.room_ids
         if result.has_news:
             return generation, result
     if result is None:
         generation = registry.generation
-        result = await _rebuild_in_pool(params)
+        result = await _builders.run(_rebuild, params)
     return generation, result
 
 
