@@ -17,6 +17,7 @@ from dagcore.actions.device_lists import mark_device_list_changed
 from dagcore.actions.published_keys import add_signatures as _add_signatures
 from dagcore.actions.published_keys import own_signatures
 from dagcore.http.errors import MatrixError
+from dagcore.notifier import Change, notify
 from dagcore.protocol.canonical_json import encode_canonical_json
 from dagcore.protocol.signing import SignatureError, decode_verify_key_base64, verify_json_signature
 from dagcore.server_keys import get_server_name
@@ -229,6 +230,8 @@ def do_upload_keys(*, user_id: str, device_id: str, upload: KeyUpload) -> dict[s
             mark_device_list_changed(
                 user_id=user_id, reason=f"device keys of {device_id}", device_ids=[device_id]
             )
+        if upload.one_time_keys or upload.fallback_keys:
+            _key_counts_changed([user_id])
     return e2e_counts.get_one_time_key_counts(user_id=user_id, device_id=device_id)
 
 
@@ -392,6 +395,19 @@ def check_claim_request(one_time_keys: object) -> list[tuple[str, str, str]]:
     return wanted
 
 
+#: Not a stream of sync tokens: the name of the notifier's change for key counts.
+KEY_COUNTS_STREAM = "e2e_key_counts"
+
+
+def _key_counts_changed(user_ids: list[str]) -> None:
+    """After commit, tell the notifier these users' key counts moved: every ``/sync`` answer
+    carries them (spec "Extensions to /sync"), and an answer made from timeline news alone
+    reuses the last build's (``dagcore.sync.news``), so a change must reach it. Nothing is
+    woken that would not build anyway: a sync that only sees this has no news and waits on."""
+    if user_ids:
+        notify(Change(stream=KEY_COUNTS_STREAM, position=0, user_ids=tuple(user_ids)))
+
+
 def do_claim_keys(*, wanted: list[tuple[str, str, str]], timeout_ms: object = None) -> dict[str, Any]:
     """Hand out one one-time key per requested device, else its fallback key.
 
@@ -415,6 +431,7 @@ def do_claim_keys(*, wanted: list[tuple[str, str, str]], timeout_ms: object = No
         missing = [w for w in local if w not in got]
         if missing:
             claimed += key_store.claim_fallback_keys(missing)
+        _key_counts_changed(sorted({user_id for user_id, _, _, _, _ in claimed}))
     for user_id, device_id, algorithm, key_id, key_json in claimed:
         out.setdefault(user_id, {}).setdefault(device_id, {})[f"{algorithm}:{key_id}"] = json.loads(key_json)
     return {"one_time_keys": out, "failures": failures}

@@ -24,6 +24,7 @@ from dagcore.actions import presence as presence_actions
 from dagcore.clock import now_ms
 from dagcore.store import sync as sync_store
 from dagcore.sync.account_data import build_global_account_data
+from dagcore.sync.basis import SyncBasis
 from dagcore.sync.context import START_ACCOUNT_DATA_TYPES, SyncRequest, make_context, push_rules_of
 from dagcore.sync.device_lists import build_device_lists
 from dagcore.sync.e2ee_counts import e2ee_count_fields
@@ -47,6 +48,9 @@ class SyncResult:
     #: short (a to-device backlog goes out over several syncs), so a sync from it has news
     #: although nothing changed.
     complete: bool = True
+    #: What a sync that follows this answer can start from when only new timeline events
+    #: happened since (``dagcore.sync.news``); None when ``complete`` is False.
+    basis: SyncBasis | None = None
 
 
 def _read_start(request: SyncRequest) -> sync_store.SyncStart:
@@ -84,14 +88,18 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     memberships = memberships_in_view(ctx, start.memberships)
     watch = frozenset(m.room_id for m in memberships if m.membership in WATCHED)
     body: dict[str, Any] = {}
+    push_rules = push_rules_of(ctx.user_id, start.account_data)
+
+    def basis(now: SyncToken) -> SyncBasis:
+        return SyncBasis.of(ctx, now=now, memberships=memberships, watch=watch, push_rules=push_rules,
+                            e2e_counts=start.e2e_counts)  # fmt: skip
 
     if ctx.since is not None and ctx.since == ctx.now and not ctx.full_state:
         body["next_batch"] = str(ctx.now)
         acknowledge_to_device(ctx)
         body.update(e2ee_count_fields(start.e2e_counts))
-        return SyncResult(body, False, ctx.now, watch)
+        return SyncResult(body, False, ctx.now, watch, basis=basis(ctx.now))
 
-    push_rules = push_rules_of(ctx.user_id, start.account_data)
     rooms = build_rooms(ctx, push_rules, memberships)
     if rooms.body:
         body["rooms"] = rooms.body
@@ -113,4 +121,7 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     has_news = bool(rooms.body or presence or account_data or to_device or device_lists)
     body["next_batch"] = str(next_batch)
     body.update(e2ee_count_fields(start.e2e_counts))
-    return SyncResult(body, has_news, next_batch, watch, complete=next_batch == ctx.now)
+    complete = next_batch == ctx.now
+    return SyncResult(
+        body, has_news, next_batch, watch, complete=complete, basis=basis(next_batch) if complete else None
+    )

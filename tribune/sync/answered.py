@@ -27,6 +27,7 @@ from dagcore.actions.presence import SYNC_TOUCH_MS, sync_presence_wanted
 from dagcore.caching import BoundedCache
 from dagcore.clock import now_ms
 from dagcore.sync import SyncRequest, SyncResult
+from dagcore.sync.basis import SyncBasis
 from tribune.inputs import SyncQuery
 
 #: Answers remembered: one per long-polling client (an answer's entry goes when the request
@@ -49,6 +50,9 @@ class Answered:
     #: When a build last checked (and if need be wrote) the presence this client sets;
     #: None when its syncs set none.
     presence_checked_ms: int | None
+    #: What the answer's build read, for a follower woken by new timeline events only
+    #: (``dagcore.sync.news``).
+    basis: SyncBasis | None = None
 
 
 _answers: BoundedCache[Key, Answered] = BoundedCache("sync.answered", maxsize=MAX_ANSWERS)
@@ -90,6 +94,7 @@ def remember(
             room_ids=result.room_ids,
             generation=generation,
             presence_checked_ms=presence_checked_ms,
+            basis=result.basis,
         ),
     )
 

@@ -36,6 +36,7 @@ from dagcore.cache_invalidation import apply_broadcast_invalidations
 from dagcore.clock import now_ms
 from dagcore.notifier import Change
 from dagcore.store.transaction import release_all_connections
+from dagcore.sync.basis import TimelineNews
 
 logger = logging.getLogger("tribune.sync")
 
@@ -65,7 +66,10 @@ class WaiterRegistry:
         self.by_user: dict[str, set[Waiter]] = defaultdict(set)
         self.by_room: dict[str, set[Waiter]] = defaultdict(set)
         self.generation = 0
-        self.recent: deque[tuple[int, frozenset[str], frozenset[str]]] = deque(maxlen=RECENT_CHANGES)
+        #: ``(generation, users, rooms, stream, position)`` of the latest changes.
+        self.recent: deque[tuple[int, frozenset[str], frozenset[str], str | None, int]] = deque(
+            maxlen=RECENT_CHANGES
+        )
         #: Guards ``generation`` and ``recent`` against a reader in another thread.
         self._recent_lock = threading.Lock()
 
@@ -94,12 +98,16 @@ class WaiterRegistry:
             if not waiters:
                 del index[key]
 
-    def dispatch(self, user_ids: Iterable[str], room_ids: Iterable[str]) -> int:
-        """Wake the waiters of these users and rooms; returns how many were woken."""
+    def dispatch(
+        self, user_ids: Iterable[str], room_ids: Iterable[str], stream: str | None = None, position: int = 0
+    ) -> int:
+        """Wake the waiters of these users and rooms; returns how many were woken. ``stream``
+        and ``position``: the change's (``Change.stream``, ``Change.position``), for
+        :meth:`timeline_news`; None: unknown."""
         users, rooms = frozenset(user_ids), frozenset(room_ids)
         with self._recent_lock:
             self.generation += 1
-            self.recent.append((self.generation, users, rooms))
+            self.recent.append((self.generation, users, rooms, stream, position))
         woken: set[Waiter] = set()
         for user_id in users:
             woken |= self.by_user.get(user_id, set())
@@ -118,12 +126,51 @@ class WaiterRegistry:
             if generation + 1 < oldest:
                 return True  # too long ago to tell: assume so (a spurious rebuild is harmless)
             # Newest first: a change worth a rebuild is most often a recent one.
-            for g, users, rooms in reversed(self.recent):
+            for g, users, rooms, _, _ in reversed(self.recent):
                 if g <= generation:
                     return False
                 if user_id in users or rooms & room_ids:
                     return True
             return False
+
+    def timeline_news(
+        self, generation: int, user_id: str, room_ids: frozenset[str], after: int
+    ) -> tuple[int, TimelineNews | None]:
+        """``(the generation now, what concerns this sync since generation ``generation``)``:
+        :class:`TimelineNews` when that is only new events of the events stream after
+        position ``after`` in ``room_ids`` and every event position from ``after`` up to its
+        ``upto`` was announced here (so none of another of these rooms is missing); None
+        otherwise (anything else concerns the user or these rooms, or cannot be told).
+
+        Events are announced after their commit, and commits take their positions in order
+        (``dagcore.store.streams.advance_stream``), so an event after ``after`` was announced
+        after the answer that read ``after`` and its generation is newer than ``generation``.
+        """
+        with self._recent_lock:
+            now = self.generation
+            if generation == now or not self.recent or generation + 1 < self.recent[0][0]:
+                return now, None
+            seen: set[int] = set()
+            rooms_with_news: set[str] = set()
+            top = after
+            for g, users, rooms, stream, position in reversed(self.recent):
+                if g <= generation:
+                    break
+                is_event = stream == "events"
+                if is_event:
+                    seen.add(position)
+                if user_id not in users and not rooms & room_ids:
+                    continue
+                if not is_event or user_id in users:
+                    return now, None
+                if position > after:
+                    rooms_with_news |= rooms & room_ids
+                    top = max(top, position)
+        if not rooms_with_news or any(p not in seen for p in range(after + 1, top + 1)):
+            return now, None
+        while top + 1 in seen:
+            top += 1
+        return now, TimelineNews(frozenset(rooms_with_news), top)
 
 
 registry = WaiterRegistry()
@@ -170,7 +217,7 @@ def on_change(change: Change) -> None:
 
 def _deliver(message: dict[str, Any]) -> None:
     """On the loop: wake local waiters, then tell the other processes."""
-    registry.dispatch(message["users"], message["rooms"])
+    registry.dispatch(message["users"], message["rooms"], message.get("stream"), message.get("position") or 0)
     layer = _channel_layer()
     if layer is not None:
         _spawn(_publish(layer, message))
@@ -200,7 +247,12 @@ async def _listen() -> None:
                     continue
                 # Cache entries another process invalidated (dagcore.cache_invalidation).
                 apply_broadcast_invalidations(message)
-                registry.dispatch(message.get("users") or (), message.get("rooms") or ())
+                registry.dispatch(
+                    message.get("users") or (),
+                    message.get("rooms") or (),
+                    message.get("stream"),
+                    message.get("position") or 0,
+                )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -23,6 +23,8 @@ from dagcore.http.tokens import extract_access_token
 from dagcore.store import txns as txn_store
 from dagcore.store.transaction import release_connection
 from dagcore.sync import SyncRequest, SyncResult, build_sync_response
+from dagcore.sync.basis import SyncBasis, TimelineNews
+from dagcore.sync.news import answer_from_news
 from tribune.http import RequestContext, client_route, endpoint
 from tribune.inputs import SyncQuery, parse_sync_query
 from tribune.sync import answered, notifier
@@ -62,6 +64,8 @@ class FirstPass:
     presence_checked_ms: int | None
     #: The rooms the long-poll watches.
     room_ids: frozenset[str]
+    #: What the answer it follows (or ``result``) read, for an answer from timeline news.
+    basis: SyncBasis | None
 
 
 def _first_pass(ctx: RequestContext, query: SyncQuery, known: answered.Answered | None) -> FirstPass:
@@ -75,16 +79,39 @@ def _first_pass(ctx: RequestContext, query: SyncQuery, known: answered.Answered 
     if known is not None and (params.user_id, params.device_id) == (known.user_id, known.device_id):
         params = replace(params, presence=None)
         if not registry.missed_since(known.generation, known.user_id, known.room_ids):
-            return FirstPass(params, None, known.generation, known.presence_checked_ms, known.room_ids)
+            return FirstPass(
+                params, None, known.generation, known.presence_checked_ms, known.room_ids, known.basis
+            )
+        if known.basis is not None:
+            # Something came since the answer it follows (a busy room outpaces its members'
+            # round trips): new timeline events alone are answered from them.
+            generation, news = registry.timeline_news(
+                known.generation, known.user_id, known.room_ids, known.basis.now.events
+            )
+            result = _answer(params, known.basis, news)
+            return FirstPass(
+                params, result, generation, known.presence_checked_ms, result.room_ids, result.basis
+            )
         presence_checked_ms = known.presence_checked_ms
     else:
         presence_checked_ms = answered.presence_checked_at(query, now_ms())
     generation = registry.generation
     result = build_sync_response(request=params)
-    return FirstPass(replace(params, presence=None), result, generation, presence_checked_ms, result.room_ids)
+    return FirstPass(
+        replace(params, presence=None), result, generation, presence_checked_ms, result.room_ids, result.basis
+    )
 
 
 def _rebuild(params: SyncRequest) -> SyncResult:
+    return build_sync_response(request=params)
+
+
+def _answer(params: SyncRequest, basis: SyncBasis | None, news: TimelineNews | None) -> SyncResult:
+    """From the timeline news alone where it can tell (``dagcore.sync.news``), else a full build."""
+    if basis is not None and news is not None:
+        result = answer_from_news(params, basis, news, now_ms=now_ms())
+        if result is not None:
+            return result
     return build_sync_response(request=params)
 
 
@@ -112,7 +139,7 @@ async def sync(ctx: RequestContext) -> dict[str, Any]:
         result.has_news or query.timeout_ms == 0 or query.since is None or query.full_state
     ):
         generation, result = await _wait_for_news(
-            first.params, result, first.room_ids, generation, query.timeout_ms
+            first.params, result, first.room_ids, generation, query.timeout_ms, first.basis
         )
     answered.remember(
         token,
@@ -126,11 +153,18 @@ async def sync(ctx: RequestContext) -> dict[str, Any]:
 
 
 async def _wait_for_news(
-    params: SyncRequest, result: SyncResult | None, room_ids: frozenset[str], generation: int, timeout_ms: int
+    params: SyncRequest,
+    result: SyncResult | None,
+    room_ids: frozenset[str],
+    generation: int,
+    timeout_ms: int,
+    basis: SyncBasis | None,
 ) -> tuple[int, SyncResult]:
     """Wait for a change to these rooms or the user, then build; ``(generation, answer)``,
     the generation read before the answer's build. ``result`` None: nothing was built yet
-    (the request follows a remembered answer); at the timeout the answer is built then."""
+    (the request follows a remembered answer); at the timeout the answer is built then.
+    Woken by new timeline events only, the answer is made from them and ``basis``, what
+    the last build read (``dagcore.sync.news``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_ms / 1000
     registry = notifier.registry
@@ -147,9 +181,13 @@ async def _wait_for_news(
                     break
         finally:
             registry.unregister(waiter)
-        generation = registry.generation
-        result = await _builders.run(_rebuild, params)
-        room_ids = result.room_ids
+        news = None
+        if basis is not None:
+            generation, news = registry.timeline_news(generation, params.user_id, room_ids, basis.now.events)
+        else:
+            generation = registry.generation
+        result = await _builders.run(_answer, params, basis, news)
+        room_ids, basis = result.room_ids, result.basis
         if result.has_news:
             return generation, result
     if result is None:

@@ -1,0 +1,56 @@
+"""What an answer's build read that the sync following it can start from, and what the notifier
+saw since (``dagcore.sync.news``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from dagcore.store.sync import MembershipInfo
+from dagcore.sync.context import PushRules, SyncContext
+from dagcore.sync.tokens import SyncToken
+
+
+@dataclass(frozen=True)
+class SyncBasis:
+    """What an answer's build read that the sync following it needs again (``dagcore.sync.news``)."""
+
+    #: The answer's ``next_batch``.
+    now: SyncToken
+    #: The joined rooms in the filter's view, by room ID, as of ``now``.
+    joined: Mapping[str, MembershipInfo]
+    #: The rooms the long-poll watches.
+    watch: frozenset[str]
+    ignored: frozenset[str]
+    push_rules: PushRules
+    e2e_counts: tuple[dict[str, int], list[str]] | None
+
+    @classmethod
+    def of(
+        cls,
+        ctx: SyncContext,
+        *,
+        now: SyncToken,
+        memberships: Iterable[MembershipInfo],
+        watch: frozenset[str],
+        push_rules: PushRules,
+        e2e_counts: tuple[dict[str, int], list[str]] | None,
+    ) -> SyncBasis:
+        return cls(
+            now=now,
+            joined={m.room_id: m for m in memberships if m.membership == "join"},
+            watch=watch,
+            ignored=ctx.ignored,
+            push_rules=push_rules,
+            e2e_counts=e2e_counts,
+        )
+
+
+@dataclass(frozen=True)
+class TimelineNews:
+    """What the notifier saw since an answer (``tribune.sync.notifier``): only new timeline
+    events concern the sync, in ``rooms``; every event up to stream position ``upto`` was
+    announced, so no other room of the sync has any after the answer."""
+
+    rooms: frozenset[str]
+    upto: int

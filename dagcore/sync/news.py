@@ -1,0 +1,113 @@
+"""Answering a long-poll from the timeline events that woke it (issue #12: "answer a wake
+from the change that woke it instead of rebuilding every section from scratch").
+
+When a message arrives in a busy room, every member's long-poll wakes, and each full
+build (``dagcore.sync.engine``) reads again what its previous answer read a moment ago:
+the streams' positions, the memberships, the ignored users, the push rules' version and
+the device's key counts. When the only changes that concern the sync since that answer
+are new timeline events of rooms it is joined to, those reads would find what the answer
+found (every change that could move them passes through the notifier, DESIGN.md §5), and
+every other section would be empty. So the answer keeps them (``dagcore.sync.basis.SyncBasis``), and the
+follower reads only the new events (shared with the other members woken by them) and the
+room's unread counts: :func:`answer_from_news`.
+
+It answers only where the full build's answer is plain to tell from that (spec "Syncing"):
+new non-state events, no timeline filter, no lazy-loaded members, no ignored users, no
+more events than the timeline limit. Otherwise it returns None and the caller builds as
+usual. Its ``next_batch`` moves the events stream only: the other streams had nothing for
+this sync, and a token may lag behind the streams' positions (the next build reads from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from dagcore.store import sync as sync_store
+from dagcore.store.events import StoredEvent
+from dagcore.store.sync import MembershipInfo
+from dagcore.sync.basis import SyncBasis, TimelineNews
+from dagcore.sync.context import SyncContext, SyncRequest
+from dagcore.sync.e2ee_counts import e2ee_count_fields
+from dagcore.sync.engine import SyncResult
+from dagcore.sync.serialize import event_batch, format_events
+from dagcore.sync.timeline import RoomTimeline, timeline_entry
+from dagcore.sync.unread import get_room_unread_counts, unread_fields
+
+#: Events whose arrival changes more than the timeline of a sync (state, and redactions,
+#: which change earlier events) are answered by a full build.
+REDACTION = "m.room.redaction"
+
+
+def answer_from_news(
+    request: SyncRequest, basis: SyncBasis, news: TimelineNews, *, now_ms: int
+) -> SyncResult | None:
+    """The answer to ``request`` (which follows ``basis``'s answer) given ``news``, or None
+    where only a full build can tell (see the module)."""
+    tf = request.filter.room.timeline
+    if (
+        request.full_state
+        or basis.ignored
+        or request.filter.room.state.lazy_load_members
+        or tf.contains_url is not None
+        or news.upto <= basis.now.events
+        or not news.rooms
+    ):
+        return None
+    ctx = SyncContext(
+        user_id=request.user_id,
+        device_id=request.device_id,
+        device_key=request.device_key,
+        since=basis.now,
+        now=basis.now.copy_with(events=news.upto),
+        full_state=False,
+        filter=request.filter,
+        now_ms=now_ms,
+        ignored=basis.ignored,
+    )
+    if ctx.timeline_filter.filters_anything:
+        return None
+    rooms: list[MembershipInfo] = []
+    for room_id in sorted(news.rooms):
+        m = basis.joined.get(room_id)
+        if m is None or not tf.allows_room(room_id):
+            return None
+        rooms.append(m)
+    limit = request.filter.timeline_limit
+    after = basis.now.events
+    # Shared with the other members woken by the same events (same range, same limit).
+    loaded = sync_store.get_recent_events({m.room_nid: (after, news.upto) for m in rooms}, limit=limit)
+    timelines: dict[int, list[StoredEvent]] = {}
+    for m in rooms:
+        events = loaded.get(m.room_nid, [])
+        if not events or len(events) > limit:
+            return None
+        if any(e.event.state_key is not None or e.event.type == REDACTION for e in events):
+            return None
+        timelines[m.room_nid] = events
+    counts = get_room_unread_counts(
+        ctx,
+        basis.push_rules,
+        rooms,
+        rooms_with_news={nid: events[-1].stream_ordering or 0 for nid, events in timelines.items()},
+        complete={nid: (after, events) for nid, events in timelines.items()},
+    )
+    serialized = format_events(ctx, [e for m in rooms for e in timelines[m.room_nid]], timeline_events=True)
+    join: dict[str, Any] = {}
+    at = 0
+    for m in rooms:
+        events = timelines[m.room_nid]
+        entry: dict[str, Any] = {
+            "timeline": timeline_entry(ctx, RoomTimeline(events, False), serialized[at : at + len(events)]),
+            "state": event_batch([]),
+            "ephemeral": event_batch([]),
+            "account_data": event_batch([]),
+        }
+        at += len(events)
+        c = counts.get(m.room_nid)
+        if c is not None:
+            entry.update(unread_fields(ctx, c))
+        join[m.room_id] = entry
+    body: dict[str, Any] = {"rooms": {"join": join}, "next_batch": str(ctx.now)}
+    body.update(e2ee_count_fields(basis.e2e_counts))
+    return SyncResult(body, True, ctx.now, basis.watch, basis=replace(basis, now=ctx.now))
