@@ -333,6 +333,7 @@ def get_unread_counts(
     rules_version: int | None = None,
     loaded: Mapping[int, tuple[int, Sequence[StoredEvent]]] | None = None,
     displaynames_known: bool = False,
+    kept: dict[int, KeptCounter] | None = None,
 ) -> dict[int, UnreadCounts]:
     """Unread notification and highlight counts of the user in each room, up to stream ``upto``.
 
@@ -345,6 +346,7 @@ def get_unread_counts(
     events in ``(after, upto]``, oldest first (e.g. an unfiltered, unlimited ``/sync``
     timeline, or none for a room without news): a counter already at ``after`` or later
     evaluates those instead of reading them again.
+    ``kept``: filled with each room's :class:`KeptCounter` (for :func:`count_onwards`).
     """
     if not rooms:
         return {}
@@ -414,32 +416,15 @@ def get_unread_counts(
             else None,
         )
         for nid in with_events:
-            counter = counters[nid]
-            plain_read = max(unthreaded.get(nid, 0), main_pos.get(nid, 0))
-            for stored in to_count[nid]:
-                pos = stored.stream_ordering or 0
-                root = _thread_root(stored)
-                if stored.event.sender == user_id:
-                    # Spec "Marking notifications as read": sending an event reads up to it
-                    # (an event in a thread reads that thread).
-                    counter.notification_count = counter.highlight_count = 0
-                    counter.threads[root] = [0, 0]
-                    continue
-                if stored.event.sender in ignored_users:
-                    continue
-                result = rules.evaluate(rs, stored.event.pdu, contexts.context_for(nid, stored.event.sender))
-                if not result.notify:
-                    continue
-                if pos > plain_read:
-                    counter.notification_count += 1
-                    counter.highlight_count += int(result.highlight)
-                read = unthreaded.get(nid, 0)
-                read = max(
-                    read, main_pos.get(nid, 0) if root == "main" else thread_pos.get(nid, {}).get(root, 0)
-                )
-                if pos > read:
-                    n, h = counter.threads.get(root, [0, 0])
-                    counter.threads[root] = [n + 1, h + int(result.highlight)]
+            _count_events(
+                counters[nid],
+                to_count[nid],
+                _reads_of(nid, unthreaded, main_pos, thread_pos),
+                user_id=user_id,
+                ignored_users=ignored_users,
+                ruleset=rs,
+                contexts=contexts,
+            )
     # Written: counters that evaluated events or had to read the database for them. A counter
     # whose room the caller showed to be quiet (``loaded``, empty) stays as stored: still valid,
     # and the next count from its position finds the same events.
@@ -458,20 +443,147 @@ def get_unread_counts(
         if nid in fresh_nids or nid in starts or nid not in bases or pending >= SAVE_COUNTER_EVERY:
             to_save.append(counter)
             _counters_ahead.drop([(user_id, nid)])
+            bases[nid], unsaved[nid] = _row_of(counter), 0
         else:
             _counters_ahead.put((user_id, nid), _Ahead(bases[nid], _copy_counter(counter), pending))
+            unsaved[nid] = pending
     store.save_unread_counters(user_id=user_id, counters=to_save)
-    out: dict[int, UnreadCounts] = {}
-    for nid in nids:
-        c = counters[nid]
-        main = c.threads.get("main", [0, 0])
-        out[nid] = UnreadCounts(
-            notification_count=c.notification_count,
-            highlight_count=c.highlight_count,
-            main=(main[0], main[1]),
-            threads={root: (v[0], v[1]) for root, v in c.threads.items() if root != "main" and v[0] > 0},
+    if kept is not None:
+        for nid in nids:
+            kept[nid] = KeptCounter(
+                _copy_counter(counters[nid]),
+                bases[nid],
+                unsaved.get(nid, 0),
+                _reads_of(nid, unthreaded, main_pos, thread_pos),
+            )
+    return {nid: _counts_of(counters[nid]) for nid in nids}
+
+
+def count_onwards(
+    *,
+    user_id: str,
+    room: RoomRef,
+    kept: KeptCounter,
+    events: Sequence[StoredEvent],
+    upto: int,
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]],
+    rules_version: int,
+    ignored_users: frozenset[str] = frozenset(),
+) -> tuple[UnreadCounts, KeptCounter] | None:
+    """A room's counts up to ``upto`` from what an earlier count kept, given ``events``: every
+    timeline event of the room after the kept counter's position up to ``upto`` (oldest
+    first); None if the push rules changed since (count with :func:`get_unread_counts`).
+
+    No database read: the caller vouches that the user's receipts in the room did not
+    change since ``kept`` was counted (``dagcore.sync.news``: any change would have come
+    through the notifier). The counter is written as :func:`get_unread_counts` writes it:
+    every ``SAVE_COUNTER_EVERY`` events, in this process's memory in between.
+    """
+    counter = _copy_counter(kept.counter)
+    if counter.rules_version != rules_version:
+        return None
+    nid = room.room_nid
+    to_count = [e for e in events if (e.stream_ordering or 0) > counter.upto_stream][-MAX_COUNTED_EVENTS:]
+    if to_count:
+        contexts = load_room_contexts(
+            user_id=user_id,
+            room_nids=[nid],
+            state_groups={nid: room.state_group},
+            display_names={nid: room.displayname},
         )
-    return out
+        _count_events(
+            counter, to_count, kept.reads, user_id=user_id, ignored_users=ignored_users, ruleset=ruleset,
+            contexts=contexts,
+        )  # fmt: skip
+    counter.upto_stream = max(counter.upto_stream, upto)
+    base, pending = kept.base, kept.unsaved + len(to_count)
+    if to_count:
+        if pending >= SAVE_COUNTER_EVERY:
+            store.save_unread_counters(user_id=user_id, counters=[counter])
+            _counters_ahead.drop([(user_id, nid)])
+            base, pending = _row_of(counter), 0
+        else:
+            _counters_ahead.put((user_id, nid), _Ahead(base, _copy_counter(counter), pending))
+    return _counts_of(counter), KeptCounter(_copy_counter(counter), base, pending, kept.reads)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """How far the user read a room: their unthreaded, main timeline and per-thread receipts'
+    stream positions (spec "Threading": threaded read receipts)."""
+
+    unthreaded: int = 0
+    main: int = 0
+    threads: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KeptCounter:
+    """A room's counter as a count left it, with what it read: enough to count the room's next
+    events without the database while the receipts and push rules hold (:func:`count_onwards`)."""
+
+    counter: store.Counter
+    #: ``(from_stream, rules_version, upto_stream)`` of the counter's row as last read or written.
+    base: tuple[int, int, int]
+    #: Events counted since that row was written.
+    unsaved: int
+    reads: Reads
+
+
+def _row_of(counter: store.Counter) -> tuple[int, int, int]:
+    return (counter.from_stream, counter.rules_version, counter.upto_stream)
+
+
+def _reads_of(
+    nid: int, unthreaded: Mapping[int, int], main: Mapping[int, int], threads: Mapping[int, Mapping[str, int]]
+) -> Reads:
+    return Reads(unthreaded.get(nid, 0), main.get(nid, 0), dict(threads.get(nid, {})))
+
+
+def _count_events(
+    counter: store.Counter,
+    events: Sequence[StoredEvent],
+    reads: Reads,
+    *,
+    user_id: str,
+    ignored_users: frozenset[str],
+    ruleset: Mapping[str, Sequence[Mapping[str, Any]]],
+    contexts: RoomContexts,
+) -> None:
+    """Move ``counter`` on by ``events`` (newer than its position, oldest first)."""
+    nid = counter.room_nid
+    plain_read = max(reads.unthreaded, reads.main)
+    for stored in events:
+        pos = stored.stream_ordering or 0
+        root = _thread_root(stored)
+        if stored.event.sender == user_id:
+            # Spec "Marking notifications as read": sending an event reads up to it
+            # (an event in a thread reads that thread).
+            counter.notification_count = counter.highlight_count = 0
+            counter.threads[root] = [0, 0]
+            continue
+        if stored.event.sender in ignored_users:
+            continue
+        result = rules.evaluate(ruleset, stored.event.pdu, contexts.context_for(nid, stored.event.sender))
+        if not result.notify:
+            continue
+        if pos > plain_read:
+            counter.notification_count += 1
+            counter.highlight_count += int(result.highlight)
+        read = max(reads.unthreaded, reads.main if root == "main" else reads.threads.get(root, 0))
+        if pos > read:
+            n, h = counter.threads.get(root, [0, 0])
+            counter.threads[root] = [n + 1, h + int(result.highlight)]
+
+
+def _counts_of(c: store.Counter) -> UnreadCounts:
+    main = c.threads.get("main", [0, 0])
+    return UnreadCounts(
+        notification_count=c.notification_count,
+        highlight_count=c.highlight_count,
+        main=(main[0], main[1]),
+        threads={root: (v[0], v[1]) for root, v in c.threads.items() if root != "main" and v[0] > 0},
+    )
 
 
 # --------------------------------------------------------------------------- /notifications

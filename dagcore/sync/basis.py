@@ -4,8 +4,9 @@ saw since (``dagcore.sync.news``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dagcore.actions.push_rules import KeptCounter
 from dagcore.store.sync import MembershipInfo
 from dagcore.sync.context import PushRules, SyncContext
 from dagcore.sync.tokens import SyncToken
@@ -24,6 +25,9 @@ class SyncBasis:
     ignored: frozenset[str]
     push_rules: PushRules
     e2e_counts: tuple[dict[str, int], list[str]] | None
+    #: Per room nid, the unread counter as of ``now`` for rooms a count went through (a room
+    #: without events since its counter's position counts as of ``now`` too).
+    unread: Mapping[int, KeptCounter] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -35,6 +39,7 @@ class SyncBasis:
         watch: frozenset[str],
         push_rules: PushRules,
         e2e_counts: tuple[dict[str, int], list[str]] | None,
+        unread: Mapping[int, KeptCounter] | None = None,
     ) -> SyncBasis:
         return cls(
             now=now,
@@ -43,6 +48,7 @@ class SyncBasis:
             ignored=ctx.ignored,
             push_rules=push_rules,
             e2e_counts=e2e_counts,
+            unread=dict(unread or {}),
         )
 
 

@@ -17,10 +17,12 @@ in a thread and does any waiting (long-poll).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dagcore.actions import presence as presence_actions
+from dagcore.actions.push_rules import KeptCounter
 from dagcore.clock import now_ms
 from dagcore.store import sync as sync_store
 from dagcore.sync.account_data import build_global_account_data
@@ -90,9 +92,9 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     body: dict[str, Any] = {}
     push_rules = push_rules_of(ctx.user_id, start.account_data)
 
-    def basis(now: SyncToken) -> SyncBasis:
+    def basis(now: SyncToken, unread: Mapping[int, KeptCounter] | None = None) -> SyncBasis:
         return SyncBasis.of(ctx, now=now, memberships=memberships, watch=watch, push_rules=push_rules,
-                            e2e_counts=start.e2e_counts)  # fmt: skip
+                            e2e_counts=start.e2e_counts, unread=unread)  # fmt: skip
 
     if ctx.since is not None and ctx.since == ctx.now and not ctx.full_state:
         body["next_batch"] = str(ctx.now)
@@ -123,5 +125,10 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     body.update(e2ee_count_fields(start.e2e_counts))
     complete = next_batch == ctx.now
     return SyncResult(
-        body, has_news, next_batch, watch, complete=complete, basis=basis(next_batch) if complete else None
+        body,
+        has_news,
+        next_batch,
+        watch,
+        complete=complete,
+        basis=basis(next_batch, rooms.kept) if complete else None,
     )

@@ -7,9 +7,10 @@ the streams' positions, the memberships, the ignored users, the push rules' vers
 the device's key counts. When the only changes that concern the sync since that answer
 are new timeline events of rooms it is joined to, those reads would find what the answer
 found (every change that could move them passes through the notifier, DESIGN.md §5), and
-every other section would be empty. So the answer keeps them (``dagcore.sync.basis.SyncBasis``), and the
-follower reads only the new events (shared with the other members woken by them) and the
-room's unread counts: :func:`answer_from_news`.
+every other section would be empty. So the answer keeps them (``dagcore.sync.basis.SyncBasis``)
+with the unread counters it counted, and the follower reads only the new events (shared
+with the other members woken by them) and counts on from those counters:
+:func:`answer_from_news`.
 
 It answers only where the full build's answer is plain to tell from that (spec "Syncing"):
 new non-state events, no timeline filter, no lazy-loaded members, no ignored users, no
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from dagcore.actions import push_rules as push_actions
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
 from dagcore.store.sync import MembershipInfo
@@ -85,13 +87,7 @@ def answer_from_news(
         if any(e.event.state_key is not None or e.event.type == REDACTION for e in events):
             return None
         timelines[m.room_nid] = events
-    counts = get_room_unread_counts(
-        ctx,
-        basis.push_rules,
-        rooms,
-        rooms_with_news={nid: events[-1].stream_ordering or 0 for nid, events in timelines.items()},
-        complete={nid: (after, events) for nid, events in timelines.items()},
-    )
+    counts, unread = _count(ctx, basis, rooms, timelines)
     serialized = format_events(ctx, [e for m in rooms for e in timelines[m.room_nid]], timeline_events=True)
     join: dict[str, Any] = {}
     at = 0
@@ -110,4 +106,53 @@ def answer_from_news(
         join[m.room_id] = entry
     body: dict[str, Any] = {"rooms": {"join": join}, "next_batch": str(ctx.now)}
     body.update(e2ee_count_fields(basis.e2e_counts))
-    return SyncResult(body, True, ctx.now, basis.watch, basis=replace(basis, now=ctx.now))
+    return SyncResult(body, True, ctx.now, basis.watch, basis=replace(basis, now=ctx.now, unread=unread))
+
+
+def _count(
+    ctx: SyncContext, basis: SyncBasis, rooms: list[MembershipInfo], timelines: dict[int, list[StoredEvent]]
+) -> tuple[dict[int, push_actions.UnreadCounts], dict[int, push_actions.KeptCounter]]:
+    """The rooms' unread counts as of ``ctx.now``, and the counters kept for the next answer.
+
+    A room whose counter the basis kept counts on from it without the database: its
+    receipts did not change since (that would have come through the notifier instead of
+    timeline news alone), and ``timelines`` holds every event after it. Others are counted
+    as a build counts them (the counters and receipts are read).
+    """
+    counts: dict[int, push_actions.UnreadCounts] = {}
+    unread = dict(basis.unread)
+    to_read: list[MembershipInfo] = []
+    for m in rooms:
+        kept = basis.unread.get(m.room_nid)
+        onwards = (
+            push_actions.count_onwards(
+                user_id=ctx.user_id,
+                room=push_actions.RoomRef(
+                    m.room_nid, m.room_id, m.stream_ordering, m.current_state_group, m.displayname
+                ),
+                kept=kept,
+                events=timelines[m.room_nid],
+                upto=ctx.now.events,
+                ruleset=basis.push_rules.ruleset,
+                rules_version=basis.push_rules.version,
+                ignored_users=ctx.ignored,
+            )
+            if kept is not None
+            else None
+        )
+        if onwards is None:
+            to_read.append(m)
+        else:
+            counts[m.room_nid], unread[m.room_nid] = onwards
+    if to_read:
+        counts.update(
+            get_room_unread_counts(
+                ctx,
+                basis.push_rules,
+                to_read,
+                rooms_with_news={m.room_nid: timelines[m.room_nid][-1].stream_ordering or 0 for m in to_read},
+                complete={m.room_nid: (basis.now.events, timelines[m.room_nid]) for m in to_read},
+                kept=unread,
+            )
+        )
+    return counts, unread

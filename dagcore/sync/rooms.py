@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dagcore.actions.push_rules import KeptCounter
 from dagcore.store import events as event_store
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
@@ -86,6 +87,8 @@ class RoomsSection:
     rooms_with_news: Mapping[int, int]
     #: Complete timelines read (``Timelines.complete``): the device lists reuse them.
     complete: Mapping[int, tuple[int, list[StoredEvent]]]
+    #: The counters of the rooms counted, as of ``ctx.now`` (``dagcore.sync.basis.SyncBasis``).
+    kept: Mapping[int, KeptCounter]
 
 
 def build_rooms(
@@ -116,12 +119,14 @@ def build_rooms(
         or ephemeral.get(p.m.room_nid)
         or account_data.get(p.m.room_nid)
     ]
+    kept: dict[int, KeptCounter] = {}
     counts = get_room_unread_counts(
         ctx,
         push_rules,
         [p.m for p in included],
         rooms_with_news=news.rooms,
         complete=loaded.complete,
+        kept=kept,
     )
     serialized = serialize_rooms(ctx, plans.values(), timelines, state_ids)
 
@@ -156,7 +161,7 @@ def build_rooms(
 
     sections = {"join": join_out, "leave": leave_out, "invite": invite_out, "knock": knock_out}
     body = {key: section for key, section in sections.items() if section}
-    return RoomsSection(body=body, rooms_with_news=news.rooms, complete=loaded.complete)
+    return RoomsSection(body=body, rooms_with_news=news.rooms, complete=loaded.complete, kept=kept)
 
 
 def serialize_rooms(

@@ -20,11 +20,13 @@ def get_room_unread_counts(
     *,
     rooms_with_news: Collection[int],
     complete: Mapping[int, tuple[int, list[StoredEvent]]],
+    kept: dict[int, push_actions.KeptCounter] | None = None,
 ) -> dict[int, push_actions.UnreadCounts]:
     """Per room nid, the user's counts up to ``ctx.now``.
 
     ``complete`` (every timeline event of a room after some position, as the timelines read
     them) and the rooms without news since the token are counted without reading events again.
+    ``kept``: filled with what a later count can go on from (``push_rules.count_onwards``).
     """
     if not rooms:
         return {}
@@ -47,6 +49,7 @@ def get_room_unread_counts(
         rules_version=push_rules.version,
         loaded=loaded,
         displaynames_known=True,
+        kept=kept,
     )
 
 

@@ -12,8 +12,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from dagcore.actions import push_rules as push_actions
 from dagcore.actions.e2e_keys import KEY_COUNTS_STREAM, check_key_upload, do_claim_keys, do_upload_keys
 from dagcore.actions.filters import DEFAULT_FILTER, SyncFilter, parse_filter
+from dagcore.actions.push_rules import SAVE_COUNTER_EVERY
 from dagcore.clock import now_ms
 from dagcore.models import User
 from dagcore.notifier import Change, add_listener, remove_listener
@@ -302,3 +304,56 @@ def test_changes_older_than_the_notifier_remembers_are_left_to_a_build() -> None
     for position in range(1, RECENT_CHANGES + 3):
         registry.dispatch((), ("!a",), "events", position)
     assert registry.timeline_news(1, "@me:x", WATCHED, 1)[1] is None
+
+
+def test_a_chain_of_answers_counts_on_from_the_kept_counters_as_a_build_counts() -> None:
+    """Answer after answer from news, across the counter's periodic write, equal to a full
+    build each time; the counters and receipts are not read again once a build counted them."""
+    sender, room, members, tokens = room_of_members(1)
+    member = members[0]
+    say(sender, room, "counted by a build")
+    result = build_sync_response(request=request_of(member, tokens[0]))
+    assert basis_of(result).joined[room].room_nid in basis_of(result).unread
+    full = result
+    for i in range(SAVE_COUNTER_EVERY + 5):
+        if i % 7 == 3:
+            say(member, room, "my own reads the room")
+        else:
+            say(sender, room, f"message {i} for {member.user_id}" if i % 5 == 0 else f"message {i}")
+        request, news = request_of(member, str(result.next_batch)), news_of(room)
+        with CaptureQueriesContext(connection) as ctx:
+            fast = answer_from_news(request, basis_of(result), news, now_ms=now_ms())
+        full = counted_from_scratch(member, request)
+        assert_same_answer(fast, full)
+        assert fast is not None
+        reads = [q["sql"] for q in ctx.captured_queries if "FROM unread_counters" in q["sql"]]
+        assert reads == [], reads
+        result = fast
+    # What the answers wrote and kept in memory: a build that may use it counts the same.
+    counted = build_sync_response(request=request_of(member, tokens[0]))
+    last = full.body["rooms"]["join"][room]["unread_notifications"]
+    assert counted.body["rooms"]["join"][room]["unread_notifications"] == last
+
+
+def counted_from_scratch(user: User, request: SyncRequest) -> SyncResult:
+    """A full build that counts from the receipts alone: no counter row, nothing in memory
+    (so it cannot take over a miscount of the answers it is compared with)."""
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM unread_counters WHERE user_id = %s", [user.user_id])
+    push_actions._counters_ahead.clear()
+    return build_sync_response(request=request)
+
+
+def test_a_room_news_answer_reads_no_counter_once_a_build_counted_it() -> None:
+    sender, room, members, tokens = room_of_members(1)
+    say(sender, room, "counted by a build")
+    result = build_sync_response(request=request_of(members[0], tokens[0]))
+    say(sender, room, "then from news")
+    news = news_of(room)
+    answer_from_news(request_of(members[0], str(result.next_batch)), basis_of(result), news, now_ms=now_ms())
+    with CaptureQueriesContext(connection) as ctx:
+        again = answer_from_news(
+            request_of(members[0], str(result.next_batch)), basis_of(result), news, now_ms=now_ms()
+        )
+    assert again is not None
+    assert [q["sql"] for q in ctx.captured_queries] == []
