@@ -11,6 +11,10 @@ from dagcore.store.sync import MembershipInfo
 from dagcore.sync.context import PushRules, SyncContext
 from dagcore.sync.tokens import SyncToken
 
+#: A basis is kept with each remembered answer (``tribune.sync.answered``, one per long-polling
+#: client), a few hundred bytes per joined room: users in more rooms than this keep none.
+MAX_ROOMS = 1_000
+
 
 @dataclass(frozen=True)
 class SyncBasis:
@@ -40,10 +44,14 @@ class SyncBasis:
         push_rules: PushRules,
         e2e_counts: tuple[dict[str, int], list[str]] | None,
         unread: Mapping[int, KeptCounter] | None = None,
-    ) -> SyncBasis:
+    ) -> SyncBasis | None:
+        """None for a user in more than ``MAX_ROOMS`` rooms (their syncs build as before)."""
+        joined = {m.room_id: m for m in memberships if m.membership == "join"}
+        if len(joined) > MAX_ROOMS:
+            return None
         return cls(
             now=now,
-            joined={m.room_id: m for m in memberships if m.membership == "join"},
+            joined=joined,
             watch=watch,
             ignored=ctx.ignored,
             push_rules=push_rules,

@@ -92,7 +92,7 @@ def build_sync_response(*, request: SyncRequest) -> SyncResult:
     body: dict[str, Any] = {}
     push_rules = push_rules_of(ctx.user_id, start.account_data)
 
-    def basis(now: SyncToken, unread: Mapping[int, KeptCounter] | None = None) -> SyncBasis:
+    def basis(now: SyncToken, unread: Mapping[int, KeptCounter] | None = None) -> SyncBasis | None:
         return SyncBasis.of(ctx, now=now, memberships=memberships, watch=watch, push_rules=push_rules,
                             e2e_counts=start.e2e_counts, unread=unread)  # fmt: skip
 

@@ -22,6 +22,7 @@ from dagcore.notifier import Change, add_listener, remove_listener
 from dagcore.store import accounts as account_store
 from dagcore.store.streams import get_stream_positions
 from dagcore.sync import SyncRequest, SyncResult, build_sync_response
+from dagcore.sync import basis as basis_module
 from dagcore.sync.basis import SyncBasis, TimelineNews
 from dagcore.sync.news import answer_from_news
 from dagcore.sync.tokens import SyncToken
@@ -357,3 +358,13 @@ def test_a_room_news_answer_reads_no_counter_once_a_build_counted_it() -> None:
         )
     assert again is not None
     assert [q["sql"] for q in ctx.captured_queries] == []
+
+
+def test_a_user_in_more_rooms_than_a_basis_holds_keeps_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each remembered answer keeps its basis (a few hundred bytes per room): bounded."""
+    _, _, members, tokens = room_of_members(1)
+    make_room(members[0], preset="public_chat")
+    monkeypatch.setattr(basis_module, "MAX_ROOMS", 1)
+    assert build_sync_response(request=request_of(members[0], tokens[0])).basis is None
+    monkeypatch.setattr(basis_module, "MAX_ROOMS", 2)
+    assert build_sync_response(request=request_of(members[0], tokens[0])).basis is not None
