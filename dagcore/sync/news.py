@@ -13,8 +13,9 @@ with the other members woken by them) and counts on from those counters:
 :func:`answer_from_news`.
 
 It answers only where the full build's answer is plain to tell from that (spec "Syncing"):
-new non-state events, no timeline filter, no lazy-loaded members, no ignored users, no
-more events than the timeline limit. Otherwise it returns None and the caller builds as
+new non-state events, no timeline filter, no ignored users, no more events than the
+timeline limit; with lazy-loaded members, the senders' member events come as a build
+finds them (``room_state``). Otherwise it returns None and the caller builds as
 usual. Its ``next_batch`` moves the events stream only: the other streams had nothing for
 this sync, and a token may lag behind the streams' positions (the next build reads from it).
 """
@@ -32,9 +33,11 @@ from dagcore.sync.basis import SyncBasis, TimelineNews
 from dagcore.sync.context import SyncContext, SyncRequest
 from dagcore.sync.e2ee_counts import e2ee_count_fields
 from dagcore.sync.engine import SyncResult
-from dagcore.sync.serialize import event_batch, format_events
-from dagcore.sync.timeline import RoomTimeline, timeline_entry
-from dagcore.sync.unread import get_room_unread_counts, unread_fields
+from dagcore.sync.plan import JOIN, RoomPlan
+from dagcore.sync.room_state import build_state_ids
+from dagcore.sync.rooms import join_entry, serialize_rooms
+from dagcore.sync.timeline import RoomTimeline, Timelines
+from dagcore.sync.unread import get_room_unread_counts
 
 #: Events whose arrival changes more than the timeline of a sync (state, and redactions,
 #: which change earlier events) are answered by a full build.
@@ -50,7 +53,6 @@ def answer_from_news(
     if (
         request.full_state
         or basis.ignored
-        or request.filter.room.state.lazy_load_members
         or tf.contains_url is not None
         or news.upto <= basis.now.events
         or not news.rooms
@@ -88,22 +90,24 @@ def answer_from_news(
             return None
         timelines[m.room_nid] = events
     counts, unread = _count(ctx, basis, rooms, timelines)
-    serialized = format_events(ctx, [e for m in rooms for e in timelines[m.room_nid]], timeline_events=True)
-    join: dict[str, Any] = {}
-    at = 0
-    for m in rooms:
-        events = timelines[m.room_nid]
-        entry: dict[str, Any] = {
-            "timeline": timeline_entry(ctx, RoomTimeline(events, False), serialized[at : at + len(events)]),
-            "state": event_batch([]),
-            "ephemeral": event_batch([]),
-            "account_data": event_batch([]),
-        }
-        at += len(events)
-        c = counts.get(m.room_nid)
-        if c is not None:
-            entry.update(unread_fields(ctx, c))
-        join[m.room_id] = entry
+    # The steps of a build's rooms section that can have anything to say here: state (with
+    # lazy-loading, the senders' member events this device was not sent yet) and serialising.
+    plans = {m.room_nid: RoomPlan(m, JOIN, False, (after, news.upto)) for m in rooms}
+    shown = Timelines({nid: RoomTimeline(events, False) for nid, events in timelines.items()})
+    state_ids = build_state_ids(ctx, plans, shown, {})
+    serialized = serialize_rooms(ctx, plans.values(), shown, state_ids)
+    join = {
+        m.room_id: join_entry(
+            ctx,
+            shown.of(m.room_nid),
+            serialized[m.room_nid],
+            ephemeral=[],
+            account_data=[],
+            summary=None,
+            counts=counts.get(m.room_nid),
+        )
+        for m in rooms
+    }
     body: dict[str, Any] = {"rooms": {"join": join}, "next_batch": str(ctx.now)}
     body.update(e2ee_count_fields(basis.e2e_counts))
     return SyncResult(body, True, ctx.now, basis.watch, basis=replace(basis, now=ctx.now, unread=unread))

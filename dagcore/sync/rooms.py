@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagcore.actions.push_rules import KeptCounter
+from dagcore.actions.push_rules import KeptCounter, UnreadCounts
 from dagcore.store import events as event_store
 from dagcore.store import sync as sync_store
 from dagcore.store.events import StoredEvent
@@ -25,7 +25,7 @@ from dagcore.sync.plan import JOIN, LEAVE, RoomPlan, find_newly_joined, find_new
 from dagcore.sync.room_state import StateIds, build_state_ids
 from dagcore.sync.serialize import event_batch, format_events
 from dagcore.sync.summary import build_summaries
-from dagcore.sync.timeline import Timelines, filter_visibility, load_timelines, timeline_entry
+from dagcore.sync.timeline import RoomTimeline, Timelines, filter_visibility, load_timelines, timeline_entry
 from dagcore.sync.unread import get_room_unread_counts, unread_fields
 
 #: Memberships whose rooms the long-poll watches (their changes concern this sync).
@@ -133,19 +133,15 @@ def build_rooms(
     join_out: dict[str, Any] = {}
     for p in included:
         nid = p.m.room_nid
-        timeline_events, state_events = serialized[nid]
-        entry: dict[str, Any] = {
-            "timeline": timeline_entry(ctx, timelines.of(nid), timeline_events),
-            "state": event_batch(state_events),
-            "ephemeral": event_batch(ephemeral.get(nid, [])),
-            "account_data": event_batch(account_data.get(nid, [])),
-        }
-        if nid in summaries:
-            entry["summary"] = summaries[nid]
-        c = counts.get(nid)
-        if c is not None:
-            entry.update(unread_fields(ctx, c))
-        join_out[p.m.room_id] = entry
+        join_out[p.m.room_id] = join_entry(
+            ctx,
+            timelines.of(nid),
+            serialized[nid],
+            ephemeral=ephemeral.get(nid, []),
+            account_data=account_data.get(nid, []),
+            summary=summaries.get(nid),
+            counts=counts.get(nid),
+        )
     leave_out: dict[str, Any] = {}
     for p in plans.values():
         if p.section != LEAVE:
@@ -162,6 +158,32 @@ def build_rooms(
     sections = {"join": join_out, "leave": leave_out, "invite": invite_out, "knock": knock_out}
     body = {key: section for key, section in sections.items() if section}
     return RoomsSection(body=body, rooms_with_news=news.rooms, complete=loaded.complete, kept=kept)
+
+
+def join_entry(
+    ctx: SyncContext,
+    timeline: RoomTimeline,
+    serialized: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    *,
+    ephemeral: list[dict[str, Any]],
+    account_data: list[dict[str, Any]],
+    summary: dict[str, Any] | None,
+    counts: UnreadCounts | None,
+) -> dict[str, Any]:
+    """A joined room's entry (spec "Syncing": ``JoinedRoom``) from its parts; ``serialized``:
+    its timeline and state events as :func:`serialize_rooms` gives them."""
+    timeline_events, state_events = serialized
+    entry: dict[str, Any] = {
+        "timeline": timeline_entry(ctx, timeline, timeline_events),
+        "state": event_batch(state_events),
+        "ephemeral": event_batch(ephemeral),
+        "account_data": event_batch(account_data),
+    }
+    if summary is not None:
+        entry["summary"] = summary
+    if counts is not None:
+        entry.update(unread_fields(ctx, counts))
+    return entry
 
 
 def serialize_rooms(
