@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -27,8 +28,13 @@ def get_room(room_id: str) -> Room | None:
 
 
 def get_room_for_update(room_id: str) -> Room | None:
-    """The room row, read after ``lock_room_for_writing`` (so current_state_group is settled)."""
-    return Room.objects.filter(room_id=room_id).first()
+    """The room row, read after ``lock_room_for_writing`` (so current_state_group is settled).
+    Raw SQL: every local event reads it under the room's lock, and compiling the ORM query
+    cost more CPU than running it (cProfile of 200 sends: 0.37 ms of 0.5 per call)."""
+    rows = fetch_rows(_ROOM_SQL, [room_id])
+    if not rows:
+        return None
+    return _room_of(rows[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,23 @@ class ReceivingProbe:
 
 
 _ROOM_FIELDS = Room._meta.concrete_fields
+_ROOM_ATTNAMES = [f.attname for f in _ROOM_FIELDS]
+_ROOM_BOOLEANS = {i for i, f in enumerate(_ROOM_FIELDS) if f.get_internal_type() == "BooleanField"}
+
+
+def _room_of(values: Sequence[Any]) -> Room:
+    """A ``Room`` from a raw row of its columns (SQLite answers booleans as 0/1: the ORM
+    converts them, raw SQL must)."""
+    return Room.from_db(
+        connection.alias,
+        _ROOM_ATTNAMES,
+        [bool(v) if i in _ROOM_BOOLEANS else v for i, v in enumerate(values)],
+    )
+
+
+_ROOM_SQL = (
+    "SELECT " + ", ".join(f"r.{f.column}" for f in _ROOM_FIELDS) + " FROM rooms r WHERE r.room_id = %s"
+)
 _RECEIVING_SQL = (
     "SELECT "
     + ", ".join(f"r.{f.column}" for f in _ROOM_FIELDS)
@@ -64,7 +87,7 @@ def get_room_for_receiving(room_id: str, event_id: str) -> tuple[Room, Receiving
         return None
     values = rows[0]
     n = len(_ROOM_FIELDS)
-    room = Room.from_db(connection.alias, [f.attname for f in _ROOM_FIELDS], list(values[:n]))
+    room = _room_of(values[:n])
     stored, children, redactions, gap = (bool(v) for v in values[n:])
     return room, ReceivingProbe(
         stored=stored, has_children=children, has_pending_redactions=redactions, is_backward_extremity=gap
@@ -80,12 +103,14 @@ def insert_room(*, room_id: str, room_version: str, creator: str, created_ts: in
 def set_room_head(
     room: Room, *, forward_extremities: str, extremity_count: int, current_state_group: int | None
 ) -> None:
-    """The room's new forward extremities and current state group, in one in-place row update."""
-    Room.objects.filter(pk=room.pk).update(
-        forward_extremities=forward_extremities,
-        forward_extremity_count=extremity_count,
-        current_state_group=current_state_group,
-    )
+    """The room's new forward extremities and current state group, in one in-place row update
+    (raw SQL, as :func:`get_room_for_update`: it runs for every event)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE rooms SET forward_extremities = %s, forward_extremity_count = %s, "
+            "current_state_group = %s WHERE id = %s",
+            [forward_extremities, extremity_count, current_state_group, room.pk],
+        )
     room.forward_extremities = forward_extremities
     room.forward_extremity_count = extremity_count
     room.current_state_group = current_state_group
