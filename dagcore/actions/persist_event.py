@@ -239,8 +239,9 @@ def send_local_event(
     - for a redaction, what ``redaction_rules.check_may_redact`` refuses (404 / 403).
 
     Nothing is stored when it raises. ``txn``: the client transaction that asked for the
-    event, looked up and recorded under the room's write lock in the event's own commit,
-    so a retry (even one racing the first attempt) answers the first attempt's event.
+    event, recorded in the event's own commit, so a retry (even one racing the first
+    attempt) answers the first attempt's event: the caller looks for an answer first, and
+    the record's unique key settles a race (the later attempt rolls back and answers).
     """
     try:
         return _persist_local_event(
@@ -253,6 +254,13 @@ def send_local_event(
             origin_server_ts=origin_server_ts,
             txn=txn,
         )
+    except _AnsweredMeanwhile:
+        assert txn is not None
+        answered = get_answered_event_id(txn)
+        if answered is None:  # its row was purged in between (the insert saw it committed)
+            raise MatrixError(409, "M_UNKNOWN", "This transaction is being answered; retry") from None
+        # Spec "Transaction identifiers": the same transaction gets the same answer.
+        return _answered_event(answered)
     except RoomNotFound:
         raise not_in_room() from None
     except EventTooLarge as exc:
@@ -280,12 +288,6 @@ def _persist_local_event(
         room = room_store.get_room_for_update(room_id)
         if room is None:
             raise RoomNotFound(room_id)
-        if txn is not None:
-            answered = get_answered_event_id(txn)
-            if answered is not None:
-                # A concurrent attempt of the same transaction committed while we waited
-                # for the lock: its event is the answer (spec: "Transaction identifiers").
-                return _answered_event(answered)
         if event_type == "m.room.redaction":
             # Every local redaction, whichever endpoint built it (/redact, /send, even /state):
             # the auth rules alone would let any member's redaction apply to a same-server target.
@@ -337,8 +339,10 @@ def _persist_local_event(
             check_event_auth(event, state_for_auth)
         except AuthError as exc:
             raise EventRejected(str(exc)) from None
-        if txn is not None:
-            record_answer(txn, event_id=event.event_id)
+        if txn is not None and not record_answer(txn, event_id=event.event_id):
+            # A concurrent attempt of the same transaction committed first (the insert waited
+            # for it): this one's event is rolled back, the first one's is the answer.
+            raise _AnsweredMeanwhile
         return _persist(
             room=room,
             event=event,
@@ -353,6 +357,10 @@ def _persist_local_event(
             canonical_json=canonical_json,
             nid=nid,
         )
+
+
+class _AnsweredMeanwhile(Exception):
+    """Another attempt of the client transaction committed its event first."""
 
 
 def _answered_event(event_id: str) -> PersistedEvent:

@@ -57,13 +57,13 @@ def get_answered_event_id(txn: ClientTxn) -> str | None:
     )
 
 
-def record_answer(txn: ClientTxn, *, event_id: str) -> None:
+def record_answer(txn: ClientTxn, *, event_id: str) -> bool:
     """Record ``event_id`` as the transaction's answer, in the caller's (the event's) transaction.
 
-    The caller holds the room's write lock and found no answer under it, so the row
-    cannot exist: a conflict here is a bug, and rolls the event back with it.
+    False: a concurrent attempt of the same transaction recorded its answer first (the
+    insert waits for it to commit); the caller rolls its event back and answers that one.
+    One statement in the common case, instead of a look-up under the room's lock first.
     """
-    if not txn_store.record_txn(
+    return txn_store.record_txn(
         user_id=txn.user_id, device_key=txn.device_key, scope=txn.scope, txn_id=txn.txn_id, event_id=event_id
-    ):
-        raise RuntimeError(f"transaction {txn.txn_id!r} was answered twice under the room lock")
+    )

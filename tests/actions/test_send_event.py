@@ -137,7 +137,7 @@ def test_sending_costs_the_same_queries_in_a_big_room_as_in_a_small_one(
         # state, the event with its edges, the transaction record, extremities, stream position
         # (plus the savepoint pair of the test's own transaction), and the federation outbox
         # recorder's one INSERT ... SELECT.
-        with django_assert_max_num_queries(12):
+        with django_assert_max_num_queries(10):
             _send(alice, room, f"bounded-{room}")
 
 
@@ -145,8 +145,8 @@ def test_sending_costs_the_same_queries_in_a_big_room_as_in_a_small_one(
 def test_a_concurrent_request_of_the_same_transaction_answers_the_first_event_and_adds_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two requests of one transaction racing: the later one finds the first one's answer
-    under the room's write lock, builds no event, and answers the event the first one sent."""
+    """Two requests of one transaction racing: the later one's record of the transaction meets
+    the first one's, so its event is rolled back and it answers the event the first one sent."""
     from dagcore.store import txns as txn_store
 
     alice = make_user()
