@@ -9,7 +9,9 @@ commit. Listeners are registered by the interfaces that care (Tribune wakes
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from dagcore.events_persisted import EventsPersisted
@@ -31,6 +33,51 @@ class Change:
 
 Listener = Callable[[Change], None]
 _listeners: list[Listener] = []
+
+
+class AfterResponse:
+    """Calls held until the current request's response is written (:func:`after_response`).
+
+    Thread-safe: the view that commits runs in a thread while the server writes the
+    response on its loop; a call added after :meth:`close` (a view still running when its
+    client went away) runs at once, so none is ever dropped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Callable[[], None]] = []
+        self._closed = False
+
+    def add(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._closed:
+                self._calls.append(call)
+                return
+        call()
+
+    def close(self) -> list[Callable[[], None]]:
+        """The held calls, for the caller to run; later ones run as they come."""
+        with self._lock:
+            self._closed = True
+            calls, self._calls = self._calls, []
+        return calls
+
+
+#: Set by a server that writes a request's response and then runs what its view held
+#: (``dagma_project.asgi.common.DirectViews``: ``PUT /send``).
+holding_for_response: ContextVar[AfterResponse | None] = ContextVar("dagma_after_response", default=None)
+
+
+def after_response(call: Callable[[], None]) -> None:
+    """Run ``call`` once the current request's response is written, where the server holds
+    such calls, else now. The ``/sync`` wake of a sent event goes this way: a client's own
+    sync then never brings its event back before the ``PUT /send`` that made it has answered
+    (matrix-js-sdk fails a threaded message whose remote echo beats its send's response)."""
+    held = holding_for_response.get()
+    if held is None:
+        call()
+    else:
+        held.add(call)
 
 
 def add_listener(listener: Listener) -> None:

@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 
 from dagcore.http.endpoint import MAX_JSON_BODY
+from dagcore.notifier import AfterResponse, holding_for_response
 from dagcore.observability.metrics import HTTP_DB_SECONDS, HTTP_REQUESTS, HTTP_SECONDS, method_label
 from dagcore.observability.requests import RequestObservation, begin_request, note_route
 from dagma_project.middleware import CORS_HEADERS
@@ -238,6 +239,29 @@ class DirectViews:
         if message["type"] == "http.disconnect":
             return
         request = ASGIRequest(scope, io.BytesIO(bytes(body[:MAX_DIRECT_BODY])))
+        # What the view's commits hold for after its response (``dagcore.notifier.after_response``:
+        # the /sync wake of a sent event), run once it is written, or the view failed or its client left.
+        held = AfterResponse()
+        token = holding_for_response.set(held)
+        try:
+            await self._answer(view, request, kwargs, receive, send, scope)
+        finally:
+            holding_for_response.reset(token)
+            for call in held.close():
+                try:
+                    call()
+                except Exception:
+                    logger.exception("a call held for after the response failed")
+
+    async def _answer(
+        self,
+        view: Any,
+        request: HttpRequest,
+        kwargs: dict[str, Any],
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        scope: Scope,
+    ) -> None:
         if inspect.iscoroutinefunction(view):
             answer = asyncio.ensure_future(view(request, **kwargs))
         else:

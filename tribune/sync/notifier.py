@@ -34,7 +34,7 @@ from dagcore.actions.typing import expire_typing_notices, get_next_typing_expiry
 from dagcore.broadcast import GROUP, MESSAGE_TYPE, change_message, channel_layer, publish_from_thread
 from dagcore.cache_invalidation import apply_broadcast_invalidations
 from dagcore.clock import now_ms
-from dagcore.notifier import Change
+from dagcore.notifier import Change, after_response
 from dagcore.store.transaction import release_all_connections
 from dagcore.sync.basis import TimelineNews
 
@@ -206,13 +206,18 @@ def on_change(change: Change) -> None:
     message = _message(change)
     loop = _state.loop
     if loop is not None and not loop.is_closed():
-        loop.call_soon_threadsafe(_deliver, message)
+        # After the response of the request that made the change (``after_response``).
+        after_response(lambda: _call_soon(loop, message))
         expires = change.extra.get("typing_expires_ts")
         if isinstance(expires, int):
             loop.call_soon_threadsafe(_schedule_typing_sweep, expires)
         return
     # No loop of ours here (a management command, a worker): publish and wait for it.
     publish_from_thread(change, origin=ORIGIN)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, message: dict[str, Any]) -> None:
+    loop.call_soon_threadsafe(_deliver, message)
 
 
 def _deliver(message: dict[str, Any]) -> None:
