@@ -239,7 +239,11 @@ class DirectViews:
         if message["type"] == "http.disconnect":
             return
         request = ASGIRequest(scope, io.BytesIO(bytes(body[:MAX_DIRECT_BODY])))
-        # What the view's commits hold for after its response (``dagcore.notifier.after_response``:
+        if inspect.iscoroutinefunction(view):
+            # The /sync long-poll: what it commits (presence) must not wait for its answer.
+            await self._answer(view, request, kwargs, receive, send, scope)
+            return
+        # What a plain view's commits hold for after its response (``dagcore.notifier.after_response``:
         # the /sync wake of a sent event), run once it is written, or the view failed or its client left.
         held = AfterResponse()
         token = holding_for_response.set(held)
