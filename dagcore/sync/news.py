@@ -37,7 +37,7 @@ from dagcore.sync.plan import JOIN, RoomPlan
 from dagcore.sync.room_state import build_state_ids
 from dagcore.sync.rooms import join_entry, serialize_rooms
 from dagcore.sync.timeline import RoomTimeline, Timelines
-from dagcore.sync.unread import get_room_unread_counts
+from dagcore.sync.unread import get_room_unread_counts, room_ref
 
 #: Events whose arrival changes more than the timeline of a sync (state, and redactions,
 #: which change earlier events) are answered by a full build.
@@ -131,9 +131,7 @@ def _count(
         onwards = (
             push_actions.count_onwards(
                 user_id=ctx.user_id,
-                room=push_actions.RoomRef(
-                    m.room_nid, m.room_id, m.stream_ordering, m.current_state_group, m.displayname
-                ),
+                room=room_ref(m),
                 kept=kept,
                 events=timelines[m.room_nid],
                 upto=ctx.now.events,

@@ -13,6 +13,14 @@ from dagcore.store.sync import MembershipInfo
 from dagcore.sync.context import PushRules, SyncContext
 
 
+def room_ref(m: MembershipInfo) -> push_actions.RoomRef:
+    """What counting needs of a joined room, from the user's membership as a sync read it
+    (its state group and the user's display name there included)."""
+    return push_actions.RoomRef(
+        m.room_nid, m.room_id, m.stream_ordering, m.current_state_group, m.displayname
+    )
+
+
 def get_room_unread_counts(
     ctx: SyncContext,
     push_rules: PushRules,
@@ -36,10 +44,7 @@ def get_room_unread_counts(
         for m in rooms:
             if m.room_nid not in rooms_with_news and m.room_nid not in loaded:
                 loaded[m.room_nid] = (ctx.since.events, [])
-    refs = [
-        push_actions.RoomRef(m.room_nid, m.room_id, m.stream_ordering, m.current_state_group, m.displayname)
-        for m in rooms
-    ]
+    refs = [room_ref(m) for m in rooms]
     return push_actions.get_unread_counts(
         user_id=ctx.user_id,
         rooms=refs,

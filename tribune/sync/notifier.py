@@ -220,9 +220,20 @@ def _call_soon(loop: asyncio.AbstractEventLoop, message: dict[str, Any]) -> None
     loop.call_soon_threadsafe(_deliver, message)
 
 
+def _wake(message: dict[str, Any]) -> None:
+    """Wake this process's waiters concerned by a change message (``dagcore.broadcast``),
+    ours or another process's."""
+    registry.dispatch(
+        message.get("users") or (),
+        message.get("rooms") or (),
+        message.get("stream"),
+        message.get("position") or 0,
+    )
+
+
 def _deliver(message: dict[str, Any]) -> None:
     """On the loop: wake local waiters, then tell the other processes."""
-    registry.dispatch(message["users"], message["rooms"], message.get("stream"), message.get("position") or 0)
+    _wake(message)
     layer = _channel_layer()
     if layer is not None:
         _spawn(_publish(layer, message))
@@ -252,12 +263,7 @@ async def _listen() -> None:
                     continue
                 # Cache entries another process invalidated (dagcore.cache_invalidation).
                 apply_broadcast_invalidations(message)
-                registry.dispatch(
-                    message.get("users") or (),
-                    message.get("rooms") or (),
-                    message.get("stream"),
-                    message.get("position") or 0,
-                )
+                _wake(message)
         except asyncio.CancelledError:
             raise
         except Exception:
