@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.api.test_sync import bodies, sync, timeline, uid
 from tests.api.test_to_device import send_numbered, to_device
-from tests.support.client import MatrixClient
+from tests.support.client import MatrixClient, q
 from tests.support.live import advance_clock, wait_for, wait_for_waiters
 from tribune.sync.answered import PRESENCE_FRESH_MS
 
@@ -123,6 +123,27 @@ def test_a_token_logged_out_after_its_answer_is_refused_at_once(make_client) -> 
     r = poller.get("/sync", params={"since": answer["next_batch"], "timeout": 20000}, expect=401)
     assert time.monotonic() - started < 5
     assert r.json["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+def test_a_following_long_poll_woken_by_other_news_answers_incrementally(make_client) -> None:
+    """Woken by something other than new timeline events (here typing), the follower builds
+    from its own ``since``: the answer holds the typing and none of the room's history."""
+    alice, bob = make_client(), make_client()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    alice.send(room, "history")
+    sync(bob)
+    first = sync(bob)  # caught up: remembered for its follower
+    out: dict[str, Any] = {}
+    t = long_poll(bob, first["next_batch"], out)
+    wait_for_waiters(bob.base_url, uid(bob))
+    alice.put(f"/rooms/{q(room)}/typing/{q(uid(alice))}", {"typing": True, "timeout": 30000})
+    t.join(15)
+    assert not t.is_alive(), "the long-poll was not woken"
+    joined = out["body"]["rooms"]["join"][room]
+    assert [e["content"]["user_ids"] for e in joined["ephemeral"]["events"]] == [[uid(alice)]]
+    assert bodies(timeline(out["body"], room)) == []
+    assert not joined.get("state", {}).get("events")
 
 
 def test_a_to_device_backlog_is_not_remembered_its_rest_comes_at_once(make_client) -> None:
