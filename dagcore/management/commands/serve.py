@@ -17,6 +17,7 @@ from __future__ import annotations
 import faulthandler
 import gc
 import importlib
+import logging
 import os
 import signal
 import socket
@@ -148,6 +149,21 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
+def _trim_log_records() -> None:
+    """Log records without what no line of ours shows: the caller's file, function and line
+    (found by walking the stack on every record), the thread's and the process's names.
+
+    Every request writes an access line; the record's making was a third of its cost
+    (62 -> 43 us a line). These are the switches the logging HOWTO ("Optimization") names
+    for exactly this; the JSON and text formatters (``dagma_project.logging``) use none of
+    those attributes, nor does any other formatter of the server's configuration.
+    """
+    logging._srcfile = None  # documented in the HOWTO despite the underscore
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 class Command(BaseCommand):
     help = "Run a Dagma server (tribune, embassy, politburo or all) in the foreground."
 
@@ -266,6 +282,7 @@ class Command(BaseCommand):
             proxy_forwarded_port_header="X-Forwarded-Port" if settings.DAGMA_TRUST_X_FORWARDED_FOR else None,
             verbosity=0,
         )
+        _trim_log_records()
         _tune_garbage_collector()
         server.run()
         self.stderr.write(f"dagma {role}: stopped\n")

@@ -1,4 +1,4 @@
-"""``manage.py serve`` tunes the garbage collector before it serves (issue #12)."""
+"""``manage.py serve`` tunes the garbage collector and log records before it serves (issue #12)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,20 @@ def test_start_up_objects_are_frozen_and_the_young_collected_less_often(restored
     assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
     # A full collection no longer walks what start-up made.
     assert not any(obj is module_dict for obj in gc.get_objects(generation=2))
+
+
+def test_log_records_are_made_without_the_callers_frame(restored_gc: None) -> None:
+    import logging
+
+    from dagcore.management.commands.serve import _trim_log_records
+
+    saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    try:
+        _trim_log_records()
+        record = logging.getLogger("dagma.access").makeRecord(
+            "dagma.access", logging.INFO, "(unknown file)", 0, "GET /sync 200", (), None
+        )
+        assert record.threadName is None and record.processName is None
+        assert logging._srcfile is None  # no stack walk per record
+    finally:
+        logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
