@@ -21,7 +21,8 @@ cache                      keyed by
 ``timeline.relations``     (parent events, stream position)
 ``push_rules.rulesets``    (user, ``m.push_rules`` marker row and stream position)
 ``send_event.room_versions`` room ID (a room's version never changes)
-``state.current_auth_entries`` (room, current state group, keys)
+``state.current_auth_entries`` room; used only for the current state group the caller read
+                           (a room's older groups are never asked for again)
 ``filters.sync_filters``   an inline filter's text; (user, filter ID): stored filters never change
 ``push_rules.counters_ahead`` (user, room); used only while the counter's row still holds
                            the values it was computed from (read in the same sync)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -259,18 +260,34 @@ def get_current_state_pdus(
     return out
 
 
-#: ``(room nid, current state group, keys) -> {key: (nid, event)}``: the auth events of a
-#: room's next local event. A state group is immutable and the room's current one moves
-#: with every state change, so the key names its answer (as ``sync.room_state``) — but a
-#: redaction changes no state group. From room v11 (``updated_redaction_rules``) a
-#: redaction keeps every key the auth rules read, so the cached form is the redacted form;
-#: before v11 it drops some (``invite`` of power levels), and such rooms are not cached.
-#: Callers pass the ``current_state_group`` they read under the room's write lock and
-#: must not modify the events they get. Only a room's newest group is asked for again, so
-#: the bound is about rooms being written to at once (4,096 held ~6 MB after a join storm).
-_current_entries: BoundedCache[tuple[int, int, tuple[StateKey, ...]], dict[StateKey, tuple[int, Event]]] = (
-    BoundedCache("state.current_auth_entries", maxsize=1024)
+@dataclass(frozen=True)
+class _CurrentEntries:
+    """A room's cached auth entries, all of one state group (its current one when cached)."""
+
+    group: int
+    #: keys asked -> ``{key: (nid, event)}``
+    answers: dict[tuple[StateKey, ...], dict[StateKey, tuple[int, Event]]]
+    #: ``(nid, redacted)`` -> the event those answers hold, parsed once for all of them (and
+    #: for the next group's, which mostly holds the same create, power levels, join rules).
+    events: dict[tuple[int, bool], Event]
+
+
+#: Room nid -> the auth events of its next local events, for its current state group: a
+#: state group is immutable and the room's current one moves with every state change, so
+#: the group the caller read names the answer (as ``sync.room_state``), and a room's older
+#: groups are never asked for again: only the newest group's answers are kept. A redaction
+#: changes no state group: from room v11 (``updated_redaction_rules``) a redaction keeps
+#: every key the auth rules read, so the cached form is the redacted form; before v11 it
+#: drops some (``invite`` of power levels), and such rooms are not cached. Callers pass the
+#: ``current_state_group`` they read under the room's write lock and must not modify the
+#: events they get. Keyed by (room, group, keys) and parsed per entry, 1,024 entries held
+#: 6.5 MiB of event JSON after the bench's join storm (tracemalloc), mostly copies of the
+#: same few events for groups no one would ask for again.
+_current_entries: BoundedCache[int, _CurrentEntries] = BoundedCache(
+    "state.current_auth_entries", maxsize=1024
 )
+#: Key sets kept per room and group (each sender asks for its own member event).
+MAX_KEY_SETS_PER_ROOM = 256
 
 
 def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[StateKey, tuple[int, Event]]:
@@ -280,19 +297,38 @@ def get_current_state_entries(room: Room, keys: Iterable[StateKey]) -> dict[Stat
     if not wanted:
         return {}
     group = room.current_state_group
-    cacheable = get_room_version(room.room_version, require_supported=False).updated_redaction_rules
-    cache_key = (room.pk, group, tuple(wanted)) if group is not None and cacheable else None
-    if cache_key is not None:
-        cached = _current_entries.get(cache_key)
+    if (
+        group is None
+        or not get_room_version(room.room_version, require_supported=False).updated_redaction_rules
+    ):
+        return _read_current_state_entries(room, wanted, {}, {})
+    asked = tuple(wanted)
+    record = _current_entries.get(room.pk)
+    if record is not None and record.group == group:
+        cached = record.answers.get(asked)
         if cached is not None:
             return dict(cached)
-    out = _read_current_state_entries(room, wanted)
-    if cache_key is not None:
-        _current_entries.put(cache_key, dict(out))
+    held: dict[tuple[int, bool], Event] = {}
+    out = _read_current_state_entries(room, wanted, record.events if record is not None else {}, held)
+    if record is not None and record.group == group:
+        if len(record.answers) >= MAX_KEY_SETS_PER_ROOM:
+            return out
+        # A new record, never the cached one changed: another thread may be reading it.
+        record = _CurrentEntries(group, {**record.answers, asked: dict(out)}, {**record.events, **held})
+    else:
+        record = _CurrentEntries(group, {asked: dict(out)}, held)
+    _current_entries.put(room.pk, record)
     return out
 
 
-def _read_current_state_entries(room: Room, wanted: list[StateKey]) -> dict[StateKey, tuple[int, Event]]:
+def _read_current_state_entries(
+    room: Room,
+    wanted: list[StateKey],
+    parsed: Mapping[tuple[int, bool], Event],
+    held: dict[tuple[int, bool], Event],
+) -> dict[StateKey, tuple[int, Event]]:
+    """Read from the database. ``parsed``: events already parsed, by ``(nid, redacted)``;
+    ``held`` gets the events of the answer the same way."""
     cond = " OR ".join(["(c.type = %s AND c.state_key = %s)"] * len(wanted))
     params: list[Any] = [room.pk]
     for etype, skey in wanted:
@@ -307,9 +343,15 @@ def _read_current_state_entries(room: Room, wanted: list[StateKey]) -> dict[Stat
         )
         cur.execute(sql, params)
         for etype, skey, nid, event_id, raw, redacted_by in cur.fetchall():
-            event = Event(json.loads(raw), version, event_id)
-            # Auth sees redacted state in its redacted form (StoredEvent.effective_event).
-            out[(etype, skey)] = (nid, as_redacted(event) if redacted_by is not None else event)
+            redacted = redacted_by is not None
+            event = parsed.get((nid, redacted))
+            if event is None:
+                event = Event(json.loads(raw), version, event_id)
+                # Auth sees redacted state in its redacted form (StoredEvent.effective_event).
+                if redacted:
+                    event = as_redacted(event)
+            held[(nid, redacted)] = event
+            out[(etype, skey)] = (nid, event)
     return out
 
 
