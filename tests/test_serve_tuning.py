@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 
 import pytest
 
-from dagcore.management.commands.serve import YOUNG_COLLECTION_THRESHOLD, _tune_garbage_collector
+from dagcore.management.commands.serve import (
+    YOUNG_COLLECTION_THRESHOLD,
+    _trim_log_records,
+    _tune_garbage_collector,
+)
 
 
 @pytest.fixture
@@ -28,11 +33,7 @@ def test_start_up_objects_are_frozen_and_the_young_collected_less_often(restored
     assert not any(obj is module_dict for obj in gc.get_objects(generation=2))
 
 
-def test_log_records_are_made_without_the_callers_frame(restored_gc: None) -> None:
-    import logging
-
-    from dagcore.management.commands.serve import _trim_log_records
-
+def test_log_records_are_made_without_the_callers_frame() -> None:
     saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
     try:
         _trim_log_records()

@@ -165,7 +165,7 @@ class WaiterRegistry:
                 if not is_event or user_id in users:
                     return now, None
                 if position > after:
-                    rooms_with_news.update(room for room in rooms if room in room_ids)
+                    rooms_with_news.update(room_ids.intersection(rooms))
                     top = max(top, position)
         if not rooms_with_news or any(p not in seen for p in range(after + 1, top + 1)):
             return now, None
