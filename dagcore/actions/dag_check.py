@@ -21,7 +21,8 @@ code                        severity  meaning
                                       of the forward extremities
 ``stale_extremities``       fail      listed forward extremities that have children, are
                                       rejected, soft-failed, outliers or unknown
-``missing_extremities``     fail      events without children that are not listed
+``missing_extremities``     fail      events without children that are not listed (but for those an
+                                      operator dropped: the admin API's ``DELETE .../forward_extremities``)
 ``too_many_extremities``    warn      more than :data:`EXTREMITIES_THRESHOLD` forward extremities
 ``rejected_auth_events``    fail      an accepted event cites a rejected auth event
 ``membership_mismatch``     fail      ``room_memberships`` / ``room_servers`` disagree with state
@@ -34,7 +35,7 @@ checks clean by construction.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -487,7 +488,10 @@ def analyse_room(room: Room, *, apply_due_rejections: bool = False) -> RoomAnaly
 
     # ---- forward extremities
     listed = event_store.get_forward_extremities(room)
-    expected = _expected_extremities(nodes.values(), listed={e.event_id for e in listed})
+    expected = _expected_extremities(
+        nodes.values(), listed={e.event_id for e in listed},
+        dropped=operations_store.get_dropped_extremities(room.room_id),
+    )  # fmt: skip
     expected_ids = {n.event_id for n in expected}
     stale = []
     for ex in listed:
@@ -583,13 +587,17 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return list(out.values())
 
 
-def _expected_extremities(nodes: Iterable[DagNode], *, listed: set[str]) -> list[DagNode]:
+def _expected_extremities(
+    nodes: Iterable[DagNode], *, listed: Set[str], dropped: Set[str] = frozenset()
+) -> list[DagNode]:
     """Events that may head the room and that no accepted timeline event cites: deepest first.
 
     Where an event joined the timeline on a state it was given (its prev events not held: a
     remote join, a gap ``/send`` could not fill), what came before it may or may not still
     head the room: a remote (re)join makes its join the only extremity, a gap keeps the old
-    ones. Older childless events are kept if ``listed`` holds them and not required otherwise."""
+    ones. Older childless events are kept if ``listed`` holds them and not required otherwise.
+    So are the ``dropped`` ones: an operator abandoned those branches on purpose (the admin
+    API's ``DELETE .../forward_extremities``, as Synapse's), and a repair must not undo it."""
     every = list(nodes)
     in_timeline = {n.event_id for n in every if not n.outlier}
     candidates = [n for n in every if n.in_head]
@@ -608,6 +616,7 @@ def _expected_extremities(nodes: Iterable[DagNode], *, listed: set[str]) -> list
             n
             for n in candidates
             if n.event_id not in cited
+            and (n.event_id not in dropped or n.event_id in listed)
             and (reset_at is None or (n.stream_ordering or 0) >= reset_at or n.event_id in listed)
         ),
         key=lambda n: (-n.depth, n.nid),

@@ -58,6 +58,15 @@ def list_audit_entries(
     return list(qs.order_by("-id")[:limit])
 
 
+def get_dropped_extremities(room_id: str) -> set[str]:
+    """Event IDs an operator dropped from the room's forward extremities (the admin API's
+    ``DELETE .../forward_extremities``): the audit entry is the drop's only record."""
+    rows = AuditEntry.objects.filter(
+        action="delete_forward_extremities", target=room_id, result="ok"
+    ).values_list("params", flat=True)
+    return {event_id for params in rows for event_id in (params or {}).get("dropped", [])}
+
+
 # --------------------------------------------------------------------------- admin jobs
 
 

@@ -334,6 +334,41 @@ def test_too_many_extremities_warn_and_a_dummy_event_merges_them(capsys, room) -
     assert sorted(dummy.event.prev_event_ids) == sorted(branches)
 
 
+def test_extremities_an_operator_dropped_are_neither_missing_nor_put_back(capsys, room) -> None:
+    """The admin API's ``DELETE .../forward_extremities`` (Synapse's semantics) abandons every
+    branch but the newest: those events stay childless for good. ``dag check`` must not call
+    them missing extremities, and ``dag repair`` must not list them again (undoing the drop)."""
+    from dagcore.actions import room_admin
+    from dagcore.actions.audit import Actor
+
+    branches = _fork(room, 3)
+    actor = Actor(user_id="@admin:" + settings.SERVER_NAME, via="api")
+    assert room_admin.check_delete_forward_extremities(room_id_or_alias=room["room_id"], actor=actor) == {
+        "deleted": 2
+    }
+    kept = forward_extremities(room["room_id"])
+    assert len(kept) == 1 and kept[0] in branches
+    code, report = _check(capsys, room["room_id"])
+    assert code == 0 and report["status"] == "ok", report
+    code, out, err = _run(repair, capsys, room["room_id"], "--apply", "--json")
+    assert code == 0, out + err
+    assert forward_extremities(room["room_id"]) == kept
+    # The room goes on from the kept branch; the dropped ones are still not expected.
+    following = _msg(room["room_id"], "after the drop")
+    assert forward_extremities(room["room_id"]) == [following]
+    assert _check(capsys, room["room_id"])[0] == 0
+    # A branch someone builds on again is a plain part of the DAG: its child heads the room.
+    dropped = next(b for b in branches if b not in kept)
+    state = current_state_ids(room["room_id"])
+    revived = remote_event(
+        room["remote"], room["room_id"], BOB, "m.room.message", {"msgtype": "m.text", "body": "revived"},
+        prev=[dropped], state=state,
+    )  # fmt: skip
+    persist_received_event(revived)
+    assert sorted(forward_extremities(room["room_id"])) == sorted([following, revived.event_id])
+    assert _check(capsys, room["room_id"])[0] == 0
+
+
 def test_the_beat_job_merges_a_room_over_ten_extremities_and_leaves_the_others(room) -> None:
     """Beat "merge-extremities": a dummy event by a local member cites every branch (Synapse's
     dummy events); a room at or under 10 is left alone; an audit entry per merge."""
