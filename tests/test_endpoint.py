@@ -13,15 +13,16 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test import RequestFactory
 
-from dagcore.http.endpoint import Endpoints, RequestContext
+from dagcore.http.endpoint import EndpointOptions, Endpoints, RequestContext
 from dagcore.http.errors import MatrixError
 
 factory = RequestFactory()
 seen: list[str] = []
 
 
-def _authenticator(ctx: RequestContext, required: bool, allow_guest: bool) -> None:
-    seen.append(f"auth required={required} guests={allow_guest}")
+def _authenticator(ctx: RequestContext, options: EndpointOptions) -> None:
+    required = options.auth == "required"
+    seen.append(f"auth required={required} guests={options.allow_guest}")
     if ctx.request.META.get("HTTP_AUTHORIZATION") != "Bearer good":
         if required:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")

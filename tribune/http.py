@@ -19,7 +19,14 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, re_path
 
 from dagcore.actions import accounts as account_actions
-from dagcore.http.endpoint import Endpoints, RequestContext, View, matrix_error_answer, method_not_allowed
+from dagcore.http.endpoint import (
+    EndpointOptions,
+    Endpoints,
+    RequestContext,
+    View,
+    matrix_error_answer,
+    method_not_allowed,
+)
 from dagcore.http.errors import MatrixError
 from dagcore.http.tokens import extract_access_token
 from dagcore.store import accounts as account_store
@@ -38,11 +45,13 @@ __all__ = [
 error_answer = matrix_error_answer
 
 
-def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = True) -> None:
+def authenticate(
+    ctx: RequestContext, *, required: bool, allow_guest: bool = True, allow_locked: bool = False
+) -> None:
     token = extract_access_token(ctx.request)
     if token is None and not required:
         return
-    owner = account_actions.access_token_owner(token)
+    owner = account_actions.access_token_owner(token, allow_locked=allow_locked)
     if owner.user.is_guest and not allow_guest:
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot use this endpoint")
     # Only application services may act as other users (spec: "Identity assertion").
@@ -60,8 +69,11 @@ def authenticate(ctx: RequestContext, *, required: bool, allow_guest: bool = Tru
         )
 
 
-def _authenticator(ctx: RequestContext, required: bool, allow_guest: bool) -> None:
-    authenticate(ctx, required=required, allow_guest=allow_guest)
+def _authenticator(ctx: RequestContext, options: EndpointOptions) -> None:
+    authenticate(
+        ctx, required=options.auth == "required", allow_guest=options.allow_guest,
+        allow_locked=options.allow_locked,
+    )  # fmt: skip
 
 
 #: ``@endpoint(auth="optional", allow_guest=True, rate_limit="message")``: the options are

@@ -108,9 +108,10 @@ def check_new_password(password: object) -> str:
     return password
 
 
-def access_token_owner(token: str | None) -> account_store.TokenOwner:
+def access_token_owner(token: str | None, *, allow_locked: bool = False) -> account_store.TokenOwner:
     """Who an access token belongs to: 401 ``M_MISSING_TOKEN`` without one, 401 ``M_UNKNOWN_TOKEN``
-    for an unknown, expired (soft logout: refresh instead) or deactivated account's token.
+    for an unknown, expired (soft logout: refresh instead) or deactivated account's token,
+    401 ``M_USER_LOCKED`` for a locked account's (unless ``allow_locked``: logging out).
 
     One indexed query, no cache: a revoked token fails at once.
     """
@@ -123,8 +124,9 @@ def access_token_owner(token: str | None) -> account_store.TokenOwner:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
     if owner.user.deactivated:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "This account has been deactivated", soft_logout=False)
-    if owner.user.locked:
-        # MSC3939 (account locking), as Synapse: the client keeps its token and tells the user.
+    if owner.user.locked and not allow_locked:
+        # Spec "Account locking" (v1.12, MSC3939): the client keeps its token and tells the
+        # user; only /logout and /logout/all still take it.
         raise MatrixError(401, "M_USER_LOCKED", "User account has been locked", soft_logout=True)
     return owner
 

@@ -58,8 +58,9 @@ MAX_QUERY_INT = 2**53
 _QUERY_INT_RE = re.compile(r"-?[0-9]{1,16}")
 
 AuthMode = Literal["required", "optional", "none"]
-#: ``(ctx, required, allow_guest)``: fills ``ctx.user`` (and device, token) or raises 401/403.
-Authenticator = Callable[["RequestContext", bool, bool], None]
+#: ``(ctx, options)``: fills ``ctx.user`` (and device, token) or raises 401/403, as the
+#: endpoint's ``auth``, ``allow_guest`` and ``allow_locked`` say.
+Authenticator = Callable[["RequestContext", "EndpointOptions"], None]
 #: What a view raised, as the response the client gets.
 ErrorAnswer = Callable[[HttpRequest, Exception], HttpResponse]
 View = Callable[..., Any]
@@ -240,6 +241,9 @@ class EndpointOptions:
     methods: frozenset[str] | None = None
     auth: AuthMode = "required"
     allow_guest: bool = False
+    #: Serve a locked account's token: spec "Account locking" (v1.12) keeps ``/logout`` and
+    #: ``/logout/all`` usable while every other endpoint answers 401 ``M_USER_LOCKED``.
+    allow_locked: bool = False
     #: ``rc_<rate_limit>`` of the operator config, applied per user (per address without one).
     rate_limit: str | None = None
     #: Methods whose body is parsed as JSON into ``ctx.body`` (empty: the view reads the
@@ -272,6 +276,7 @@ class Endpoints:
         methods: tuple[str, ...] | None = None,
         auth: AuthMode = "required",
         allow_guest: bool = False,
+        allow_locked: bool = False,
         rate_limit: str | None = None,
         body_methods: tuple[str, ...] = ("POST", "PUT"),
         max_body: int = MAX_JSON_BODY,
@@ -283,6 +288,7 @@ class Endpoints:
             methods=frozenset(methods) if methods is not None else None,
             auth=auth,
             allow_guest=allow_guest,
+            allow_locked=allow_locked,
             rate_limit=rate_limit,
             body_methods=frozenset(body_methods),
             max_body=max_body,
@@ -296,7 +302,7 @@ class Endpoints:
 
     def _prepare(self, ctx: RequestContext, options: EndpointOptions) -> None:
         if options.auth != "none":
-            self.authenticator(ctx, options.auth == "required", options.allow_guest)
+            self.authenticator(ctx, options)
             if ctx.user is not None:
                 note_requester(ctx.user.user_id)  # the access line's requester
         if options.rate_limit is not None:

@@ -579,6 +579,34 @@ def test_logout_all_kills_every_token(dagma_server, make_client) -> None:
     assert _login(dagma_server.base_url, alice.user_id).get("/devices").json["devices"].__len__() == 1
 
 
+def _set_locked(server: LiveServer, user_id: str, locked: bool) -> None:
+    """As the admin API's ``PUT /_synapse/admin/v2/users/<id> {"locked": ...}`` leaves the row."""
+    assert server.query(
+        "UPDATE users SET locked = %s WHERE user_id = %s RETURNING user_id", (locked, user_id)
+    )
+
+
+def test_a_locked_account_is_refused_everywhere_but_may_still_log_out(dagma_server, make_client) -> None:
+    """Spec "Account locking" (v1.12): 401 ``M_USER_LOCKED`` with ``soft_logout`` on every
+    authenticated endpoint, except ``/logout`` and ``/logout/all``, which still work."""
+    alice = make_client()
+    other = _login(dagma_server.base_url, alice.user_id)
+    _set_locked(dagma_server, alice.user_id, True)
+    refused = alice.get("/account/whoami", expect=401).json
+    assert refused["errcode"] == "M_USER_LOCKED" and refused["soft_logout"] is True
+    assert alice.get("/joined_rooms", expect=401).json["errcode"] == "M_USER_LOCKED"
+    alice.post("/logout", spec="/logout")
+    assert alice.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
+    assert other.get("/devices", expect=401).json["errcode"] == "M_USER_LOCKED"
+    other.post("/logout/all", spec="/logout/all")
+    assert other.get("/account/whoami", expect=401).json["errcode"] == "M_UNKNOWN_TOKEN"
+    # Unlocked, the account logs in again.
+    _set_locked(dagma_server, alice.user_id, False)
+    assert (
+        _login(dagma_server.base_url, alice.user_id).get("/account/whoami").json["user_id"] == alice.user_id
+    )
+
+
 def test_refresh_token_is_not_issued_without_a_token_lifetime(dagma_server, make_client) -> None:
     alice = make_client()
     r = MatrixClient(dagma_server.base_url).post(

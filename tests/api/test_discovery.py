@@ -8,10 +8,37 @@ from dagcore.protocol import signing
 from tests.support.client import MatrixClient
 
 
-def test_versions_lists_v1_1_and_validates_against_the_spec(dagma_server) -> None:
+def test_versions_lists_v1_1_to_v1_14_and_validates_against_the_spec(dagma_server) -> None:
     c = MatrixClient(dagma_server.base_url)
     r = c.get("/_matrix/client/versions", spec="/versions", auth=False)
-    assert "v1.1" in r.json["versions"]
+    assert r.json["versions"][-4:] == ["v1.11", "v1.12", "v1.13", "v1.14"] and "v1.1" in r.json["versions"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "errcode"),
+    [
+        ("/register/email/requestToken", {"email": "a@example.org"}, 403, "M_THREEPID_DENIED"),
+        ("/register/msisdn/requestToken", {"country": "GB", "phone_number": "07700900001"}, 403,
+         "M_THREEPID_DENIED"),
+        ("/account/password/email/requestToken", {"email": "a@example.org"}, 403, "M_THREEPID_DENIED"),
+        ("/account/password/msisdn/requestToken", {"country": "GB", "phone_number": "07700900001"}, 403,
+         "M_THREEPID_DENIED"),
+        ("/account/3pid/email/requestToken", {"email": "a@example.org"}, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
+        ("/account/3pid/msisdn/requestToken", {"country": "GB", "phone_number": "07700900001"}, 400,
+         "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
+    ],
+)  # fmt: skip
+def test_third_party_identifier_tokens_are_refused_with_the_spec_codes(
+    dagma_server, path: str, body: dict[str, str], status: int, errcode: str
+) -> None:
+    """No email or phone is ever bound here (``m.3pid_changes`` is off): the v1.13 error
+    codes (MSC4178) instead of the catch-all 404, and a body that is no JSON is still M_NOT_JSON."""
+    c = MatrixClient(dagma_server.base_url)
+    full = {"client_secret": "s3cr3t", "send_attempt": 1, **body}
+    r = c.post(f"/_matrix/client/v3{path}", full, auth=False, expect=status, spec=path)
+    assert r.json["errcode"] == errcode
+    raw = c.request("POST", f"/_matrix/client/v3{path}", content=b"{nope", auth=False, expect=400)
+    assert raw.json["errcode"] == "M_NOT_JSON"
 
 
 def test_every_response_carries_cors_headers_errors_included(dagma_server) -> None:

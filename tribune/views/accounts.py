@@ -270,14 +270,14 @@ def get_login_token(ctx: RequestContext) -> dict[str, Any]:
     return {"login_token": token, "expires_in_ms": lifetime}
 
 
-@endpoint(allow_guest=True)
+@endpoint(allow_guest=True, allow_locked=True)
 def logout(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/logout"""
     account_actions.do_logout(user=ctx.require_user(), device=ctx.device, token_id=ctx.token_id)
     return {}
 
 
-@endpoint(allow_guest=True)
+@endpoint(allow_guest=True, allow_locked=True)
 def logout_all(ctx: RequestContext) -> dict[str, Any]:
     """POST /_matrix/client/v3/logout/all"""
     account_actions.do_logout_all(user=ctx.require_user())
@@ -349,8 +349,40 @@ def threepids(ctx: RequestContext) -> dict[str, Any]:
     return {"threepids": []}
 
 
+@endpoint(auth="none")
+def request_token_refused(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/{register,account/password}/{email,msisdn}/requestToken
+
+    This server binds no third-party identifiers (``m.3pid_changes`` is off), so no address
+    can register or reset a password: 403 ``M_THREEPID_DENIED``, the spec's answer for an
+    address the server does not permit. Nothing is sent or stored."""
+    raise MatrixError(403, "M_THREEPID_DENIED", "This server does not use email addresses or phone numbers")
+
+
+@endpoint(auth="none")
+def request_3pid_token_email(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/account/3pid/email/requestToken (spec v1.13, MSC4178)."""
+    raise MatrixError(
+        400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not support adding email addresses"
+    )
+
+
+@endpoint(auth="none")
+def request_3pid_token_msisdn(ctx: RequestContext) -> dict[str, Any]:
+    """POST /_matrix/client/v3/account/3pid/msisdn/requestToken (spec v1.13, MSC4178)."""
+    raise MatrixError(
+        400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", "This server does not support adding phone numbers"
+    )
+
+
 routes: list[URLPattern] = [
     client_route("register", methods(POST=register)),
+    client_route("register/email/requestToken", methods(POST=request_token_refused)),
+    client_route("register/msisdn/requestToken", methods(POST=request_token_refused)),
+    client_route("account/password/email/requestToken", methods(POST=request_token_refused)),
+    client_route("account/password/msisdn/requestToken", methods(POST=request_token_refused)),
+    client_route("account/3pid/email/requestToken", methods(POST=request_3pid_token_email)),
+    client_route("account/3pid/msisdn/requestToken", methods(POST=request_3pid_token_msisdn)),
     client_route("register/available", methods(GET=register_available)),
     client_route(
         "register/m.login.registration_token/validity",
