@@ -11,6 +11,10 @@ room it is not in is asked of the servers in its ``via`` (spec server-server API
 summaries of *its* children that answer carries are used for the next level.
 The Embassy serves the same endpoint (:func:`get_hierarchy_for_server`).
 
+One room's summary (spec v1.15 "Room summaries", ``GET /_matrix/client/v1/room_summary/
+{roomIdOrAlias}``, :func:`get_room_summary`) follows the same rule and asks other servers the
+same way.
+
 Accessible (spec "Spaces", as Synapse): the user is joined or invited, or the
 room's join rule is ``public``/``knock``/``knock_restricted``, or its history is
 ``world_readable``, or it is ``restricted`` to a room the user is joined to.
@@ -20,11 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dagcore.actions.directory import room_summary_chunk
+from dagcore.actions.membership import resolve_room_and_servers
 from dagcore.federation.client import FederationError
 from dagcore.federation.queries import query_remote_hierarchy
 from dagcore.http.errors import MatrixError
@@ -210,7 +215,9 @@ def _remote_accessible(summary: Mapping[str, Any], membership: str | None, joine
     return False
 
 
-_SUMMARY_STRINGS = ("name", "topic", "avatar_url", "canonical_alias", "join_rule", "room_type", "encryption")
+_SUMMARY_STRINGS = (
+    "name", "topic", "avatar_url", "canonical_alias", "join_rule", "room_type", "encryption", "room_version",
+)  # fmt: skip
 
 
 def _clean_summary(room_id: str, raw: Any) -> dict[str, Any] | None:
@@ -279,6 +286,72 @@ class _RemoteRooms:
                         self.known[kid_id] = cleaned
             return room
         return carried  # a summary without its children is better than none
+
+
+# --------------------------------------------------------------------------- one room's summary
+
+
+def _open_to_anyone(state: Mapping[str, dict[str, Any]]) -> bool:
+    """Spec "Room summaries": what may be told without an access token (public, knock or
+    knock_restricted join rule, or world-readable history)."""
+    return (
+        state.get("m.room.join_rules", {}).get("join_rule") in _OPEN_RULES
+        or state.get("m.room.history_visibility", {}).get("history_visibility") == "world_readable"
+    )
+
+
+def get_room_summary(*, user_id: str | None, room_id_or_alias: str, via: Sequence[str]) -> dict[str, Any]:
+    """``GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`` (spec v1.15, MSC3266).
+
+    A room this server is in is summarised from its state; another is asked of the servers of
+    ``via``, of the alias's answer and of the room ID (federation ``/hierarchy``, as for a
+    space's child). Told only to whom the room is accessible (the hierarchy's rule); else 404
+    ``M_NOT_FOUND``, as for a room that does not exist, so existence is not revealed. Without
+    an access token: only rooms open to anyone, and never a request to another server.
+    """
+    if (
+        user_id is None
+        and room_id_or_alias.startswith("#")
+        and not room_id_or_alias.endswith(f":{get_server_name()}")
+    ):
+        raise MatrixError(
+            404, "M_NOT_FOUND", "Rooms of other servers are summarised for signed-in users only"
+        )
+    room_id, alias_servers = resolve_room_and_servers(room_id_or_alias)
+    not_found = MatrixError(404, "M_NOT_FOUND", "Room not found")
+    memberships = (
+        {m.room_id: m.membership for m in sync_store.get_user_memberships(user_id)} if user_id else {}
+    )
+    joined_rooms = {r for r, m in memberships.items() if m == "join"}
+    membership = memberships.get(room_id)
+    nid = _rooms_we_are_in([room_id]).get(room_id)
+    if nid is not None:
+        state = directory_store.get_room_summaries([nid]).get(nid, {})
+        if not (_accessible(state, membership, joined_rooms) if user_id else _open_to_anyone(state)):
+            raise not_found
+        counts = sync_store.get_membership_counts([nid])
+        summary = room_summary_chunk(room_id, counts.get(nid, {}).get("join", 0), state)
+        if state.get("m.room.join_rules", {}).get("join_rule") in ("restricted", "knock_restricted"):
+            summary["allowed_room_ids"] = _allowed_room_ids(state)
+        encryption = state.get("m.room.encryption", {}).get("algorithm")
+        if isinstance(encryption, str) and encryption:
+            summary["encryption"] = encryption
+        room = room_store.get_room(room_id)
+        if room is not None:
+            summary["room_version"] = room.room_version
+    else:
+        if user_id is None:
+            raise not_found
+        domain = room_id.split(":", 1)[1] if ":" in room_id else ""
+        servers = [s for s in dict.fromkeys([*via, *alias_servers, domain]) if is_valid_server_name(s)]
+        remote = _RemoteRooms(suggested_only=False).summary(room_id, servers)
+        if remote is None or not _remote_accessible(remote, membership, joined_rooms):
+            raise not_found
+        summary = {k: v for k, v in remote.items() if k != "children_state"}
+    if user_id is not None:
+        # Spec: the user's membership; Synapse says "leave" for a user who has none.
+        summary["membership"] = membership or "leave"
+    return summary
 
 
 # --------------------------------------------------------------------------- serving other servers

@@ -23,6 +23,7 @@ SUMMARY_STATE_TYPES = (
     "m.room.join_rules",
     "m.room.history_visibility",
     "m.room.guest_access",
+    "m.room.encryption",
 )
 
 

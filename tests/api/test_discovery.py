@@ -8,10 +8,11 @@ from dagcore.protocol import signing
 from tests.support.client import MatrixClient
 
 
-def test_versions_lists_v1_1_to_v1_14_and_validates_against_the_spec(dagma_server) -> None:
+def test_versions_lists_v1_1_to_v1_15_and_validates_against_the_spec(dagma_server) -> None:
     c = MatrixClient(dagma_server.base_url)
     r = c.get("/_matrix/client/versions", spec="/versions", auth=False)
-    assert r.json["versions"][-4:] == ["v1.11", "v1.12", "v1.13", "v1.14"] and "v1.1" in r.json["versions"]
+    assert r.json["versions"][-5:] == ["v1.11", "v1.12", "v1.13", "v1.14", "v1.15"]
+    assert "v1.1" in r.json["versions"]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ def test_js_sdk_chats_paginates_edits_reacts_threads_and_redacts(dagma_server) -
     result = run_journey(
         "rooms.mjs", base_url=dagma_server.base_url, alice=str(alice.user_id), bob=str(bob.user_id)
     )
+    assert result["preview"] == [True, "js room", "chat", 1, "leave"]
     assert result["scrollback"] == [f"m{i}" for i in range(12)]
     assert result["reactionKeys"] == ["👍"]
     assert result["threadReplies"] == [result["replyId"]]

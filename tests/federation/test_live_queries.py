@@ -148,3 +148,50 @@ def test_a_space_on_b_shows_a_child_room_only_a_is_in(pair) -> None:
     finally:
         alice.close()
         bob.close()
+
+
+def test_b_summarises_a_room_only_a_is_in_for_its_signed_in_users(pair) -> None:
+    """Spec v1.15 "Room summaries": B asks A (federation ``/hierarchy``) for a room B has no
+    member in, by alias or by ID with ``via``; a private room stays unknown, and nothing is
+    asked for a caller without an access token."""
+    a, b = pair
+    tag = secrets.token_hex(3)
+    alice = MatrixClient(a.base_url).register(f"alice{tag}")
+    bob = MatrixClient(b.base_url).register(f"bob{tag}")
+    spec = "/room_summary/{roomIdOrAlias}"
+    try:
+        room = alice.create_room(
+            preset="public_chat", name=f"A's lobby {tag}", topic="hello", room_alias_name=f"lobby{tag}"
+        )
+        secret = alice.create_room(preset="private_chat", name=f"A's secret {tag}")
+        alias = f"#lobby{tag}:{a.server_name}"
+        by_alias = bob.get(f"/_matrix/client/v1/room_summary/{q(alias)}", spec=spec).json
+        assert by_alias["room_id"] == room and by_alias["name"] == f"A's lobby {tag}"
+        assert by_alias["topic"] == "hello" and by_alias["join_rule"] == "public"
+        assert by_alias["num_joined_members"] == 1 and by_alias["membership"] == "leave"
+        by_id = bob.get(
+            f"/_matrix/client/v1/room_summary/{q(room)}", params={"via": a.server_name}, spec=spec
+        ).json
+        assert by_id["room_id"] == room and by_id["canonical_alias"] == alias
+        hidden = bob.get(
+            f"/_matrix/client/v1/room_summary/{q(secret)}",
+            params={"via": a.server_name},
+            expect=404,
+            spec=spec,
+        )
+        assert hidden.json["errcode"] == "M_NOT_FOUND"
+        anonymous = MatrixClient(b.base_url)
+        refused = anonymous.get(
+            f"/_matrix/client/v1/room_summary/{q(room)}",
+            params={"via": a.server_name},
+            expect=404,
+            auth=False,
+        )
+        assert refused.json["errcode"] == "M_NOT_FOUND"
+        # Once bob has joined, B summarises the room itself, membership included.
+        bob.post(f"/join/{q(alias)}", {})
+        mine = bob.get(f"/_matrix/client/v1/room_summary/{q(room)}", spec=spec).json
+        assert mine["membership"] == "join" and mine["num_joined_members"] == 2
+    finally:
+        alice.close()
+        bob.close()

@@ -147,3 +147,29 @@ def test_public_rooms_of_the_other_server_are_listed_both_ways(
     finally:
         sam.close()
         dan.close()
+
+
+def test_room_summaries_of_the_other_server_both_ways(dagma: LiveServer, synapse_peer: SynapsePeer) -> None:
+    """Spec v1.15 "Room summaries": each side summarises the other's public room for its own
+    user, by alias (federation ``query/directory``, then ``/hierarchy``)."""
+    tag = secrets.token_hex(3)
+    sam = _client(synapse_peer.base_url, synapse_peer.register(f"sam{tag}"))
+    dan = MatrixClient(dagma.base_url, timeout=120).register(f"dan{tag}")
+    try:
+        sam.create_room(preset="public_chat", name=f"Sam's cafe {tag}", room_alias_name=f"cafe{tag}")
+        dan_room = dan.create_room(
+            preset="public_chat", name=f"Dan's cafe {tag}", room_alias_name=f"dcafe{tag}"
+        )
+        sam_alias = f"#cafe{tag}:{synapse_peer.server_name}"
+        told = dan.get(
+            f"/_matrix/client/v1/room_summary/{q(sam_alias)}", spec="/room_summary/{roomIdOrAlias}"
+        ).json
+        assert told["name"] == f"Sam's cafe {tag}" and told["join_rule"] == "public"
+        assert told["num_joined_members"] == 1 and told["membership"] == "leave"
+        dan_alias = f"#dcafe{tag}:{dagma.server_name}"
+        seen = sam.get(f"/_matrix/client/v1/room_summary/{q(dan_alias)}").json
+        assert seen["room_id"] == dan_room and seen["name"] == f"Dan's cafe {tag}"
+        assert seen["join_rule"] == "public" and seen["num_joined_members"] == 1
+    finally:
+        sam.close()
+        dan.close()

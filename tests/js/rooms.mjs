@@ -33,6 +33,10 @@ async function main() {
     topic: "chat",
   });
   step("room created");
+  // Element's room preview before joining (the stable endpoint of spec v1.15).
+  const preview = await bob.getRoomSummary(`#${alias}:${args.alice.split(":")[1]}`);
+  result.preview = [preview.room_id === roomId, preview.name, preview.topic, preview.num_joined_members, preview.membership];
+  step("room previewed");
   for (let i = 0; i < 12; i++) {
     await alice.sendTextMessage(roomId, `m${i}`);
   }

@@ -14,10 +14,11 @@ from tribune.http import RequestContext, endpoint
 #: Every spec version whose client-server API we implement (js-sdk needs one of
 #: v1.1-v1.13 and changes behaviour at v1.4 and v1.11). v1.12: account locking lets a locked
 #: account log out; v1.13: room reports and the requestToken endpoints' error codes; v1.14:
-#: user reports. Not v1.15 yet: no ``/v1/room_summary``.
+#: user reports; v1.15: ``/v1/room_summary`` (js-sdk previews rooms with it from v1.15 on).
+#: Not v1.16 yet: no ``use_state_after`` in ``/sync``.
 SUPPORTED_SPEC_VERSIONS = [
     "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
-    "v1.12", "v1.13", "v1.14",
+    "v1.12", "v1.13", "v1.14", "v1.15",
 ]  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Spaces (spec: client-server API "Spaces" — ``GET /_matrix/client/v1/rooms/{roomId}/hierarchy``)."""
+"""Spaces and room summaries (spec: client-server API "Spaces" — ``GET /_matrix/client/v1/rooms/
+{roomId}/hierarchy`` — and "Room summaries" — ``GET /_matrix/client/v1/room_summary/{roomIdOrAlias}``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def get_hierarchy(ctx: RequestContext, room_id: str) -> dict[str, Any]:
     return out
 
 
+@endpoint(auth="optional", allow_guest=True)
+def get_room_summary(ctx: RequestContext, room_id_or_alias: str) -> dict[str, Any]:
+    """GET /_matrix/client/v1/room_summary/{roomIdOrAlias}"""
+    return actions.get_room_summary(
+        user_id=ctx.user.user_id if ctx.user else None,
+        room_id_or_alias=room_id_or_alias,
+        via=ctx.query.getlist("via"),
+    )
+
+
 routes: list[URLPattern] = [
     client_route("rooms/<room_id>/hierarchy", methods(GET=get_hierarchy), versions=("v1",)),
+    client_route("room_summary/<room_id_or_alias>", methods(GET=get_room_summary), versions=("v1",)),
 ]
