@@ -38,6 +38,28 @@ def _server_signing_key() -> None:
         path.write_text(signing.write_signing_keys([signing.generate_signing_key()]))
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Generator[None, None, None]:
+    """pytest-django's test databases, and before they are dropped: the sessions this process's
+    worker threads left open end. The server's long-lived pools (``dagma-membership``,
+    ``remote-media``...) keep a connection per thread for the life of the process; in the test
+    process that outlived the tests, and dropping the database failed ("being accessed by
+    other users"), leaving it behind."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for alias in connections:
+            connection = connections[alias]
+            if connection.vendor != "postgresql":
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _celery_app() -> None:
     """As in a server process (``dagma_project.startup``): with a broker configured, queued
