@@ -291,15 +291,6 @@ class _RemoteRooms:
 # --------------------------------------------------------------------------- one room's summary
 
 
-def _open_to_anyone(state: Mapping[str, dict[str, Any]]) -> bool:
-    """Spec "Room summaries": what may be told without an access token (public, knock or
-    knock_restricted join rule, or world-readable history)."""
-    return (
-        state.get("m.room.join_rules", {}).get("join_rule") in _OPEN_RULES
-        or state.get("m.room.history_visibility", {}).get("history_visibility") == "world_readable"
-    )
-
-
 def get_room_summary(*, user_id: str | None, room_id_or_alias: str, via: Sequence[str]) -> dict[str, Any]:
     """``GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`` (spec v1.15, MSC3266).
 
@@ -327,12 +318,12 @@ def get_room_summary(*, user_id: str | None, room_id_or_alias: str, via: Sequenc
     nid = _rooms_we_are_in([room_id]).get(room_id)
     if nid is not None:
         state = directory_store.get_room_summaries([nid]).get(nid, {})
-        if not (_accessible(state, membership, joined_rooms) if user_id else _open_to_anyone(state)):
+        # Without a token there is no membership nor joined room: only rooms open to anyone
+        # (public, knock or knock_restricted, or world-readable history) pass.
+        if not _accessible(state, membership, joined_rooms):
             raise not_found
         counts = sync_store.get_membership_counts([nid])
-        summary = room_summary_chunk(room_id, counts.get(nid, {}).get("join", 0), state)
-        if state.get("m.room.join_rules", {}).get("join_rule") in ("restricted", "knock_restricted"):
-            summary["allowed_room_ids"] = _allowed_room_ids(state)
+        summary = _summary_of(room_id, counts.get(nid, {}).get("join", 0), state)
         encryption = state.get("m.room.encryption", {}).get("algorithm")
         if isinstance(encryption, str) and encryption:
             summary["encryption"] = encryption
@@ -371,6 +362,15 @@ def _accessible_to_server(
     if origin in servers_in:
         return True
     return rule == "restricted" and origin in allowed_servers
+
+
+def _summary_of(room_id: str, joined_members: int, state: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """A room's summary as told to other servers and by ``room_summary``: the directory's
+    chunk, with the allowed rooms of a restricted room."""
+    chunk = room_summary_chunk(room_id, joined_members, state)
+    if state.get("m.room.join_rules", {}).get("join_rule") in ("restricted", "knock_restricted"):
+        chunk["allowed_room_ids"] = _allowed_room_ids(state)
+    return chunk
 
 
 def _allowed_room_ids(state: Mapping[str, dict[str, Any]]) -> list[str]:
@@ -418,11 +418,7 @@ def get_hierarchy_for_server(*, origin: str, room_id: str, suggested_only: bool)
         return _accessible_to_server(state, origin, servers.get(nid, set()), via_allowed)
 
     def chunk_of(rid: str, nid: int) -> dict[str, Any]:
-        state = summaries.get(nid, {})
-        chunk = room_summary_chunk(rid, counts.get(nid, {}).get("join", 0), state)
-        if state.get("m.room.join_rules", {}).get("join_rule") in ("restricted", "knock_restricted"):
-            chunk["allowed_room_ids"] = _allowed_room_ids(state)
-        return chunk
+        return _summary_of(rid, counts.get(nid, {}).get("join", 0), summaries.get(nid, {}))
 
     if not accessible(root_nid):
         raise MatrixError(404, "M_NOT_FOUND", "Room not found")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -158,6 +159,10 @@ def test_b_summarises_a_room_only_a_is_in_for_its_signed_in_users(pair) -> None:
     tag = secrets.token_hex(3)
     alice = MatrixClient(a.base_url).register(f"alice{tag}")
     bob = MatrixClient(b.base_url).register(f"bob{tag}")
+
+    def summary(client: MatrixClient, room_id_or_alias: str, **kw: Any) -> Any:
+        return client.get(f"/_matrix/client/v1/room_summary/{q(room_id_or_alias)}", **kw).json
+
     spec = "/room_summary/{roomIdOrAlias}"
     try:
         room = alice.create_room(
@@ -165,32 +170,20 @@ def test_b_summarises_a_room_only_a_is_in_for_its_signed_in_users(pair) -> None:
         )
         secret = alice.create_room(preset="private_chat", name=f"A's secret {tag}")
         alias = f"#lobby{tag}:{a.server_name}"
-        by_alias = bob.get(f"/_matrix/client/v1/room_summary/{q(alias)}", spec=spec).json
+        by_alias = summary(bob, alias, spec=spec)
         assert by_alias["room_id"] == room and by_alias["name"] == f"A's lobby {tag}"
         assert by_alias["topic"] == "hello" and by_alias["join_rule"] == "public"
         assert by_alias["num_joined_members"] == 1 and by_alias["membership"] == "leave"
-        by_id = bob.get(
-            f"/_matrix/client/v1/room_summary/{q(room)}", params={"via": a.server_name}, spec=spec
-        ).json
+        by_id = summary(bob, room, params={"via": a.server_name}, spec=spec)
         assert by_id["room_id"] == room and by_id["canonical_alias"] == alias
-        hidden = bob.get(
-            f"/_matrix/client/v1/room_summary/{q(secret)}",
-            params={"via": a.server_name},
-            expect=404,
-            spec=spec,
-        )
-        assert hidden.json["errcode"] == "M_NOT_FOUND"
+        hidden = summary(bob, secret, params={"via": a.server_name}, expect=404, spec=spec)
+        assert hidden["errcode"] == "M_NOT_FOUND"
         anonymous = MatrixClient(b.base_url)
-        refused = anonymous.get(
-            f"/_matrix/client/v1/room_summary/{q(room)}",
-            params={"via": a.server_name},
-            expect=404,
-            auth=False,
-        )
-        assert refused.json["errcode"] == "M_NOT_FOUND"
+        refused = summary(anonymous, room, params={"via": a.server_name}, expect=404, auth=False)
+        assert refused["errcode"] == "M_NOT_FOUND"
         # Once bob has joined, B summarises the room itself, membership included.
         bob.post(f"/join/{q(alias)}", {})
-        mine = bob.get(f"/_matrix/client/v1/room_summary/{q(room)}", spec=spec).json
+        mine = summary(bob, room, spec=spec)
         assert mine["membership"] == "join" and mine["num_joined_members"] == 2
     finally:
         alice.close()
